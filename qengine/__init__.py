@@ -1,0 +1,6 @@
+"""qengine: a framework-free int8 inference and quantization engine for Python on CPUs."""
+__version__ = "0.1.0"
+
+from ._runtime import (active_isa, available_isas, get_num_threads, set_num_threads,  # noqa: F401
+                       show_config)
+from .errors import ConfigError, ModelError, QEngineError, ShapeError  # noqa: F401

@@ -1,0 +1,118 @@
+"""Run-time kernel selection and threads.
+
+The ISA is chosen once, at import: the best of "compiled in ∧ supported by CPU and OS", unless
+``QENGINE_ISA`` names one (then it must be runnable, or import fails with a clear error).
+Tests and benchmarks pass an explicit ``isa=`` to the functional API to compare paths in one
+process; everything else uses :func:`active_isa`.
+"""
+import os
+
+from ._ext import _cpu
+from .errors import ConfigError
+
+ISA_NAMES = _cpu.ISA_NAMES
+_PREFERENCE = ("avx512vnni", "neondot", "avx2", "scalar")
+
+
+def _select_isa():
+    runnable = _cpu.runnable_isas()
+    compiled = _cpu.compiled_isas()
+    available = [i for i in runnable if i in compiled]
+    forced = os.environ.get("QENGINE_ISA", "").strip().lower()
+    if forced:
+        if forced not in ISA_NAMES:
+            raise ConfigError(f"QENGINE_ISA={forced!r} is not an ISA qengine knows; "
+                              f"expected one of {', '.join(ISA_NAMES)}")
+        if forced not in compiled:
+            raise ConfigError(f"QENGINE_ISA={forced!r}: this build of qengine has no {forced} "
+                              f"kernels (compiled: {', '.join(compiled)})")
+        if forced not in runnable:
+            raise ConfigError(f"QENGINE_ISA={forced!r}: this CPU/OS cannot run {forced} "
+                              f"(runnable: {', '.join(available)})")
+        return forced
+    return next(i for i in _PREFERENCE if i in available)
+
+
+_ACTIVE = _select_isa()
+
+
+def active_isa():
+    """Name of the ISA every kernel uses by default ('scalar', 'avx2', 'avx512vnni', 'neondot')."""
+    return _ACTIVE
+
+
+def available_isas():
+    """ISAs that are both compiled in and runnable here, in ISA_NAMES order."""
+    runnable = set(_cpu.runnable_isas())
+    return [i for i in _cpu.compiled_isas() if i in runnable]
+
+
+def isa_index(isa=None):
+    """Map an ISA name (None = active) to the integer the compiled kernels take; validate it."""
+    name = _ACTIVE if isa is None else str(isa).lower()
+    if name not in ISA_NAMES:
+        raise ConfigError(f"unknown ISA {isa!r}; expected one of {', '.join(ISA_NAMES)}")
+    if name not in available_isas():
+        raise ConfigError(f"ISA {name!r} is not available on this machine "
+                          f"(available: {', '.join(available_isas())})")
+    return ISA_NAMES.index(name)
+
+
+def set_num_threads(n):
+    """Set the number of OpenMP threads the kernels use (like OMP_NUM_THREADS)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"set_num_threads expects a positive int, got {n!r}")
+    _cpu.set_num_threads(n)
+
+
+def get_num_threads():
+    return _cpu.get_num_threads()
+
+
+# Kernel names per op, registered by the modules that own the kernels (e.g. the GEMM driver),
+# so show_config() can print which microkernel each op runs without importing them all here.
+_KERNEL_NAMES = {}
+
+
+def register_kernels(op, names_by_isa):
+    _KERNEL_NAMES[op] = dict(names_by_isa)
+
+
+def config():
+    """Everything show_config() prints, as a dict (also recorded by the benchmarks)."""
+    import numpy as np
+    from . import __version__
+    # Import the kernel-owning modules so they register their names.
+    from . import functional  # noqa: F401
+    return {
+        "qengine": __version__,
+        "numpy": np.__version__,
+        "cpu_features": _cpu.cpu_features(),
+        "compiled_isas": _cpu.compiled_isas(),
+        "runnable_isas": _cpu.runnable_isas(),
+        "active_isa": _ACTIVE,
+        "forced_by_env": bool(os.environ.get("QENGINE_ISA")),
+        "kernels": {op: names.get(_ACTIVE, "?") for op, names in sorted(_KERNEL_NAMES.items())},
+        "openmp": _cpu.openmp_enabled(),
+        "threads": _cpu.get_num_threads(),
+    }
+
+
+def show_config(file=None):
+    """Print CPU features, compiled ISAs, the active kernels, OpenMP and thread count."""
+    import sys
+    c = config()
+    out = file or sys.stdout
+    rows = [
+        ("qengine", c["qengine"]), ("numpy", c["numpy"]),
+        ("CPU features", " ".join(c["cpu_features"]) or "(none detected)"),
+        ("compiled ISAs", " ".join(c["compiled_isas"])),
+        ("runnable ISAs", " ".join(c["runnable_isas"])),
+        ("active ISA", c["active_isa"] + (" (forced by QENGINE_ISA)" if c["forced_by_env"] else "")),
+        ("OpenMP", "on" if c["openmp"] else "OFF (serial build)"),
+        ("threads", str(c["threads"])),
+    ]
+    rows += [(f"kernel[{op}]", name) for op, name in c["kernels"].items()]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}", file=out)

@@ -1,0 +1,17 @@
+"""qengine's exception types: one base class so callers can catch everything qengine raises."""
+
+
+class QEngineError(Exception):
+    """Base class of every error qengine raises on purpose."""
+
+
+class ConfigError(QEngineError, ValueError):
+    """A bad setting: unknown ISA, impossible thread count, invalid quantization parameters."""
+
+
+class ShapeError(QEngineError, ValueError):
+    """An input whose shape, rank or dtype is not what the operation needs."""
+
+
+class ModelError(QEngineError, ValueError):
+    """A model or engine file that is malformed, unsupported or hostile."""

@@ -1,0 +1,85 @@
+"""Build qengine's compiled extensions.
+
+Every module in src_pyx/ becomes qengine._ext.<name>. Compiler flags stay at the baseline ISA
+(x86-64 / armv8-a): SIMD code is compiled per function with target attributes (include/qengine/
+qe_target.h) and chosen at run time, so a wheel built here runs on any CPU of the architecture.
+OpenMP is probed the scikit-learn way: try to compile and link a tiny program with it; if that
+fails, build serially and say so loudly.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+HERE = Path(__file__).resolve().parent
+OMP_TEST = r"""
+#include <omp.h>
+#include <stdio.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    printf("%d\n", n > 0);
+    return 0;
+}
+"""
+
+
+def _compiler():
+    return os.environ.get("CC") or sysconfig.get_config_var("CC").split()[0] or "cc"
+
+
+def openmp_flags():
+    """Return (compile_args, link_args) for OpenMP, or ([], []) when the compiler lacks it."""
+    if os.environ.get("QENGINE_DISABLE_OPENMP"):
+        warnings.warn("QENGINE_DISABLE_OPENMP set: building qengine WITHOUT OpenMP (1 thread)")
+        return [], []
+    cc = _compiler()
+    flag = "-fopenmp"
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "omp.c"
+        src.write_text(OMP_TEST)
+        try:
+            subprocess.run([cc, flag, str(src), "-o", str(Path(d) / "omp")], check=True,
+                           capture_output=True)
+            out = subprocess.run([str(Path(d) / "omp")], check=True, capture_output=True, text=True)
+            if out.stdout.strip() == "1":
+                return [flag], [flag]
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    warnings.warn(
+        "\n***\n*** qengine: the C compiler does not support OpenMP; building SERIAL kernels.\n"
+        "*** Install libgomp / libomp for multi-threaded inference.\n***")
+    return [], []
+
+
+def extensions():
+    omp_c, omp_l = openmp_flags()
+    base = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing",
+            "-Wno-unused-function", "-Wno-unreachable-code"]
+    if sys.platform == "win32":
+        base = ["/O2", "/fp:precise"]
+    exts = []
+    for pyx in sorted((HERE / "src_pyx").glob("*.pyx")):
+        exts.append(Extension(
+            f"qengine._ext.{pyx.stem}", [str(pyx.relative_to(HERE))],
+            include_dirs=["include", "src_pyx", np.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            extra_compile_args=base + omp_c,
+            extra_link_args=omp_l,
+            depends=[str(p.relative_to(HERE)) for p in (HERE / "include").rglob("*.h")],
+        ))
+    return cythonize(exts, include_path=["src_pyx"], language_level=3,
+                     compiler_directives={"boundscheck": False, "wraparound": False,
+                                          "cdivision": True, "initializedcheck": False})
+
+
+setup(ext_modules=extensions())
