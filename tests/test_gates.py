@@ -59,3 +59,10 @@ def test_lstm_cell(isa, n):
     h0, c0 = _rnn.lstm_cell(g, c, 0)
     np.testing.assert_array_equal(h.view(np.uint32), h0.view(np.uint32))
     np.testing.assert_array_equal(c1.view(np.uint32), c0.view(np.uint32))
+
+
+def test_numpy_mirror_bit_exact_with_scalar_c():
+    from qengine.reference.gates import sigmoid_ref, tanh_ref
+    x = _inputs()
+    np.testing.assert_array_equal(sigmoid_ref(x).view(np.uint32), _rnn.sigmoid(x, 0).view(np.uint32))
+    np.testing.assert_array_equal(tanh_ref(x).view(np.uint32), _rnn.tanh(x, 0).view(np.uint32))
