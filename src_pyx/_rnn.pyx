@@ -46,3 +46,152 @@ def lstm_cell(gates, c_prev, int isa):
     with nogil:
         ops.lstm_cell(n, &g[0, 0], &g[1, 0], &g[2, 0], &g[3, 0], &c[0], &h[0])
     return h, c
+
+
+# ---------------------------------------------------------------------------------------------
+# Dynamic-int8 recurrent layers (include/qengine/rnn/qe_rnn_dynamic.h)
+from libc.stdint cimport int8_t, uint8_t, int32_t
+from qe_gemm cimport (qe_packed_w, qe_gemm_kernel_rec, qe_gemm_kernel_for_isa,
+                      qe_gemm_packed_w_bytes, qe_gemm_pack_weights, qe_gemm_linear_dynamic)
+
+cdef extern from "qengine/rnn/qe_rnn_dynamic.h" nogil:
+    enum:
+        QE_RNN_NB, QE_RNN_LSTM, QE_RNN_GRU, QE_RNN_OK, QE_RNN_EARG, QE_RNN_ENOMEM, QE_RNN_EISA
+    ctypedef struct qe_rnn_layer:
+        int32_t kind, T, B, H, Hp, per_row, linear_before_reset
+        float *gx
+        Py_ssize_t gx_s, gx_b
+        float *y
+        Py_ssize_t y_s, y_b
+        float *h
+        float *c
+        const int32_t *lens
+        const qe_packed_w *r
+        const float *r_scale
+        const float *r_bias
+        int32_t isa, nthreads
+    int qe_rnn_layer_run(const qe_rnn_layer *L)
+
+BLOCK = QE_RNN_NB
+LSTM = QE_RNN_LSTM
+GRU = QE_RNN_GRU
+
+
+def pack(w, int isa):
+    """Pack int8 weights [N, K] for the GEMM kernel of `isa`: returns (data uint8, colsum int32)."""
+    cdef const int8_t[:, ::1] wv = np.ascontiguousarray(w, np.int8)
+    cdef const qe_gemm_kernel_rec *rec = qe_gemm_kernel_for_isa(isa)
+    if rec == NULL:
+        raise ValueError(f"no GEMM kernel for ISA {isa}")
+    cdef size_t n = wv.shape[0], k = wv.shape[1]
+    data = np.zeros(qe_gemm_packed_w_bytes(rec, n, k) + 64, np.uint8)
+    colsum = np.zeros(n, np.int32)
+    cdef uint8_t[::1] dv = data
+    cdef int32_t[::1] cv = colsum
+    cdef int rc
+    with nogil:
+        rc = qe_gemm_pack_weights(isa, n, k, &wv[0, 0], k, &dv[0], &cv[0])
+    if rc != 0:
+        raise ValueError(f"packing weights [{n}, {k}] failed (code {rc})")
+    return data, colsum
+
+
+cdef qe_packed_w _packed(data, colsum, int n, int k, int isa):
+    cdef const qe_gemm_kernel_rec *rec = qe_gemm_kernel_for_isa(isa)
+    cdef const uint8_t[::1] dv = data
+    cdef const int32_t[::1] cv = colsum
+    cdef qe_packed_w w
+    w.data = &dv[0]
+    w.colsum = &cv[0]
+    w.w_zp = NULL
+    w.n = n
+    w.k = k
+    w.kp = (k + rec.kr - 1) // rec.kr * rec.kr
+    w.isa = isa
+    return w
+
+
+def project(x, w_data, w_colsum, int n, w_scale, bias, bint per_row, int isa, int nthreads):
+    """gx[m, :] = dequant(quant(x[m]) · Wᵀ) + bias, x f32 [M, K] → f32 [M, n]."""
+    cdef const float[:, ::1] xv = x
+    cdef int k = xv.shape[1]
+    cdef qe_packed_w w = _packed(w_data, w_colsum, n, k, isa)
+    cdef const float[::1] sv = w_scale
+    cdef const float[::1] bv = bias
+    out = np.empty((xv.shape[0], n), np.float32)
+    cdef float[:, ::1] ov = out
+    cdef int rc = 0
+    if xv.shape[0] == 0:
+        return out
+    with nogil:
+        rc = qe_gemm_linear_dynamic(isa, xv.shape[0], &xv[0, 0], k, per_row, &w, &sv[0], &bv[0],
+                                    &ov[0, 0], n, 0, nthreads, NULL, 0)
+    if rc != 0:
+        raise MemoryError(f"dynamic linear failed (code {rc})")
+    return out
+
+
+def recur(int kind, float[:, :, :] gx, r_data, r_colsum, r_scale, r_bias, float[:, ::1] h,
+          c, lens, y, int H, bint per_row, bint linear_before_reset, bint reverse, int isa,
+          int nthreads):
+    """Run the time loop of one direction. gx [T, B, G·Hp] (a view; rows of each step are
+    updated in place), h [B, Hp] (and c for LSTM) in/out, y [T, B, ≥H] view or None."""
+    cdef int G = 4 if kind == QE_RNN_LSTM else 3
+    cdef int T = gx.shape[0], B = gx.shape[1], Hp = h.shape[1]
+    cdef qe_packed_w r = _packed(r_data, r_colsum, G * Hp, Hp, isa)
+    cdef const float[::1] rs = r_scale
+    cdef const float[::1] rb
+    cdef float[:, ::1] cv
+    cdef float[:, :, :] yv
+    cdef const int32_t[::1] lv
+    cdef qe_rnn_layer L
+    if gx.strides[2] != 4 or gx.shape[2] != G * Hp or h.shape[0] != B:
+        raise ValueError("recur: inconsistent gx/h shapes")
+    L.kind = kind
+    L.T = T
+    L.B = B
+    L.H = H
+    L.Hp = Hp
+    L.per_row = per_row
+    L.linear_before_reset = linear_before_reset
+    L.gx_s = gx.strides[0] // 4
+    L.gx_b = gx.strides[1] // 4
+    L.gx = &gx[0, 0, 0] if T else NULL
+    L.h = &h[0, 0]
+    L.c = NULL
+    L.lens = NULL
+    L.r = &r
+    L.r_scale = &rs[0]
+    L.r_bias = NULL
+    L.isa = isa
+    L.nthreads = nthreads
+    L.y = NULL
+    L.y_s = L.y_b = 0
+    if kind == QE_RNN_LSTM:
+        cv = c
+        L.c = &cv[0, 0]
+    else:
+        rb = r_bias
+        L.r_bias = &rb[0]
+    if lens is not None:
+        lv = lens
+        L.lens = &lv[0]
+    if y is not None and T:
+        yv = y
+        L.y = &yv[0, 0, 0]
+        L.y_s = yv.strides[0] // 4
+        L.y_b = yv.strides[1] // 4
+    if reverse and T:
+        # walk gx and y backwards: processing step s is time T-1-s
+        L.gx = &gx[T - 1, 0, 0]
+        L.gx_s = -L.gx_s
+        if L.y != NULL:
+            L.y = &yv[T - 1, 0, 0]
+            L.y_s = -L.y_s
+    cdef int rc
+    with nogil:
+        rc = qe_rnn_layer_run(&L)
+    if rc == QE_RNN_ENOMEM:
+        raise MemoryError("recurrent layer: out of memory")
+    if rc != QE_RNN_OK:
+        raise ValueError(f"recurrent layer: invalid arguments (code {rc})")

@@ -1,0 +1,177 @@
+"""qengine dynamic-int8 LSTM/GRU/Linear vs torch quantize_dynamic vs ONNX Runtime quantize_dynamic
+vs FP32, same weights and inputs, threads 1 and 2, in one run.
+
+    python bench/compare_rnn.py [--runs 30] [--threads 1,2] [--only lstm|gru|linear] [--json]
+
+Every row prints the median latency of each engine, qengine's ratio to each peer, and the output
+error of each int8 engine relative to the FP32 torch output (||y − y_fp32|| / ||y_fp32||).
+ORT's model goes through quant_pre_process first, or ORT silently keeps LSTM in FP32.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import measure, median_ms, rel_err  # noqa: E402
+
+import qengine  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+RNN_CONFIGS = [  # kind, input, hidden, layers, batch, seq
+    ("lstm", 256, 512, 2, 1, 100),
+    ("lstm", 128, 256, 1, 1, 50),
+    ("lstm", 512, 1024, 1, 1, 50),
+    ("lstm", 256, 512, 2, 16, 100),
+    ("gru", 256, 512, 2, 1, 100),
+]
+LINEAR_CONFIGS = [(1024, 1024, b) for b in (1, 16, 256)] + [(1024, 4096, b) for b in (1, 16, 256)]
+
+
+def _torch():
+    import torch
+    return torch
+
+
+class _Wrap:
+    """torch's quantize_dynamic swaps children only: a bare nn.LSTM would silently stay FP32."""
+
+    @staticmethod
+    def make(core):
+        torch = _torch()
+
+        class M(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.core = core
+
+            def forward(self, x):
+                y = self.core(x)
+                return y[0] if isinstance(y, tuple) else y
+        return M().eval()
+
+
+def build_model(kind, cfg, seed=0):
+    torch = _torch()
+    torch.manual_seed(seed)
+    if kind == "linear":
+        k, n, b = cfg
+        core = torch.nn.Linear(k, n)
+        x = torch.randn(b, k)
+    else:
+        i, h, layers, b, t = cfg
+        cls = torch.nn.LSTM if kind == "lstm" else torch.nn.GRU
+        core = cls(i, h, num_layers=layers)
+        x = torch.randn(t, b, i)
+    return _Wrap.make(core), x
+
+
+def export_onnx(model, x, path):
+    torch = _torch()
+    torch.onnx.export(model, (x,), path, dynamo=False, input_names=["x"], output_names=["y"],
+                      opset_version=17)
+
+
+def ort_quantized(fp32_path, tmp):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    pre = os.path.join(tmp, "pre.onnx")
+    out = os.path.join(tmp, "ort_int8.onnx")
+    quant_pre_process(fp32_path, pre, skip_symbolic_shape=True)
+    quantize_dynamic(pre, out, weight_type=QuantType.QInt8)
+    return out
+
+
+def ort_session(path, threads):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def qengine_session(fp32_path):
+    from qengine.frontends.onnx import from_onnx
+    g = qengine.quantize_dynamic(from_onnx(fp32_path), qengine.DynamicQuantConfig())
+    return qengine.Session(g)
+
+
+def run_case(kind, cfg, threads_list, runs):
+    torch = _torch()
+    model, x = build_model(kind, cfg)
+    qmodel = torch.ao.quantization.quantize_dynamic(
+        model, {torch.nn.LSTM, torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8)
+    assert type(qmodel.core) is not type(model.core), "torch left the model in FP32"
+    xn = x.numpy()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = os.path.join(tmp, "fp32.onnx")
+        export_onnx(model, x, fp32_path)
+        ort_path = ort_quantized(fp32_path, tmp)
+        qe = qengine_session(fp32_path)
+        with torch.no_grad():
+            y_fp = model(x).numpy()
+            y_tq = qmodel(x).numpy()
+        for threads in threads_list:
+            torch.set_num_threads(threads)
+            qengine.set_num_threads(threads)
+            ort_s = ort_session(ort_path, threads)
+            y_ort = ort_s.run(None, {"x": xn})[0]
+            y_qe = qe.run({"x": xn})["y"]
+            with torch.no_grad():
+                t_fp = measure(lambda: model(x), runs=runs)
+                t_tq = measure(lambda: qmodel(x), runs=runs)
+            t_ort = measure(lambda: ort_s.run(None, {"x": xn}), runs=runs)
+            t_qe = measure(lambda: qe.run({"x": xn}), runs=runs)
+            r = {"kind": kind, "config": list(cfg), "threads": threads,
+                 "isa": qengine.active_isa(),
+                 "qengine_ms": median_ms(t_qe), "ort_int8_ms": median_ms(t_ort),
+                 "torch_int8_ms": median_ms(t_tq), "torch_fp32_ms": median_ms(t_fp),
+                 "err_qengine": rel_err(y_qe, y_fp), "err_ort": rel_err(y_ort, y_fp),
+                 "err_torch": rel_err(y_tq, y_fp)}
+            r["vs_ort"] = r["qengine_ms"] / r["ort_int8_ms"]
+            r["vs_torch"] = r["qengine_ms"] / r["torch_int8_ms"]
+            rows.append(r)
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--only", choices=["lstm", "gru", "linear"])
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    threads = [int(t) for t in args.threads.split(",")]
+    cases = [(k, c[1:]) for c in RNN_CONFIGS for k in [c[0]]] + \
+            [("linear", c) for c in LINEAR_CONFIGS]
+    if args.only:
+        cases = [c for c in cases if c[0] == args.only]
+    hdr = (f"{'model':<8}{'config':<26}{'thr':>4}{'qengine':>10}{'ORT i8':>10}{'torch i8':>10}"
+           f"{'fp32':>10}{'/ORT':>7}{'/torch':>7}{'err qe':>9}{'err ORT':>9}{'err tq':>9}")
+    if not args.json:
+        print(f"# isa={qengine.active_isa()}  times are medians in ms; err = relative L2 vs FP32")
+        print(hdr)
+    out = []
+    for kind, cfg in cases:
+        for r in run_case(kind, cfg, threads, args.runs):
+            out.append(r)
+            if not args.json:
+                print(f"{kind:<8}{str(tuple(cfg)):<26}{r['threads']:>4}{r['qengine_ms']:>10.3f}"
+                      f"{r['ort_int8_ms']:>10.3f}{r['torch_int8_ms']:>10.3f}"
+                      f"{r['torch_fp32_ms']:>10.3f}{r['vs_ort']:>7.2f}{r['vs_torch']:>7.2f}"
+                      f"{r['err_qengine']:>9.2e}{r['err_ort']:>9.2e}{r['err_torch']:>9.2e}",
+                      flush=True)
+    if args.json:
+        print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Quantized layer implementations: weights quantized and packed once, compiled kernels per call."""
