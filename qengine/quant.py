@@ -164,6 +164,7 @@ def choose_qparams(rmin, rmax, *, bits=8, symmetric=False, signed=None, narrow_r
         lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
         scale = _safe_scale(hi - lo, (hi - lo) / (qmax - qmin))
         zp = np.clip(qmin - np.rint(lo / scale.astype(np.float64)), qmin, qmax).astype(np.int64)
+    scale = _finite_grid(scale, np.maximum(qmax - zp, zp - qmin))
     return QParams(scale, zp.astype(np.int32), bits=bits, signed=signed, narrow_range=narrow,
                    axis=axis)
 
@@ -173,6 +174,19 @@ def _safe_scale(width, scale64):
     s = scale64.astype(np.float32)
     s = np.where(width == 0, np.float32(1.0), s)
     return np.maximum(s, np.float32(FLT_MIN)).astype(np.float32)
+
+
+def _finite_grid(scale, steps):
+    """Lower the scale where scale * steps would pass FLT_MAX (ranges within a step of FLT_MAX),
+    so every code dequantizes to a finite float32 (docs/numerics.md)."""
+    fmax = float(np.finfo(np.float32).max)
+    limit = fmax / np.maximum(steps, 1).astype(np.float64)
+    over = scale.astype(np.float64) * steps > fmax
+    if not np.any(over):
+        return scale
+    down = limit.astype(np.float32)
+    down = np.where(down.astype(np.float64) > limit, np.nextafter(down, np.float32(0)), down)
+    return np.where(over, down, scale).astype(np.float32)
 
 
 def data_range(x, axis=None):

@@ -45,12 +45,25 @@ def choose_qparams_ref(rmin, rmax, qmin, qmax, symmetric=False, signed=True):
         a = max(abs(rmin), abs(rmax))
         half = (qmax - qmin) // 2                     # 2^(b-1) - 1, narrow or full range
         s = np.float32(1.0) if a == 0 else max(np.float32(a / half), _FLT_MIN)
-        return s, (0 if signed else (qmax + 1) // 2)
+        z = 0 if signed else (qmax + 1) // 2
+        return _finite(s, max(qmax - z, z - qmin)), z
     rmin, rmax = min(rmin, 0.0), max(rmax, 0.0)
     width = rmax - rmin
     s = np.float32(1.0) if width == 0 else max(np.float32(width / (qmax - qmin)), _FLT_MIN)
     z = qmin - round(rmin / float(s))                 # Python round() is half to even
-    return s, int(min(max(z, qmin), qmax))
+    z = int(min(max(z, qmin), qmax))
+    return _finite(s, max(qmax - z, z - qmin)), z
+
+
+def _finite(s, steps):
+    """Largest float32 <= FLT_MAX / steps when s * steps would overflow, else s."""
+    fmax = float(np.finfo(np.float32).max)
+    if float(s) * steps <= fmax:
+        return s
+    t = np.float32(fmax / steps)
+    while float(t) * steps > fmax:
+        t = np.nextafter(t, np.float32(0))
+    return t
 
 
 def qrange_ref(bits, signed, narrow=False):
