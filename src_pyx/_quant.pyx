@@ -1,0 +1,79 @@
+# cython: language_level=3
+"""Drivers for the element-wise quantize/dequantize kernels (include/qengine/quant/).
+
+The array is seen as [outer, C, inner] with C the channel axis (C = 1 per tensor). Work is cut
+into runs that share a parameter layout (see qe_quant.h) and, above PARALLEL_MIN elements,
+spread over OpenMP threads; below that, fork/join costs more than it saves. Validation lives in
+qengine/quant.py: these functions trust their arguments.
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t
+from qe_omp cimport omp_get_max_threads
+
+cdef extern from "qengine/quant/qe_quant.h" nogil:
+    void qe_quantize_run(int isa, int qtype, size_t n, const float* x, void* y, const float* s,
+                         const int32_t* z, size_t pstride, int32_t qmin, int32_t qmax)
+    void qe_dequantize_run(int isa, int qtype, size_t n, const void* q, float* y, const float* s,
+                           const int32_t* z, size_t pstride)
+    const char* qe_quantize_kernel_name(int isa, int qtype)
+    const char* qe_dequantize_kernel_name(int isa, int qtype)
+
+PARALLEL_MIN = 1 << 18
+cdef Py_ssize_t CHUNK = 1 << 16
+
+
+cdef void _layout(Py_ssize_t C, Py_ssize_t inner, Py_ssize_t* run, Py_ssize_t* pc,
+                  size_t* pstride) noexcept:
+    if C == 1:                      # per tensor: fixed-size chunks, one (scale, zero point)
+        run[0] = CHUNK; pc[0] = 1; pstride[0] = 0
+    elif inner == 1:                # channels innermost: a run is a row, params per element
+        run[0] = C; pc[0] = 1; pstride[0] = 1
+    else:                           # a run is one (row, channel) pair
+        run[0] = inner; pc[0] = C; pstride[0] = 0
+
+
+def quantize(const float[::1] x, unsigned char[::1] y, const float[::1] scale,
+             const int32_t[::1] zero_point, Py_ssize_t C, Py_ssize_t inner,
+             int32_t qmin, int32_t qmax, int qtype, Py_ssize_t itemsize, int isa):
+    """x (flat float32) -> y (flat bytes of the output dtype)."""
+    cdef Py_ssize_t total = x.shape[0]
+    if total == 0:
+        return
+    cdef Py_ssize_t run, pc, u, start, n, p
+    cdef size_t pstride
+    _layout(C, inner, &run, &pc, &pstride)
+    cdef Py_ssize_t runs = (total + run - 1) // run
+    cdef int threads = omp_get_max_threads() if total >= PARALLEL_MIN else 1
+    for u in prange(runs, nogil=True, schedule="static", num_threads=threads):
+        start = u * run
+        n = min(run, total - start)
+        p = u % pc
+        qe_quantize_run(isa, qtype, n, &x[start], &y[start * itemsize], &scale[p],
+                        &zero_point[p], pstride, qmin, qmax)
+
+
+def dequantize(const unsigned char[::1] q, float[::1] y, const float[::1] scale,
+               const int32_t[::1] zero_point, Py_ssize_t C, Py_ssize_t inner, int qtype,
+               Py_ssize_t itemsize, int isa):
+    """q (flat bytes of the stored dtype) -> y (flat float32)."""
+    cdef Py_ssize_t total = y.shape[0]
+    if total == 0:
+        return
+    cdef Py_ssize_t run, pc, u, start, n, p
+    cdef size_t pstride
+    _layout(C, inner, &run, &pc, &pstride)
+    cdef Py_ssize_t runs = (total + run - 1) // run
+    cdef int threads = omp_get_max_threads() if total >= PARALLEL_MIN else 1
+    for u in prange(runs, nogil=True, schedule="static", num_threads=threads):
+        start = u * run
+        n = min(run, total - start)
+        p = u % pc
+        qe_dequantize_run(isa, qtype, n, &q[start * itemsize], &y[start], &scale[p],
+                          &zero_point[p], pstride)
+
+
+def kernel_name(str op, int isa, int qtype):
+    """Name of the kernel `op` ('quantize' or 'dequantize') runs for this ISA and data type."""
+    cdef const char* s = (qe_quantize_kernel_name(isa, qtype) if op == "quantize"
+                          else qe_dequantize_kernel_name(isa, qtype))
+    return s.decode()
