@@ -4,3 +4,5 @@ __version__ = "0.1.0"
 from ._runtime import (active_isa, available_isas, get_num_threads, set_num_threads,  # noqa: F401
                        show_config)
 from .errors import ConfigError, ModelError, QEngineError, ShapeError  # noqa: F401
+from .graph import Graph, Node, ValueInfo  # noqa: F401,E402
+from .session import Session  # noqa: F401,E402
