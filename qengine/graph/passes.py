@@ -61,7 +61,7 @@ def fold_constants(graph: Graph) -> Graph:
         try:
             op = get_op_class(n.op_type, n.name)(n, consts)
             outs = op.run(*args)
-        except QEngineError:
+        except (QEngineError, ValueError, TypeError, IndexError, ArithmeticError, MemoryError):
             kept.append(n)  # leave it to fail (or not) at run time with the real inputs
             continue
         in_bytes = sum(a.nbytes for a in args if a is not None and n.op_type != "Shape")
@@ -70,7 +70,7 @@ def fold_constants(graph: Graph) -> Graph:
             continue
         for name, value in zip(n.outputs, outs):
             if name:
-                consts[name] = np.ascontiguousarray(value)
+                consts[name] = np.array(value)  # a copy; keeps 0-d arrays 0-d
     g.nodes = kept
     g.initializers = consts
     # a folded value may be a graph output; it then simply is an initializer
@@ -115,14 +115,44 @@ def infer_shapes(graph: Graph) -> Graph:
             elif n.op_type == "Transpose" and s0 is not None:
                 perm = n.attrs.get("perm") or list(range(len(s0)))[::-1]
                 out = [(tuple(s0[p] for p in perm), dtype)]
-            elif n.op_type in ("MatMul", "Gemm", "LSTM", "GRU", "Gather"):
+            elif n.op_type in ("MatMul", "Gemm", "LSTM", "GRU"):
                 out = _infer_special(n, s0, shape, dtype, g)
+            elif n.op_type in _LAYOUT:
+                out = _infer_by_running(n, info, shape, g)
         except (ValueError, IndexError, KeyError, TypeError):
             out = None
         for name, (s, dt) in zip(n.outputs, out or ()):
             if name and s is not None and dt is not None:
                 info[name] = g.value_info[name] = ValueInfo(name, dt, s)
     return g
+
+
+# Ops whose output shape follows from input shapes plus constant inputs: infer by running the op
+# on zero-stride stand-ins (exact, and no second copy of every op's shape rules to maintain).
+_LAYOUT = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Concat", "Slice", "Expand",
+                     "Split", "Gather", "Shape"})
+_INFER_MAX_ELEMENTS = 1 << 20
+
+
+def _infer_by_running(n, info, shape, g):
+    from ..ops import get_op_class
+    args = []
+    for name in n.inputs:
+        if not name:
+            args.append(None)
+        elif name in g.initializers:
+            args.append(g.initializers[name])
+        else:
+            s = shape(name)
+            if s is None or np.prod(s, dtype=np.int64) > _INFER_MAX_ELEMENTS:
+                return None
+            args.append(np.lib.stride_tricks.as_strided(
+                np.zeros(1, info[name].dtype), s, (0,) * len(s)))
+    try:
+        outs = get_op_class(n.op_type, n.name)(n, g.initializers).run(*args)
+    except (QEngineError, ValueError, TypeError, IndexError, ArithmeticError, MemoryError):
+        return None
+    return [(tuple(o.shape), o.dtype.name) for o in outs]
 
 
 def _infer_special(n, s0, shape, dtype, g):
@@ -141,12 +171,6 @@ def _infer_special(n, s0, shape, dtype, g):
         m = s0[1] if n.attrs.get("transA") else s0[0]
         k = s1[0] if n.attrs.get("transB") else s1[1]
         return [((m, k), dtype)]
-    if n.op_type == "Gather":
-        si = shape(n.inputs[1])
-        if si is None:
-            return None
-        ax = n.attrs.get("axis", 0) % len(s0)
-        return [(s0[:ax] + si + s0[ax + 1:], dtype)]
     # LSTM / GRU
     w = g.initializers.get(n.inputs[1]) if len(n.inputs) > 1 else None
     r = g.initializers.get(n.inputs[2]) if len(n.inputs) > 2 else None
