@@ -6,3 +6,4 @@ from ._runtime import (active_isa, available_isas, get_num_threads, set_num_thre
 from .errors import ConfigError, ModelError, QEngineError, ShapeError  # noqa: F401
 from .graph import Graph, Node, ValueInfo  # noqa: F401,E402
 from .session import Session  # noqa: F401,E402
+from .engine_file import load, save  # noqa: F401,E402
