@@ -38,9 +38,10 @@ def _np_dtype_name(elem_type: int, what: str) -> str:
     except (KeyError, TypeError, ValueError):
         name = None
     if name not in DTYPES:
-        raise ModelError(f"{what}: ONNX element type {elem_type} "
-                         f"({onnx.TensorProto.DataType.Name(elem_type) if elem_type in onnx.TensorProto.DataType.values() else '?'}) "
-                         f"is not supported (supported: {DTYPES})")
+        type_name = onnx.TensorProto.DataType.Name(elem_type) \
+            if elem_type in onnx.TensorProto.DataType.values() else "?"
+        raise ModelError(f"{what}: ONNX element type {elem_type} ({type_name}) is not supported "
+                         f"(supported: {DTYPES})")
     return name
 
 

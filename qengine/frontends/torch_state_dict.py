@@ -95,7 +95,7 @@ def _check(opts, key, inferred, where):
         raise ConfigError(f"{where}: option {key}={opts[key]!r} but the weights say {inferred!r}")
 
 
-def _rnn(b: _Builder, kind: str, prefix: str, opts: dict, x: str, first: bool):
+def _rnn(b: _Builder, kind: str, prefix: str, opts: dict, x: str):
     G = 4 if kind == "lstm" else 3
     where = f"{kind} {prefix!r}"
     known = {"hidden_size", "num_layers", "bidirectional", "bias", "input_size", "batch_first",
@@ -162,10 +162,10 @@ def _rnn(b: _Builder, kind: str, prefix: str, opts: dict, x: str, first: bool):
         x = b.node("Transpose", f"{prefix}.to_batch_major", [x], perm=[1, 0, 2])
     if stateful:
         for s in state_names:
-            cat = b.node("Concat", f"{prefix}.{s}_n", finals[s], axis=0)
-            b.nodes[-1] = b.nodes[-1].replace(outputs=(f"{prefix}.{s}_n",))
-            b.outputs.append(ValueInfo(f"{prefix}.{s}_n", "float32", (L * D, "batch", H)))
-            del cat
+            # PyTorch's h_n/c_n stack layers × directions on axis 0, as the ONNX states do
+            name = f"{prefix}.{s}_n"
+            b.nodes.append(Node("Concat", b.fresh(name), tuple(finals[s]), (name,), {"axis": 0}))
+            b.outputs.append(ValueInfo(name, "float32", (L * D, "batch", H)))
     seq_shape = ("batch", "time", w0.shape[1]) if batch_first else ("time", "batch", w0.shape[1])
     return x, seq_shape
 
@@ -185,7 +185,7 @@ def from_torch_state_dict(source, layers: Sequence[tuple[str, str | None, dict[s
         kind, opts = str(kind).lower(), dict(opts or {})
         where = f"layer {i} ({kind} {prefix!r})"
         if kind in ("lstm", "gru"):
-            x, shape = _rnn(b, kind, prefix, opts, x, i == 0)
+            x, shape = _rnn(b, kind, prefix, opts, x)
             if i == 0:
                 in_info = ValueInfo(input_name, "float32", shape)
             elif i == 1 and layers[0][0] == "embedding":

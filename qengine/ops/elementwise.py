@@ -131,7 +131,6 @@ class _SoftmaxBase(Op):
         return (self.finish(shifted, axis),)
 
 
-
 @register_op
 class Softmax(_SoftmaxBase):
     op_type = "Softmax"
