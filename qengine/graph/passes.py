@@ -55,7 +55,7 @@ def fold_constants(graph: Graph) -> Graph:
                                                         (0,) * len(shape))]
         elif all((not i) or i in consts for i in n.inputs):
             args = [consts[i] if i else None for i in n.inputs]
-        if args is None or n.op_type in _NEVER_FOLD:
+        if args is None or n.op_type in _NEVER_FOLD or _inflates(n, args):
             kept.append(n)
             continue
         try:
@@ -75,6 +75,19 @@ def fold_constants(graph: Graph) -> Graph:
     g.initializers = consts
     # a folded value may be a graph output; it then simply is an initializer
     return remove_dead_nodes(g)
+
+
+def _inflates(n, args) -> bool:
+    """True when a shape-driven op would build a big array: check before allocating it."""
+    if n.op_type not in ("ConstantOfShape", "Expand"):
+        return False
+    shape = args[0] if n.op_type == "ConstantOfShape" else args[1]
+    if shape is None or shape.dtype.kind not in "iu":
+        return True
+    elements = 1
+    for d in np.asarray(shape).reshape(-1).tolist():
+        elements *= max(int(d), 1)
+    return elements * 8 > FOLD_MAX_BYTES
 
 
 _NEVER_FOLD = frozenset({"LSTM", "GRU"})  # never all-constant in practice; weights stay as is
