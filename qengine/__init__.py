@@ -8,3 +8,8 @@ from .qparams import QParams  # noqa: F401,E402
 from .qtensor import QTensor  # noqa: F401,E402
 from .quant import (choose_qparams, choose_qparams_from_data, data_range,  # noqa: F401,E402
                     dequantize, quantize)
+from .graph import Graph, Node, ValueInfo  # noqa: F401,E402
+from .session import Session  # noqa: F401,E402
+from .engine_file import load, save  # noqa: F401,E402
+from .frontends.onnx import from_onnx  # noqa: F401,E402  (imports onnx only when called)
+from .frontends.torch_state_dict import from_torch_state_dict  # noqa: F401,E402

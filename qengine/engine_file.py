@@ -1,0 +1,280 @@
+"""Engine files: a safetensors file whose `__metadata__` carries the graph as JSON.
+
+Layout (https://github.com/huggingface/safetensors#format):
+
+    [8 bytes: N, little-endian u64][N bytes: JSON header, space padded][raw tensor bytes]
+
+The header maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets
+relative to the end of the header) and holds "__metadata__", a string→string map. We store:
+
+    format          "qengine.engine"
+    format_version  "1"
+    producer        "qengine <version>"
+    graph           JSON: {name, opset, inputs, outputs, nodes, initializers}
+
+Initializers are the tensors, stored little-endian in a portable canonical layout (int8 weights
+are packed for the CPU at load, by the ops). Reader and writer are ours, in pure Python/NumPy,
+so the runtime needs nothing else; they interoperate with the `safetensors` package.
+
+Loading is defensive: the file is untrusted input. Everything is validated before anything
+runs — header length (≤ file size and ≤ MAX_HEADER_BYTES), JSON well-formedness (no duplicate
+keys, no NaN), dtype allowlist, shapes, offsets (in bounds, contiguous, non-overlapping, sizes
+matching shape × itemsize), format version, graph schema, op types and attributes (by the op
+classes), graph structure (`Graph.verify`), then op construction (weight shapes). No size read
+from the file is used to allocate before it was checked against the file size; tensors are
+views of a read-only memory map (np.frombuffer), never pickled objects. Any problem raises
+ModelError saying what and why.
+"""
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError, QEngineError
+from .graph.ir import Graph, Node, ValueInfo
+
+FORMAT = "qengine.engine"
+FORMAT_VERSION = "1"
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors limit
+MAX_RANK = 32
+
+# safetensors dtype tag ↔ NumPy dtype (little-endian); BF16/F8 have no NumPy dtype and are refused
+_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+           "I8": "i1", "U8": "u1", "U16": "<u2", "U32": "<u4", "U64": "<u8", "BOOL": "?"}
+_TAG_OF = {np.dtype(v).name: k for k, v in _DTYPES.items()}
+
+
+# ---- writing ---------------------------------------------------------------------------------
+def write_safetensors(path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """Write `tensors` and string `metadata` as a safetensors file (atomically)."""
+    entries, blobs, offset = {}, [], 0
+    # largest items first keeps every tensor aligned to its itemsize (the data start is 8-aligned)
+    for name in sorted(tensors, key=lambda k: (-np.asarray(tensors[k]).dtype.itemsize, k)):
+        arr = np.asarray(tensors[name])
+        tag = _TAG_OF.get(arr.dtype.name)
+        if tag is None:
+            raise ModelError(f"tensor {name!r}: dtype {arr.dtype} cannot be stored (allowed: "
+                             f"{sorted(_TAG_OF)})")
+        data = np.ascontiguousarray(arr, dtype=np.dtype(_DTYPES[tag])).tobytes()
+        entries[name] = {"dtype": tag, "shape": list(arr.shape),
+                         "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    header = {"__metadata__": dict(metadata), **entries}
+    raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    raw += b" " * (-(8 + len(raw)) % 8)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(len(raw).to_bytes(8, "little"))
+            f.write(raw)
+            for b in blobs:
+                f.write(b)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(graph: Graph, path) -> None:
+    """Verify `graph` and write it to `path` as an engine file."""
+    from . import __version__
+    graph.verify()
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "producer": f"qengine {__version__}",
+            "graph": json.dumps(graph.to_json(), separators=(",", ":"), allow_nan=False)}
+    write_safetensors(path, graph.initializers, meta)
+
+
+# ---- reading ---------------------------------------------------------------------------------
+def _strict_json(text: str, what: str) -> Any:
+    def no_dupes(pairs):
+        d = {}
+        for k, v in pairs:
+            if k in d:
+                raise ModelError(f"{what}: duplicate key {k!r}")
+            d[k] = v
+        return d
+
+    def no_nan(c):
+        raise ModelError(f"{what}: {c} is not allowed")
+    try:
+        return json.loads(text, object_pairs_hook=no_dupes, parse_constant=no_nan)
+    except RecursionError:
+        raise ModelError(f"{what}: JSON nested too deeply") from None
+    except (ValueError, TypeError) as e:
+        if isinstance(e, ModelError):
+            raise
+        raise ModelError(f"{what}: malformed JSON ({e})") from None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read and validate a safetensors file; tensors are read-only views of a memory map."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        f = open(path, "rb")
+    except OSError as e:
+        raise ModelError(f"cannot open engine file {str(path)!r}: {e}") from e
+    with f:
+        if size < 8:
+            raise ModelError(f"{path.name}: file is {size} bytes, too short for a header length")
+        n = int.from_bytes(f.read(8), "little")
+        if n == 0 or n > size - 8 or n > MAX_HEADER_BYTES:
+            raise ModelError(f"{path.name}: header length {n} is invalid (file has {size - 8} "
+                             f"bytes after the length field; limit {MAX_HEADER_BYTES})")
+        raw = f.read(n)
+        if len(raw) != n:
+            raise ModelError(f"{path.name}: file shrank while reading the header")
+        data_len = size - 8 - n
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if data_len else b""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelError(f"{path.name}: header is not UTF-8 ({e})") from None
+    header = _strict_json(text, f"{path.name}: header")
+    if not isinstance(header, dict):
+        raise ModelError(f"{path.name}: header must be a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in metadata.items()):
+        raise ModelError(f"{path.name}: __metadata__ must map strings to strings")
+    specs = []
+    for name, e in header.items():
+        where = f"{path.name}: tensor {name!r}"
+        if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
+            raise ModelError(f"{where}: entry must have exactly dtype, shape, data_offsets")
+        if e["dtype"] not in _DTYPES:
+            raise ModelError(f"{where}: dtype {e['dtype']!r} is not supported (allowed: "
+                             f"{sorted(_DTYPES)})")
+        shape, offs = e["shape"], e["data_offsets"]
+        if (not isinstance(shape, list) or len(shape) > MAX_RANK
+                or not all(_is_int(d) and d >= 0 for d in shape)):
+            raise ModelError(f"{where}: shape {shape!r} must be a list of at most {MAX_RANK} "
+                             f"non-negative ints")
+        if (not isinstance(offs, list) or len(offs) != 2 or not all(_is_int(o) for o in offs)
+                or not 0 <= offs[0] <= offs[1] <= data_len):
+            raise ModelError(f"{where}: data_offsets {offs!r} must be [begin, end] with "
+                             f"0 <= begin <= end <= {data_len} (the data size)")
+        dtype = np.dtype(_DTYPES[e["dtype"]])
+        nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+        if nbytes != offs[1] - offs[0]:
+            raise ModelError(f"{where}: shape {shape} of {e['dtype']} needs {nbytes} bytes but "
+                             f"data_offsets span {offs[1] - offs[0]}")
+        specs.append((offs[0], offs[1], name, dtype, shape))
+    specs.sort(key=lambda s: (s[0], s[1]))
+    pos = 0
+    for begin, end, name, _, _ in specs:
+        if begin != pos:
+            raise ModelError(f"{path.name}: tensor {name!r} starts at {begin} but the previous "
+                             f"data ends at {pos} ({'overlap' if begin < pos else 'gap'})")
+        pos = end
+    if pos != data_len:
+        raise ModelError(f"{path.name}: tensors cover {pos} bytes but the file has {data_len} "
+                         f"bytes of data (trailing garbage or truncation)")
+    tensors = {}
+    for begin, end, name, dtype, shape in specs:
+        start = 8 + n + begin
+        if end == begin:
+            arr = np.zeros(shape, dtype)
+        else:
+            arr = np.frombuffer(buf, dtype, math.prod(shape), start).reshape(shape)
+            if start % dtype.itemsize:
+                arr = arr.copy()  # misaligned data (foreign writers): copy once
+        if arr.dtype.byteorder not in ("=", "|"):
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        arr.setflags(write=False)
+        tensors[name] = arr
+    return tensors, metadata
+
+
+_GRAPH_KEYS = {"name", "opset", "inputs", "outputs", "nodes", "initializers"}
+_VI_KEYS = {"name", "dtype", "shape"}
+_NODE_KEYS = {"op_type", "name", "inputs", "outputs", "attrs"}
+
+
+def _value_info(d, what) -> ValueInfo:
+    if not isinstance(d, dict) or set(d) != _VI_KEYS:
+        raise ModelError(f"{what}: must be an object with keys {sorted(_VI_KEYS)}")
+    shape = d["shape"]
+    if shape is not None and (not isinstance(shape, list) or len(shape) > MAX_RANK):
+        raise ModelError(f"{what}: shape must be null or a list of at most {MAX_RANK} dims")
+    return ValueInfo(d["name"], d["dtype"], None if shape is None else tuple(shape))
+
+
+def _str_list(v, what):
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ModelError(f"{what}: must be a list of strings")
+    return v
+
+
+def graph_from_json(g: Any, tensors: dict[str, np.ndarray]) -> Graph:
+    """Build a Graph from the engine file's graph JSON, validating its schema."""
+    if not isinstance(g, dict) or set(g) != _GRAPH_KEYS:
+        raise ModelError(f"graph JSON must be an object with keys {sorted(_GRAPH_KEYS)}")
+    if not isinstance(g["name"], str):
+        raise ModelError("graph name must be a string")
+    opset = g["opset"]
+    if not isinstance(opset, dict) or not all(_is_int(v) for v in opset.values()):
+        raise ModelError("graph opset must map domain strings to ints")
+    for key in ("inputs", "outputs", "nodes"):
+        if not isinstance(g[key], list):
+            raise ModelError(f"graph {key} must be a list")
+    inputs = [_value_info(v, f"graph input {i}") for i, v in enumerate(g["inputs"])]
+    outputs = [_value_info(v, f"graph output {i}") for i, v in enumerate(g["outputs"])]
+    nodes = []
+    for i, d in enumerate(g["nodes"]):
+        if not isinstance(d, dict) or set(d) != _NODE_KEYS:
+            raise ModelError(f"node {i}: must be an object with keys {sorted(_NODE_KEYS)}")
+        if not isinstance(d["attrs"], dict):
+            raise ModelError(f"node {i}: attrs must be an object")
+        nodes.append(Node(d["op_type"], d["name"], tuple(_str_list(d["inputs"], f"node {i} inputs")),
+                          tuple(_str_list(d["outputs"], f"node {i} outputs")), d["attrs"]))
+    names = _str_list(g["initializers"], "graph initializers")
+    if sorted(names) != sorted(tensors) or len(set(names)) != len(names):
+        raise ModelError(f"graph initializers {sorted(names)[:10]} do not match the file's "
+                         f"tensors {sorted(tensors)[:10]}")
+    graph = Graph(inputs, outputs, nodes, dict(tensors), dict(opset), g["name"])
+    graph.verify()
+    return graph
+
+
+def load_graph(path) -> Graph:
+    """Read and fully validate an engine file; returns its Graph (nothing is run)."""
+    tensors, meta = read_safetensors(path)
+    if meta.get("format") != FORMAT:
+        raise ModelError(f"{Path(path).name}: not a qengine engine file (metadata format is "
+                         f"{meta.get('format')!r}, expected {FORMAT!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{Path(path).name}: engine format version "
+                         f"{meta.get('format_version')!r} is not supported (this qengine reads "
+                         f"version {FORMAT_VERSION}; re-export the model)")
+    if "graph" not in meta:
+        raise ModelError(f"{Path(path).name}: metadata has no graph")
+    return graph_from_json(_strict_json(meta["graph"], "graph"), tensors)
+
+
+def load(path, **session_kwargs):
+    """Load an engine file into a Session. Raises ModelError for anything invalid."""
+    from .session import Session
+    graph = load_graph(path)
+    try:
+        return Session(graph, **session_kwargs)
+    except QEngineError:
+        raise
+    except (ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as e:
+        raise ModelError(f"{Path(path).name}: building the ops failed: {type(e).__name__}: "
+                         f"{e}") from e

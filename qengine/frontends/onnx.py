@@ -1,0 +1,233 @@
+"""ONNX → Graph (`from_onnx`). Needs the `onnx` package only at import time of a model.
+
+Supported: the default domain at opsets 7–21 for the ops in the qengine registry. Older
+attribute forms are rewritten into the opset-13+ form our ops implement (Squeeze/Unsqueeze/
+Split/Slice/Clip attributes become constant inputs; pre-13 Softmax/LogSoftmax flatten-to-2-D
+semantics become Flatten → Softmax → Reshape). Constant nodes become initializers; graph inputs
+that are also initializers are initializers (ONNX IR < 4 listed them as inputs). External data
+is read when a path is given (ModelProtos must carry their data). Anything unsupported fails here, naming the op type and the node.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from ..graph.ir import DTYPES, Graph, Node, ValueInfo
+from ..graph.passes import optimize as optimize_graph
+from ..ops import is_registered
+
+MIN_OPSET, MAX_OPSET = 7, 21
+_DOMAINS = ("", "ai.onnx")
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ModelError("from_onnx needs the 'onnx' package (pip install onnx)") from e
+    return onnx
+
+
+def _np_dtype_name(elem_type: int, what: str) -> str:
+    onnx = _onnx()
+    try:
+        name = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).name
+    except (KeyError, TypeError, ValueError):
+        name = None
+    if name not in DTYPES:
+        type_name = onnx.TensorProto.DataType.Name(elem_type) \
+            if elem_type in onnx.TensorProto.DataType.values() else "?"
+        raise ModelError(f"{what}: ONNX element type {elem_type} ({type_name}) is not supported "
+                         f"(supported: {DTYPES})")
+    return name
+
+
+def _tensor_to_array(t, what: str) -> np.ndarray:
+    onnx = _onnx()
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        raise ModelError(f"{what}: tensor {t.name!r} uses external data that was not loaded; "
+                         f"pass the model's path (not a ModelProto loaded without its data)")
+    _np_dtype_name(t.data_type, what)
+    arr = onnx.numpy_helper.to_array(t)
+    return np.array(arr)  # contiguous copy (np.ascontiguousarray would make 0-d 1-d)
+
+
+def _value_info(vi, what: str) -> ValueInfo:
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise ModelError(f"{what} {vi.name!r}: only tensor values are supported")
+    shape = None
+    if tt.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") else
+                      (d.dim_param or None) for d in tt.shape.dim)
+    return ValueInfo(vi.name, _np_dtype_name(tt.elem_type, f"{what} {vi.name!r}"), shape)
+
+
+class _Builder:
+    """Accumulates nodes/initializers while converting, keeping names unique."""
+
+    def __init__(self, opset: int):
+        self.opset = opset
+        self.nodes: list[Node] = []
+        self.inits: dict[str, np.ndarray] = {}
+        self.node_names: set[str] = set()
+        self.counter = 0
+
+    def name(self, base: str) -> str:
+        base = base or "node"
+        name = base
+        while name in self.node_names:
+            self.counter += 1
+            name = f"{base}_{self.counter}"
+        self.node_names.add(name)
+        return name
+
+    def const(self, base: str, arr) -> str:
+        name = base
+        while name in self.inits:
+            self.counter += 1
+            name = f"{base}_{self.counter}"
+        self.inits[name] = np.asarray(arr)
+        return name
+
+    def add(self, op_type, name, inputs, outputs, attrs=None):
+        self.nodes.append(Node(op_type, self.name(name), tuple(inputs), tuple(outputs),
+                               attrs or {}))
+
+
+def _attrs(node) -> dict[str, Any]:
+    onnx = _onnx()
+    out = {}
+    for a in node.attribute:
+        if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
+                      onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS,
+                      onnx.AttributeProto.TYPE_PROTO, onnx.AttributeProto.TYPE_PROTOS):
+            raise ModelError(f"node {node.name!r} ({node.op_type}): attribute {a.name!r} has an "
+                             f"unsupported kind")
+        v = onnx.helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [x.decode("utf-8", "replace") for x in v]
+        elif isinstance(v, list) and v and not isinstance(v[0], (int, float, str)):
+            raise ModelError(f"node {node.name!r} ({node.op_type}): attribute {a.name!r} is a "
+                             f"list of tensors, which is not supported")
+        out[a.name] = v
+    return out
+
+
+def _convert_node(b: _Builder, node, opset: int) -> None:
+    onnx = _onnx()
+    op, name = node.op_type, node.name or node.op_type
+    ins, outs = list(node.input), list(node.output)
+    where = f"node {name!r} ({op})"
+    attrs = _attrs(node)
+
+    if op == "Constant":
+        if len(attrs) != 1:
+            raise ModelError(f"{where}: expected exactly one value attribute, got {list(attrs)}")
+        (key, v), = attrs.items()
+        if key == "value":
+            arr = _tensor_to_array(v, where)
+        elif key in ("value_float", "value_floats"):
+            arr = np.array(v, np.float32)
+        elif key in ("value_int", "value_ints"):
+            arr = np.array(v, np.int64)
+        else:
+            raise ModelError(f"{where}: Constant attribute {key!r} is not supported")
+        if outs[0] in b.inits:
+            raise ModelError(f"{where}: value {outs[0]!r} is defined twice")
+        b.inits[outs[0]] = arr
+        return
+    if op == "ConstantOfShape":
+        t = attrs.pop("value", None)
+        if t is not None:
+            arr = _tensor_to_array(t, where)
+            if arr.size != 1:
+                raise ModelError(f"{where}: value must hold one element, got shape {arr.shape}")
+            attrs = {"value": float(arr.reshape(-1)[0]), "dtype": arr.dtype.name}
+    elif op == "Cast":
+        attrs["to"] = _np_dtype_name(attrs["to"], where) if "to" in attrs else None
+    elif op == "Dropout":  # inference: identity (the optional mask output is not supported)
+        if len([o for o in outs if o]) > 1:
+            raise ModelError(f"{where}: Dropout's mask output is not supported")
+        op, ins, attrs = "Identity", ins[:1], {}
+    elif op in ("Squeeze", "Unsqueeze") and opset < 13 and "axes" in attrs:
+        ins = ins[:1] + [b.const(f"{name}_axes", np.array(attrs.pop("axes"), np.int64))]
+    elif op == "Split" and opset < 13 and "split" in attrs:
+        ins = ins[:1] + [b.const(f"{name}_split", np.array(attrs.pop("split"), np.int64))]
+    elif op == "Slice" and opset < 10:
+        starts, ends = attrs.pop("starts", None), attrs.pop("ends", None)
+        axes = attrs.pop("axes", None)
+        if starts is None or ends is None:
+            raise ModelError(f"{where}: starts and ends attributes are required at opset < 10")
+        ins = ins[:1] + [b.const(f"{name}_starts", np.array(starts, np.int64)),
+                         b.const(f"{name}_ends", np.array(ends, np.int64))]
+        if axes is not None:
+            ins.append(b.const(f"{name}_axes", np.array(axes, np.int64)))
+    elif op == "Clip" and opset < 11:
+        lo, hi = attrs.pop("min", None), attrs.pop("max", None)
+        ins = ins[:1] + [b.const(f"{name}_min", np.float32(-np.inf if lo is None else lo)),
+                         b.const(f"{name}_max", np.float32(np.inf if hi is None else hi))]
+    elif op in ("Softmax", "LogSoftmax") and opset < 13:
+        # old semantics: flatten to 2-D at `axis` (default 1), normalise rows, reshape back
+        axis = attrs.get("axis", 1)
+        x, y = ins[0], outs[0]
+        shape, flat, soft = f"{y}__shape", f"{y}__flat", f"{y}__2d"
+        b.add("Shape", f"{name}_shape", [x], [shape])
+        b.add("Flatten", f"{name}_flatten", [x], [flat], {"axis": axis})
+        b.add(op, name, [flat], [soft], {"axis": -1})
+        b.add("Reshape", f"{name}_reshape", [soft, shape], [y])
+        return
+    for k, v in attrs.items():
+        if isinstance(v, onnx.TensorProto):
+            raise ModelError(f"{where}: tensor attribute {k!r} is not supported")
+    b.add(op, name, ins, outs, attrs)
+
+
+def from_onnx(model, *, optimize: bool = True) -> Graph:
+    """Import an ONNX model (a path or a ModelProto) as a Graph.
+
+    With optimize=True (default) the standard passes run (shape inference, constant folding,
+    dead-node removal), which turns the exporters' shape-computation chains into constants.
+    """
+    onnx = _onnx()
+    if isinstance(model, (str, Path)):
+        try:
+            # external data (the dynamo exporter writes <model>.onnx.data) is read from the
+            # model's directory; onnx itself refuses paths that escape it
+            model = onnx.load(str(model), load_external_data=True)
+        except Exception as e:  # protobuf's DecodeError and friends
+            raise ModelError(f"cannot read ONNX model {str(model)!r}: {e}") from e
+    if not isinstance(model, onnx.ModelProto):
+        raise ModelError(f"from_onnx expects a path or onnx.ModelProto, got {type(model).__name__}")
+    opset = None
+    for o in model.opset_import:
+        if o.domain in _DOMAINS:
+            opset = o.version
+    if opset is None:
+        raise ModelError("the model imports no default-domain opset")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ModelError(f"ONNX opset {opset} is not supported (supported: {MIN_OPSET}–"
+                         f"{MAX_OPSET})")
+    g = model.graph
+    unsupported = [f"{n.op_type} (node {n.name!r})" for n in g.node
+                   if n.domain not in _DOMAINS or not (is_registered(n.op_type) or
+                                                       n.op_type == "Dropout")]
+    if unsupported:
+        raise ModelError(f"unsupported ONNX ops: {', '.join(unsupported[:10])}"
+                         f"{' ...' if len(unsupported) > 10 else ''}")
+    b = _Builder(opset)
+    for t in g.initializer:
+        b.inits[t.name] = _tensor_to_array(t, "initializer")
+    for n in g.node:
+        _convert_node(b, n, opset)
+    inputs = [_value_info(v, "graph input") for v in g.input if v.name not in b.inits]
+    outputs = [_value_info(v, "graph output") for v in g.output]
+    graph = Graph(inputs, outputs, b.nodes, b.inits, {"": opset}, g.name or "graph")
+    graph.toposort()
+    graph.verify()
+    return optimize_graph(graph) if optimize else graph

@@ -1,0 +1,4 @@
+"""Graph IR, passes and executor."""
+from .executor import Executor, Profile  # noqa: F401
+from .ir import DTYPES, Graph, Node, ValueInfo  # noqa: F401
+from .passes import fold_constants, infer_shapes, optimize, remove_dead_nodes  # noqa: F401

@@ -1,0 +1,211 @@
+"""Graph passes. Each takes a Graph and returns a new Graph (the input is left untouched).
+
+* `remove_dead_nodes`: drop nodes whose outputs nobody reads, and unused initializers.
+* `fold_constants`: run nodes whose inputs are all constant once and store their outputs as
+  initializers (Constant, Shape of a statically shaped value, the Shape→Gather→Concat→Expand
+  chains the TorchScript exporter writes for zero initial states, ...).
+* `infer_shapes`: cheap static-shape propagation for the ops where it is simple; it is what lets
+  `fold_constants` fold Shape nodes on intermediates.
+* `optimize`: the standard pipeline (infer → fold → dead-node removal).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import QEngineError
+from .ir import Graph, ValueInfo
+
+#: Folding must not turn a small file into a huge one (Expand/ConstantOfShape can inflate).
+FOLD_MAX_BYTES = 1 << 22
+
+
+def remove_dead_nodes(graph: Graph) -> Graph:
+    g = graph.copy()
+    needed = set(g.output_names)
+    kept = []
+    for n in reversed(g.nodes):
+        if any(o in needed for o in n.outputs if o):
+            kept.append(n)
+            needed.update(i for i in n.inputs if i)
+    g.nodes = kept[::-1]
+    g.initializers = {k: v for k, v in g.initializers.items() if k in needed}
+    return g
+
+
+def _static_shape(g: Graph, name: str):
+    if name in g.initializers:
+        return tuple(g.initializers[name].shape)
+    info = g.value_info.get(name) or next((v for v in g.inputs if v.name == name), None)
+    if info is None or info.shape is None or not all(isinstance(d, int) for d in info.shape):
+        return None
+    return tuple(info.shape)
+
+
+def fold_constants(graph: Graph) -> Graph:
+    from ..ops import get_op_class
+    g = graph.copy()
+    consts = dict(g.initializers)
+    kept = []
+    for n in g.nodes:
+        args = None
+        if n.op_type == "Shape" and n.inputs[0] not in consts:
+            shape = _static_shape(g, n.inputs[0])
+            if shape is not None:  # only the shape is read: a zero-stride stand-in suffices
+                args = [np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape,
+                                                        (0,) * len(shape))]
+        elif all((not i) or i in consts for i in n.inputs):
+            args = [consts[i] if i else None for i in n.inputs]
+        if args is None or n.op_type in _NEVER_FOLD or _inflates(n, args):
+            kept.append(n)
+            continue
+        try:
+            op = get_op_class(n.op_type, n.name)(n, consts)
+            outs = op.run(*args)
+        except (QEngineError, ValueError, TypeError, IndexError, ArithmeticError, MemoryError):
+            kept.append(n)  # leave it to fail (or not) at run time with the real inputs
+            continue
+        in_bytes = sum(a.nbytes for a in args if a is not None and n.op_type != "Shape")
+        if sum(np.asarray(o).nbytes for o in outs) > max(FOLD_MAX_BYTES, 2 * in_bytes):
+            kept.append(n)
+            continue
+        for name, value in zip(n.outputs, outs):
+            if name:
+                consts[name] = np.array(value)  # a copy; keeps 0-d arrays 0-d
+    g.nodes = kept
+    g.initializers = consts
+    # a folded value may be a graph output; it then simply is an initializer
+    return remove_dead_nodes(g)
+
+
+def _inflates(n, args) -> bool:
+    """True when a shape-driven op would build a big array: check before allocating it."""
+    if n.op_type not in ("ConstantOfShape", "Expand"):
+        return False
+    shape = args[0] if n.op_type == "ConstantOfShape" else args[1]
+    if shape is None or shape.dtype.kind not in "iu":
+        return True
+    elements = 1
+    for d in np.asarray(shape).reshape(-1).tolist():
+        elements *= max(int(d), 1)
+    return elements * 8 > FOLD_MAX_BYTES
+
+
+_NEVER_FOLD = frozenset({"LSTM", "GRU"})  # never all-constant in practice; weights stay as is
+
+_SAME_SHAPE = frozenset({"Relu", "Tanh", "Sigmoid", "Neg", "Exp", "Sqrt", "Abs", "Identity",
+                         "LeakyRelu", "Softmax", "LogSoftmax", "Clip", "Cast"})
+_BROADCAST = frozenset({"Add", "Sub", "Mul", "Div", "Pow"})
+
+
+def infer_shapes(graph: Graph) -> Graph:
+    """Fill `value_info` with static shapes/dtypes where that is cheap and certain.
+
+    Unknown cases are simply left out; nothing here is relied on for correctness at run time.
+    """
+    g = graph.copy()
+    info = {v.name: v for v in g.inputs}
+    info.update(g.value_info)
+    for k, v in g.initializers.items():
+        info[k] = ValueInfo(k, v.dtype.name, tuple(v.shape))
+
+    def shape(name):
+        v = info.get(name)
+        if v is None or v.shape is None or not all(isinstance(d, int) for d in v.shape):
+            return None
+        return v.shape
+
+    for n in g.nodes:
+        out = None
+        try:
+            s0 = shape(n.inputs[0]) if n.inputs and n.inputs[0] else None
+            dtype = info[n.inputs[0]].dtype if n.inputs and n.inputs[0] in info else None
+            if n.op_type in _SAME_SHAPE and s0 is not None:
+                if n.op_type == "Cast":
+                    dtype = n.attrs["to"]
+                out = [(s0, dtype)]
+            elif n.op_type in _BROADCAST and s0 is not None and shape(n.inputs[1]) is not None:
+                out = [(tuple(np.broadcast_shapes(s0, shape(n.inputs[1]))), dtype)]
+            elif n.op_type == "Transpose" and s0 is not None:
+                perm = n.attrs.get("perm") or list(range(len(s0)))[::-1]
+                out = [(tuple(s0[p] for p in perm), dtype)]
+            elif n.op_type in ("MatMul", "Gemm", "LSTM", "GRU"):
+                out = _infer_special(n, s0, shape, dtype, g)
+            elif n.op_type in _LAYOUT:
+                out = _infer_by_running(n, info, shape, g)
+        except (ValueError, IndexError, KeyError, TypeError):
+            out = None
+        for name, (s, dt) in zip(n.outputs, out or ()):
+            if name and s is not None and dt is not None:
+                info[name] = g.value_info[name] = ValueInfo(name, dt, s)
+    return g
+
+
+# Ops whose output shape follows from input shapes plus constant inputs: infer by running the op
+# on zero-stride stand-ins (exact, and no second copy of every op's shape rules to maintain).
+_LAYOUT = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Concat", "Slice", "Expand",
+                     "Split", "Gather", "Shape"})
+_INFER_MAX_ELEMENTS = 1 << 20
+
+
+def _infer_by_running(n, info, shape, g):
+    from ..ops import get_op_class
+    args = []
+    for name in n.inputs:
+        if not name:
+            args.append(None)
+        elif name in g.initializers:
+            args.append(g.initializers[name])
+        else:
+            s = shape(name)
+            if s is None or np.prod(s, dtype=np.int64) > _INFER_MAX_ELEMENTS:
+                return None
+            args.append(np.lib.stride_tricks.as_strided(
+                np.zeros(1, info[name].dtype), s, (0,) * len(s)))
+    try:
+        outs = get_op_class(n.op_type, n.name)(n, g.initializers).run(*args)
+    except (QEngineError, ValueError, TypeError, IndexError, ArithmeticError, MemoryError):
+        return None
+    return [(tuple(o.shape), o.dtype.name) for o in outs]
+
+
+def _infer_special(n, s0, shape, dtype, g):
+    if s0 is None:
+        return None
+    if n.op_type == "MatMul":
+        s1 = shape(n.inputs[1])
+        if s1 is None or len(s0) < 2 or len(s1) < 2:
+            return None
+        batch = np.broadcast_shapes(s0[:-2], s1[:-2])
+        return [(tuple(batch) + (s0[-2], s1[-1]), dtype)]
+    if n.op_type == "Gemm":
+        s1 = shape(n.inputs[1])
+        if s1 is None:
+            return None
+        m = s0[1] if n.attrs.get("transA") else s0[0]
+        k = s1[0] if n.attrs.get("transB") else s1[1]
+        return [((m, k), dtype)]
+    # LSTM / GRU
+    w = g.initializers.get(n.inputs[1]) if len(n.inputs) > 1 else None
+    r = g.initializers.get(n.inputs[2]) if len(n.inputs) > 2 else None
+    if w is None or r is None or len(s0) != 3:
+        return None
+    d, h = w.shape[0], r.shape[-1]
+    if n.attrs.get("layout", 0) == 0:
+        t, b = s0[0], s0[1]
+        y, yh = (t, d, b, h), (d, b, h)
+    else:
+        b, t = s0[0], s0[1]
+        y, yh = (b, t, d, h), (b, d, h)
+    return [(y, dtype), (yh, dtype), (yh, dtype)]
+
+
+def optimize(graph: Graph) -> Graph:
+    """Shape inference, constant folding and dead-node removal, repeated to a fixed point."""
+    g = graph
+    for _ in range(4):
+        before = len(g.nodes)
+        g = remove_dead_nodes(fold_constants(infer_shapes(g)))
+        if len(g.nodes) == before:
+            break
+    g.verify()
+    return g

@@ -1,0 +1,150 @@
+"""Elementwise FP32 ops: arithmetic with NumPy broadcasting (= ONNX multidirectional
+broadcasting), activations, comparisons, Cast, Softmax/LogSoftmax (opset-13 semantics: one
+axis, default -1; the ONNX frontend rewrites older opsets' flatten-to-2D form)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ModelError, ShapeError
+from .base import Op, check_dtype_name, register_op
+
+
+class _Binary(Op):
+    INPUTS = (2, 2)
+    fn = None
+
+    def run(self, a, b):
+        return (type(self).fn(a, b),)
+
+
+def _binary(name, fn):
+    cls = type(name, (_Binary,), {"op_type": name, "fn": staticmethod(fn)})
+    return register_op(cls)
+
+
+def _div(a, b):
+    if a.dtype.kind in "iu":  # ONNX integer Div truncates toward zero (C semantics)
+        if np.any(b == 0):
+            raise ZeroDivisionError("integer division by zero")
+        q = np.abs(a) // np.abs(b)
+        return (np.sign(a) * np.sign(b) * q).astype(np.result_type(a, b))
+    return np.divide(a, b)
+
+
+Add = _binary("Add", np.add)
+Sub = _binary("Sub", np.subtract)
+Mul = _binary("Mul", np.multiply)
+Div = _binary("Div", _div)
+Equal = _binary("Equal", np.equal)
+Less = _binary("Less", np.less)
+Greater = _binary("Greater", np.greater)
+Pow = _binary("Pow", lambda a, b: np.power(a, b).astype(a.dtype, copy=False))
+
+
+class _Unary(Op):
+    fn = None
+
+    def run(self, x):
+        return (type(self).fn(x),)
+
+
+def _unary(name, fn):
+    return register_op(type(name, (_Unary,), {"op_type": name, "fn": staticmethod(fn)}))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Overflow-free logistic: exp only ever sees -|x| (also used by the RNN ops)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+Relu = _unary("Relu", lambda x: np.maximum(x, np.zeros((), x.dtype)))
+Tanh = _unary("Tanh", np.tanh)
+Sigmoid = _unary("Sigmoid", sigmoid)
+Neg = _unary("Neg", np.negative)
+Exp = _unary("Exp", np.exp)
+Sqrt = _unary("Sqrt", np.sqrt)
+Abs = _unary("Abs", np.abs)
+Not = _unary("Not", np.logical_not)
+Identity = _unary("Identity", lambda x: x)
+
+
+@register_op
+class LeakyRelu(Op):
+    op_type = "LeakyRelu"
+    ATTRS = {"alpha": ("float", 0.01)}
+
+    def run(self, x):
+        return (np.where(x >= 0, x, x * x.dtype.type(self.attrs["alpha"])),)
+
+
+@register_op
+class Clip(Op):
+    """Clip with min/max as optional inputs (opset >= 11; older attr forms are converted)."""
+    op_type = "Clip"
+    INPUTS = (1, 3)
+
+    def run(self, x, lo=None, hi=None):
+        if lo is not None:
+            x = np.maximum(x, lo.astype(x.dtype))
+        if hi is not None:
+            x = np.minimum(x, hi.astype(x.dtype))
+        return (x,)
+
+
+@register_op
+class Where(Op):
+    op_type = "Where"
+    INPUTS = (3, 3)
+
+    def run(self, cond, a, b):
+        return (np.where(cond.astype(bool, copy=False), a, b),)
+
+
+@register_op
+class Cast(Op):
+    """`to` is a dtype name from qengine.graph.ir.DTYPES (the frontend maps ONNX enums)."""
+    op_type = "Cast"
+    ATTRS = {"to": ("string", None), "saturate": ("int", 1)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        if attrs["to"] is None:
+            raise ModelError(f"node {node.name!r} (Cast): required attribute 'to' is missing")
+        check_dtype_name(attrs["to"], f"node {node.name!r} (Cast)")
+
+    def prepare(self, initializers):
+        self.to = self.map_dtype(self.attrs["to"])
+
+    def run(self, x):
+        return (x.astype(self.to),)
+
+
+class _SoftmaxBase(Op):
+    ATTRS = {"axis": ("int", -1)}
+
+    def run(self, x):
+        axis = self.attrs["axis"]
+        if not -x.ndim <= axis < x.ndim:
+            self.fail(f"axis {axis} is out of range for rank {x.ndim}", ShapeError)
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        return (self.finish(shifted, axis),)
+
+
+@register_op
+class Softmax(_SoftmaxBase):
+    op_type = "Softmax"
+
+    @staticmethod
+    def finish(shifted, axis):
+        e = np.exp(shifted)
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+
+@register_op
+class LogSoftmax(_SoftmaxBase):
+    op_type = "LogSoftmax"
+
+    @staticmethod
+    def finish(shifted, axis):
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))

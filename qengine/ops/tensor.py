@@ -1,0 +1,305 @@
+"""Shape and data-movement ops (ONNX opset-13+ forms: axes/split/shape come in as inputs).
+
+Inputs that steer the shape (axes, shape, starts/ends, split sizes) are read once at session
+creation when they are initializers, and at run time otherwise.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ModelError, ShapeError
+from .base import Op, check_dtype_name, register_op
+
+
+def _norm_axis(op: Op, axis: int, rank: int, what: str = "axis") -> int:
+    if not -rank <= axis < rank:
+        op.fail(f"{what} {axis} is out of range for rank {rank}", ShapeError)
+    return axis % rank
+
+
+class _ConstInputs(Op):
+    """Caches the listed inputs (by index) as int lists when they are initializers."""
+    CONST_INPUTS: tuple[int, ...] = ()
+
+    def prepare(self, initializers):
+        self.consts = {}
+        for i in self.CONST_INPUTS:
+            arr = self.const_input(initializers, i)
+            if arr is not None:
+                self.consts[i] = self.int_vector(arr, f"input {i}", ModelError)
+
+    def ints(self, inputs, i, what):
+        """Input i as an int list (cached constant or run-time tensor), None if omitted."""
+        if i in self.consts:
+            return self.consts[i]
+        if i < len(inputs) and inputs[i] is not None:
+            return self.int_vector(inputs[i], what)
+        return None
+
+
+@register_op
+class Gather(Op):
+    op_type = "Gather"
+    INPUTS = (2, 2)
+    ATTRS = {"axis": ("int", 0)}
+
+    def run(self, data, idx):
+        axis = _norm_axis(self, self.attrs["axis"], data.ndim)
+        if idx.dtype.kind not in "iu":
+            self.fail(f"indices must be integers, got {idx.dtype}", ShapeError)
+        n = data.shape[axis]
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            self.fail(f"indices must lie in [{-n}, {n - 1}] (axis {axis} has size {n}), got "
+                      f"values in [{idx.min()}, {idx.max()}]", ShapeError)
+        return (np.take(data, idx.astype(np.int64, copy=False), axis=axis),)
+
+
+@register_op
+class Squeeze(_ConstInputs):
+    op_type = "Squeeze"
+    INPUTS = (1, 2)
+    CONST_INPUTS = (1,)
+
+    def run(self, x, *rest):
+        axes = self.ints((x, *rest), 1, "axes")
+        if axes is None:
+            return (np.squeeze(x),)
+        axes = tuple(sorted({_norm_axis(self, a, x.ndim, "axes") for a in axes}))
+        bad = [a for a in axes if x.shape[a] != 1]
+        if bad:
+            self.fail(f"cannot squeeze axes {bad} of shape {x.shape} (size is not 1)", ShapeError)
+        return (np.squeeze(x, axis=axes),)
+
+
+@register_op
+class Unsqueeze(_ConstInputs):
+    op_type = "Unsqueeze"
+    INPUTS = (2, 2)
+    CONST_INPUTS = (1,)
+
+    def run(self, x, axes_in):
+        axes = self.ints((x, axes_in), 1, "axes")
+        rank = x.ndim + len(axes)
+        axes = sorted(_norm_axis(self, a, rank, "axes") for a in axes)
+        if len(set(axes)) != len(axes):
+            self.fail(f"axes {axes} contain duplicates", ShapeError)
+        shape = list(x.shape)
+        for a in axes:
+            shape.insert(a, 1)
+        return (x.reshape(shape),)
+
+
+@register_op
+class Transpose(Op):
+    op_type = "Transpose"
+    ATTRS = {"perm": ("ints", None)}
+
+    def run(self, x):
+        perm = self.attrs["perm"]
+        if perm is None:
+            return (np.transpose(x),)
+        if sorted(perm) != list(range(x.ndim)):
+            self.fail(f"perm {perm} is not a permutation of the {x.ndim} axes", ShapeError)
+        return (np.transpose(x, perm),)
+
+
+def reshape_target(op: Op, in_shape: tuple[int, ...], shape: list[int], allowzero: int):
+    """ONNX Reshape: 0 copies the input dim (unless allowzero), one -1 is inferred."""
+    out = []
+    for i, d in enumerate(shape):
+        if d == 0 and not allowzero:
+            if i >= len(in_shape):
+                op.fail(f"shape {shape}: 0 at position {i} but input rank is {len(in_shape)}",
+                        ShapeError)
+            d = in_shape[i]
+        elif d < -1:
+            op.fail(f"shape {shape} has a negative dim other than -1", ShapeError)
+        out.append(d)
+    if out.count(-1) > 1:
+        op.fail(f"shape {shape} has more than one -1", ShapeError)
+    size = int(np.prod(in_shape, dtype=np.int64))
+    if -1 in out:
+        known = int(np.prod([d for d in out if d != -1], dtype=np.int64))
+        if known == 0 or size % known:
+            op.fail(f"cannot reshape {in_shape} to {shape}", ShapeError)
+        out[out.index(-1)] = size // known
+    if int(np.prod(out, dtype=np.int64)) != size:
+        op.fail(f"cannot reshape {in_shape} (size {size}) to {shape}", ShapeError)
+    return tuple(out)
+
+
+@register_op
+class Reshape(_ConstInputs):
+    op_type = "Reshape"
+    INPUTS = (2, 2)
+    ATTRS = {"allowzero": ("int", 0)}
+    CONST_INPUTS = (1,)
+
+    def run(self, x, shape_in):
+        shape = self.ints((x, shape_in), 1, "shape")
+        return (x.reshape(reshape_target(self, x.shape, shape, self.attrs["allowzero"])),)
+
+
+@register_op
+class Flatten(Op):
+    op_type = "Flatten"
+    ATTRS = {"axis": ("int", 1)}
+
+    def run(self, x):
+        axis = self.attrs["axis"]
+        if not -x.ndim <= axis <= x.ndim:
+            self.fail(f"axis {axis} is out of range for rank {x.ndim}", ShapeError)
+        axis %= x.ndim + 1
+        outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+        return (x.reshape(outer, int(np.prod(x.shape[axis:], dtype=np.int64))),)
+
+
+def onnx_slice(start: int, end: int, step: int, dim: int) -> slice:
+    """ONNX Slice clamping for one axis, as a Python slice (negative ends mean 'before 0')."""
+    if start < 0:
+        start += dim
+    if end < 0:
+        end += dim
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+        return slice(start, end, step)
+    start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    if dim == 0:
+        return slice(0, 0, step)
+    return slice(start, end if end >= 0 else None, step)
+
+
+@register_op
+class Slice(_ConstInputs):
+    op_type = "Slice"
+    INPUTS = (3, 5)
+    CONST_INPUTS = (1, 2, 3, 4)
+
+    def run(self, x, *rest):
+        inputs = (x, *rest)
+        starts, ends = self.ints(inputs, 1, "starts"), self.ints(inputs, 2, "ends")
+        axes = self.ints(inputs, 3, "axes")
+        steps = self.ints(inputs, 4, "steps")
+        if axes is None:
+            axes = list(range(len(starts)))
+        if steps is None:
+            steps = [1] * len(starts)
+        if not len(starts) == len(ends) == len(axes) == len(steps):
+            self.fail(f"starts/ends/axes/steps lengths differ: {len(starts)}, {len(ends)}, "
+                      f"{len(axes)}, {len(steps)}", ShapeError)
+        index = [slice(None)] * x.ndim
+        seen = set()
+        for s, e, a, st in zip(starts, ends, axes, steps):
+            a = _norm_axis(self, a, x.ndim, "axes")
+            if a in seen or st == 0:
+                self.fail(f"axes repeat or a step is 0 (axes {axes}, steps {steps})", ShapeError)
+            seen.add(a)
+            index[a] = onnx_slice(s, e, st, x.shape[a])
+        return (x[tuple(index)],)
+
+
+@register_op
+class Concat(Op):
+    op_type = "Concat"
+    INPUTS = (1, None)
+    ATTRS = {"axis": ("int", 0)}
+
+    def run(self, *xs):
+        axis = _norm_axis(self, self.attrs["axis"], xs[0].ndim)
+        return (np.concatenate(xs, axis=axis),)
+
+
+@register_op
+class Shape(Op):
+    op_type = "Shape"
+    ATTRS = {"start": ("int", 0), "end": ("int", None)}
+
+    def run(self, x):
+        shape = np.array(x.shape, dtype=np.int64)
+        start, end = self.attrs["start"], self.attrs["end"]
+        return (shape[onnx_slice(start, x.ndim if end is None else end, 1, x.ndim)],)
+
+
+@register_op
+class Constant(Op):
+    """A constant given by a JSON attribute (tensor-valued Constants become initializers)."""
+    op_type = "Constant"
+    INPUTS = (0, 0)
+    ATTRS = {"value_float": ("float", None), "value_floats": ("floats", None),
+             "value_int": ("int", None), "value_ints": ("ints", None)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        given = [k for k, v in attrs.items() if v is not None]
+        if len(given) != 1:
+            raise ModelError(f"node {node.name!r} (Constant): exactly one value attribute is "
+                             f"needed, got {given}")
+
+    def prepare(self, initializers):
+        key, value = next((k, v) for k, v in self.attrs.items() if v is not None)
+        dtype = self.map_dtype("float32") if "float" in key else np.int64
+        self.value = np.array(value, dtype=dtype)
+        self.value.setflags(write=False)
+
+    def run(self):
+        return (self.value,)
+
+
+@register_op
+class ConstantOfShape(_ConstInputs):
+    """`value` (a number) and `dtype` (a dtype name) replace ONNX's one-element tensor attr."""
+    op_type = "ConstantOfShape"
+    ATTRS = {"value": ("float", 0.0), "dtype": ("string", "float32")}
+    CONST_INPUTS = (0,)
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        check_dtype_name(attrs["dtype"], f"node {node.name!r} (ConstantOfShape)")
+
+    def prepare(self, initializers):
+        super().prepare(initializers)
+        self.dtype = self.map_dtype(self.attrs["dtype"])
+
+    def run(self, shape_in):
+        shape = self.ints((shape_in,), 0, "shape")
+        if any(d < 0 for d in shape):
+            self.fail(f"shape {shape} has a negative dim", ShapeError)
+        return (np.full(shape, self.attrs["value"], dtype=self.dtype),)
+
+
+@register_op
+class Expand(_ConstInputs):
+    op_type = "Expand"
+    INPUTS = (2, 2)
+    CONST_INPUTS = (1,)
+
+    def run(self, x, shape_in):
+        shape = self.ints((x, shape_in), 1, "shape")
+        try:
+            target = np.broadcast_shapes(x.shape, tuple(shape))
+        except ValueError:
+            self.fail(f"cannot expand {x.shape} to {shape}", ShapeError)
+        return (np.broadcast_to(x, target),)
+
+
+@register_op
+class Split(_ConstInputs):
+    """Split sizes as input 1 (opset 13+) or `num_outputs` (opset 18), else equal parts."""
+    op_type = "Split"
+    INPUTS = (1, 2)
+    OUTPUTS = (1, None)
+    ATTRS = {"axis": ("int", 0), "num_outputs": ("int", None)}
+    CONST_INPUTS = (1,)
+
+    def run(self, x, *rest):
+        axis = _norm_axis(self, self.attrs["axis"], x.ndim)
+        n_out, dim = len(self.node.outputs), x.shape[axis]
+        sizes = self.ints((x, *rest), 1, "split")
+        if sizes is None:
+            # ONNX: equal chunks of ceil(dim / n); the last one may be smaller (opset 18)
+            chunk = -(-dim // n_out)
+            sizes = [min(chunk, max(dim - i * chunk, 0)) for i in range(n_out)]
+        if len(sizes) != n_out or sum(sizes) != dim or min(sizes) < 0:
+            self.fail(f"split sizes {sizes} do not partition axis {axis} of size {dim} into "
+                      f"{n_out} outputs", ShapeError)
+        return tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis))

@@ -1,0 +1,131 @@
+"""Session: a graph made ready to run, with input validation.
+
+Input rules (checked on every `run`, errors name the input, what was expected and what came):
+* every graph input must be given, nothing else may be (ShapeError otherwise);
+* dtype: a float input accepts any float array and casts it to the declared float dtype
+  (float64 → float32 loses precision the model never had, so that is accepted); an integer
+  input accepts any integer array whose values the declared dtype can hold (checked, so
+  uint64/int64 → int32 fails loudly only when a value does not fit); bool only from bool.
+  Mixing kinds (int given for float, float for int) is a ShapeError: it is almost always a bug.
+* rank must match; static dims must match; a symbolic dim binds to the first size seen and
+  every other input using the same name must agree (e.g. "batch").
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .errors import ShapeError
+from .graph.executor import Executor, Profile
+from .graph.ir import Graph, ValueInfo
+
+
+def _coerce(info: ValueInfo, value) -> np.ndarray:
+    arr = np.asarray(value)
+    want = np.dtype(info.dtype)
+    if arr.dtype == want:
+        return arr
+    got_kind, want_kind = arr.dtype.kind, want.kind
+    ints = "iu"
+    if want_kind == "f" and got_kind == "f":
+        return arr.astype(want)
+    if want_kind in ints and got_kind in ints:
+        if np.can_cast(arr.dtype, want, "safe"):
+            return arr.astype(want)
+        lo, hi = np.iinfo(want).min, np.iinfo(want).max
+        if arr.size == 0 or (arr.min() >= lo and arr.max() <= hi):
+            return arr.astype(want)
+        raise ShapeError(f"input {info.name!r}: values of {arr.dtype} do not fit the expected "
+                         f"{want} (range [{arr.min()}, {arr.max()}])")
+    raise ShapeError(f"input {info.name!r}: expected dtype {want}, got {arr.dtype} (only "
+                     f"float→float and value-preserving int→int conversions are automatic)")
+
+
+class Session:
+    """A runnable graph. `Session(graph)` verifies it and builds (packs) every op once.
+
+    `run` is safe to call from several threads at once: op objects are immutable after
+    construction and all per-call state lives in the call.
+    """
+
+    def __init__(self, graph: Graph, *, float_dtype=np.float32):
+        self.graph = graph
+        self._executor = Executor(graph, float_dtype=float_dtype)
+        self._inputs = list(graph.inputs)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [v.name for v in self._inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.graph.output_names
+
+    @property
+    def inputs(self) -> list[ValueInfo]:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[ValueInfo]:
+        return list(self.graph.outputs)
+
+    def _validate(self, inputs) -> dict[str, np.ndarray]:
+        if inputs is None:
+            inputs = {}
+        if not isinstance(inputs, Mapping):
+            if isinstance(inputs, np.ndarray) or not isinstance(inputs, Sequence):
+                inputs = [inputs]
+            if len(inputs) != len(self._inputs):
+                raise ShapeError(f"expected {len(self._inputs)} positional inputs "
+                                 f"{self.input_names}, got {len(inputs)}")
+            inputs = dict(zip(self.input_names, inputs))
+        missing = [n for n in self.input_names if n not in inputs]
+        extra = [n for n in inputs if n not in set(self.input_names)]
+        if missing or extra:
+            raise ShapeError(f"inputs do not match the graph: missing {missing}, unexpected "
+                             f"{extra} (expected exactly {self.input_names})")
+        feeds, symbols = {}, {}
+        for info in self._inputs:
+            arr = _coerce(info, inputs[info.name])
+            if info.shape is not None:
+                if arr.ndim != len(info.shape):
+                    raise ShapeError(f"input {info.name!r}: expected rank {len(info.shape)} "
+                                     f"{list(info.shape)}, got rank {arr.ndim} {list(arr.shape)}")
+                for axis, (want, got) in enumerate(zip(info.shape, arr.shape)):
+                    if isinstance(want, int) and want != got:
+                        raise ShapeError(f"input {info.name!r}: dim {axis} must be {want} "
+                                         f"(expected shape {list(info.shape)}), got shape "
+                                         f"{list(arr.shape)}")
+                    if isinstance(want, str):
+                        seen = symbols.setdefault(want, (got, info.name))
+                        if seen[0] != got:
+                            raise ShapeError(f"input {info.name!r}: dim {axis} ({want!r}) is "
+                                             f"{got} but input {seen[1]!r} has {want!r} = "
+                                             f"{seen[0]}")
+            feeds[info.name] = arr
+        return feeds
+
+    def _output_names(self, output_names):
+        if output_names is None:
+            return None
+        names = [output_names] if isinstance(output_names, str) else list(output_names)
+        unknown = [n for n in names if n not in set(self.output_names)]
+        if unknown:
+            raise ShapeError(f"unknown output names {unknown}; outputs are {self.output_names}")
+        return names
+
+    def run(self, inputs: Mapping[str, np.ndarray] | Sequence[np.ndarray] | None = None,
+            output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Run the graph; returns {output name: array} for `output_names` (default: all)."""
+        return self._executor.run(self._validate(inputs), self._output_names(output_names))
+
+    def profile(self, inputs=None, output_names=None, repeat: int = 1):
+        """Run `repeat` times timing every node; returns (outputs, [Profile per run])."""
+        feeds, names = self._validate(inputs), self._output_names(output_names)
+        profiles, out = [], None
+        for _ in range(max(1, int(repeat))):
+            p = Profile()
+            out = self._executor.run(feeds, names, profile=p)
+            profiles.append(p)
+        return out, profiles
