@@ -151,8 +151,8 @@ def pack_weights(w_s8, w_zero_point=None, isa=None):
     data = np.empty(_gemm.packed_bytes(idx, n, k), dtype=np.uint8)
     colsum = np.empty(n, dtype=np.int32)
     _gemm.pack(idx, w, data, colsum)
-    kr = _KERNELS[name]["kr"]
-    return PackedWeights(n, k, -(-k // kr) * kr, name, _KERNELS[name]["name"], data, colsum, zw)
+    kpad = _KERNELS[name]["kpad"]
+    return PackedWeights(n, k, -(-k // kpad) * kpad, name, _KERNELS[name]["name"], data, colsum, zw)
 
 
 def matmul_int32(a_u8, a_zero_point, w, *, isa=None):

@@ -35,6 +35,7 @@ def kernel_table():
     """Every compiled GEMM kernel (from qe_gemm_kernels.inc) as dicts."""
     return [dict(name=qe_gemm_kernels[i].name.decode(), isa=qe_gemm_kernels[i].isa,
                  mr=qe_gemm_kernels[i].mr, nr=qe_gemm_kernels[i].nr, kr=qe_gemm_kernels[i].kr,
+                 kpad=qe_gemm_kernels[i].kpad,
                  elem=qe_gemm_kernels[i].elem) for i in range(QE_GEMM_NKERNELS)]
 
 

@@ -25,7 +25,7 @@ cdef extern from "qengine/gemm/qe_gemm_dynamic.h" nogil:
 
     ctypedef struct qe_gemm_kernel_rec:
         const char *name
-        int32_t isa, mr, nr, kr, elem
+        int32_t isa, mr, nr, kr, kpad, elem
 
     const qe_gemm_kernel_rec qe_gemm_kernels[]
     const qe_gemm_kernel_rec *qe_gemm_kernel_for_isa(int isa)

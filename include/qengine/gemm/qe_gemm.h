@@ -55,7 +55,7 @@ enum {
 #define QE_GEMM_NC_COLS 256
 
 static const qe_gemm_kernel_rec qe_gemm_kernels[] = {
-#define QE_GEMM_KERNEL(isa, uk, epi, mr, nr, kr, elem) {#uk, isa, mr, nr, kr, elem, uk, epi},
+#define QE_GEMM_KERNEL(isa, uk, epi, mr, nr, kr, kpad, elem) {#uk, isa, mr, nr, kr, kpad, elem, uk, epi},
 #include "qe_gemm_kernels.inc"
 #undef QE_GEMM_KERNEL
 };
@@ -132,7 +132,7 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
     if (!r || w->isa != isa) return QE_GEMM_EISA;
     const size_t n = (size_t)w->n, k = (size_t)w->k;
     if (k < 1 || k > (w->w_zp ? QE_GEMM_MAX_K_WZP : QE_GEMM_MAX_K)) return QE_GEMM_EK;
-    if ((size_t)w->kp != qe_gemm_round_up(k, r->kr) || lda < k || ldc < n) return QE_GEMM_EARG;
+    if ((size_t)w->kp != qe_gemm_round_up(k, r->kpad) || lda < k || ldc < n) return QE_GEMM_EARG;
     if (ep->kind < QE_EPI_INT32 || ep->kind > QE_EPI_S8 || ep->row_step < 0 || ep->row_step > 1)
         return QE_GEMM_EARG;
     if (ep->kind == QE_EPI_F32 && (!ep->a_scale || !ep->w_scale)) return QE_GEMM_EARG;

@@ -6,7 +6,8 @@
  * A (activations, uint8 [M, K]) is packed per call, in the mirror layout
  *   [M/MR panels][K/KR groups][MR rows][KR values]: each row's KR values are one 32-bit
  *   broadcast (VNNI: 4 u8; AVX2: 2 zero-extended int16; NEON: 4 u8).
- * Both pad K with zeros up to KR and the last panel's rows/columns with zeros, so the kernels
+ * Both pad K with zeros up to KPAD (a multiple of KR: kernels that unroll K-groups need no
+ * K tail loop, which also keeps GCC's register allocation of their accumulators clean) and the last panel's rows/columns with zeros, so the kernels
  * have no tails in K or in the packed dimension; a zero contributes nothing to any sum.
  */
 #ifndef QE_GEMM_PACK_H
@@ -18,17 +19,17 @@
 static inline size_t qe_gemm_round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
 static inline size_t qe_gemm_packed_w_bytes(const qe_gemm_kernel_rec *r, size_t n, size_t k) {
-    return qe_gemm_round_up(n, r->nr) * qe_gemm_round_up(k, r->kr) * (size_t)r->elem;
+    return qe_gemm_round_up(n, r->nr) * qe_gemm_round_up(k, r->kpad) * (size_t)r->elem;
 }
 
 static inline size_t qe_gemm_packed_a_bytes(const qe_gemm_kernel_rec *r, size_t m, size_t k) {
-    return qe_gemm_round_up(m, r->mr) * qe_gemm_round_up(k, r->kr) * (size_t)r->elem;
+    return qe_gemm_round_up(m, r->mr) * qe_gemm_round_up(k, r->kpad) * (size_t)r->elem;
 }
 
 /* w: int8 [n, k] with row stride ldw. out: qe_gemm_packed_w_bytes(). colsum: int32 [n]. */
 static void qe_gemm_pack_w(const qe_gemm_kernel_rec *r, size_t n, size_t k, const int8_t *w,
                            size_t ldw, void *out, int32_t *colsum) {
-    const size_t nr = r->nr, kr = r->kr, kp = qe_gemm_round_up(k, kr);
+    const size_t nr = r->nr, kr = r->kr, kp = qe_gemm_round_up(k, r->kpad);
     const size_t np = qe_gemm_round_up(n, nr) / nr;
     int8_t *o8 = (int8_t *)out;
     int16_t *o16 = (int16_t *)out;
@@ -56,7 +57,7 @@ static void qe_gemm_pack_w(const qe_gemm_kernel_rec *r, size_t n, size_t k, cons
  * Σ_k a[row, k] for every row of those panels that exists. */
 static void qe_gemm_pack_a(const qe_gemm_kernel_rec *r, size_t m, size_t k, const uint8_t *a,
                            size_t lda, size_t p0, size_t p1, void *out, int32_t *rowsum) {
-    const size_t mr = r->mr, kr = r->kr, kg = qe_gemm_round_up(k, kr) / kr;
+    const size_t mr = r->mr, kr = r->kr, kg = qe_gemm_round_up(k, r->kpad) / kr;
     for (size_t p = p0; p < p1; p++) {
         for (size_t i = 0; i < mr; i++) {
             const size_t row = p * mr + i;

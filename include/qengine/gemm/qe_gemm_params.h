@@ -1,7 +1,7 @@
 /* Types shared by the GEMM packing, microkernels, epilogues and driver (qe_gemm.h).
  *
  * Packed weights (made once by the kernel record's pack_w, see qe_gemm_pack.h):
- *   data   [NP panels][KG groups][NR][KR] elements, elem = int8 (VNNI, NEON, scalar) or int16
+ *   data   [NP panels][KG groups][NR][KR] elements (KG·KR = K padded to the record's kpad), elem = int8 (VNNI, NEON, scalar) or int16
  *          (AVX2: pre-widened so the exact vpmaddwd path needs no sign extension in the loop).
  *          NP = ceil(N/NR), KG = ceil(K/KR); padding rows/columns are zero.
  *   colsum [N] int32, Σ_k w[n,k]        (folds the activation zero point)
@@ -28,7 +28,7 @@ typedef struct qe_packed_w {
     const int32_t *colsum;
     const int32_t *w_zp;
     int32_t n, k;          /* true sizes */
-    int32_t kp;            /* K padded to KR */
+    int32_t kp;            /* K padded to the kernel's kpad */
     int32_t isa;           /* QE_ISA_* it was packed for; the driver refuses another */
 } qe_packed_w;
 
@@ -75,6 +75,7 @@ typedef void (*qe_gemm_epilogue_fn)(const qe_gemm_tile *tile, const qe_packed_w 
 typedef struct qe_gemm_kernel_rec {
     const char *name;
     int32_t isa, mr, nr, kr;
+    int32_t kpad;               /* K is zero-padded to a multiple of this (≥ KR, = KR·max unroll) */
     int32_t elem;               /* bytes per packed A/W element: 1 (u8/s8) or 2 (int16) */
     qe_gemm_ukernel_fn ukernel;
     qe_gemm_epilogue_fn epilogue;

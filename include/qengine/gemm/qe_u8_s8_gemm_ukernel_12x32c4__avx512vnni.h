@@ -18,54 +18,44 @@
 #if QE_HAVE_X86_SIMD
 #define QE_VNNI_MR 12
 
+/* vpdpbusd through asm: with the intrinsic, GCC 12 copies every accumulator through a spare
+ * register (or the stack) on each iteration of the K-split loops; the "+v" tie keeps them put. */
+#define QE_DPBUSD(acc, a, b) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b))
+
 #define QE_VNNI_BODY(MRV, KS)                                                                  \
     do {                                                                                       \
-        __m512i acc[KS][MRV][2];                                                               \
+        __m512i acc[KS * MRV][2];                                                                 \
         _Pragma("GCC unroll 12") for (int s = 0; s < KS; s++)                                  \
         _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++)                                 \
-            acc[s][i][0] = acc[s][i][1] = _mm512_setzero_si512();                              \
-        size_t g = 0;                                                                          \
-        for (; g + KS <= kg; g += KS) {                                                        \
+            acc[s * MRV + i][0] = acc[s * MRV + i][1] = _mm512_setzero_si512();                              \
+        for (size_t g = 0; g < kg; g += KS) { /* kg: a multiple of 4 (kpad) */                   \
             _mm_prefetch((const char *)(pw + 1024), _MM_HINT_T0);                              \
             _Pragma("GCC unroll 12") for (int s = 0; s < KS; s++) {                            \
-                const __m512i b0 = _mm512_loadu_si512(pw);                                     \
-                const __m512i b1 = _mm512_loadu_si512(pw + 64);                                \
+                const __m512i b0 = _mm512_loadu_si512(pw + 128 * s);                                   \
+                const __m512i b1 = _mm512_loadu_si512(pw + 128 * s + 64);                                \
                 _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++) {                       \
                     int32_t a4;                                                                \
-                    memcpy(&a4, pa + 4 * i, 4);                                                \
+                    memcpy(&a4, pa + 4 * QE_VNNI_MR * s + 4 * i, 4);                                                \
                     const __m512i va = _mm512_set1_epi32(a4);                                  \
-                    acc[s][i][0] = _mm512_dpbusd_epi32(acc[s][i][0], va, b0);                  \
-                    acc[s][i][1] = _mm512_dpbusd_epi32(acc[s][i][1], va, b1);                  \
+                    QE_DPBUSD(acc[s * MRV + i][0], va, b0);                  \
+                    QE_DPBUSD(acc[s * MRV + i][1], va, b1);                  \
                 }                                                                              \
-                pa += 4 * QE_VNNI_MR;                                                          \
-                pw += 128;                                                                     \
             }                                                                                  \
-        }                                                                                      \
-        for (; g < kg; g++) {                                                                  \
-            const __m512i b0 = _mm512_loadu_si512(pw);                                         \
-            const __m512i b1 = _mm512_loadu_si512(pw + 64);                                    \
-            _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++) {                           \
-                int32_t a4;                                                                    \
-                memcpy(&a4, pa + 4 * i, 4);                                                    \
-                const __m512i va = _mm512_set1_epi32(a4);                                      \
-                acc[0][i][0] = _mm512_dpbusd_epi32(acc[0][i][0], va, b0);                      \
-                acc[0][i][1] = _mm512_dpbusd_epi32(acc[0][i][1], va, b1);                      \
-            }                                                                                  \
-            pa += 4 * QE_VNNI_MR;                                                              \
-            pw += 128;                                                                         \
+            pa += 4 * QE_VNNI_MR * KS;                                                         \
+            pw += 128 * KS;                                                                    \
         }                                                                                      \
         _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++) {                               \
             _Pragma("GCC unroll 12") for (int s = 1; s < KS; s++) {                            \
-                acc[0][i][0] = _mm512_add_epi32(acc[0][i][0], acc[s][i][0]);                   \
-                acc[0][i][1] = _mm512_add_epi32(acc[0][i][1], acc[s][i][1]);                   \
+                acc[i][0] = _mm512_add_epi32(acc[i][0], acc[s * MRV + i][0]);                   \
+                acc[i][1] = _mm512_add_epi32(acc[i][1], acc[s * MRV + i][1]);                   \
             }                                                                                  \
             if (acc_in) {                                                                      \
-                acc[0][i][0] = _mm512_add_epi32(acc[0][i][0], _mm512_loadu_si512(c + 32 * i)); \
-                acc[0][i][1] = _mm512_add_epi32(acc[0][i][1],                                  \
+                acc[i][0] = _mm512_add_epi32(acc[i][0], _mm512_loadu_si512(c + 32 * i)); \
+                acc[i][1] = _mm512_add_epi32(acc[i][1],                                  \
                                                 _mm512_loadu_si512(c + 32 * i + 16));         \
             }                                                                                  \
-            _mm512_storeu_si512(c + 32 * i, acc[0][i][0]);                                     \
-            _mm512_storeu_si512(c + 32 * i + 16, acc[0][i][1]);                                \
+            _mm512_storeu_si512(c + 32 * i, acc[i][0]);                                     \
+            _mm512_storeu_si512(c + 32 * i + 16, acc[i][1]);                                \
         }                                                                                      \
     } while (0)
 
@@ -77,7 +67,7 @@ static void qe_u8_s8_gemm_ukernel_12x32c4__avx512vnni(size_t mr, size_t kg, cons
     switch (mr) {
     case 1: QE_VNNI_BODY(1, 4); break;
     case 2: QE_VNNI_BODY(2, 4); break;
-    case 3: QE_VNNI_BODY(3, 3); break;
+    case 3: QE_VNNI_BODY(3, 4); break;
     case 4: QE_VNNI_BODY(4, 2); break;
     case 5: QE_VNNI_BODY(5, 2); break;
     case 6: QE_VNNI_BODY(6, 2); break;

@@ -20,12 +20,11 @@
 
 #define QE_AVX2_BODY(MRV, KS)                                                                  \
     do {                                                                                       \
-        __m256i acc[KS][MRV][2];                                                               \
+        __m256i acc[KS * MRV][2];                                                                 \
         _Pragma("GCC unroll 4") for (int s = 0; s < KS; s++)                                   \
         _Pragma("GCC unroll 4") for (int i = 0; i < MRV; i++)                                  \
-            acc[s][i][0] = acc[s][i][1] = _mm256_setzero_si256();                              \
-        size_t g = 0;                                                                          \
-        for (; g + KS <= kg; g += KS) {                                                        \
+            acc[s * MRV + i][0] = acc[s * MRV + i][1] = _mm256_setzero_si256();                              \
+        for (size_t g = 0; g < kg; g += KS) { /* kg: a multiple of 4 (kpad) */                   \
             _Pragma("GCC unroll 4") for (int s = 0; s < KS; s++) {                             \
                 const __m256i b0 = _mm256_loadu_si256((const __m256i *)pw);                    \
                 const __m256i b1 = _mm256_loadu_si256((const __m256i *)(pw + 16));             \
@@ -33,38 +32,25 @@
                     int32_t a2;                                                                \
                     memcpy(&a2, pa + 2 * i, 4);                                                \
                     const __m256i va = _mm256_set1_epi32(a2);                                  \
-                    acc[s][i][0] = _mm256_add_epi32(acc[s][i][0], _mm256_madd_epi16(va, b0));  \
-                    acc[s][i][1] = _mm256_add_epi32(acc[s][i][1], _mm256_madd_epi16(va, b1));  \
+                    acc[s * MRV + i][0] = _mm256_add_epi32(acc[s * MRV + i][0], _mm256_madd_epi16(va, b0));  \
+                    acc[s * MRV + i][1] = _mm256_add_epi32(acc[s * MRV + i][1], _mm256_madd_epi16(va, b1));  \
                 }                                                                              \
                 pa += 2 * QE_AVX2_MR;                                                          \
                 pw += 32;                                                                      \
             }                                                                                  \
         }                                                                                      \
-        for (; g < kg; g++) {                                                                  \
-            const __m256i b0 = _mm256_loadu_si256((const __m256i *)pw);                        \
-            const __m256i b1 = _mm256_loadu_si256((const __m256i *)(pw + 16));                 \
-            _Pragma("GCC unroll 4") for (int i = 0; i < MRV; i++) {                            \
-                int32_t a2;                                                                    \
-                memcpy(&a2, pa + 2 * i, 4);                                                    \
-                const __m256i va = _mm256_set1_epi32(a2);                                      \
-                acc[0][i][0] = _mm256_add_epi32(acc[0][i][0], _mm256_madd_epi16(va, b0));      \
-                acc[0][i][1] = _mm256_add_epi32(acc[0][i][1], _mm256_madd_epi16(va, b1));      \
-            }                                                                                  \
-            pa += 2 * QE_AVX2_MR;                                                              \
-            pw += 32;                                                                          \
-        }                                                                                      \
         _Pragma("GCC unroll 4") for (int i = 0; i < MRV; i++) {                                \
             _Pragma("GCC unroll 4") for (int s = 1; s < KS; s++) {                             \
-                acc[0][i][0] = _mm256_add_epi32(acc[0][i][0], acc[s][i][0]);                   \
-                acc[0][i][1] = _mm256_add_epi32(acc[0][i][1], acc[s][i][1]);                   \
+                acc[i][0] = _mm256_add_epi32(acc[i][0], acc[s * MRV + i][0]);                   \
+                acc[i][1] = _mm256_add_epi32(acc[i][1], acc[s * MRV + i][1]);                   \
             }                                                                                  \
             __m256i *ci = (__m256i *)(c + 16 * i);                                             \
             if (acc_in) {                                                                      \
-                acc[0][i][0] = _mm256_add_epi32(acc[0][i][0], _mm256_loadu_si256(ci));         \
-                acc[0][i][1] = _mm256_add_epi32(acc[0][i][1], _mm256_loadu_si256(ci + 1));     \
+                acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_loadu_si256(ci));         \
+                acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_loadu_si256(ci + 1));     \
             }                                                                                  \
-            _mm256_storeu_si256(ci, acc[0][i][0]);                                             \
-            _mm256_storeu_si256(ci + 1, acc[0][i][1]);                                         \
+            _mm256_storeu_si256(ci, acc[i][0]);                                             \
+            _mm256_storeu_si256(ci + 1, acc[i][1]);                                         \
         }                                                                                      \
     } while (0)
 
