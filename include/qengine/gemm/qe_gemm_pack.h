@@ -54,33 +54,29 @@ static void qe_gemm_pack_w(const qe_gemm_kernel_rec *r, size_t n, size_t k, cons
 }
 
 /* Pack MR-row panels [p0, p1) of a: uint8 [m, k] with row stride lda. rowsum (may be NULL):
- * Σ_k a[row, k] for every row of those panels that exists. */
+ * Σ_k a[row, k] for every row of those panels that exists. Only panels with missing rows or a
+ * K tail are cleared first, so a full panel is written exactly once. */
 static void qe_gemm_pack_a(const qe_gemm_kernel_rec *r, size_t m, size_t k, const uint8_t *a,
                            size_t lda, size_t p0, size_t p1, void *out, int32_t *rowsum) {
     const size_t mr = r->mr, kr = r->kr, kg = qe_gemm_round_up(k, r->kpad) / kr;
+    const size_t panel = kg * mr * kr * (size_t)r->elem;
     for (size_t p = p0; p < p1; p++) {
-        for (size_t i = 0; i < mr; i++) {
+        uint8_t *dst8 = (uint8_t *)out + p * panel;
+        if ((p + 1) * mr > m || k % (size_t)r->kpad) memset(dst8, 0, panel);
+        for (size_t i = 0; i < mr && p * mr + i < m; i++) {
             const size_t row = p * mr + i;
             const uint8_t *src = a + row * lda;
             if (r->elem == 1) {
-                uint8_t *dst = (uint8_t *)out + (p * kg * mr + i) * kr;
-                size_t g = 0;
-                if (row < m && kr == 4)
-                    for (; g < k / 4; g++) memcpy(dst + g * mr * 4, src + g * 4, 4);
-                for (; g < kg; g++)
-                    for (size_t q = 0; q < kr; q++) {
-                        const size_t kk = g * kr + q;
-                        dst[g * mr * kr + q] = (row < m && kk < k) ? src[kk] : 0;
-                    }
+                uint8_t *dst = dst8 + i * kr;
+                size_t kk = 0;
+                if (kr == 4)
+                    for (; kk + 4 <= k; kk += 4) memcpy(dst + kk * mr, src + kk, 4);
+                for (; kk < k; kk++) dst[(kk / kr) * mr * kr + kk % kr] = src[kk];
             } else {
-                int16_t *dst = (int16_t *)out + (p * kg * mr + i) * kr;
-                for (size_t g = 0; g < kg; g++)
-                    for (size_t q = 0; q < kr; q++) {
-                        const size_t kk = g * kr + q;
-                        dst[g * mr * kr + q] = (row < m && kk < k) ? src[kk] : 0;
-                    }
+                int16_t *dst = (int16_t *)dst8 + i * kr;
+                for (size_t kk = 0; kk < k; kk++) dst[(kk / kr) * mr * kr + kk % kr] = src[kk];
             }
-            if (rowsum && row < m) {
+            if (rowsum) {
                 int32_t s = 0;
                 for (size_t kk = 0; kk < k; kk++) s += src[kk];
                 rowsum[row] = s;
