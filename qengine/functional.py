@@ -17,6 +17,19 @@ MAX_K = _gemm.MAX_K
 MAX_K_WZP = _gemm.MAX_K_WZP
 _KERNELS = {_runtime.ISA_NAMES[r["isa"]]: r for r in _gemm.kernel_table()}
 _runtime.register_kernels("gemm_u8s8", {isa: r["name"] for isa, r in _KERNELS.items()})
+# Availability does not change while the process runs, and asking means CPUID (a VM exit under
+# a hypervisor: microseconds), so it is read once here instead of on every call.
+_AVAILABLE = tuple(_runtime.available_isas())
+_ACTIVE_INDEX = _runtime.isa_index(None)
+
+
+def _isa_index(isa):
+    if isa is None:
+        return _ACTIVE_INDEX
+    name = str(isa).lower()
+    if name in _AVAILABLE:
+        return _runtime.ISA_NAMES.index(name)
+    return _runtime.isa_index(isa)          # raises the ConfigError that says why
 
 
 class PackedWeights:
@@ -56,7 +69,7 @@ def _array2d(x, name, dtypes):
 
 
 def _isa_name(isa):
-    return _runtime.ISA_NAMES[_runtime.isa_index(isa)]
+    return _runtime.ISA_NAMES[_isa_index(isa)]
 
 
 def _check_k(k, w_zp=False):
@@ -68,6 +81,10 @@ def _check_k(k, w_zp=False):
 
 def _ints(v, name, n, lo, hi, what):
     """A scalar or length-n integer parameter -> (int32 array (1,) or (n,), per_item)."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):   # the common, fast case
+        if not lo <= v <= hi:
+            raise ConfigError(f"{name} must lie in [{lo}, {hi}], got {v}")
+        return np.full(1, v, np.int32), False
     arr = np.asarray(v)
     if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
         raise ConfigError(f"{name} must be integer, got dtype {arr.dtype}")
@@ -103,7 +120,6 @@ def _packed_for(w, isa):
         if isa is not None and _isa_name(isa) != w.isa:
             raise ConfigError(f"weights were packed for {w.isa!r} but isa={isa!r} was requested;"
                               f" pack them again with pack_weights(..., isa={isa!r})")
-        _runtime.isa_index(w.isa)
         return w
     if isinstance(w, np.ndarray):
         return pack_weights(w, isa=isa)
@@ -162,7 +178,7 @@ def matmul_int32(a_u8, a_zero_point, w, *, isa=None):
     a, za, per_row = _activations(a_u8, a_zero_point)
     _check_inner(a, w)
     out = np.empty((a.shape[0], w.n), dtype=np.int32)
-    return _gemm.gemm(_runtime.isa_index(w.isa), a, w._c(), _gemm.EPI_INT32, out, a_zp=za,
+    return _gemm.gemm(_isa_index(w.isa), a, w._c(), _gemm.EPI_INT32, out, a_zp=za,
                       row_step=int(per_row))
 
 
@@ -192,7 +208,7 @@ def matmul_dequant(a_u8, a_scale, a_zero_point, w_packed, w_scale, bias=None, ou
     if row:
         za = np.ascontiguousarray(np.broadcast_to(za, (m,)))
         sa = np.ascontiguousarray(np.broadcast_to(sa, (m,)))
-    return _gemm.gemm(_runtime.isa_index(w.isa), a, w._c(), _gemm.EPI_F32, out, a_zp=za,
+    return _gemm.gemm(_isa_index(w.isa), a, w._c(), _gemm.EPI_F32, out, a_zp=za,
                       a_scale=sa, row_step=int(row), w_scale=sw, bias=b,
                       accumulate=bool(accumulate))
 
@@ -246,7 +262,7 @@ def matmul_requant(a_u8, a_zero_point, w_packed, bias_i32, multiplier, out_zero_
     col = fold_bias(bias_i32, za[0], w)
     out = np.empty((a.shape[0], w.n), dtype=dt)
     kind = _gemm.EPI_U8 if dt == np.uint8 else _gemm.EPI_S8
-    return _gemm.gemm(_runtime.isa_index(w.isa), a, w._c(), kind, out, col_bias=col,
+    return _gemm.gemm(_isa_index(w.isa), a, w._c(), kind, out, col_bias=col,
                       multiplier=mult, out_zp=int(zy[0]), lo=lo, hi=hi)
 
 
@@ -261,7 +277,7 @@ def quantize_activations(x_f32, per_row=False, isa=None):
     q = np.empty((m, k), dtype=np.uint8)
     n = m if per_row else 1
     s, z = np.empty(n, np.float32), np.empty(n, np.int32)
-    _gemm.dynq(_runtime.isa_index(isa), x, bool(per_row), q, s, z)
+    _gemm.dynq(_isa_index(isa), x, bool(per_row), q, s, z)
     return (q, s, z) if per_row else (q, s.reshape(()), z.reshape(()))
 
 
@@ -283,7 +299,7 @@ def linear_dynamic(x_f32, w_packed, w_scale, bias=None, per_row=False, isa=None,
     if accumulate and out is None:
         raise ConfigError("accumulate=True needs out= (the float32 array to add into)")
     out = _out(out, (x.shape[0], w.n), np.float32)
-    return _gemm.linear_dynamic(_runtime.isa_index(w.isa), x, bool(per_row), w._c(), sw, b, out,
+    return _gemm.linear_dynamic(_isa_index(w.isa), x, bool(per_row), w._c(), sw, b, out,
                                 bool(accumulate))
 
 
