@@ -50,7 +50,8 @@ enum {
     QE_GEMM_EARG = -4,      /* inconsistent sizes/strides/epilogue */
 };
 
-#define QE_GEMM_PAR_MIN_MACS (1 << 18)
+#define QE_GEMM_PAR_MIN_MACS (1 << 21)   /* ~10 us of work: below, a fork/join (futex wake of a
+                                            * sleeping vCPU: ~20 us here) costs more than it saves */
 #define QE_GEMM_MC_PANELS 8
 #define QE_GEMM_NC_COLS 256
 
