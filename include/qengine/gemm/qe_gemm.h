@@ -1,0 +1,199 @@
+/* The integer GEMM driver: C, GIL-free, callable from any extension that includes this header
+ * (every including module gets its own static copy; there is no shared state but the constant
+ * kernel table). src_pyx/qe_gemm.pxd declares it for Cython; qengine/functional.py wraps it.
+ *
+ *   y[m, n] = epilogue( Σ_k (a[m,k] − z_a[m]) · (w[n,k] − z_w[n]) )        m < M, n < N
+ *
+ * Entry points (all return 0 or a negative QE_GEMM_E* code; they never abort):
+ *   qe_gemm_kernel_for_isa(isa)                       -> dispatch record or NULL
+ *   qe_gemm_packed_w_bytes(rec, n, k)                 -> bytes for packed weights
+ *   qe_gemm_pack_weights(isa, n, k, w, ldw, out, colsum)   once per weight matrix
+ *   qe_gemm_workspace_bytes(isa, m, k)                -> scratch a call needs (0 if isa bad)
+ *   qe_gemm(isa, m, a, lda, &w, &ep, out, ldc, nthreads, ws, ws_bytes)
+ *       a: uint8 [m, lda ≥ K]; out: [m, ldc ≥ N] of the epilogue's type; nthreads ≤ 0 = the
+ *       OpenMP default; ws may be NULL (then malloc'ed per call) or ≥ workspace_bytes, 64-aligned
+ *       not required. Problems under QE_GEMM_PAR_MIN_MACS run on the calling thread only.
+ *   qe_gemm_linear_dynamic(...) in qe_gemm_dynamic.h: f32 → u8 quantize + GEMM + f32 epilogue.
+ *
+ * Tiling: A is packed once per call into MR-row panels (in parallel), then OpenMP hands out
+ * output tiles of (MC_PANELS·MR) × (NC_PANELS·NR); within a tile the loop runs over W panels
+ * outside and A panels inside, so one W panel (K·NR bytes) is reused from L1/L2 by every A
+ * panel and the A block (MC_PANELS·MR·K bytes) stays in L2 across the tile's W panels.
+ * Each microkernel call covers the whole K: the tile of accumulators never leaves registers,
+ * and at the kernel's ~7 bytes/cycle of A+W traffic L2 keeps up without K blocking.
+ */
+#ifndef QE_GEMM_H
+#define QE_GEMM_H
+
+#include <stdlib.h>
+#include <string.h>
+#include "../qe_cpu.h"
+#include "../qe_target.h"
+#include "qe_gemm_params.h"
+#include "qe_gemm_pack.h"
+#include "qe_gemm_epilogue__scalar.h"
+#include "qe_gemm_epilogue__avx2.h"
+#include "qe_gemm_epilogue__avx512.h"
+#include "qe_u8_s8_gemm_ukernel_4x4c4__scalar.h"
+#include "qe_u8_s8_gemm_ukernel_4x16c2__avx2.h"
+#include "qe_u8_s8_gemm_ukernel_12x32c4__avx512vnni.h"
+#include "qe_u8_s8_gemm_ukernel_4x16c4__neondot.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+enum {
+    QE_GEMM_OK = 0,
+    QE_GEMM_EISA = -1,      /* no kernel for that ISA in this build, or W packed for another */
+    QE_GEMM_ENOMEM = -2,
+    QE_GEMM_EK = -3,        /* K outside [1, QE_GEMM_MAX_K] (or QE_GEMM_MAX_K_WZP with z_w) */
+    QE_GEMM_EARG = -4,      /* inconsistent sizes/strides/epilogue */
+};
+
+#define QE_GEMM_PAR_MIN_MACS (1 << 21)   /* ~10 us of work: below, a fork/join (futex wake of a
+                                            * sleeping vCPU: ~20 us here) costs more than it saves */
+#define QE_GEMM_MC_PANELS 8
+#define QE_GEMM_NC_COLS 256
+
+static const qe_gemm_kernel_rec qe_gemm_kernels[] = {
+#define QE_GEMM_KERNEL(isa, uk, epi, mr, nr, kr, kpad, elem) {#uk, isa, mr, nr, kr, kpad, elem, uk, epi},
+#include "qe_gemm_kernels.inc"
+#undef QE_GEMM_KERNEL
+};
+#define QE_GEMM_NKERNELS ((int)(sizeof(qe_gemm_kernels) / sizeof(qe_gemm_kernels[0])))
+
+static const qe_gemm_kernel_rec *qe_gemm_kernel_for_isa(int isa) {
+    for (int i = 0; i < QE_GEMM_NKERNELS; i++)
+        if (qe_gemm_kernels[i].isa == isa) return &qe_gemm_kernels[i];
+    return NULL;
+}
+
+static int qe_gemm_pack_weights(int isa, size_t n, size_t k, const int8_t *w, size_t ldw,
+                                void *out, int32_t *colsum) {
+    const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
+    if (!r) return QE_GEMM_EISA;
+    if (k < 1 || k > QE_GEMM_MAX_K) return QE_GEMM_EK;
+    if (ldw < k) return QE_GEMM_EARG;
+    qe_gemm_pack_w(r, n, k, w, ldw, out, colsum);
+    return QE_GEMM_OK;
+}
+
+static size_t qe_gemm_workspace_bytes(int isa, size_t m, size_t k) {
+    const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
+    if (!r) return 0;
+    return qe_gemm_packed_a_bytes(r, m, k) + 2 * qe_gemm_round_up(m + 1, 16) * sizeof(int32_t) + 64;
+}
+
+typedef struct qe_gemm_ctx {
+    const qe_gemm_kernel_rec *r;
+    const qe_packed_w *w;
+    const qe_gemm_epilogue *ep;
+    const uint8_t *apack;
+    int32_t *rterm;
+    void *out;
+    size_t m, ldc, kg, mcp, ncp, mpanels, npanels, ntm;
+} qe_gemm_ctx;
+
+static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
+    const qe_gemm_kernel_rec *r = x->r;
+    int32_t ct[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX] __attribute__((aligned(64)));
+    const size_t tm = t % x->ntm, tn = t / x->ntm;
+    const size_t pm0 = tm * x->mcp, pm1 = pm0 + x->mcp < x->mpanels ? pm0 + x->mcp : x->mpanels;
+    const size_t pn0 = tn * x->ncp, pn1 = pn0 + x->ncp < x->npanels ? pn0 + x->ncp : x->npanels;
+    const size_t apanel = (size_t)r->mr * x->kg * r->kr * r->elem;
+    const size_t wpanel = (size_t)r->nr * x->kg * r->kr * r->elem;
+    for (size_t pn = pn0; pn < pn1; pn++) {
+        const size_t n0 = pn * r->nr, nr = (size_t)x->w->n - n0 < (size_t)r->nr ? (size_t)x->w->n - n0 : (size_t)r->nr;
+        const char *wp = (const char *)x->w->data + pn * wpanel;
+        for (size_t pm = pm0; pm < pm1; pm++) {
+            const size_t m0 = pm * r->mr, mr = x->m - m0 < (size_t)r->mr ? x->m - m0 : (size_t)r->mr;
+            r->ukernel(mr, x->kg, x->apack + pm * apanel, wp, ct, 0);
+            const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, m0, n0, x->rterm ? x->rterm + m0 : NULL};
+            r->epilogue(&tile, x->w, x->ep, x->out, x->ldc);
+        }
+    }
+}
+
+static void qe_gemm_pack_panel(const qe_gemm_ctx *x, const uint8_t *a, size_t lda, size_t p,
+                               int32_t *rowsum) {
+    const qe_gemm_kernel_rec *r = x->r;
+    const size_t k = (size_t)x->w->k;
+    qe_gemm_pack_a(r, x->m, k, a, lda, p, p + 1, (void *)x->apack, rowsum);
+    if (!x->rterm) return;
+    for (size_t row = p * r->mr; row < (p + 1) * r->mr && row < x->m; row++) {
+        const uint32_t za = x->ep->a_zp ? (uint32_t)x->ep->a_zp[row * x->ep->row_step] : 0u;
+        x->rterm[row] = (int32_t)((uint32_t)rowsum[row] - (uint32_t)k * za);
+    }
+}
+
+static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_packed_w *w,
+                   const qe_gemm_epilogue *ep, void *out, size_t ldc, int nthreads,
+                   void *ws, size_t ws_bytes) {
+    const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
+    if (!r || w->isa != isa) return QE_GEMM_EISA;
+    const size_t n = (size_t)w->n, k = (size_t)w->k;
+    if (k < 1 || k > (w->w_zp ? QE_GEMM_MAX_K_WZP : QE_GEMM_MAX_K)) return QE_GEMM_EK;
+    if ((size_t)w->kp != qe_gemm_round_up(k, r->kpad) || lda < k || ldc < n) return QE_GEMM_EARG;
+    if (ep->kind < QE_EPI_INT32 || ep->kind > QE_EPI_S8 || ep->row_step < 0 || ep->row_step > 1)
+        return QE_GEMM_EARG;
+    if (ep->kind == QE_EPI_F32 && (!ep->a_scale || !ep->w_scale)) return QE_GEMM_EARG;
+    if (ep->kind >= QE_EPI_U8 && (!ep->multiplier || ep->lo > ep->hi)) return QE_GEMM_EARG;
+    if (m == 0 || n == 0) return QE_GEMM_OK;
+
+    const size_t need = qe_gemm_workspace_bytes(isa, m, k);
+    void *own = NULL;
+    if (!ws || ws_bytes < need) {
+        own = malloc(need);
+        if (!own) return QE_GEMM_ENOMEM;
+        ws = own;
+    }
+    qe_gemm_ctx x;
+    x.r = r; x.w = w; x.ep = ep; x.out = out; x.m = m; x.ldc = ldc;
+    x.kg = (size_t)w->kp / r->kr;
+    x.mpanels = qe_gemm_round_up(m, r->mr) / r->mr;
+    x.npanels = qe_gemm_round_up(n, r->nr) / r->nr;
+    uint8_t *base = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    x.apack = base;
+    int32_t *rowsum = (int32_t *)(base + qe_gemm_packed_a_bytes(r, m, k));
+    x.rterm = w->w_zp ? rowsum + qe_gemm_round_up(m + 1, 16) : NULL;
+    if (!w->w_zp) rowsum = NULL;
+
+    int nt = 1;
+#ifdef _OPENMP
+    nt = nthreads > 0 ? nthreads : omp_get_max_threads();
+#else
+    (void)nthreads;
+#endif
+    if ((double)m * (double)n * (double)k < (double)QE_GEMM_PAR_MIN_MACS) nt = 1;
+    x.mcp = QE_GEMM_MC_PANELS;
+    x.ncp = QE_GEMM_NC_COLS / r->nr > 0 ? QE_GEMM_NC_COLS / r->nr : 1;
+    /* enough tiles for the threads to share evenly: shrink N tiles, then M tiles */
+    while (nt > 1 && x.ncp > 1 &&
+           ((x.mpanels + x.mcp - 1) / x.mcp) * ((x.npanels + x.ncp - 1) / x.ncp) < (size_t)(4 * nt))
+        x.ncp /= 2;
+    while (nt > 1 && x.mcp > 1 &&
+           ((x.mpanels + x.mcp - 1) / x.mcp) * ((x.npanels + x.ncp - 1) / x.ncp) < (size_t)(4 * nt))
+        x.mcp /= 2;
+    x.ntm = (x.mpanels + x.mcp - 1) / x.mcp;
+    const size_t ntiles = x.ntm * ((x.npanels + x.ncp - 1) / x.ncp);
+    if ((size_t)nt > ntiles) nt = (int)ntiles;
+
+    if (nt <= 1) {
+        for (size_t p = 0; p < x.mpanels; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
+        for (size_t t = 0; t < ntiles; t++) qe_gemm_run_tile(&x, t);
+    } else {
+#ifdef _OPENMP
+        #pragma omp parallel num_threads(nt)
+        {
+            #pragma omp for schedule(static)
+            for (size_t p = 0; p < x.mpanels; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
+            #pragma omp for schedule(dynamic, 1)
+            for (size_t t = 0; t < ntiles; t++) qe_gemm_run_tile(&x, t);
+        }
+#endif
+    }
+    free(own);
+    return QE_GEMM_OK;
+}
+
+#endif

@@ -1,0 +1,84 @@
+/* Types shared by the GEMM packing, microkernels, epilogues and driver (qe_gemm.h).
+ *
+ * Packed weights (made once by the kernel record's pack_w, see qe_gemm_pack.h):
+ *   data   [NP panels][KG groups][NR][KR] elements (KG·KR = K padded to the record's kpad), elem = int8 (VNNI, NEON, scalar) or int16
+ *          (AVX2: pre-widened so the exact vpmaddwd path needs no sign extension in the loop).
+ *          NP = ceil(N/NR), KG = ceil(K/KR); padding rows/columns are zero.
+ *   colsum [N] int32, Σ_k w[n,k]        (folds the activation zero point)
+ *   w_zp   [N] int32 or NULL            (optional asymmetric weights; NULL = symmetric, z_w = 0)
+ *
+ * The accumulator for output (m, n) with true depth K is, in wrapping int32 arithmetic,
+ *   acc = Σ_k a·w − z_a[m]·colsum[n] − z_w[n]·(rowsum_a[m] − K·z_a[m]) + col_bias[n]
+ * which equals Σ_k (a − z_a)(w − z_w) + col_bias exactly while the true value fits in int32
+ * (K ≤ 65793 for z_w = 0, K ≤ 33025 otherwise; numerics.md).
+ */
+#ifndef QE_GEMM_PARAMS_H
+#define QE_GEMM_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QE_GEMM_MAX_K 65793
+#define QE_GEMM_MAX_K_WZP 33025
+#define QE_GEMM_MR_MAX 12
+#define QE_GEMM_NR_MAX 32
+
+typedef struct qe_packed_w {
+    const void *data;
+    const int32_t *colsum;
+    const int32_t *w_zp;
+    int32_t n, k;          /* true sizes */
+    int32_t kp;            /* K padded to the kernel's kpad */
+    int32_t isa;           /* QE_ISA_* it was packed for; the driver refuses another */
+} qe_packed_w;
+
+enum {
+    QE_EPI_INT32 = 0,      /* out int32 [M, ldc] */
+    QE_EPI_F32 = 1,        /* out float [M, ldc]: float32(acc)·float32(s_a[m]·s_w[n]) + bias[n] */
+    QE_EPI_U8 = 2,         /* out uint8: qe_requantize(acc, multiplier[n], out_zp, lo, hi) */
+    QE_EPI_S8 = 3,         /* out int8:  same */
+};
+
+/* Flat epilogue parameters. Row-indexed arrays are read at [m * row_step]: row_step 0 means
+ * one value per tensor, 1 one per row. Unused pointers may be NULL. */
+typedef struct qe_gemm_epilogue {
+    const int32_t *a_zp;        /* z_a; NULL = 0 */
+    const float *a_scale;       /* s_a                       (F32) */
+    const int32_t *col_bias;    /* int32 [N] added to acc; NULL = none (U8/S8: bias_q) */
+    const float *w_scale;       /* s_w [N]                   (F32) */
+    const float *bias;          /* float32 [N]; NULL = none  (F32) */
+    const float *multiplier;    /* M [N]                     (U8/S8) */
+    int32_t row_step;
+    int32_t kind;               /* QE_EPI_* */
+    int32_t accumulate;         /* F32 only: out[m,n] += y   (LSTM gate accumulation) */
+    int32_t out_zp, lo, hi;     /* U8/S8: lo/hi = output range ∩ fused clamp, lo ≤ hi */
+} qe_gemm_epilogue;
+
+_Static_assert(sizeof(qe_packed_w) == 3 * sizeof(void *) + 16, "qe_packed_w layout");
+_Static_assert(sizeof(qe_gemm_epilogue) == 6 * sizeof(void *) + 24, "qe_gemm_epilogue layout");
+
+/* The per-tile view an epilogue gets: an int32 tile t[mr][ldt] for rows m0.., columns n0.. */
+typedef struct qe_gemm_tile {
+    const int32_t *t;
+    size_t ldt, mr, nr, m0, n0;
+    const int32_t *rterm;       /* rowsum_a[m] − K·z_a[m] for rows m0.. (only when w_zp) */
+} qe_gemm_tile;
+
+/* ukernel(mr ≤ MR, kg K-groups, packed A panel, packed W panel, int32 tile [MR][NR],
+ *         accumulate into the tile instead of overwriting it) */
+typedef void (*qe_gemm_ukernel_fn)(size_t mr, size_t kg, const void *a, const void *w,
+                                   int32_t *c, int acc_in);
+typedef void (*qe_gemm_epilogue_fn)(const qe_gemm_tile *tile, const qe_packed_w *w,
+                                    const qe_gemm_epilogue *ep, void *out, size_t ldc);
+
+/* A dispatch record: a kernel travels with its tile and its packing, so they never mismatch. */
+typedef struct qe_gemm_kernel_rec {
+    const char *name;
+    int32_t isa, mr, nr, kr;
+    int32_t kpad;               /* K is zero-padded to a multiple of this (≥ KR, = KR·max unroll) */
+    int32_t elem;               /* bytes per packed A/W element: 1 (u8/s8) or 2 (int16) */
+    qe_gemm_ukernel_fn ukernel;
+    qe_gemm_epilogue_fn epilogue;
+} qe_gemm_kernel_rec;
+
+#endif
