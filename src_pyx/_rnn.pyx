@@ -51,8 +51,9 @@ def lstm_cell(gates, c_prev, int isa):
 # ---------------------------------------------------------------------------------------------
 # Dynamic-int8 recurrent layers (include/qengine/rnn/qe_rnn_dynamic.h)
 from libc.stdint cimport int8_t, uint8_t, int32_t
-from qe_gemm cimport (qe_packed_w, qe_gemm_kernel_rec, qe_gemm_kernel_for_isa,
-                      qe_gemm_packed_w_bytes, qe_gemm_pack_weights, qe_gemm_linear_dynamic)
+from libc.string cimport memset
+from qe_gemm cimport qe_packed_w, qe_gemm_epilogue, qe_gemm, qe_dynq_u8, QE_EPI_F32
+from qengine._runtime import ISA_NAMES
 
 cdef extern from "qengine/rnn/qe_rnn_dynamic.h" nogil:
     enum:
@@ -77,68 +78,83 @@ LSTM = QE_RNN_LSTM
 GRU = QE_RNN_GRU
 
 
-def pack(w, int isa):
-    """Pack int8 weights [N, K] for the GEMM kernel of `isa`: returns (data uint8, colsum int32)."""
-    cdef const int8_t[:, ::1] wv = np.ascontiguousarray(w, np.int8)
-    cdef const qe_gemm_kernel_rec *rec = qe_gemm_kernel_for_isa(isa)
-    if rec == NULL:
-        raise ValueError(f"no GEMM kernel for ISA {isa}")
-    cdef size_t n = wv.shape[0], k = wv.shape[1]
-    data = np.zeros(qe_gemm_packed_w_bytes(rec, n, k) + 64, np.uint8)
-    colsum = np.zeros(n, np.int32)
-    cdef uint8_t[::1] dv = data
-    cdef int32_t[::1] cv = colsum
-    cdef int rc
-    with nogil:
-        rc = qe_gemm_pack_weights(isa, n, k, &wv[0, 0], k, &dv[0], &cv[0])
-    if rc != 0:
-        raise ValueError(f"packing weights [{n}, {k}] failed (code {rc})")
-    return data, colsum
-
-
-cdef qe_packed_w _packed(data, colsum, int n, int k, int isa):
-    cdef const qe_gemm_kernel_rec *rec = qe_gemm_kernel_for_isa(isa)
-    cdef const uint8_t[::1] dv = data
-    cdef const int32_t[::1] cv = colsum
+cdef qe_packed_w _packed(pw) except *:
+    """The C view of a qengine.functional.PackedWeights (which owns the buffers)."""
+    cdef const uint8_t[::1] dv = pw.data
+    cdef const int32_t[::1] cv = pw.colsum
     cdef qe_packed_w w
+    if pw.w_zero_point is not None:
+        raise ValueError("recurrent/dynamic layers take symmetric weights (zero point 0)")
     w.data = &dv[0]
     w.colsum = &cv[0]
     w.w_zp = NULL
-    w.n = n
-    w.k = k
-    w.kp = (k + rec.kr - 1) // rec.kr * rec.kr
-    w.isa = isa
+    w.n = pw.n
+    w.k = pw.k
+    w.kp = pw.kp
+    w.isa = ISA_NAMES.index(pw.isa)
     return w
 
 
-def project(x, w_data, w_colsum, int n, w_scale, bias, bint per_row, int isa, int nthreads):
-    """gx[m, :] = dequant(quant(x[m]) · Wᵀ) + bias, x f32 [M, K] → f32 [M, n]."""
+def project(x, int group, pw, w_scale, bias, int nthreads):
+    """gx = dequant(quant(x) · Wᵀ) + bias for x f32 [M, K] → f32 [M, n].
+
+    Rows are quantized in groups of `group` consecutive rows, each group with its own
+    (scale, zero point): group = batch makes every time step a tensor of its own, so a sequence
+    fed in chunks is quantized exactly as when fed whole; group = 1 is per-row quantization.
+    """
     cdef const float[:, ::1] xv = x
-    cdef int k = xv.shape[1]
-    cdef qe_packed_w w = _packed(w_data, w_colsum, n, k, isa)
+    cdef size_t m = xv.shape[0], k = xv.shape[1], g = group
+    cdef qe_packed_w w = _packed(pw)
+    cdef int isa = w.isa, n = w.n
+    if <int>k != w.k:
+        raise ValueError(f"project: x has {k} columns, weights expect {w.k}")
     cdef const float[::1] sv = w_scale
     cdef const float[::1] bv = bias
-    out = np.empty((xv.shape[0], n), np.float32)
-    cdef float[:, ::1] ov = out
-    cdef int rc = 0
-    if xv.shape[0] == 0:
+    out = np.empty((m, n), np.float32)
+    if m == 0:
         return out
+    if g < 1 or m % g:
+        raise ValueError(f"project: {m} rows do not split into groups of {g}")
+    q = np.empty((m, k), np.uint8)
+    a_scale = np.empty(m, np.float32)
+    a_zp = np.empty(m, np.int32)
+    cdef uint8_t[:, ::1] qv = q
+    cdef float[::1] asv = a_scale
+    cdef int32_t[::1] azv = a_zp
+    cdef float[:, ::1] ov = out
+    cdef qe_gemm_epilogue ep
+    cdef size_t i, j
+    cdef int rc = 0
+    memset(&ep, 0, sizeof(ep))
+    ep.kind = QE_EPI_F32
+    ep.a_zp = &azv[0]
+    ep.a_scale = &asv[0]
+    ep.row_step = 1
+    ep.w_scale = &sv[0]
+    ep.bias = &bv[0]
     with nogil:
-        rc = qe_gemm_linear_dynamic(isa, xv.shape[0], &xv[0, 0], k, per_row, &w, &sv[0], &bv[0],
-                                    &ov[0, 0], n, 0, nthreads, NULL, 0)
+        i = 0
+        while i < m and rc == 0:
+            rc = qe_dynq_u8(isa, g, k, &xv[i, 0], k, 0, &qv[i, 0], k, &asv[i], &azv[i])
+            for j in range(i + 1, i + g):
+                asv[j] = asv[i]
+                azv[j] = azv[i]
+            i += g
+        if rc == 0:
+            rc = qe_gemm(isa, m, &qv[0, 0], k, &w, &ep, &ov[0, 0], n, nthreads, NULL, 0)
     if rc != 0:
         raise MemoryError(f"dynamic linear failed (code {rc})")
     return out
 
 
-def recur(int kind, float[:, :, :] gx, r_data, r_colsum, r_scale, r_bias, float[:, ::1] h,
-          c, lens, y, int H, bint per_row, bint linear_before_reset, bint reverse, int isa,
-          int nthreads):
+def recur(int kind, float[:, :, :] gx, rpw, r_scale, r_bias, float[:, ::1] h, c, lens, y,
+          int H, bint per_row, bint linear_before_reset, bint reverse, int nthreads):
     """Run the time loop of one direction. gx [T, B, G·Hp] (a view; rows of each step are
     updated in place), h [B, Hp] (and c for LSTM) in/out, y [T, B, ≥H] view or None."""
     cdef int G = 4 if kind == QE_RNN_LSTM else 3
     cdef int T = gx.shape[0], B = gx.shape[1], Hp = h.shape[1]
-    cdef qe_packed_w r = _packed(r_data, r_colsum, G * Hp, Hp, isa)
+    cdef qe_packed_w r = _packed(rpw)
+    cdef int isa = r.isa
     cdef const float[::1] rs = r_scale
     cdef const float[::1] rb
     cdef float[:, ::1] cv

@@ -8,7 +8,7 @@ directions), and each step runs a GEMV against the packed recurrent weights, all
 """
 import numpy as np
 
-from .. import _runtime
+from .. import _runtime, functional
 from .._ext import _rnn
 from ..errors import ConfigError, ShapeError
 from .weights import quantize_per_channel_symmetric
@@ -45,34 +45,50 @@ def _permute(a, src, axis=0):
 class DynamicRNN:
     """A dynamic-int8 LSTM/GRU layer with ONNX semantics.
 
-    W [D, G·H, I], R [D, G·H, H], B [D, 2·G·H] (or None) in ONNX gate order (LSTM i,o,f,c;
-    GRU z,r,h). Call with X [T, B, I] (time-major; the graph op handles layout=1) and optional
-    sequence_lens [B], initial_h [D, B, H], initial_c [D, B, H]; returns (Y [T, D, B, H],
-    Y_h [D, B, H], Y_c [D, B, H] or None).
+    Weights come quantized (see `from_float`): Wq int8 [D, G·H, I] with per-row scales
+    Ws [D, G·H], Rq int8 [D, G·H, H] with Rs [D, G·H], and the float bias B [D, 2·G·H], in ONNX
+    gate order (LSTM i,o,f,c; GRU z,r,h). Call with X [T, B, I] (time-major; the graph op
+    handles layout=1) and optional sequence_lens [B], initial_h / initial_c [D, B, H]; returns
+    (Y [T, D, B, H], Y_h [D, B, H], Y_c [D, B, H] or None).
+
+    Activations: each time step's input (and each step's h) is quantized as a tensor of its own
+    (u8, asymmetric), or each batch row separately with per_row=True. Either way no quantization
+    parameter spans time steps, so feeding a sequence in chunks (state carried between calls)
+    gives bit-identical results to one call on the whole sequence.
     """
 
-    def __init__(self, kind, W, R, B=None, *, direction="forward", linear_before_reset=0,
-                 per_row=False, isa=None):
+    def __init__(self, kind, Wq, Ws, Rq, Rs, B=None, *, direction="forward",
+                 linear_before_reset=0, per_row=False, isa=None):
         if kind not in GATES:
             raise ConfigError(f"recurrent kind must be 'lstm' or 'gru', got {kind!r}")
         if direction not in _DIRECTIONS:
             raise ConfigError(f"direction must be one of {sorted(_DIRECTIONS)}, got {direction!r}")
-        W = np.asarray(W, np.float32)
-        R = np.asarray(R, np.float32)
         G, D = GATES[kind], _DIRECTIONS[direction]
-        if W.ndim != 3 or R.ndim != 3 or W.shape[0] != D or R.shape[0] != D:
+        Wq, Rq = np.asarray(Wq), np.asarray(Rq)
+        if Wq.dtype != np.int8 or Rq.dtype != np.int8:
+            raise ConfigError(f"{kind.upper()}: quantized weights must be int8, got {Wq.dtype} "
+                              f"and {Rq.dtype}")
+        if Wq.ndim != 3 or Rq.ndim != 3 or Wq.shape[0] != D or Rq.shape[0] != D:
             raise ShapeError(f"{kind.upper()} weights: expected W [{D}, {G}·H, I] and R [{D}, "
-                             f"{G}·H, H], got W {W.shape} and R {R.shape}")
-        H = R.shape[2]
-        if W.shape[1] != G * H or R.shape[1] != G * H or H < 1 or W.shape[2] < 1:
-            raise ShapeError(f"{kind.upper()} weights: W {W.shape} / R {R.shape} do not match "
+                             f"{G}·H, H], got W {Wq.shape} and R {Rq.shape}")
+        H = Rq.shape[2]
+        if Wq.shape[1] != G * H or Rq.shape[1] != G * H or H < 1 or Wq.shape[2] < 1:
+            raise ShapeError(f"{kind.upper()} weights: W {Wq.shape} / R {Rq.shape} do not match "
                              f"{G} gates of hidden size {H}")
+        Ws = np.asarray(Ws, np.float32)
+        Rs = np.asarray(Rs, np.float32)
+        if Ws.shape != (D, G * H) or Rs.shape != (D, G * H):
+            raise ShapeError(f"{kind.upper()} weight scales: expected [{D}, {G * H}], got "
+                             f"{Ws.shape} and {Rs.shape}")
+        if not (np.all(np.isfinite(Ws)) and np.all(Ws > 0) and np.all(np.isfinite(Rs))
+                and np.all(Rs > 0)):
+            raise ConfigError(f"{kind.upper()}: weight scales must be finite and positive")
         if B is None:
             B = np.zeros((D, 2 * G * H), np.float32)
         B = np.asarray(B, np.float32)
         if B.shape != (D, 2 * G * H):
             raise ShapeError(f"{kind.upper()} bias: expected [{D}, {2 * G * H}], got {B.shape}")
-        self.kind, self.G, self.D, self.H, self.I = kind, G, D, H, W.shape[2]
+        self.kind, self.G, self.D, self.H, self.I = kind, G, D, H, Wq.shape[2]
         self.direction = direction
         self.linear_before_reset = int(bool(linear_before_reset))
         self.per_row = bool(per_row)
@@ -81,29 +97,35 @@ class DynamicRNN:
         nb = _rnn.BLOCK
         self.Hp = Hp = -(-H // nb) * nb
         src = _block_rows(G, H, Hp)
-        w_rows, w_scales, gx_bias = [], [], []
+        gx_bias = []
         self._r = []
         for d in range(D):
-            wq, ws = quantize_per_channel_symmetric(W[d])
-            rq, rs = quantize_per_channel_symmetric(R[d])
-            w_rows.append(_permute(wq, src))
-            w_scales.append(_permute(ws, src))
             wb, rb = B[d, :G * H], B[d, G * H:]
-            rq = np.pad(_permute(rq, src), ((0, 0), (0, Hp - H)))
-            r_scale = np.ascontiguousarray(_permute(rs, src))
+            rq = np.pad(_permute(Rq[d], src), ((0, 0), (0, Hp - H)))
+            r_scale = np.ascontiguousarray(_permute(Rs[d], src))
             if kind == "lstm":
                 gx_bias.append(_permute(wb + rb, src))      # both biases enter once, up front
                 r_bias = None
             else:
                 gx_bias.append(_permute(wb, src))
                 r_bias = np.ascontiguousarray(_permute(rb, src))
-            r_data, r_colsum = _rnn.pack(rq, self.isa)
-            self._r.append((r_data, r_colsum, r_scale, r_bias))
-        w_all = np.concatenate(w_rows)
-        self._w_data, self._w_colsum = _rnn.pack(w_all, self.isa)
-        self._w_scale = np.ascontiguousarray(np.concatenate(w_scales), np.float32)
+            self._r.append((functional.pack_weights(rq, isa=self.isa_name), r_scale, r_bias))
+        w_all = np.concatenate([_permute(Wq[d], src) for d in range(D)])
+        self._w = functional.pack_weights(w_all, isa=self.isa_name)
+        self._w_scale = np.ascontiguousarray(
+            np.concatenate([_permute(Ws[d], src) for d in range(D)]), np.float32)
         self._gx_bias = np.ascontiguousarray(np.concatenate(gx_bias), np.float32)
-        self.nbytes = (self._w_data.nbytes + sum(r[0].nbytes for r in self._r))
+        self.nbytes = self._w.nbytes + sum(r[0].nbytes for r in self._r)
+
+    @classmethod
+    def from_float(cls, kind, W, R, B=None, **kw):
+        """Quantize float W [D, G·H, I] and R [D, G·H, H] per output row and build the layer."""
+        W, R = np.asarray(W, np.float32), np.asarray(R, np.float32)
+        if W.ndim != 3 or R.ndim != 3:
+            raise ShapeError(f"{kind.upper()} weights must be 3-D, got {W.shape} and {R.shape}")
+        wq, ws = zip(*(quantize_per_channel_symmetric(w) for w in W)) if len(W) else ((), ())
+        rq, rs = zip(*(quantize_per_channel_symmetric(r) for r in R)) if len(R) else ((), ())
+        return cls(kind, np.stack(wq), np.stack(ws), np.stack(rq), np.stack(rs), B, **kw)
 
     def __call__(self, X, sequence_lens=None, initial_h=None, initial_c=None, *, nthreads=0):
         X = np.ascontiguousarray(X, np.float32)
@@ -114,11 +136,12 @@ class DynamicRNN:
         D, G, H, Hp = self.D, self.G, self.H, self.Hp
         lens = None
         if sequence_lens is not None:
-            lens = np.ascontiguousarray(sequence_lens, np.int32).reshape(-1)
-            if lens.shape != (Bt,) or (lens < 0).any() or (lens > T).any():
-                raise ShapeError(f"sequence_lens: expected {Bt} values in [0, {T}], got {lens}")
-            if (lens == T).all():
-                lens = None
+            lens = np.asarray(sequence_lens)
+            if lens.dtype.kind not in "iu" or lens.shape != (Bt,) or (lens < 0).any() \
+                    or (lens > T).any():
+                raise ShapeError(f"sequence_lens: expected {Bt} integers in [0, {T}], got "
+                                 f"{lens.dtype} {lens.shape}")
+            lens = None if (lens == T).all() else np.ascontiguousarray(lens, np.int32)
         state = []
         for name, v in (("initial_h", initial_h), ("initial_c", initial_c)):
             s = np.zeros((D, Bt, Hp), np.float32)
@@ -129,31 +152,35 @@ class DynamicRNN:
                 s[:, :, :H] = v
             state.append(s)
         h, c = state
-        gx = _rnn.project(X.reshape(T * Bt, self.I), self._w_data, self._w_colsum, D * G * Hp,
-                          self._w_scale, self._gx_bias, self.per_row, self.isa, nthreads)
-        gx = gx.reshape(T, Bt, D * G * Hp)
+        kind = _rnn.LSTM if self.kind == "lstm" else _rnn.GRU
         Y = np.zeros((T, D, Bt, H), np.float32)
+        if T == 0 or Bt == 0:
+            return self._finish(Y, h, c)
+        gx = _rnn.project(X.reshape(T * Bt, self.I), 1 if self.per_row else Bt, self._w,
+                          self._w_scale, self._gx_bias, nthreads)
+        gx = gx.reshape(T, Bt, D * G * Hp)
         for d in range(D):
             reverse = self.direction == "reverse" or d == 1
-            r_data, r_colsum, r_scale, r_bias = self._r[d]
+            rpw, r_scale, r_bias = self._r[d]
             g = gx[:, :, d * G * Hp:(d + 1) * G * Hp]
-            y = Y[:, d]
+            cd = c[d] if self.kind == "lstm" else None
+            args = (rpw, r_scale, r_bias, h[d], cd, lens)
             if reverse and lens is not None:
-                # ragged reverse: row b runs from its own last step; gather into processing order
+                # ragged reverse: row b starts from its own last step; gather processing order
                 idx = np.clip(lens[None, :] - 1 - np.arange(T)[:, None], 0, None)
                 g = np.ascontiguousarray(g[idx, np.arange(Bt)[None, :]])
                 y_proc = np.zeros((T, Bt, H), np.float32)
-                _rnn.recur(_rnn.LSTM if self.kind == "lstm" else _rnn.GRU, g, r_data, r_colsum,
-                           r_scale, r_bias, h[d], c[d] if self.kind == "lstm" else None, lens,
-                           y_proc, H, self.per_row, self.linear_before_reset, False, self.isa,
-                           nthreads)
-                valid = np.arange(T)[:, None] < lens[None, :]
-                tt, bb = np.nonzero(valid)
-                y[idx[tt, bb], bb] = y_proc[tt, bb]
+                _rnn.recur(kind, g, *args, y_proc, H, self.per_row, self.linear_before_reset,
+                           False, nthreads)
+                tt, bb = np.nonzero(np.arange(T)[:, None] < lens[None, :])
+                Y[idx[tt, bb], d, bb] = y_proc[tt, bb]
             else:
-                _rnn.recur(_rnn.LSTM if self.kind == "lstm" else _rnn.GRU, g, r_data, r_colsum,
-                           r_scale, r_bias, h[d], c[d] if self.kind == "lstm" else None, lens, y,
-                           H, self.per_row, self.linear_before_reset, reverse, self.isa, nthreads)
+                _rnn.recur(kind, g, *args, Y[:, d], H, self.per_row, self.linear_before_reset,
+                           reverse, nthreads)
+        return self._finish(Y, h, c)
+
+    def _finish(self, Y, h, c):
+        H = self.H
         Yh = np.ascontiguousarray(h[:, :, :H])
         Yc = np.ascontiguousarray(c[:, :, :H]) if self.kind == "lstm" else None
         return Y, Yh, Yc

@@ -76,7 +76,7 @@ typedef struct qe_rnn_local {
 } qe_rnn_local;
 
 static int qe_rnn_local_init(qe_rnn_local *x, const qe_gemm_kernel_rec *r, size_t B, size_t Hp) {
-    const size_t kp = qe_gemm_round_up(Hp, r->kr);
+    const size_t kp = qe_gemm_round_up(Hp, r->kpad);
     const size_t hq = qe_gemm_round_up(B * kp, 64);
     const size_t ap = qe_gemm_round_up(qe_gemm_packed_a_bytes(r, B, Hp), 64);
     const size_t qp = qe_gemm_round_up(B * 8, 64);
@@ -98,7 +98,7 @@ static int qe_rnn_local_init(qe_rnn_local *x, const qe_gemm_kernel_rec *r, size_
 static void qe_rnn_quantize_h(const qe_rnn_shared *sh, qe_rnn_local *x, const float *h) {
     const qe_rnn_layer *L = sh->L;
     const qe_gemm_kernel_rec *r = sh->rec;
-    const size_t B = (size_t)L->B, Hp = (size_t)L->Hp, kp = qe_gemm_round_up(Hp, r->kr);
+    const size_t B = (size_t)L->B, Hp = (size_t)L->Hp, kp = qe_gemm_round_up(Hp, r->kpad);
     qe_dynq_u8(L->isa, B, Hp, h, Hp, L->per_row, x->hq, kp, x->a_scale, x->a_zp);
     /* Pack only the B real rows (the generic packer also zero-fills the panel's unused rows,
      * which dominated a batch-1 step): a kernel given mr rows reads no others, and the

@@ -15,6 +15,9 @@
 #include "../qe_target.h"
 
 #if QE_HAVE_X86_SIMD
+#ifndef QE_GEMV_PF
+#define QE_GEMV_PF 256
+#endif
 #define QE_GEMV_VNNI_BODY(NP)                                                                \
     do {                                                                                     \
         __m512i acc[NP][2];                                                                  \
@@ -26,6 +29,8 @@
             const __m512i va = _mm512_set1_epi32(a4);                                        \
             _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) {                           \
                 const int8_t *wp = pw + p * wpanel + g * 128;                                \
+                _mm_prefetch((const char *)wp + QE_GEMV_PF, _MM_HINT_T0);                    \
+                _mm_prefetch((const char *)wp + QE_GEMV_PF + 64, _MM_HINT_T0);               \
                 acc[p][0] = _mm512_dpbusd_epi32(acc[p][0], va, _mm512_loadu_si512(wp));      \
                 acc[p][1] = _mm512_dpbusd_epi32(acc[p][1], va, _mm512_loadu_si512(wp + 64)); \
             }                                                                                \

@@ -1,0 +1,119 @@
+"""Graph ops for dynamic int8 quantization (made by qengine.workflows.dynamic.quantize_dynamic).
+
+Their weights are initializers in a portable canonical form — int8 [.., N, K] plus float32
+per-row scales — and are packed for the CPU's kernels when a Session is built, so one engine
+file runs on every CPU.
+
+DynamicQuantLSTM / DynamicQuantGRU inputs:
+    X, Wq, Ws, Rq, Rs, B, sequence_lens, initial_h[, initial_c]   (optional ones may be "")
+DynamicQuantLinear inputs: X, Wq [N, K], Ws [N], bias [N] (optional); Y = X·Wᵀ + bias on the
+    last axis of X.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..quantized.linear import DynamicLinear
+from ..quantized.rnn import DynamicRNN
+from .base import Op, register_op
+from .rnn import GRU, LSTM
+
+
+class _DynamicRNNOp(Op):
+    KIND = ""
+    FLOAT_OP = LSTM
+    ATTRS = {"direction": ("string", "forward"), "hidden_size": ("int", None),
+             "layout": ("int", 0), "per_row": ("int", 0)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        LSTM.check_attrs({**{k: None for k in ("activation_alpha", "activation_beta",
+                                               "activations", "clip")},
+                          "input_forget": 0, **attrs}, node)
+
+    def prepare(self, initializers):
+        arrs = [self.const_input(initializers, i, True, what)
+                for i, what in ((1, "Wq"), (2, "Ws"), (3, "Rq"), (4, "Rs"))]
+        B = self.const_input(initializers, 5)
+        if self.input_name(5) and B is None:
+            self.fail("input 5 (B) must be an initializer")
+        try:
+            self.layer = DynamicRNN(self.KIND, *arrs, B, direction=self.attrs["direction"],
+                                    linear_before_reset=self.attrs.get("linear_before_reset", 0),
+                                    per_row=bool(self.attrs["per_row"]))
+        except (ShapeError, ValueError) as e:
+            self.fail(str(e))
+        if self.attrs["hidden_size"] not in (None, self.layer.H):
+            self.fail(f"hidden_size={self.attrs['hidden_size']} but R has {self.layer.H} columns")
+
+    def run(self, X, Wq=None, Ws=None, Rq=None, Rs=None, B=None, lens=None, h0=None, c0=None):
+        layout = self.attrs["layout"]
+        if X is None or X.ndim != 3:
+            self.fail(f"X must be 3-D, got {None if X is None else X.shape}", ShapeError)
+        if layout == 1:
+            X = np.swapaxes(X, 0, 1)
+            h0 = None if h0 is None else np.swapaxes(h0, 0, 1)
+            c0 = None if c0 is None else np.swapaxes(c0, 0, 1)
+        try:
+            Y, Yh, Yc = self.layer(X, lens, h0, c0)
+        except ShapeError as e:
+            self.fail(str(e), ShapeError)
+        finals = [Yh] if Yc is None else [Yh, Yc]
+        if layout == 1:
+            Y = np.transpose(Y, (2, 0, 1, 3))
+            finals = [np.swapaxes(f, 0, 1) for f in finals]
+        return (Y, *finals)[:len(self.node.outputs)]
+
+
+@register_op
+class DynamicQuantLSTM(_DynamicRNNOp):
+    op_type = "DynamicQuantLSTM"
+    KIND = "lstm"
+    INPUTS = (5, 9)
+    OUTPUTS = (0, 3)
+
+
+@register_op
+class DynamicQuantGRU(_DynamicRNNOp):
+    op_type = "DynamicQuantGRU"
+    KIND = "gru"
+    INPUTS = (5, 8)
+    OUTPUTS = (0, 2)
+    ATTRS = {**_DynamicRNNOp.ATTRS, "linear_before_reset": ("int", 0)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        GRU.check_attrs({**{k: None for k in ("activation_alpha", "activation_beta",
+                                              "activations", "clip")}, **attrs}, node)
+
+    def run(self, X, Wq=None, Ws=None, Rq=None, Rs=None, B=None, lens=None, h0=None):
+        return super().run(X, Wq, Ws, Rq, Rs, B, lens, h0, None)
+
+
+@register_op
+class DynamicQuantLinear(Op):
+    op_type = "DynamicQuantLinear"
+    INPUTS = (3, 4)
+    ATTRS = {"per_row": ("int", 0)}
+
+    def prepare(self, initializers):
+        Wq = self.const_input(initializers, 1, True, "Wq")
+        Ws = self.const_input(initializers, 2, True, "Ws")
+        bias = self.const_input(initializers, 3)
+        if self.input_name(3) and bias is None:
+            self.fail("input 3 (bias) must be an initializer")
+        try:
+            self.layer = DynamicLinear(Wq, Ws, bias, per_row=bool(self.attrs["per_row"]))
+        except (ShapeError, ValueError) as e:
+            self.fail(str(e))
+
+    def run(self, X, Wq=None, Ws=None, bias=None):
+        if X is None or X.dtype.kind != "f":
+            self.fail("X must be a float tensor", ShapeError)
+        try:
+            return (self.layer(X),)
+        except ShapeError as e:
+            self.fail(str(e), ShapeError)
+
+

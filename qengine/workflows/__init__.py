@@ -1,0 +1,1 @@
+"""Quantization workflows: graph in, quantized graph out."""

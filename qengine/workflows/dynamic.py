@@ -1,0 +1,184 @@
+"""Dynamic quantization: weights int8 at quantization time, activations per call.
+
+`quantize_dynamic(model, config)` swaps LSTM, GRU, Gemm and MatMul nodes whose weights are
+initializers for DynamicQuantLSTM / DynamicQuantGRU / DynamicQuantLinear (qengine/ops/
+quantized_dynamic.py). Weights become int8 per output row (symmetric, narrow range) plus
+float32 scales; biases stay float32. A MatMul followed by an Add of a constant bias (what the
+exporters emit for nn.Linear on 3-D inputs) becomes one linear with that bias. Nodes the int8
+kernels cannot run exactly as the float op would (LSTM peepholes or clip, Gemm with transA,
+weights computed at run time) stay in float, as do the nodes named in `keep_float`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..graph.ir import Graph, Node
+from ..quantized.weights import quantize_per_channel_symmetric
+
+QUANTIZABLE = frozenset({"LSTM", "GRU", "Gemm", "MatMul"})
+
+
+@dataclass(frozen=True)
+class DynamicQuantConfig:
+    """Options of dynamic quantization.
+
+    per_row: quantize activations per row (per batch row for LSTM/GRU) instead of per tensor
+        (per time step for LSTM/GRU); slower by a little, more accurate on rows of different
+        ranges, and makes each row's result independent of the other rows of the batch.
+    op_types: which op types to quantize (a subset of LSTM, GRU, Gemm, MatMul).
+    keep_float: node names to leave in float (mixed precision).
+    """
+    per_row: bool = False
+    op_types: frozenset = QUANTIZABLE
+    keep_float: frozenset = field(default_factory=frozenset)
+
+    def __post_init__(self):
+        if not isinstance(self.per_row, bool):
+            raise ConfigError(f"per_row must be a bool, got {self.per_row!r}")
+        for name in ("op_types", "keep_float"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name} must be a collection of strings, got {value!r}")
+            object.__setattr__(self, name, frozenset(value))
+        unknown = self.op_types - QUANTIZABLE
+        if unknown:
+            raise ConfigError(f"op_types {sorted(unknown)} cannot be dynamically quantized; "
+                              f"choose from {sorted(QUANTIZABLE)}")
+
+
+def quantize_dynamic(model, config: DynamicQuantConfig | None = None) -> Graph:
+    """Return a copy of `model` (a Graph, or a path to an ONNX file) with its LSTM / GRU /
+    Linear layers dynamically quantized to int8."""
+    config = DynamicQuantConfig() if config is None else config
+    if not isinstance(config, DynamicQuantConfig):
+        raise ConfigError(f"config must be a DynamicQuantConfig, got {type(config).__name__}")
+    if not isinstance(model, Graph):
+        from ..frontends.onnx import from_onnx
+        model = from_onnx(model)
+    missing = config.keep_float - {n.name for n in model.nodes}
+    if missing:
+        raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
+    g = model.copy()
+    consumers = g.consumers()
+    for node in list(g.nodes):
+        if node.op_type not in config.op_types or node.name in config.keep_float:
+            continue
+        rewrite = _REWRITES[node.op_type](g, node, config, consumers)
+        if rewrite is not None:
+            old, new = rewrite
+            g.replace_nodes(old, new)
+    unused = set(g.initializers) - {i for n in g.nodes for i in n.inputs}
+    for name in unused:                       # float weights that were replaced
+        del g.initializers[name]
+    g.verify()
+    return g
+
+
+def _const(g: Graph, name: str):
+    return g.initializers.get(name) if name else None
+
+
+def _add_init(g: Graph, base: str, value: np.ndarray) -> str:
+    name = g.unique_name(base)
+    g.initializers[name] = value
+    return name
+
+
+def _rnn(g, node, config, consumers, kind):
+    a = node.attrs
+    if a.get("clip") is not None or a.get("input_forget", 0) or a.get("activations") is not None:
+        return None
+    ins = list(node.inputs) + [""] * (8 - len(node.inputs))
+    W, R = _const(g, ins[1]), _const(g, ins[2])
+    if W is None or R is None or W.ndim != 3 or R.ndim != 3:
+        return None
+    if ins[3] and _const(g, ins[3]) is None:
+        return None
+    if kind == "lstm" and ins[7]:
+        P = _const(g, ins[7])
+        if P is None or np.any(P):
+            return None                                   # peepholes: keep float
+    qs = [quantize_per_channel_symmetric(m) for m in W.astype(np.float32)]
+    rs = [quantize_per_channel_symmetric(m) for m in R.astype(np.float32)]
+    base = node.name
+    new_in = [ins[0],
+              _add_init(g, f"{base}.Wq", np.stack([q for q, _ in qs])),
+              _add_init(g, f"{base}.Ws", np.stack([s for _, s in qs])),
+              _add_init(g, f"{base}.Rq", np.stack([q for q, _ in rs])),
+              _add_init(g, f"{base}.Rs", np.stack([s for _, s in rs])),
+              ins[3], ins[4], ins[5]] + ([ins[6]] if kind == "lstm" else [])
+    while new_in and not new_in[-1]:
+        new_in.pop()
+    attrs = {"direction": a.get("direction", "forward"), "layout": a.get("layout", 0),
+             "per_row": int(config.per_row)}
+    if a.get("hidden_size") is not None:
+        attrs["hidden_size"] = a["hidden_size"]
+    if kind == "gru":
+        attrs["linear_before_reset"] = a.get("linear_before_reset", 0)
+    op = "DynamicQuantLSTM" if kind == "lstm" else "DynamicQuantGRU"
+    return [node], [Node(op, node.name, tuple(new_in), node.outputs, attrs)]
+
+
+def _linear_node(g, node, config, x, w_nk, bias, outputs, old):
+    wq, ws = quantize_per_channel_symmetric(w_nk.astype(np.float32))
+    ins = [x, _add_init(g, f"{node.name}.Wq", wq), _add_init(g, f"{node.name}.Ws", ws)]
+    if bias is not None:
+        ins.append(_add_init(g, f"{node.name}.bias", np.ascontiguousarray(bias, np.float32)))
+    return old, [Node("DynamicQuantLinear", node.name, tuple(ins), outputs,
+                      {"per_row": int(config.per_row)})]
+
+
+def _bias_vector(c, n):
+    """c as an (n,) vector if it broadcasts over the last axis only, else None."""
+    if c is None:
+        return None
+    c = np.asarray(c)
+    if c.ndim == 0:
+        return np.full(n, c, np.float32)
+    if c.shape[-1] in (1, n) and all(d == 1 for d in c.shape[:-1]):
+        return np.broadcast_to(c.reshape(-1), (n,)).astype(np.float32)
+    return None
+
+
+def _gemm(g, node, config, consumers):
+    a = node.attrs
+    B = _const(g, node.inputs[1])
+    if a.get("transA", 0) or B is None or B.ndim != 2:
+        return None
+    w = (B if a.get("transB", 0) else B.T) * np.float32(a.get("alpha", 1.0))
+    bias = None
+    if len(node.inputs) > 2 and node.inputs[2]:
+        c = _const(g, node.inputs[2])
+        bias = _bias_vector(c, w.shape[0])
+        if bias is None:
+            return None                 # C computed at run time or a full matrix: keep float
+        bias = bias * np.float32(a.get("beta", 1.0))
+    return _linear_node(g, node, config, node.inputs[0], w, bias, node.outputs, [node])
+
+
+def _matmul(g, node, config, consumers):
+    B = _const(g, node.inputs[1])
+    if B is None or B.ndim != 2 or _const(g, node.inputs[0]) is not None:
+        return None
+    out = node.outputs[0]
+    users = consumers.get(out, [])
+    if len(users) == 1 and users[0].op_type == "Add" and out not in g.output_names \
+            and users[0].name not in config.keep_float:
+        add = users[0]
+        other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
+        bias = _bias_vector(_const(g, other), B.shape[1])
+        if bias is not None:
+            return _linear_node(g, node, config, node.inputs[0], B.T, bias, add.outputs,
+                                [node, add])
+    return _linear_node(g, node, config, node.inputs[0], B.T, None, node.outputs, [node])
+
+
+_REWRITES = {
+    "LSTM": lambda g, n, c, u: _rnn(g, n, c, u, "lstm"),
+    "GRU": lambda g, n, c, u: _rnn(g, n, c, u, "gru"),
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+}
