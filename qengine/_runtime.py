@@ -62,7 +62,29 @@ def set_num_threads(n):
     """Set the number of OpenMP threads the kernels use (like OMP_NUM_THREADS)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"set_num_threads expects a positive int, got {n!r}")
+    if n > 1 and _FORKED:
+        raise ConfigError(
+            "this process was forked from one that had already loaded qengine; GNU OpenMP "
+            "cannot start worker threads after fork (they would hang), so it runs on 1 thread. "
+            "Use the 'spawn' or 'forkserver' start method (or gunicorn without --preload) for "
+            "multi-threaded workers")
     _cpu.set_num_threads(n)
+
+
+# GNU libgomp keeps its worker pool across fork() although the workers do not survive it: a
+# parallel region in the child then waits for them forever (gunicorn --preload, multiprocessing
+# with fork). A child therefore runs every kernel on its calling thread, which always works.
+_FORKED = False
+
+
+def _after_fork_in_child():
+    global _FORKED
+    _FORKED = True
+    _cpu.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_num_threads():

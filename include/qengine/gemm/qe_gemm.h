@@ -11,8 +11,9 @@
  *   qe_gemm_workspace_bytes(isa, m, k)                -> scratch a call needs (0 if isa bad)
  *   qe_gemm(isa, m, a, lda, &w, &ep, out, ldc, nthreads, ws, ws_bytes)
  *       a: uint8 [m, lda ≥ K]; out: [m, ldc ≥ N] of the epilogue's type; nthreads ≤ 0 = the
- *       OpenMP default; ws may be NULL (then malloc'ed per call) or ≥ workspace_bytes, 64-aligned
- *       not required. Problems under QE_GEMM_PAR_MIN_MACS run on the calling thread only.
+ *       OpenMP setting, which also caps a larger count; ws may be NULL (then malloc'ed per
+ *       call) or ≥ workspace_bytes, 64-aligned not required. Problems under
+ *       QE_GEMM_PAR_MIN_MACS run on the calling thread only.
  *   qe_gemm_linear_dynamic(...) in qe_gemm_dynamic.h: f32 → u8 quantize + GEMM + f32 epilogue.
  *
  * Tiling: A is packed once per call into MR-row panels (in parallel), then OpenMP hands out
@@ -160,7 +161,9 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
 
     int nt = 1;
 #ifdef _OPENMP
-    nt = nthreads > 0 ? nthreads : omp_get_max_threads();
+    /* an explicit count is capped by the OpenMP setting (after fork qengine lowers it to 1) */
+    nt = omp_get_max_threads();
+    if (nthreads > 0 && nthreads < nt) nt = nthreads;
 #else
     (void)nthreads;
 #endif

@@ -218,8 +218,9 @@ static void qe_rnn_gru_zr(const qe_rnn_shared *sh, qe_rnn_local *x, int s, size_
         const size_t n0 = j * 3 * NB, n1 = n0 + (L->linear_before_reset ? 3 : 2) * NB;
         qe_rnn_gemv(sh, x, n0, n1, sh->s, GH, L->r_bias, 0);
     }
+    /* Inactive rows (past their sequence length) are computed too and then discarded: with
+     * per-tensor quantization, r ⊙ h of every row enters the next GEMV's scale. */
     for (size_t b = 0; b < (size_t)L->B; b++) {
-        if (!qe_rnn_active(L, s, b)) continue;
         float *gb = g + b * L->gx_b;
         const float *sb = sh->s + b * GH;
         for (size_t j = j0; j < j1; j++) {
@@ -327,7 +328,8 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
 
     int nt = 1;
 #ifdef _OPENMP
-    nt = L->nthreads > 0 ? L->nthreads : omp_get_max_threads();
+    nt = omp_get_max_threads();                  /* capped as in qe_gemm() */
+    if (L->nthreads > 0 && L->nthreads < nt) nt = L->nthreads;
 #endif
     if ((double)L->B * G * L->Hp * L->Hp < (double)QE_RNN_PAR_MIN_MACS) nt = 1;
     if (nt > sh.nblocks) nt = sh.nblocks;
