@@ -39,6 +39,8 @@
 #include "qe_u8_s8_gemm_ukernel_4x16c2__avx2.h"
 #include "qe_u8_s8_gemm_ukernel_12x32c4__avx512vnni.h"
 #include "qe_u8_s8_gemm_ukernel_4x16c4__neondot.h"
+#include "qe_u8_s8_gemv_ukernel_1x4p__avx2.h"
+#include "qe_u8_s8_gemv_ukernel_1x4p__avx512vnni.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -57,7 +59,8 @@ enum {
 #define QE_GEMM_NC_COLS 256
 
 static const qe_gemm_kernel_rec qe_gemm_kernels[] = {
-#define QE_GEMM_KERNEL(isa, uk, epi, mr, nr, kr, kpad, elem) {#uk, isa, mr, nr, kr, kpad, elem, uk, epi},
+#define QE_GEMM_KERNEL(isa, uk, epi, gv, mr, nr, kr, kpad, elem) \
+    {#uk, isa, mr, nr, kr, kpad, elem, uk, epi, gv},
 #include "qe_gemm_kernels.inc"
 #undef QE_GEMM_KERNEL
 };
@@ -103,6 +106,20 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
     const size_t pn0 = tn * x->ncp, pn1 = pn0 + x->ncp < x->npanels ? pn0 + x->ncp : x->npanels;
     const size_t apanel = (size_t)r->mr * x->kg * r->kr * r->elem;
     const size_t wpanel = (size_t)r->nr * x->kg * r->kr * r->elem;
+    if (x->m == 1 && r->gemv) {
+        /* one row: several W panels per call keep independent accumulator chains busy */
+        const size_t a_stride = (size_t)r->mr * r->kr * r->elem;
+        for (size_t pn = pn0; pn < pn1; pn += 4) {
+            const size_t np = pn1 - pn < 4 ? pn1 - pn : 4, n0 = pn * r->nr;
+            const size_t nr = (size_t)x->w->n - n0 < np * r->nr ? (size_t)x->w->n - n0 : np * r->nr;
+            r->gemv(np, x->kg, x->apack, a_stride, (const char *)x->w->data + pn * wpanel, wpanel,
+                    ct);
+            const qe_gemm_tile tile = {ct, np * (size_t)r->nr, 1, nr, 0, n0,
+                                       x->rterm ? x->rterm : NULL};
+            r->epilogue(&tile, x->w, x->ep, x->out, x->ldc);
+        }
+        return;
+    }
     for (size_t pn = pn0; pn < pn1; pn++) {
         const size_t n0 = pn * r->nr, nr = (size_t)x->w->n - n0 < (size_t)r->nr ? (size_t)x->w->n - n0 : (size_t)r->nr;
         const char *wp = (const char *)x->w->data + pn * wpanel;

@@ -70,6 +70,11 @@ typedef void (*qe_gemm_ukernel_fn)(size_t mr, size_t kg, const void *a, const vo
                                    int32_t *c, int acc_in);
 typedef void (*qe_gemm_epilogue_fn)(const qe_gemm_tile *tile, const qe_packed_w *w,
                                     const qe_gemm_epilogue *ep, void *out, size_t ldc);
+/* gemv(np ≤ 4 W panels, kg K-groups, row 0 of a packed A panel (a_stride bytes per K-group),
+ *      first W panel, bytes between W panels, int32 out [np·NR]): the one-row case, several
+ *      panels at once (qe_u8_s8_gemv_ukernel_1x4p__*.h). NULL: the ukernel does M = 1. */
+typedef void (*qe_gemm_gemv_fn)(size_t np, size_t kg, const void *a, size_t a_stride,
+                                const void *w, size_t wpanel, int32_t *c);
 
 /* A dispatch record: a kernel travels with its tile and its packing, so they never mismatch. */
 typedef struct qe_gemm_kernel_rec {
@@ -79,6 +84,7 @@ typedef struct qe_gemm_kernel_rec {
     int32_t elem;               /* bytes per packed A/W element: 1 (u8/s8) or 2 (int16) */
     qe_gemm_ukernel_fn ukernel;
     qe_gemm_epilogue_fn epilogue;
+    qe_gemm_gemv_fn gemv;       /* may be NULL */
 } qe_gemm_kernel_rec;
 
 #endif

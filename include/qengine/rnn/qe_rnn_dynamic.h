@@ -30,8 +30,6 @@
 #include "../gemm/qe_gemm.h"
 #include "../gemm/qe_gemm_dynamic.h"
 #include "qe_gates.h"
-#include "qe_u8_s8_gemv_ukernel_1x4p__avx512vnni.h"
-#include "qe_u8_s8_gemv_ukernel_1x4p__avx2.h"
 
 #define QE_RNN_NB 32                   /* multiple of every GEMM kernel's NR */
 #define QE_RNN_PAR_MIN_MACS (1 << 17)  /* per step; below it one thread is faster */
@@ -118,21 +116,6 @@ static void qe_rnn_quantize_h(const qe_rnn_shared *sh, qe_rnn_local *x, const fl
     }
 }
 
-typedef void (*qe_rnn_gemv_fn)(size_t np, size_t kg, const void *a, size_t a_stride,
-                               const void *w, size_t wpanel, int32_t *c);
-
-/* The batch-1 GEMV for a kernel record's packing, or NULL (then the GEMM microkernel runs). */
-static qe_rnn_gemv_fn qe_rnn_gemv_for(const qe_gemm_kernel_rec *r) {
-#if QE_HAVE_X86_SIMD
-    if (r->isa == QE_ISA_AVX512VNNI && r->nr == 32 && r->kr == 4 && r->elem == 1)
-        return qe_u8_s8_gemv_ukernel_1x4p__avx512vnni;
-    if (r->isa == QE_ISA_AVX2 && r->nr == 16 && r->kr == 2 && r->elem == 2)
-        return qe_u8_s8_gemv_ukernel_1x4p__avx2;
-#endif
-    (void)r;
-    return NULL;
-}
-
 /* R-rows [n0, n1) (whole panels) against the packed h; the F32 epilogue writes or accumulates
  * into out[b*ldo + n]. */
 static void qe_rnn_gemv(const qe_rnn_shared *sh, qe_rnn_local *x, size_t n0, size_t n1,
@@ -151,7 +134,7 @@ static void qe_rnn_gemv(const qe_rnn_shared *sh, qe_rnn_local *x, size_t n0, siz
     ep.w_scale = L->r_scale;
     ep.bias = bias;
     ep.accumulate = accumulate;
-    qe_rnn_gemv_fn gemv = B == 1 ? qe_rnn_gemv_for(r) : NULL;
+    qe_gemm_gemv_fn gemv = B == 1 ? r->gemv : NULL;
     if (gemv) {
         const size_t a_stride = (size_t)r->mr * r->kr * r->elem;
         for (size_t n = n0; n < n1; n += 4 * (size_t)r->nr) {
