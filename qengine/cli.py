@@ -62,6 +62,16 @@ def _write_npz(path, arrays):
                 np.lib.format.write_array(f, np.asarray(arr), allow_pickle=False)
 
 
+def _check_output_path(path):
+    """Fail before the work, not after it, when the output cannot be written there."""
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise QEngineError(f"cannot write {str(path)!r}: directory {str(parent)!r} does not "
+                           f"exist")
+    if Path(path).is_dir():
+        raise QEngineError(f"cannot write {str(path)!r}: it is a directory")
+
+
 def _print_json(obj):
     print(json.dumps(obj, indent=None, sort_keys=False))
 
@@ -82,6 +92,7 @@ def _cmd_quantize(args):
     from .tools.modelio import read_model
     from .tools.quantize import QuantizeRequest, quantization_report, quantize_graph
     from .tools.table import format_table, human_bytes
+    _check_output_path(args.output)
     graph = read_model(args.model)
     req = QuantizeRequest(per_row=args.per_row, keep_float=args.keep_float,
                           calib=None if args.calib is None else Path(args.calib))
@@ -109,6 +120,7 @@ def _cmd_quantize(args):
 def _cmd_run(args):
     from .session import Session
     from .tools.modelio import load_inputs, read_model
+    _check_output_path(args.output)
     _set_threads(args)
     sess = Session(read_model(args.model))
     outputs = sess.run(load_inputs(args.input))
