@@ -177,7 +177,7 @@ def _fmt_shape(shape):
 
 
 def _cmd_inspect(args):
-    from .tools.inspect import describe
+    from .tools.describe import describe
     from .tools.modelio import read_model
     from .tools.table import format_table, human_bytes
     d = describe(read_model(args.model))
