@@ -17,6 +17,9 @@ from ..errors import ConfigError, ShapeError
 from ..reference.conv import conv_out_size
 from . import _static as S
 
+_runtime.register_kernels("dwconv_u8s8", {name: _conv.dw_kernel_name(i)
+                                          for i, name in enumerate(_runtime.ISA_NAMES)})
+
 
 class QConv2d:
     """QConv2d(weight, bias=None, *, input_scale, input_zero_point, output_scale,
