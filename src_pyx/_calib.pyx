@@ -120,11 +120,13 @@ cdef double _kl_one(const double* h, const double* cs, const int64_t* nz, Py_ssi
     # Smoothing as in MXNet/ORT's smooth_distribution: eps onto each zero bin, the same mass
     # taken evenly off the non-zero bins, so the sums stay `total` and `kept`.
     cdef double ep = eps * zp / (i - zp), eq = eps * zq / (i - zq)
-    cdef Py_ssize_t nm = i // levels, j, g, gs, ge
+    # Group g holds bins j with g*i/L <= j < (g+1)*i/L (np.linspace(0, i, L+1) + digitize, as
+    # TensorRT's pytorch-quantization calibrator splits them).
+    cdef Py_ssize_t j, g, gs, ge
     cdef double acc = 0.0, p, q, qv
     for g in range(levels):
-        gs = g * nm
-        ge = i if g == levels - 1 else gs + nm
+        gs = (g * i + levels - 1) // levels
+        ge = ((g + 1) * i + levels - 1) // levels
         if nz[ge] - nz[gs] > 0:
             qv = (cs[ge] - cs[gs]) / (nz[ge] - nz[gs])
         else:

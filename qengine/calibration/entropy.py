@@ -4,11 +4,16 @@ On the histogram of |x| (bins of width w from 0), for every candidate length i >
 (L = number of quantization levels on one side, 128 for int8):
   P = the first i bins with every count beyond them ("outliers") added to bin i - 1 -- the
       distribution the clipped tensor really has;
-  Q = the first i bins (outliers not included) quantized to L levels: bins split into L groups
-      of i // L (the last group takes the remainder), each group's total spread evenly over
-      its non-empty bins -- what a grid of L levels over [0, i*w] can express;
+  Q = the first i bins (outliers not included) quantized to L levels: bin j goes to group
+      floor(j * L / i) (np.linspace + digitize, as TensorRT's pytorch-quantization does), each
+      group's total spread evenly over its non-empty bins -- what a grid of L levels over
+      [0, i*w] can express;
   both smoothed as MXNet/ONNX Runtime do (eps = 1e-4 onto empty bins, the same mass taken off
   the others), normalized, and KL(P || Q) computed.
+Like pytorch-quantization, the count of bin 0 is replaced by that of bin 1 first: exact zeros
+(ReLU floors, padding) are exactly representable on every grid, and a spike there would
+otherwise dominate the divergence of every coarse candidate and drag the threshold to the
+smallest one.
 The threshold is i*w for the i with the smallest divergence (the first one on ties), clipped to
 max|x|. All candidates are evaluated in compiled code (src_pyx/_calib.pyx, O(n^2) for n bins,
 parallel over candidates).
@@ -34,8 +39,10 @@ KL_EPS = 1e-4
 
 def kl_threshold_bins(abs_counts: np.ndarray, levels: int):
     """(index i of the chosen candidate length in bins, array of KL per candidate L..n)."""
-    h = np.ascontiguousarray(abs_counts, dtype=np.float64)
+    h = np.array(abs_counts, dtype=np.float64)
     n = h.shape[0]
+    if n >= 2:
+        h[0] = h[1]
     if n <= levels:
         return n, np.zeros(0)
     kl = _calib.kl_divergences(h, levels, levels, KL_EPS)
