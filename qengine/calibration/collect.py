@@ -75,12 +75,12 @@ def _split(session: TapSession, data: Mapping, batch_size):
         raise ShapeError("calibration data holds no samples")
     b, fixed = _batch_size(session, arrays, batch_size)
     full = n // b if fixed else -(-n // b)
-    if fixed and n % b:
-        warnings.warn(f"calibration: {n} samples do not fill batches of the model's fixed "
-                      f"batch size {b}; the last {n % b} samples are skipped", stacklevel=3)
     if full == 0:
         raise ShapeError(f"calibration data has {n} samples, fewer than the model's fixed "
                          f"batch size {b}")
+    if fixed and n % b:
+        warnings.warn(f"calibration: {n} samples do not fill batches of the model's fixed "
+                      f"batch size {b}; the last {n % b} samples are skipped", stacklevel=3)
 
     def batches():
         for i in range(full):
