@@ -34,15 +34,17 @@ static void qe_f32_hist__scalar(size_t n, const float* x, const qe_hist_grid* g,
 {
     const double glo = (double)g->m * g->w;
     const double ghi = (double)(g->m + g->nbins) * g->w;
+    qe_hist_stats s = *st;   /* a local copy: `hist` may alias the counters otherwise */
     for (size_t j = 0; j < n; j++) {
         const float v = x[j];
-        if (v != v) { st->nan++; continue; }
-        if (v == __builtin_inff()) { st->pinf++; continue; }
-        if (v == -__builtin_inff()) { st->ninf++; continue; }
-        if (v < st->min) st->min = v;
-        if (v > st->max) st->max = v;
-        qe_hist_bin1(v, g, glo, ghi, hist, st);
+        if (v != v) { s.nan++; continue; }
+        if (v == __builtin_inff()) { s.pinf++; continue; }
+        if (v == -__builtin_inff()) { s.ninf++; continue; }
+        if (v < s.min) s.min = v;
+        if (v > s.max) s.max = v;
+        qe_hist_bin1(v, g, glo, ghi, hist, &s);
     }
+    *st = s;
 }
 
 #endif
