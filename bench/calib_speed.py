@@ -77,8 +77,11 @@ def main():
     ap.add_argument("--tensors", type=int, default=2)
     ap.add_argument("--shape", type=int, nargs="+", default=[8, 64, 56, 56])
     ap.add_argument("--bins", type=int, default=2048)
+    ap.add_argument("--threads", type=int, default=None, help="qengine OpenMP threads")
     ap.add_argument("--skip-ort", action="store_true")
     a = ap.parse_args()
+    if a.threads:
+        qengine.set_num_threads(a.threads)
     pool = make_pool(tuple(a.shape))
     n = int(np.prod(a.shape))
     print(f"{a.tensors} tensors x {a.batches} batches of {a.shape} ({n * 4 / 2**20:.1f} MiB "

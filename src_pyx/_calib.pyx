@@ -22,6 +22,8 @@ cdef extern from "qengine/calib/qe_hist.h" nogil:
         int64_t nbins
         double skip_lo
         double skip_hi
+        float* spill
+        int64_t spill_cap
     ctypedef struct qe_hist_stats:
         float min
         float max
@@ -34,6 +36,7 @@ cdef extern from "qengine/calib/qe_hist.h" nogil:
     const char** qe_f32_hist_names
 
 PARALLEL_MIN = 1 << 16
+SPILL_CAP = 4096
 
 
 def kernel_name(int isa):
@@ -41,29 +44,38 @@ def kernel_name(int isa):
 
 
 def histogram(const float[::1] x, double w, int64_t m, int64_t[::1] hist, double skip_lo,
-              double skip_hi, int isa, int threads=0):
+              double skip_hi, int isa, int threads=0, Py_ssize_t spill_cap=SPILL_CAP):
     """Add the finite values of x outside [skip_lo, skip_hi) that fall into the grid
-    (bins m .. m + len(hist) - 1 of width w) to hist. Returns a dict of statistics.
+    (bins m .. m + len(hist) - 1 of width w) to hist. Returns a dict of statistics; its
+    "spill" is a float32 array of every finite value outside the grid when there were at most
+    spill_cap of them per thread (else None: the caller needs a second pass).
     threads = 0: OpenMP's maximum for large arrays, 1 below PARALLEL_MIN."""
     cdef Py_ssize_t n = x.shape[0], nb = hist.shape[0]
     cdef int T = threads if threads > 0 else (omp_get_max_threads() if n >= PARALLEL_MIN else 1)
     if T > n:
         T = max(1, <int>n)
-    cdef qe_hist_grid g
-    g.w = w; g.m = m; g.nbins = nb; g.skip_lo = skip_lo; g.skip_hi = skip_hi
     cdef qe_f32_hist_fn fn = qe_f32_hist_table[isa]
     cdef qe_hist_stats total
     qe_hist_stats_init(&total)
     # One cache line (or more) apart per thread: no false sharing on the counters.
     cdef Py_ssize_t SP = (64 + sizeof(qe_hist_stats) - 1) // sizeof(qe_hist_stats)
     cdef qe_hist_stats* st = <qe_hist_stats*>malloc(T * SP * sizeof(qe_hist_stats))
-    if st == NULL:
+    cdef qe_hist_grid* g = <qe_hist_grid*>malloc(T * sizeof(qe_hist_grid))
+    if st == NULL or g == NULL:
+        free(st)
+        free(g)
         raise MemoryError()
+    spill_arr = np.empty((T, max(spill_cap, 1)), dtype=np.float32)
+    cdef float[:, ::1] spill = spill_arr
     # Thread 0 writes straight into hist; the others into their own zeroed rows.
     local = np.zeros((max(T - 1, 0), max(nb, 1)), dtype=np.int64)
     cdef int64_t[:, ::1] loc = local
     cdef Py_ssize_t t, start, stop, chunk = (n + T - 1) // T if T > 0 else 0, b
     cdef int64_t* dst
+    for t in range(T):
+        g[t].w = w; g[t].m = m; g[t].nbins = nb; g[t].skip_lo = skip_lo; g[t].skip_hi = skip_hi
+        g[t].spill = &spill[t, 0]
+        g[t].spill_cap = spill_cap
     try:
         for t in prange(T, nogil=True, schedule="static", chunksize=1, num_threads=T):
             qe_hist_stats_init(&st[t * SP])
@@ -74,17 +86,28 @@ def histogram(const float[::1] x, double w, int64_t m, int64_t[::1] hist, double
             else:
                 dst = &loc[t - 1, 0]
             if stop > start:
-                fn(<size_t>(stop - start), &x[start], &g, dst, &st[t * SP])
+                fn(<size_t>(stop - start), &x[start], &g[t], dst, &st[t * SP])
+        complete = True
+        spilled = []
         for t in range(T):
             qe_hist_stats_merge(&total, &st[t * SP])
+            if st[t * SP].outside > spill_cap:
+                complete = False
+            elif st[t * SP].outside:
+                spilled.append(spill_arr[t, :st[t * SP].outside])
             if t > 0:
                 for b in range(nb):
                     hist[b] += loc[t - 1, b]
     finally:
         free(st)
+        free(g)
+    if complete:
+        spill_out = np.concatenate(spilled) if spilled else np.zeros(0, dtype=np.float32)
+    else:
+        spill_out = None
     return {"min": float(total.min), "max": float(total.max), "nan": int(total.nan),
             "pinf": int(total.pinf), "ninf": int(total.ninf), "binned": int(total.binned),
-            "outside": int(total.outside), "skipped": int(total.skipped)}
+            "outside": int(total.outside), "skipped": int(total.skipped), "spill": spill_out}
 
 
 def kl_divergences(const double[::1] hist, Py_ssize_t start, Py_ssize_t levels, double eps):

@@ -222,3 +222,25 @@ def test_bad_inputs():
         h.add(np.zeros(4, np.float32), isa="sse9")
     with pytest.raises(qengine.ConfigError, match="bins"):
         HistogramObserver(16).merge(HistogramObserver(32))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_kernel_spills_exactly_the_values_outside_the_grid(threads):
+    """The first pass hands back the finite values its grid could not hold (so growth needs no
+    second pass over the data) -- on every ISA, or None when there are too many."""
+    from qengine._ext import _calib
+    from qengine._runtime import isa_index
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(100_003).astype(np.float32)
+    x[::997] = np.nan
+    w, m, bins = 2.0 ** -8, -512, 1024               # grid [-2, 2)
+    out = np.sort(x[np.isfinite(x) & ((x < -2) | (x >= 2))])
+    ref, _ = np.histogram(x[np.isfinite(x)], bins=(m + np.arange(bins + 1)) * w)
+    for isa in qengine.available_isas():
+        h = np.zeros(bins, np.int64)
+        st = _calib.histogram(x, w, m, h, 0.0, 0.0, isa_index(isa), threads, 100_000)
+        np.testing.assert_array_equal(np.sort(st["spill"]), out)
+        np.testing.assert_array_equal(h, ref)
+        st = _calib.histogram(x, w, m, np.zeros(bins, np.int64), 0.0, 0.0, isa_index(isa),
+                              threads, 10)
+        assert st["spill"] is None and st["outside"] == out.size

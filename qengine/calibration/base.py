@@ -37,7 +37,7 @@ def as_float32(x, what="observe") -> np.ndarray:
 def finite_minmax(x32: np.ndarray, isa=None) -> dict:
     """One compiled pass: min/max over the finite values and the NaN/Inf counts."""
     empty = np.zeros(0, dtype=np.int64)
-    return _calib.histogram(x32, 1.0, 0, empty, 0.0, 0.0, isa_index(isa))
+    return _calib.histogram(x32, 1.0, 0, empty, 0.0, 0.0, isa_index(isa), 0, 0)
 
 
 def check_options(bits, symmetric):

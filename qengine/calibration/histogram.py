@@ -136,8 +136,12 @@ class Histogram:
         hi = max(self.max, st["max"]) + 0.0
         self._regrid(lo, hi)
         if st["outside"]:
-            st2 = _calib.histogram(x32, self.width, self.m, self.counts, old_lo, old_hi, isa_i,
-                                   nthreads)
+            # Values the old grid could not hold: the kernel kept them when there were few
+            # (the usual case once the range has settled), else a second pass finds them.
+            rest = st["spill"]
+            lo2, hi2 = (1.0, 0.0) if rest is not None else (old_lo, old_hi)
+            st2 = _calib.histogram(x32 if rest is None else rest, self.width, self.m,
+                                   self.counts, lo2, hi2, isa_i, nthreads, 0)
             if st2["binned"] != st["outside"]:   # would be a bug in the grid logic
                 raise AssertionError(f"second histogram pass binned {st2['binned']} of "
                                      f"{st['outside']} values")

@@ -11,9 +11,9 @@
 
 /* Bin index relative to the grid for 4 finite doubles, or -1 for lanes not to bin; counts
  * skipped/outside lanes. */
-QE_TARGET_AVX2 static inline __m256d qe_hist_index4__avx2(__m256d x, __m256d fin, __m256d vw,
-    __m256d vm, __m256d glo, __m256d ghi, __m256d slo, __m256d shi, int64_t* skipped,
-    int64_t* outside)
+QE_TARGET_AVX2 static inline __m256d qe_hist_index4__avx2(const qe_hist_grid* g, __m256d x,
+    __m256d fin, __m256d vw, __m256d vm, __m256d glo, __m256d ghi, __m256d slo, __m256d shi,
+    int64_t* skipped, int64_t* outside)
 {
     const __m256d skip = _mm256_and_pd(fin, _mm256_and_pd(_mm256_cmp_pd(x, slo, _CMP_GE_OQ),
                                                           _mm256_cmp_pd(x, shi, _CMP_LT_OQ)));
@@ -22,7 +22,17 @@ QE_TARGET_AVX2 static inline __m256d qe_hist_index4__avx2(__m256d x, __m256d fin
     const __m256d take = _mm256_andnot_pd(skip, _mm256_and_pd(fin, in));
     const __m256d out = _mm256_andnot_pd(skip, _mm256_andnot_pd(in, fin));
     *skipped += __builtin_popcount(_mm256_movemask_pd(skip));
-    *outside += __builtin_popcount(_mm256_movemask_pd(out));
+    const int omask = _mm256_movemask_pd(out);
+    if (omask) {                        /* rare once the grid has grown: spill them */
+        double xv[4];
+        _mm256_storeu_pd(xv, x);
+        for (int l = 0; l < 4; l++) {
+            if (omask & (1 << l)) {
+                if (*outside < g->spill_cap) g->spill[*outside] = (float)xv[l];
+                (*outside)++;
+            }
+        }
+    }
     /* Lanes not taken may hold huge x / w; replace them by the grid start before dividing. */
     const __m256d xs = _mm256_blendv_pd(glo, x, take);
     __m256d k = _mm256_floor_pd(_mm256_div_pd(xs, vw));
@@ -46,7 +56,7 @@ QE_TARGET_AVX2 static void qe_f32_hist__avx2(size_t n, const float* x, const qe_
     const __m256d glo = _mm256_set1_pd(glo_s), ghi = _mm256_set1_pd(ghi_s);
     const __m256d slo = _mm256_set1_pd(g->skip_lo), shi = _mm256_set1_pd(g->skip_hi);
     __m256 vmin = inf, vmax = ninf;
-    int64_t skipped = 0, outside = 0, binned = 0;
+    int64_t skipped = 0, outside = st->outside, binned = 0;   /* outside indexes the spill */
     const int64_t nb = g->nbins;
     size_t j = 0;
     for (; j + 8 <= n; j += 8) {
@@ -60,8 +70,8 @@ QE_TARGET_AVX2 static void qe_f32_hist__avx2(size_t n, const float* x, const qe_
         }
         vmin = _mm256_min_ps(vmin, _mm256_blendv_ps(inf, v, fin));
         vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(ninf, v, fin));
-        if (nb == 0 && (g->skip_lo >= g->skip_hi)) {   /* min/max-only pass: all finite outside */
-            outside += __builtin_popcount(fmask);
+        if (nb == 0 && g->skip_lo >= g->skip_hi && outside >= g->spill_cap) {
+            outside += __builtin_popcount(fmask);    /* min/max-only pass, spill buffer full */
             continue;
         }
         const __m256d x0 = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
@@ -72,9 +82,9 @@ QE_TARGET_AVX2 static void qe_f32_hist__avx2(size_t n, const float* x, const qe_
         const __m256d f1 = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(
             _mm_castps_si128(_mm256_extractf128_ps(finz, 1))));
         const __m128i i0 = _mm256_cvtpd_epi32(
-            qe_hist_index4__avx2(x0, f0, vw, vm, glo, ghi, slo, shi, &skipped, &outside));
+            qe_hist_index4__avx2(g, x0, f0, vw, vm, glo, ghi, slo, shi, &skipped, &outside));
         const __m128i i1 = _mm256_cvtpd_epi32(
-            qe_hist_index4__avx2(x1, f1, vw, vm, glo, ghi, slo, shi, &skipped, &outside));
+            qe_hist_index4__avx2(g, x1, f1, vw, vm, glo, ghi, slo, shi, &skipped, &outside));
         int32_t idx[8];
         _mm_storeu_si128((__m128i*)idx, i0);
         _mm_storeu_si128((__m128i*)(idx + 4), i1);
@@ -94,7 +104,7 @@ QE_TARGET_AVX2 static void qe_f32_hist__avx2(size_t n, const float* x, const qe_
         if (mx[l] > st->max) st->max = mx[l];
     }
     st->skipped += skipped;
-    st->outside += outside;
+    st->outside = outside;
     st->binned += binned;
     if (j < n)
         qe_f32_hist__scalar(n - j, x + j, g, hist, st);

@@ -15,6 +15,7 @@ static inline void qe_hist_bin1(float xf, const qe_hist_grid* g, double glo, dou
         return;
     }
     if (!(x >= glo && x < ghi)) {       /* also true when the grid is empty (glo == ghi) */
+        if (st->outside < g->spill_cap) g->spill[st->outside] = xf;
         st->outside++;
         return;
     }

@@ -10,6 +10,8 @@ typedef struct {
     int64_t m;                 /* global index of the first bin */
     int64_t nbins;             /* 0: no grid yet, everything finite is `outside` */
     double skip_lo, skip_hi;   /* finite x in [skip_lo, skip_hi) are ignored (empty if lo >= hi) */
+    float* spill;              /* the first spill_cap `outside` values are copied here, so the */
+    int64_t spill_cap;         /* caller can bin them after growing the grid without a 2nd pass */
 } qe_hist_grid;
 
 typedef struct {
