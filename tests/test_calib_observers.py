@@ -290,3 +290,18 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(qengine.ConfigError, match="malformed"):
         observer_from_dict({"method": "entropy", "version": 1, "config": {"bins": 16},
                             "state": {"bins": 16}})
+
+
+def test_histogram_collected_once_serves_every_method():
+    from qengine.calibration import HistogramObserver
+    x = LAPLACE[:200_000]
+    h = HistogramObserver()
+    h.observe(x)
+    assert h.range() == (float(x.min()), float(x.max()))
+    for cls, kw in ((EntropyObserver, {}), (PercentileObserver, {"percentile": 99.9}),
+                    (MSEObserver, {})):
+        direct = cls(**kw)
+        direct.observe(x)
+        later = cls.from_histogram(h.histogram, **kw)
+        for sym in (False, True):
+            assert later.range(symmetric=sym) == direct.range(symmetric=sym)
