@@ -82,6 +82,13 @@ def test_per_channel_minmax():
     np.testing.assert_array_equal(back.range()[0], lo)
     with pytest.raises(qengine.ShapeError, match="channels"):
         o.observe(np.zeros((8, 2), np.float32))
+    last = PerChannelMinMaxObserver(axis=-1)
+    last.observe(w)
+    ref = qengine.choose_qparams_from_data(w, axis=-1)
+    qp = last.qparams()
+    assert qp.axis == 3 == ref.axis
+    np.testing.assert_array_equal(qp.scale, ref.scale)
+    assert observer_from_dict(json.loads(json.dumps(last.to_dict()))).qparams().axis == 3
 
 
 # ---- entropy ---------------------------------------------------------------------------------
