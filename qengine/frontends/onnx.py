@@ -174,6 +174,9 @@ def _convert_node(b: _Builder, node, opset: int) -> None:
         value = attrs.pop("value", 0.0)
         ins = ins[:1] + [b.const(f"{name}_pads", np.array(pads, np.int64)),
                          b.const(f"{name}_value", np.array(value, np.float32))]
+    elif op.startswith("Reduce") and "axes" in attrs and \
+            opset < (13 if op == "ReduceSum" else 18):
+        ins = ins[:1] + [b.const(f"{name}_axes", np.array(attrs.pop("axes"), np.int64))]
     elif op in ("Squeeze", "Unsqueeze") and opset < 13 and "axes" in attrs:
         ins = ins[:1] + [b.const(f"{name}_axes", np.array(attrs.pop("axes"), np.int64))]
     elif op == "Split" and opset < 13 and "split" in attrs:
