@@ -2,7 +2,7 @@
 
 Supported: the default domain at opsets 7–21 for the ops in the qengine registry. Older
 attribute forms are rewritten into the opset-13+ form our ops implement (Squeeze/Unsqueeze/
-Split/Slice/Clip attributes become constant inputs; pre-13 Softmax/LogSoftmax flatten-to-2-D
+Split/Slice/Clip/Pad attributes become constant inputs; BatchNormalization loses `spatial`; pre-13 Softmax/LogSoftmax flatten-to-2-D
 semantics become Flatten → Softmax → Reshape). Constant nodes become initializers; graph inputs
 that are also initializers are initializers (ONNX IR < 4 listed them as inputs). External data
 is read when a path is given (ModelProtos must carry their data). Anything unsupported fails here, naming the op type and the node.
@@ -75,6 +75,8 @@ class _Builder:
         self.inits: dict[str, np.ndarray] = {}
         self.node_names: set[str] = set()
         self.counter = 0
+        #: values some node or the graph output reads (unread optional outputs are dropped)
+        self.used: set[str] = set()
 
     def name(self, base: str) -> str:
         base = base or "node"
@@ -152,9 +154,29 @@ def _convert_node(b: _Builder, node, opset: int) -> None:
     elif op == "Cast":
         attrs["to"] = _np_dtype_name(attrs["to"], where) if "to" in attrs else None
     elif op == "Dropout":  # inference: identity (the optional mask output is not supported)
-        if len([o for o in outs if o]) > 1:
-            raise ModelError(f"{where}: Dropout's mask output is not supported")
-        op, ins, attrs = "Identity", ins[:1], {}
+        if len(outs) > 1 and outs[1] in b.used:
+            raise ModelError(f"{where}: Dropout's mask output is read, which is not supported")
+        op, ins, outs, attrs = "Identity", ins[:1], outs[:1], {}
+    elif op == "BatchNormalization":
+        # opset < 9 `spatial`: 1 is the only form later opsets kept; 0 (per-activation
+        # statistics) shows up as (C, D1, ...) shaped parameters, which the op broadcasts
+        attrs.pop("spatial", None)
+        attrs.pop("is_test", None)
+        attrs.pop("consumed_inputs", None)
+        if any(o in b.used for o in outs[1:]):
+            raise ModelError(f"{where}: the running-statistics outputs are not supported "
+                             f"(inference only)")
+        outs = outs[:1]
+    elif op == "Pad" and opset < 11:
+        pads = attrs.pop("pads", attrs.pop("paddings", None))
+        if pads is None:
+            raise ModelError(f"{where}: the pads attribute is required at opset < 11")
+        value = attrs.pop("value", 0.0)
+        ins = ins[:1] + [b.const(f"{name}_pads", np.array(pads, np.int64)),
+                         b.const(f"{name}_value", np.array(value, np.float32))]
+    elif op.startswith("Reduce") and "axes" in attrs and \
+            opset < (13 if op == "ReduceSum" else 18):
+        ins = ins[:1] + [b.const(f"{name}_axes", np.array(attrs.pop("axes"), np.int64))]
     elif op in ("Squeeze", "Unsqueeze") and opset < 13 and "axes" in attrs:
         ins = ins[:1] + [b.const(f"{name}_axes", np.array(attrs.pop("axes"), np.int64))]
     elif op == "Split" and opset < 13 and "split" in attrs:
@@ -221,6 +243,7 @@ def from_onnx(model, *, optimize: bool = True) -> Graph:
         raise ModelError(f"unsupported ONNX ops: {', '.join(unsupported[:10])}"
                          f"{' ...' if len(unsupported) > 10 else ''}")
     b = _Builder(opset)
+    b.used = {i for n in g.node for i in n.input if i} | {o.name for o in g.output}
     for t in g.initializer:
         b.inits[t.name] = _tensor_to_array(t, "initializer")
     for n in g.node:

@@ -6,7 +6,11 @@
   chains the TorchScript exporter writes for zero initial states, ...).
 * `infer_shapes`: cheap static-shape propagation for the ops where it is simple; it is what lets
   `fold_constants` fold Shape nodes on intermediates.
-* `optimize`: the standard pipeline (infer → fold → dead-node removal).
+* `optimize`: the standard pipeline (infer → fold → Identity removal → BatchNormalization
+  folding → optional activation fusion → dead-node removal → infer), see its docstring.
+
+The CNN rewrites (`remove_identities`, `fold_batch_norm`, `fuse_activations`) live in
+`qengine.graph.fusion`.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ def remove_dead_nodes(graph: Graph) -> Graph:
             needed.update(i for i in n.inputs if i)
     g.nodes = kept[::-1]
     g.initializers = {k: v for k, v in g.initializers.items() if k in needed}
+    g.value_info = {k: v for k, v in g.value_info.items() if k in needed}
     return g
 
 
@@ -93,8 +98,9 @@ def _inflates(n, args) -> bool:
 _NEVER_FOLD = frozenset({"LSTM", "GRU"})  # never all-constant in practice; weights stay as is
 
 _SAME_SHAPE = frozenset({"Relu", "Tanh", "Sigmoid", "Neg", "Exp", "Sqrt", "Abs", "Identity",
-                         "LeakyRelu", "Softmax", "LogSoftmax", "Clip", "Cast"})
-_BROADCAST = frozenset({"Add", "Sub", "Mul", "Div", "Pow"})
+                         "LeakyRelu", "Softmax", "LogSoftmax", "Clip", "Cast", "HardSigmoid",
+                         "HardSwish"})
+_BROADCAST = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean"})
 
 
 def infer_shapes(graph: Graph) -> Graph:
@@ -123,8 +129,13 @@ def infer_shapes(graph: Graph) -> Graph:
                 if n.op_type == "Cast":
                     dtype = n.attrs["to"]
                 out = [(s0, dtype)]
-            elif n.op_type in _BROADCAST and s0 is not None and shape(n.inputs[1]) is not None:
-                out = [(tuple(np.broadcast_shapes(s0, shape(n.inputs[1]))), dtype)]
+            elif n.op_type in _BROADCAST and s0 is not None and \
+                    all(shape(i) is not None for i in n.inputs[1:]):
+                out = [(tuple(np.broadcast_shapes(s0, *(shape(i) for i in n.inputs[1:]))),
+                        dtype)]
+            elif n.op_type == "ConstantOfShape" and n.inputs[0] in g.initializers:
+                dims = tuple(int(d) for d in g.initializers[n.inputs[0]].reshape(-1))
+                out = [(dims, n.attrs.get("dtype", "float32"))]
             elif n.op_type == "Transpose" and s0 is not None:
                 perm = n.attrs.get("perm") or list(range(len(s0)))[::-1]
                 out = [(tuple(s0[p] for p in perm), dtype)]
@@ -132,6 +143,8 @@ def infer_shapes(graph: Graph) -> Graph:
                 out = _infer_special(n, s0, shape, dtype, g)
             elif n.op_type in _LAYOUT:
                 out = _infer_by_running(n, info, shape, g)
+            else:
+                out = _infer_by_hook(n, shape, dtype, g)
         except (ValueError, IndexError, KeyError, TypeError):
             out = None
         for name, (s, dt) in zip(n.outputs, out or ()):
@@ -143,7 +156,7 @@ def infer_shapes(graph: Graph) -> Graph:
 # Ops whose output shape follows from input shapes plus constant inputs: infer by running the op
 # on zero-stride stand-ins (exact, and no second copy of every op's shape rules to maintain).
 _LAYOUT = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Concat", "Slice", "Expand",
-                     "Split", "Gather", "Shape"})
+                     "Split", "Gather", "Shape", "Pad"})
 _INFER_MAX_ELEMENTS = 1 << 20
 
 
@@ -166,6 +179,23 @@ def _infer_by_running(n, info, shape, g):
     except (QEngineError, ValueError, TypeError, IndexError, ArithmeticError, MemoryError):
         return None
     return [(tuple(o.shape), o.dtype.name) for o in outs]
+
+
+def _infer_by_hook(n, shape, dtype, g):
+    """Ops that know their own shape rule (`Op.infer_shapes`: Conv, pools, norms, ...)."""
+    from ..ops import get_op_class, is_registered
+    if not is_registered(n.op_type) or dtype is None:
+        return None
+    cls = get_op_class(n.op_type, n.name)
+    try:
+        attrs = cls.check_node(n)
+    except QEngineError:
+        return None
+    shapes = cls.infer_shapes(attrs, [shape(i) if i else None for i in n.inputs],
+                              [g.initializers.get(i) for i in n.inputs])
+    if shapes is None:
+        return None
+    return [(None if s is None else tuple(int(d) for d in s), dtype) for s in shapes]
 
 
 def _infer_special(n, s0, shape, dtype, g):
@@ -199,13 +229,29 @@ def _infer_special(n, s0, shape, dtype, g):
     return [(y, dtype), (yh, dtype), (yh, dtype)]
 
 
-def optimize(graph: Graph) -> Graph:
-    """Shape inference, constant folding and dead-node removal, repeated to a fixed point."""
+def optimize(graph: Graph, *, fold_batch_norm: bool = True,
+             fuse_activations: bool = False) -> Graph:
+    """The standard pipeline, every step output-preserving:
+
+    shape inference → constant folding → dead-node removal (to a fixed point), then Identity
+    removal, BatchNormalization / per-channel Mul·Add folding into Conv/Gemm (if
+    `fold_batch_norm`), activation fusion into Conv/Gemm (if `fuse_activations`: it adds
+    `fused_activation` attributes, which a consumer of the graph must understand — the static
+    int8 workflow does, the dynamic one keeps fused Gemms in float), and a final shape
+    inference so `value_info` describes the optimized graph.
+    """
+    from . import fusion
     g = graph
     for _ in range(4):
         before = len(g.nodes)
         g = remove_dead_nodes(fold_constants(infer_shapes(g)))
         if len(g.nodes) == before:
             break
+    g = fusion.remove_identities(g)
+    if fold_batch_norm:
+        g = fusion.fold_batch_norm(g)
+    if fuse_activations:
+        g = fusion.fuse_activations(g)
+    g = infer_shapes(remove_dead_nodes(g))
     g.verify()
     return g

@@ -95,6 +95,17 @@ class Op:
     def check_attrs(cls, attrs: dict[str, Any], node: Node) -> None:
         """Hook: validate attribute values (ranges, enums); raise ModelError."""
 
+    @classmethod
+    def infer_shapes(cls, attrs: dict[str, Any], in_shapes: list, consts: list):
+        """Hook for `infer_shapes`: static output shapes from static input shapes.
+
+        `attrs` are validated (defaults filled), `in_shapes[i]` is a tuple of ints or None
+        (unknown or omitted), `consts[i]` the initializer feeding input i or None. Return a list
+        of shapes (one per output, None where unknown; outputs take input 0's dtype) or None
+        when nothing can be said. May raise ValueError on inconsistent shapes.
+        """
+        return None
+
     # ---- building and running --------------------------------------------------------------
     def prepare(self, initializers: Mapping[str, np.ndarray]) -> None:
         """Hook: read constant inputs, validate and pack weights (once per session)."""

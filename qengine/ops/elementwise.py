@@ -148,3 +148,57 @@ class LogSoftmax(_SoftmaxBase):
     @staticmethod
     def finish(shifted, axis):
         return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+class _Variadic(Op):
+    """Sum/Mean/Max/Min over one or more inputs with multidirectional broadcasting."""
+    INPUTS = (1, None)
+    fn = None
+
+    def run(self, *xs):
+        y = xs[0]
+        for x in xs[1:]:
+            y = type(self).fn(y, x)
+        if len(xs) == 1:
+            y = y.copy()
+        return (self.finish(y, len(xs)),)
+
+    @staticmethod
+    def finish(y, n):
+        return y
+
+
+def _variadic(name, fn, finish=None):
+    body = {"op_type": name, "fn": staticmethod(fn)}
+    if finish is not None:
+        body["finish"] = staticmethod(finish)
+    return register_op(type(name, (_Variadic,), body))
+
+
+Sum = _variadic("Sum", np.add)
+Max = _variadic("Max", np.maximum)
+Min = _variadic("Min", np.minimum)
+Mean = _variadic("Mean", np.add, lambda y, n: y / y.dtype.type(n))
+
+
+@register_op
+class HardSigmoid(Op):
+    op_type = "HardSigmoid"
+    ATTRS = {"alpha": ("float", 0.2), "beta": ("float", 0.5)}
+
+    def run(self, x):
+        dt = x.dtype.type
+        y = x * dt(self.attrs["alpha"]) + dt(self.attrs["beta"])
+        return (np.clip(y, dt(0), dt(1), out=y),)
+
+
+@register_op
+class HardSwish(Op):
+    """x · HardSigmoid(x) with alpha = 1/6, beta = 0.5 (opset 14)."""
+    op_type = "HardSwish"
+
+    def run(self, x):
+        dt = x.dtype.type
+        y = x * dt(1 / 6) + dt(0.5)
+        np.clip(y, dt(0), dt(1), out=y)
+        return (np.multiply(y, x, out=y),)

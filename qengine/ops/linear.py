@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
+from .activation import ACTIVATION_ATTRS, apply_activation, check_activation
 from .base import Op, register_op
 
 
@@ -11,12 +12,17 @@ from .base import Op, register_op
 class Gemm(Op):
     """Y = alpha·A'·B' + beta·C with A' = A or Aᵀ, B' = B or Bᵀ; C broadcasts to Y.
 
+    The optional fused activation (`qengine.ops.activation`) is applied to Y.
     A constant B is transposed (if transB) into a contiguous (K, N) array once at load.
     """
     op_type = "Gemm"
     INPUTS = (2, 3)
     ATTRS = {"alpha": ("float", 1.0), "beta": ("float", 1.0), "transA": ("int", 0),
-             "transB": ("int", 0)}
+             "transB": ("int", 0), **ACTIVATION_ATTRS}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        check_activation(attrs, f"node {node.name!r} (Gemm)")
 
     def prepare(self, initializers):
         b = self.const_input(initializers, 1)
@@ -42,7 +48,8 @@ class Gemm(Op):
             y *= y.dtype.type(self.attrs["alpha"])
         if c is not None:
             y += self.c if self.c is not None else c * c.dtype.type(self.attrs["beta"])
-        return (y,)
+        return (apply_activation(y, self.attrs["fused_activation"],
+                                 self.attrs["fused_activation_params"]),)
 
 
 @register_op

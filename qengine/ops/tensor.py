@@ -303,3 +303,47 @@ class Split(_ConstInputs):
             self.fail(f"split sizes {sizes} do not partition axis {axis} of size {dim} into "
                       f"{n_out} outputs", ShapeError)
         return tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
+
+
+@register_op
+class Pad(_ConstInputs):
+    """Pad in the opset-18 form: inputs (data, pads, constant_value?, axes?), attr `mode`
+    (constant, reflect, edge, wrap). Negative pads crop. The frontend rewrites the opset < 11
+    attribute form (pads, value) into inputs."""
+    op_type = "Pad"
+    INPUTS = (2, 4)
+    ATTRS = {"mode": ("string", "constant")}
+    CONST_INPUTS = (1, 3)
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        if attrs["mode"] not in _PAD_MODES:
+            raise ModelError(f"node {node.name!r} (Pad): mode {attrs['mode']!r} is not one of "
+                             f"{sorted(_PAD_MODES)}")
+
+    def run(self, x, *rest):
+        inputs = (x, *rest)
+        pads = self.ints(inputs, 1, "pads")
+        axes = self.ints(inputs, 3, "axes")
+        axes = list(range(x.ndim)) if axes is None else \
+            [_norm_axis(self, a, x.ndim, "axes") for a in axes]
+        if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
+            self.fail(f"pads {pads} do not fit axes {axes} (need 2 per axis)", ShapeError)
+        width = [[0, 0] for _ in range(x.ndim)]
+        for i, a in enumerate(axes):
+            width[a] = [pads[i], pads[i + len(axes)]]
+        crop = tuple(slice(max(-b, 0), x.shape[a] - max(-e, 0))
+                     for a, (b, e) in enumerate(width))
+        x = x[crop]
+        width = [(max(b, 0), max(e, 0)) for b, e in width]
+        mode = self.attrs["mode"]
+        if mode == "constant":
+            value = rest[1] if len(rest) > 1 and rest[1] is not None else None
+            cval = 0 if value is None or value.size == 0 else value.reshape(-1)[0]
+            return (np.pad(x, width, mode="constant", constant_values=cval),)
+        if x.size == 0 and any(w != (0, 0) for w in width):
+            self.fail(f"mode {mode!r} cannot pad an empty tensor", ShapeError)
+        return (np.pad(x, width, mode=_PAD_MODES[mode]),)

@@ -146,8 +146,8 @@ def _bias_vector(c, n):
 def _gemm(g, node, config, consumers):
     a = node.attrs
     B = _const(g, node.inputs[1])
-    if a.get("transA", 0) or B is None or B.ndim != 2:
-        return None
+    if a.get("transA", 0) or B is None or B.ndim != 2 or a.get("fused_activation", ""):
+        return None                     # (DynamicQuantLinear has no fused activation)
     w = (B if a.get("transB", 0) else B.T) * np.float32(a.get("alpha", 1.0))
     bias = None
     if len(node.inputs) > 2 and node.inputs[2]:

@@ -1,0 +1,243 @@
+"""CNN graph rewrites. Each takes a Graph and returns a new one (the input is left untouched)
+computing the same outputs.
+
+* `remove_identities`: drop Identity nodes (Dropout becomes Identity on import) by renaming.
+* `fold_batch_norm`: fold BatchNormalization — and per-channel constant Mul/Add, the Caffe2
+  "scale" layer written as Unsqueeze→Mul→Add — into the preceding Conv or Gemm's weights and
+  bias: W'[m] = a[m]·W[m], B'[m] = a[m]·B[m] + c[m], computed in float64, rounded once.
+* `fuse_activations`: record a Relu / Clip (constant, finite bounds) / LeakyRelu that is the only
+  reader of a Conv or Gemm output on that producer (`fused_activation`, see
+  `qengine.ops.activation`) and drop it.
+
+A producer is only rewritten when its output has exactly one reader and is not a graph output
+(anything else would change a value someone else reads).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .ir import Graph, Node
+
+
+def _rename_value(nodes, old: str, new: str):
+    return [n.replace(inputs=tuple(new if i == old else i for i in n.inputs),
+                      outputs=tuple(new if o == old else o for o in n.outputs))
+            if old in n.inputs or old in n.outputs else n for n in nodes]
+
+
+def remove_identities(graph: Graph) -> Graph:
+    g = graph.copy()
+    boundary = set(g.input_names) | set(g.initializers)
+    outputs = set(g.output_names)
+    for n in list(g.nodes):
+        if n.op_type != "Identity" or n not in g.nodes:
+            continue
+        src, dst = n.inputs[0], n.outputs[0]
+        nodes = [m for m in g.nodes if m is not n]
+        if dst not in outputs:
+            g.nodes = _rename_value(nodes, dst, src)
+        elif src not in boundary and src not in outputs:
+            g.nodes = _rename_value(nodes, src, dst)  # the producer now writes the output
+        # else: an output that merely aliases an input/initializer/output stays an Identity
+    return g
+
+
+class _Readers:
+    """Reader counts of values, kept current while a sweep rewrites the graph (a fold renames
+    the producer's output to the folded node's output, so other counts never change)."""
+
+    def __init__(self, g: Graph):
+        self.outputs = set(g.output_names)
+        self.count: dict[str, int] = {}
+        for n in g.nodes:
+            for i in n.inputs:
+                if i:
+                    self.count[i] = self.count.get(i, 0) + 1
+
+    def only(self, value: str, node: Node) -> bool:
+        """True when `node` is the one reader of `value` (read once) and it is no output."""
+        return value not in self.outputs and self.count.get(value) == 1 and \
+            node.inputs.count(value) == 1
+
+
+def _channel_vector(arr, channels: int, rank: int, channel_axis: int = 1):
+    """`arr` as a (channels,) vector when broadcasting it against a rank-`rank` tensor with
+    `channels` at `channel_axis` acts per channel only (and does not change the shape)."""
+    if arr is None or arr.dtype.kind != "f" or arr.ndim > rank:
+        return None
+    shape = (1,) * (rank - arr.ndim) + arr.shape
+    if any(d != 1 for i, d in enumerate(shape) if i != channel_axis):
+        return None
+    if shape[channel_axis] not in (1, channels):
+        return None
+    return np.broadcast_to(arr.reshape(-1).astype(np.float64), (channels,))
+
+
+def _affine_of(g: Graph, node: Node, channels: int, rank: int):
+    """(a, c) if `node` applies y = a·x + c per channel with constant a, c; else None."""
+    inits = g.initializers
+    if node.op_type == "BatchNormalization":
+        if rank < 2 or not all(i in inits for i in node.inputs[1:5]):
+            return None
+        scale, bias, mean, var = (inits[i] for i in node.inputs[1:5])
+        if scale.shape != (channels,) or {bias.shape, mean.shape, var.shape} != {(channels,)}:
+            return None
+        eps = node.attrs.get("epsilon", 1e-5)
+        a = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+        return a, bias.astype(np.float64) - mean.astype(np.float64) * a
+    if node.op_type in ("Mul", "Add"):
+        other = [i for i in node.inputs if i in inits]
+        if len(other) != 1:
+            return None
+        v = _channel_vector(inits[other[0]], channels, rank)
+        if v is None:
+            return None
+        return (v, np.zeros(channels)) if node.op_type == "Mul" else (np.ones(channels), v)
+    return None
+
+
+def _fold_into_conv(g: Graph, conv: Node, a, c, new_inits):
+    w = g.initializers[conv.inputs[1]]
+    b = g.initializers.get(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else None
+    w2 = (w.astype(np.float64) * a.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+    b64 = np.zeros(w.shape[0]) if b is None else b.astype(np.float64)
+    b2 = (b64 * a + c).astype(w.dtype)
+    wn, bn = g.unique_name(f"{conv.inputs[1]}_folded"), g.unique_name(f"{conv.name}_bias_folded")
+    new_inits[wn], new_inits[bn] = w2, b2
+    g.initializers[wn], g.initializers[bn] = w2, b2  # reserve the names
+    return conv.replace(inputs=(conv.inputs[0], wn, bn))
+
+
+def _fold_into_gemm(g: Graph, gemm: Node, a, c, new_inits):
+    at = gemm.attrs
+    bmat = g.initializers[gemm.inputs[1]]
+    n = bmat.shape[0] if at.get("transB", 0) else bmat.shape[1]
+    cvec = np.zeros(n)
+    if len(gemm.inputs) > 2 and gemm.inputs[2]:
+        cin = g.initializers.get(gemm.inputs[2])
+        v = None if cin is None else _channel_vector(cin, n, 2, channel_axis=1)
+        if v is None:
+            return None  # a full-matrix or run-time C cannot take a per-column scale
+        cvec = v * at.get("beta", 1.0)
+    scale = a[:, None] if at.get("transB", 0) else a[None, :]
+    b2 = (bmat.astype(np.float64) * scale).astype(bmat.dtype)
+    c2 = (cvec * a + c).astype(bmat.dtype)
+    bn, cn = g.unique_name(f"{gemm.inputs[1]}_folded"), g.unique_name(f"{gemm.name}_C_folded")
+    new_inits[bn], new_inits[cn] = b2, c2
+    g.initializers[bn], g.initializers[cn] = b2, c2
+    attrs = dict(at)
+    attrs["beta"] = 1.0
+    return gemm.replace(inputs=(gemm.inputs[0], bn, cn), attrs=attrs)
+
+
+def _foldable_producer(g: Graph, node: Node, producers, readers: _Readers):
+    """(producer, channels, rank) when `node` reads a Conv/Gemm output it could fold into."""
+    cands = node.inputs[:1] if node.op_type == "BatchNormalization" else node.inputs
+    prod = next((producers[i] for i in cands if i in producers), None)
+    if prod is None or prod.op_type not in ("Conv", "Gemm"):
+        return None
+    if prod.attrs.get("fused_activation", ""):
+        return None  # the activation sits between the producer and this node
+    if len(prod.inputs) < 2 or prod.inputs[1] not in g.initializers:
+        return None
+    if not readers.only(prod.outputs[0], node):
+        return None
+    w = g.initializers[prod.inputs[1]]
+    if prod.op_type == "Conv":
+        if w.ndim < 3 or w.dtype.kind != "f":
+            return None
+        if len(prod.inputs) > 2 and prod.inputs[2] and prod.inputs[2] not in g.initializers:
+            return None
+        return prod, w.shape[0], w.ndim
+    if prod.attrs.get("transA", 0) or w.ndim != 2 or w.dtype.kind != "f":
+        return None
+    return prod, (w.shape[0] if prod.attrs.get("transB", 0) else w.shape[1]), 2
+
+
+def fold_batch_norm(graph: Graph) -> Graph:
+    from .passes import remove_dead_nodes
+    g = graph.copy()
+    producers, readers = g.producers(), _Readers(g)
+    nodes = list(g.nodes)
+    index = {id(n): i for i, n in enumerate(nodes)}
+    for node in graph.nodes:
+        if node.op_type not in ("BatchNormalization", "Mul", "Add"):
+            continue
+        found = _foldable_producer(g, node, producers, readers)
+        if found is None:
+            continue
+        prod, channels, rank = found
+        ac = _affine_of(g, node, channels, rank)
+        if ac is None:
+            continue
+        new_inits: dict = {}
+        fold = _fold_into_conv if prod.op_type == "Conv" else _fold_into_gemm
+        new = fold(g, prod, *ac, new_inits)
+        if new is None:
+            for k in new_inits:
+                g.initializers.pop(k, None)
+            continue
+        new = new.replace(outputs=(node.outputs[0],) + prod.outputs[1:])
+        nodes[index.pop(id(prod))] = None
+        pos = index.pop(id(node))
+        nodes[pos], index[id(new)] = new, pos  # at the folded node's place: inputs are ready
+        producers[node.outputs[0]] = new
+        readers.count.pop(prod.outputs[0], None)
+    g.nodes = [n for n in nodes if n is not None]
+    return remove_dead_nodes(g)
+
+
+def _activation_of(g: Graph, node: Node):
+    """(name, params) for a fusable activation node, else None."""
+    if node.op_type == "Relu":
+        return "Relu", []
+    if node.op_type == "LeakyRelu":
+        return "LeakyRelu", [float(node.attrs.get("alpha", 0.01))]
+    if node.op_type == "Clip":
+        bounds = []
+        for idx, default in ((1, -math.inf), (2, math.inf)):
+            name = node.inputs[idx] if len(node.inputs) > idx else ""
+            if not name:
+                bounds.append(default)
+                continue
+            arr = g.initializers.get(name)
+            if arr is None or arr.size != 1:
+                return None
+            bounds.append(float(arr.reshape(-1)[0]))
+        lo, hi = bounds
+        if lo == 0.0 and hi == math.inf:
+            return "Relu", []
+        # infinities cannot be stored in the engine file's JSON; min > max means "all = max"
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            return None
+        return "Clip", [lo, hi]
+    return None
+
+
+def fuse_activations(graph: Graph) -> Graph:
+    g = graph.copy()
+    producers, readers = g.producers(), _Readers(g)
+    nodes = list(g.nodes)
+    index = {id(n): i for i, n in enumerate(nodes)}
+    for node in graph.nodes:
+        act = _activation_of(g, node) if node.op_type in ("Relu", "LeakyRelu", "Clip") else None
+        if act is None or not node.inputs[0]:
+            continue
+        prod = producers.get(node.inputs[0])
+        if prod is None or prod.op_type not in ("Conv", "Gemm") or \
+                prod.attrs.get("fused_activation", ""):
+            continue
+        if not readers.only(prod.outputs[0], node):
+            continue
+        attrs = dict(prod.attrs, fused_activation=act[0], fused_activation_params=act[1])
+        new = prod.replace(outputs=(node.outputs[0],) + prod.outputs[1:], attrs=attrs)
+        nodes[index.pop(id(prod))] = None
+        pos = index.pop(id(node))
+        nodes[pos], index[id(new)] = new, pos
+        producers[node.outputs[0]] = new
+        readers.count.pop(prod.outputs[0], None)
+    g.nodes = [n for n in nodes if n is not None]
+    from .passes import remove_dead_nodes
+    return remove_dead_nodes(g)  # Clip bounds nobody reads any more

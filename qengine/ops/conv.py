@@ -1,0 +1,134 @@
+"""FP32 Conv (ONNX Conv, opsets 1–22; N-D, groups, dilations, pads, auto_pad) with an optional
+fused activation (see `qengine.ops.activation`).
+
+Two strategies, chosen per node at load:
+* im2col + GEMM: the padded input is viewed as (N, C, *kernel, *out) windows (no copy), copied
+  once into a (G, Cg·K, L) column matrix and multiplied by the (G, Mg, Cg·K) weight matrix
+  (BLAS through np.matmul). A 1×1 conv with stride 1 and no pads skips the copy entirely.
+* per-tap multiply-add, when every group has a single input channel (depthwise): the GEMM
+  would degenerate into G tiny products, while K vectorized multiply-adds over the whole
+  tensor stream through memory once per tap.
+
+Weights given as initializers are reshaped once at load; weights computed at run time (the
+ONNX light models build theirs with ConstantOfShape) are handled per call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ModelError, ShapeError
+from .activation import ACTIVATION_ATTRS, apply_activation, check_activation
+from .base import Op, register_op
+from .spatial import WINDOW_ATTRS, Geometry, check_window_attrs, pad_spatial, tap_slices, windows
+
+#: im2col buffers above this many elements are built one batch item at a time
+_COLS_MAX_ELEMENTS = 1 << 24
+
+
+def conv_output_shape(attrs, x_shape, w_shape) -> tuple[int, ...]:
+    """Output shape of Conv for input/weight shapes (ValueError if they do not fit)."""
+    geo = Geometry.resolve(attrs, x_shape[2:], w_shape[2:])
+    return (x_shape[0], w_shape[0]) + geo.out
+
+
+@register_op
+class Conv(Op):
+    op_type = "Conv"
+    INPUTS = (2, 3)
+    ATTRS = {**WINDOW_ATTRS, "group": ("int", 1), **ACTIVATION_ATTRS}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        where = f"node {node.name!r} (Conv)"
+        check_window_attrs(attrs, where)
+        check_activation(attrs, where)
+        if attrs["group"] < 1:
+            raise ModelError(f"{where}: group must be >= 1, got {attrs['group']}")
+
+    @classmethod
+    def infer_shapes(cls, attrs, in_shapes, consts):
+        x, w = in_shapes[0], in_shapes[1]
+        if x is None or w is None:
+            return None
+        return [conv_output_shape(attrs, x, w)]
+
+    def prepare(self, initializers):
+        w = self.const_input(initializers, 1)
+        b = self.const_input(initializers, 2)
+        self.w = None if w is None else self._weights(w)
+        self.b = None if b is None else self._bias(b, w.shape[0] if w is not None else None)
+
+    def _weights(self, w, cls=ModelError):
+        g = self.attrs["group"]
+        if w.ndim < 3:
+            self.fail(f"W must have rank >= 3, got shape {w.shape}", cls)
+        if w.shape[0] % g:
+            self.fail(f"W has {w.shape[0]} output channels, not a multiple of group {g}", cls)
+        ks = self.attrs["kernel_shape"]
+        if ks is not None and list(w.shape[2:]) != list(ks):
+            self.fail(f"kernel_shape {ks} does not match W of shape {w.shape}", cls)
+        # (G, Mg, Cg·K): the GEMM operand; for depthwise (Cg = 1) it is (G, Mg, K) per tap
+        mat = np.ascontiguousarray(w.reshape(g, w.shape[0] // g, -1))
+        mat.setflags(write=False)
+        return w.shape, mat
+
+    def _bias(self, b, m, cls=ModelError):
+        if b.ndim != 1 or (m is not None and b.shape[0] != m):
+            self.fail(f"B must have shape ({m},), got {b.shape}", cls)
+        return b
+
+    def run(self, x, w, b=None):
+        (w_shape, wmat) = self.w if self.w is not None else self._weights(w, ShapeError)
+        if b is not None:
+            b = self.b if self.b is not None else self._bias(b, w_shape[0], ShapeError)
+        n_sp = len(w_shape) - 2
+        g = self.attrs["group"]
+        if x.ndim != n_sp + 2 or x.shape[1] != w_shape[1] * g:
+            self.fail(f"input of shape {x.shape} does not fit W of shape {w_shape} with group "
+                      f"{g} (need rank {n_sp + 2} and {w_shape[1] * g} channels)", ShapeError)
+        try:
+            geo = Geometry.resolve(self.attrs, x.shape[2:], w_shape[2:])
+        except ValueError as e:
+            self.fail(str(e), ShapeError)
+        xp = pad_spatial(x, geo.pads_begin, geo.pads_end, 0)
+        if w_shape[1] == 1 and g > 1:
+            y = _conv_per_tap(xp, wmat, geo)
+        else:
+            y = _conv_im2col(xp, wmat, geo, w_shape)
+        if b is not None:
+            y += b.astype(y.dtype, copy=False).reshape((-1,) + (1,) * n_sp)
+        return (apply_activation(y, self.attrs["fused_activation"],
+                                 self.attrs["fused_activation_params"]),)
+
+
+def _conv_im2col(xp, wmat, geo: Geometry, w_shape):
+    n, g = xp.shape[0], wmat.shape[0]
+    kk, length = wmat.shape[2], int(np.prod(geo.out, dtype=np.int64))
+    pointwise = all(k == 1 for k in geo.kernel) and all(s == 1 for s in geo.strides)
+    dtype = np.result_type(xp.dtype, wmat.dtype)
+    if pointwise:  # the input already is the column matrix
+        y = np.matmul(wmat, xp.reshape(n, g, kk, length))
+        return y.reshape((n, w_shape[0]) + geo.out)
+    win = windows(xp, geo)  # (N, C, *kernel, *out)
+    y = np.empty((n, g, wmat.shape[1], length), dtype)
+    per_item = n > 1 and n * g * kk * length > _COLS_MAX_ELEMENTS
+    step = 1 if per_item else n
+    for i in range(0, n, step):
+        cols = win[i:i + step].reshape(-1, g, kk, length)  # the im2col copy
+        np.matmul(wmat, cols, out=y[i:i + step])
+    return y.reshape((n, w_shape[0]) + geo.out)
+
+
+def _conv_per_tap(xp, wmat, geo: Geometry):
+    n, g, mg = xp.shape[0], wmat.shape[0], wmat.shape[1]
+    n_sp = len(geo.kernel)
+    xg = xp.reshape((n, g, 1) + xp.shape[2:])
+    y = None
+    for t, tap in enumerate(np.ndindex(*geo.kernel)):
+        wt = wmat[:, :, t].reshape((g, mg) + (1,) * n_sp)
+        term = xg[tap_slices(geo, tap)] * wt
+        if y is None:
+            y = term
+        else:
+            y += term
+    return y.reshape((n, g * mg) + geo.out)

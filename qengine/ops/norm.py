@@ -1,0 +1,102 @@
+"""FP32 normalization: BatchNormalization (inference form) and LRN.
+
+BatchNormalization is y = (x − mean) / sqrt(var + ε) · scale + B per channel (axis 1). With
+constant statistics the op precomputes y = x · a + c once at load; the `fold_batch_norm` pass
+usually removes it altogether by folding a, c into the preceding Conv/Gemm. Training mode and
+the running-statistics outputs are not supported (an inference engine never updates them).
+The opset-7/8 `spatial=0` form (statistics of shape (C, D1, ...)) is accepted: the parameters
+then simply broadcast over the batch axis.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ModelError, ShapeError
+from .base import Op, register_op
+
+
+def batch_norm_affine(scale, bias, mean, var, eps, dtype=np.float32):
+    """(a, c) with BN(x) = a·x + c, computed in float64 and rounded once to `dtype`."""
+    a = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    c = np.asarray(bias, np.float64) - np.asarray(mean, np.float64) * a
+    return a.astype(dtype), c.astype(dtype)
+
+
+@register_op
+class BatchNormalization(Op):
+    op_type = "BatchNormalization"
+    INPUTS = (5, 5)
+    OUTPUTS = (1, 1)
+    ATTRS = {"epsilon": ("float", 1e-5), "momentum": ("float", 0.9),
+             "training_mode": ("int", 0)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        if attrs["training_mode"] != 0:
+            raise ModelError(f"node {node.name!r} (BatchNormalization): training_mode=1 is not "
+                             f"supported (inference only)")
+
+    @classmethod
+    def infer_shapes(cls, attrs, in_shapes, consts):
+        return None if in_shapes[0] is None else [in_shapes[0]]
+
+    def prepare(self, initializers):
+        params = [self.const_input(initializers, i) for i in range(1, 5)]
+        self.affine = None
+        if all(p is not None for p in params):
+            self.affine = self._affine(*params, cls=ModelError)
+
+    def _affine(self, scale, bias, mean, var, cls):
+        shapes = {p.shape for p in (scale, bias, mean, var)}
+        if len(shapes) != 1 or scale.ndim < 1:
+            self.fail(f"scale, B, mean and var must share one shape (C,) (or (C, D1, ...) for "
+                      f"spatial=0), got {[p.shape for p in (scale, bias, mean, var)]}", cls)
+        return batch_norm_affine(scale, bias, mean, var, self.attrs["epsilon"], self.float_dtype)
+
+    def run(self, x, scale, bias, mean, var):
+        a, c = self.affine if self.affine is not None else \
+            self._affine(scale, bias, mean, var, ShapeError)
+        if x.ndim < 2 or x.shape[1] != a.shape[0] or x.ndim < a.ndim + 1:
+            self.fail(f"input of shape {x.shape} does not match {a.shape[0]} channels",
+                      ShapeError)
+        shape = a.shape + (1,) * (x.ndim - 1 - a.ndim)
+        y = x * a.reshape(shape).astype(x.dtype, copy=False)
+        y += c.reshape(shape).astype(x.dtype, copy=False)
+        return (y,)
+
+
+@register_op
+class LRN(Op):
+    """Across-channel local response normalization:
+    y = x / (bias + alpha/size · Σ x²)^beta over channels [c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉].
+    """
+    op_type = "LRN"
+    ATTRS = {"alpha": ("float", 1e-4), "beta": ("float", 0.75), "bias": ("float", 1.0),
+             "size": ("int", None)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        if attrs["size"] is None or attrs["size"] < 1:
+            raise ModelError(f"node {node.name!r} (LRN): size must be given and >= 1, got "
+                             f"{attrs['size']}")
+
+    @classmethod
+    def infer_shapes(cls, attrs, in_shapes, consts):
+        return None if in_shapes[0] is None else [in_shapes[0]]
+
+    def run(self, x):
+        if x.ndim < 3:
+            self.fail(f"input must have rank >= 3, got shape {x.shape}", ShapeError)
+        size = self.attrs["size"]
+        lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+        sq = np.square(x, dtype=np.float64)  # a windowed sum via cumsum: keep it exact-ish
+        c = x.shape[1]
+        cum = np.zeros((x.shape[0], c + 1) + x.shape[2:], np.float64)
+        np.cumsum(sq, axis=1, out=cum[:, 1:])
+        idx = np.arange(c)
+        start, stop = np.clip(idx - lo, 0, c), np.clip(idx + hi + 1, 0, c)
+        window = cum[:, stop] - cum[:, start]
+        dt = x.dtype.type
+        denom = np.power(dt(self.attrs["bias"]) + dt(self.attrs["alpha"] / size) *
+                         window.astype(x.dtype), dt(self.attrs["beta"]))
+        return (x / denom,)

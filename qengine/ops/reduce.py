@@ -1,0 +1,53 @@
+"""Reductions (ReduceMean/Sum/Max/Min) in the opset-18 form: axes as optional input 1,
+`keepdims`, `noop_with_empty_axes`. The frontend turns the older `axes` attribute into the
+input (exporters write ReduceMean over H, W for global average pooling)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from .base import register_op
+from .tensor import _ConstInputs, _norm_axis
+
+
+class _Reduce(_ConstInputs):
+    INPUTS = (1, 2)
+    ATTRS = {"keepdims": ("int", 1), "noop_with_empty_axes": ("int", 0)}
+    CONST_INPUTS = (1,)
+    fn = None
+
+    @classmethod
+    def infer_shapes(cls, attrs, in_shapes, consts):
+        s = in_shapes[0]
+        if s is None or (len(consts) > 1 and consts[1] is None and in_shapes[1] is not None):
+            return None
+        axes = None if len(consts) < 2 or consts[1] is None else \
+            [int(a) % len(s) for a in consts[1].reshape(-1)]
+        if not axes:
+            if attrs["noop_with_empty_axes"]:
+                return [s]
+            axes = list(range(len(s)))
+        keep = attrs["keepdims"]
+        return [tuple(1 if i in axes else d for i, d in enumerate(s) if keep or i not in axes)]
+
+    def run(self, x, *rest):
+        axes = self.ints((x, *rest), 1, "axes")
+        if not axes:
+            if self.attrs["noop_with_empty_axes"]:
+                return (x,)
+            axes = list(range(x.ndim))
+        axes = tuple(sorted({_norm_axis(self, a, x.ndim, "axes") for a in axes}))
+        if x.size == 0 and type(self).fn in (np.max, np.min):
+            self.fail("cannot take the max/min of an empty tensor", ShapeError)
+        y = type(self).fn(x, axis=axes, keepdims=bool(self.attrs["keepdims"]))
+        return (np.asarray(y, dtype=x.dtype),)
+
+
+def _reduce(name, fn):
+    return register_op(type(name, (_Reduce,), {"op_type": name, "fn": staticmethod(fn)}))
+
+
+ReduceMean = _reduce("ReduceMean", np.mean)
+ReduceSum = _reduce("ReduceSum", np.sum)
+ReduceMax = _reduce("ReduceMax", np.max)
+ReduceMin = _reduce("ReduceMin", np.min)
