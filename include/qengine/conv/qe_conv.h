@@ -1,0 +1,144 @@
+/* Static-int8 2-D convolution drivers, NHWC, u8 activations × s8 weights → u8 (docs/numerics.md,
+ * "Integer GEMM", epilogue (b)). C, GIL-free; src_pyx/_conv.pyx wraps them.
+ *
+ *   qe_conv2d_gemm    any kernel/stride/dilation/padding/groups: im2col of a block of output
+ *                     pixels written straight into the GEMM microkernel's packed-A layout
+ *                     (qe_conv_im2col.h) in a per-thread buffer, then the GEMM microkernel and
+ *                     requant epilogue of the same dispatch record as the packed weights.
+ *   qe_conv2d_dw      depthwise (groups = C, one filter per channel): qe_dwconv.h.
+ * 1×1 stride-1 unpadded convolutions need no im2col at all: the NHWC input already is the
+ * [pixels, C] matrix, so _conv.pyx hands it to qe_gemm directly (per group: a column offset).
+ *
+ * Tiling: output tiles of (MC panels × MR pixels) × (NC columns) per group, handed out by
+ * OpenMP. A tile packs its pixels once (MC·MR·KP bytes: ≤ 96·576 = 54 KiB for a 3×3×64 conv,
+ * L2-resident) and runs every W panel of its column range over them. Columns are split only
+ * when there are too few pixel blocks to keep the threads busy (late ResNet stages: 7×7 pixels,
+ * 512 channels); the im2col of a block is then repeated per column block, which is cheap next
+ * to the MACs it feeds. The bias passed in already holds bias_q − z_a·colsum (pack time), so the
+ * epilogue runs with a_zp = NULL.
+ */
+#ifndef QE_CONV_H
+#define QE_CONV_H
+
+#include <stdlib.h>
+#include "../gemm/qe_gemm.h"
+#include "qe_conv_im2col.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define QE_CONV_BLOCK_BYTES (128u << 10)   /* upper bound for one tile's packed pixels */
+
+typedef struct qe_conv_ctx {
+    const qe_gemm_kernel_rec *r;
+    const qe_conv_shape *s;
+    const qe_packed_w *w;              /* [groups], all packed for r */
+    const qe_gemm_epilogue *ep;        /* col_bias/multiplier over all cout channels */
+    const uint8_t *x, *zrow;
+    uint8_t *y;
+    size_t m, kp, mcp, ncp, nmb, nnb, npanels;
+} qe_conv_ctx;
+
+static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack) {
+    const qe_gemm_kernel_rec *r = c->r;
+    const qe_conv_shape *s = c->s;
+    int32_t ct[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX] __attribute__((aligned(64)));
+    const size_t mb = t % c->nmb, nb = (t / c->nmb) % c->nnb, g = t / (c->nmb * c->nnb);
+    const size_t mrows = c->mcp * (size_t)r->mr;
+    const size_t m0 = mb * mrows, rows = c->m - m0 < mrows ? c->m - m0 : mrows;
+    qe_conv_im2col_pack(r, s, c->x, c->zrow, g, m0, rows, c->kp, apack);
+    const qe_packed_w *w = &c->w[g];
+    qe_gemm_epilogue ep = *c->ep;
+    ep.col_bias = c->ep->col_bias + g * s->cout_g;
+    ep.multiplier = c->ep->multiplier + g * s->cout_g;
+    ep.a_zp = NULL;
+    const size_t kg = c->kp / (size_t)r->kr;
+    const size_t apanel = (size_t)r->mr * c->kp * (size_t)r->elem;
+    const size_t wpanel = (size_t)r->nr * c->kp * (size_t)r->elem;
+    const size_t pn0 = nb * c->ncp, pn1 = pn0 + c->ncp < c->npanels ? pn0 + c->ncp : c->npanels;
+    uint8_t *out = c->y + g * s->cout_g;
+    for (size_t pn = pn0; pn < pn1; pn++) {
+        const size_t n0 = pn * (size_t)r->nr;
+        const size_t nr = s->cout_g - n0 < (size_t)r->nr ? s->cout_g - n0 : (size_t)r->nr;
+        const char *wp = (const char *)w->data + pn * wpanel;
+        for (size_t p = 0; p * r->mr < rows; p++) {
+            const size_t mr = rows - p * r->mr < (size_t)r->mr ? rows - p * r->mr : (size_t)r->mr;
+            r->ukernel(mr, kg, apack + p * apanel, wp, ct, 0);
+            const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, m0 + p * r->mr, n0, NULL};
+            r->epilogue(&tile, w, &ep, out, s->cout);
+        }
+    }
+}
+
+/* x: uint8 NHWC [n, h, w, c]; y: uint8 NHWC [n, oh, ow, cout]; w[g]: packed [cout_g, K] with
+ * K = kh·kw·cin_g in (ky, kx, ci) order; ep: kind QE_EPI_U8, col_bias/multiplier [cout].
+ * a_zp: the input zero point (padding value). Returns 0 or a QE_GEMM_E* code. */
+static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                          const qe_packed_w *w, const qe_gemm_epilogue *ep, uint8_t *y,
+                          int nthreads) {
+    const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
+    if (!r) return QE_GEMM_EISA;
+    const size_t k = s->kh * s->kw * s->cin_g;
+    if (k < 1 || k > QE_GEMM_MAX_K) return QE_GEMM_EK;
+    if (s->groups < 1 || s->cin_g * s->groups != s->c || s->cout_g * s->groups != s->cout ||
+        ep->kind != QE_EPI_U8 || !ep->multiplier || !ep->col_bias || ep->lo > ep->hi ||
+        a_zp < 0 || a_zp > 255)
+        return QE_GEMM_EARG;
+    for (size_t g = 0; g < s->groups; g++)
+        if (w[g].isa != isa || (size_t)w[g].k != k || (size_t)w[g].n != s->cout_g || w[g].w_zp ||
+            (size_t)w[g].kp != qe_gemm_round_up(k, r->kpad))
+            return QE_GEMM_EARG;
+    qe_conv_ctx c;
+    c.r = r; c.s = s; c.w = w; c.ep = ep; c.x = x; c.y = y;
+    c.m = s->n * s->oh * s->ow;
+    if (c.m == 0 || s->cout == 0) return QE_GEMM_OK;
+    c.kp = qe_gemm_round_up(k, r->kpad);
+    const size_t apanel = (size_t)r->mr * c.kp * (size_t)r->elem;
+    c.mcp = QE_CONV_BLOCK_BYTES / apanel;
+    c.mcp = c.mcp < 1 ? 1 : (c.mcp > QE_GEMM_MC_PANELS ? QE_GEMM_MC_PANELS : c.mcp);
+    const size_t mpanels = (c.m + r->mr - 1) / r->mr;
+    c.npanels = (s->cout_g + r->nr - 1) / r->nr;
+    c.ncp = c.npanels;
+
+    int nt = 1;
+#ifdef _OPENMP
+    nt = nthreads > 0 ? nthreads : omp_get_max_threads();
+#else
+    (void)nthreads;
+#endif
+    if ((double)c.m * (double)s->cout * (double)k < (double)QE_GEMM_PAR_MIN_MACS) nt = 1;
+    /* enough tiles for the threads to share evenly: shrink pixel blocks, then split columns */
+    while (nt > 1 && c.mcp > 1 && s->groups * ((mpanels + c.mcp - 1) / c.mcp) < (size_t)(4 * nt))
+        c.mcp /= 2;
+    c.nmb = (mpanels + c.mcp - 1) / c.mcp;
+    while (nt > 1 && c.ncp > 1 && s->groups * c.nmb * ((c.npanels + c.ncp - 1) / c.ncp) < (size_t)(2 * nt))
+        c.ncp = (c.ncp + 1) / 2;
+    c.nnb = (c.npanels + c.ncp - 1) / c.ncp;
+    const size_t ntiles = s->groups * c.nmb * c.nnb;
+    if ((size_t)nt > ntiles) nt = (int)ntiles;
+
+    const size_t block = qe_gemm_round_up(c.mcp * apanel, 64);   /* keeps each buffer 64-aligned */
+    uint8_t *zrow = (uint8_t *)malloc(s->cin_g);
+    uint8_t *bufs = (uint8_t *)malloc(block * (size_t)nt + 64);
+    if (!zrow || !bufs) { free(zrow); free(bufs); return QE_GEMM_ENOMEM; }
+    memset(zrow, a_zp, s->cin_g);
+    c.zrow = zrow;
+    uint8_t *base = (uint8_t *)(((uintptr_t)bufs + 63) & ~(uintptr_t)63);
+    if (nt <= 1) {
+        for (size_t t = 0; t < ntiles; t++) qe_conv_run_tile(&c, t, base);
+    } else {
+#ifdef _OPENMP
+        #pragma omp parallel num_threads(nt)
+        {
+            uint8_t *mine = base + (size_t)omp_get_thread_num() * block;
+            #pragma omp for schedule(dynamic, 1)
+            for (size_t t = 0; t < ntiles; t++) qe_conv_run_tile(&c, t, mine);
+        }
+#endif
+    }
+    free(bufs);
+    free(zrow);
+    return QE_GEMM_OK;
+}
+
+#endif

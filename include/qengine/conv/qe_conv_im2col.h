@@ -1,0 +1,75 @@
+/* im2col straight into the GEMM microkernels' packed-A layout (qe_gemm_pack.h), so the general
+ * k×k convolution needs no separate [M, K] im2col matrix and no second packing pass.
+ *
+ * Row m of the virtual im2col matrix is output pixel m (NHWC order: n, oy, ox); its K values are
+ * the (ky, kx, ci) receptive field of one group, ci fastest — the order the weights are packed in
+ * (qengine/quantized/conv.py transposes OIHW to [Cout, kh, kw, Cin/g]). A tap outside the input
+ * reads `zrow`, cin_g copies of the input zero point: since the bias already holds
+ * −z_a·Σ_k w (folded at pack time), a padded tap then contributes (z_a − z_a)·w = 0 exactly,
+ * the definition of zero padding in real values.
+ */
+#ifndef QE_CONV_IM2COL_H
+#define QE_CONV_IM2COL_H
+
+#include <stdint.h>
+#include <string.h>
+#include "../gemm/qe_gemm_params.h"
+#include "../gemm/qe_gemm_pack.h"
+
+typedef struct qe_conv_shape {
+    size_t n, h, w, c;            /* input NHWC; c = all channels (groups · cin_g) */
+    size_t oh, ow, cout;          /* output NHWC; cout = all channels (groups · cout_g) */
+    size_t kh, kw, sh, sw, dh, dw;
+    size_t pt, pl;                /* top/left padding (bottom/right are implied by oh, ow) */
+    size_t groups, cin_g, cout_g;
+} qe_conv_shape;
+
+/* Write src[0..len) as K positions kk0.. of row i of one packed panel. */
+static inline void qe_conv_pack_segment(const qe_gemm_kernel_rec *r, void *panel, size_t i,
+                                        size_t kk0, const uint8_t *src, size_t len) {
+    const size_t mr = (size_t)r->mr, kr = (size_t)r->kr;
+    size_t kk = kk0, end = kk0 + len;
+    if (r->elem == 1) {
+        uint8_t *p = (uint8_t *)panel;
+        /* kr = 4 (VNNI, scalar): whole K-groups are one 4-byte store each */
+        for (; kk < end && kk % kr; kk++, src++) p[((kk / kr) * mr + i) * kr + kk % kr] = *src;
+        if (kr == 4)
+            for (; kk + 4 <= end; kk += 4, src += 4) memcpy(p + ((kk / 4) * mr + i) * 4, src, 4);
+        for (; kk < end; kk++, src++) p[((kk / kr) * mr + i) * kr + kk % kr] = *src;
+    } else {
+        int16_t *p = (int16_t *)panel;   /* AVX2: zero-extended to int16 for exact vpmaddwd */
+        for (; kk < end; kk++, src++) p[((kk / kr) * mr + i) * kr + kk % kr] = *src;
+    }
+}
+
+/* Pack output pixels [m0, m0 + rows) of group g into consecutive panels at dst. */
+static void qe_conv_im2col_pack(const qe_gemm_kernel_rec *r, const qe_conv_shape *s,
+                                const uint8_t *x, const uint8_t *zrow, size_t g, size_t m0,
+                                size_t rows, size_t kp, uint8_t *dst) {
+    const size_t mr = (size_t)r->mr, k = s->kh * s->kw * s->cin_g;
+    const size_t panel = mr * kp * (size_t)r->elem;
+    const size_t ohw = s->oh * s->ow;
+    for (size_t p0 = 0; p0 < rows; p0 += mr) {
+        uint8_t *pan = dst + (p0 / mr) * panel;
+        const size_t pr = rows - p0 < mr ? rows - p0 : mr;
+        if (pr < mr || k != kp) memset(pan, 0, panel);
+        for (size_t i = 0; i < pr; i++) {
+            const size_t m = m0 + p0 + i;
+            const size_t b = m / ohw, oy = (m % ohw) / s->ow, ox = m % s->ow;
+            const uint8_t *img = x + b * s->h * s->w * s->c + g * s->cin_g;
+            size_t kk = 0;
+            for (size_t ky = 0; ky < s->kh; ky++) {
+                const ptrdiff_t iy = (ptrdiff_t)(oy * s->sh + ky * s->dh) - (ptrdiff_t)s->pt;
+                const int yin = iy >= 0 && iy < (ptrdiff_t)s->h;
+                for (size_t kx = 0; kx < s->kw; kx++, kk += s->cin_g) {
+                    const ptrdiff_t ix = (ptrdiff_t)(ox * s->sw + kx * s->dw) - (ptrdiff_t)s->pl;
+                    const uint8_t *src = yin && ix >= 0 && ix < (ptrdiff_t)s->w
+                        ? img + ((size_t)iy * s->w + (size_t)ix) * s->c : zrow;
+                    qe_conv_pack_segment(r, pan, i, kk, src, s->cin_g);
+                }
+            }
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,131 @@
+"""Shared argument handling for the static-int8 layers (qengine/quantized/{conv,pool,
+elementwise,qlinear}.py): qparams validation, fused-activation clamps, weight quantization,
+and the bias / multiplier folding of docs/numerics.md epilogue (b)."""
+import numpy as np
+
+from .. import _runtime
+from ..errors import ConfigError, ShapeError
+from ..reference.conv import quantize_u8_ref
+from .weights import quantize_per_channel_symmetric
+
+_AVAILABLE = tuple(_runtime.available_isas())
+
+
+def isa_index(isa):
+    if isa is None:
+        return _runtime.isa_index(None)
+    name = str(isa).lower()
+    if name in _AVAILABLE:
+        return _runtime.ISA_NAMES.index(name)
+    return _runtime.isa_index(isa)
+
+
+def scale(v, name):
+    s = np.float32(v)
+    if np.ndim(v) != 0 or not (np.isfinite(s) and s >= np.finfo(np.float32).tiny):
+        raise ConfigError(f"{name} must be a finite normal float32 scalar > 0, got {v!r}")
+    return s
+
+
+def zero_point(v, name):
+    if np.ndim(v) != 0 or int(v) != v or not 0 <= int(v) <= 255:
+        raise ConfigError(f"{name} must be an integer in [0, 255] (uint8), got {v!r}")
+    return int(v)
+
+
+def clamp_range(activation, y_scale, y_zero_point):
+    """(lo, hi) for a fused activation on the u8 output: None, 'relu', 'relu6' or ('clip', a, b).
+    Quantization is monotonic, so clamp(q(r), q(a), q(b)) = q(clip(r, a, b)) exactly."""
+    if activation is None:
+        return 0, 255
+    if activation == "relu":
+        return y_zero_point, 255
+    if activation == "relu6":
+        a, b = 0.0, 6.0
+    elif isinstance(activation, tuple) and len(activation) == 3 and activation[0] == "clip":
+        a, b = activation[1], activation[2]
+        a = -np.inf if a is None else a
+        b = np.inf if b is None else b
+    else:
+        raise ConfigError(f"activation must be None, 'relu', 'relu6' or ('clip', min, max), "
+                          f"got {activation!r}")
+    lo = int(quantize_u8_ref(np.float32(a), y_scale, y_zero_point))
+    hi = int(quantize_u8_ref(np.float32(b), y_scale, y_zero_point))
+    if lo > hi:
+        raise ConfigError(f"activation {activation!r}: empty output range")
+    return lo, hi
+
+
+def weights_s8(weight, weight_scale, cout):
+    """Float weights (quantized symmetric per output channel, narrow range) or int8 weights with
+    their scale(s) -> (int8 array of weight's shape, float32 [cout] scales)."""
+    w = np.asarray(weight)
+    if w.ndim < 2 or w.shape[0] != cout or w.size == 0:
+        raise ShapeError(f"weights must be [Cout, ...] with Cout={cout}, got {w.shape}")
+    if w.dtype == np.int8:
+        if weight_scale is None:
+            raise ConfigError("int8 weights need weight_scale (scalar or one per output channel)")
+        sw = np.asarray(weight_scale, np.float32).reshape(-1)
+        if sw.size == 1:
+            sw = np.full(cout, sw[0], np.float32)
+        if sw.shape != (cout,) or not np.all(np.isfinite(sw)) or not np.all(sw > 0):
+            raise ConfigError(f"weight_scale must be finite, > 0, scalar or ({cout},)")
+        return np.ascontiguousarray(w), sw
+    if w.dtype.kind != "f":
+        raise ShapeError(f"weights must be float (to quantize) or int8, got {w.dtype}")
+    if weight_scale is not None:
+        raise ConfigError("weight_scale is only for int8 weights (float weights get their own)")
+    q, s = quantize_per_channel_symmetric(w.reshape(cout, -1).astype(np.float32))
+    return q.reshape(w.shape), np.asarray(s, np.float32).reshape(cout)
+
+
+def bias_q(bias, x_scale, w_scale):
+    """int32 [cout]: an int32 bias is taken as already quantized at scale s_x·s_w (ONNX
+    QLinearConv B); a float bias becomes rhe(bias / float32(s_x·s_w[n])) (division in float64)."""
+    if bias is None:
+        return np.zeros(w_scale.shape[0], np.int32)
+    b = np.asarray(bias)
+    if b.shape != w_scale.shape:
+        raise ShapeError(f"bias must have shape {w_scale.shape}, got {b.shape}")
+    if b.dtype.kind in "iu":
+        if b.min() < -2**31 or b.max() > 2**31 - 1:
+            raise ConfigError("int32 bias out of range")
+        return b.astype(np.int32)
+    bscale = (np.float32(x_scale) * w_scale).astype(np.float32)
+    bq = np.rint(b.astype(np.float64) / bscale.astype(np.float64))
+    return np.clip(bq, -2**31, 2**31 - 1).astype(np.int32)
+
+
+def multipliers(x_scale, w_scale, y_scale):
+    """float32 [cout]: M[n] = float32(s_x·s_w[n] / s_y), evaluated in float64."""
+    return (np.float64(x_scale) * w_scale.astype(np.float64) / np.float64(y_scale)).astype(np.float32)
+
+
+def pair(v, name):
+    t = (v, v) if np.ndim(v) == 0 else tuple(v)
+    if len(t) != 2 or any(int(i) != i or i < 1 for i in t):
+        raise ConfigError(f"{name} must be a positive int or a pair of them, got {v!r}")
+    return int(t[0]), int(t[1])
+
+
+def pads4(padding):
+    """int p, (ph, pw) or ONNX-order (top, left, bottom, right)."""
+    if np.ndim(padding) == 0:
+        t = (padding,) * 4
+    else:
+        t = tuple(padding)
+        if len(t) == 2:
+            t = (t[0], t[1], t[0], t[1])
+    if len(t) != 4 or any(int(i) != i or i < 0 for i in t):
+        raise ConfigError(f"padding must be an int >= 0, (ph, pw) or (top, left, bottom, right), "
+                          f"got {padding!r}")
+    return tuple(int(i) for i in t)
+
+
+def nhwc_u8(x, name="x", channels=None):
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
+        raise ShapeError(f"{name} must be a uint8 NHWC array [N, H, W, C], got "
+                         f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
+    if channels is not None and x.shape[3] != channels:
+        raise ShapeError(f"{name} must have C={channels} channels (NHWC), got shape {x.shape}")
+    return np.ascontiguousarray(x)

@@ -1,0 +1,142 @@
+"""QConv2d: static-int8 2-D convolution on uint8 NHWC activations (docs/numerics.md epilogue (b)).
+
+y[n, oy, ox, o] = qe_requantize(Σ (x − z_x)·w[o] + bias_q[o], M[o], z_y, lo, hi)
+
+Weights are quantized (or taken as int8) and packed at construction, with bias_q − z_x·colsum
+folded into one int32 per output channel, so a call is one compiled, GIL-free kernel:
+  'dw'     depthwise (groups = Cin, Cout = multiplier·Cin): per-channel kernel (qe_dwconv.h);
+  '1x1'    1×1, stride 1, no padding: GEMM straight over the NHWC pixels (no im2col);
+  'im2col' everything else: im2col written into the GEMM's packed layout per thread (qe_conv.h).
+The NumPy definition is qengine.reference.conv.qconv2d_ref.
+"""
+import numpy as np
+
+from .. import _runtime, functional
+from .._ext import _conv
+from ..errors import ConfigError, ShapeError
+from ..reference.conv import conv_out_size
+from . import _static as S
+
+_runtime.register_kernels("dwconv_u8s8", {name: _conv.dw_kernel_name(i)
+                                          for i, name in enumerate(_runtime.ISA_NAMES)})
+
+
+class QConv2d:
+    """QConv2d(weight, bias=None, *, input_scale, input_zero_point, output_scale,
+    output_zero_point, weight_scale=None, stride=1, padding=0, dilation=1, groups=1,
+    activation=None, isa=None, algorithm=None)
+
+    weight: float32 OIHW [Cout, Cin/groups, kh, kw] (quantized here: symmetric per output
+    channel, narrow range) or int8 OIHW with weight_scale (scalar or [Cout]).
+    bias: None, float [Cout] (quantized at s_x·s_w) or int32 [Cout] (already bias_q).
+    padding: int, (ph, pw) or (top, left, bottom, right) — padded taps are the real value 0.
+    activation: None | 'relu' | 'relu6' | ('clip', min, max), fused as the output clamp.
+    algorithm: None (chosen from the shape) or force 'im2col' / '1x1' / 'dw' where valid.
+    Call: x uint8 NHWC [N, H, W, Cin] -> uint8 NHWC [N, OH, OW, Cout]; nthreads=0 = default.
+    """
+
+    def __init__(self, weight, bias=None, *, input_scale, input_zero_point, output_scale,
+                 output_zero_point, weight_scale=None, stride=1, padding=0, dilation=1,
+                 groups=1, activation=None, isa=None, algorithm=None):
+        w = np.asarray(weight)
+        if w.ndim != 4:
+            raise ShapeError(f"QConv2d weight must be OIHW [Cout, Cin/groups, kh, kw], got {w.shape}")
+        cout, cin_g, kh, kw = w.shape
+        if isinstance(groups, bool) or int(groups) != groups or groups < 1 or cout % groups:
+            raise ConfigError(f"groups must be a positive int dividing Cout={cout}, got {groups!r}")
+        self.groups = g = int(groups)
+        self.in_channels, self.out_channels = cin_g * g, cout
+        self.kernel_size = (kh, kw)
+        self.stride, self.dilation = S.pair(stride, "stride"), S.pair(dilation, "dilation")
+        self.padding = S.pads4(padding)
+        self.input_scale = S.scale(input_scale, "input_scale")
+        self.input_zero_point = S.zero_point(input_zero_point, "input_zero_point")
+        self.output_scale = S.scale(output_scale, "output_scale")
+        self.output_zero_point = S.zero_point(output_zero_point, "output_zero_point")
+        self.lo, self.hi = S.clamp_range(activation, self.output_scale, self.output_zero_point)
+        self.weight_int8, self.weight_scale = S.weights_s8(w, weight_scale, cout)
+        self.bias_int32 = S.bias_q(bias, self.input_scale, self.weight_scale)
+        self.multiplier = S.multipliers(self.input_scale, self.weight_scale, self.output_scale)
+        self._isa = S.isa_index(isa)
+        self.isa = _runtime.ISA_NAMES[self._isa]
+        self.algorithm = self._choose(algorithm)
+        za = np.int64(self.input_zero_point)
+        if self.algorithm == "dw":
+            self.depth_multiplier = cout // g
+            taps = self.weight_int8.reshape(cout, kh * kw).T.astype(np.int64)   # [taps, Cout]
+            # low 16 bits = the int8 weight, high 16 = 0: the vpmaddwd layout (see the kernel)
+            self._w32 = np.ascontiguousarray((taps & 0xFFFF).astype(np.int32))
+            self._bias = _wrap32(self.bias_int32.astype(np.int64) - za * taps.sum(axis=0))
+            self.kernel = _conv.dw_kernel_name(self._isa)
+        else:
+            k = kh * kw * cin_g
+            functional._check_k(k)
+            # K order (ky, kx, ci): the order the im2col (and NHWC 1×1 rows) present the inputs
+            wk = self.weight_int8.transpose(0, 2, 3, 1).reshape(g, cout // g, k)
+            self._packs, cols = [], []
+            for gi in range(g):
+                pw = functional.pack_weights(np.ascontiguousarray(wk[gi]), isa=self.isa)
+                self._packs.append((pw.data, pw.colsum, pw.n, pw.k, pw.kp))
+                cols.append(pw.colsum)
+            self._bias = _wrap32(self.bias_int32.astype(np.int64)
+                                 - za * np.concatenate(cols).astype(np.int64))
+            self.kernel = pw.kernel
+        self._mult = np.ascontiguousarray(self.multiplier)
+
+    def _choose(self, algorithm):
+        cout, (kh, kw), g = self.out_channels, self.kernel_size, self.groups
+        ok = {"im2col": True,
+              "dw": g == self.in_channels and cout % g == 0,
+              "1x1": (kh, kw) == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0, 0, 0)}
+        if algorithm is not None:
+            if algorithm not in ok:
+                raise ConfigError(f"algorithm must be one of {sorted(ok)}, got {algorithm!r}")
+            if not ok[algorithm]:
+                raise ConfigError(f"algorithm {algorithm!r} does not apply to this convolution")
+            return algorithm
+        if ok["dw"] and g > 1:
+            return "dw"
+        return "1x1" if ok["1x1"] else "im2col"
+
+    def output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = (self.kernel_size, self.stride,
+                                                          self.dilation, self.padding)
+        return (n, conv_out_size(h, kh, sh, dh, pt, pb), conv_out_size(w, kw, sw, dw, pl, pr),
+                self.out_channels)
+
+    def __call__(self, x, *, nthreads=0):
+        x = S.nhwc_u8(x, "x", self.in_channels)
+        n, h, w, c = x.shape
+        _, oh, ow, cout = self.output_shape(x.shape)
+        y = np.empty((n, oh, ow, cout), np.uint8)
+        if y.size == 0:
+            return y
+        (kh, kw), (sh, sw), (dh, dw), (pt, pl, _, _) = (self.kernel_size, self.stride,
+                                                        self.dilation, self.padding)
+        zx, zy = self.input_zero_point, self.output_zero_point
+        if self.algorithm == "dw":
+            if self.depth_multiplier > 1:       # output channel o reads input channel o // mult
+                x = np.ascontiguousarray(np.repeat(x, self.depth_multiplier, axis=3))
+            shape = (n, h, w, cout, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, cout, 1, 1)
+            _conv.dwconv(self._isa, x, shape, zx, self._w32, self._bias, self._mult, zy,
+                         self.lo, self.hi, y, nthreads)
+        elif self.algorithm == "1x1":
+            _conv.conv1x1(self._isa, x, n * h * w, c, self._packs, self._bias, self._mult, zy,
+                          self.lo, self.hi, y, cout, nthreads)
+        else:
+            g = self.groups
+            shape = (n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, g, c // g,
+                     cout // g)
+            _conv.conv2d_gemm(self._isa, x, shape, zx, self._packs, self._bias, self._mult, zy,
+                              self.lo, self.hi, y, nthreads)
+        return y
+
+    def __repr__(self):
+        return (f"QConv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size},"
+                f" stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
+                f"groups={self.groups}, algorithm={self.algorithm!r}, kernel={self.kernel!r})")
+
+
+def _wrap32(v):
+    return ((np.asarray(v, np.int64) + 2**31) % 2**32 - 2**31).astype(np.int32)

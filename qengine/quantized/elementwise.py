@@ -1,0 +1,125 @@
+"""Static-int8 elementwise ops on uint8 tensors (any layout; NumPy broadcasting):
+QAdd, QMul (the formulas of include/qengine/eltwise/qe_eltwise_params.h), QConcat (inputs
+requantized to the shared output qparams through a 256-entry table, or copied when equal) and
+QLookupTable (any u8 → u8 function of one input — Sigmoid, HardSigmoid, HardSwish, LeakyRelu,
+Tanh, … — as a table built once from the input/output qparams). NumPy definitions:
+qengine.reference.conv.qadd_ref / qmul_ref / qconcat_ref / activation_table_ref / lut_ref."""
+import numpy as np
+
+from .. import _runtime
+from .._ext import _conv
+from ..errors import ConfigError, ShapeError
+from ..reference.conv import (activation_table_ref, add_multipliers, mul_multiplier,
+                              requant_table_ref)
+from . import _static as S
+
+
+def _u8(x, name):
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
+        raise ShapeError(f"{name} must be a uint8 array, got {getattr(x, 'dtype', type(x).__name__)}")
+    return x
+
+
+class _Binary:
+    _op = None
+
+    def __init__(self, a_scale, a_zero_point, b_scale, b_zero_point, output_scale,
+                 output_zero_point, activation=None, isa=None):
+        self.a_scale, self.b_scale = S.scale(a_scale, "a_scale"), S.scale(b_scale, "b_scale")
+        self.a_zero_point = S.zero_point(a_zero_point, "a_zero_point")
+        self.b_zero_point = S.zero_point(b_zero_point, "b_zero_point")
+        self.output_scale = S.scale(output_scale, "output_scale")
+        self.output_zero_point = S.zero_point(output_zero_point, "output_zero_point")
+        self.lo, self.hi = S.clamp_range(activation, self.output_scale, self.output_zero_point)
+        self._isa = S.isa_index(isa)
+        self.isa = _runtime.ISA_NAMES[self._isa]
+
+    def __call__(self, a, b, *, nthreads=0):
+        a, b = _u8(a, "a"), _u8(b, "b")
+        shape = np.broadcast_shapes(a.shape, b.shape)
+        # broadcasting is materialized (a copy of the smaller operand); the kernel is flat
+        a = np.ascontiguousarray(np.broadcast_to(a, shape))
+        b = np.ascontiguousarray(np.broadcast_to(b, shape))
+        y = np.empty(shape, np.uint8)
+        _conv.binary(self._op, self._isa, a, b, y, self.a_zero_point, self.b_zero_point,
+                     self.output_zero_point, self.lo, self.hi, self._ma, self._mb, nthreads)
+        return y
+
+
+class QAdd(_Binary):
+    """QAdd(a_scale, a_zero_point, b_scale, b_zero_point, output_scale, output_zero_point,
+    activation=None, isa=None). Call: (a uint8, b uint8, broadcastable) -> uint8.
+    y = rhe(clamp(float32(a − z_a)·M_a + float32(b − z_b)·M_b)) + z_y."""
+    _op = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._ma, self._mb = (float(m) for m in add_multipliers(self.a_scale, self.b_scale,
+                                                                 self.output_scale))
+
+
+class QMul(_Binary):
+    """QMul(a_scale, a_zero_point, b_scale, b_zero_point, output_scale, output_zero_point,
+    activation=None, isa=None). Call: (a uint8, b uint8, broadcastable) -> uint8.
+    y = qe_requantize((a − z_a)(b − z_b), float32(s_a·s_b / s_y), z_y, lo, hi)."""
+    _op = 1
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._ma = float(mul_multiplier(self.a_scale, self.b_scale, self.output_scale))
+        self._mb = 0.0
+
+
+def apply_table(x, table, nthreads=0):
+    """y = table[x] through the compiled gather (uint8 x of any shape)."""
+    x = np.ascontiguousarray(_u8(x, "x"))
+    y = np.empty_like(x)
+    if x.size:
+        _conv.lut(x, table, y, nthreads)
+    return y
+
+
+class QLookupTable:
+    """QLookupTable(fn, *, input_scale, input_zero_point, output_scale, output_zero_point,
+    **fn_kwargs): fn a name ('sigmoid', 'tanh', 'hardsigmoid' (alpha, beta), 'hardswish',
+    'leakyrelu' (alpha), 'relu', 'elu' (alpha), 'gelu', 'silu') or a callable on float64 arrays.
+    Call: uint8 (any shape) -> uint8. `table` is the uint8 [256] map."""
+
+    def __init__(self, fn, *, input_scale, input_zero_point, output_scale, output_zero_point,
+                 **fn_kwargs):
+        from ..reference.conv import ACTIVATIONS
+        if isinstance(fn, str) and fn.lower() not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {fn!r}; known: {', '.join(ACTIVATIONS)}")
+        self.fn = fn.lower() if isinstance(fn, str) else fn
+        self.input_scale = S.scale(input_scale, "input_scale")
+        self.input_zero_point = S.zero_point(input_zero_point, "input_zero_point")
+        self.output_scale = S.scale(output_scale, "output_scale")
+        self.output_zero_point = S.zero_point(output_zero_point, "output_zero_point")
+        self.table = activation_table_ref(self.fn, self.input_scale, self.input_zero_point,
+                                          self.output_scale, self.output_zero_point, **fn_kwargs)
+
+    def __call__(self, x, *, nthreads=0):
+        return apply_table(x, self.table, nthreads)
+
+
+class QConcat:
+    """QConcat(input_qparams [(scale, zero_point), ...], output_scale, output_zero_point,
+    axis=-1). Call: (list of uint8 arrays) -> uint8; an input whose qparams differ from the
+    output's goes through its requant table (qe_requantize of q − z_x by float32(s_x / s_y))."""
+
+    def __init__(self, input_qparams, output_scale, output_zero_point, axis=-1):
+        self.output_scale = S.scale(output_scale, "output_scale")
+        self.output_zero_point = S.zero_point(output_zero_point, "output_zero_point")
+        self.axis = int(axis)
+        self.input_qparams = [(S.scale(s, "input scale"), S.zero_point(z, "input zero point"))
+                              for s, z in input_qparams]
+        self._tables = [None if (s, z) == (self.output_scale, self.output_zero_point)
+                        else requant_table_ref(s, z, self.output_scale, self.output_zero_point)
+                        for s, z in self.input_qparams]
+
+    def __call__(self, inputs, *, nthreads=0):
+        if len(inputs) != len(self._tables):
+            raise ShapeError(f"QConcat expects {len(self._tables)} inputs, got {len(inputs)}")
+        parts = [_u8(x, f"inputs[{i}]") if t is None else apply_table(x, t, nthreads)
+                 for i, (x, t) in enumerate(zip(inputs, self._tables))]
+        return np.concatenate(parts, axis=self.axis)

@@ -1,0 +1,52 @@
+"""QLinear: static-int8 Gemm / MatMul (u8 activations × s8 per-channel weights → u8), the GEMM
+driver's requant epilogue with bias_q − z_x·colsum folded at construction
+(functional.matmul_requant's arithmetic; reference: reference.gemm.matmul_requant_ref)."""
+import numpy as np
+
+from .. import _runtime, functional
+from .._ext import _gemm
+from ..errors import ShapeError
+from . import _static as S
+
+
+class QLinear:
+    """QLinear(weight, bias=None, *, input_scale, input_zero_point, output_scale,
+    output_zero_point, weight_scale=None, activation=None, isa=None)
+
+    weight: float [N, K] (quantized symmetric per output row, narrow range) or int8 [N, K] with
+    weight_scale; bias: None, float [N] or int32 [N] (bias_q). Call: uint8 [..., K] -> uint8
+    [..., N]."""
+
+    def __init__(self, weight, bias=None, *, input_scale, input_zero_point, output_scale,
+                 output_zero_point, weight_scale=None, activation=None, isa=None):
+        w = np.asarray(weight)
+        if w.ndim != 2:
+            raise ShapeError(f"QLinear weight must be [N, K], got {w.shape}")
+        self.out_features, self.in_features = w.shape
+        self.input_scale = S.scale(input_scale, "input_scale")
+        self.input_zero_point = S.zero_point(input_zero_point, "input_zero_point")
+        self.output_scale = S.scale(output_scale, "output_scale")
+        self.output_zero_point = S.zero_point(output_zero_point, "output_zero_point")
+        self.lo, self.hi = S.clamp_range(activation, self.output_scale, self.output_zero_point)
+        self.weight_int8, self.weight_scale = S.weights_s8(w, weight_scale, w.shape[0])
+        self.bias_int32 = S.bias_q(bias, self.input_scale, self.weight_scale)
+        self.multiplier = S.multipliers(self.input_scale, self.weight_scale, self.output_scale)
+        self._isa = S.isa_index(isa)
+        self.isa = _runtime.ISA_NAMES[self._isa]
+        self._w = functional.pack_weights(self.weight_int8, isa=self.isa)
+        self._col = functional.fold_bias(self.bias_int32, self.input_zero_point, self._w)
+
+    def __call__(self, x, *, nthreads=0):
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim < 1 \
+                or x.shape[-1] != self.in_features:
+            raise ShapeError(f"QLinear expects uint8 [..., {self.in_features}], got "
+                             f"{getattr(x, 'dtype', '?')} {getattr(x, 'shape', '')}")
+        lead = x.shape[:-1]
+        a = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        y = np.empty((a.shape[0], self.out_features), np.uint8)
+        if a.shape[0]:
+            # a_zp is already folded into _col: the epilogue adds it as the column bias
+            _gemm.gemm(self._isa, a, self._w._c(), _gemm.EPI_U8, y, col_bias=self._col,
+                       multiplier=self.multiplier, out_zp=self.output_zero_point, lo=self.lo,
+                       hi=self.hi, nthreads=nthreads)
+        return y.reshape(*lead, self.out_features)

@@ -1,0 +1,196 @@
+# cython: language_level=3
+"""Thin nogil wrappers over the static-int8 CNN kernels (include/qengine/conv, pool, eltwise).
+Arguments are validated by qengine/quantized/*.py (dtypes, C-contiguity, shapes, ranges); this
+layer maps arrays to pointers and C error codes to exceptions."""
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport int8_t, uint8_t, int32_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from qe_gemm cimport *
+
+cnp.import_array()
+
+cdef extern from "qengine/conv/qe_conv.h" nogil:
+    ctypedef struct qe_conv_shape:
+        size_t n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, groups, cin_g, cout_g
+    int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                       const qe_packed_w *w, const qe_gemm_epilogue *ep, uint8_t *y,
+                       int nthreads)
+
+cdef extern from "qengine/conv/qe_dwconv.h" nogil:
+    ctypedef struct qe_dwconv_params:
+        const int32_t *w
+        size_t wstride
+        const int32_t *bias
+        const float *mult
+        int32_t zp, lo, hi
+    int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                     const qe_dwconv_params *p, uint8_t *y, int nthreads)
+    const char *qe_dwconv_ukernel_name(int isa)
+
+cdef extern from "qengine/pool/qe_pool.h" nogil:
+    ctypedef struct qe_pool_params:
+        int32_t kind, count_include_pad
+        size_t pb, pr
+        int32_t x_zp, zp, lo, hi
+        const float *mult
+    int qe_pool2d(const qe_conv_shape *s, const qe_pool_params *p, const uint8_t *x, uint8_t *y,
+                  int nthreads)
+
+cdef extern from "qengine/eltwise/qe_eltwise.h" nogil:
+    ctypedef struct qe_u8_binary_params:
+        int32_t a_zp, b_zp, zp, lo, hi
+        float a_mult, b_mult
+    int qe_u8_binary(int op, int isa, size_t n, const uint8_t *a, const uint8_t *b, uint8_t *y,
+                     const qe_u8_binary_params *p, int nthreads)
+    void qe_u8_lut(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y, int nthreads)
+
+
+cdef inline void *_d(cnp.ndarray a):
+    return cnp.PyArray_DATA(a)
+
+
+cdef int _check(int rc) except -1:
+    if rc == 0:
+        return 0
+    if rc == -2:
+        raise MemoryError("qengine conv: out of memory for the scratch buffers")
+    msg = {-1: "no kernel for this ISA, or weights packed for another ISA",
+           -3: f"K = kh*kw*Cin/groups out of range (1..{QE_GEMM_MAX_K})",
+           -4: "inconsistent sizes or parameters"}.get(rc, f"error {rc}")
+    raise ValueError(f"qengine conv kernel: {msg}")
+
+
+cdef qe_conv_shape _shape(tuple t):
+    cdef qe_conv_shape s
+    (s.n, s.h, s.w, s.c, s.oh, s.ow, s.cout, s.kh, s.kw, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl,
+     s.groups, s.cin_g, s.cout_g) = t
+    return s
+
+
+def dw_kernel_name(int isa):
+    return qe_dwconv_ukernel_name(isa).decode()
+
+
+def conv2d_gemm(int isa, cnp.ndarray x, tuple shape, int a_zp, list packs,
+                cnp.ndarray col_bias, cnp.ndarray mult, int zp, int lo, int hi,
+                cnp.ndarray y, int nthreads=0):
+    """x uint8 NHWC, y uint8 NHWC (C-contiguous); packs[g] = (data, colsum, n, k, kp)."""
+    cdef qe_conv_shape s = _shape(shape)
+    cdef size_t g, ng = len(packs)
+    cdef qe_packed_w *w = <qe_packed_w *>malloc(sizeof(qe_packed_w) * ng)
+    if w == NULL:
+        raise MemoryError()
+    for g in range(ng):
+        w[g].data = _d(packs[g][0])
+        w[g].colsum = <const int32_t *>_d(packs[g][1])
+        w[g].w_zp = NULL
+        w[g].n, w[g].k, w[g].kp = packs[g][2], packs[g][3], packs[g][4]
+        w[g].isa = isa
+    cdef qe_gemm_epilogue ep
+    memset(&ep, 0, sizeof(ep))
+    ep.col_bias = <const int32_t *>_d(col_bias)
+    ep.multiplier = <const float *>_d(mult)
+    ep.kind = QE_EPI_U8
+    ep.out_zp, ep.lo, ep.hi = zp, lo, hi
+    cdef const uint8_t *px = <const uint8_t *>_d(x)
+    cdef uint8_t *py = <uint8_t *>_d(y)
+    cdef int rc
+    with nogil:
+        rc = qe_conv2d_gemm(isa, &s, px, a_zp, w, &ep, py, nthreads)
+    free(w)
+    _check(rc)
+
+
+def conv1x1(int isa, cnp.ndarray x, size_t m, size_t cin, list packs, cnp.ndarray col_bias,
+            cnp.ndarray mult, int zp, int lo, int hi, cnp.ndarray y, size_t cout,
+            int nthreads=0):
+    """1×1 stride-1 unpadded conv as GEMM straight over the NHWC pixels: x [m, cin], y [m, cout];
+    group g reads columns g·cin_g.. of x and writes columns g·cout_g.. of y."""
+    cdef size_t g, ng = len(packs)
+    cdef size_t cin_g = cin // ng, cout_g = cout // ng
+    cdef qe_packed_w w
+    cdef qe_gemm_epilogue ep
+    cdef const uint8_t *px = <const uint8_t *>_d(x)
+    cdef uint8_t *py = <uint8_t *>_d(y)
+    cdef const int32_t *pb = <const int32_t *>_d(col_bias)
+    cdef const float *pm = <const float *>_d(mult)
+    cdef int rc = 0
+    memset(&ep, 0, sizeof(ep))
+    ep.kind = QE_EPI_U8
+    ep.out_zp, ep.lo, ep.hi = zp, lo, hi
+    for g in range(ng):
+        w.data = _d(packs[g][0])
+        w.colsum = <const int32_t *>_d(packs[g][1])
+        w.w_zp = NULL
+        w.n, w.k, w.kp = packs[g][2], packs[g][3], packs[g][4]
+        w.isa = isa
+        ep.col_bias = pb + g * cout_g
+        ep.multiplier = pm + g * cout_g
+        with nogil:
+            rc = qe_gemm(isa, m, px + g * cin_g, cin, &w, &ep, py + g * cout_g, cout, nthreads,
+                         NULL, 0)
+        if rc:
+            break
+    _check(rc)
+
+
+def dwconv(int isa, cnp.ndarray x, tuple shape, int a_zp, cnp.ndarray w32, cnp.ndarray bias,
+           cnp.ndarray mult, int zp, int lo, int hi, cnp.ndarray y, int nthreads=0):
+    """x uint8 NHWC [n, h, w, c]; w32 int32 [kh·kw, c] (low half = int8 weight); bias int32 [c]
+    (folded); mult f32 [c]; y uint8 NHWC [n, oh, ow, c]."""
+    cdef qe_conv_shape s = _shape(shape)
+    cdef qe_dwconv_params p
+    p.w = <const int32_t *>_d(w32)
+    p.wstride = w32.shape[1]
+    p.bias = <const int32_t *>_d(bias)
+    p.mult = <const float *>_d(mult)
+    p.zp, p.lo, p.hi = zp, lo, hi
+    cdef const uint8_t *px = <const uint8_t *>_d(x)
+    cdef uint8_t *py = <uint8_t *>_d(y)
+    cdef int rc
+    with nogil:
+        rc = qe_conv2d_dw(isa, &s, px, a_zp, &p, py, nthreads)
+    _check(rc)
+
+
+def pool2d(int kind, cnp.ndarray x, tuple shape, size_t pb, size_t pr, bint count_include_pad,
+           int x_zp, int zp, int lo, int hi, mult, cnp.ndarray y, int nthreads=0):
+    """kind 0 max / 1 average; mult f32 [kh·kw + 1] (average) or None."""
+    cdef qe_conv_shape s = _shape(shape)
+    cdef qe_pool_params p
+    p.kind, p.count_include_pad, p.pb, p.pr = kind, count_include_pad, pb, pr
+    p.x_zp, p.zp, p.lo, p.hi = x_zp, zp, lo, hi
+    p.mult = NULL if mult is None else <const float *>_d(<cnp.ndarray>mult)
+    cdef const uint8_t *px = <const uint8_t *>_d(x)
+    cdef uint8_t *py = <uint8_t *>_d(y)
+    cdef int rc
+    with nogil:
+        rc = qe_pool2d(&s, &p, px, py, nthreads)
+    _check(rc)
+
+
+def binary(int op, int isa, cnp.ndarray a, cnp.ndarray b, cnp.ndarray y, int a_zp, int b_zp,
+           int zp, int lo, int hi, float a_mult, float b_mult, int nthreads=0):
+    """op 0 add / 1 mul on equal-size C-contiguous uint8 arrays."""
+    cdef qe_u8_binary_params p
+    p.a_zp, p.b_zp, p.zp, p.lo, p.hi, p.a_mult, p.b_mult = a_zp, b_zp, zp, lo, hi, a_mult, b_mult
+    cdef size_t n = y.size
+    cdef const uint8_t *pa = <const uint8_t *>_d(a)
+    cdef const uint8_t *pb = <const uint8_t *>_d(b)
+    cdef uint8_t *py = <uint8_t *>_d(y)
+    cdef int rc
+    with nogil:
+        rc = qe_u8_binary(op, isa, n, pa, pb, py, &p, nthreads)
+    _check(rc)
+
+
+def lut(cnp.ndarray x, cnp.ndarray table, cnp.ndarray y, int nthreads=0):
+    """y = table[x] for C-contiguous uint8 x, y and a uint8 [256] table."""
+    cdef size_t n = x.size
+    cdef const uint8_t *px = <const uint8_t *>_d(x)
+    cdef const uint8_t *pt = <const uint8_t *>_d(table)
+    cdef uint8_t *py = <uint8_t *>_d(y)
+    with nogil:
+        qe_u8_lut(n, px, pt, py, nthreads)

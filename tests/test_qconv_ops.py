@@ -1,0 +1,191 @@
+"""Static-int8 pooling / elementwise / LUT / concat / linear: references vs brute force, the
+compiled kernels bit-exact vs the references on every ISA, threads 1 = 2, edge sizes."""
+import numpy as np
+import pytest
+
+from qengine import ShapeError, _runtime
+from qengine.quantized.elementwise import QAdd, QConcat, QLookupTable, QMul, apply_table
+from qengine.quantized.pool import QAveragePool2d, QGlobalAveragePool, QMaxPool2d
+from qengine.quantized.qlinear import QLinear
+from qengine.reference import conv as R
+from qengine.reference import gemm as RG
+
+ISAS = [pytest.param(i, marks=pytest.mark.skipif(
+    i not in _runtime.available_isas(), reason=f"{i} not compiled in or not runnable on this CPU"))
+    for i in _runtime.ISA_NAMES]
+
+
+def brute_pool(x, kind, k, s, pads, ceil, cip, zx):
+    """Independent oracle: explicit windows, integer sums, count by the PyTorch/ORT rule."""
+    n, h, w, c = x.shape
+    (pt, pl, pb, pr) = pads
+    oh = R.conv_out_size(h, k, s, 1, pt, pb, ceil)
+    ow = R.conv_out_size(w, k, s, 1, pl, pr, ceil)
+    out = np.zeros((n, oh, ow, c), np.int64)
+    cnt = np.zeros((oh, ow), np.int64)
+    for oy in range(oh):
+        for ox in range(ow):
+            y0, x0 = oy * s - pt, ox * s - pl
+            ys = [y for y in range(y0, y0 + k) if 0 <= y < h]
+            xs = [xx for xx in range(x0, x0 + k) if 0 <= xx < w]
+            win = x[:, ys][:, :, xs].astype(np.int64)
+            if kind == "max":
+                out[:, oy, ox] = win.max(axis=(1, 2))
+            else:
+                out[:, oy, ox] = (win - zx).sum(axis=(1, 2))
+                if cip:
+                    cnt[oy, ox] = (min(y0 + k, h + pb) - y0) * (min(x0 + k, w + pr) - x0)
+                else:
+                    cnt[oy, ox] = len(ys) * len(xs)
+    return out, cnt
+
+
+@pytest.mark.parametrize("k,s,pads,ceil,cip", [
+    (3, 2, (1, 1, 1, 1), False, False), (3, 2, (1, 1, 1, 1), True, True),
+    (2, 2, (0, 0, 0, 0), True, False), (3, 3, (1, 0, 0, 1), True, True),
+    (3, 1, (0, 2, 1, 0), False, True), (1, 1, (0, 0, 0, 0), False, False)])
+def test_pool_ref_and_kernel(k, s, pads, ceil, cip):
+    rng = np.random.default_rng(k * 7 + s)
+    x = rng.integers(0, 256, (2, 7, 8, 17), dtype=np.uint8)
+    mx, _ = brute_pool(x, "max", k, s, pads, ceil, cip, 0)
+    ref_max = R.qpool_ref(x, "max", (k, k), (s, s), pads, (1, 1), ceil)
+    assert np.array_equal(ref_max, mx)
+    M = QMaxPool2d(k, s, pads, ceil_mode=ceil)
+    assert np.array_equal(M(x), ref_max)
+    sx, zx, sy, zy = 0.05, 31, 0.03, 12
+    acc, cnt = brute_pool(x, "avg", k, s, pads, ceil, cip, zx)
+    mult = R.avgpool_multipliers(sx, sy, k * k)[cnt]
+    expect = RG.requantize_ref(acc.astype(np.int32), mult[None, :, :, None], zy, 0, 255)
+    ref_avg = R.qpool_ref(x, "avg", (k, k), (s, s), pads, (1, 1), ceil, cip, sx, zx, sy, zy)
+    assert np.array_equal(ref_avg, expect)
+    A = QAveragePool2d(k, s, pads, ceil, cip, input_scale=sx, input_zero_point=zx,
+                       output_scale=sy, output_zero_point=zy)
+    assert np.array_equal(A(x), ref_avg)
+
+
+def test_pool_threads_and_relu():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (2, 40, 40, 64), dtype=np.uint8)
+    A = QAveragePool2d(3, 1, 1, input_scale=0.1, input_zero_point=128, output_scale=0.05,
+                       output_zero_point=10, activation="relu")
+    y1, y2 = A(x, nthreads=1), A(x, nthreads=2)
+    assert np.array_equal(y1, y2) and y1.min() >= 10
+    assert np.array_equal(y1, R.qpool_ref(x, "avg", (3, 3), (1, 1), (1, 1, 1, 1), x_scale=0.1,
+                                          x_zero_point=128, y_scale=0.05, y_zero_point=10,
+                                          lo=10))
+    M = QMaxPool2d(3, 2, 1)
+    assert np.array_equal(M(x, nthreads=1), M(x, nthreads=2))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 7, 7, 33), (1, 2, 3, 512)])
+def test_global_average_pool(shape):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    G = QGlobalAveragePool(input_scale=0.1, input_zero_point=100, output_scale=0.02,
+                           output_zero_point=128)
+    ref = R.qpool_ref(x, "avg", shape[1:3], (1, 1), x_scale=0.1, x_zero_point=100,
+                      y_scale=0.02, y_zero_point=128)
+    assert np.array_equal(G(x), ref)
+
+
+def brute_add(a, b, qa, qb, qy, lo=0, hi=255):
+    """Element by element with Python floats forced to float32 at each step."""
+    ma = np.float32(np.float64(np.float32(qa[0])) / np.float64(np.float32(qy[0])))
+    mb = np.float32(np.float64(np.float32(qb[0])) / np.float64(np.float32(qy[0])))
+    out = np.empty(a.shape, np.uint8)
+    for i, (x, y) in enumerate(zip(a.ravel(), b.ravel())):
+        v = np.float32(np.float32(int(x) - qa[1]) * ma) + np.float32(np.float32(int(y) - qb[1]) * mb)
+        v = min(max(np.float32(v), np.float32(lo - qy[1])), np.float32(hi - qy[1]))
+        out.ravel()[i] = int(np.rint(v)) + qy[1]
+    return out
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("n", [1, 7, 8, 15, 16, 17, 100, 200003])
+def test_add_mul_kernels(isa, n):
+    rng = np.random.default_rng(n)
+    a = rng.integers(0, 256, n, dtype=np.uint8)
+    b = rng.integers(0, 256, n, dtype=np.uint8)
+    qa, qb, qy = (0.031, 3), (0.2, 250), (0.15, 128)
+    ref = R.qadd_ref(a, *qa, b, *qb, *qy)
+    if n <= 100:
+        assert np.array_equal(ref, brute_add(a, b, qa, qb, qy))
+    assert np.array_equal(QAdd(*qa, *qb, *qy, isa=isa)(a, b), ref)
+    add = QAdd(*qa, *qb, *qy, isa=isa, activation="relu")
+    assert np.array_equal(add(a, b, nthreads=2), R.qadd_ref(a, *qa, b, *qb, *qy, lo=128))
+    mul = QMul(*qa, *qb, 0.5, 20, isa=isa)
+    acc = (a.astype(np.int64) - 3) * (b.astype(np.int64) - 250)
+    m = np.float32(np.float64(np.float32(0.031)) * np.float64(np.float32(0.2)) / 0.5)
+    assert np.array_equal(mul(a, b), RG.requantize_ref(acc.astype(np.int32), m, 20, 0, 255))
+    assert np.array_equal(mul(a, b, nthreads=1), mul(a, b, nthreads=2))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_add_extremes_and_broadcast(isa):
+    a = np.array([0, 255, 0, 255], np.uint8)
+    b = np.array([0, 0, 255, 255], np.uint8)
+    for qa, qb, qy in [((1.0, 0), (1.0, 0), (2.0, 0)), ((1e-3, 255), (50.0, 0), (0.01, 128))]:
+        assert np.array_equal(QAdd(*qa, *qb, *qy, isa=isa)(a, b), R.qadd_ref(a, *qa, b, *qb, *qy))
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (2, 3, 4, 5), dtype=np.uint8)
+    se = rng.integers(0, 256, (2, 1, 1, 5), dtype=np.uint8)
+    assert np.array_equal(QMul(0.1, 3, 0.004, 0, 0.1, 3, isa=isa)(x, se),
+                          R.qmul_ref(x, 0.1, 3, se, 0.004, 0, 0.1, 3))
+
+
+@pytest.mark.parametrize("fn,kw", [("sigmoid", {}), ("hardswish", {}), ("tanh", {}),
+                                   ("leakyrelu", {"alpha": 0.2}), ("gelu", {}), ("silu", {})])
+def test_lut(fn, kw):
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (3, 5, 7, 11), dtype=np.uint8)
+    T = QLookupTable(fn, input_scale=0.05, input_zero_point=120, output_scale=0.02,
+                     output_zero_point=60, **kw)
+    tab = R.activation_table_ref(fn, 0.05, 120, 0.02, 60, **kw)
+    assert np.array_equal(T.table, tab)
+    assert np.array_equal(T(x), tab[x])
+    big = rng.integers(0, 256, 300001, dtype=np.uint8)
+    assert np.array_equal(T(big, nthreads=2), tab[big])
+    # the table is quantize(f(dequantize(q))): check a few entries with explicit float64 math
+    f = R.ACTIVATIONS[fn]
+    for q in (0, 120, 200, 255):
+        r = np.float32(q - 120) * np.float32(0.05)
+        want = int(np.clip(np.rint(np.float32(f(np.float64(r), **kw)) / np.float32(0.02)) + 60,
+                           0, 255))
+        assert abs(int(tab[q]) - want) <= 1
+
+
+def test_concat():
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 256, (1, 3, 4, 5), dtype=np.uint8)
+    b = rng.integers(0, 256, (1, 3, 4, 2), dtype=np.uint8)
+    C = QConcat([(0.1, 10), (0.3, 128)], 0.3, 128, axis=3)
+    y = C([a, b])
+    assert np.array_equal(y, R.qconcat_ref([a, b], [(0.1, 10), (0.3, 128)], 0.3, 128, axis=3))
+    assert np.array_equal(y[..., 5:], b)                  # equal qparams: a plain copy
+    # the requant table is qe_requantize of q − z_x by float32(s_x/s_y)
+    m = np.float32(np.float64(np.float32(0.1)) / np.float64(np.float32(0.3)))
+    want = RG.requantize_ref((a.astype(np.int32) - 10), m, 128, 0, 255)
+    assert np.array_equal(y[..., :5], want)
+    with pytest.raises(ShapeError):
+        C([a])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m,k,n", [(1, 3, 1), (7, 33, 17), (64, 200, 70)])
+def test_qlinear(isa, m, k, n):
+    rng = np.random.default_rng(m * k)
+    w = rng.normal(0, 0.1, (n, k)).astype(np.float32)
+    bias = rng.normal(0, 0.2, n).astype(np.float32)
+    L = QLinear(w, bias, input_scale=0.02, input_zero_point=77, output_scale=0.05,
+                output_zero_point=128, activation="relu6", isa=isa)
+    x = rng.integers(0, 256, (2, m, k), dtype=np.uint8)
+    y = L(x)
+    ref = RG.matmul_requant_ref(x.reshape(-1, k), 77, L.weight_int8, L.bias_int32, L.multiplier,
+                                128, clamp=(L.lo, L.hi)).reshape(2, m, n)
+    assert y.shape == (2, m, n) and np.array_equal(y, ref)
+    assert L.lo == 128 and L.hi == 128 + 120
+
+
+def test_apply_table_rejects_non_u8():
+    with pytest.raises(ShapeError):
+        apply_table(np.zeros(3, np.int8), np.zeros(256, np.uint8))
