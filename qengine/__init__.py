@@ -14,3 +14,5 @@ from .engine_file import load, save  # noqa: F401,E402
 from .frontends.onnx import from_onnx  # noqa: F401,E402  (imports onnx only when called)
 from .frontends.torch_state_dict import from_torch_state_dict  # noqa: F401,E402
 from .workflows.dynamic import DynamicQuantConfig, quantize_dynamic  # noqa: F401,E402
+from . import calibration  # noqa: F401,E402
+from .calibration import OBSERVERS, collect_stats, make_observer  # noqa: F401,E402

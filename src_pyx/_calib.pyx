@@ -112,7 +112,8 @@ def histogram(const float[::1] x, double w, int64_t m, int64_t[::1] hist, double
 
 def kl_divergences(const double[::1] hist, Py_ssize_t start, Py_ssize_t levels, double eps):
     """KL(P_i || Q_i) for every candidate i = start .. n (bins kept), as in TensorRT's
-    calibrator (see qengine/calibration/entropy.py for the definition). Returns float64[n-start+1]."""
+    calibrator (see qengine/calibration/entropy.py for the definition).
+    Returns float64[n - start + 1]."""
     cdef Py_ssize_t n = hist.shape[0]
     out_arr = np.full(max(n - start + 1, 0), np.inf)
     if n < start:

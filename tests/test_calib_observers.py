@@ -82,6 +82,13 @@ def test_per_channel_minmax():
     np.testing.assert_array_equal(back.range()[0], lo)
     with pytest.raises(qengine.ShapeError, match="channels"):
         o.observe(np.zeros((8, 2), np.float32))
+    last = PerChannelMinMaxObserver(axis=-1)
+    last.observe(w)
+    ref = qengine.choose_qparams_from_data(w, axis=-1)
+    qp = last.qparams()
+    assert qp.axis == 3 == ref.axis
+    np.testing.assert_array_equal(qp.scale, ref.scale)
+    assert observer_from_dict(json.loads(json.dumps(last.to_dict()))).qparams().axis == 3
 
 
 # ---- entropy ---------------------------------------------------------------------------------
@@ -290,3 +297,18 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(qengine.ConfigError, match="malformed"):
         observer_from_dict({"method": "entropy", "version": 1, "config": {"bins": 16},
                             "state": {"bins": 16}})
+
+
+def test_histogram_collected_once_serves_every_method():
+    from qengine.calibration import HistogramObserver
+    x = LAPLACE[:200_000]
+    h = HistogramObserver()
+    h.observe(x)
+    assert h.range() == (float(x.min()), float(x.max()))
+    for cls, kw in ((EntropyObserver, {}), (PercentileObserver, {"percentile": 99.9}),
+                    (MSEObserver, {})):
+        direct = cls(**kw)
+        direct.observe(x)
+        later = cls.from_histogram(h.histogram, **kw)
+        for sym in (False, True):
+            assert later.range(symmetric=sym) == direct.range(symmetric=sym)

@@ -57,7 +57,7 @@ class HistogramObserver(Observer):
         return self.histogram.min, self.histogram.max
 
     def _clip(self, t):
-        """The symmetric threshold t as a range, clipped to the data: (max(-t, min), min(t, max))."""
+        """Symmetric threshold t as a range clipped to the data: (max(-t, min), min(t, max))."""
         h = self.histogram
         return max(-t, h.min), min(t, h.max)
 

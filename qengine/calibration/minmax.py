@@ -142,6 +142,7 @@ class PerChannelMinMaxObserver(Observer):
         self.count = None   # finite values per channel
         self.nan = 0
         self.inf = 0
+        self.ndim = None    # rank of the observed arrays, to normalize a negative axis
 
     def observe(self, x) -> None:
         arr = np.asarray(x)
@@ -156,6 +157,7 @@ class PerChannelMinMaxObserver(Observer):
         if self.min is not None and C != self.min.shape[0]:
             raise ShapeError(f"observed {C} channels along axis {self.axis}, earlier arrays "
                              f"had {self.min.shape[0]}")
+        self.ndim = arr.ndim
         lo, hi = data_range(arr, axis)
         finite = np.isfinite(arr)
         rest = tuple(i for i in range(arr.ndim) if i != axis)
@@ -174,6 +176,7 @@ class PerChannelMinMaxObserver(Observer):
     def merge(self, other):
         self._check_merge(other)
         if other.min is not None:
+            self.ndim = self.ndim or other.ndim
             if self.min is None:
                 self.min, self.max, self.count = other.min.copy(), other.max.copy(), \
                     other.count.copy()
@@ -188,6 +191,15 @@ class PerChannelMinMaxObserver(Observer):
         self.inf += other.inf
         return self
 
+    def qparams(self, *, bits=8, symmetric=False, signed=None, narrow_range=None):
+        """Per-channel QParams; the recorded axis is normalized (non-negative) when the
+        observed rank is known."""
+        from ..quant import choose_qparams
+        lo, hi = self.range()
+        axis = self.axis % self.ndim if self.ndim else self.axis
+        return choose_qparams(lo, hi, bits=bits, symmetric=symmetric, signed=signed,
+                              narrow_range=narrow_range, axis=axis)
+
     def range(self, *, bits=8, symmetric=False):
         """Per-channel (rmin, rmax); a channel without finite values gets (0, 0)."""
         if self.min is None:
@@ -200,16 +212,22 @@ class PerChannelMinMaxObserver(Observer):
 
     def _state(self):
         if self.min is None:
-            return {"min": None, "max": None, "count": None, "nan": self.nan, "inf": self.inf}
+            return {"min": None, "max": None, "count": None, "nan": self.nan, "inf": self.inf,
+                    "ndim": None}
         lo, hi = self.range()
         return {"min": lo.tolist(), "max": hi.tolist(), "count": self.count.tolist(),
-                "nan": self.nan, "inf": self.inf}
+                "nan": self.nan, "inf": self.inf, "ndim": self.ndim}
 
     def _load(self, s):
         self.nan = check_count("nan", s["nan"])
         self.inf = check_count("inf", s["inf"])
         if s["min"] is None:
             return
+        ndim = s["ndim"]
+        if isinstance(ndim, bool) or not isinstance(ndim, int) or not \
+                -ndim <= self.axis < ndim:
+            raise ConfigError(f"per-channel state: ndim {ndim!r} does not fit axis {self.axis}")
+        self.ndim = ndim
         lo = np.asarray(s["min"], dtype=np.float64)
         hi = np.asarray(s["max"], dtype=np.float64)
         cnt = np.asarray(s["count"], dtype=np.int64)
