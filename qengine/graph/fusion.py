@@ -31,17 +31,19 @@ def remove_identities(graph: Graph) -> Graph:
     g = graph.copy()
     boundary = set(g.input_names) | set(g.initializers)
     outputs = set(g.output_names)
-    for n in list(g.nodes):
-        if n.op_type != "Identity" or n not in g.nodes:
-            continue
+    kept: set[str] = set()  # Identity nodes (by name) that have to stay
+    while True:
+        n = next((m for m in g.nodes if m.op_type == "Identity" and m.name not in kept), None)
+        if n is None:
+            return g
         src, dst = n.inputs[0], n.outputs[0]
         nodes = [m for m in g.nodes if m is not n]
         if dst not in outputs:
             g.nodes = _rename_value(nodes, dst, src)
         elif src not in boundary and src not in outputs:
             g.nodes = _rename_value(nodes, src, dst)  # the producer now writes the output
-        # else: an output that merely aliases an input/initializer/output stays an Identity
-    return g
+        else:  # an output that merely aliases an input/initializer/output stays an Identity
+            kept.add(n.name)
 
 
 class _Readers:
