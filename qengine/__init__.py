@@ -16,3 +16,4 @@ from .frontends.torch_state_dict import from_torch_state_dict  # noqa: F401,E402
 from .workflows.dynamic import DynamicQuantConfig, quantize_dynamic  # noqa: F401,E402
 from . import calibration  # noqa: F401,E402
 from .calibration import OBSERVERS, collect_stats, make_observer  # noqa: F401,E402
+from .workflows.static import StaticQuantConfig, quantize_static  # noqa: F401,E402

@@ -1,0 +1,231 @@
+"""qengine static int8 CNNs vs ONNX Runtime quantize_static (QDQ) vs OpenVINO running that QDQ
+model vs torch x86 static int8 vs FP32, same model and inputs, in one run.
+
+    python bench/compare_cnn.py [--models resnet18,mobilenetv2,lenet,light_resnet50]
+                                [--batch 1,8] [--threads 1,2] [--runs 20] [--no-calib-bench]
+
+Peers: ORT quantize_static(QuantFormat.QDQ, activations QUInt8, weights QInt8 per channel,
+MinMax calibration on the same calibration batches); OpenVINO compiles that same QDQ model
+(skipped when openvino is not installed); torch FX static int8 with the x86 backend (skipped for
+the light ONNX model, which has no torch definition). Latency is the median of --runs calls; the
+output SQNR of each int8 engine against FP32 is printed next to it. The last table times
+entropy calibration (qengine vs ORT's Entropy calibrator) with peak memory.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import measure, median_ms  # noqa: E402
+
+import qengine  # noqa: E402
+
+warnings.filterwarnings("ignore")
+N_CALIB = 16
+
+
+def sqnr_db(y, ref):
+    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
+    noise = np.sum((y - ref) ** 2)
+    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(ref ** 2) / noise))
+
+
+def light_model_path(name):
+    import onnx
+    p = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
+    return str(p) if p.exists() else None
+
+
+def make_case(name, batch, tmp):
+    """(fp32 onnx path, input name, input array, calibration batches, torch model or None)."""
+    rng = np.random.default_rng(0)
+    if name.startswith("light_"):
+        import onnx
+        path = light_model_path(name[len("light_"):])
+        m = onnx.load(path)
+        inp = m.graph.input[0]
+        shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+        if shape[0] != batch:
+            return None                       # fixed batch-1 model
+        x = rng.standard_normal(shape).astype(np.float32)
+        calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(N_CALIB)]
+        return path, inp.name, x, calib, None
+    import torch
+    from models import build_model, export_onnx   # bench/models.py
+    model, shape = build_model(name)
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    calib = [rng.standard_normal((batch, *shape)).astype(np.float32) for _ in range(N_CALIB)]
+    path = os.path.join(tmp, f"{name}_b{batch}.onnx")
+    export_onnx(model, torch.from_numpy(x), path)
+    return path, "input", x, calib, model
+
+
+def ort_qdq(fp32_path, input_name, calib, tmp, method="minmax"):
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{input_name: c} for c in calib])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    pre = os.path.join(tmp, "pre.onnx")
+    out = os.path.join(tmp, f"qdq_{method}.onnx")
+    quant_pre_process(fp32_path, pre, skip_symbolic_shape=True)
+    cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+          "percentile": CalibrationMethod.Percentile}[method]
+    quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True, calibrate_method=cm)
+    return out
+
+
+def ort_session(path, threads):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def openvino_fn(path, input_name, threads):
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    compiled = core.compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                "PERFORMANCE_HINT": "LATENCY"})
+    req = compiled.create_infer_request()
+    return lambda x: req.infer({0: x})[compiled.output(0)]
+
+
+def torch_int8(model, calib):
+    import torch
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    torch.backends.quantized.engine = "x86"
+    example = (torch.from_numpy(calib[0]),)
+    prepared = prepare_fx(model.eval(), get_default_qconfig_mapping("x86"), example)
+    with torch.no_grad():
+        for c in calib:
+            prepared(torch.from_numpy(c))
+    return convert_fx(prepared)
+
+
+def qengine_session(fp32_path, input_name, calib, method="minmax"):
+    g = qengine.from_onnx(fp32_path)
+    q = qengine.quantize_static(g, {input_name: np.concatenate(calib)},
+                                qengine.StaticQuantConfig(method=method))
+    return qengine.Session(q)
+
+
+def bench_model(name, batch, threads_list, runs, tmp):
+    import onnxruntime  # noqa: F401
+    case = make_case(name, batch, tmp)
+    if case is None:
+        return []
+    path, iname, x, calib, tmodel = case
+    qdq = ort_qdq(path, iname, calib, tmp)
+    qe = qengine_session(path, iname, calib)
+    ref = ort_session(path, 1).run(None, {iname: x})[0]
+    tq = torch_int8(tmodel, calib) if tmodel is not None else None
+    rows = []
+    for th in threads_list:
+        qengine.set_num_threads(th)
+        r = {"model": name, "batch": batch, "threads": th, "isa": qengine.active_isa()}
+        fns = {"qengine": lambda: qe.run({iname: x})}
+        ort_q = ort_session(qdq, th)
+        fns["ort_int8"] = lambda: ort_q.run(None, {iname: x})
+        ov = openvino_fn(qdq, iname, th)
+        if ov is not None:
+            fns["openvino_int8"] = lambda: ov(x)
+        ort_f = ort_session(path, th)
+        fns["ort_fp32"] = lambda: ort_f.run(None, {iname: x})
+        if tq is not None:
+            import torch
+            torch.set_num_threads(th)
+            xt = torch.from_numpy(x)
+
+            def run_torch():
+                with torch.no_grad():
+                    return tq(xt)
+            fns["torch_int8"] = run_torch
+        outs = {"qengine": qe.run({iname: x})[qe.output_names[0]],
+                "ort_int8": ort_q.run(None, {iname: x})[0]}
+        if ov is not None:
+            outs["openvino_int8"] = ov(x)
+        if tq is not None:
+            outs["torch_int8"] = fns["torch_int8"]().numpy()
+        for k, fn in fns.items():
+            r[f"{k}_ms"] = median_ms(measure(fn, runs=runs, warmup=3))
+        for k, y in outs.items():
+            r[f"{k}_sqnr"] = sqnr_db(y, ref)
+        peers = [r[k] for k in ("ort_int8_ms", "openvino_int8_ms") if k in r]
+        r["vs_best_peer"] = r["qengine_ms"] / min(peers)
+        rows.append(r)
+    return rows
+
+
+def calib_bench(tmp):
+    """Entropy calibration of ResNet-18's activations: qengine vs ORT, time and peak memory."""
+    import torch  # noqa: F401
+    case = make_case("resnet18", 1, tmp)
+    path, iname, x, calib, _ = case
+    out = {}
+    for who in ("qengine", "ort"):
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        if who == "qengine":
+            qengine_session(path, iname, calib, method="entropy")
+        else:
+            ort_qdq(path, iname, calib, tmp, method="entropy")
+        out[who] = (time.perf_counter() - t0, tracemalloc.get_traced_memory()[1] / 2**20)
+        tracemalloc.stop()
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="resnet18,mobilenetv2,lenet,light_resnet50")
+    ap.add_argument("--batch", default="1,8")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--no-calib-bench", action="store_true")
+    args = ap.parse_args(argv)
+    threads = [int(t) for t in args.threads.split(",")]
+    cols = ["qengine", "ort_int8", "openvino_int8", "torch_int8", "ort_fp32"]
+    print(f"# isa={qengine.active_isa()}; medians in ms; SQNR in dB vs FP32 (ORT FP32 output)")
+    print(f"{'model':<16}{'b':>3}{'thr':>4}" + "".join(f"{c:>15}" for c in cols)
+          + f"{'qe/best':>9}  SQNR qe/ort/ov/torch")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            for b in [int(v) for v in args.batch.split(",")]:
+                for r in bench_model(name, b, threads, args.runs, tmp):
+                    cells = "".join(f"{r.get(c + '_ms', float('nan')):>15.3f}" for c in cols)
+                    sq = "/".join(f"{r.get(c + '_sqnr', float('nan')):.1f}"
+                                  for c in ("qengine", "ort_int8", "openvino_int8", "torch_int8"))
+                    print(f"{name:<16}{b:>3}{r['threads']:>4}{cells}{r['vs_best_peer']:>9.2f}  {sq}",
+                          flush=True)
+        if not args.no_calib_bench:
+            res = calib_bench(tmp)
+            print("\n# entropy calibration, ResNet-18, 16 calibration images (time s, peak MiB "
+                  "traced by tracemalloc in this process)")
+            for who, (t, mem) in res.items():
+                print(f"{who:<10}{t:>10.2f} s{mem:>10.1f} MiB")
+            print(f"ratio qengine/ORT time: {res['qengine'][0] / res['ort'][0]:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Graph ops for static int8 quantization (made by qengine.workflows.static.quantize_static).
+
+Values inside an int8 region are uint8 arrays; their (scale, zero point) are static and written
+on the ops as attributes (`x_scale`, `x_zero_point`, `y_scale`, `y_zero_point`). 4-D values are
+NHWC inside the region (the kernels' layout); QuantizeU8 / DequantizeU8 convert from / to the
+graph's NCHW at the region's edges. Weights are initializers in a portable form — int8 OIHW or
+[N, K] plus float32 per-channel scales and a float32 bias — and are packed for the CPU's kernels
+when a Session is built. Fused activations become the output clamp: `activation` is "",
+"relu" or "clip" (with `activation_min` / `activation_max`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError, ShapeError
+from ..quant import dequantize, quantize
+from ..quantized.conv import QConv2d
+from ..quantized.elementwise import QAdd, QConcat, QLookupTable, QMul
+from ..quantized.pool import QAveragePool2d, QGlobalAveragePool, QMaxPool2d
+from ..quantized.qlinear import QLinear
+from .base import Op, register_op
+
+_QP = {"x_scale": ("float", 1.0), "x_zero_point": ("int", 0), "y_scale": ("float", 1.0),
+       "y_zero_point": ("int", 0)}
+_ACT = {"activation": ("string", ""), "activation_min": ("float", 0.0),
+        "activation_max": ("float", 0.0)}
+_WINDOW = {"kernel_shape": ("ints", None), "strides": ("ints", None), "pads": ("ints", None),
+           "dilations": ("ints", None)}
+
+
+def _activation(attrs):
+    a = attrs["activation"]
+    if a == "":
+        return None
+    if a == "relu":
+        return "relu"
+    if a == "clip":
+        return ("clip", attrs["activation_min"], attrs["activation_max"])
+    raise ConfigError(f"activation must be '', 'relu' or 'clip', got {a!r}")
+
+
+def _qp(attrs, p):
+    return {f"{p}_scale": attrs[f"{p}_scale"], f"{p}_zero_point": attrs[f"{p}_zero_point"]}
+
+
+class _QOp(Op):
+    """Builds its layer in `prepare`; a layer error becomes a ModelError naming the node."""
+
+    def prepare(self, initializers):
+        try:
+            self.layer = self.build(initializers)
+        except (ConfigError, ShapeError, ValueError) as e:
+            self.fail(str(e))
+
+    def build(self, initializers):
+        raise NotImplementedError
+
+    def call(self, *args):
+        try:
+            return self.layer(*args)
+        except ShapeError as e:
+            self.fail(str(e), ShapeError)
+
+
+@register_op
+class QuantizeU8(Op):
+    """float → uint8 (numerics.md "Quantize"); `to_nhwc` moves channels last for 4-D inputs."""
+    op_type = "QuantizeU8"
+    ATTRS = {"scale": ("float", 1.0), "zero_point": ("int", 0), "to_nhwc": ("int", 0)}
+
+    def run(self, x):
+        if x is None or x.dtype.kind != "f":
+            self.fail(f"expects a float tensor, got {None if x is None else x.dtype}",
+                      ShapeError)
+        if self.attrs["to_nhwc"] and x.ndim == 4:
+            x = np.transpose(x, (0, 2, 3, 1))
+        q = quantize(np.ascontiguousarray(x, np.float32), self.attrs["scale"],
+                     self.attrs["zero_point"], dtype=np.uint8)
+        return (q.data,)
+
+
+@register_op
+class DequantizeU8(Op):
+    """uint8 → float32, s·(q − z); `from_nhwc` moves channels back to NCHW for 4-D values."""
+    op_type = "DequantizeU8"
+    ATTRS = {"scale": ("float", 1.0), "zero_point": ("int", 0), "from_nhwc": ("int", 0)}
+
+    def run(self, q):
+        from ..qtensor import QTensor
+        if q is None or q.dtype != np.uint8:
+            self.fail(f"expects uint8, got {None if q is None else q.dtype}", ShapeError)
+        y = dequantize(QTensor(np.ascontiguousarray(q), np.float32(self.attrs["scale"]),
+                               np.int32(self.attrs["zero_point"])))
+        if self.attrs["from_nhwc"] and y.ndim == 4:
+            y = np.ascontiguousarray(np.transpose(y, (0, 3, 1, 2)))
+        return (y,)
+
+
+@register_op
+class QConvOp(_QOp):
+    """Conv on uint8 NHWC: inputs x, W int8 OIHW, W_scale float32 [Cout], B float32 (optional)."""
+    op_type = "QConv"
+    INPUTS = (3, 4)
+    ATTRS = {**_WINDOW, "group": ("int", 1), **_QP, **_ACT}
+
+    def build(self, inits):
+        w = self.const_input(inits, 1, True, "W")
+        ws = self.const_input(inits, 2, True, "W_scale")
+        b = self.const_input(inits, 3) if len(self.node.inputs) > 3 else None
+        a = self.attrs
+        if w.ndim != 4:
+            raise ShapeError(f"only 2-D convolution runs in int8, W has shape {w.shape}")
+        return QConv2d(w, b, weight_scale=ws, input_scale=a["x_scale"],
+                       input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
+                       output_zero_point=a["y_zero_point"], stride=tuple(a["strides"] or (1, 1)),
+                       padding=tuple(a["pads"] or (0, 0, 0, 0)),
+                       dilation=tuple(a["dilations"] or (1, 1)), groups=a["group"],
+                       activation=_activation(a))
+
+    def run(self, x, *_):
+        return (self.call(x),)
+
+
+@register_op
+class QGemmOp(_QOp):
+    """y = x·Wᵀ + B on uint8 [..., K]: inputs x, W int8 [N, K], W_scale [N], B (optional)."""
+    op_type = "QGemm"
+    INPUTS = (3, 4)
+    ATTRS = {**_QP, **_ACT}
+
+    def build(self, inits):
+        w = self.const_input(inits, 1, True, "W")
+        ws = self.const_input(inits, 2, True, "W_scale")
+        b = self.const_input(inits, 3) if len(self.node.inputs) > 3 else None
+        a = self.attrs
+        return QLinear(w, b, weight_scale=ws, input_scale=a["x_scale"],
+                       input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
+                       output_zero_point=a["y_zero_point"], activation=_activation(a))
+
+    def run(self, x, *_):
+        return (self.call(x),)
+
+
+@register_op
+class QMaxPoolOp(_QOp):
+    op_type = "QMaxPool"
+    ATTRS = {**_WINDOW, "ceil_mode": ("int", 0)}
+
+    def build(self, inits):
+        a = self.attrs
+        return QMaxPool2d(tuple(a["kernel_shape"]), tuple(a["strides"] or (1, 1)),
+                          tuple(a["pads"] or (0, 0, 0, 0)), tuple(a["dilations"] or (1, 1)),
+                          bool(a["ceil_mode"]))
+
+    def run(self, x):
+        return (self.call(x),)
+
+
+@register_op
+class QAveragePoolOp(_QOp):
+    op_type = "QAveragePool"
+    ATTRS = {**_WINDOW, "ceil_mode": ("int", 0), "count_include_pad": ("int", 0), **_QP}
+
+    def build(self, inits):
+        a = self.attrs
+        return QAveragePool2d(tuple(a["kernel_shape"]), tuple(a["strides"] or (1, 1)),
+                              tuple(a["pads"] or (0, 0, 0, 0)), bool(a["ceil_mode"]),
+                              bool(a["count_include_pad"]), input_scale=a["x_scale"],
+                              input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
+                              output_zero_point=a["y_zero_point"])
+
+    def run(self, x):
+        return (self.call(x),)
+
+
+@register_op
+class QGlobalAveragePoolOp(_QOp):
+    op_type = "QGlobalAveragePool"
+    ATTRS = dict(_QP)
+
+    def build(self, inits):
+        a = self.attrs
+        return QGlobalAveragePool(input_scale=a["x_scale"], input_zero_point=a["x_zero_point"],
+                                  output_scale=a["y_scale"], output_zero_point=a["y_zero_point"])
+
+    def run(self, x):
+        return (self.call(x),)
+
+
+class _QBinary(_QOp):
+    INPUTS = (2, 2)
+    ATTRS = {"a_scale": ("float", 1.0), "a_zero_point": ("int", 0), "b_scale": ("float", 1.0),
+             "b_zero_point": ("int", 0), "y_scale": ("float", 1.0), "y_zero_point": ("int", 0),
+             **_ACT}
+    LAYER = None
+
+    def build(self, inits):
+        a = self.attrs
+        return type(self).LAYER(a["a_scale"], a["a_zero_point"], a["b_scale"], a["b_zero_point"],
+                                a["y_scale"], a["y_zero_point"], activation=_activation(a))
+
+    def run(self, x, y):
+        return (self.call(x, y),)
+
+
+@register_op
+class QAddOp(_QBinary):
+    op_type = "QAdd"
+    LAYER = QAdd
+
+
+@register_op
+class QMulOp(_QBinary):
+    op_type = "QMul"
+    LAYER = QMul
+
+
+@register_op
+class QConcatOp(_QOp):
+    op_type = "QConcat"
+    INPUTS = (1, None)
+    ATTRS = {"axis": ("int", 1), "scales": ("floats", None), "zero_points": ("ints", None),
+             "y_scale": ("float", 1.0), "y_zero_point": ("int", 0)}
+
+    def build(self, inits):
+        a = self.attrs
+        if not a["scales"] or len(a["scales"]) != len(self.node.inputs) or \
+                len(a["zero_points"] or []) != len(self.node.inputs):
+            raise ConfigError("scales/zero_points must give one (scale, zero point) per input")
+        return QConcat(list(zip(a["scales"], a["zero_points"])), a["y_scale"],
+                       a["y_zero_point"], axis=a["axis"])
+
+    def run(self, *xs):
+        return (self.call(list(xs)),)
+
+
+@register_op
+class QLutOp(_QOp):
+    """An elementwise function on uint8 through a 256-entry table (Sigmoid, Tanh, HardSigmoid,
+    HardSwish, LeakyRelu, Relu...), built from the input and output qparams."""
+    op_type = "QLut"
+    ATTRS = {"function": ("string", "relu"), "alpha": ("float", None), "beta": ("float", None),
+             **_QP}
+
+    def build(self, inits):
+        a = self.attrs
+        kw = {k: a[k] for k in ("alpha", "beta") if a[k] is not None}
+        fn = a["function"]
+        if fn == "clip":                  # a standalone Clip: alpha/beta are its bounds
+            lo, hi = kw.pop("alpha", -np.inf), kw.pop("beta", np.inf)
+            fn = lambda r: np.clip(r, lo, hi)  # noqa: E731
+        return QLookupTable(fn, input_scale=a["x_scale"],
+                            input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
+                            output_zero_point=a["y_zero_point"], **kw)
+
+    def run(self, x):
+        return (self.call(x),)

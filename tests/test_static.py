@@ -1,0 +1,197 @@
+"""Static post-training quantization end to end: the digits CNN shipped for the demo (trained on
+real data) and generated graphs, against the float model and ONNX Runtime."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qengine
+from qengine import _runtime
+from qengine.engine_file import load_graph, read_safetensors
+from qengine.graph import Graph, Node, ValueInfo
+
+DATA = Path(qengine.__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    g = load_graph(DATA / "demo_cnn_digits.qe")
+    calib = read_safetensors(DATA / "digits_calib.safetensors")[0]["calib.x_u8"]
+    test = read_safetensors(DATA / "demo_lstm_digits.safetensors")[0]
+    x = test["test.x_u8"][:, None].astype(np.float32) / 16
+    return g, calib[:, None].astype(np.float32) / 16, x, test["test.y"]
+
+
+def _sqnr(y, ref):
+    ref = np.asarray(ref, np.float64)
+    return 10 * np.log10(np.sum(ref ** 2) / np.sum((np.asarray(y, np.float64) - ref) ** 2))
+
+
+def test_digits_cnn_is_integer_only_and_keeps_accuracy(digits):
+    g, xc, x, y = digits
+    q = qengine.quantize_static(g, {"image": xc})
+    ops = [n.op_type for n in q.nodes]
+    assert ops[0] == "QuantizeU8" and ops[-1] == "DequantizeU8"
+    float_ops = {"Conv", "Gemm", "MaxPool", "GlobalAveragePool", "Relu", "Clip"} & set(ops)
+    assert not float_ops, f"left in float: {float_ops}"
+    fp = qengine.Session(g).run({"image": x})["logits"]
+    q8 = qengine.Session(q).run({"image": x})["logits"]
+    acc_fp, acc_q = (fp.argmax(1) == y).mean(), (q8.argmax(1) == y).mean()
+    assert acc_fp > 0.95
+    assert acc_q >= acc_fp - 0.005, (acc_fp, acc_q)     # target: drop ≤ 0.5 pp
+    assert _sqnr(q8, fp) > 30
+
+
+@pytest.mark.parametrize("method", ["minmax", "moving_average", "entropy", "percentile", "mse"])
+def test_every_calibration_method_works(digits, method):
+    g, xc, x, y = digits
+    q = qengine.quantize_static(g, {"image": xc}, qengine.StaticQuantConfig(method=method))
+    fp = qengine.Session(g).run({"image": x[:64]})["logits"]
+    assert _sqnr(qengine.Session(q).run({"image": x[:64]})["logits"], fp) > 25
+
+
+def test_bias_correction_helps_per_tensor_weights(digits):
+    g, xc, x, _ = digits
+    fp = qengine.Session(g).run({"image": x})["logits"]
+    sq = {}
+    for bc in (False, True):
+        cfg = qengine.StaticQuantConfig(per_channel=False, bias_correction=bc)
+        q = qengine.quantize_static(g, {"image": xc}, cfg)
+        sq[bc] = _sqnr(qengine.Session(q).run({"image": x})["logits"], fp)
+    assert sq[True] > sq[False] + 2, sq
+
+
+def test_every_isa_and_thread_count_gives_identical_outputs(digits, tmp_path):
+    """The integer kernels are bit-exact across ISAs, so is the whole model (run in child
+    processes: QENGINE_ISA chooses the ISA at import)."""
+    g, xc, x, _ = digits
+    qengine.save(qengine.quantize_static(g, {"image": xc}), tmp_path / "q.qe")
+    np.save(tmp_path / "x.npy", x[:40])
+    code = ("import numpy as np, qengine, sys; s = qengine.load(sys.argv[1]); "
+            "sys.stdout.buffer.write(s.run({'image': np.load(sys.argv[2])})['logits'].tobytes())")
+    results = {}
+    for isa in _runtime.available_isas():
+        for threads in ("1", "2"):
+            env = dict(os.environ, QENGINE_ISA=isa, OMP_NUM_THREADS=threads,
+                       PYTHONPATH=str(Path(qengine.__file__).parents[1]))
+            r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "q.qe"),
+                                str(tmp_path / "x.npy")], capture_output=True, env=env,
+                               timeout=120)
+            assert r.returncode == 0, r.stderr.decode()[-500:]
+            results[(isa, threads)] = r.stdout
+    first = next(iter(results.values()))
+    assert len(first) == 40 * 10 * 4
+    assert all(v == first for v in results.values()), list(results)
+
+
+def test_keep_float_and_engine_round_trip(digits, tmp_path):
+    g, xc, x, _ = digits
+    conv = next(n.name for n in g.nodes if n.op_type == "Conv")
+    q = qengine.quantize_static(g, {"image": xc},
+                                qengine.StaticQuantConfig(keep_float={conv}))
+    assert conv in {n.name for n in q.nodes if n.op_type == "Conv"}
+    qengine.save(q, tmp_path / "q.qe")
+    a = qengine.Session(q).run({"image": x[:16]})["logits"]
+    b = qengine.load(tmp_path / "q.qe").run({"image": x[:16]})["logits"]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_config_and_data_errors(digits):
+    g, xc, _, _ = digits
+    with pytest.raises(qengine.ConfigError, match="method"):
+        qengine.StaticQuantConfig(method="magic")
+    with pytest.raises(qengine.ConfigError, match="not in the graph"):
+        qengine.quantize_static(g, {"image": xc}, qengine.StaticQuantConfig(keep_float={"x"}))
+    with pytest.raises(qengine.QEngineError):
+        qengine.quantize_static(g, {"wrong_name": xc})
+    with pytest.raises(qengine.QEngineError):
+        qengine.quantize_static(g, {"image": xc[:, :, :4]})
+
+
+def _block_graph():
+    """Conv+Relu → (branch a: Conv 3x3 stride 2 ; branch b: AveragePool) → Add+Relu → Concat →
+    Sigmoid → Softmax (float island) → Flatten → MatMul: exercises layouts, binary ops,
+    concatenation, a LUT, a float island in the middle of int8 regions, and requantization."""
+    rng = np.random.default_rng(0)
+    inits = {
+        "w1": (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32),
+        "b1": (rng.standard_normal(8) * 0.1).astype(np.float32),
+        "w2": (rng.standard_normal((8, 8, 3, 3)) * 0.2).astype(np.float32),
+        "w3": (rng.standard_normal((8, 1, 3, 3)) * 0.3).astype(np.float32),
+        "fc": (rng.standard_normal((16 * 4 * 4, 5)) * 0.1).astype(np.float32),
+        "shape": np.array([0, -1], np.int64),
+    }
+    nodes = [
+        Node("Conv", "c1", ("x", "w1", "b1"), ("c1",), {"pads": [1, 1, 1, 1]}),
+        Node("Relu", "r1", ("c1",), ("r1",)),
+        Node("Conv", "c2", ("r1", "w2"), ("c2",), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+        Node("AveragePool", "ap", ("r1",), ("ap",), {"kernel_shape": [2, 2], "strides": [2, 2]}),
+        Node("Add", "add", ("c2", "ap"), ("add",)),
+        Node("Relu", "r2", ("add",), ("r2",)),
+        Node("Conv", "dw", ("r2", "w3"), ("dw",), {"pads": [1, 1, 1, 1], "group": 8}),
+        Node("Concat", "cat", ("r2", "dw"), ("cat",), {"axis": 1}),
+        Node("Sigmoid", "sig", ("cat",), ("sig",)),
+        Node("Softmax", "sm", ("sig",), ("sm",), {"axis": 1}),
+        Node("Reshape", "flat", ("sm", "shape"), ("flat",)),
+        Node("MatMul", "fcm", ("flat", "fc"), ("y",)),
+    ]
+    return Graph([ValueInfo("x", "float32", ("N", 3, 8, 8))], [ValueInfo("y", "float32", None)],
+                  nodes, inits)
+
+
+def test_mixed_graph_layouts_and_float_islands():
+    g = _block_graph()
+    rng = np.random.default_rng(1)
+    calib = rng.standard_normal((64, 3, 8, 8)).astype(np.float32)
+    x = rng.standard_normal((8, 3, 8, 8)).astype(np.float32)
+    q = qengine.quantize_static(g, {"x": calib})
+    ops = [n.op_type for n in q.nodes]
+    for op in ("QConv", "QAveragePool", "QAdd", "QConcat", "QLut", "QGemm", "Softmax"):
+        assert op in ops, (op, ops)
+    want = qengine.Session(g).run({"x": x})["y"]
+    got = qengine.Session(q).run({"x": x})["y"]
+    assert got.shape == want.shape
+    assert _sqnr(got, want) > 20
+
+
+def test_onnx_runtime_quantize_static_on_the_same_model_and_data(digits, tmp_path):
+    """qengine's output SQNR with MinMax calibration is not worse than ONNX Runtime's
+    quantize_static (QDQ, QUInt8 activations, QInt8 per-channel weights) with MinMax."""
+    pytest.importorskip("onnxruntime")
+    torch = pytest.importorskip("torch")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "train_demo_cnn", Path(__file__).parents[1] / "scripts" / "train_demo_cnn.py")
+    pytest.importorskip("sklearn")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["train_demo_cnn"] = mod
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    model, xtr, xte, _, yte = mod.train(epochs=3)
+    path = mod.export_onnx(model, tmp_path / "cnn.onnx")
+    xc = xtr[:128, None].astype(np.float32) / 16
+    x = xte[:, None].astype(np.float32) / 16
+    import onnxruntime as ort
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"image": xc[i:i + 16]} for i in range(0, len(xc), 16)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    qdq = str(tmp_path / "qdq.onnx")
+    quantize_static(path, qdq, Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True)
+    ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    y_ort = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None,
+                                                                             {"image": x})[0]
+    q = qengine.quantize_static(qengine.from_onnx(path), {"image": xc})
+    y_qe = qengine.Session(q).run({"image": x})["logits"]
+    assert _sqnr(y_qe, ref) >= _sqnr(y_ort, ref) - 0.5, (_sqnr(y_qe, ref), _sqnr(y_ort, ref))
