@@ -46,7 +46,7 @@ def _static_shape(g: Graph, name: str):
     return tuple(info.shape)
 
 
-def fold_constants(graph: Graph) -> Graph:
+def fold_constants(graph: Graph, max_bytes: int = FOLD_MAX_BYTES) -> Graph:
     from ..ops import get_op_class
     g = graph.copy()
     consts = dict(g.initializers)
@@ -60,7 +60,7 @@ def fold_constants(graph: Graph) -> Graph:
                                                         (0,) * len(shape))]
         elif all((not i) or i in consts for i in n.inputs):
             args = [consts[i] if i else None for i in n.inputs]
-        if args is None or n.op_type in _NEVER_FOLD or _inflates(n, args):
+        if args is None or n.op_type in _NEVER_FOLD or _inflates(n, args, max_bytes):
             kept.append(n)
             continue
         try:
@@ -70,7 +70,7 @@ def fold_constants(graph: Graph) -> Graph:
             kept.append(n)  # leave it to fail (or not) at run time with the real inputs
             continue
         in_bytes = sum(a.nbytes for a in args if a is not None and n.op_type != "Shape")
-        if sum(np.asarray(o).nbytes for o in outs) > max(FOLD_MAX_BYTES, 2 * in_bytes):
+        if sum(np.asarray(o).nbytes for o in outs) > max(max_bytes, 2 * in_bytes):
             kept.append(n)
             continue
         for name, value in zip(n.outputs, outs):
@@ -82,7 +82,7 @@ def fold_constants(graph: Graph) -> Graph:
     return remove_dead_nodes(g)
 
 
-def _inflates(n, args) -> bool:
+def _inflates(n, args, max_bytes) -> bool:
     """True when a shape-driven op would build a big array: check before allocating it."""
     if n.op_type not in ("ConstantOfShape", "Expand"):
         return False
@@ -92,7 +92,7 @@ def _inflates(n, args) -> bool:
     elements = 1
     for d in np.asarray(shape).reshape(-1).tolist():
         elements *= max(int(d), 1)
-    return elements * 8 > FOLD_MAX_BYTES
+    return elements * 8 > max_bytes
 
 
 _NEVER_FOLD = frozenset({"LSTM", "GRU"})  # never all-constant in practice; weights stay as is
@@ -230,7 +230,7 @@ def _infer_special(n, s0, shape, dtype, g):
 
 
 def optimize(graph: Graph, *, fold_batch_norm: bool = True,
-             fuse_activations: bool = False) -> Graph:
+             fuse_activations: bool = False, fold_max_bytes: int = FOLD_MAX_BYTES) -> Graph:
     """The standard pipeline, every step output-preserving:
 
     shape inference → constant folding → dead-node removal (to a fixed point), then Identity
@@ -244,7 +244,7 @@ def optimize(graph: Graph, *, fold_batch_norm: bool = True,
     g = graph
     for _ in range(4):
         before = len(g.nodes)
-        g = remove_dead_nodes(fold_constants(infer_shapes(g)))
+        g = remove_dead_nodes(fold_constants(infer_shapes(g), fold_max_bytes))
         if len(g.nodes) == before:
             break
     g = fusion.remove_identities(g)

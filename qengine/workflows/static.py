@@ -88,7 +88,10 @@ def prepare_float_graph(model) -> Graph:
     if not isinstance(model, Graph):
         from ..frontends.onnx import from_onnx
         model = from_onnx(model)
-    return optimize(model, fold_batch_norm=True, fuse_activations=False)
+    # weights built at run time (ConstantOfShape, Expand...) must become initializers to be
+    # quantized, however large: fold without the size cap the default optimize keeps
+    return optimize(model, fold_batch_norm=True, fuse_activations=False,
+                    fold_max_bytes=1 << 62)
 
 
 def observe_shapes(g: Graph, calibration_data, batch_size=None) -> dict:
@@ -188,7 +191,7 @@ class _Plan:
 
 def _data_inputs(n: Node) -> int:
     """How many leading inputs are activations (the rest are weights / shapes / bounds)."""
-    if n.op_type in ("Add", "Mul"):
+    if n.op_type in ("Add", "Mul", "Sum"):
         return 2
     if n.op_type == "Concat":
         return len(n.inputs)
@@ -237,7 +240,7 @@ def _accepts(g: Graph, n: Node):
         return "pool"
     if op == "GlobalAveragePool":
         return "gap" if _rank(g, n.inputs[0]) == 4 else None
-    if op in ("Add", "Mul"):
+    if op in ("Add", "Mul") or (op == "Sum" and len(n.inputs) == 2):
         if any(v in g.initializers or not v for v in n.inputs[:2]):
             return None
         r0, r1 = _rank(g, n.inputs[0]), _rank(g, n.inputs[1])
@@ -481,7 +484,7 @@ class _Builder:
         (sa, za), (sb, zb) = self.qp(n.inputs[0]), self.qp(n.inputs[1])
         out = self.plan.output_of(n)
         ys, yz = self.qp(out)
-        self.emit("QAdd" if n.op_type == "Add" else "QMul", n.name, [a, b],
+        self.emit("QMul" if n.op_type == "Mul" else "QAdd", n.name, [a, b],
                   [self.put_q(out, lay)], a_scale=sa, a_zero_point=za, b_scale=sb,
                   b_zero_point=zb, y_scale=ys, y_zero_point=yz, **self.act_attrs(n))
         return True
