@@ -53,6 +53,8 @@ class Session:
         self.graph = graph
         self._executor = Executor(graph, float_dtype=float_dtype)
         self._inputs = list(graph.inputs)
+        self._names = tuple(v.name for v in self._inputs)
+        self._name_set = frozenset(self._names)
 
     @property
     def input_names(self) -> list[str]:
@@ -80,8 +82,11 @@ class Session:
                 raise ShapeError(f"expected {len(self._inputs)} positional inputs "
                                  f"{self.input_names}, got {len(inputs)}")
             inputs = dict(zip(self.input_names, inputs))
-        missing = [n for n in self.input_names if n not in inputs]
-        extra = [n for n in inputs if n not in set(self.input_names)]
+        if len(inputs) == len(self._names) and all(n in inputs for n in self._names):
+            missing = extra = ()
+        else:
+            missing = [n for n in self._names if n not in inputs]
+            extra = [n for n in inputs if n not in self._name_set]
         if missing or extra:
             raise ShapeError(f"inputs do not match the graph: missing {missing}, unexpected "
                              f"{extra} (expected exactly {self.input_names})")

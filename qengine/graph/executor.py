@@ -69,6 +69,30 @@ class Executor:
     def run(self, feeds: Mapping[str, np.ndarray], output_names=None,
             profile: Profile | None = None) -> dict[str, np.ndarray]:
         """Run with already validated feeds; fill `profile` when given."""
+        if profile is not None:
+            return self._run_profiled(feeds, output_names, profile)
+        env = dict(self.constants)
+        fd = self.float_dtype
+        for k, v in feeds.items():
+            env[k] = v if v.dtype.kind != "f" or v.dtype == fd else v.astype(fd)
+        for (op, ins, outs), dead in zip(self.plan, self.free_after):
+            try:
+                results = op.run(*[env[i] if i else None for i in ins])
+            except QEngineError:
+                raise
+            except (ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as e:
+                self._failed(op, [env[i] if i else None for i in ins], e)
+            if len(results) < len(outs):
+                self._short(op, results, outs)
+            for name, value in zip(outs, results):
+                if name:
+                    env[name] = value
+            for name in dead:
+                env.pop(name, None)
+        names = self.graph.output_names if output_names is None else output_names
+        return {k: np.asarray(env[k]) for k in names}
+
+    def _run_profiled(self, feeds, output_names, profile: Profile):
         env = dict(self.constants)
         for k, v in feeds.items():
             env[k] = _widen(v, self.float_dtype)
@@ -76,26 +100,32 @@ class Executor:
         t_start = clock()
         for (op, ins, outs), dead in zip(self.plan, self.free_after):
             args = [env[i] if i else None for i in ins]
-            t0 = clock() if profile is not None else 0.0
+            t0 = clock()
             try:
                 results = op.run(*args)
             except QEngineError:
                 raise
             except (ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as e:
-                raise ShapeError(f"node {op.name!r} ({op.node.op_type}) failed on inputs "
-                                 f"{[None if a is None else (a.dtype.name, a.shape) for a in args]}: "
-                                 f"{type(e).__name__}: {e}") from e
-            if profile is not None:
-                profile.nodes.append((op.name, op.node.op_type, clock() - t0))
+                self._failed(op, args, e)
+            profile.nodes.append((op.name, op.node.op_type, clock() - t0))
             if len(results) < len(outs):
-                raise QEngineError(f"node {op.name!r} ({op.node.op_type}) returned "
-                                   f"{len(results)} outputs, expected {len(outs)}")
+                self._short(op, results, outs)
             for name, value in zip(outs, results):
                 if name:
                     env[name] = value
             for name in dead:
                 env.pop(name, None)
-        if profile is not None:
-            profile.total = clock() - t_start
+        profile.total = clock() - t_start
         names = self.graph.output_names if output_names is None else output_names
         return {k: np.asarray(env[k]) for k in names}
+
+    @staticmethod
+    def _failed(op, args, e):
+        raise ShapeError(f"node {op.name!r} ({op.node.op_type}) failed on inputs "
+                         f"{[None if a is None else (a.dtype.name, a.shape) for a in args]}: "
+                         f"{type(e).__name__}: {e}") from e
+
+    @staticmethod
+    def _short(op, results, outs):
+        raise QEngineError(f"node {op.name!r} ({op.node.op_type}) returned {len(results)} "
+                           f"outputs, expected {len(outs)}")

@@ -115,5 +115,7 @@ class DynamicQuantLinear(Op):
             return (self.layer(X),)
         except ShapeError as e:
             self.fail(str(e), ShapeError)
+        except ValueError as e:            # a Cython-level argument error: still name the node
+            self.fail(f"{e} (input {X.dtype} {X.shape})", ShapeError)
 
 
