@@ -43,7 +43,7 @@ def plot_sqnr(plt, report, path: Path) -> None:
     cap = max([_finite(v, 0.0) for r in report for v in (r.sqnr_db, r.layer_sqnr_db)] + [1.0])
     alone = [min(_finite(r.sqnr_db, cap), cap) for r in report]
     inside = [min(_finite(r.layer_sqnr_db, cap), cap) for r in report]
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(names)))
+    fig, ax = plt.subplots(figsize=(9, 2.4 + 0.55 * len(names)))
     ax.barh(y - 0.2, alone, 0.4, label="model output, only this layer int8 (sensitivity)",
             color="#d62728")
     ax.barh(y + 0.2, inside, 0.4, label="layer output inside the full int8 model",
@@ -60,9 +60,10 @@ def plot_sqnr(plt, report, path: Path) -> None:
         ax.axvline(report.int8_sqnr_db, color="k", ls=":", lw=1,
                    label=f"full int8 model output ({report.int8_sqnr_db:.1f} dB)")
     ax.set_title(f"Per-layer SQNR ({report.method} calibration)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.4, -0.14), ncol=1,
+              frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -97,7 +98,7 @@ def plot_histogram(plt, layer, method: str, path: Path) -> None:
                  f"zero point {layer.zero_point}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

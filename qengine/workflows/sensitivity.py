@@ -55,7 +55,8 @@ class LayerReport:
     range_max: float
     scale: float
     zero_point: int
-    saturation: float           # fraction of calibration values outside [range_min, range_max]
+    saturation: float           # fraction of calibration values clipped: beyond the range by
+    #                             more than half a step (closer ones just round to qmin / qmax)
     layer_sqnr_db: float        # this layer's output SQNR inside the fully quantized model
     rank: int                   # 1 = most sensitive (lowest sqnr_db)
     histogram: Histogram = field(repr=False, compare=False, default=None)
@@ -192,7 +193,8 @@ def layer_sensitivity(model, calibration_data, config: StaticQuantConfig | None 
             name=name, op_type=st.nodes[name].op_type, output=outputs[name],
             sqnr_db=scores[name][0], metric=scores[name][1], observed_min=float(h.min),
             observed_max=float(h.max), range_min=lo, range_max=hi, scale=s, zero_point=z,
-            saturation=saturation(h, lo, hi), layer_sqnr_db=in_full.get(name, math.nan),
+            saturation=saturation(h, lo - s / 2, hi + s / 2),
+            layer_sqnr_db=in_full.get(name, math.nan),
             rank=ranks[name], histogram=h))
     report.method = cfg.method
     report.int8_sqnr_db, report.int8_metric = st.score(full)
