@@ -153,7 +153,7 @@ def _cmd_quantize(args):
               "int8" if r["quantized"] else "float", r["bytes_before"], r["bytes_after"]]
              for r in rows]
     if table:
-        print(format_table(["node", "op", "runs in", "weight bytes before", "after"], table,
+        print(format_table(["node", "op", "runs in", "bytes before", "bytes after"], table,
                            "lllrr"))
     n_q = sum(r["quantized"] for r in rows)
     before = sum(r["bytes_before"] for r in rows)
@@ -162,9 +162,10 @@ def _cmd_quantize(args):
              "static": f", {args.method} calibration, weights "
                        f"{'per tensor' if args.per_tensor else 'per channel'}"
                        f"{', bias correction' if args.bias_correction else ''}"}.get(args.mode, "")
-    print(f"int8: {n_q} of {len(rows)} nodes, float: {len(rows) - n_q} ({args.mode} mode{extra})")
-    print(f"weights of these nodes {human_bytes(before)} -> {human_bytes(after)}; all "
-          f"initializers {human_bytes(weight_bytes(result.float_graph))} -> "
+    print(f"quantized {n_q} of {len(rows)} quantizable nodes ({args.mode} mode{extra}), "
+          f"{len(rows) - n_q} kept float; their weights {human_bytes(before)} -> "
+          f"{human_bytes(after)}")
+    print(f"all initializers {human_bytes(weight_bytes(result.float_graph))} -> "
           f"{human_bytes(weight_bytes(qgraph))}")
     for note in result.notes:
         print(note)
