@@ -201,8 +201,8 @@ def _cmd_analyze(args):
              f"; accuracy FP32 {100 * report.float_metric:.2f}% -> int8 "
              f"{100 * report.int8_metric:.2f}%"))
     print("sqnr alone: model output with only that layer in int8; in model: the layer's output "
-          "inside the full int8 model; saturated: calibration values clipped (more than half a step "
-          "outside the int8 range)")
+          "inside the full int8 model; saturated: calibration values clipped (more than half a "
+          "step outside the int8 range)")
     if args.plots is not None:
         from .tools.plots import write_plots
         paths = write_plots(report, args.plots)

@@ -3,7 +3,6 @@ against the Python API on the same model and data, fixed-batch models (a .qe and
 export), plots, and bad arguments → one line, exit 2."""
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +128,17 @@ def test_auto_keep_float_cli_matches_api(files, capsys, tmp_path):
     np.testing.assert_array_equal(_logits(out, files["x"]), _logits(q, files["x"]))
     assert f"output SQNR {achieved:.2f} dB" in stdout and "target 45 dB met" in stdout
     assert ", ".join(sorted(kept)) in stdout
+
+
+def test_progress_bar_only_on_a_terminal(files, capsys, tmp_path, monkeypatch):
+    argv = ["quantize", MODEL, "-o", tmp_path / "q.qe", "--mode", "static", "--calib",
+            files["dir"] / "calib.npz"]
+    rc, _, err = cli(capsys, *argv)
+    assert rc == 0 and err == ""                        # a pipe or log gets no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    rc, _, err = cli(capsys, *argv)
+    assert rc == 0
+    assert err.startswith("\rcalibrating [") and err.endswith(" 8/8\n")   # 256 samples / 32
 
 
 def test_dynamic_mode_on_cnn_says_conv_stays_float(files, capsys, tmp_path):
