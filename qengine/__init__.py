@@ -17,3 +17,4 @@ from .workflows.dynamic import DynamicQuantConfig, quantize_dynamic  # noqa: F40
 from . import calibration  # noqa: F401,E402
 from .calibration import OBSERVERS, collect_stats, make_observer  # noqa: F401,E402
 from .workflows.static import StaticQuantConfig, quantize_static  # noqa: F401,E402
+from .workflows.sensitivity import auto_keep_float, layer_sensitivity  # noqa: F401,E402

@@ -43,6 +43,29 @@ def _non_negative_int(text):
     return value
 
 
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _static_options(s, bias=True):
+    from .workflows.static import METHODS
+    s.add_argument("--method", choices=METHODS, default="minmax",
+                   help="calibration method (static mode, default minmax)")
+    s.add_argument("--per-tensor", action="store_true",
+                   help="one weight scale per tensor instead of per output channel")
+    s.add_argument("--symmetric-activations", action="store_true",
+                   help="activations on a symmetric grid (zero point 128)")
+    if bias:
+        s.add_argument("--bias-correction", action="store_true",
+                       help="fold each layer's mean output error into its bias")
+
+
 def _names(text):
     return frozenset(n.strip() for n in text.split(",") if n.strip())
 
@@ -87,32 +110,103 @@ def _cmd_info(args):
 
 
 # ---- quantize ---------------------------------------------------------------------------------
+def _progress(label):
+    """A one-line text progress bar on stderr, or None when stderr is not a terminal (logs and
+    pipes get no carriage-return noise)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(done, total):
+        if total:
+            filled = int(30 * done / total)
+            bar = "#" * filled + "." * (30 - filled)
+            sys.stderr.write(f"\r{label} [{bar}] {done}/{total}")
+        else:
+            sys.stderr.write(f"\r{label} {done} batches")
+        if total and done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return report
+
+
 def _cmd_quantize(args):
     from .engine_file import save
     from .tools.modelio import read_model
     from .tools.quantize import QuantizeRequest, quantization_report, quantize_graph
+    from .tools.sizes import weight_bytes
     from .tools.table import format_table, human_bytes
     _check_output_path(args.output)
+    if args.auto_keep_float != (args.target_sqnr is not None):
+        raise QEngineError("--auto-keep-float and --target-sqnr DB go together")
     graph = read_model(args.model)
     req = QuantizeRequest(per_row=args.per_row, keep_float=args.keep_float,
-                          calib=None if args.calib is None else Path(args.calib))
-    qgraph = quantize_graph(graph, args.mode, req)
+                          calib=None if args.calib is None else Path(args.calib),
+                          method=args.method, per_channel=not args.per_tensor,
+                          symmetric_activations=args.symmetric_activations,
+                          bias_correction=args.bias_correction, target_sqnr=args.target_sqnr,
+                          progress=_progress("calibrating"))
+    result = quantize_graph(graph, args.mode, req)
+    qgraph = result.graph
     save(qgraph, args.output)
-    rows = quantization_report(graph, qgraph)
+    rows = quantization_report(result.float_graph, qgraph, result.report_ops)
     table = [[r["node"], r["op"] + (f" -> {r['new_op']}" if r["quantized"] else ""),
               "int8" if r["quantized"] else "float", r["bytes_before"], r["bytes_after"]]
              for r in rows]
     if table:
-        print(format_table(["node", "op", "weights", "bytes before", "bytes after"], table,
+        print(format_table(["node", "op", "runs in", "bytes before", "bytes after"], table,
                            "lllrr"))
     n_q = sum(r["quantized"] for r in rows)
     before = sum(r["bytes_before"] for r in rows)
     after = sum(r["bytes_after"] for r in rows)
-    print(f"quantized {n_q} of {len(rows)} quantizable nodes ({args.mode} mode"
-          f"{', per-row activations' if args.per_row else ''}); their weights "
-          f"{human_bytes(before)} -> {human_bytes(after)}")
+    extra = {"dynamic": ", per-row activations" if args.per_row else "",
+             "static": f", {args.method} calibration, weights "
+                       f"{'per tensor' if args.per_tensor else 'per channel'}"
+                       f"{', bias correction' if args.bias_correction else ''}"}.get(args.mode, "")
+    print(f"quantized {n_q} of {len(rows)} quantizable nodes ({args.mode} mode{extra}), "
+          f"{len(rows) - n_q} kept float; their weights {human_bytes(before)} -> "
+          f"{human_bytes(after)}")
+    print(f"all initializers {human_bytes(weight_bytes(result.float_graph))} -> "
+          f"{human_bytes(weight_bytes(qgraph))}")
+    for note in result.notes:
+        print(note)
     size = Path(args.output).stat().st_size
     print(f"wrote {args.output} ({size} bytes, {human_bytes(size)})")
+    return 0
+
+
+# ---- analyze ----------------------------------------------------------------------------------
+def _cmd_analyze(args):
+    from .tools.analyze import analyze, report_rows
+    from .tools.calibdata import load_calibration
+    from .tools.modelio import load_array, read_model
+    from .tools.table import format_table
+    if args.plots is not None:
+        from .tools.plots import require_matplotlib
+        require_matplotlib()                          # fail before the work, not after it
+        if Path(args.plots).exists() and not Path(args.plots).is_dir():
+            raise QEngineError(f"--plots {args.plots!r} exists and is not a directory")
+    graph = read_model(args.model)
+    calib = load_calibration(args.calib, graph)
+    evald = None if args.eval is None else load_calibration(args.eval, graph)
+    labels = None if args.labels is None else load_array(Path(args.labels), "--labels")
+    report = analyze(graph, calib, method=args.method, per_channel=not args.per_tensor,
+                     symmetric_activations=args.symmetric_activations, eval_data=evald,
+                     labels=labels, progress=_progress("calibrating"))
+    headers, rows, align = report_rows(report)
+    print(f"per-layer quantization analysis ({report.method} calibration, weights "
+          f"{'per tensor' if args.per_tensor else 'per channel'}); rank 1 = most sensitive")
+    print(format_table(headers, rows, align))
+    print(f"full int8 model: output SQNR {report.int8_sqnr_db:.2f} dB vs FP32"
+          + ("" if report.float_metric is None else
+             f"; accuracy FP32 {100 * report.float_metric:.2f}% -> int8 "
+             f"{100 * report.int8_metric:.2f}%"))
+    print("sqnr alone: model output with only that layer in int8; in model: the layer's output "
+          "inside the full int8 model; saturated: calibration values clipped (more than half a "
+          "step outside the int8 range)")
+    if args.plots is not None:
+        from .tools.plots import write_plots
+        paths = write_plots(report, args.plots)
+        print(f"wrote {len(paths)} plots to {args.plots}")
     return 0
 
 
@@ -213,14 +307,29 @@ def _cmd_inspect(args):
 def _cmd_demo(args):
     from ._runtime import active_isa, get_num_threads
     from .tools.demo import run_demo
-    from .tools.table import format_table, human_bytes
+    from .tools.demo_cnn import run_cnn_demo
     _set_threads(args)
     with tempfile.TemporaryDirectory(prefix="qengine-demo-") as workdir:
-        r = run_demo(workdir, runs=args.runs)
+        # LSTM numbers stay at the top level of the JSON (as before the CNN part existed)
+        r = run_demo(workdir, runs=args.runs) if args.only != "cnn" else {"runs": args.runs}
+        if args.only != "lstm":
+            r["cnn"] = run_cnn_demo(workdir, runs=args.runs)
     r.update(threads=get_num_threads(), isa=active_isa())
     if args.json:
         _print_json(r)
         return 0
+    if args.only != "cnn":
+        _print_lstm_demo(r)
+    if args.only != "lstm":
+        if args.only != "cnn":
+            print()
+        _print_cnn_demo(r["cnn"])
+    print(f"\nisa {r['isa']}, threads {r['threads']}, latency = median of {r['runs']} runs")
+    return 0
+
+
+def _print_lstm_demo(r):
+    from .tools.table import format_table, human_bytes
     f, q = r["fp32"], r["int8"]
     print(f"qengine demo: {r['model']}")
     print(f"test split: {r['test_samples']} sequences of handwritten digits (8 rows x 8 pixels)\n")
@@ -236,8 +345,21 @@ def _cmd_demo(args):
     print(format_table(["", "FP32", "INT8 (dynamic)", "INT8 vs FP32"], rows, "lrrr"))
     if r["torch_fp32_accuracy"] is not None:
         print(f"\nPyTorch FP32 accuracy recorded at training: {100 * r['torch_fp32_accuracy']:.2f}%")
-    print(f"isa {r['isa']}, threads {r['threads']}, latency = median of {r['runs']} runs")
-    return 0
+
+
+def _print_cnn_demo(c):
+    from .tools.table import format_table, human_bytes
+    tags = ("fp32", "int8", "int8_bias_corrected")
+    print(f"qengine demo: {c['model']}")
+    print(f"test split: the same {c['test_samples']} digits as 1x8x8 images; static INT8 "
+          f"calibrated on {c['calibration_samples']} other images\n")
+    rows = [["accuracy"] + [f"{100 * c[t]['accuracy']:.2f}%" for t in tags],
+            ["logits SQNR vs FP32"] + ["-"] + [f"{c[t]['sqnr_db']:.1f} dB" for t in tags[1:]],
+            ["weights"] + [human_bytes(c[t]["weight_bytes"]) for t in tags],
+            ["engine file"] + [human_bytes(c[t]["file_bytes"]) for t in tags],
+            ["latency batch 1 (median)"] + [f"{c[t]['latency_ms_batch1']:.3f} ms"
+                                             for t in tags]]
+    print(format_table(["", "FP32", "INT8 (static)", "INT8 + bias corr."], rows, "lrrr"))
 
 
 # ---- parser -----------------------------------------------------------------------------------
@@ -259,8 +381,27 @@ def build_parser():
                    help="quantize activations per row instead of per tensor (dynamic mode)")
     s.add_argument("--keep-float", type=_names, default=frozenset(), metavar="NODE,...",
                    help="node names to leave in float")
-    s.add_argument("--calib", metavar="DATA.npz", help="calibration inputs (static mode)")
+    s.add_argument("--calib", metavar="DATA.npz",
+                   help="calibration inputs (static mode): one array per model input, samples "
+                        "along the first axis")
+    _static_options(s)
+    s.add_argument("--auto-keep-float", action="store_true",
+                   help="keep the most sensitive layers float until --target-sqnr is met")
+    s.add_argument("--target-sqnr", type=_finite_float, metavar="DB",
+                   help="output SQNR target (dB, on the calibration data) for --auto-keep-float")
     s.set_defaults(func=_cmd_quantize)
+
+    s = sub.add_parser("analyze", help="per-layer quantization error, ranges, saturation and "
+                                       "sensitivity (static PTQ)")
+    s.add_argument("model", help="MODEL.onnx (or an FP32 engine file)")
+    s.add_argument("--calib", required=True, metavar="DATA.npz", help="calibration inputs")
+    s.add_argument("--eval", metavar="DATA.npz",
+                   help="evaluation inputs (default: the calibration inputs)")
+    s.add_argument("--labels", metavar="LABELS.npy",
+                   help="one label per evaluated sample: adds top-1 accuracy")
+    s.add_argument("--plots", metavar="DIR", help="write PNG histograms and an SQNR chart here")
+    _static_options(s, bias=False)
+    s.set_defaults(func=_cmd_analyze)
 
     input_help = "an input array: NAME=FILE.npy (repeat for each input)"
     s = sub.add_parser("run", help="run a model on .npy inputs, save the outputs as .npz")
@@ -287,7 +428,9 @@ def build_parser():
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_inspect)
 
-    s = sub.add_parser("demo", help="FP32 vs INT8 on the bundled LSTM digit classifier")
+    s = sub.add_parser("demo", help="FP32 vs INT8 on the bundled digit classifiers (LSTM: "
+                                    "dynamic, CNN: static)")
+    s.add_argument("--only", choices=("cnn", "lstm"), help="run one of the two demos")
     s.add_argument("--runs", type=_positive_int, default=50,
                    help="timed batch-1 runs per model (default 50)")
     s.add_argument("--threads", type=_positive_int, help="OpenMP threads for the kernels")

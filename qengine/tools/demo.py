@@ -66,8 +66,7 @@ def load_demo():
     return build_demo_graph(tensors), x, y, meta
 
 
-def _median_latency_ms(sess: Session, x1: np.ndarray, runs: int) -> float:
-    feeds = {"x": x1}
+def median_latency_ms(sess: Session, feeds: dict, runs: int) -> float:
     sess.run(feeds)                                   # warm-up (first-call allocations)
     times = []
     for _ in range(runs):
@@ -95,6 +94,6 @@ def run_demo(workdir, runs: int = 50) -> dict:
         out[tag] = {"accuracy": float(np.mean(logits.argmax(1) == y)),
                     "weight_bytes": weight_bytes(graph),
                     "file_bytes": path.stat().st_size,
-                    "latency_ms_batch1": _median_latency_ms(sess, x[:1], runs)}
+                    "latency_ms_batch1": median_latency_ms(sess, {"x": x[:1]}, runs)}
     out["runs"] = runs
     return out

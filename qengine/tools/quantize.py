@@ -1,8 +1,8 @@
 """Quantization modes behind ``qengine quantize``: a registry mode name → handler.
 
-A handler takes (Graph, QuantizeRequest) and returns the quantized Graph. Adding a mode
-(static PTQ) is one function and one `@register_mode("static")`; the CLI's --mode choices and
-its --calib option are read from here.
+A handler takes (Graph, QuantizeRequest) and returns a QuantizeResult (the quantized Graph, the
+float graph to report against, notes). Adding a mode is one function and one
+`@register_mode(name)`; the CLI's --mode choices are read from here.
 """
 from __future__ import annotations
 
@@ -22,9 +22,25 @@ class QuantizeRequest:
     per_row: bool = False
     keep_float: frozenset = field(default_factory=frozenset)
     calib: Path | None = None           # calibration data (.npz), static mode
+    method: str = "minmax"              # static: calibration method
+    per_channel: bool = True            # static: weights per output channel
+    symmetric_activations: bool = False
+    bias_correction: bool = False
+    target_sqnr: float | None = None    # static: auto keep-float until this output SQNR (dB)
+    progress: Callable | None = field(default=None, compare=False)
 
 
-MODES: dict[str, Callable[[Graph, QuantizeRequest], Graph]] = {}
+@dataclass(frozen=True)
+class QuantizeResult:
+    """The quantized graph, the float graph its nodes are reported against (static mode folds
+    BatchNorm first, so that is the optimized graph), and one-line notes for the user."""
+    graph: Graph
+    float_graph: Graph
+    notes: tuple = ()
+    report_ops: frozenset = QUANTIZABLE
+
+
+MODES: dict[str, Callable[[Graph, QuantizeRequest], QuantizeResult]] = {}
 
 
 def register_mode(name: str):
@@ -35,29 +51,69 @@ def register_mode(name: str):
 
 
 @register_mode("dynamic")
-def _dynamic(graph: Graph, req: QuantizeRequest) -> Graph:
-    if req.calib is not None:
-        raise ConfigError("--calib is for static mode; dynamic mode quantizes activations at "
-                          "run time and needs no calibration data")
-    return quantize_dynamic(graph, DynamicQuantConfig(per_row=req.per_row,
-                                                      keep_float=req.keep_float))
+def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
+    static_only = [flag for flag, used in (("--calib", req.calib is not None),
+                                           ("--target-sqnr", req.target_sqnr is not None),
+                                           ("--bias-correction", req.bias_correction),
+                                           ("--per-tensor", not req.per_channel),
+                                           ("--symmetric-activations",
+                                            req.symmetric_activations),
+                                           ("--method", req.method != "minmax")) if used]
+    if static_only:
+        raise ConfigError(f"{', '.join(static_only)}: static mode only; dynamic mode quantizes "
+                          f"activations at run time and needs no calibration")
+    q = quantize_dynamic(graph, DynamicQuantConfig(per_row=req.per_row,
+                                                   keep_float=req.keep_float))
+    notes = ()
+    n_conv = sum(n.op_type == "Conv" for n in graph.nodes)
+    if n_conv:
+        # Dynamic mode has no run-time-quantized convolution: the int8 conv kernels need
+        # activation qparams fixed ahead of time, which is what static mode calibrates.
+        notes = (f"{n_conv} Conv node(s) stay float in dynamic mode; use --mode static "
+                 f"--calib DATA.npz to run them in int8",)
+    return QuantizeResult(q, graph, notes, QUANTIZABLE | {"Conv"})
+
+
+#: float op types the static report lists (the ones that can become int8 compute nodes)
+STATIC_REPORTED = frozenset({"Conv", "Gemm", "MatMul", "Add", "Mul", "Concat", "AveragePool",
+                             "GlobalAveragePool", "MaxPool"})
 
 
 @register_mode("static")
-def _static(graph: Graph, req: QuantizeRequest) -> Graph:
-    # Placeholder until static PTQ lands: fail early and say what the mode will need.
+def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
+    from ..workflows.static import StaticQuantConfig, prepare_float_graph, quantize_static
+    from .calibdata import load_calibration
+    if req.per_row:
+        raise ConfigError("--per-row is for dynamic mode; static mode fixes activation "
+                          "qparams at calibration")
     if req.calib is None:
         raise ConfigError("static mode needs --calib DATA.npz (calibration inputs)")
-    raise ConfigError("static quantization is not available yet; use --mode dynamic")
+    data = load_calibration(req.calib, graph)
+    cfg = StaticQuantConfig(method=req.method, per_channel=req.per_channel,
+                            symmetric_activations=req.symmetric_activations,
+                            bias_correction=req.bias_correction, keep_float=req.keep_float)
+    float_graph = prepare_float_graph(graph)
+    notes = []
+    if req.target_sqnr is None:
+        q = quantize_static(graph, data, cfg, progress=req.progress)
+    else:
+        from ..workflows.sensitivity import auto_keep_float
+        q, kept, achieved = auto_keep_float(graph, data, req.target_sqnr, cfg,
+                                            progress=req.progress)
+        met = "met" if achieved >= req.target_sqnr else "NOT met (every layer is float)"
+        notes.append(f"auto keep-float: output SQNR {achieved:.2f} dB on the calibration data, "
+                     f"target {req.target_sqnr:g} dB {met}")
+        notes.append("kept float: " + (", ".join(sorted(kept)) if kept else "(none)"))
+    return QuantizeResult(q, float_graph, tuple(notes), STATIC_REPORTED)
 
 
-def quantize_graph(graph: Graph, mode: str, req: QuantizeRequest) -> Graph:
+def quantize_graph(graph: Graph, mode: str, req: QuantizeRequest) -> QuantizeResult:
     if mode not in MODES:
         raise ConfigError(f"unknown quantization mode {mode!r}; choose from {sorted(MODES)}")
     return MODES[mode](graph, req)
 
 
-def quantization_report(before: Graph, after: Graph) -> list[dict]:
+def quantization_report(before: Graph, after: Graph, op_types=QUANTIZABLE) -> list[dict]:
     """One row per node of a quantizable op type in `before`: its name, op type before and
     after, and the bytes of weights it reads before and after. A node fused away by the
     quantizer (the Add of a MatMul bias) is counted with the node it was fused into."""
@@ -65,7 +121,7 @@ def quantization_report(before: Graph, after: Graph) -> list[dict]:
     consumers = before.consumers()
     rows = []
     for node in before.nodes:
-        if node.op_type not in QUANTIZABLE:
+        if node.op_type not in op_types:
             continue
         new = after_by_name.get(node.name)
         old_bytes = node_weight_bytes(before, node)

@@ -1,0 +1,234 @@
+"""Mixed precision: how much each int8 layer costs, and the fewest float layers that meet a target.
+
+    reports = layer_sensitivity(model, {"image": calib})                 # most sensitive: rank 1
+    g8, kept, sqnr = auto_keep_float(model, {"image": calib}, target_sqnr_db=35.0)
+
+Both calibrate once (workflows/static.py `calibrate` + `build_int8` are the two halves) and then
+build many int8 graphs from the same statistics, each with a different `keep_float` set.
+
+Layers. The candidates are the int8 nodes that add error of their own: Conv, Gemm, MatMul,
+Add/Mul, Concat, AveragePool/GlobalAveragePool and non-clamp lookup tables (Sigmoid, ...), each
+with the Relu/Clip it absorbs. MaxPool, data movement and stand-alone Relu/Clip are *followers*:
+given a uint8 input they are exact (or nearly: a requantized clamp), but given a float input
+the builder would quantize it just for them and dequantize right after — an error that belongs
+to no layer. So whenever a keep_float set is used here it is first closed: followers whose
+input is float are kept float too (`close_keep_float`). The names returned by auto_keep_float
+are that closed set, so `quantize_static(model, data, replace(config, keep_float=kept))`
+rebuilds the same graph.
+
+Sensitivity of a layer = output SQNR of the model with only that layer in int8 (everything else
+float) against FP32; lower SQNR means more sensitive. It isolates the layer's own error; the
+reports also give each layer's output SQNR inside the fully quantized model, where the errors of
+the layers before it have accumulated.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from ..calibration import collect_stats, make_observer
+from ..calibration.histogram import Histogram
+from ..errors import ConfigError
+from ..graph.ir import Graph
+from ._measure import (TeeObserver, feed_batches, layer_output_sqnr, run_batches, saturation,
+                       sqnr_db)
+from .static import (StaticQuantConfig, _data_inputs, _Plan, build_int8, observe_shapes,
+                     prepare_float_graph)
+
+_CLAMPS = ("Relu", "Clip")
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One candidate layer. Ranges are of the layer's output value (after its fused clamp)."""
+    name: str
+    op_type: str
+    output: str                 # float value the layer's int8 output stands for
+    sqnr_db: float              # model output SQNR vs FP32 with only this layer in int8
+    metric: float | None        # metric (e.g. accuracy) of that model, when labels are given
+    observed_min: float         # calibration min / max of the output
+    observed_max: float
+    range_min: float            # the real range the chosen (scale, zero point) covers
+    range_max: float
+    scale: float
+    zero_point: int
+    saturation: float           # fraction of calibration values clipped: beyond the range by
+    #                             more than half a step (closer ones just round to qmin / qmax)
+    layer_sqnr_db: float        # this layer's output SQNR inside the fully quantized model
+    rank: int                   # 1 = most sensitive (lowest sqnr_db)
+    histogram: Histogram = field(repr=False, compare=False, default=None)
+
+
+class SensitivityReport(list):
+    """list[LayerReport] in graph order, plus the whole-model numbers:
+    method, float_metric / int8_metric (None without labels), int8_sqnr_db (the model quantized
+    with the config's keep_float)."""
+    method: str = ""
+    float_metric: float | None = None
+    int8_metric: float | None = None
+    int8_sqnr_db: float = math.nan
+
+
+def accuracy(outputs: dict, labels) -> float:
+    """Top-1 accuracy of the first output (argmax over its last axis)."""
+    logits = next(iter(outputs.values()))
+    return float(np.mean(logits.argmax(-1) == np.asarray(labels).reshape(-1)))
+
+
+def close_keep_float(g: Graph, keep_float) -> frozenset:
+    """keep_float plus every follower (MaxPool, data movement, stand-alone Relu/Clip) whose
+    input would be float: quantizing just for such an op adds error and saves nothing."""
+    kept = set(keep_float)
+    plan = _Plan(g, frozenset(kept))
+    is_q = set()
+    for n in g.nodes:
+        if n.name in plan.skip:                 # absorbed clamp: its producer is int8
+            is_q.update(n.outputs)
+            continue
+        if n.name not in plan.int8 or n.name in kept:
+            continue
+        if _is_follower(n, plan.int8[n.name]):
+            data = [v for v in n.inputs[:_data_inputs(n)] if v]
+            if not all(v in is_q for v in data):
+                kept.add(n.name)
+                continue
+        is_q.update(o for o in n.outputs if o)
+    return frozenset(kept)
+
+
+def _is_follower(n, kind) -> bool:
+    return kind == "pass" or n.op_type == "MaxPool" or (kind == "lut" and n.op_type in _CLAMPS)
+
+
+class _Study:
+    """One calibration of one model; builds and scores int8 variants of it."""
+
+    def __init__(self, model, calibration_data, config, eval_data, labels, metric, progress):
+        self.config = StaticQuantConfig() if config is None else config
+        if not isinstance(self.config, StaticQuantConfig):
+            raise ConfigError(f"config must be a StaticQuantConfig, got "
+                              f"{type(self.config).__name__}")
+        g = prepare_float_graph(model)
+        missing = self.config.keep_float - {n.name for n in g.nodes}
+        if missing:
+            raise ConfigError(f"keep_float names nodes that are not in the graph: "
+                              f"{sorted(missing)}")
+        g._observed_shapes = observe_shapes(g, calibration_data, self.config.batch_size)
+        self.g, self.calib = g, calibration_data
+        self.full = _Plan(g, frozenset())
+        nodes = {n.name: n for n in g.nodes}
+        self.nodes = nodes
+        self.layers = [n for n in self.full.int8 if n not in self.full.skip and
+                       not _is_follower(nodes[n], self.full.int8[n])]
+        opts = dict(self.config.observer_options)
+        observers = {v: TeeObserver(make_observer(self.config.method, **opts))
+                     for v in self.full.watch}
+        self.stats = collect_stats(g, calibration_data, self.full.watch,
+                                   method=self.config.method, progress=progress,
+                                   observer_options=opts, batch_size=self.config.batch_size,
+                                   observers=observers)
+        data = calibration_data if eval_data is None else eval_data
+        self.batches = feed_batches(g, data, self.config.batch_size)
+        self.ref = run_batches(g, self.batches)
+        self.labels = labels
+        if labels is not None:
+            n_out = len(next(iter(self.ref.values())))
+            if len(np.asarray(labels).reshape(-1)) != n_out:
+                raise ConfigError(f"{len(np.asarray(labels).reshape(-1))} labels for "
+                                  f"{n_out} evaluated samples")
+        self.metric = (metric or accuracy) if labels is not None else None
+
+    def build(self, keep_float) -> Graph:
+        cfg = replace(self.config, keep_float=close_keep_float(self.g, keep_float))
+        q, layers = build_int8(self.g, self.stats, cfg, with_layers=True)
+        if cfg.bias_correction and layers:
+            from .bias_correction import correct_biases
+            q = correct_biases(self.g, q, layers, self.calib, cfg.batch_size)
+        return q
+
+    def score(self, q: Graph):
+        """(output SQNR vs FP32 in dB, metric or None)."""
+        y = run_batches(q, self.batches)
+        m = None if self.metric is None else float(self.metric(y, self.labels))
+        return sqnr_db(y, self.ref), m
+
+    def single_layer_scores(self):
+        """{layer: (sqnr, metric)} with only that layer in int8."""
+        return {name: self.score(self.build(set(self.layers) - {name}))
+                for name in self.layers}
+
+
+def _ranks(scores: dict) -> dict:
+    order = sorted(scores, key=lambda k: scores[k][0])      # stable: graph order breaks ties
+    return {name: i + 1 for i, name in enumerate(order)}
+
+
+def layer_sensitivity(model, calibration_data, config: StaticQuantConfig | None = None, *,
+                      eval_data=None, labels=None, metric: Callable | None = None,
+                      progress: Callable | None = None) -> SensitivityReport:
+    """Per-layer quantization sensitivity and statistics (see the module docstring).
+
+    model: Graph or ONNX path; calibration_data / eval_data: {input: samples on axis 0} or a
+    list of feed dicts (eval_data defaults to the calibration data); labels: one per evaluated
+    sample, for `metric(outputs dict, labels) -> float` (default: top-1 accuracy of the first
+    output); progress(done, total) during calibration."""
+    st = _Study(model, calibration_data, config, eval_data, labels, metric, progress)
+    cfg = st.config
+    scores = st.single_layer_scores()
+    ranks = _ranks(scores)
+    full = st.build(cfg.keep_float)
+    outputs = {name: st.full.output_of(st.nodes[name]) for name in st.layers}
+    in_full = layer_output_sqnr(st.g, full, outputs, st.batches)
+    report = SensitivityReport()
+    for name in st.layers:
+        obs = st.stats[outputs[name]]
+        qp = obs.qparams(bits=8, symmetric=cfg.symmetric_activations, signed=False)
+        s, z = float(qp.scale), int(qp.zero_point)
+        lo, hi = s * (0 - z), s * (255 - z)
+        h = obs.histogram
+        report.append(LayerReport(
+            name=name, op_type=st.nodes[name].op_type, output=outputs[name],
+            sqnr_db=scores[name][0], metric=scores[name][1], observed_min=float(h.min),
+            observed_max=float(h.max), range_min=lo, range_max=hi, scale=s, zero_point=z,
+            saturation=saturation(h, lo - s / 2, hi + s / 2),
+            layer_sqnr_db=in_full.get(name, math.nan),
+            rank=ranks[name], histogram=h))
+    report.method = cfg.method
+    report.int8_sqnr_db, report.int8_metric = st.score(full)
+    if st.metric is not None:
+        report.float_metric = float(st.metric(st.ref, labels))
+    return report
+
+
+def auto_keep_float(model, calibration_data, target_sqnr_db: float,
+                    config: StaticQuantConfig | None = None, *, eval_data=None,
+                    progress: Callable | None = None):
+    """The int8 graph with the fewest float layers whose output SQNR vs FP32 (on eval_data,
+    default the calibration data) reaches `target_sqnr_db`.
+
+    Greedy: layers ordered by their single-layer SQNR (most sensitive first) are kept float one
+    at a time, re-measuring the whole model after each, until the target is met or every layer
+    is float (then the returned SQNR says how far it got; it is not raised as an error).
+    Returns (graph, keep_float names — the closed set that reproduces the graph with
+    quantize_static —, achieved SQNR in dB)."""
+    if isinstance(target_sqnr_db, bool) or not isinstance(target_sqnr_db, (int, float)) or \
+            not math.isfinite(target_sqnr_db):
+        raise ConfigError(f"target_sqnr_db must be a finite number, got {target_sqnr_db!r}")
+    st = _Study(model, calibration_data, config, eval_data, None, None, progress)
+    kept = set(st.config.keep_float)
+    q = st.build(kept)
+    achieved = st.score(q)[0]
+    if achieved < target_sqnr_db:
+        scores = st.single_layer_scores()
+        for name in sorted(scores, key=lambda k: scores[k][0]):
+            if name in kept:
+                continue
+            kept.add(name)
+            q = st.build(kept)
+            achieved = st.score(q)[0]
+            if achieved >= target_sqnr_db:
+                break
+    return q, close_keep_float(st.g, kept), achieved

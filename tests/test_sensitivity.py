@@ -1,0 +1,153 @@
+"""Mixed precision (workflows/sensitivity.py) on the shipped digits CNN: sensitivity ranks against
+a layer made deliberately hard to quantize, statistics against values tapped from the float
+model, single-layer SQNR against quantize_static with a hand-written keep_float set, and
+auto_keep_float against quantize_static with the names it returns."""
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qengine
+from qengine.calibration.tap import TapSession
+from qengine.engine_file import load_graph, read_safetensors
+from qengine.workflows.sensitivity import auto_keep_float, layer_sensitivity
+from qengine.workflows.static import prepare_float_graph
+
+DATA = Path(qengine.__file__).parent / "data"
+CONV1, CONV2, CONV3 = ("/features/features.0/Conv", "/features/features.3/Conv",
+                       "/features/features.7/Conv")
+GAP, FC = "/features/features.9/GlobalAveragePool", "/fc/Gemm"
+PER_TENSOR = qengine.StaticQuantConfig(per_channel=False)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    g = load_graph(DATA / "demo_cnn_digits.qe")
+    calib = read_safetensors(DATA / "digits_calib.safetensors")[0]["calib.x_u8"]
+    test = read_safetensors(DATA / "demo_lstm_digits.safetensors")[0]
+    x = test["test.x_u8"][:, None].astype(np.float32) / 16
+    return g, {"image": calib[:, None].astype(np.float32) / 16}, x, test["test.y"]
+
+
+def _outlier_model(g):
+    """conv1's output channel 0 made dead (zero weights, negative bias: ReLU gives 0), and one
+    conv2 weight reading that channel made 100x the largest weight. The float model ignores
+    the outlier (it multiplies zeros), but one scale per tensor for conv2's weights now rounds
+    all its other weights to 0: conv2 becomes by far the hardest layer to quantize."""
+    g = g.copy()
+    g.initializers = dict(g.initializers)
+    c1 = next(n for n in g.nodes if n.name == CONV1)
+    c2 = next(n for n in g.nodes if n.name == CONV2)
+    w1, b1 = g.initializers[c1.inputs[1]].copy(), g.initializers[c1.inputs[2]].copy()
+    w1[0], b1[0] = 0.0, -1.0
+    w2 = g.initializers[c2.inputs[1]].copy()
+    w2[5, 0, 1, 1] = 100 * np.abs(w2).max()
+    g.initializers.update({c1.inputs[1]: w1, c1.inputs[2]: b1, c2.inputs[1]: w2})
+    return g
+
+
+def _sqnr(y, ref):
+    ref = np.asarray(ref, np.float64)
+    return 10 * np.log10(np.sum(ref ** 2) / np.sum((np.asarray(y, np.float64) - ref) ** 2))
+
+
+def test_outlier_layer_is_most_sensitive(digits):
+    g, calib, _, _ = digits
+    plain = {r.name: r for r in layer_sensitivity(g, calib, PER_TENSOR)}
+    assert plain[CONV2].sqnr_db > 25 and plain[CONV2].rank != 1     # the test can fail
+    report = layer_sensitivity(_outlier_model(g), calib, PER_TENSOR)
+    assert [r.name for r in report] == [CONV1, CONV2, CONV3, GAP, FC]   # graph order
+    assert sorted(r.rank for r in report) == [1, 2, 3, 4, 5]
+    by = {r.name: r for r in report}
+    assert by[CONV2].rank == 1
+    assert by[CONV2].sqnr_db < 10
+    assert min(r.sqnr_db for r in report if r.name != CONV2) > 25
+    # per channel only the outlier's own output channel suffers
+    pc = {r.name: r for r in layer_sensitivity(_outlier_model(g), calib)}
+    assert pc[CONV2].sqnr_db > by[CONV2].sqnr_db + 10
+
+
+def test_statistics_match_tapped_float_values(digits):
+    g, calib, _, _ = digits
+    cfg = qengine.StaticQuantConfig(method="percentile",
+                                    observer_options={"percentile": 99.9})
+    report = layer_sensitivity(g, calib, cfg)
+    f = prepare_float_graph(g)
+    seen = {}
+    tap = TapSession(f, [r.output for r in report])
+    tap.run_tapped(calib, lambda name, v: seen.setdefault(name, []).append(v.ravel()))
+    for r in report:
+        v = np.concatenate(seen[r.output]).astype(np.float64)
+        assert (r.observed_min, r.observed_max) == (v.min(), v.max())
+        assert r.range_min == pytest.approx(r.scale * (0 - r.zero_point))
+        assert r.range_max == pytest.approx(r.scale * (255 - r.zero_point))
+        clipped = np.mean((v < r.range_min - r.scale / 2) | (v > r.range_max + r.scale / 2))
+        # the report counts from a 2048-bin histogram: exact up to one bin at each bound
+        assert abs(r.saturation - clipped) < 2e-3, (r.name, r.saturation, clipped)
+    # a 99.9th-percentile range clips conv2's long ReLU tail; the ReLU6 output is bounded
+    by = {r.name: r for r in report}
+    assert by[CONV2].saturation > 0 and by[CONV2].range_max < by[CONV2].observed_max
+    assert by[CONV3].observed_max == 6.0
+
+
+def test_single_layer_sqnr_and_layer_sqnr_against_quantize_static(digits):
+    g, calib, x, y = digits
+    ev = {"image": x}
+    report = layer_sensitivity(g, calib, eval_data=ev, labels=y)
+    by = {r.name: r for r in report}
+    fp = qengine.Session(g).run(ev)["logits"]
+    # conv1 (+ its ReLU) alone in int8: everything after it listed by hand
+    others = {CONV2, "/features/features.5/Relu", "/features/features.6/MaxPool", CONV3,
+              "/features/features.8/Clip", GAP, "/features/features.10/Flatten", FC}
+    q = qengine.quantize_static(g, calib, qengine.StaticQuantConfig(keep_float=others))
+    assert {n.op_type for n in q.nodes} >= {"QConv", "Conv", "Gemm"}
+    got = qengine.Session(q).run(ev)["logits"]
+    assert by[CONV1].sqnr_db == pytest.approx(_sqnr(got, fp), abs=1e-6)
+    assert by[CONV1].metric == pytest.approx(np.mean(got.argmax(1) == y))
+    # the whole model, and the last layer's output inside it (it is the model output)
+    q = qengine.quantize_static(g, calib)
+    full = qengine.Session(q).run(ev)["logits"]
+    assert report.int8_sqnr_db == pytest.approx(_sqnr(full, fp), abs=1e-6)
+    assert report.int8_metric == pytest.approx(np.mean(full.argmax(1) == y))
+    assert report.float_metric == pytest.approx(np.mean(fp.argmax(1) == y))
+    assert by[FC].layer_sqnr_db == pytest.approx(report.int8_sqnr_db, abs=1e-3)
+    # NHWC uint8 compared in NCHW: a layout mix-up would give ~0 dB, not this
+    assert all(r.layer_sqnr_db > 25 for r in report), [r.layer_sqnr_db for r in report]
+
+
+def test_auto_keep_float_reaches_target_full_int8_misses(digits):
+    g, calib, _, _ = digits
+    g = _outlier_model(g)
+    fp = qengine.Session(g).run(calib)["logits"]
+    full = qengine.Session(qengine.quantize_static(g, calib, PER_TENSOR)).run(calib)["logits"]
+    target = 30.0
+    assert _sqnr(full, fp) < target                  # full int8 misses the target
+    q, kept, achieved = auto_keep_float(g, calib, target, PER_TENSOR)
+    assert achieved >= target
+    assert CONV2 in kept
+    assert not {CONV1, CONV3, FC} <= kept            # not everything: the fewest layers
+    assert "QConv" in {n.op_type for n in q.nodes}
+    got = qengine.Session(q).run(calib)["logits"]
+    assert achieved == pytest.approx(_sqnr(got, fp), abs=1e-6)
+    # the names returned rebuild the same graph with quantize_static
+    again = qengine.quantize_static(g, calib, replace(PER_TENSOR, keep_float=kept))
+    np.testing.assert_array_equal(qengine.Session(again).run(calib)["logits"], got)
+
+
+def test_auto_keep_float_unreachable_target_ends_all_float(digits):
+    g, calib, _, _ = digits
+    q, kept, achieved = auto_keep_float(g, calib, 500.0)
+    assert {CONV1, CONV2, CONV3, GAP, FC} <= kept
+    assert not [n.op_type for n in q.nodes if n.op_type.startswith(("Q", "Dequantize"))]
+    assert achieved == np.inf          # every layer float: the float model itself
+
+
+def test_errors(digits):
+    g, calib, _, y = digits
+    with pytest.raises(qengine.ConfigError, match="target_sqnr_db"):
+        auto_keep_float(g, calib, float("nan"))
+    with pytest.raises(qengine.ConfigError, match="not in the graph"):
+        layer_sensitivity(g, calib, qengine.StaticQuantConfig(keep_float={"nope"}))
+    with pytest.raises(qengine.ConfigError, match="labels"):
+        layer_sensitivity(g, calib, labels=y)          # 540 labels, 256 calibration samples
