@@ -460,6 +460,8 @@ class _Builder:
         pads = a.get("pads") or [0, 0, 0, 0]
         common = dict(kernel_shape=list(k), strides=list(a.get("strides") or [1, 1]),
                       pads=list(pads), ceil_mode=a.get("ceil_mode", 0))
+        if n.op_type == "MaxPool" and not self.quantized(n.inputs[0]):
+            return False              # quantizing only for a max would just add error
         x = self.get_q(n.inputs[0], "nhwc")
         if n.op_type == "MaxPool":
             out = self.put_q(n.outputs[0], "nhwc", self.qp(n.inputs[0]))
@@ -515,15 +517,21 @@ class _Builder:
         elif n.op_type == "HardSigmoid":
             attrs = {"alpha": float(n.attrs.get("alpha", 0.2)),
                      "beta": float(n.attrs.get("beta", 0.5))}
+        if fn in ("relu", "clip") and not self.quantized(n.inputs[0]):
+            return False              # a clamp on a float value is exact in float
         lay = self.layout_of(n.inputs[0])
         x = self.get_q(n.inputs[0], lay)
         self.emit("QLut", n.name, [x], [self.put_q(n.outputs[0], lay)], function=fn,
                   **attrs, **self._xy(n, n.inputs[0]))
         return True
 
+    def quantized(self, v):
+        """True when v exists as uint8 already (an int8 op made it)."""
+        return any(k[0] == v for k in self.q)
+
     def _pass(self, n):
         v = n.inputs[0]
-        if v in self.float_ok or not any(k[0] == v for k in self.q):
+        if v in self.float_ok or not self.quantized(v):
             return False                      # its input is float: stay float
         x = self.get_q(v, "plain")
         rest = list(n.inputs[1:])
