@@ -42,6 +42,17 @@ static inline void qe_conv_pack_segment(const qe_gemm_kernel_rec *r, void *panel
     }
 }
 
+/* n bytes, n usually tiny here (cin_g = 1..3 for image stems): constant-size copies are inlined
+ * where a memcpy call of a run-time size 1 would cost more than the byte it moves. */
+static inline void qe_conv_copy_small(uint8_t *d, const uint8_t *s, size_t n) {
+    switch (n) {
+    case 1: d[0] = s[0]; return;
+    case 2: memcpy(d, s, 2); return;
+    case 3: memcpy(d, s, 2); d[2] = s[2]; return;
+    default: memcpy(d, s, n);
+    }
+}
+
 /* Write a whole gathered row (kp values, zero-padded past K) as row i of one packed panel. */
 static inline void qe_conv_pack_row(const qe_gemm_kernel_rec *r, void *panel, size_t i,
                                     const uint8_t *row, size_t kp) {
@@ -87,7 +98,7 @@ static void qe_conv_im2col_pack(const qe_gemm_kernel_rec *r, const qe_conv_shape
                     const ptrdiff_t ix = (ptrdiff_t)(ox * s->sw + kx * s->dw) - (ptrdiff_t)s->pl;
                     const uint8_t *src = yin && ix >= 0 && ix < (ptrdiff_t)s->w
                         ? img + ((size_t)iy * s->w + (size_t)ix) * s->c : zrow;
-                    if (gather) memcpy(row + kk, src, s->cin_g);
+                    if (gather) qe_conv_copy_small(row + kk, src, s->cin_g);
                     else qe_conv_pack_segment(r, pan, i, kk, src, s->cin_g);
                 }
             }
