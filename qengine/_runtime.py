@@ -41,18 +41,26 @@ def active_isa():
     return _ACTIVE
 
 
+# Neither the build nor the CPU changes while the process runs, so the probe runs once:
+# CPUID/XGETBV trap to the hypervisor in a VM (tens of µs), far too slow for the per-call
+# isa_index() that every kernel wrapper makes.
+_AVAILABLE = tuple(i for i in _cpu.compiled_isas() if i in set(_cpu.runnable_isas()))
+_ACTIVE_INDEX = ISA_NAMES.index(_ACTIVE)
+
+
 def available_isas():
     """ISAs that are both compiled in and runnable here, in ISA_NAMES order."""
-    runnable = set(_cpu.runnable_isas())
-    return [i for i in _cpu.compiled_isas() if i in runnable]
+    return list(_AVAILABLE)
 
 
 def isa_index(isa=None):
     """Map an ISA name (None = active) to the integer the compiled kernels take; validate it."""
-    name = _ACTIVE if isa is None else str(isa).lower()
+    if isa is None:
+        return _ACTIVE_INDEX
+    name = str(isa).lower()
     if name not in ISA_NAMES:
         raise ConfigError(f"unknown ISA {isa!r}; expected one of {', '.join(ISA_NAMES)}")
-    if name not in available_isas():
+    if name not in _AVAILABLE:
         raise ConfigError(f"ISA {name!r} is not available on this machine "
                           f"(available: {', '.join(available_isas())})")
     return ISA_NAMES.index(name)

@@ -20,14 +20,16 @@ cdef extern from "qengine/conv/qe_conv.h" nogil:
 
 cdef extern from "qengine/conv/qe_dwconv.h" nogil:
     ctypedef struct qe_dwconv_params:
-        const int32_t *w
+        const void *w
         size_t wstride
         const int32_t *bias
         const float *mult
         int32_t zp, lo, hi
+        int32_t layout
     int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
                      const qe_dwconv_params *p, uint8_t *y, int nthreads)
     const char *qe_dwconv_ukernel_name(int isa)
+    int qe_dwconv_layout(int isa)
 
 cdef extern from "qengine/pool/qe_pool.h" nogil:
     ctypedef struct qe_pool_params:
@@ -71,6 +73,12 @@ cdef qe_conv_shape _shape(tuple t):
 
 def dw_kernel_name(int isa):
     return qe_dwconv_ukernel_name(isa).decode()
+
+
+def dw_kernel_layout(int isa):
+    """The packed-weight layout the ISA's depthwise kernel reads: 0 = int32 lanes [taps, C],
+    1 = 64-channel vpdpbusd blocks (include/qengine/conv/qe_dwconv_params.h)."""
+    return qe_dwconv_layout(isa)
 
 
 def conv2d_gemm(int isa, cnp.ndarray x, tuple shape, int a_zp, list packs,
@@ -136,14 +144,17 @@ def conv1x1(int isa, cnp.ndarray x, size_t m, size_t cin, list packs, cnp.ndarra
     _check(rc)
 
 
-def dwconv(int isa, cnp.ndarray x, tuple shape, int a_zp, cnp.ndarray w32, cnp.ndarray bias,
-           cnp.ndarray mult, int zp, int lo, int hi, cnp.ndarray y, int nthreads=0):
-    """x uint8 NHWC [n, h, w, c]; w32 int32 [kh·kw, c] (low half = int8 weight); bias int32 [c]
-    (folded); mult f32 [c]; y uint8 NHWC [n, oh, ow, c]."""
+def dwconv(int isa, cnp.ndarray x, tuple shape, int a_zp, cnp.ndarray wpk, int layout,
+           cnp.ndarray bias, cnp.ndarray mult, int zp, int lo, int hi, cnp.ndarray y,
+           int nthreads=0):
+    """x uint8 NHWC [n, h, w, c]; wpk the weights packed in `layout` (layout 0: int32
+    [kh·kw, c], low half = int8 weight); bias int32 / mult f32 in layout order (folded bias);
+    y uint8 NHWC [n, oh, ow, c]."""
     cdef qe_conv_shape s = _shape(shape)
     cdef qe_dwconv_params p
-    p.w = <const int32_t *>_d(w32)
-    p.wstride = w32.shape[1]
+    p.w = _d(wpk)
+    p.wstride = wpk.shape[1] if layout == 0 else 0
+    p.layout = layout
     p.bias = <const int32_t *>_d(bias)
     p.mult = <const float *>_d(mult)
     p.zp, p.lo, p.hi = zp, lo, hi

@@ -9,6 +9,9 @@ qengine/quant.py: these functions trust their arguments.
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t
 from qe_omp cimport omp_get_max_threads
+cimport numpy as cnp
+
+cnp.import_array()
 
 cdef extern from "qengine/quant/qe_quant.h" nogil:
     void qe_quantize_run(int isa, int qtype, size_t n, const float* x, void* y, const float* s,
@@ -70,6 +73,43 @@ def dequantize(const unsigned char[::1] q, float[::1] y, const float[::1] scale,
         p = u % pc
         qe_dequantize_run(isa, qtype, n, &q[start * itemsize], &y[start], &scale[p],
                           &zero_point[p], pstride)
+
+
+def quantize_u8(cnp.ndarray x, cnp.ndarray y, float scale, int32_t zero_point, int isa):
+    """Per-tensor float32 → uint8 (qmin 0, qmax 255) between C-contiguous arrays of equal size:
+    the lean entry of the graph's QuantizeU8 op, whose parameters were validated once at
+    session build (no memoryview set-up or Python checks per call)."""
+    cdef Py_ssize_t total = cnp.PyArray_SIZE(x), u, start, n
+    cdef const float *px = <const float *>cnp.PyArray_DATA(x)
+    cdef unsigned char *py = <unsigned char *>cnp.PyArray_DATA(y)
+    cdef int threads = omp_get_max_threads() if total >= PARALLEL_MIN else 1
+    if threads == 1:
+        with nogil:
+            qe_quantize_run(isa, 0, total, px, py, &scale, &zero_point, 0, 0, 255)
+        return
+    for u in prange((total + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
+                    num_threads=threads):
+        start = u * CHUNK
+        n = min(CHUNK, total - start)
+        qe_quantize_run(isa, 0, n, &px[start], &py[start], &scale, &zero_point, 0, 0, 255)
+
+
+def dequantize_u8(cnp.ndarray q, cnp.ndarray y, float scale, int32_t zero_point, int isa):
+    """Per-tensor uint8 → float32 between C-contiguous arrays of equal size: the lean entry of
+    the graph's DequantizeU8 op (parameters validated at session build)."""
+    cdef Py_ssize_t total = cnp.PyArray_SIZE(q), u, start, n
+    cdef const unsigned char *pq = <const unsigned char *>cnp.PyArray_DATA(q)
+    cdef float *py = <float *>cnp.PyArray_DATA(y)
+    cdef int threads = omp_get_max_threads() if total >= PARALLEL_MIN else 1
+    if threads == 1:
+        with nogil:
+            qe_dequantize_run(isa, 0, total, pq, py, &scale, &zero_point, 0)
+        return
+    for u in prange((total + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
+                    num_threads=threads):
+        start = u * CHUNK
+        n = min(CHUNK, total - start)
+        qe_dequantize_run(isa, 0, n, &pq[start], &py[start], &scale, &zero_point, 0)
 
 
 def kernel_name(str op, int isa, int qtype):

@@ -250,3 +250,40 @@ def test_errors():
     # an output smaller than the kernel is empty, not an error
     assert QConv2d(np.zeros((4, 2, 5, 5), np.int8), **kw)(np.zeros((1, 3, 3, 2), np.uint8)).shape \
         == (1, 0, 0, 4)
+
+
+# Depthwise row runs (qe_dwconv.h) and the 64-channel vpdpbusd kernel: channel counts around
+# the 8/64-channel blocks, strides 1 and 2, pads that make left/right edge pixels (and widths
+# with no interior run at all), 1×k and k×1 windows, dilation, batch > 1.
+DW_SHAPES = [(n, h, w, c, k, s, d, pads)
+             for c in (1, 3, 8, 31, 63, 64, 65, 128, 144, 200)
+             for (n, h, w, k, s, d, pads) in [(2, 7, 9, (3, 3), 1, 1, (1, 1, 1, 1)),
+                                              (1, 9, 8, (3, 3), 2, 1, (1, 1, 1, 1)),
+                                              (1, 6, 11, (3, 3), 2, 1, (0, 0, 1, 1))]] + [
+    (1, 5, 13, 24, (1, 5), 1, 1, (0, 2, 0, 2)),
+    (1, 13, 5, 70, (5, 1), 2, 1, (2, 0, 2, 0)),
+    (1, 8, 9, 66, (3, 3), 1, 2, (2, 2, 2, 2)),
+    (1, 3, 2, 130, (3, 3), 1, 1, (1, 1, 1, 1)),      # width 2: every pixel is an edge pixel
+    (1, 4, 4, 96, (3, 3), 3, 1, (0, 1, 2, 0)),       # stride 3, asymmetric pads
+    (1, 5, 6, 64, (3, 3), 1, 1, (0, 0, 0, 0)),       # no padding: one run per row
+]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", DW_SHAPES, ids=lambda s: "x".join(map(str, s[:4])) +
+                         f"_k{s[4][0]}{s[4][1]}_s{s[5]}_d{s[6]}_p{''.join(map(str, s[7]))}")
+def test_depthwise_runs_bit_exact(isa, shape):
+    n, h, w, c, (kh, kw), s, d, pads = shape
+    rng = np.random.default_rng(zlib.crc32(repr(shape).encode()))
+    x = rng.integers(0, 256, (n, h, w, c), dtype=np.uint8)
+    wt = rng.integers(-128, 128, (c, 1, kh, kw), dtype=np.int8)
+    bias = rng.integers(-2**12, 2**12, c).astype(np.int32)
+    wscale = rng.uniform(0.002, 0.02, c).astype(np.float32)
+    L = QConv2d(wt, bias, input_scale=0.05, input_zero_point=int(rng.integers(0, 256)),
+                output_scale=0.4, output_zero_point=117, weight_scale=wscale, stride=s,
+                padding=pads, dilation=d, groups=c, isa=isa, algorithm="dw")
+    r = R.qconv2d_ref(x, L.input_zero_point, wt, L.bias_int32, L.multiplier,
+                      L.output_zero_point, L.lo, L.hi, L.stride, L.padding, L.dilation, c)
+    for nt in (1, 2):
+        y = L(x, nthreads=nt)
+        assert np.array_equal(y, r), f"{L} nthreads={nt}: {np.count_nonzero(y != r)} differ"

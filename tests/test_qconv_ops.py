@@ -3,6 +3,7 @@ compiled kernels bit-exact vs the references on every ISA, threads 1 = 2, edge s
 import numpy as np
 import pytest
 
+import qengine
 from qengine import ShapeError, _runtime
 from qengine.quantized.elementwise import QAdd, QConcat, QLookupTable, QMul, apply_table
 from qengine.quantized.pool import QAveragePool2d, QGlobalAveragePool, QMaxPool2d
@@ -189,3 +190,33 @@ def test_qlinear(isa, m, k, n):
 def test_apply_table_rejects_non_u8():
     with pytest.raises(ShapeError):
         apply_table(np.zeros(3, np.int8), np.zeros(256, np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 1, 28, 28), (3, 10), (300, 1000)])
+def test_quantize_dequantize_u8_ops_match_api(shape):
+    """The graph's QuantizeU8 / DequantizeU8 call the kernels directly (qparams checked at
+    build); they must equal qengine.quantize / dequantize, NaN/±Inf, float64 input and the
+    NHWC moves included, above and below the threading threshold."""
+    from qengine.graph.ir import Node
+    from qengine.ops import get_op_class
+    from qengine.qtensor import QTensor
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) * 3).astype(np.float64)
+    x.reshape(-1)[:3] = [np.nan, np.inf, -np.inf]
+    s, z = 0.0123, 117
+    nhwc = len(shape) == 4
+    qop = get_op_class("QuantizeU8")(Node("QuantizeU8", "q", ("x",), ("y",),
+                                          {"scale": s, "zero_point": z, "to_nhwc": 1}), {})
+    (q,) = qop.run(x)
+    xr = np.transpose(x, (0, 2, 3, 1)) if nhwc else x
+    want = qengine.quantize(xr, np.float32(s), z, dtype=np.uint8).data
+    assert q.dtype == np.uint8 and q.flags.c_contiguous and np.array_equal(q, want)
+    dop = get_op_class("DequantizeU8")(Node("DequantizeU8", "d", ("y",), ("z",),
+                                            {"scale": s, "zero_point": z, "from_nhwc": 1}), {})
+    (y,) = dop.run(q)
+    yr = qengine.dequantize(QTensor(q, np.float32(s), np.int32(z)))
+    yr = np.transpose(yr, (0, 3, 1, 2)) if nhwc else yr
+    assert y.dtype == np.float32 and y.flags.c_contiguous and np.array_equal(y, yr)
+    with pytest.raises(qengine.ModelError):
+        get_op_class("QuantizeU8")(Node("QuantizeU8", "bad", ("x",), ("y",),
+                                        {"scale": 0.0, "zero_point": z}), {})

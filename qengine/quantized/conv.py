@@ -64,9 +64,10 @@ class QConv2d:
         if self.algorithm == "dw":
             self.depth_multiplier = cout // g
             taps = self.weight_int8.reshape(cout, kh * kw).T.astype(np.int64)   # [taps, Cout]
-            # low 16 bits = the int8 weight, high 16 = 0: the vpmaddwd layout (see the kernel)
-            self._w32 = np.ascontiguousarray((taps & 0xFFFF).astype(np.int32))
-            self._bias = _wrap32(self.bias_int32.astype(np.int64) - za * taps.sum(axis=0))
+            bias = _wrap32(self.bias_int32.astype(np.int64) - za * taps.sum(axis=0))
+            self._layout = _conv.dw_kernel_layout(self._isa)
+            self._wdw, self._bias, self._mult = _pack_dw(self._layout, taps, bias,
+                                                         self.multiplier)
             self.kernel = _conv.dw_kernel_name(self._isa)
         else:
             k = kh * kw * cin_g
@@ -81,7 +82,7 @@ class QConv2d:
             self._bias = _wrap32(self.bias_int32.astype(np.int64)
                                  - za * np.concatenate(cols).astype(np.int64))
             self.kernel = pw.kernel
-        self._mult = np.ascontiguousarray(self.multiplier)
+            self._mult = np.ascontiguousarray(self.multiplier)
 
     def _choose(self, algorithm):
         cout, (kh, kw), g = self.out_channels, self.kernel_size, self.groups
@@ -119,8 +120,8 @@ class QConv2d:
             if self.depth_multiplier > 1:       # output channel o reads input channel o // mult
                 x = np.ascontiguousarray(np.repeat(x, self.depth_multiplier, axis=3))
             shape = (n, h, w, cout, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, cout, 1, 1)
-            _conv.dwconv(self._isa, x, shape, zx, self._w32, self._bias, self._mult, zy,
-                         self.lo, self.hi, y, nthreads)
+            _conv.dwconv(self._isa, x, shape, zx, self._wdw, self._layout, self._bias,
+                         self._mult, zy, self.lo, self.hi, y, nthreads)
         elif self.algorithm == "1x1":
             _conv.conv1x1(self._isa, x, n * h * w, c, self._packs, self._bias, self._mult, zy,
                           self.lo, self.hi, y, cout, nthreads)
@@ -140,3 +141,28 @@ class QConv2d:
 
 def _wrap32(v):
     return ((np.asarray(v, np.int64) + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+
+def _pack_dw(layout, taps, bias, mult):
+    """Depthwise weights [taps, C] (int64 holding int8), folded int32 bias [C] and float32
+    multipliers [C] in the layout of the ISA's kernel (include/qengine/conv/qe_dwconv_params.h).
+    Returns (weights, bias, mult), all C-contiguous."""
+    ntaps, c = taps.shape
+    if layout == 0:
+        # low 16 bits = the int8 weight, high 16 = 0: the vpmaddwd layout
+        return (np.ascontiguousarray((taps & 0xFFFF).astype(np.int32)),
+                np.ascontiguousarray(bias), np.ascontiguousarray(mult, np.float32))
+    # layout 1, 64-channel vpdpbusd blocks: vector k of (block, tap) keeps bytes i ≡ k (mod 4)
+    nb = -(-c // 64)
+    wt = np.zeros((ntaps, nb * 64), np.int8)
+    wt[:, :c] = taps
+    wt = wt.reshape(ntaps, nb, 64).transpose(1, 0, 2)              # [block, tap, 64]
+    w = np.zeros((nb, ntaps, 4, 64), np.int8)
+    for k in range(4):
+        w[:, :, k, k::4] = wt[:, :, k::4]
+
+    def permute(v, dtype):      # entry 16·k + j of a block = channel 4·j + k
+        pad = np.zeros(nb * 64, dtype)
+        pad[:c] = v
+        return np.ascontiguousarray(pad.reshape(nb, 16, 4).transpose(0, 2, 1).reshape(-1))
+    return w, permute(bias, np.int32), permute(mult, np.float32)

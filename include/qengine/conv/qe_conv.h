@@ -39,14 +39,14 @@ typedef struct qe_conv_ctx {
     size_t m, kp, mcp, ncp, nmb, nnb, npanels;
 } qe_conv_ctx;
 
-static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack) {
+static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uint8_t *row) {
     const qe_gemm_kernel_rec *r = c->r;
     const qe_conv_shape *s = c->s;
     int32_t ct[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX] __attribute__((aligned(64)));
     const size_t mb = t % c->nmb, nb = (t / c->nmb) % c->nnb, g = t / (c->nmb * c->nnb);
     const size_t mrows = c->mcp * (size_t)r->mr;
     const size_t m0 = mb * mrows, rows = c->m - m0 < mrows ? c->m - m0 : mrows;
-    qe_conv_im2col_pack(r, s, c->x, c->zrow, g, m0, rows, c->kp, apack);
+    qe_conv_im2col_pack(r, s, c->x, c->zrow, g, m0, rows, c->kp, apack, row);
     const qe_packed_w *w = &c->w[g];
     qe_gemm_epilogue ep = *c->ep;
     ep.col_bias = c->ep->col_bias + g * s->cout_g;
@@ -117,7 +117,10 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
     const size_t ntiles = s->groups * c.nmb * c.nnb;
     if ((size_t)nt > ntiles) nt = (int)ntiles;
 
-    const size_t block = qe_gemm_round_up(c.mcp * apanel, 64);   /* keeps each buffer 64-aligned */
+    /* per thread: the packed pixels, then a gathered receptive field (kp bytes); each
+     * buffer stays 64-aligned */
+    const size_t block = qe_gemm_round_up(c.mcp * apanel, 64) + qe_gemm_round_up(c.kp, 64);
+    const size_t apart = qe_gemm_round_up(c.mcp * apanel, 64);
     uint8_t *zrow = (uint8_t *)malloc(s->cin_g);
     uint8_t *bufs = (uint8_t *)malloc(block * (size_t)nt + 64);
     if (!zrow || !bufs) { free(zrow); free(bufs); return QE_GEMM_ENOMEM; }
@@ -125,14 +128,14 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
     c.zrow = zrow;
     uint8_t *base = (uint8_t *)(((uintptr_t)bufs + 63) & ~(uintptr_t)63);
     if (nt <= 1) {
-        for (size_t t = 0; t < ntiles; t++) qe_conv_run_tile(&c, t, base);
+        for (size_t t = 0; t < ntiles; t++) qe_conv_run_tile(&c, t, base, base + apart);
     } else {
 #ifdef _OPENMP
         #pragma omp parallel num_threads(nt)
         {
             uint8_t *mine = base + (size_t)omp_get_thread_num() * block;
             #pragma omp for schedule(dynamic, 1)
-            for (size_t t = 0; t < ntiles; t++) qe_conv_run_tile(&c, t, mine);
+            for (size_t t = 0; t < ntiles; t++) qe_conv_run_tile(&c, t, mine, mine + apart);
         }
 #endif
     }

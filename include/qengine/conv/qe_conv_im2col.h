@@ -42,17 +42,50 @@ static inline void qe_conv_pack_segment(const qe_gemm_kernel_rec *r, void *panel
     }
 }
 
-/* Pack output pixels [m0, m0 + rows) of group g into consecutive panels at dst. */
+/* n bytes, n usually tiny here (cin_g = 1..3 for image stems): constant-size copies are inlined
+ * where a memcpy call of a run-time size 1 would cost more than the byte it moves. */
+static inline void qe_conv_copy_small(uint8_t *d, const uint8_t *s, size_t n) {
+    switch (n) {
+    case 1: d[0] = s[0]; return;
+    case 2: memcpy(d, s, 2); return;
+    case 3: memcpy(d, s, 2); d[2] = s[2]; return;
+    default: memcpy(d, s, n);
+    }
+}
+
+/* Write a whole gathered row (kp values, zero-padded past K) as row i of one packed panel. */
+static inline void qe_conv_pack_row(const qe_gemm_kernel_rec *r, void *panel, size_t i,
+                                    const uint8_t *row, size_t kp) {
+    const size_t mr = (size_t)r->mr, kr = (size_t)r->kr;
+    if (r->elem == 1 && kr == 4) {
+        uint8_t *p = (uint8_t *)panel + i * 4;
+        for (size_t g = 0; g < kp / 4; g++) memcpy(p + g * mr * 4, row + 4 * g, 4);
+    } else if (r->elem == 1) {
+        uint8_t *p = (uint8_t *)panel + i * kr;
+        for (size_t g = 0; g < kp / kr; g++) memcpy(p + g * mr * kr, row + kr * g, kr);
+    } else {
+        int16_t *p = (int16_t *)panel + i * kr;
+        for (size_t g = 0; g < kp / kr; g++)
+            for (size_t q = 0; q < kr; q++) p[g * mr * kr + q] = row[kr * g + q];
+    }
+}
+
+/* Pack output pixels [m0, m0 + rows) of group g into consecutive panels at dst. When cin_g is
+ * not a multiple of KR (e.g. the RGB stem convolutions, cin_g = 3) the taps' segments straddle
+ * K-groups: the receptive field is then first gathered contiguously into `row` (kp bytes of
+ * scratch) and packed group by group, instead of value by value. */
 static void qe_conv_im2col_pack(const qe_gemm_kernel_rec *r, const qe_conv_shape *s,
                                 const uint8_t *x, const uint8_t *zrow, size_t g, size_t m0,
-                                size_t rows, size_t kp, uint8_t *dst) {
+                                size_t rows, size_t kp, uint8_t *dst, uint8_t *row) {
     const size_t mr = (size_t)r->mr, k = s->kh * s->kw * s->cin_g;
     const size_t panel = mr * kp * (size_t)r->elem;
     const size_t ohw = s->oh * s->ow;
+    const int gather = s->cin_g % (size_t)r->kr != 0;
+    if (gather) memset(row + k, 0, kp - k);
     for (size_t p0 = 0; p0 < rows; p0 += mr) {
         uint8_t *pan = dst + (p0 / mr) * panel;
         const size_t pr = rows - p0 < mr ? rows - p0 : mr;
-        if (pr < mr || k != kp) memset(pan, 0, panel);
+        if (pr < mr || (k != kp && !gather)) memset(pan, 0, panel);
         for (size_t i = 0; i < pr; i++) {
             const size_t m = m0 + p0 + i;
             const size_t b = m / ohw, oy = (m % ohw) / s->ow, ox = m % s->ow;
@@ -65,9 +98,11 @@ static void qe_conv_im2col_pack(const qe_gemm_kernel_rec *r, const qe_conv_shape
                     const ptrdiff_t ix = (ptrdiff_t)(ox * s->sw + kx * s->dw) - (ptrdiff_t)s->pl;
                     const uint8_t *src = yin && ix >= 0 && ix < (ptrdiff_t)s->w
                         ? img + ((size_t)iy * s->w + (size_t)ix) * s->c : zrow;
-                    qe_conv_pack_segment(r, pan, i, kk, src, s->cin_g);
+                    if (gather) qe_conv_copy_small(row + kk, src, s->cin_g);
+                    else qe_conv_pack_segment(r, pan, i, kk, src, s->cin_g);
                 }
             }
+            if (gather) qe_conv_pack_row(r, pan, i, row, kp);
         }
     }
 }

@@ -1,14 +1,12 @@
-/* Depthwise convolution, one output pixel, all channels: the portable definition the SIMD
- * kernels reproduce bit for bit.
+/* Depthwise convolution, a run of output pixels, channels [c0, c1): the portable definition the
+ * SIMD kernels reproduce bit for bit (calling conventions: qe_dwconv_params.h).
  *
  *   acc[c] = bias[c] + Σ_t x_t[c]·w[t][c]          (uint32 wrapping; bias = bias_q − z_a·Σ_t w)
  *   y[c]   = qe_requantize(acc[c], mult[c], zp, lo, hi)
  *
- * taps[t] points at channel 0 of tap t's input pixel, or at a row of z_a for a padded tap (its
- * contribution then cancels against the folded bias). Weights are int32 lanes whose low 16 bits
- * hold the int8 weight and whose high 16 bits are 0: the layout that lets the SIMD kernels use
- * vpmaddwd (lo·lo + hi·hi with a zero high half = one exact product). The true accumulator
- * Σ_t (x − z_a)·w + bias_q must fit int32 (with ≤ 65793 taps it always does without a bias).
+ * A tap in the padding reads z_a, whose contribution cancels against the folded bias. Weights
+ * use QE_DW_LAYOUT_I32. The true accumulator Σ_t (x − z_a)·w + bias_q must fit int32 (with
+ * ≤ 65793 taps it always does without a bias).
  */
 #ifndef QE_U8_S8_DWCONV_MINMAX_UKERNEL_C1__SCALAR_H
 #define QE_U8_S8_DWCONV_MINMAX_UKERNEL_C1__SCALAR_H
@@ -18,15 +16,23 @@
 #include "../qe_requant.h"
 #include "qe_dwconv_params.h"
 
-static void qe_u8_s8_dwconv_minmax_ukernel_c1__scalar(size_t channels, size_t ntaps,
-                                                      const uint8_t *const *taps,
-                                                      const qe_dwconv_params *p, uint8_t *out) {
-    for (size_t c = 0; c < channels; c++) {
-        uint32_t acc = (uint32_t)p->bias[c];
-        for (size_t t = 0; t < ntaps; t++)
-            acc += (uint32_t)((int32_t)taps[t][c] * (int32_t)(int16_t)p->w[t * p->wstride + c]);
-        out[c] = (uint8_t)qe_requantize((int32_t)acc, p->mult[c], p->zp, p->lo, p->hi);
-    }
+/* one pixel, one channel: shared with the AVX2 kernel's channel tail */
+static inline uint8_t qe_dwconv_c1_scalar(size_t c, size_t ntaps, const uint8_t *const *taps,
+                                          size_t off, const qe_dwconv_params *p) {
+    const int32_t *w = (const int32_t *)p->w;
+    uint32_t acc = (uint32_t)p->bias[c];
+    for (size_t t = 0; t < ntaps; t++)
+        acc += (uint32_t)((int32_t)taps[t][off + c] * (int32_t)(int16_t)w[t * p->wstride + c]);
+    return (uint8_t)qe_requantize((int32_t)acc, p->mult[c], p->zp, p->lo, p->hi);
+}
+
+static void qe_u8_s8_dwconv_minmax_ukernel_c1__scalar(size_t c0, size_t c1, size_t npix,
+                                                      size_t ntaps, const uint8_t *const *taps,
+                                                      size_t step, const qe_dwconv_params *p,
+                                                      uint8_t *out, size_t out_step) {
+    for (size_t i = 0; i < npix; i++)
+        for (size_t c = c0; c < c1; c++)
+            out[i * out_step + c] = qe_dwconv_c1_scalar(c, ntaps, taps, i * step, p);
 }
 
 #endif

@@ -1,5 +1,6 @@
 /* Depthwise convolution, AVX2: 8 channels per vector (vpmovzxbd + vpmaddwd with zero high
- * halves = exact x·w per lane), the channel tail (< 8) by the scalar kernel's arithmetic. */
+ * halves = exact x·w per lane), the channel tail (< 8) by the scalar kernel's arithmetic.
+ * Weights: QE_DW_LAYOUT_I32. */
 #ifndef QE_U8_S8_DWCONV_MINMAX_UKERNEL_C8__AVX2_H
 #define QE_U8_S8_DWCONV_MINMAX_UKERNEL_C8__AVX2_H
 
@@ -10,34 +11,33 @@
 
 #if QE_HAVE_X86_SIMD
 QE_TARGET_AVX2
-static void qe_u8_s8_dwconv_minmax_ukernel_c8__avx2(size_t channels, size_t ntaps,
-                                                    const uint8_t *const *taps,
-                                                    const qe_dwconv_params *p, uint8_t *out) {
+static void qe_u8_s8_dwconv_minmax_ukernel_c8__avx2(size_t c0, size_t c1, size_t npix,
+                                                    size_t ntaps, const uint8_t *const *taps,
+                                                    size_t step, const qe_dwconv_params *p,
+                                                    uint8_t *out, size_t out_step) {
     const __m256 vlo = _mm256_set1_ps((float)(p->lo - p->zp));
     const __m256 vhi = _mm256_set1_ps((float)(p->hi - p->zp));
     const __m256i vzp = _mm256_set1_epi32(p->zp);
-    size_t c = 0;
-    for (; c + 8 <= channels; c += 8) {
-        __m256i acc = _mm256_loadu_si256((const __m256i *)(p->bias + c));
-        const int32_t *w = p->w + c;
-        for (size_t t = 0; t < ntaps; t++, w += p->wstride) {
-            int64_t x8;
-            memcpy(&x8, taps[t] + c, 8);
-            const __m256i x = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(x8));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i *)w)));
+    for (size_t i = 0; i < npix; i++) {
+        const size_t off = i * step;
+        uint8_t *o = out + i * out_step;
+        size_t c = c0;
+        for (; c + 8 <= c1; c += 8) {
+            __m256i acc = _mm256_loadu_si256((const __m256i *)(p->bias + c));
+            const int32_t *w = (const int32_t *)p->w + c;
+            for (size_t t = 0; t < ntaps; t++, w += p->wstride) {
+                int64_t x8;
+                memcpy(&x8, taps[t] + off + c, 8);
+                const __m256i x = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(x8));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i *)w)));
+            }
+            __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(p->mult + c));
+            v = _mm256_min_ps(_mm256_max_ps(v, vlo), vhi);
+            const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), vzp);
+            const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+            _mm_storel_epi64((__m128i *)(o + c), _mm_packus_epi16(q16, q16));
         }
-        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(p->mult + c));
-        v = _mm256_min_ps(_mm256_max_ps(v, vlo), vhi);
-        const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), vzp);
-        const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-        _mm_storel_epi64((__m128i *)(out + c), _mm_packus_epi16(q16, q16));
-    }
-    /* channel tail: the scalar definition itself */
-    for (; c < channels; c++) {
-        uint32_t acc = (uint32_t)p->bias[c];
-        for (size_t t = 0; t < ntaps; t++)
-            acc += (uint32_t)((int32_t)taps[t][c] * (int32_t)(int16_t)p->w[t * p->wstride + c]);
-        out[c] = (uint8_t)qe_requantize((int32_t)acc, p->mult[c], p->zp, p->lo, p->hi);
+        for (; c < c1; c++) o[c] = qe_dwconv_c1_scalar(c, ntaps, taps, off, p);
     }
 }
 #endif
