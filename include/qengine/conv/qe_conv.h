@@ -20,6 +20,7 @@
 #ifndef QE_CONV_H
 #define QE_CONV_H
 
+#include "../qe_threads.h"
 #include <stdlib.h>
 #include "../gemm/qe_gemm.h"
 #include "qe_conv_im2col.h"
@@ -102,7 +103,7 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
 
     int nt = 1;
 #ifdef _OPENMP
-    nt = nthreads > 0 ? nthreads : omp_get_max_threads();
+    nt = qe_threads(nthreads);
 #else
     (void)nthreads;
 #endif

@@ -91,9 +91,20 @@ static void qe_conv_im2col_pack(const qe_gemm_kernel_rec *r, const qe_conv_shape
             const size_t b = m / ohw, oy = (m % ohw) / s->ow, ox = m % s->ow;
             const uint8_t *img = x + b * s->h * s->w * s->c + g * s->cin_g;
             size_t kk = 0;
+            /* the whole kernel row inside the image: with one group and no horizontal
+             * dilation its kw taps are kw·c contiguous input bytes (NHWC), one copy */
+            const ptrdiff_t ix0 = (ptrdiff_t)(ox * s->sw) - (ptrdiff_t)s->pl;
+            const int xin = gather && s->groups == 1 && s->dw == 1 && ix0 >= 0 &&
+                            ix0 + (ptrdiff_t)s->kw <= (ptrdiff_t)s->w;
             for (size_t ky = 0; ky < s->kh; ky++) {
                 const ptrdiff_t iy = (ptrdiff_t)(oy * s->sh + ky * s->dh) - (ptrdiff_t)s->pt;
                 const int yin = iy >= 0 && iy < (ptrdiff_t)s->h;
+                if (xin && yin) {
+                    memcpy(row + kk, img + ((size_t)iy * s->w + (size_t)ix0) * s->c,
+                           s->kw * s->c);
+                    kk += s->kw * s->cin_g;
+                    continue;
+                }
                 for (size_t kx = 0; kx < s->kw; kx++, kk += s->cin_g) {
                     const ptrdiff_t ix = (ptrdiff_t)(ox * s->sw + kx * s->dw) - (ptrdiff_t)s->pl;
                     const uint8_t *src = yin && ix >= 0 && ix < (ptrdiff_t)s->w

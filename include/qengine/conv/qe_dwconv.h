@@ -14,6 +14,7 @@
 #ifndef QE_DWCONV_H
 #define QE_DWCONV_H
 
+#include "../qe_threads.h"
 #include <stdlib.h>
 #include <string.h>
 #include "../qe_cpu.h"
@@ -106,7 +107,7 @@ static int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32
 
     int nt = 1;
 #ifdef _OPENMP
-    nt = nthreads > 0 ? nthreads : omp_get_max_threads();
+    nt = qe_threads(nthreads);
 #else
     (void)nthreads;
 #endif

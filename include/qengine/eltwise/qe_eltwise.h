@@ -3,6 +3,7 @@
 #ifndef QE_ELTWISE_H
 #define QE_ELTWISE_H
 
+#include "../qe_threads.h"
 #include "../qe_cpu.h"
 #include "qe_eltwise_params.h"
 #include "qe_u8_vadd_minmax_ukernel__scalar.h"
@@ -36,7 +37,7 @@ static int qe_u8_binary(int op, int isa, size_t n, const uint8_t *a, const uint8
     const size_t nchunks = (n + QE_ELTWISE_CHUNK - 1) / QE_ELTWISE_CHUNK;
     int nt = 1;
 #ifdef _OPENMP
-    nt = nthreads > 0 ? nthreads : omp_get_max_threads();
+    nt = qe_threads(nthreads);
 #else
     (void)nthreads;
 #endif
@@ -55,7 +56,7 @@ static void qe_u8_lut(size_t n, const uint8_t *x, const uint8_t *table, uint8_t 
     const size_t nchunks = (n + QE_ELTWISE_CHUNK - 1) / QE_ELTWISE_CHUNK;
     int nt = 1;
 #ifdef _OPENMP
-    nt = nthreads > 0 ? nthreads : omp_get_max_threads();
+    nt = qe_threads(nthreads);
 #else
     (void)nthreads;
 #endif

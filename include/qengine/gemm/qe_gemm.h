@@ -26,6 +26,7 @@
 #ifndef QE_GEMM_H
 #define QE_GEMM_H
 
+#include "../qe_threads.h"
 #include <stdlib.h>
 #include <string.h>
 #include "../qe_cpu.h"
@@ -178,9 +179,7 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
 
     int nt = 1;
 #ifdef _OPENMP
-    /* an explicit count is capped by the OpenMP setting (after fork qengine lowers it to 1) */
-    nt = omp_get_max_threads();
-    if (nthreads > 0 && nthreads < nt) nt = nthreads;
+    nt = qe_threads(nthreads);
 #else
     (void)nthreads;
 #endif

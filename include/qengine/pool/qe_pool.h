@@ -6,6 +6,7 @@
 #ifndef QE_POOL_H
 #define QE_POOL_H
 
+#include "../qe_threads.h"
 #include <stdlib.h>
 #include <string.h>
 #include "../conv/qe_conv_im2col.h"
@@ -64,7 +65,7 @@ static int qe_pool2d(const qe_conv_shape *s, const qe_pool_params *p, const uint
     if (rows == 0 || s->ow == 0 || s->c == 0) return 0;
     int nt = 1;
 #ifdef _OPENMP
-    nt = nthreads > 0 ? nthreads : omp_get_max_threads();
+    nt = qe_threads(nthreads);
 #else
     (void)nthreads;
 #endif

@@ -25,6 +25,7 @@
 #ifndef QE_RNN_DYNAMIC_H
 #define QE_RNN_DYNAMIC_H
 
+#include "../qe_threads.h"
 #include <stdlib.h>
 #include <string.h>
 #include "../gemm/qe_gemm.h"
@@ -311,8 +312,7 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
 
     int nt = 1;
 #ifdef _OPENMP
-    nt = omp_get_max_threads();                  /* capped as in qe_gemm() */
-    if (L->nthreads > 0 && L->nthreads < nt) nt = L->nthreads;
+    nt = qe_threads(L->nthreads);
 #endif
     if ((double)L->B * G * L->Hp * L->Hp < (double)QE_RNN_PAR_MIN_MACS) nt = 1;
     if (nt > sh.nblocks) nt = sh.nblocks;
