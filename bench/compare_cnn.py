@@ -16,7 +16,6 @@ import os
 import sys
 import tempfile
 import time
-import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -48,8 +47,19 @@ def make_case(name, batch, tmp):
     rng = np.random.default_rng(0)
     if name.startswith("light_"):
         import onnx
-        path = light_model_path(name[len("light_"):])
-        m = onnx.load(path)
+        m = onnx.load(light_model_path(name[len("light_"):]))
+        # these old files list their initializers as graph inputs too (IR 3), which ONNX
+        # Runtime then requires to be fed: keep only the data input
+        inits = {t.name for t in m.graph.initializer}
+        keep = [i for i in m.graph.input if i.name not in inits]
+        del m.graph.input[:]
+        m.graph.input.extend(keep)
+        m.ir_version = max(m.ir_version, 4)
+        # ORT's quantizer writes per-axis DequantizeLinear, which needs opset ≥ 13
+        from onnx import version_converter
+        m = version_converter.convert_version(m, 13)
+        path = os.path.join(tmp, f"{name}.onnx")
+        onnx.save(m, path)
         inp = m.graph.input[0]
         shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
         if shape[0] != batch:
@@ -57,13 +67,13 @@ def make_case(name, batch, tmp):
         x = rng.standard_normal(shape).astype(np.float32)
         calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(N_CALIB)]
         return path, inp.name, x, calib, None
-    import torch
-    from models import build_model, export_onnx   # bench/models.py
-    model, shape = build_model(name)
-    x = rng.standard_normal((batch, *shape)).astype(np.float32)
-    calib = [rng.standard_normal((batch, *shape)).astype(np.float32) for _ in range(N_CALIB)]
+    from models import INPUT_SHAPES, build, export_onnx   # bench/models.py
+    model = build(name)
+    shape = (batch, *INPUT_SHAPES[name][1:])
+    x = rng.standard_normal(shape).astype(np.float32)
+    calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(N_CALIB)]
     path = os.path.join(tmp, f"{name}_b{batch}.onnx")
-    export_onnx(model, torch.from_numpy(x), path)
+    export_onnx(model, path, shape)
     return path, "input", x, calib, model
 
 
@@ -178,27 +188,55 @@ def bench_model(name, batch, threads_list, runs, tmp):
     return rows
 
 
+def calibrate_only(who, path, calib, tmp):
+    """Entropy calibration alone (statistics + thresholds for every activation), no rewrite."""
+    if who == "qengine":
+        from qengine.workflows.static import (StaticQuantConfig, calibrate,
+                                              prepare_float_graph)
+        g = prepare_float_graph(path)
+        stats = calibrate(g, [{"input": c} for c in calib], StaticQuantConfig(method="entropy"))
+        return {k: o.range() for k, o in stats.items()}
+    from onnxruntime.quantization.calibrate import CalibrationDataReader, create_calibrator
+    from onnxruntime.quantization.calibrate import CalibrationMethod
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": c} for c in calib])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    cal = create_calibrator(path, calibrate_method=CalibrationMethod.Entropy,
+                            augmented_model_path=os.path.join(tmp, "augmented.onnx"))
+    cal.collect_data(Reader())
+    return cal.compute_data()
+
+
 def calib_bench(tmp):
-    """Entropy calibration of ResNet-18's activations: qengine vs ORT, time and peak memory."""
-    import torch  # noqa: F401
-    case = make_case("resnet18", 1, tmp)
-    path, iname, x, calib, _ = case
+    """Entropy calibration of ResNet-18's activations: qengine vs ORT, time and peak memory,
+    each in a fresh process (VmHWM: its own peak resident memory, native allocations too)."""
+    path, iname, x, calib, _ = make_case("resnet18", 1, tmp)
+    np.save(os.path.join(tmp, "calib.npy"), np.stack(calib))
     out = {}
     for who in ("qengine", "ort"):
-        tracemalloc.start()
-        t0 = time.perf_counter()
-        if who == "qengine":
-            qengine_session(path, iname, calib, method="entropy")
-        else:
-            ort_qdq(path, iname, calib, tmp, method="entropy")
-        out[who] = (time.perf_counter() - t0, tracemalloc.get_traced_memory()[1] / 2**20)
-        tracemalloc.stop()
+        code = (f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                f"import numpy as np, compare_cnn as c; "
+                f"calib = list(np.load({tmp!r} + '/calib.npy')); t0 = time.perf_counter(); "
+                f"c.calibrate_only({who!r}, sys.argv[1], calib, sys.argv[2]); "
+                f"t = time.perf_counter() - t0; "
+                f"hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+                f"print(t, int(hwm.split()[1]) / 1024)")
+        import subprocess
+        r = subprocess.run([sys.executable, "-c", code, path, tmp], capture_output=True,
+                           text=True, timeout=1800)
+        t, mem = (float(v) for v in r.stdout.split()[-2:])
+        out[who] = (t, mem)
     return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="resnet18,mobilenetv2,lenet,light_resnet50")
+    ap.add_argument("--models", default="resnet18,mobilenet_v2,lenet,light_resnet50")
     ap.add_argument("--batch", default="1,8")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--runs", type=int, default=20)
@@ -220,8 +258,8 @@ def main(argv=None):
                           flush=True)
         if not args.no_calib_bench:
             res = calib_bench(tmp)
-            print("\n# entropy calibration, ResNet-18, 16 calibration images (time s, peak MiB "
-                  "traced by tracemalloc in this process)")
+            print("\n# entropy calibration alone (statistics + thresholds of every activation), "
+                  "ResNet-18, 16 calibration images: time s, peak RSS MiB of a fresh process")
             for who, (t, mem) in res.items():
                 print(f"{who:<10}{t:>10.2f} s{mem:>10.1f} MiB")
             print(f"ratio qengine/ORT time: {res['qengine'][0] / res['ort'][0]:.3f}")
