@@ -31,3 +31,13 @@ def rel_err(y, ref):
     y = np.asarray(y, np.float64)
     ref = np.asarray(ref, np.float64)
     return float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def ort_session(path, threads):
+    """An ONNX Runtime CPU session on `threads` intra-op threads, run sequentially."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])

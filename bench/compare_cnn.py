@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import measure, median_ms  # noqa: E402
+from _timing import measure, median_ms, ort_session  # noqa: E402
 
 import qengine  # noqa: E402
 
@@ -98,15 +98,6 @@ def ort_qdq(fp32_path, input_name, calib, tmp, method="minmax"):
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     per_channel=True, calibrate_method=cm)
     return out
-
-
-def ort_session(path, threads):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
 def openvino_fn(path, input_name, threads):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import measure, median_ms, rel_err  # noqa: E402
+from _timing import measure, median_ms, rel_err, ort_session  # noqa: E402
 
 import qengine  # noqa: E402
 
@@ -86,15 +86,6 @@ def ort_quantized(fp32_path, tmp):
     quant_pre_process(fp32_path, pre, skip_symbolic_shape=True)
     quantize_dynamic(pre, out, weight_type=QuantType.QInt8)
     return out
-
-
-def ort_session(path, threads):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
 def qengine_session(fp32_path):

@@ -21,7 +21,6 @@ sensitivity.py) and bias correction (workflows/bias_correction.py) reuse one cal
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..calibration import collect_stats, make_observer
 from ..errors import ConfigError
+from ..graph.fusion import _activation_of
 from ..graph.ir import Graph, Node
 from ..graph.passes import optimize
 from ..ops.spatial import Geometry
@@ -128,25 +128,12 @@ def _rank(g: Graph, name: str):
 
 
 def _clamp_of(g: Graph, node: Node):
-    """(activation, lo, hi) when `node` is a Relu / Clip with constant bounds, else None."""
-    if node.op_type == "Relu":
-        return ("relu", 0.0, 0.0)
-    if node.op_type != "Clip":
+    """(activation, lo, hi) when `node` is a Relu / Clip with constant finite bounds (what the
+    float fusion pass accepts, graph/fusion.py), else None."""
+    act = _activation_of(g, node) if node.op_type in ("Relu", "Clip") else None
+    if act is None:
         return None
-    bounds = []
-    for idx, default in ((1, -math.inf), (2, math.inf)):
-        name = node.inputs[idx] if len(node.inputs) > idx else ""
-        if not name:
-            bounds.append(default)
-            continue
-        arr = g.initializers.get(name)
-        if arr is None or arr.size != 1:
-            return None
-        bounds.append(float(arr.reshape(-1)[0]))
-    lo, hi = bounds
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-        return ("relu", 0.0, 0.0) if lo == 0.0 and hi == math.inf else None
-    return ("clip", lo, hi)
+    return ("relu", 0.0, 0.0) if act[0] == "Relu" else ("clip", *act[1])
 
 
 class _Plan:
