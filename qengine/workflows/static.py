@@ -94,32 +94,34 @@ def prepare_float_graph(model) -> Graph:
                     fold_max_bytes=1 << 62)
 
 
-def observe_shapes(g: Graph, calibration_data, batch_size=None) -> dict:
-    """{value: shape} seen on one calibration batch. Static shape inference cannot always see
-    through symbolic batch dims; the int8 rewrite needs every activation's rank (for layouts)
-    and, for SAME padding, its spatial size."""
+def observe_shapes(g: Graph, calibration_data, batch_size=None) -> Graph:
+    """Record in `g.value_info` the shape of every activation seen on one calibration batch,
+    where static shape inference left it unknown or symbolic (it cannot always see through
+    symbolic batch dims). The int8 rewrite needs every activation's rank (for layouts) and,
+    for SAME padding, its spatial size. Returns g."""
     from ..calibration.collect import _split
     from ..calibration.tap import TapSession
+    from ..graph.ir import DTYPES, ValueInfo
     tap = TapSession(g, None)
     if isinstance(calibration_data, Mapping):
         feeds = next(iter(_split(tap, calibration_data, batch_size)[0]))
     else:
         feeds = next(iter(calibration_data))
-    shapes = {}
-    tap.run_tapped(feeds, lambda name, v: shapes.__setitem__(name, np.shape(v)))
-    return shapes
+    seen = {}
+    tap.run_tapped(feeds, lambda name, v: seen.__setitem__(name, (np.shape(v),
+                                                                  np.asarray(v).dtype.name)))
+    for name, (shape, dtype) in seen.items():
+        info = g.value_info.get(name)
+        known = info is not None and info.shape is not None and \
+            all(isinstance(d, int) for d in info.shape)
+        if not known and dtype in DTYPES:
+            g.value_info[name] = ValueInfo(name, dtype, tuple(int(d) for d in shape))
+    return g
 
 
 def _shape(g: Graph, name: str):
-    if name in g.value_info and g.value_info[name].shape is not None:
-        shape = g.value_info[name].shape
-    else:
-        info = next((v for v in g.inputs if v.name == name), None)
-        shape = None if info is None else info.shape
-    seen = getattr(g, "_observed_shapes", {}).get(name)
-    if seen is not None and (shape is None or not all(isinstance(d, int) for d in shape)):
-        return tuple(seen)
-    return shape
+    info = g.value_info.get(name) or next((v for v in g.inputs if v.name == name), None)
+    return None if info is None else info.shape
 
 
 def _rank(g: Graph, name: str):
@@ -549,7 +551,7 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
     missing = config.keep_float - {n.name for n in g.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
-    g._observed_shapes = observe_shapes(g, calibration_data, config.batch_size)
+    observe_shapes(g, calibration_data, config.batch_size)
     stats = calibrate(g, calibration_data, config, progress)
     q, layers = build_int8(g, stats, config, with_layers=True)
     if config.bias_correction:
