@@ -111,6 +111,39 @@ def conv2d_gemm(int isa, cnp.ndarray x, tuple shape, int a_zp, list packs,
     _check(rc)
 
 
+def conv2d_gemm_f32(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale, list packs,
+                    cnp.ndarray w_scale, object bias, cnp.ndarray y, int nthreads=0):
+    """Dynamic quantization: x uint8 NHWC quantized per tensor with (a_scale, a_zp); y float32
+    NHWC = float32(acc)·float32(a_scale·w_scale[o]) + bias[o] (docs/numerics.md epilogue (a))."""
+    cdef qe_conv_shape s = _shape(shape)
+    cdef size_t g, ng = len(packs)
+    cdef qe_packed_w *w = <qe_packed_w *>malloc(sizeof(qe_packed_w) * ng)
+    if w == NULL:
+        raise MemoryError()
+    for g in range(ng):
+        w[g].data = _d(packs[g][0])
+        w[g].colsum = <const int32_t *>_d(packs[g][1])
+        w[g].w_zp = NULL
+        w[g].n, w[g].k, w[g].kp = packs[g][2], packs[g][3], packs[g][4]
+        w[g].isa = isa
+    cdef int32_t zp = a_zp
+    cdef float sc = a_scale
+    cdef qe_gemm_epilogue ep
+    memset(&ep, 0, sizeof(ep))
+    ep.kind = QE_EPI_F32
+    ep.a_zp = &zp
+    ep.a_scale = &sc
+    ep.w_scale = <const float *>_d(w_scale)
+    ep.bias = NULL if bias is None else <const float *>_d(bias)
+    cdef const uint8_t *px = <const uint8_t *>_d(x)
+    cdef uint8_t *py = <uint8_t *>_d(y)
+    cdef int rc
+    with nogil:
+        rc = qe_conv2d_gemm(isa, &s, px, a_zp, w, &ep, py, nthreads)
+    free(w)
+    _check(rc)
+
+
 def conv1x1(int isa, cnp.ndarray x, size_t m, size_t cin, list packs, cnp.ndarray col_bias,
             cnp.ndarray mult, int zp, int lo, int hi, cnp.ndarray y, size_t cout,
             int nthreads=0):

@@ -141,13 +141,13 @@ def test_progress_bar_only_on_a_terminal(files, capsys, tmp_path, monkeypatch):
     assert err.startswith("\rcalibrating [") and err.endswith(" 8/8\n")   # 256 samples / 32
 
 
-def test_dynamic_mode_on_cnn_says_conv_stays_float(files, capsys, tmp_path):
+def test_dynamic_mode_on_cnn_quantizes_convs_per_call(files, capsys, tmp_path):
     out = tmp_path / "q.qe"
     rc, stdout, err = cli(capsys, "quantize", MODEL, "-o", out, "--mode", "dynamic")
     assert rc == 0, err
-    assert "3 Conv node(s) stay float in dynamic mode" in stdout
     ops = [n.op_type for n in load_graph(out).nodes]
-    assert ops.count("Conv") == 3 and "DynamicQuantLinear" in ops
+    assert ops.count("DynamicQuantConv") == 3 and "DynamicQuantLinear" in ops
+    assert "Conv" not in ops
 
 
 def test_analyze_table_and_plots(files, capsys, tmp_path):

@@ -8,12 +8,15 @@ DynamicQuantLSTM / DynamicQuantGRU inputs:
     X, Wq, Ws, Rq, Rs, B, sequence_lens, initial_h[, initial_c]   (optional ones may be "")
 DynamicQuantLinear inputs: X, Wq [N, K], Ws [N], bias [N] (optional); Y = X·Wᵀ + bias on the
     last axis of X.
+DynamicQuantConv inputs: X (NCHW), Wq int8 OIHW, Ws [Cout], B (optional); 2-D convolution with
+    explicit pads (the ONNX Conv attributes after auto_pad was resolved).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import ShapeError
+from ..quantized.dynamic_conv import DynamicConv2d
 from ..quantized.linear import DynamicLinear
 from ..quantized.rnn import DynamicRNN
 from .base import Op, register_op
@@ -119,3 +122,32 @@ class DynamicQuantLinear(Op):
             self.fail(f"{e} (input {X.dtype} {X.shape})", ShapeError)
 
 
+
+
+@register_op
+class DynamicQuantConv(Op):
+    op_type = "DynamicQuantConv"
+    INPUTS = (3, 4)
+    ATTRS = {"strides": ("ints", None), "pads": ("ints", None), "dilations": ("ints", None),
+             "group": ("int", 1), "kernel_shape": ("ints", None)}
+
+    def prepare(self, initializers):
+        Wq = self.const_input(initializers, 1, True, "Wq")
+        Ws = self.const_input(initializers, 2, True, "Ws")
+        b = self.const_input(initializers, 3)
+        if self.input_name(3) and b is None:
+            self.fail("input 3 (B) must be an initializer")
+        a = self.attrs
+        try:
+            self.layer = DynamicConv2d(Wq, Ws, b, stride=tuple(a["strides"] or (1, 1)),
+                                       padding=tuple(a["pads"] or (0, 0, 0, 0)),
+                                       dilation=tuple(a["dilations"] or (1, 1)),
+                                       groups=a["group"])
+        except (ShapeError, ValueError) as e:
+            self.fail(str(e))
+
+    def run(self, X, Wq=None, Ws=None, B=None):
+        try:
+            return (self.layer(X),)
+        except ShapeError as e:
+            self.fail(str(e), ShapeError)

@@ -12,6 +12,9 @@ QPARAM_INPUTS = {
     "DynamicQuantLinear": ((1, 2),),
     "DynamicQuantLSTM": ((1, 2), (3, 4)),
     "DynamicQuantGRU": ((1, 2), (3, 4)),
+    "DynamicQuantConv": ((1, 2),),
+    "QConv": ((1, 2),),
+    "QGemm": ((1, 2),),
 }
 
 

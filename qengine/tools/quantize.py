@@ -65,13 +65,7 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
     q = quantize_dynamic(graph, DynamicQuantConfig(per_row=req.per_row,
                                                    keep_float=req.keep_float))
     notes = ()
-    n_conv = sum(n.op_type == "Conv" for n in graph.nodes)
-    if n_conv:
-        # Dynamic mode has no run-time-quantized convolution: the int8 conv kernels need
-        # activation qparams fixed ahead of time, which is what static mode calibrates.
-        notes = (f"{n_conv} Conv node(s) stay float in dynamic mode; use --mode static "
-                 f"--calib DATA.npz to run them in int8",)
-    return QuantizeResult(q, graph, notes, QUANTIZABLE | {"Conv"})
+    return QuantizeResult(q, graph, notes, QUANTIZABLE)
 
 
 #: float op types the static report lists (the ones that can become int8 compute nodes)

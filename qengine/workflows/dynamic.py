@@ -1,8 +1,8 @@
 """Dynamic quantization: weights int8 at quantization time, activations per call.
 
-`quantize_dynamic(model, config)` swaps LSTM, GRU, Gemm and MatMul nodes whose weights are
-initializers for DynamicQuantLSTM / DynamicQuantGRU / DynamicQuantLinear (qengine/ops/
-quantized_dynamic.py). Weights become int8 per output row (symmetric, narrow range) plus
+`quantize_dynamic(model, config)` swaps LSTM, GRU, Gemm, MatMul and 2-D Conv nodes whose
+weights are initializers for DynamicQuantLSTM / DynamicQuantGRU / DynamicQuantLinear /
+DynamicQuantConv (qengine/ops/quantized_dynamic.py). Weights become int8 per output row (symmetric, narrow range) plus
 float32 scales; biases stay float32. A MatMul followed by an Add of a constant bias (what the
 exporters emit for nn.Linear on 3-D inputs) becomes one linear with that bias. Nodes the int8
 kernels cannot run exactly as the float op would (LSTM peepholes or clip, Gemm with transA,
@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..graph.ir import Graph, Node
 from ..quantized.weights import quantize_per_channel_symmetric
 
-QUANTIZABLE = frozenset({"LSTM", "GRU", "Gemm", "MatMul"})
+QUANTIZABLE = frozenset({"LSTM", "GRU", "Gemm", "MatMul", "Conv"})
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class DynamicQuantConfig:
     per_row: quantize activations per row (per batch row for LSTM/GRU) instead of per tensor
         (per time step for LSTM/GRU); slower by a little, more accurate on rows of different
         ranges, and makes each row's result independent of the other rows of the batch.
-    op_types: which op types to quantize (a subset of LSTM, GRU, Gemm, MatMul).
+    op_types: which op types to quantize (a subset of LSTM, GRU, Gemm, MatMul, Conv).
     keep_float: node names to leave in float (mixed precision).
     """
     per_row: bool = False
@@ -176,7 +176,28 @@ def _matmul(g, node, config, consumers):
     return _linear_node(g, node, config, node.inputs[0], B.T, None, node.outputs, [node])
 
 
+def _conv(g, node, config, consumers):
+    a = node.attrs
+    W = _const(g, node.inputs[1])
+    if W is None or W.ndim != 4 or a.get("fused_activation") or \
+            a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return None                       # SAME padding needs the input size: stays float
+    if len(node.inputs) > 2 and node.inputs[2] and _const(g, node.inputs[2]) is None:
+        return None
+    wq, ws = quantize_per_channel_symmetric(W.reshape(W.shape[0], -1).astype(np.float32))
+    ins = [node.inputs[0], _add_init(g, f"{node.name}.Wq", wq.reshape(W.shape)),
+           _add_init(g, f"{node.name}.Ws", ws)]
+    if len(node.inputs) > 2 and node.inputs[2]:
+        ins.append(node.inputs[2])
+    attrs = {"group": a.get("group", 1), "kernel_shape": list(W.shape[2:])}
+    for k in ("strides", "pads", "dilations"):
+        if a.get(k):
+            attrs[k] = list(a[k])
+    return [node], [Node("DynamicQuantConv", node.name, tuple(ins), node.outputs, attrs)]
+
+
 _REWRITES = {
+    "Conv": _conv,
     "LSTM": lambda g, n, c, u: _rnn(g, n, c, u, "lstm"),
     "GRU": lambda g, n, c, u: _rnn(g, n, c, u, "gru"),
     "Gemm": _gemm,

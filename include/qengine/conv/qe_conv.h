@@ -50,14 +50,21 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
     qe_conv_im2col_pack(r, s, c->x, c->zrow, g, m0, rows, c->kp, apack, row);
     const qe_packed_w *w = &c->w[g];
     qe_gemm_epilogue ep = *c->ep;
-    ep.col_bias = c->ep->col_bias + g * s->cout_g;
-    ep.multiplier = c->ep->multiplier + g * s->cout_g;
-    ep.a_zp = NULL;
+    size_t esize = 1;
+    if (ep.kind == QE_EPI_U8) {
+        ep.col_bias = c->ep->col_bias + g * s->cout_g;
+        ep.multiplier = c->ep->multiplier + g * s->cout_g;
+        ep.a_zp = NULL;                   /* static: −z_a·colsum is folded into col_bias */
+    } else {                              /* F32 (dynamic): z_a known only now, per call */
+        ep.w_scale = c->ep->w_scale + g * s->cout_g;
+        if (ep.bias) ep.bias = c->ep->bias + g * s->cout_g;
+        esize = sizeof(float);
+    }
     const size_t kg = c->kp / (size_t)r->kr;
     const size_t apanel = (size_t)r->mr * c->kp * (size_t)r->elem;
     const size_t wpanel = (size_t)r->nr * c->kp * (size_t)r->elem;
     const size_t pn0 = nb * c->ncp, pn1 = pn0 + c->ncp < c->npanels ? pn0 + c->ncp : c->npanels;
-    uint8_t *out = c->y + g * s->cout_g;
+    uint8_t *out = c->y + g * s->cout_g * esize;
     for (size_t pn = pn0; pn < pn1; pn++) {
         const size_t n0 = pn * (size_t)r->nr;
         const size_t nr = s->cout_g - n0 < (size_t)r->nr ? s->cout_g - n0 : (size_t)r->nr;
@@ -71,9 +78,12 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
     }
 }
 
-/* x: uint8 NHWC [n, h, w, c]; y: uint8 NHWC [n, oh, ow, cout]; w[g]: packed [cout_g, K] with
- * K = kh·kw·cin_g in (ky, kx, ci) order; ep: kind QE_EPI_U8, col_bias/multiplier [cout].
- * a_zp: the input zero point (padding value). Returns 0 or a QE_GEMM_E* code. */
+/* x: uint8 NHWC [n, h, w, c]; w[g]: packed [cout_g, K] with K = kh·kw·cin_g in (ky, kx, ci)
+ * order; a_zp: the input zero point (padding value). ep: either
+ *   QE_EPI_U8  (static): col_bias (bias_q − z_a·colsum) / multiplier [cout]; y uint8 NHWC, or
+ *   QE_EPI_F32 (dynamic quantization): a_scale / a_zp per tensor (the a_zp the input was
+ *              quantized with, == a_zp), w_scale [cout], bias [cout] or NULL; y float NHWC.
+ * Returns 0 or a QE_GEMM_E* code. */
 static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
                           const qe_packed_w *w, const qe_gemm_epilogue *ep, uint8_t *y,
                           int nthreads) {
@@ -81,9 +91,11 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
     if (!r) return QE_GEMM_EISA;
     const size_t k = s->kh * s->kw * s->cin_g;
     if (k < 1 || k > QE_GEMM_MAX_K) return QE_GEMM_EK;
+    const int ok_u8 = ep->kind == QE_EPI_U8 && ep->multiplier && ep->col_bias && ep->lo <= ep->hi;
+    const int ok_f32 = ep->kind == QE_EPI_F32 && ep->a_scale && ep->w_scale && ep->a_zp &&
+                       ep->row_step == 0 && !ep->accumulate && *ep->a_zp == a_zp;
     if (s->groups < 1 || s->cin_g * s->groups != s->c || s->cout_g * s->groups != s->cout ||
-        ep->kind != QE_EPI_U8 || !ep->multiplier || !ep->col_bias || ep->lo > ep->hi ||
-        a_zp < 0 || a_zp > 255)
+        !(ok_u8 || ok_f32) || a_zp < 0 || a_zp > 255)
         return QE_GEMM_EARG;
     for (size_t g = 0; g < s->groups; g++)
         if (w[g].isa != isa || (size_t)w[g].k != k || (size_t)w[g].n != s->cout_g || w[g].w_zp ||
