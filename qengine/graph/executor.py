@@ -1,11 +1,18 @@
 """The executor: builds one op object per node once, then runs nodes in order over a dict of
 values, dropping each intermediate right after its last reader (lifetimes computed once).
 
+Memory plan: ops that declare `USES_ARENA` (the int8 ops) get a dict per node and per thread
+that persists across runs; they write their output into the buffer they returned last time.
+After the first run of a given input shape such a graph allocates no activation memory. A node
+gets no arena when its output can reach a graph output — directly or through ops that may
+return views of their inputs (Reshape, Flatten...) — since the caller keeps those arrays.
+
 `float_dtype=np.float64` executes the same graph as a float64 reference: float initializers
 and inputs are widened and every float op computes in float64.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -65,6 +72,20 @@ class Executor:
         for v, i in last_use.items():
             self.free_after[i] += (v,)
         self.plan = [(op, n.inputs, n.outputs) for op, n in zip(self.ops, graph.nodes)]
+        escaping = set(graph.output_names)
+        for op, n in zip(reversed(self.ops), reversed(graph.nodes)):
+            if escaping.intersection(n.outputs) and not getattr(op, "USES_ARENA", False):
+                escaping.update(v for v in n.inputs if v)      # it may return views of these
+        self.arena_ok = [getattr(op, "USES_ARENA", False) and not escaping.intersection(n.outputs)
+                         for op, n in zip(self.ops, graph.nodes)]
+        self._tls = threading.local()
+
+    def _arenas(self):
+        """This thread's per-node arenas (None for nodes without one)."""
+        arenas = getattr(self._tls, "arenas", None)
+        if arenas is None:
+            arenas = self._tls.arenas = [{} if ok else None for ok in self.arena_ok]
+        return arenas
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names=None,
             profile: Profile | None = None) -> dict[str, np.ndarray]:
@@ -75,9 +96,12 @@ class Executor:
         fd = self.float_dtype
         for k, v in feeds.items():
             env[k] = v if v.dtype.kind != "f" or v.dtype == fd else v.astype(fd)
-        for (op, ins, outs), dead in zip(self.plan, self.free_after):
+        for (op, ins, outs), dead, arena in zip(self.plan, self.free_after, self._arenas()):
             try:
-                results = op.run(*[env[i] if i else None for i in ins])
+                if arena is None or not getattr(op, "USES_ARENA", False):
+                    results = op.run(*[env[i] if i else None for i in ins])
+                else:
+                    results = op.run(*[env[i] if i else None for i in ins], arena=arena)
             except QEngineError:
                 raise
             except (ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as e:
@@ -98,11 +122,14 @@ class Executor:
             env[k] = _widen(v, self.float_dtype)
         clock = time.perf_counter
         t_start = clock()
-        for (op, ins, outs), dead in zip(self.plan, self.free_after):
+        for (op, ins, outs), dead, arena in zip(self.plan, self.free_after, self._arenas()):
             args = [env[i] if i else None for i in ins]
             t0 = clock()
             try:
-                results = op.run(*args)
+                if arena is None or not getattr(op, "USES_ARENA", False):
+                    results = op.run(*args)
+                else:
+                    results = op.run(*args, arena=arena)
             except QEngineError:
                 raise
             except (ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as e:

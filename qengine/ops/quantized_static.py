@@ -16,6 +16,7 @@ from .. import _runtime
 from .._ext import _quant
 from ..errors import ConfigError, ShapeError
 from ..qtypes import check_scale_zp
+from ..quantized import _static as S
 from ..quantized.conv import QConv2d
 from ..quantized.elementwise import QAdd, QConcat, QLookupTable, QMul
 from ..quantized.pool import QAveragePool2d, QGlobalAveragePool, QMaxPool2d
@@ -57,11 +58,18 @@ class _QOp(Op):
     def build(self, initializers):
         raise NotImplementedError
 
-    def call(self, *args):
+    # The executor hands every op that sets USES_ARENA a per-thread dict that persists across
+    # runs (see graph/executor.py): the layer writes into last run's output buffer.
+    USES_ARENA = True
+
+    def call(self, *args, arena=None):
         try:
-            return self.layer(*args)
+            y = self.layer(*args, out=None if arena is None else arena.get("y"))
         except ShapeError as e:
             self.fail(str(e), ShapeError)
+        if arena is not None:
+            arena["y"] = y
+        return y
 
 
 def _tensor_qparams(op):
@@ -87,15 +95,24 @@ class QuantizeU8(Op):
         self._nhwc = bool(self.attrs["to_nhwc"])
         self._isa = _runtime.isa_index(None)
 
-    def run(self, x):
+    USES_ARENA = True
+
+    def run(self, x, arena=None):
         if x is None or x.dtype.kind != "f":
             self.fail(f"expects a float tensor, got {None if x is None else x.dtype}",
                       ShapeError)
-        if self._nhwc and x.ndim == 4:
-            x = x.transpose(0, 2, 3, 1)
+        arena = {} if arena is None else arena
         x = np.ascontiguousarray(x, np.float32)
-        q = np.empty(x.shape, np.uint8)
-        _quant.quantize_u8(x, q, self._scale, self._zp, self._isa)
+        if not (self._nhwc and x.ndim == 4):
+            q = arena["y"] = S.output(arena.get("y"), x.shape)
+            _quant.quantize_u8(x, q, self._scale, self._zp, self._isa)
+            return (q,)
+        # quantize in the input's layout, then move the bytes (4× less data than the floats)
+        t = arena["t"] = S.output(arena.get("t"), x.shape)
+        _quant.quantize_u8(x, t, self._scale, self._zp, self._isa)
+        n, c, h, w = x.shape
+        q = arena["y"] = S.output(arena.get("y"), (n, h, w, c))
+        np.copyto(q, t.transpose(0, 2, 3, 1))
         return (q,)
 
 
@@ -110,13 +127,18 @@ class DequantizeU8(Op):
         self._nhwc = bool(self.attrs["from_nhwc"])
         self._isa = _runtime.isa_index(None)
 
-    def run(self, q):
+    USES_ARENA = True
+
+    def run(self, q, arena=None):
         if q is None or q.dtype != np.uint8:
             self.fail(f"expects uint8, got {None if q is None else q.dtype}", ShapeError)
+        arena = {} if arena is None else arena
         if self._nhwc and q.ndim == 4:     # transpose the bytes, then convert: 4× less to move
-            q = q.transpose(0, 3, 1, 2)
+            t = arena["t"] = S.output(arena.get("t"), (q.shape[0], q.shape[3], *q.shape[1:3]))
+            np.copyto(t, q.transpose(0, 3, 1, 2))
+            q = t
         q = np.ascontiguousarray(q)
-        y = np.empty(q.shape, np.float32)
+        y = arena["y"] = S.output(arena.get("y"), q.shape, np.float32)
         _quant.dequantize_u8(q, y, self._scale, self._zp, self._isa)
         return (y,)
 
@@ -142,8 +164,8 @@ class QConvOp(_QOp):
                        dilation=tuple(a["dilations"] or (1, 1)), groups=a["group"],
                        activation=_activation(a))
 
-    def run(self, x, *_):
-        return (self.call(x),)
+    def run(self, x, *_, arena=None):
+        return (self.call(x, arena=arena),)
 
 
 @register_op
@@ -162,8 +184,8 @@ class QGemmOp(_QOp):
                        input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
                        output_zero_point=a["y_zero_point"], activation=_activation(a))
 
-    def run(self, x, *_):
-        return (self.call(x),)
+    def run(self, x, *_, arena=None):
+        return (self.call(x, arena=arena),)
 
 
 @register_op
@@ -177,8 +199,8 @@ class QMaxPoolOp(_QOp):
                           tuple(a["pads"] or (0, 0, 0, 0)), tuple(a["dilations"] or (1, 1)),
                           bool(a["ceil_mode"]))
 
-    def run(self, x):
-        return (self.call(x),)
+    def run(self, x, arena=None):
+        return (self.call(x, arena=arena),)
 
 
 @register_op
@@ -194,8 +216,8 @@ class QAveragePoolOp(_QOp):
                               input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
                               output_zero_point=a["y_zero_point"])
 
-    def run(self, x):
-        return (self.call(x),)
+    def run(self, x, arena=None):
+        return (self.call(x, arena=arena),)
 
 
 @register_op
@@ -208,8 +230,8 @@ class QGlobalAveragePoolOp(_QOp):
         return QGlobalAveragePool(input_scale=a["x_scale"], input_zero_point=a["x_zero_point"],
                                   output_scale=a["y_scale"], output_zero_point=a["y_zero_point"])
 
-    def run(self, x):
-        return (self.call(x),)
+    def run(self, x, arena=None):
+        return (self.call(x, arena=arena),)
 
 
 class _QBinary(_QOp):
@@ -224,8 +246,8 @@ class _QBinary(_QOp):
         return type(self).LAYER(a["a_scale"], a["a_zero_point"], a["b_scale"], a["b_zero_point"],
                                 a["y_scale"], a["y_zero_point"], activation=_activation(a))
 
-    def run(self, x, y):
-        return (self.call(x, y),)
+    def run(self, x, y, arena=None):
+        return (self.call(x, y, arena=arena),)
 
 
 @register_op
@@ -255,8 +277,8 @@ class QConcatOp(_QOp):
         return QConcat(list(zip(a["scales"], a["zero_points"])), a["y_scale"],
                        a["y_zero_point"], axis=a["axis"])
 
-    def run(self, *xs):
-        return (self.call(list(xs)),)
+    def run(self, *xs, arena=None):
+        return (self.call(list(xs), arena=arena),)
 
 
 @register_op
@@ -278,5 +300,5 @@ class QLutOp(_QOp):
                             input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
                             output_zero_point=a["y_zero_point"], **kw)
 
-    def run(self, x):
-        return (self.call(x),)
+    def run(self, x, arena=None):
+        return (self.call(x, arena=arena),)

@@ -129,3 +129,14 @@ def nhwc_u8(x, name="x", channels=None):
     if channels is not None and x.shape[3] != channels:
         raise ShapeError(f"{name} must have C={channels} channels (NHWC), got shape {x.shape}")
     return np.ascontiguousarray(x)
+
+
+def output(out, shape, dtype=np.uint8):
+    """`out` when it is a C-contiguous array of exactly this shape and dtype — the buffer a graph
+    op kept from its previous call in this thread (qengine/graph/executor.py) — else a new
+    array. Reusing it is what lets a steady-state run allocate no activation memory."""
+    shape = tuple(shape)
+    if out is not None and out.shape == shape and out.dtype == dtype and \
+            out.flags.c_contiguous and out.flags.writeable:
+        return out
+    return np.empty(shape, dtype)

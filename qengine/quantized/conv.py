@@ -106,11 +106,11 @@ class QConv2d:
         return (n, conv_out_size(h, kh, sh, dh, pt, pb), conv_out_size(w, kw, sw, dw, pl, pr),
                 self.out_channels)
 
-    def __call__(self, x, *, nthreads=0):
+    def __call__(self, x, *, nthreads=0, out=None):
         x = S.nhwc_u8(x, "x", self.in_channels)
         n, h, w, c = x.shape
         _, oh, ow, cout = self.output_shape(x.shape)
-        y = np.empty((n, oh, ow, cout), np.uint8)
+        y = S.output(out, (n, oh, ow, cout))
         if y.size == 0:
             return y
         (kh, kw), (sh, sw), (dh, dw), (pt, pl, _, _) = (self.kernel_size, self.stride,

@@ -34,13 +34,13 @@ class _Binary:
         self._isa = S.isa_index(isa)
         self.isa = _runtime.ISA_NAMES[self._isa]
 
-    def __call__(self, a, b, *, nthreads=0):
+    def __call__(self, a, b, *, nthreads=0, out=None):
         a, b = _u8(a, "a"), _u8(b, "b")
         shape = np.broadcast_shapes(a.shape, b.shape)
         # broadcasting is materialized (a copy of the smaller operand); the kernel is flat
         a = np.ascontiguousarray(np.broadcast_to(a, shape))
         b = np.ascontiguousarray(np.broadcast_to(b, shape))
-        y = np.empty(shape, np.uint8)
+        y = S.output(out, shape)
         _conv.binary(self._op, self._isa, a, b, y, self.a_zero_point, self.b_zero_point,
                      self.output_zero_point, self.lo, self.hi, self._ma, self._mb, nthreads)
         return y
@@ -70,10 +70,10 @@ class QMul(_Binary):
         self._mb = 0.0
 
 
-def apply_table(x, table, nthreads=0):
+def apply_table(x, table, nthreads=0, out=None):
     """y = table[x] through the compiled gather (uint8 x of any shape)."""
     x = np.ascontiguousarray(_u8(x, "x"))
-    y = np.empty_like(x)
+    y = S.output(out, x.shape)
     if x.size:
         _conv.lut(x, table, y, nthreads)
     return y
@@ -98,8 +98,8 @@ class QLookupTable:
         self.table = activation_table_ref(self.fn, self.input_scale, self.input_zero_point,
                                           self.output_scale, self.output_zero_point, **fn_kwargs)
 
-    def __call__(self, x, *, nthreads=0):
-        return apply_table(x, self.table, nthreads)
+    def __call__(self, x, *, nthreads=0, out=None):
+        return apply_table(x, self.table, nthreads, out)
 
 
 class QConcat:
@@ -117,9 +117,19 @@ class QConcat:
                         else requant_table_ref(s, z, self.output_scale, self.output_zero_point)
                         for s, z in self.input_qparams]
 
-    def __call__(self, inputs, *, nthreads=0):
+    def __call__(self, inputs, *, nthreads=0, out=None):
         if len(inputs) != len(self._tables):
             raise ShapeError(f"QConcat expects {len(self._tables)} inputs, got {len(inputs)}")
         parts = [_u8(x, f"inputs[{i}]") if t is None else apply_table(x, t, nthreads)
                  for i, (x, t) in enumerate(zip(inputs, self._tables))]
-        return np.concatenate(parts, axis=self.axis)
+        shape = list(parts[0].shape)
+        try:
+            shape[self.axis] = sum(p.shape[self.axis] for p in parts)
+        except IndexError:
+            raise ShapeError(f"QConcat axis {self.axis} is out of range for shape "
+                             f"{parts[0].shape}") from None
+        y = S.output(out, shape)
+        try:
+            return np.concatenate(parts, axis=self.axis, out=y)
+        except ValueError as e:
+            raise ShapeError(f"QConcat inputs do not fit together: {e}") from None

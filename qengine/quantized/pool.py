@@ -29,11 +29,11 @@ class _Pool:
         return (n, conv_out_size(h, kh, sh, dh, pt, pb, self.ceil_mode),
                 conv_out_size(w, kw, sw, dw, pl, pr, self.ceil_mode), c)
 
-    def _run(self, x, kind, cip, zx, zy, lo, hi, mult, nthreads):
+    def _run(self, x, kind, cip, zx, zy, lo, hi, mult, nthreads, out=None):
         x = S.nhwc_u8(x)
         n, h, w, c = x.shape
         _, oh, ow, _ = self.output_shape(x.shape)
-        y = np.empty((n, oh, ow, c), np.uint8)
+        y = S.output(out, (n, oh, ow, c))
         if y.size:
             (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = (self.kernel_size, self.stride,
                                                               self.dilation, self.padding)
@@ -49,8 +49,8 @@ class QMaxPool2d(_Pool):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
 
-    def __call__(self, x, *, nthreads=0):
-        return self._run(x, 0, False, 0, 0, 0, 255, None, nthreads)
+    def __call__(self, x, *, nthreads=0, out=None):
+        return self._run(x, 0, False, 0, 0, 0, 255, None, nthreads, out)
 
 
 class QAveragePool2d(_Pool):
@@ -75,9 +75,9 @@ class QAveragePool2d(_Pool):
         kh, kw = self.kernel_size
         self._mult = avgpool_multipliers(self.input_scale, self.output_scale, kh * kw)
 
-    def __call__(self, x, *, nthreads=0):
+    def __call__(self, x, *, nthreads=0, out=None):
         return self._run(x, 1, self.count_include_pad, self.input_zero_point,
-                         self.output_zero_point, self.lo, self.hi, self._mult, nthreads)
+                         self.output_zero_point, self.lo, self.hi, self._mult, nthreads, out)
 
 
 class QGlobalAveragePool:
@@ -96,10 +96,10 @@ class QGlobalAveragePool:
         self.lo, self.hi = S.clamp_range(activation, self.output_scale, self.output_zero_point)
         self._cache = {}
 
-    def __call__(self, x, *, nthreads=0):
+    def __call__(self, x, *, nthreads=0, out=None):
         x = S.nhwc_u8(x)
         n, h, w, c = x.shape
-        y = np.empty((n, 1, 1, c), np.uint8)
+        y = S.output(out, (n, 1, 1, c))
         if y.size == 0 or h * w == 0:
             y[...] = self.output_zero_point
             return y

@@ -36,14 +36,15 @@ class QLinear:
         self._w = functional.pack_weights(self.weight_int8, isa=self.isa)
         self._col = functional.fold_bias(self.bias_int32, self.input_zero_point, self._w)
 
-    def __call__(self, x, *, nthreads=0):
+    def __call__(self, x, *, nthreads=0, out=None):
         if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim < 1 \
                 or x.shape[-1] != self.in_features:
             raise ShapeError(f"QLinear expects uint8 [..., {self.in_features}], got "
                              f"{getattr(x, 'dtype', '?')} {getattr(x, 'shape', '')}")
         lead = x.shape[:-1]
         a = np.ascontiguousarray(x.reshape(-1, self.in_features))
-        y = np.empty((a.shape[0], self.out_features), np.uint8)
+        y = S.output(None if out is None else out.reshape(-1, out.shape[-1]),
+                     (a.shape[0], self.out_features))
         if a.shape[0]:
             # a_zp is already folded into _col: the epilogue adds it as the column bias
             _gemm.gemm(self._isa, a, self._w._c(), _gemm.EPI_U8, y, col_bias=self._col,
