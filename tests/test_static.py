@@ -195,3 +195,13 @@ def test_onnx_runtime_quantize_static_on_the_same_model_and_data(digits, tmp_pat
     q = qengine.quantize_static(qengine.from_onnx(path), {"image": xc})
     y_qe = qengine.Session(q).run({"image": x})["logits"]
     assert _sqnr(y_qe, ref) >= _sqnr(y_ort, ref) - 0.5, (_sqnr(y_qe, ref), _sqnr(y_ort, ref))
+
+
+def test_a_generator_of_batches_calibrates_like_the_same_batches_in_a_list(digits):
+    g, xc, x, _ = digits
+    batches = [{"image": xc[i:i + 32]} for i in range(0, len(xc), 32)]
+    from_list = qengine.quantize_static(g, batches)
+    from_gen = qengine.quantize_static(g, (b for b in batches))      # one-shot iterator
+    a = qengine.Session(from_list).run({"image": x[:32]})["logits"]
+    b = qengine.Session(from_gen).run({"image": x[:32]})["logits"]
+    np.testing.assert_array_equal(a, b)

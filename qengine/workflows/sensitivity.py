@@ -116,7 +116,7 @@ class _Study:
         if missing:
             raise ConfigError(f"keep_float names nodes that are not in the graph: "
                               f"{sorted(missing)}")
-        observe_shapes(g, calibration_data, self.config.batch_size)
+        calibration_data = observe_shapes(g, calibration_data, self.config.batch_size)
         self.g, self.calib = g, calibration_data
         self.full = _Plan(g, frozenset())
         nodes = {n.name: n for n in g.nodes}

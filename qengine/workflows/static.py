@@ -21,6 +21,7 @@ sensitivity.py) and bias correction (workflows/bias_correction.py) reuse one cal
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -94,11 +95,12 @@ def prepare_float_graph(model) -> Graph:
                     fold_max_bytes=1 << 62)
 
 
-def observe_shapes(g: Graph, calibration_data, batch_size=None) -> Graph:
-    """Record in `g.value_info` the shape of every activation seen on one calibration batch,
-    where static shape inference left it unknown or symbolic (it cannot always see through
-    symbolic batch dims). The int8 rewrite needs every activation's rank (for layouts) and,
-    for SAME padding, its spatial size. Returns g."""
+def observe_shapes(g: Graph, calibration_data, batch_size=None):
+    """Record in `g.value_info` the shape of every activation seen on the first calibration
+    batch, where static shape inference left it unknown or symbolic (it cannot always see
+    through symbolic batch dims). The int8 rewrite needs every activation's rank (for layouts)
+    and, for SAME padding, its spatial size. Returns the calibration data to use from now on: a
+    one-shot iterator of feed dicts comes back with its first batch put in front again."""
     from ..calibration.collect import _split
     from ..calibration.tap import TapSession
     from ..graph.ir import DTYPES, ValueInfo
@@ -106,7 +108,16 @@ def observe_shapes(g: Graph, calibration_data, batch_size=None) -> Graph:
     if isinstance(calibration_data, Mapping):
         feeds = next(iter(_split(tap, calibration_data, batch_size)[0]))
     else:
-        feeds = next(iter(calibration_data))
+        it = iter(calibration_data)
+        try:
+            feeds = next(it)
+        except StopIteration:
+            raise ConfigError("calibration_data produced no batches") from None
+        if it is calibration_data:                       # a generator: keep memory flat
+            calibration_data = itertools.chain([feeds], it)
+        if not isinstance(feeds, Mapping):
+            raise ConfigError(f"calibration batches must be dicts {{input name: array}}, got "
+                              f"{type(feeds).__name__}")
     seen = {}
     tap.run_tapped(feeds, lambda name, v: seen.__setitem__(name, (np.shape(v),
                                                                   np.asarray(v).dtype.name)))
@@ -116,7 +127,7 @@ def observe_shapes(g: Graph, calibration_data, batch_size=None) -> Graph:
             all(isinstance(d, int) for d in info.shape)
         if not known and dtype in DTYPES:
             g.value_info[name] = ValueInfo(name, dtype, tuple(int(d) for d in shape))
-    return g
+    return calibration_data
 
 
 def _shape(g: Graph, name: str):
@@ -551,7 +562,7 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
     missing = config.keep_float - {n.name for n in g.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
-    observe_shapes(g, calibration_data, config.batch_size)
+    calibration_data = observe_shapes(g, calibration_data, config.batch_size)
     stats = calibrate(g, calibration_data, config, progress)
     q, layers = build_int8(g, stats, config, with_layers=True)
     if config.bias_correction:
