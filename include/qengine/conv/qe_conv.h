@@ -137,9 +137,10 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
     const size_t ntiles = s->groups * c.nmb * c.nnb;
     if ((size_t)nt > ntiles) nt = (int)ntiles;
 
-    /* per thread: the packed pixels, then a gathered receptive field (kp bytes); each
-     * buffer stays 64-aligned */
-    const size_t block = qe_gemm_round_up(c.mcp * apanel, 64) + qe_gemm_round_up(c.kp, 64);
+    /* per thread: the packed pixels, then a panel's gathered receptive fields (MR_MAX · kp
+     * bytes); each buffer stays 64-aligned */
+    const size_t block = qe_gemm_round_up(c.mcp * apanel, 64) +
+                         qe_gemm_round_up(QE_GEMM_MR_MAX * c.kp, 64);
     const size_t apart = qe_gemm_round_up(c.mcp * apanel, 64);
     uint8_t *zrow = (uint8_t *)malloc(s->cin_g);
     uint8_t *bufs = (uint8_t *)malloc(block * (size_t)nt + 64);
