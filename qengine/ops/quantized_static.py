@@ -74,6 +74,17 @@ def _tensor_qparams(op):
     return float(s), int(z)
 
 
+def _to_nhwc(q):
+    """NCHW → contiguous NHWC. With few channels (RGB input) one strided copy per channel is
+    ~4× faster than NumPy's generic transpose copy, whose innermost run is then C bytes long."""
+    if q.shape[1] > 4:
+        return np.ascontiguousarray(q.transpose(0, 2, 3, 1))
+    out = np.empty((q.shape[0], q.shape[2], q.shape[3], q.shape[1]), q.dtype)
+    for c in range(q.shape[1]):
+        out[..., c] = q[:, c]
+    return out
+
+
 @register_op
 class QuantizeU8(Op):
     """float → uint8 (numerics.md "Quantize"); `to_nhwc` moves channels last for 4-D inputs.
@@ -91,11 +102,11 @@ class QuantizeU8(Op):
         if x is None or x.dtype.kind != "f":
             self.fail(f"expects a float tensor, got {None if x is None else x.dtype}",
                       ShapeError)
-        if self._nhwc and x.ndim == 4:
-            x = x.transpose(0, 2, 3, 1)
         x = np.ascontiguousarray(x, np.float32)
         q = np.empty(x.shape, np.uint8)
         _quant.quantize_u8(x, q, self._scale, self._zp, self._isa)
+        if self._nhwc and x.ndim == 4:     # convert, then transpose the bytes: 4× less to move
+            q = _to_nhwc(q)
         return (q,)
 
 
