@@ -2,7 +2,8 @@
  * registers: the K loop of qe_u8_s8_gemm_ukernel_12x32c4__avx512vnni, then per accumulator
  * the operations of qe_gemm_epilogue__avx512 (hence of qe_requantize, numerics.md epilogue (b))
  * in the same order — + col_bias, cvtepi32_ps, × multiplier, max lo − z_y, min hi − z_y,
- * cvtps_epi32 (half to even under the default MXCSR), + z_y — and a masked byte store. The
+ * cvtps_epi32 (half to even under the default MXCSR), + z_y (in bytes, see below) — and a
+ * masked byte store. The
  * int32 tile never goes to memory, which is what small-N (Cout = 64) and small-K (1×1 with
  * Cin = 16) layers were paying for. Callers use it only when a_zp is NULL and z_w = 0.
  */
@@ -19,8 +20,8 @@
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                              \
                 __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[i][h], bias[h]));           \
                 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, mult[h]), vlo), vhi);         \
-                const __m512i y = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);                \
-                _mm_mask_storeu_epi8(out + i * ldc + 16 * h, km[h], _mm512_cvtepi32_epi8(y));  \
+                const __m128i y = _mm_add_epi8(_mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)), vzp); \
+                _mm_mask_storeu_epi8(out + i * ldc + 16 * h, km[h], y);                        \
             }                                                                                  \
         }                                                                                      \
     } while (0)
@@ -44,7 +45,9 @@ static void qe_u8_s8_gemm_minmax_ukernel_12x32c4__avx512vnni(size_t mr, size_t k
     }
     const __m512 vlo = _mm512_set1_ps((float)(q->lo - q->out_zp));
     const __m512 vhi = _mm512_set1_ps((float)(q->hi - q->out_zp));
-    const __m512i vzp = _mm512_set1_epi32(q->out_zp);
+    /* + z_y after narrowing, in bytes: rhe(v) ∈ [lo − z_y, hi − z_y] and y = rhe(v) + z_y lies in
+     * the output type, so adding modulo 256 to rhe(v) mod 256 gives y's bits exactly */
+    const __m128i vzp = _mm_set1_epi8((char)q->out_zp);
     switch (mr) {
     case 1: QE_VNNI_REQUANT_BODY(1, 4); break;
     case 2: QE_VNNI_REQUANT_BODY(2, 4); break;
