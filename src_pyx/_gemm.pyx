@@ -36,7 +36,9 @@ def kernel_table():
     return [dict(name=qe_gemm_kernels[i].name.decode(), isa=qe_gemm_kernels[i].isa,
                  mr=qe_gemm_kernels[i].mr, nr=qe_gemm_kernels[i].nr, kr=qe_gemm_kernels[i].kr,
                  kpad=qe_gemm_kernels[i].kpad,
-                 elem=qe_gemm_kernels[i].elem) for i in range(QE_GEMM_NKERNELS)]
+                 elem=qe_gemm_kernels[i].elem,
+                 fused_requant=qe_gemm_kernels[i].ukernel_requant != NULL)
+            for i in range(QE_GEMM_NKERNELS)]
 
 
 def packed_bytes(int isa, size_t n, size_t k):

@@ -26,6 +26,7 @@ cdef extern from "qengine/gemm/qe_gemm_dynamic.h" nogil:
     ctypedef struct qe_gemm_kernel_rec:
         const char *name
         int32_t isa, mr, nr, kr, kpad, elem
+        void *ukernel_requant
 
     const qe_gemm_kernel_rec qe_gemm_kernels[]
     const qe_gemm_kernel_rec *qe_gemm_kernel_for_isa(int isa)

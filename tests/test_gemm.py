@@ -184,6 +184,42 @@ def test_requant_epilogue_bit_exact(isa, out_dtype, clamp):
     assert 0 < np.count_nonzero((want != want.min()) & (want != want.max()))
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("out_dtype", [np.uint8, np.int8])
+def test_fused_requant_kernel_tile_edges(isa, out_dtype):
+    """The record's fused requantizing microkernel (used when z_a is folded into the bias and
+    z_w = 0) equals the int32-tile kernel + epilogue (selected by passing a_zp) and the
+    reference, over every row count of the tile, column tails around NR/2 and NR, K tails,
+    with and without bias."""
+    rng = np.random.default_rng(11)
+    r = KERNELS[isa]
+    mr, nr = r["mr"], r["nr"]
+    dt = np.dtype(out_dtype)
+    zy = 100 if dt == np.uint8 else -5
+    lo, hi = (zy, 255) if dt == np.uint8 else (-100, 90)
+    for m in sorted({1, mr - 1, mr, mr + 1, 2 * mr + 3}):
+        for n in sorted({1, nr // 2 - 1, nr // 2, nr // 2 + 1, nr - 1, nr, nr + 1, 2 * nr + 5}):
+            for k in (1, 5, 16, 37):
+                if m < 1 or n < 1:
+                    continue
+                a, w = rnd(rng, (m, k), np.uint8), rnd(rng, (n, k), np.int8)
+                bias = rng.integers(-3000, 3000, n).astype(np.int32) if k != 5 else None
+                mult = np.exp(rng.uniform(-9, -4, n)).astype(np.float32)
+                wp = F.pack_weights(w, isa=isa)
+                want = R.matmul_requant_ref(a, 0, w, bias, mult, zy, dt, (lo, hi))
+                kind = _gemm.EPI_U8 if dt == np.uint8 else _gemm.EPI_S8
+                col = None if bias is None else bias.astype(np.int32)
+                fused = np.empty((m, n), dt)
+                _gemm.gemm(_runtime.ISA_NAMES.index(isa), a, wp._c(), kind, fused, col_bias=col,
+                           multiplier=mult, out_zp=zy, lo=lo, hi=hi)
+                unfused = np.empty((m, n), dt)
+                _gemm.gemm(_runtime.ISA_NAMES.index(isa), a, wp._c(), kind, unfused,
+                           a_zp=np.zeros(1, np.int32), col_bias=col, multiplier=mult, out_zp=zy,
+                           lo=lo, hi=hi)
+                assert np.array_equal(fused, want), (m, n, k)
+                assert np.array_equal(unfused, want), (m, n, k)
+
+
 def test_requant_ties_round_half_even():
     # acc·M lands exactly on .5: M = 0.5, acc odd
     w = np.ones((1, 1), np.int8)

@@ -82,6 +82,17 @@ def _tensor_qparams(op):
     return float(s), int(z)
 
 
+def _to_nhwc(q, out):
+    """NCHW q → NHWC `out`. With few channels (RGB input) one strided copy per channel is
+    ~4× faster than NumPy's generic transpose copy, whose innermost run is then C bytes long."""
+    if q.shape[1] > 4:
+        np.copyto(out, q.transpose(0, 2, 3, 1))
+        return out
+    for c in range(q.shape[1]):
+        out[..., c] = q[:, c]
+    return out
+
+
 @register_op
 class QuantizeU8(Op):
     """float → uint8 (numerics.md "Quantize"); `to_nhwc` moves channels last for 4-D inputs.
@@ -107,12 +118,11 @@ class QuantizeU8(Op):
             q = arena["y"] = S.output(arena.get("y"), x.shape)
             _quant.quantize_u8(x, q, self._scale, self._zp, self._isa)
             return (q,)
-        # quantize in the input's layout, then move the bytes (4× less data than the floats)
+        # convert in the input's layout, then move the bytes: 4× less data than the floats
         t = arena["t"] = S.output(arena.get("t"), x.shape)
         _quant.quantize_u8(x, t, self._scale, self._zp, self._isa)
         n, c, h, w = x.shape
-        q = arena["y"] = S.output(arena.get("y"), (n, h, w, c))
-        np.copyto(q, t.transpose(0, 2, 3, 1))
+        q = arena["y"] = _to_nhwc(t, S.output(arena.get("y"), (n, h, w, c)))
         return (q,)
 
 

@@ -65,12 +65,19 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
     const size_t wpanel = (size_t)r->nr * c->kp * (size_t)r->elem;
     const size_t pn0 = nb * c->ncp, pn1 = pn0 + c->ncp < c->npanels ? pn0 + c->ncp : c->npanels;
     uint8_t *out = c->y + g * s->cout_g * esize;
+    const int fused = qe_gemm_can_fuse(r, w, &ep);
     for (size_t pn = pn0; pn < pn1; pn++) {
         const size_t n0 = pn * (size_t)r->nr;
         const size_t nr = s->cout_g - n0 < (size_t)r->nr ? s->cout_g - n0 : (size_t)r->nr;
         const char *wp = (const char *)w->data + pn * wpanel;
         for (size_t p = 0; p * r->mr < rows; p++) {
             const size_t mr = rows - p * r->mr < (size_t)r->mr ? rows - p * r->mr : (size_t)r->mr;
+            if (fused) {
+                const qe_gemm_requant_tile q = qe_gemm_requant_tile_at(
+                    &ep, out + ((m0 + p * r->mr) * s->cout + n0) * esize, s->cout, n0, nr);
+                r->ukernel_requant(mr, kg, apack + p * apanel, wp, &q);
+                continue;
+            }
             r->ukernel(mr, kg, apack + p * apanel, wp, ct, 0);
             const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, m0 + p * r->mr, n0, NULL};
             r->epilogue(&tile, w, &ep, out, s->cout);
@@ -130,9 +137,10 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
     const size_t ntiles = s->groups * c.nmb * c.nnb;
     if ((size_t)nt > ntiles) nt = (int)ntiles;
 
-    /* per thread: the packed pixels, then a gathered receptive field (kp bytes); each
-     * buffer stays 64-aligned */
-    const size_t block = qe_gemm_round_up(c.mcp * apanel, 64) + qe_gemm_round_up(c.kp, 64);
+    /* per thread: the packed pixels, then a panel's gathered receptive fields (MR_MAX · kp
+     * bytes); each buffer stays 64-aligned */
+    const size_t block = qe_gemm_round_up(c.mcp * apanel, 64) +
+                         qe_gemm_round_up(QE_GEMM_MR_MAX * c.kp, 64);
     const size_t apart = qe_gemm_round_up(c.mcp * apanel, 64);
     uint8_t *zrow = (uint8_t *)malloc(s->cin_g);
     uint8_t *bufs = (uint8_t *)malloc(block * (size_t)nt + 64);

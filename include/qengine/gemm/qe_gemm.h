@@ -39,6 +39,7 @@
 #include "qe_u8_s8_gemm_ukernel_4x4c4__scalar.h"
 #include "qe_u8_s8_gemm_ukernel_4x16c2__avx2.h"
 #include "qe_u8_s8_gemm_ukernel_12x32c4__avx512vnni.h"
+#include "qe_u8_s8_gemm_minmax_ukernel_12x32c4__avx512vnni.h"
 #include "qe_u8_s8_gemm_ukernel_4x16c4__neondot.h"
 #include "qe_u8_s8_gemv_ukernel_1x4p__avx2.h"
 #include "qe_u8_s8_gemv_ukernel_1x4p__avx512vnni.h"
@@ -60,8 +61,8 @@ enum {
 #define QE_GEMM_NC_COLS 256
 
 static const qe_gemm_kernel_rec qe_gemm_kernels[] = {
-#define QE_GEMM_KERNEL(isa, uk, epi, gv, mr, nr, kr, kpad, elem) \
-    {#uk, isa, mr, nr, kr, kpad, elem, uk, epi, gv},
+#define QE_GEMM_KERNEL(isa, uk, epi, gv, rq, mr, nr, kr, kpad, elem) \
+    {#uk, isa, mr, nr, kr, kpad, elem, uk, epi, gv, rq},
 #include "qe_gemm_kernels.inc"
 #undef QE_GEMM_KERNEL
 };
@@ -99,6 +100,21 @@ typedef struct qe_gemm_ctx {
     size_t m, ldc, kg, mcp, ncp, mpanels, npanels, ntm;
 } qe_gemm_ctx;
 
+/* The fused requantizing microkernel applies when the record has one and the epilogue is the
+ * static one with nothing row-dependent left: z_a folded into col_bias and z_w = 0. */
+static inline int qe_gemm_can_fuse(const qe_gemm_kernel_rec *r, const qe_packed_w *w,
+                                   const qe_gemm_epilogue *ep) {
+    return r->ukernel_requant && (ep->kind == QE_EPI_U8 || ep->kind == QE_EPI_S8) && !ep->a_zp &&
+           !w->w_zp;
+}
+
+static inline qe_gemm_requant_tile qe_gemm_requant_tile_at(const qe_gemm_epilogue *ep, void *out,
+                                                           size_t ldc, size_t n0, size_t nr) {
+    const qe_gemm_requant_tile q = {ep->col_bias ? ep->col_bias + n0 : NULL, ep->multiplier + n0,
+                                    out, ldc, nr, ep->out_zp, ep->lo, ep->hi};
+    return q;
+}
+
 static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
     const qe_gemm_kernel_rec *r = x->r;
     int32_t ct[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX] __attribute__((aligned(64)));
@@ -121,11 +137,19 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
         }
         return;
     }
+    const size_t esize = x->ep->kind == QE_EPI_INT32 || x->ep->kind == QE_EPI_F32 ? 4 : 1;
+    const int fused = qe_gemm_can_fuse(r, x->w, x->ep);
     for (size_t pn = pn0; pn < pn1; pn++) {
         const size_t n0 = pn * r->nr, nr = (size_t)x->w->n - n0 < (size_t)r->nr ? (size_t)x->w->n - n0 : (size_t)r->nr;
         const char *wp = (const char *)x->w->data + pn * wpanel;
         for (size_t pm = pm0; pm < pm1; pm++) {
             const size_t m0 = pm * r->mr, mr = x->m - m0 < (size_t)r->mr ? x->m - m0 : (size_t)r->mr;
+            if (fused) {
+                const qe_gemm_requant_tile q = qe_gemm_requant_tile_at(
+                    x->ep, (char *)x->out + (m0 * x->ldc + n0) * esize, x->ldc, n0, nr);
+                r->ukernel_requant(mr, x->kg, x->apack + pm * apanel, wp, &q);
+                continue;
+            }
             r->ukernel(mr, x->kg, x->apack + pm * apanel, wp, ct, 0);
             const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, m0, n0, x->rterm ? x->rterm + m0 : NULL};
             r->epilogue(&tile, x->w, x->ep, x->out, x->ldc);

@@ -63,6 +63,31 @@ static void qe_gemm_pack_a(const qe_gemm_kernel_rec *r, size_t m, size_t k, cons
     for (size_t p = p0; p < p1; p++) {
         uint8_t *dst8 = (uint8_t *)out + p * panel;
         if ((p + 1) * mr > m || k % (size_t)r->kpad) memset(dst8, 0, panel);
+        if (r->elem == 1 && kr == 4) {
+            /* K-group by K-group over the panel's rows: the 4-byte stores run sequentially
+             * (one row's values scattered MR·4 bytes apart measured ~3.5 cycles per store) */
+            const size_t pr = m - p * mr < mr ? m - p * mr : mr, k4 = k / 4 * 4;
+            const uint8_t *src[QE_GEMM_MR_MAX];
+            for (size_t i = 0; i < pr; i++) src[i] = a + (p * mr + i) * lda;
+            uint8_t *d = dst8;
+            if (pr == QE_GEMM_MR_MAX && mr == QE_GEMM_MR_MAX) {
+                for (size_t kk = 0; kk < k4; kk += 4, d += QE_GEMM_MR_MAX * 4)
+                    _Pragma("GCC unroll 12") for (size_t i = 0; i < QE_GEMM_MR_MAX; i++)
+                        memcpy(d + 4 * i, src[i] + kk, 4);
+            } else {
+                for (size_t kk = 0; kk < k4; kk += 4, d += mr * 4)
+                    for (size_t i = 0; i < pr; i++) memcpy(d + 4 * i, src[i] + kk, 4);
+            }
+            for (size_t i = 0; i < pr; i++) {
+                for (size_t kk = k4; kk < k; kk++) d[4 * i + kk - k4] = src[i][kk];
+                if (rowsum) {
+                    int32_t sum = 0;
+                    for (size_t kk = 0; kk < k; kk++) sum += src[i][kk];
+                    rowsum[p * mr + i] = sum;
+                }
+            }
+            continue;
+        }
         for (size_t i = 0; i < mr && p * mr + i < m; i++) {
             const size_t row = p * mr + i;
             const uint8_t *src = a + row * lda;

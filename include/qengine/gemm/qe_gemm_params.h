@@ -76,6 +76,21 @@ typedef void (*qe_gemm_epilogue_fn)(const qe_gemm_tile *tile, const qe_packed_w 
 typedef void (*qe_gemm_gemv_fn)(size_t np, size_t kg, const void *a, size_t a_stride,
                                 const void *w, size_t wpanel, int32_t *c);
 
+/* The fused requantizing microkernel (epilogue (b) of numerics.md applied to the accumulators
+ * while they are still in registers, for the static-quantization case with z_a folded into
+ * col_bias and symmetric weights): the tile's int32 block is never stored and re-read.
+ * col_bias/multiplier point at the tile's first column; out at output (m0, n0), row stride ldc
+ * bytes; nr ≤ NR columns are written, kind is QE_EPI_U8 or QE_EPI_S8. */
+typedef struct qe_gemm_requant_tile {
+    const int32_t *col_bias;    /* [nr] or NULL */
+    const float *multiplier;    /* [nr] */
+    void *out;
+    size_t ldc, nr;
+    int32_t out_zp, lo, hi;
+} qe_gemm_requant_tile;
+typedef void (*qe_gemm_ukernel_requant_fn)(size_t mr, size_t kg, const void *a, const void *w,
+                                           const qe_gemm_requant_tile *q);
+
 /* A dispatch record: a kernel travels with its tile and its packing, so they never mismatch. */
 typedef struct qe_gemm_kernel_rec {
     const char *name;
@@ -85,6 +100,7 @@ typedef struct qe_gemm_kernel_rec {
     qe_gemm_ukernel_fn ukernel;
     qe_gemm_epilogue_fn epilogue;
     qe_gemm_gemv_fn gemv;       /* may be NULL */
+    qe_gemm_ukernel_requant_fn ukernel_requant;   /* may be NULL: ukernel + epilogue instead */
 } qe_gemm_kernel_rec;
 
 #endif

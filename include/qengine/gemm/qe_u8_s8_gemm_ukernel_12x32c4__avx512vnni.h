@@ -22,33 +22,40 @@
  * register (or the stack) on each iteration of the K-split loops; the "+v" tie keeps them put. */
 #define QE_DPBUSD(acc, a, b) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b))
 
-#define QE_VNNI_BODY(MRV, KS)                                                                  \
-    do {                                                                                       \
-        __m512i acc[KS * MRV][2];                                                                 \
+/* QE_VNNI_ACCUMULATE leaves the 12×32 dot products of the panel pair in acc[0..MRV)[0..1];
+ * the int32-tile kernel below stores them, the fused requantizing kernel
+ * (qe_u8_s8_gemm_minmax_ukernel_12x32c4__avx512vnni.h) requantizes them in registers. */
+#define QE_VNNI_ACCUMULATE(MRV, KS)                                                            \
+        __m512i acc[KS * MRV][2];                                                              \
         _Pragma("GCC unroll 12") for (int s = 0; s < KS; s++)                                  \
         _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++)                                 \
-            acc[s * MRV + i][0] = acc[s * MRV + i][1] = _mm512_setzero_si512();                              \
-        for (size_t g = 0; g < kg; g += KS) { /* kg: a multiple of 4 (kpad) */                   \
+            acc[s * MRV + i][0] = acc[s * MRV + i][1] = _mm512_setzero_si512();                \
+        for (size_t g = 0; g < kg; g += KS) { /* kg: a multiple of 4 (kpad) */                 \
             _mm_prefetch((const char *)(pw + 1024), _MM_HINT_T0);                              \
             _Pragma("GCC unroll 12") for (int s = 0; s < KS; s++) {                            \
-                const __m512i b0 = _mm512_loadu_si512(pw + 128 * s);                                   \
-                const __m512i b1 = _mm512_loadu_si512(pw + 128 * s + 64);                                \
+                const __m512i b0 = _mm512_loadu_si512(pw + 128 * s);                           \
+                const __m512i b1 = _mm512_loadu_si512(pw + 128 * s + 64);                      \
                 _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++) {                       \
                     int32_t a4;                                                                \
-                    memcpy(&a4, pa + 4 * QE_VNNI_MR * s + 4 * i, 4);                                                \
+                    memcpy(&a4, pa + 4 * QE_VNNI_MR * s + 4 * i, 4);                           \
                     const __m512i va = _mm512_set1_epi32(a4);                                  \
-                    QE_DPBUSD(acc[s * MRV + i][0], va, b0);                  \
-                    QE_DPBUSD(acc[s * MRV + i][1], va, b1);                  \
+                    QE_DPBUSD(acc[s * MRV + i][0], va, b0);                                    \
+                    QE_DPBUSD(acc[s * MRV + i][1], va, b1);                                    \
                 }                                                                              \
             }                                                                                  \
             pa += 4 * QE_VNNI_MR * KS;                                                         \
             pw += 128 * KS;                                                                    \
         }                                                                                      \
-        _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++) {                               \
+        _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++)                                 \
             _Pragma("GCC unroll 12") for (int s = 1; s < KS; s++) {                            \
-                acc[i][0] = _mm512_add_epi32(acc[i][0], acc[s * MRV + i][0]);                   \
-                acc[i][1] = _mm512_add_epi32(acc[i][1], acc[s * MRV + i][1]);                   \
-            }                                                                                  \
+                acc[i][0] = _mm512_add_epi32(acc[i][0], acc[s * MRV + i][0]);                  \
+                acc[i][1] = _mm512_add_epi32(acc[i][1], acc[s * MRV + i][1]);                  \
+            }
+
+#define QE_VNNI_BODY(MRV, KS)                                                                  \
+    do {                                                                                       \
+        QE_VNNI_ACCUMULATE(MRV, KS)                                                            \
+        _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++) {                               \
             if (acc_in) {                                                                      \
                 acc[i][0] = _mm512_add_epi32(acc[i][0], _mm512_loadu_si512(c + 32 * i)); \
                 acc[i][1] = _mm512_add_epi32(acc[i][1],                                  \
