@@ -7,7 +7,9 @@ model vs torch x86 static int8 vs FP32, same model and inputs, in one run.
 Peers: ORT quantize_static(QuantFormat.QDQ, activations QUInt8, weights QInt8 per channel,
 MinMax calibration on the same calibration batches); OpenVINO compiles that same QDQ model
 (skipped when openvino is not installed); torch FX static int8 with the x86 backend (skipped for
-the light ONNX model, which has no torch definition). Latency is the median of --runs calls; the
+the light ONNX model, which has no torch definition). Latency is the median of --runs calls,
+one engine after the other with a pause between them (an engine's thread pool keeps spinning
+for a while after its last call and would slow the next one down on 2 cores); the
 output SQNR of each int8 engine against FP32 is printed next to it. The last table times
 entropy calibration (qengine vs ORT's Entropy calibrator) with peak memory.
 """
@@ -170,6 +172,7 @@ def bench_model(name, batch, threads_list, runs, tmp):
         if tq is not None:
             outs["torch_int8"] = fns["torch_int8"]().numpy()
         for k, fn in fns.items():
+            time.sleep(0.3)          # let the previous engine's spinning worker threads park
             r[f"{k}_ms"] = median_ms(measure(fn, runs=runs, warmup=3))
         for k, y in outs.items():
             r[f"{k}_sqnr"] = sqnr_db(y, ref)
