@@ -120,12 +120,7 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
     c.npanels = (s->cout_g + r->nr - 1) / r->nr;
     c.ncp = c.npanels;
 
-    int nt = 1;
-#ifdef _OPENMP
-    nt = qe_threads(nthreads);
-#else
-    (void)nthreads;
-#endif
+    int nt = qe_threads(nthreads);
     if ((double)c.m * (double)s->cout * (double)k < (double)QE_GEMM_PAR_MIN_MACS) nt = 1;
     /* enough tiles for the threads to share evenly: shrink pixel blocks, then split columns */
     while (nt > 1 && c.mcp > 1 && s->groups * ((mpanels + c.mcp - 1) / c.mcp) < (size_t)(4 * nt))

@@ -105,12 +105,7 @@ static int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32
     ptrdiff_t ox_b = last < 0 ? 0 : last / sw + 1;
     if (ox_b > (ptrdiff_t)s->ow) ox_b = (ptrdiff_t)s->ow;
 
-    int nt = 1;
-#ifdef _OPENMP
-    nt = qe_threads(nthreads);
-#else
-    (void)nthreads;
-#endif
+    int nt = qe_threads(nthreads);
     if ((double)rows * (double)s->ow * (double)s->c * (double)ntaps < (double)QE_DWCONV_PAR_MIN_MACS) nt = 1;
     /* split channels too when there are few rows for the threads (late layers: 7×7, 960 ch) */
     const size_t nblocks = (s->c + r->cblock - 1) / r->cblock;

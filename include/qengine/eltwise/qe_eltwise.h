@@ -35,12 +35,7 @@ static int qe_u8_binary(int op, int isa, size_t n, const uint8_t *a, const uint8
     if (p->lo > p->hi || p->lo < 0 || p->hi > 255) return -4;
     const qe_u8_binary_fn fn = qe_u8_binary_for_isa(op, isa);
     const size_t nchunks = (n + QE_ELTWISE_CHUNK - 1) / QE_ELTWISE_CHUNK;
-    int nt = 1;
-#ifdef _OPENMP
-    nt = qe_threads(nthreads);
-#else
-    (void)nthreads;
-#endif
+    int nt = qe_threads(nthreads);
     if (nchunks < 2 || nt <= 1) { fn(n, a, b, y, p); return 0; }
 #ifdef _OPENMP
     #pragma omp parallel for num_threads(nt) schedule(static)
@@ -54,12 +49,7 @@ static int qe_u8_binary(int op, int isa, size_t n, const uint8_t *a, const uint8
 
 static void qe_u8_lut(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y, int nthreads) {
     const size_t nchunks = (n + QE_ELTWISE_CHUNK - 1) / QE_ELTWISE_CHUNK;
-    int nt = 1;
-#ifdef _OPENMP
-    nt = qe_threads(nthreads);
-#else
-    (void)nthreads;
-#endif
+    int nt = qe_threads(nthreads);
     if (nchunks < 2 || nt <= 1) { qe_u8_lut_ukernel__scalar(n, x, table, y); return; }
 #ifdef _OPENMP
     #pragma omp parallel for num_threads(nt) schedule(static)

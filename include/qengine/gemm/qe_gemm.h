@@ -201,12 +201,7 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
     x.rterm = w->w_zp ? rowsum + qe_gemm_round_up(m + 1, 16) : NULL;
     if (!w->w_zp) rowsum = NULL;
 
-    int nt = 1;
-#ifdef _OPENMP
-    nt = qe_threads(nthreads);
-#else
-    (void)nthreads;
-#endif
+    int nt = qe_threads(nthreads);
     if ((double)m * (double)n * (double)k < (double)QE_GEMM_PAR_MIN_MACS) nt = 1;
     x.mcp = QE_GEMM_MC_PANELS;
     x.ncp = QE_GEMM_NC_COLS / r->nr > 0 ? QE_GEMM_NC_COLS / r->nr : 1;

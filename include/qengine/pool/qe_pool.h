@@ -63,12 +63,7 @@ static int qe_pool2d(const qe_conv_shape *s, const qe_pool_params *p, const uint
         return -4;
     const size_t rows = s->n * s->oh, ntaps = s->kh * s->kw;
     if (rows == 0 || s->ow == 0 || s->c == 0) return 0;
-    int nt = 1;
-#ifdef _OPENMP
-    nt = qe_threads(nthreads);
-#else
-    (void)nthreads;
-#endif
+    int nt = qe_threads(nthreads);
     if ((double)rows * (double)s->ow * (double)s->c * (double)ntaps < (double)(1 << 20)) nt = 1;
     if ((size_t)nt > rows) nt = (int)rows;
     const uint8_t **taps = (const uint8_t **)malloc(sizeof(*taps) * ntaps * (size_t)nt);

@@ -310,10 +310,7 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
     memcpy(sh.hbuf[1], L->h, BH * sizeof(float));
     if (L->kind == QE_RNN_GRU) memset(sh.rh, 0, BH * sizeof(float));
 
-    int nt = 1;
-#ifdef _OPENMP
-    nt = qe_threads(L->nthreads);
-#endif
+    int nt = qe_threads(L->nthreads);
     if ((double)L->B * G * L->Hp * L->Hp < (double)QE_RNN_PAR_MIN_MACS) nt = 1;
     if (nt > sh.nblocks) nt = sh.nblocks;
     int err = QE_RNN_OK;
