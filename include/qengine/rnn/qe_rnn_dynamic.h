@@ -166,7 +166,7 @@ static inline int qe_rnn_active(const qe_rnn_layer *L, int s, size_t b) {
 static void qe_rnn_lstm_step(const qe_rnn_shared *sh, qe_rnn_local *x, int s, size_t j0,
                              size_t j1, const float *hp, float *hn) {
     const qe_rnn_layer *L = sh->L;
-    const size_t NB = QE_RNN_NB, GH = 4 * (size_t)L->Hp;
+    const size_t NB = QE_RNN_NB;
     float *g = L->gx + s * L->gx_s;
     /* Odd steps walk the blocks backwards: R is streamed every step, and when it exceeds L2 a
      * cyclic walk misses on every line (LRU), while alternating directions reuses the part
@@ -175,7 +175,6 @@ static void qe_rnn_lstm_step(const qe_rnn_shared *sh, qe_rnn_local *x, int s, si
         const size_t j = (s & 1) ? j0 + j1 - 1 - jj : jj;
         qe_rnn_gemv(sh, x, j * 4 * NB, (j + 1) * 4 * NB, g, (size_t)L->gx_b, NULL, 1);
     }
-    (void)GH;
     for (size_t b = 0; b < (size_t)L->B; b++) {
         float *gb = g + b * L->gx_b;
         float *c = L->c + b * L->Hp;
