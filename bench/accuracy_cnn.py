@@ -1,7 +1,7 @@
 """Accuracy of static int8 on real data: the digits CNN (scripts/train_demo_cnn.py, trained on
 scikit-learn's digits) — FP32 vs qengine INT8 for every calibration method, per-channel vs
 per-tensor weights, with and without bias correction, next to ONNX Runtime's quantize_static
-(QDQ, QUInt8 activations, QInt8 weights) on the same model and calibration images.
+(QDQ, QUInt8 activations, QInt8 weights, after quant_pre_process) on the same model and calibration images.
 
     python bench/accuracy_cnn.py [--calib 256] [--epochs 40]
 
@@ -22,6 +22,8 @@ import qengine
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from compare_cnn import ort_qdq  # noqa: E402
 
 
 def load_trainer():
@@ -36,26 +38,6 @@ def load_trainer():
 def sqnr(y, ref):
     ref = np.asarray(ref, np.float64)
     return float(10 * np.log10(np.sum(ref ** 2) / np.sum((np.asarray(y, np.float64) - ref) ** 2)))
-
-
-def ort_static(path, xc, method, per_channel, tmp):
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
-                                          QuantFormat, QuantType, quantize_static)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter([{"image": xc[i:i + 32]} for i in range(0, len(xc), 32)])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    out = os.path.join(tmp, f"ort_{method}_{per_channel}.onnx")
-    cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-          "percentile": CalibrationMethod.Percentile}[method]
-    quantize_static(path, out, Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    per_channel=per_channel, calibrate_method=cm)
-    return out
 
 
 def main(argv=None):
@@ -93,7 +75,8 @@ def main(argv=None):
                           f"{sqnr(y, ref):.1f} |", flush=True)
         for method in ("minmax", "entropy", "percentile"):
             for pc in (True, False):
-                qp = ort_static(path, xc, method, pc, tmp)
+                qp = ort_qdq(path, "image", [xc[i:i + 32] for i in range(0, len(xc), 32)], tmp,
+                             method, pc)
                 y = ort.InferenceSession(qp, providers=["CPUExecutionProvider"]).run(
                     None, {"image": x})[0]
                 print(f"| ONNX Runtime | {method} | {'per-channel' if pc else 'per-tensor'} | "

@@ -79,7 +79,9 @@ def make_case(name, batch, tmp):
     return path, "input", x, calib, model
 
 
-def ort_qdq(fp32_path, input_name, calib, tmp, method="minmax"):
+def ort_qdq(fp32_path, input_name, calib, tmp, method="minmax", per_channel=True):
+    """ORT quantize_static of `fp32_path` (after quant_pre_process): QDQ, QUInt8 activations,
+    QInt8 weights, calibrated on the list of batches `calib`; returns the output path."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -92,13 +94,13 @@ def ort_qdq(fp32_path, input_name, calib, tmp, method="minmax"):
             return next(self.it, None)
 
     pre = os.path.join(tmp, "pre.onnx")
-    out = os.path.join(tmp, f"qdq_{method}.onnx")
+    out = os.path.join(tmp, f"qdq_{method}_{int(per_channel)}.onnx")
     quant_pre_process(fp32_path, pre, skip_symbolic_shape=True)
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
     quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    per_channel=True, calibrate_method=cm)
+                    per_channel=per_channel, calibrate_method=cm)
     return out
 
 

@@ -81,10 +81,9 @@ def dw_kernel_layout(int isa):
     return qe_dwconv_layout(isa)
 
 
-def conv2d_gemm(int isa, cnp.ndarray x, tuple shape, int a_zp, list packs,
-                cnp.ndarray col_bias, cnp.ndarray mult, int zp, int lo, int hi,
-                cnp.ndarray y, int nthreads=0):
-    """x uint8 NHWC, y uint8 NHWC (C-contiguous); packs[g] = (data, colsum, n, k, kp)."""
+cdef int _conv_gemm(int isa, tuple shape, cnp.ndarray x, int a_zp, list packs,
+                    const qe_gemm_epilogue *ep, cnp.ndarray y, int nthreads) except -1:
+    """qe_conv2d_gemm over packs[g] = (data, colsum, n, k, kp), one packed matrix per group."""
     cdef qe_conv_shape s = _shape(shape)
     cdef size_t g, ng = len(packs)
     cdef qe_packed_w *w = <qe_packed_w *>malloc(sizeof(qe_packed_w) * ng)
@@ -96,36 +95,33 @@ def conv2d_gemm(int isa, cnp.ndarray x, tuple shape, int a_zp, list packs,
         w[g].w_zp = NULL
         w[g].n, w[g].k, w[g].kp = packs[g][2], packs[g][3], packs[g][4]
         w[g].isa = isa
+    cdef const uint8_t *px = <const uint8_t *>_d(x)
+    cdef uint8_t *py = <uint8_t *>_d(y)
+    cdef int rc
+    with nogil:
+        rc = qe_conv2d_gemm(isa, &s, px, a_zp, w, ep, py, nthreads)
+    free(w)
+    _check(rc)
+    return 0
+
+
+def conv2d_gemm(int isa, cnp.ndarray x, tuple shape, int a_zp, list packs,
+                cnp.ndarray col_bias, cnp.ndarray mult, int zp, int lo, int hi,
+                cnp.ndarray y, int nthreads=0):
+    """x uint8 NHWC, y uint8 NHWC (C-contiguous); packs[g] = (data, colsum, n, k, kp)."""
     cdef qe_gemm_epilogue ep
     memset(&ep, 0, sizeof(ep))
     ep.col_bias = <const int32_t *>_d(col_bias)
     ep.multiplier = <const float *>_d(mult)
     ep.kind = QE_EPI_U8
     ep.out_zp, ep.lo, ep.hi = zp, lo, hi
-    cdef const uint8_t *px = <const uint8_t *>_d(x)
-    cdef uint8_t *py = <uint8_t *>_d(y)
-    cdef int rc
-    with nogil:
-        rc = qe_conv2d_gemm(isa, &s, px, a_zp, w, &ep, py, nthreads)
-    free(w)
-    _check(rc)
+    _conv_gemm(isa, shape, x, a_zp, packs, &ep, y, nthreads)
 
 
 def conv2d_gemm_f32(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale, list packs,
                     cnp.ndarray w_scale, object bias, cnp.ndarray y, int nthreads=0):
     """Dynamic quantization: x uint8 NHWC quantized per tensor with (a_scale, a_zp); y float32
     NHWC = float32(acc)·float32(a_scale·w_scale[o]) + bias[o] (docs/numerics.md epilogue (a))."""
-    cdef qe_conv_shape s = _shape(shape)
-    cdef size_t g, ng = len(packs)
-    cdef qe_packed_w *w = <qe_packed_w *>malloc(sizeof(qe_packed_w) * ng)
-    if w == NULL:
-        raise MemoryError()
-    for g in range(ng):
-        w[g].data = _d(packs[g][0])
-        w[g].colsum = <const int32_t *>_d(packs[g][1])
-        w[g].w_zp = NULL
-        w[g].n, w[g].k, w[g].kp = packs[g][2], packs[g][3], packs[g][4]
-        w[g].isa = isa
     cdef int32_t zp = a_zp
     cdef float sc = a_scale
     cdef qe_gemm_epilogue ep
@@ -135,13 +131,7 @@ def conv2d_gemm_f32(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale
     ep.a_scale = &sc
     ep.w_scale = <const float *>_d(w_scale)
     ep.bias = NULL if bias is None else <const float *>_d(bias)
-    cdef const uint8_t *px = <const uint8_t *>_d(x)
-    cdef uint8_t *py = <uint8_t *>_d(y)
-    cdef int rc
-    with nogil:
-        rc = qe_conv2d_gemm(isa, &s, px, a_zp, w, &ep, py, nthreads)
-    free(w)
-    _check(rc)
+    _conv_gemm(isa, shape, x, a_zp, packs, &ep, y, nthreads)
 
 
 def conv1x1(int isa, cnp.ndarray x, size_t m, size_t cin, list packs, cnp.ndarray col_bias,

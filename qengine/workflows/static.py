@@ -34,6 +34,7 @@ from ..graph.ir import Graph, Node
 from ..graph.passes import optimize
 from ..ops.spatial import Geometry
 from ..quant import choose_qparams
+from .dynamic import _bias_vector
 
 METHODS = ("minmax", "moving_average", "entropy", "percentile", "mse")
 _ELEMENTWISE_LUT = {"Sigmoid": "sigmoid", "Tanh": "tanh", "HardSigmoid": "hardsigmoid",
@@ -256,15 +257,6 @@ def _accepts(g: Graph, n: Node):
         return "lut"
     if op in _PASS_THROUGH:
         return "pass"
-    return None
-
-
-def _bias_vector(c, n):
-    c = np.asarray(c)
-    if c.ndim == 0:
-        return np.full(n, c, np.float32)
-    if c.shape[-1] in (1, n) and all(d == 1 for d in c.shape[:-1]):
-        return np.broadcast_to(c.reshape(-1), (n,)).astype(np.float32)
     return None
 
 
