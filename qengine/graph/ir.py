@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -21,7 +21,8 @@ from ..errors import ModelError
 DTYPES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "uint16",
           "uint32", "uint64", "bool")
 
-Dim = int | str | None  # a static size, a symbolic name, or unknown
+# typing.Union, not `int | str | None`: this alias is evaluated at import, and 3.9 lacks `|` on types.
+Dim = Optional[Union[int, str]]  # a static size, a symbolic name, or unknown
 
 
 @dataclass(frozen=True)
