@@ -5,7 +5,10 @@ Every expected failure (bad arguments, unreadable or malformed files, inputs tha
 the model) ends as one line ``qengine: error: ...`` on stderr and exit code 2.
 """
 import argparse
+import dataclasses
 import json
+import math
+import os
 import sys
 import tempfile
 import zipfile
@@ -16,7 +19,23 @@ import numpy as np
 from .errors import QEngineError
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Show each option's default in -h, except the uninformative ones (None, False, empty)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or default in (None, False, argparse.SUPPRESS)
+                or (isinstance(default, (frozenset, list, tuple)) and not default)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         # One line, exit code 2, no usage dump: scripts parse this.
         print(f"qengine: error: {message}", file=sys.stderr)
@@ -56,7 +75,7 @@ def _finite_float(text):
 def _static_options(s, bias=True):
     from .workflows.static import METHODS
     s.add_argument("--method", choices=METHODS, default="minmax",
-                   help="calibration method (static mode, default minmax)")
+                   help="calibration method (static mode)")
     s.add_argument("--per-tensor", action="store_true",
                    help="one weight scale per tensor instead of per output channel")
     s.add_argument("--symmetric-activations", action="store_true",
@@ -97,6 +116,13 @@ def _check_output_path(path):
 
 def _print_json(obj):
     print(json.dumps(obj, indent=None, sort_keys=False))
+
+
+def _json_float(v):
+    """JSON has no inf/nan: SQNRs of exact layers are inf, so write them as strings."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
 
 
 # ---- info -------------------------------------------------------------------------------------
@@ -149,27 +175,37 @@ def _cmd_quantize(args):
     qgraph = result.graph
     save(qgraph, args.output)
     rows = quantization_report(result.float_graph, qgraph, result.report_ops)
+    n_q = sum(r["quantized"] for r in rows)
+    summary = {
+        "model": str(args.model), "output": str(args.output), "mode": args.mode,
+        "nodes": rows, "quantized": n_q, "kept_float": len(rows) - n_q,
+        "weight_bytes_before": sum(r["bytes_before"] for r in rows),
+        "weight_bytes_after": sum(r["bytes_after"] for r in rows),
+        "initializer_bytes_before": weight_bytes(result.float_graph),
+        "initializer_bytes_after": weight_bytes(qgraph),
+        "notes": list(result.notes), "file_bytes": Path(args.output).stat().st_size}
+    if args.json:
+        _print_json(summary)
+        return 0
     table = [[r["node"], r["op"] + (f" -> {r['new_op']}" if r["quantized"] else ""),
               "int8" if r["quantized"] else "float", r["bytes_before"], r["bytes_after"]]
              for r in rows]
     if table:
         print(format_table(["node", "op", "runs in", "bytes before", "bytes after"], table,
                            "lllrr"))
-    n_q = sum(r["quantized"] for r in rows)
-    before = sum(r["bytes_before"] for r in rows)
-    after = sum(r["bytes_after"] for r in rows)
     extra = {"dynamic": ", per-row activations" if args.per_row else "",
              "static": f", {args.method} calibration, weights "
                        f"{'per tensor' if args.per_tensor else 'per channel'}"
                        f"{', bias correction' if args.bias_correction else ''}"}.get(args.mode, "")
     print(f"quantized {n_q} of {len(rows)} quantizable nodes ({args.mode} mode{extra}), "
-          f"{len(rows) - n_q} kept float; their weights {human_bytes(before)} -> "
-          f"{human_bytes(after)}")
-    print(f"all initializers {human_bytes(weight_bytes(result.float_graph))} -> "
-          f"{human_bytes(weight_bytes(qgraph))}")
+          f"{len(rows) - n_q} kept float; their weights "
+          f"{human_bytes(summary['weight_bytes_before'])} -> "
+          f"{human_bytes(summary['weight_bytes_after'])}")
+    print(f"all initializers {human_bytes(summary['initializer_bytes_before'])} -> "
+          f"{human_bytes(summary['initializer_bytes_after'])}")
     for note in result.notes:
         print(note)
-    size = Path(args.output).stat().st_size
+    size = summary["file_bytes"]
     print(f"wrote {args.output} ({size} bytes, {human_bytes(size)})")
     return 0
 
@@ -192,6 +228,20 @@ def _cmd_analyze(args):
     report = analyze(graph, calib, method=args.method, per_channel=not args.per_tensor,
                      symmetric_activations=args.symmetric_activations, eval_data=evald,
                      labels=labels, progress=_progress("calibrating"))
+    paths = None
+    if args.plots is not None:
+        from .tools.plots import plot_sensitivity
+        paths = plot_sensitivity(report, args.plots, progress=_progress("plotting"))
+    if args.json:
+        _print_json({"model": str(args.model), "method": report.method,
+                     "per_channel": not args.per_tensor,
+                     "int8_sqnr_db": _json_float(report.int8_sqnr_db),
+                     "float_metric": report.float_metric, "int8_metric": report.int8_metric,
+                     "layers": [{f.name: _json_float(getattr(r, f.name))
+                                 for f in dataclasses.fields(r) if f.name != "histogram"}
+                                for r in report],
+                     "plots": None if paths is None else [str(p) for p in paths]})
+        return 0
     headers, rows, align = report_rows(report)
     print(f"per-layer quantization analysis ({report.method} calibration, weights "
           f"{'per tensor' if args.per_tensor else 'per channel'}); rank 1 = most sensitive")
@@ -203,9 +253,7 @@ def _cmd_analyze(args):
     print("sqnr alone: model output with only that layer in int8; in model: the layer's output "
           "inside the full int8 model; saturated: calibration values clipped (more than half a "
           "step outside the int8 range)")
-    if args.plots is not None:
-        from .tools.plots import write_plots
-        paths = write_plots(report, args.plots)
+    if paths is not None:
         print(f"wrote {len(paths)} plots to {args.plots}")
     return 0
 
@@ -219,6 +267,11 @@ def _cmd_run(args):
     sess = Session(read_model(args.model))
     outputs = sess.run(load_inputs(args.input))
     _write_npz(args.output, outputs)
+    if args.json:
+        _print_json({"model": str(args.model), "output": str(args.output),
+                     "outputs": {k: {"dtype": v.dtype.name, "shape": list(v.shape)}
+                                 for k, v in outputs.items()}})
+        return 0
     for name, arr in outputs.items():
         print(f"{name}: {arr.dtype} {list(arr.shape)}")
     print(f"wrote {args.output}")
@@ -309,9 +362,12 @@ def _cmd_demo(args):
     from .tools.demo import run_demo
     from .tools.demo_cnn import run_cnn_demo
     _set_threads(args)
+    # Both parts nest alike: {"lstm": {...}, "cnn": {...}} (a part left out by --only is
+    # absent), with the run settings at the top level.
+    r = {"runs": args.runs}
     with tempfile.TemporaryDirectory(prefix="qengine-demo-") as workdir:
-        # LSTM numbers stay at the top level of the JSON (as before the CNN part existed)
-        r = run_demo(workdir, runs=args.runs) if args.only != "cnn" else {"runs": args.runs}
+        if args.only != "cnn":
+            r["lstm"] = run_demo(workdir, runs=args.runs)
         if args.only != "lstm":
             r["cnn"] = run_cnn_demo(workdir, runs=args.runs)
     r.update(threads=get_num_threads(), isa=active_isa())
@@ -319,7 +375,7 @@ def _cmd_demo(args):
         _print_json(r)
         return 0
     if args.only != "cnn":
-        _print_lstm_demo(r)
+        _print_lstm_demo(r["lstm"])
     if args.only != "lstm":
         if args.only != "cnn":
             print()
@@ -365,7 +421,11 @@ def _print_cnn_demo(c):
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser():
     from .tools.quantize import MODES
-    p = _Parser(prog="qengine", description="int8 inference and quantization engine")
+    from . import __version__
+    p = _Parser(prog="qengine", description="int8 inference and quantization engine",
+                epilog="exit codes: 0 success, 2 a usage or input error (one line on stderr); "
+                       "see docs/cli.md")
+    p.add_argument("--version", action="version", version=f"qengine {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     sub.required = True
 
@@ -376,7 +436,9 @@ def build_parser():
     s = sub.add_parser("quantize", help="quantize an ONNX model into an engine file (.qe)")
     s.add_argument("model", help="MODEL.onnx (or an FP32 engine file)")
     s.add_argument("-o", "--output", required=True, help="engine file to write (OUT.qe)")
-    s.add_argument("--mode", choices=sorted(MODES), default="dynamic")
+    s.add_argument("--mode", choices=sorted(MODES), default="dynamic",
+                   help="dynamic: int8 weights, activations quantized per call (no calibration); "
+                        "static: calibrated int8 activations (needs --calib)")
     s.add_argument("--per-row", action="store_true",
                    help="quantize activations per row instead of per tensor (dynamic mode)")
     s.add_argument("--keep-float", type=_names, default=frozenset(), metavar="NODE,...",
@@ -389,6 +451,7 @@ def build_parser():
                    help="keep the most sensitive layers float until --target-sqnr is met")
     s.add_argument("--target-sqnr", type=_finite_float, metavar="DB",
                    help="output SQNR target (dB, on the calibration data) for --auto-keep-float")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_quantize)
 
     s = sub.add_parser("analyze", help="per-layer quantization error, ranges, saturation and "
@@ -401,6 +464,7 @@ def build_parser():
                    help="one label per evaluated sample: adds top-1 accuracy")
     s.add_argument("--plots", metavar="DIR", help="write PNG histograms and an SQNR chart here")
     _static_options(s, bias=False)
+    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_analyze)
 
     input_help = "an input array: NAME=FILE.npy (repeat for each input)"
@@ -409,6 +473,7 @@ def build_parser():
     s.add_argument("--input", action="append", default=[], metavar="NAME=FILE", help=input_help)
     s.add_argument("-o", "--output", required=True, help="OUT.npz (keys: graph output names)")
     s.add_argument("--threads", type=_positive_int, help="OpenMP threads for the kernels")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("bench", help="latency percentiles (and per-node profile) of a model")
@@ -416,9 +481,9 @@ def build_parser():
     s.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
                    help=input_help + "; omitted: random inputs from the declared static shapes")
     s.add_argument("--threads", type=_positive_int, help="OpenMP threads for the kernels")
-    s.add_argument("--runs", type=_positive_int, default=100, help="timed runs (default 100)")
+    s.add_argument("--runs", type=_positive_int, default=100, help="timed runs")
     s.add_argument("--warmup", type=_non_negative_int, default=10,
-                   help="untimed runs first (default 10)")
+                   help="untimed runs first")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--profile", action="store_true", help="time per node and per op type")
     s.set_defaults(func=_cmd_bench)
@@ -432,7 +497,7 @@ def build_parser():
                                     "dynamic, CNN: static)")
     s.add_argument("--only", choices=("cnn", "lstm"), help="run one of the two demos")
     s.add_argument("--runs", type=_positive_int, default=50,
-                   help="timed batch-1 runs per model (default 50)")
+                   help="timed batch-1 runs per model")
     s.add_argument("--threads", type=_positive_int, help="OpenMP threads for the kernels")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_demo)
@@ -444,10 +509,15 @@ _USER_ERRORS = (QEngineError, OSError, ValueError, EOFError, zipfile.BadZipFile)
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (`qengine inspect m.qe | head -1`): it has what it wanted, so
+        # exit quietly with 0. Point stdout at /dev/null so the interpreter's final flush does
+        # not fail on the closed pipe once more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except _USER_ERRORS as e:
         msg = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the message
         print(f"qengine: error: {msg}", file=sys.stderr)

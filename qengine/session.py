@@ -56,6 +56,11 @@ class Session:
         self._names = tuple(v.name for v in self._inputs)
         self._name_set = frozenset(self._names)
 
+    def __repr__(self) -> str:
+        return (f"<Session {self.graph.name!r}: {len(self.graph.nodes)} nodes, inputs "
+                f"[{', '.join(v.brief() for v in self._inputs)}], outputs "
+                f"[{', '.join(v.brief() for v in self.graph.outputs)}]>")
+
     @property
     def input_names(self) -> list[str]:
         return [v.name for v in self._inputs]

@@ -55,6 +55,11 @@ class ValueInfo:
         return {"name": self.name, "dtype": self.dtype,
                 "shape": None if self.shape is None else list(self.shape)}
 
+    def brief(self) -> str:
+        """`name: dtype[d0, d1, ...]`, for reprs and messages."""
+        shape = "" if self.shape is None else "[" + ", ".join(map(str, self.shape)) + "]"
+        return f"{self.name}: {self.dtype}{shape}"
+
 
 def _check_attr_value(node: str, key: str, value: Any) -> None:
     """Attributes must be JSON scalars, strings or flat lists of them (arrays go to initializers)."""
@@ -124,6 +129,20 @@ class Graph:
     name: str = "graph"
     #: inferred/declared infos of intermediate values (optional, filled by `infer_shapes`).
     value_info: dict[str, ValueInfo] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # The dataclass repr would print every weight array (tens of kB for a small CNN).
+        n_bytes = sum(a.nbytes for a in self.initializers.values())
+        ops = {}
+        for n in self.nodes:
+            ops[n.op_type] = ops.get(n.op_type, 0) + 1
+        top = ", ".join(f"{k}×{v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:6])
+        return (f"<Graph {self.name!r}: {len(self.nodes)} nodes ({top}"
+                f"{', ...' if len(ops) > 6 else ''}), inputs "
+                f"[{', '.join(v.brief() for v in self.inputs)}], outputs "
+                f"[{', '.join(v.brief() for v in self.outputs)}], "
+                f"{len(self.initializers)} initializers ({n_bytes} bytes); .summary() lists "
+                f"the nodes>")
 
     # ---- queries -------------------------------------------------------------------------
     @property

@@ -102,17 +102,25 @@ def plot_histogram(plt, layer, method: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_plots(report, directory) -> list[Path]:
-    """Write the PNGs into `directory` (created if missing); returns their paths."""
+def plot_sensitivity(report, directory, progress=None) -> list[Path]:
+    """Write the PNGs of a `layer_sensitivity` report into `directory` (created if missing):
+    `sqnr.png` (per-layer SQNR bars) and one activation histogram per layer with the min-max
+    and the method's range marked. Returns their paths. Each figure takes a fraction of a
+    second, so `progress(done, total)` is called after each one (the CLI draws a bar)."""
     plt = require_matplotlib()
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    layers = [(i, layer) for i, layer in enumerate(report)
+              if layer.histogram is not None and layer.histogram.count]
+    total = 1 + len(layers)
     paths = [d / "sqnr.png"]
     plot_sqnr(plt, report, paths[0])
-    for i, layer in enumerate(report):
-        if layer.histogram is None or not layer.histogram.count:
-            continue
+    if progress is not None:
+        progress(1, total)
+    for i, layer in layers:
         p = d / f"hist_{i:02d}_{_slug(layer.name)}.png"
         plot_histogram(plt, layer, report.method, p)
         paths.append(p)
+        if progress is not None:
+            progress(len(paths), total)
     return paths
