@@ -104,14 +104,37 @@ def _write_npz(path, arrays):
                 np.lib.format.write_array(f, np.asarray(arr), allow_pickle=False)
 
 
-def _check_output_path(path):
-    """Fail before the work, not after it, when the output cannot be written there."""
-    parent = Path(path).resolve().parent
+def _check_output_path(path, inputs=(), force=False):
+    """Fail before the work, not after it, when the output cannot or must not be written: its
+    directory is missing, it is a directory, it is one of the command's own inputs (refused even
+    with --force: the command would destroy what it reads), or it exists and --force is not
+    given (a typo must not silently replace a model or a result)."""
+    out = Path(path)
+    parent = out.resolve().parent
     if not parent.is_dir():
         raise QEngineError(f"cannot write {str(path)!r}: directory {str(parent)!r} does not "
                            f"exist")
-    if Path(path).is_dir():
+    if out.is_dir():
         raise QEngineError(f"cannot write {str(path)!r}: it is a directory")
+    if not out.exists():
+        return
+    for given in inputs:
+        if Path(given).exists() and os.path.samefile(given, out):
+            raise QEngineError(f"refusing to write {str(path)!r}: it is also an input of this "
+                               f"command ({str(given)!r}); choose another output file")
+    if not force:
+        raise QEngineError(f"{str(path)!r} exists; pass --force to overwrite it")
+
+
+def _write_outputs(path, arrays):
+    """OUT.npy holds a single output as a plain .npy; anything else is an .npz archive."""
+    if Path(path).suffix.lower() != ".npy":
+        _write_npz(path, arrays)
+        return
+    if len(arrays) != 1:
+        raise QEngineError(f"{str(path)!r}: a .npy file holds one array but the model has "
+                           f"{len(arrays)} outputs ({', '.join(arrays)}); write an .npz")
+    np.save(path, np.asarray(next(iter(arrays.values()))), allow_pickle=False)
 
 
 def _print_json(obj):
@@ -161,7 +184,8 @@ def _cmd_quantize(args):
     from .tools.quantize import QuantizeRequest, quantization_report, quantize_graph
     from .tools.sizes import weight_bytes
     from .tools.table import format_table, human_bytes
-    _check_output_path(args.output)
+    _check_output_path(args.output, [args.model] + ([args.calib] if args.calib else []),
+                       args.force)
     if args.auto_keep_float != (args.target_sqnr is not None):
         raise QEngineError("--auto-keep-float and --target-sqnr DB go together")
     graph = read_model(args.model)
@@ -262,11 +286,13 @@ def _cmd_analyze(args):
 def _cmd_run(args):
     from .session import Session
     from .tools.modelio import load_inputs, read_model
-    _check_output_path(args.output)
+    from .tools.modelio import parse_input_specs
+    _check_output_path(args.output, [args.model, *parse_input_specs(args.input).values()],
+                       args.force)
     _set_threads(args)
     sess = Session(read_model(args.model))
     outputs = sess.run(load_inputs(args.input))
-    _write_npz(args.output, outputs)
+    _write_outputs(args.output, outputs)
     if args.json:
         _print_json({"model": str(args.model), "output": str(args.output),
                      "outputs": {k: {"dtype": v.dtype.name, "shape": list(v.shape)}
@@ -452,6 +478,8 @@ def build_parser():
     s.add_argument("--target-sqnr", type=_finite_float, metavar="DB",
                    help="output SQNR target (dB, on the calibration data) for --auto-keep-float")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--force", action="store_true",
+                   help="overwrite OUTPUT if it exists (never allowed for one of the inputs)")
     s.set_defaults(func=_cmd_quantize)
 
     s = sub.add_parser("analyze", help="per-layer quantization error, ranges, saturation and "
@@ -471,9 +499,11 @@ def build_parser():
     s = sub.add_parser("run", help="run a model on .npy inputs, save the outputs as .npz")
     s.add_argument("model", help="MODEL.qe or MODEL.onnx")
     s.add_argument("--input", action="append", default=[], metavar="NAME=FILE", help=input_help)
-    s.add_argument("-o", "--output", required=True, help="OUT.npz (keys: graph output names)")
+    s.add_argument("-o", "--output", required=True, help="OUT.npz (keys: graph output names), or OUT.npy for a one-output model")
     s.add_argument("--threads", type=_positive_int, help="OpenMP threads for the kernels")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--force", action="store_true",
+                   help="overwrite OUTPUT if it exists (never allowed for one of the inputs)")
     s.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("bench", help="latency percentiles (and per-node profile) of a model")

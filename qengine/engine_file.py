@@ -31,7 +31,7 @@ import json
 import math
 import mmap
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,12 @@ def write_safetensors(path, tensors: dict[str, np.ndarray], metadata: dict[str, 
     raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     raw += b" " * (-(8 + len(raw)) % 8)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    # Written beside the target and renamed over it, so a reader never sees half a file. Not
+    # tempfile.mkstemp: it creates mode 0600 whatever the umask, and a serving account other
+    # than the owner could not read the engine. os.open with 0o666 lets the umask decide, as
+    # for any file the user creates; O_EXCL and a random name keep it from clobbering anything.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(len(raw).to_bytes(8, "little"))

@@ -112,3 +112,45 @@ def test_closed_pipe_exits_quietly():
     finally:
         os.close(w)
     assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
+# ---- no lost files -----------------------------------------------------------------------------
+def test_outputs_never_replace_inputs_or_existing_files(data, tmp_path):
+    model = tmp_path / "m.qe"
+    model.write_bytes(MODEL.read_bytes())
+    before = model.read_bytes()
+    p = qe("quantize", model, "-o", model, check_rc=2)                  # its own input
+    assert "is also an input" in p.stderr and model.read_bytes() == before
+    p = qe("quantize", model, "-o", model, "--force", check_rc=2)       # not even with --force
+    assert "is also an input" in p.stderr and model.read_bytes() == before
+    x = tmp_path / "x.npy"
+    x.write_bytes((data / "x.npy").read_bytes())
+    xb = x.read_bytes()
+    p = qe("run", model, "--input", f"image={x}", "-o", x, "--force", check_rc=2)
+    assert "is also an input" in p.stderr and x.read_bytes() == xb
+    out = tmp_path / "o.npz"
+    out.write_bytes(b"precious")
+    p = qe("run", model, "--input", f"image={x}", "-o", out, check_rc=2)  # exists: needs --force
+    assert "--force" in p.stderr and out.read_bytes() == b"precious"
+    qe("run", model, "--input", f"image={x}", "-o", out, "--force", check_rc=0)
+    assert np.load(out)["logits"].shape == (3, 10)
+
+
+def test_run_writes_npy_for_npy(data, tmp_path):
+    out = tmp_path / "logits.npy"
+    qe("run", MODEL, "--input", f"image={data / 'x.npy'}", "-o", out, check_rc=0)
+    want = qengine.load(MODEL).run({"image": np.load(data / "x.npy")})["logits"]
+    np.testing.assert_array_equal(np.load(out, allow_pickle=False), want)   # a real .npy
+
+
+def test_engine_files_honour_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        qengine.save(qengine.load_graph(MODEL), tmp_path / "a.qe")
+        os.umask(0o077)
+        qengine.save(qengine.load_graph(MODEL), tmp_path / "b.qe")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.qe").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.qe").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.qe", "b.qe"]   # no temp left over
