@@ -205,3 +205,51 @@ def test_a_generator_of_batches_calibrates_like_the_same_batches_in_a_list(digit
     a = qengine.Session(from_list).run({"image": x[:32]})["logits"]
     b = qengine.Session(from_gen).run({"image": x[:32]})["logits"]
     np.testing.assert_array_equal(a, b)
+
+
+def _onnx_model(nodes, x_shape, inits=(), opset=19):
+    """A float ONNX model x → nodes → y (x's spatial dims symbolic, so any size runs)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    dims = [x_shape[0], x_shape[1], "H", "W"]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     dims)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(v, k) for k, v in dict(inits).items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 9
+    return m
+
+
+def _ort(m, x):
+    ort = pytest.importorskip("onnxruntime")
+    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {"x": x})[0]
+
+
+def _within_one_step(q, got, want, node_types):
+    """|int8 − float| within the rounding of the int8 nodes' input and output grids (half a
+    step each, the data lies inside the calibrated range): what quantization may cost."""
+    nodes = [n for n in q.nodes if n.op_type in node_types]
+    assert nodes, [n.op_type for n in q.nodes]
+    tol = max(n.attrs["x_scale"] + n.attrs["y_scale"] for n in nodes) / 2 * 1.001
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("ceil,cip", [(0, 0), (1, 1), (1, 0)])
+def test_dilated_average_pool_runs_in_int8_with_its_dilations(ceil, cip):
+    """AveragePool (dilations since opset 19) and MaxPool with dilations, ceil_mode and
+    count_include_pad: the int8 graph against ONNX Runtime on the float model."""
+    from onnx import helper
+    attrs = dict(kernel_shape=[3, 2], strides=[2, 1], pads=[2, 1, 1, 0], dilations=[2, 3],
+                 ceil_mode=ceil)
+    m = _onnx_model([helper.make_node("AveragePool", ["x"], ["a"], count_include_pad=cip,
+                                      **attrs),
+                     helper.make_node("MaxPool", ["a"], ["y"], kernel_shape=[2, 2],
+                                      dilations=[2, 2], ceil_mode=ceil)], (2, 3))
+    x = np.random.default_rng(3).standard_normal((2, 3, 13, 11)).astype(np.float32)
+    q = qengine.quantize_static(qengine.from_onnx(m), {"x": x})
+    _within_one_step(q, qengine.Session(q).run({"x": x})["y"], _ort(m, x), ("QAveragePool",))
+    assert {n.op_type: n.attrs.get("dilations") for n in q.nodes if "Pool" in n.op_type} == \
+        {"QAveragePool": [2, 3], "QMaxPool": [2, 2]}

@@ -224,7 +224,8 @@ class QAveragePoolOp(_QOp):
                               tuple(a["pads"] or (0, 0, 0, 0)), bool(a["ceil_mode"]),
                               bool(a["count_include_pad"]), input_scale=a["x_scale"],
                               input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
-                              output_zero_point=a["y_zero_point"])
+                              output_zero_point=a["y_zero_point"],
+                              dilation=tuple(a["dilations"] or (1, 1)))
 
     def run(self, x, arena=None):
         return (self.call(x, arena=arena),)

@@ -451,14 +451,14 @@ class _Builder:
             return False
         pads = a.get("pads") or [0, 0, 0, 0]
         common = dict(kernel_shape=list(k), strides=list(a.get("strides") or [1, 1]),
-                      pads=list(pads), ceil_mode=a.get("ceil_mode", 0))
+                      pads=list(pads), dilations=list(a.get("dilations") or [1, 1]),
+                      ceil_mode=a.get("ceil_mode", 0))
         if n.op_type == "MaxPool" and not self.quantized(n.inputs[0]):
             return False              # quantizing only for a max would just add error
         x = self.get_q(n.inputs[0], "nhwc")
         if n.op_type == "MaxPool":
             out = self.put_q(n.outputs[0], "nhwc", self.qp(n.inputs[0]))
-            self.emit("QMaxPool", n.name, [x], [out],
-                      dilations=list(a.get("dilations") or [1, 1]), **common)
+            self.emit("QMaxPool", n.name, [x], [out], **common)
         else:
             out = self.put_q(n.outputs[0], "nhwc")
             self.emit("QAveragePool", n.name, [x], [out],
