@@ -253,3 +253,36 @@ def test_dilated_average_pool_runs_in_int8_with_its_dilations(ceil, cip):
     _within_one_step(q, qengine.Session(q).run({"x": x})["y"], _ort(m, x), ("QAveragePool",))
     assert {n.op_type: n.attrs.get("dilations") for n in q.nodes if "Pool" in n.op_type} == \
         {"QAveragePool": [2, 3], "QMaxPool": [2, 2]}
+
+
+@pytest.mark.parametrize("auto", ["SAME_UPPER", "SAME_LOWER"])
+def test_same_padding_is_resolved_for_each_input_size(auto, tmp_path):
+    """Calibrated on one spatial size, run on others: SAME pads depend on the input size (a
+    stride-2 window pads differently at odd and even sizes), so the int8 graph resolves them per
+    call, like the float graph. Both against ONNX Runtime on the float model, also after an
+    engine-file round trip."""
+    from onnx import helper
+    rng = np.random.default_rng(5)
+    w = (rng.standard_normal((4, 3, 4, 3)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal(4) * 0.1).astype(np.float32)
+    m = _onnx_model([
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], auto_pad=auto, strides=[2, 2]),
+        helper.make_node("AveragePool", ["c"], ["a"], auto_pad=auto, kernel_shape=[3, 2],
+                         strides=[2, 1], count_include_pad=1),
+        helper.make_node("MaxPool", ["a"], ["y"], auto_pad=auto, kernel_shape=[2, 3],
+                         strides=[1, 2])], (2, 3), {"w": w, "b": b})
+    g = qengine.from_onnx(m)
+    q = qengine.quantize_static(g, {"x": rng.standard_normal((16, 3, 9, 10)).astype(np.float32)})
+    ops = [n.op_type for n in q.nodes]
+    assert {"QConv", "QAveragePool", "QMaxPool"} <= set(ops), ops
+    qengine.save(q, tmp_path / "q.qe")
+    sessions = {"float": qengine.Session(g), "int8": qengine.Session(q),
+                "int8 from file": qengine.load(tmp_path / "q.qe")}
+    for size in [(9, 10), (12, 7), (6, 13), (1, 2)]:
+        x = rng.standard_normal((2, 3, *size)).astype(np.float32)
+        want = _ort(m, x)
+        got = {k: s.run({"x": x})["y"] for k, s in sessions.items()}
+        assert all(v.shape == want.shape for v in got.values()), (size, want.shape)
+        np.testing.assert_allclose(got["float"], want, rtol=1e-5, atol=1e-5)
+        assert _sqnr(got["int8"], want) > 20, (size, _sqnr(got["int8"], want))
+        np.testing.assert_array_equal(got["int8 from file"], got["int8"])

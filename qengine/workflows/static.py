@@ -32,7 +32,6 @@ from ..errors import ConfigError
 from ..graph.fusion import _activation_of
 from ..graph.ir import Graph, Node
 from ..graph.passes import optimize
-from ..ops.spatial import Geometry
 from ..quant import choose_qparams
 from .dynamic import _bias_vector
 
@@ -99,8 +98,8 @@ def prepare_float_graph(model) -> Graph:
 def observe_shapes(g: Graph, calibration_data, batch_size=None):
     """Record in `g.value_info` the shape of every activation seen on the first calibration
     batch, where static shape inference left it unknown or symbolic (it cannot always see
-    through symbolic batch dims). The int8 rewrite needs every activation's rank (for layouts)
-    and, for SAME padding, its spatial size. Returns the calibration data to use from now on: a
+    through symbolic batch dims). The int8 rewrite needs every activation's rank (for layouts);
+    spatial sizes are never baked in (SAME padding is resolved per input at run time). Returns the calibration data to use from now on: a
     one-shot iterator of feed dicts comes back with its first batch put in front again."""
     from ..calibration.collect import _split
     from ..calibration.tap import TapSession
@@ -213,10 +212,6 @@ def _accepts(g: Graph, n: Node):
             return None
         if len(n.inputs) > 2 and n.inputs[2] and n.inputs[2] not in g.initializers:
             return None
-        if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-            s = _shape(g, n.inputs[0])
-            if s is None or not all(isinstance(d, int) for d in s[2:]):
-                return None
         return "conv"
     if op == "Gemm":
         b, = _consts(g, n, [1])
@@ -236,7 +231,7 @@ def _accepts(g: Graph, n: Node):
     if op in ("MaxPool", "AveragePool"):
         if len(n.outputs) > 1 and n.outputs[1] or _rank(g, n.inputs[0]) != 4:
             return None
-        if a.get("storage_order", 0) or a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        if a.get("storage_order", 0):
             return None
         return "pool"
     if op == "GlobalAveragePool":
@@ -404,11 +399,6 @@ class _Builder:
     def _conv(self, n):
         g, a = self.g, n.attrs
         w = g.initializers[n.inputs[1]]
-        pads = a.get("pads") or [0, 0, 0, 0]
-        if a.get("auto_pad", "NOTSET") != "NOTSET":
-            s = _shape(g, n.inputs[0])
-            geo = Geometry.resolve(a, s[2:], w.shape[2:])
-            pads = [*geo.pads_begin, *geo.pads_end]
         wq, ws = self.weights(w, n.name)
         ins = [self.get_q(n.inputs[0], "nhwc"), wq, ws]
         if len(n.inputs) > 2 and n.inputs[2]:
@@ -416,8 +406,7 @@ class _Builder:
         out = self.plan.output_of(n)
         self.layer_outputs[n.name] = out
         self.emit("QConv", n.name, ins, [self.put_q(out, "nhwc")],
-                  kernel_shape=list(w.shape[2:]), strides=list(a.get("strides") or [1, 1]),
-                  pads=list(pads), dilations=list(a.get("dilations") or [1, 1]),
+                  kernel_shape=list(w.shape[2:]), **_window(a),
                   group=a.get("group", 1), **self._xy(n, n.inputs[0]), **self.act_attrs(n))
         return True
 
@@ -449,10 +438,7 @@ class _Builder:
         k = a.get("kernel_shape")
         if k is None or len(k) != 2:
             return False
-        pads = a.get("pads") or [0, 0, 0, 0]
-        common = dict(kernel_shape=list(k), strides=list(a.get("strides") or [1, 1]),
-                      pads=list(pads), dilations=list(a.get("dilations") or [1, 1]),
-                      ceil_mode=a.get("ceil_mode", 0))
+        common = dict(kernel_shape=list(k), ceil_mode=a.get("ceil_mode", 0), **_window(a))
         if n.op_type == "MaxPool" and not self.quantized(n.inputs[0]):
             return False              # quantizing only for a max would just add error
         x = self.get_q(n.inputs[0], "nhwc")
@@ -532,6 +518,14 @@ class _Builder:
         self.emit(n.op_type, n.name, [x, *rest], [self.put_q(n.outputs[0], "plain",
                                                              self.qp(v))], **n.attrs)
         return True
+
+
+def _window(a) -> dict:
+    """The window attributes an int8 conv/pool node carries over. auto_pad stays symbolic: the
+    op resolves SAME pads for each input's size (qengine/ops/quantized_static.py)."""
+    return dict(strides=list(a.get("strides") or [1, 1]), pads=list(a.get("pads") or [0] * 4),
+                dilations=list(a.get("dilations") or [1, 1]),
+                auto_pad=a.get("auto_pad", "NOTSET"))
 
 
 def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
