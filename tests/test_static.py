@@ -286,3 +286,19 @@ def test_same_padding_is_resolved_for_each_input_size(auto, tmp_path):
         np.testing.assert_allclose(got["float"], want, rtol=1e-5, atol=1e-5)
         assert _sqnr(got["int8"], want) > 20, (size, _sqnr(got["int8"], want))
         np.testing.assert_array_equal(got["int8 from file"], got["int8"])
+
+
+def test_bias_correction_from_a_generator_equals_the_same_batches_in_a_list(digits):
+    """Bias correction needs the calibration data again after calibrating: a one-shot
+    generator is materialized once, so it gives exactly what the list gives."""
+    g, xc, x, _ = digits
+    batches = [{"image": xc[i:i + 32]} for i in range(0, len(xc), 32)]
+    cfg = qengine.StaticQuantConfig(per_channel=False, bias_correction=True)
+    from_list = qengine.quantize_static(g, batches, cfg)
+    from_gen = qengine.quantize_static(g, (b for b in batches), cfg)
+    assert from_list.initializers.keys() == from_gen.initializers.keys()
+    for k, v in from_list.initializers.items():
+        np.testing.assert_array_equal(from_gen.initializers[k], v, err_msg=k)
+    a = qengine.Session(from_list).run({"image": x[:32]})["logits"]
+    b = qengine.Session(from_gen).run({"image": x[:32]})["logits"]
+    np.testing.assert_array_equal(a, b)

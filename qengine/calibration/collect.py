@@ -7,14 +7,15 @@ Calibration data is either
     `batch_size` (default 32). When a fixed batch size does not divide the number of samples,
     the incomplete last batch is dropped (padding it would bias the statistics) and a
     warning says how many samples were skipped;
-  * or an iterable of feed dicts, each run as given (a generator keeps memory flat).
+  * or an iterable of feed dicts, each run as given (a generator keeps memory flat; workflows
+    that need the data more than once read it into a list first, see `reusable`).
 The library never prints: `progress(done, total)` is called after each batch (total is None
 when the iterable has no len()), so a CLI can draw a bar.
 """
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -56,6 +57,14 @@ def _batch_size(session: TapSession, data: Mapping, batch_size):
                               f"{b} (inputs {sorted(fixed)})")
         return b, True
     return batch_size or DEFAULT_BATCH, False
+
+
+def reusable(data):
+    """`data` in a form that can be iterated more than once. A one-shot iterator (a generator)
+    is read into a list: the workflows that call this go over the data several times (bias
+    correction, sensitivity), so every batch is then held in memory at once. A dict of arrays
+    or a list is returned as is (it is in memory already)."""
+    return list(data) if isinstance(data, Iterator) else data
 
 
 def _split(session: TapSession, data: Mapping, batch_size):

@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ..calibration import collect_stats, make_observer
+from ..calibration.collect import reusable
 from ..calibration.histogram import Histogram
 from ..errors import ConfigError
 from ..graph.ir import Graph
@@ -116,7 +117,9 @@ class _Study:
         if missing:
             raise ConfigError(f"keep_float names nodes that are not in the graph: "
                               f"{sorted(missing)}")
-        calibration_data = observe_shapes(g, calibration_data, self.config.batch_size)
+        # every candidate graph is built (bias correction) and scored on the same data: a
+        # one-shot generator is read into memory once here
+        calibration_data = observe_shapes(g, reusable(calibration_data), self.config.batch_size)
         self.g, self.calib = g, calibration_data
         self.full = _Plan(g, frozenset())
         nodes = {n.name: n for n in g.nodes}
@@ -171,8 +174,9 @@ def layer_sensitivity(model, calibration_data, config: StaticQuantConfig | None 
                       progress: Callable | None = None) -> SensitivityReport:
     """Per-layer quantization sensitivity and statistics (see the module docstring).
 
-    model: Graph or ONNX path; calibration_data / eval_data: {input: samples on axis 0} or a
-    list of feed dicts (eval_data defaults to the calibration data); labels: one per evaluated
+    model: Graph or ONNX path; calibration_data / eval_data: {input: samples on axis 0} or an
+    iterable of feed dicts (eval_data defaults to the calibration data; a generator is read
+    into a list once, since every candidate graph runs over the same batches); labels: one per evaluated
     sample, for `metric(outputs dict, labels) -> float` (default: top-1 accuracy of the first
     output); progress(done, total) during calibration."""
     st = _Study(model, calibration_data, config, eval_data, labels, metric, progress)

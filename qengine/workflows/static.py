@@ -28,6 +28,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..calibration import collect_stats, make_observer
+from ..calibration.collect import reusable
 from ..errors import ConfigError
 from ..graph.fusion import _activation_of
 from ..graph.ir import Graph, Node
@@ -540,7 +541,11 @@ def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
 def quantize_static(model, calibration_data, config: StaticQuantConfig | None = None, *,
                     progress: Callable | None = None) -> Graph:
     """Calibrate `model` (a Graph or an ONNX path) on `calibration_data` ({input name: samples
-    along axis 0} or an iterable of feed dicts) and return the int8 graph."""
+    along axis 0} or an iterable of feed dicts) and return the int8 graph.
+
+    A generator of batches is streamed (memory stays flat), except with bias_correction, which
+    runs the data again after calibrating: the batches are then read into a list first, so
+    they must fit in memory together."""
     config = StaticQuantConfig() if config is None else config
     if not isinstance(config, StaticQuantConfig):
         raise ConfigError(f"config must be a StaticQuantConfig, got {type(config).__name__}")
@@ -548,6 +553,8 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
     missing = config.keep_float - {n.name for n in g.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
+    if config.bias_correction:
+        calibration_data = reusable(calibration_data)
     calibration_data = observe_shapes(g, calibration_data, config.batch_size)
     stats = calibrate(g, calibration_data, config, progress)
     q, layers = build_int8(g, stats, config, with_layers=True)
