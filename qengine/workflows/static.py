@@ -100,8 +100,9 @@ def observe_shapes(g: Graph, calibration_data, batch_size=None):
     """Record in `g.value_info` the shape of every activation seen on the first calibration
     batch, where static shape inference left it unknown or symbolic (it cannot always see
     through symbolic batch dims). The int8 rewrite needs every activation's rank (for layouts);
-    spatial sizes are never baked in (SAME padding is resolved per input at run time). Returns the calibration data to use from now on: a
-    one-shot iterator of feed dicts comes back with its first batch put in front again."""
+    spatial sizes are never baked in (SAME padding is resolved per input at run time).
+    Returns the calibration data to use from now on: a one-shot iterator of feed dicts comes
+    back with its first batch put in front again."""
     from ..calibration.collect import _split
     from ..calibration.tap import TapSession
     from ..graph.ir import DTYPES, ValueInfo
