@@ -8,12 +8,13 @@ import argparse
 import json
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import QEngineError
+from .errors import NaNWarning, QEngineError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,9 +190,11 @@ def _cmd_analyze(args):
     calib = load_calibration(args.calib, graph)
     evald = None if args.eval is None else load_calibration(args.eval, graph)
     labels = None if args.labels is None else load_array(Path(args.labels), "--labels")
-    report = analyze(graph, calib, method=args.method, per_channel=not args.per_tensor,
-                     symmetric_activations=args.symmetric_activations, eval_data=evald,
-                     labels=labels, progress=_progress("calibrating"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NaNWarning)     # the report says it, below the table
+        report = analyze(graph, calib, method=args.method, per_channel=not args.per_tensor,
+                         symmetric_activations=args.symmetric_activations, eval_data=evald,
+                         labels=labels, progress=_progress("calibrating"))
     headers, rows, align = report_rows(report)
     print(f"per-layer quantization analysis ({report.method} calibration, weights "
           f"{'per tensor' if args.per_tensor else 'per channel'}); rank 1 = most sensitive")
@@ -203,6 +206,9 @@ def _cmd_analyze(args):
     print("sqnr alone: model output with only that layer in int8; in model: the layer's output "
           "inside the full int8 model; saturated: calibration values clipped (more than half a "
           "step outside the int8 range)")
+    if report.nan:
+        print("NaN left out of the calibration ranges (an int8 model reads NaN as 0.0): " +
+              ", ".join(f"{k} {n}" for k, n in report.nan.items()))
     if args.plots is not None:
         from .tools.plots import write_plots
         paths = write_plots(report, args.plots)
@@ -216,7 +222,7 @@ def _cmd_run(args):
     from .tools.modelio import load_inputs, read_model
     _check_output_path(args.output)
     _set_threads(args)
-    sess = Session(read_model(args.model))
+    sess = Session(read_model(args.model), nan=args.nan)
     outputs = sess.run(load_inputs(args.input))
     _write_npz(args.output, outputs)
     for name, arr in outputs.items():
@@ -409,6 +415,9 @@ def build_parser():
     s.add_argument("--input", action="append", default=[], metavar="NAME=FILE", help=input_help)
     s.add_argument("-o", "--output", required=True, help="OUT.npz (keys: graph output names)")
     s.add_argument("--threads", type=_positive_int, help="OpenMP threads for the kernels")
+    s.add_argument("--nan", choices=("error", "allow"), default="error",
+                   help="float inputs holding NaN: refuse them (default) or let them in (int8 "
+                        "ops read NaN as 0.0)")
     s.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("bench", help="latency percentiles (and per-node profile) of a model")
