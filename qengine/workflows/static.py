@@ -524,10 +524,13 @@ class _Builder:
 
 def _window(a) -> dict:
     """The window attributes an int8 conv/pool node carries over. auto_pad stays symbolic: the
-    op resolves SAME pads for each input's size (qengine/ops/quantized_static.py)."""
+    op resolves SAME pads for each input's size (qengine/ops/quantized_static.py). It is
+    written only when set, so engine files without it stay readable by older versions (which
+    refuse the attribute rather than run with wrong pads)."""
+    auto = a.get("auto_pad", "NOTSET")
     return dict(strides=list(a.get("strides") or [1, 1]), pads=list(a.get("pads") or [0] * 4),
                 dilations=list(a.get("dilations") or [1, 1]),
-                auto_pad=a.get("auto_pad", "NOTSET"))
+                **({} if auto == "NOTSET" else {"auto_pad": auto}))
 
 
 def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
