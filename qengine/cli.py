@@ -11,12 +11,13 @@ import math
 import os
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import QEngineError
+from .errors import NaNWarning, QEngineError
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -249,9 +250,11 @@ def _cmd_analyze(args):
     calib = load_calibration(args.calib, graph)
     evald = None if args.eval is None else load_calibration(args.eval, graph)
     labels = None if args.labels is None else load_array(Path(args.labels), "--labels")
-    report = analyze(graph, calib, method=args.method, per_channel=not args.per_tensor,
-                     symmetric_activations=args.symmetric_activations, eval_data=evald,
-                     labels=labels, progress=_progress("calibrating"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NaNWarning)     # the report says it, below the table
+        report = analyze(graph, calib, method=args.method, per_channel=not args.per_tensor,
+                         symmetric_activations=args.symmetric_activations, eval_data=evald,
+                         labels=labels, progress=_progress("calibrating"))
     paths = None
     if args.plots is not None:
         from .tools.plots import plot_sensitivity
@@ -261,6 +264,7 @@ def _cmd_analyze(args):
                      "per_channel": not args.per_tensor,
                      "int8_sqnr_db": _json_float(report.int8_sqnr_db),
                      "float_metric": report.float_metric, "int8_metric": report.int8_metric,
+                     "nan": dict(report.nan),
                      "layers": [{f.name: _json_float(getattr(r, f.name))
                                  for f in dataclasses.fields(r) if f.name != "histogram"}
                                 for r in report],
@@ -277,6 +281,9 @@ def _cmd_analyze(args):
     print("sqnr alone: model output with only that layer in int8; in model: the layer's output "
           "inside the full int8 model; saturated: calibration values clipped (more than half a "
           "step outside the int8 range)")
+    if report.nan:
+        print("NaN left out of the calibration ranges (an int8 model reads NaN as 0.0): " +
+              ", ".join(f"{k} {n}" for k, n in report.nan.items()))
     if paths is not None:
         print(f"wrote {len(paths)} plots to {args.plots}")
     return 0
@@ -285,12 +292,11 @@ def _cmd_analyze(args):
 # ---- run --------------------------------------------------------------------------------------
 def _cmd_run(args):
     from .session import Session
-    from .tools.modelio import load_inputs, read_model
-    from .tools.modelio import parse_input_specs
+    from .tools.modelio import load_inputs, parse_input_specs, read_model
     _check_output_path(args.output, [args.model, *parse_input_specs(args.input).values()],
                        args.force)
     _set_threads(args)
-    sess = Session(read_model(args.model))
+    sess = Session(read_model(args.model), nan=args.nan)
     outputs = sess.run(load_inputs(args.input))
     _write_outputs(args.output, outputs)
     if args.json:
@@ -499,8 +505,12 @@ def build_parser():
     s = sub.add_parser("run", help="run a model on .npy inputs, save the outputs as .npz")
     s.add_argument("model", help="MODEL.qe or MODEL.onnx")
     s.add_argument("--input", action="append", default=[], metavar="NAME=FILE", help=input_help)
-    s.add_argument("-o", "--output", required=True, help="OUT.npz (keys: graph output names), or OUT.npy for a one-output model")
+    s.add_argument("-o", "--output", required=True,
+                   help="OUT.npz (keys: graph output names), or OUT.npy for a one-output model")
     s.add_argument("--threads", type=_positive_int, help="OpenMP threads for the kernels")
+    s.add_argument("--nan", choices=("error", "allow"), default="error",
+                   help="float inputs holding NaN: refuse them or let them in (int8 ops read "
+                        "NaN as 0.0)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--force", action="store_true",
                    help="overwrite OUTPUT if it exists (never allowed for one of the inputs)")

@@ -272,12 +272,14 @@ def load_graph(path) -> Graph:
     return graph_from_json(_strict_json(meta["graph"], "graph"), tensors)
 
 
-def load(path, **session_kwargs):
-    """Load an engine file into a Session. Raises ModelError for anything invalid."""
+def load(path, *, nan="error", **session_kwargs):
+    """Load an engine file into a Session. Raises ModelError for anything invalid.
+    nan="error" (default) refuses float inputs holding NaN, nan="allow" lets them through
+    (Session, docs/numerics.md "NaN and Inf")."""
     from .session import Session
     graph = load_graph(path)
     try:
-        return Session(graph, **session_kwargs)
+        return Session(graph, nan=nan, **session_kwargs)
     except QEngineError:
         raise
     except (ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as e:

@@ -10,8 +10,13 @@ class ConfigError(QEngineError, ValueError):
 
 
 class ShapeError(QEngineError, ValueError):
-    """An input whose shape, rank or dtype is not what the operation needs."""
+    """An input whose shape, rank or dtype is not what the operation needs (or that holds NaN
+    where the NaN policy refuses it, docs/numerics.md "NaN and Inf")."""
 
 
 class ModelError(QEngineError, ValueError):
     """A model or engine file that is malformed, unsupported or hostile."""
+
+
+class NaNWarning(UserWarning):
+    """NaN values were seen and left out (calibration observers drop them from the ranges)."""

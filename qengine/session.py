@@ -9,6 +9,11 @@ Input rules (checked on every `run`, errors name the input, what was expected an
   Mixing kinds (int given for float, float for int) is a ShapeError: it is almost always a bug.
 * rank must match; static dims must match; a symbolic dim binds to the first size seen and
   every other input using the same name must agree (e.g. "batch").
+* NaN (docs/numerics.md "NaN and Inf"): with the default `nan="error"` a float input holding
+  NaN is a ShapeError naming the input, the count and the first index. The int8 paths would
+  otherwise read NaN as 0.0 (the zero point) without a word. `nan="allow"` lets NaN in: float
+  ops propagate it, quantization to int8 maps it to the zero point. ±Inf are always accepted
+  (they saturate in int8). The check is one vectorized pass over each float input.
 """
 from __future__ import annotations
 
@@ -16,9 +21,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ConfigError, ShapeError
 from .graph.executor import Executor, Profile
 from .graph.ir import Graph, ValueInfo
+from .quant import find_nan
+
+#: Session(nan=...): what a float input holding NaN does (module docstring)
+NAN_POLICIES = ("error", "allow")
 
 
 def _coerce(info: ValueInfo, value) -> np.ndarray:
@@ -42,14 +51,31 @@ def _coerce(info: ValueInfo, value) -> np.ndarray:
                      f"float→float and value-preserving int→int conversions are automatic)")
 
 
+def _refuse_nan(info: ValueInfo, arr: np.ndarray) -> None:
+    found = find_nan(arr)
+    if found:
+        count, first = found
+        raise ShapeError(
+            f"input {info.name!r} holds {count} NaN value(s) of {arr.size} (first at index "
+            f"{first}); qengine refuses NaN by default because int8 ops would silently read it "
+            f"as 0.0. Clean the input, or opt out with nan='allow' (Session(graph, "
+            f"nan='allow'), qengine.load(path, nan='allow'), qengine run --nan allow): float "
+            f"ops then propagate NaN and int8 quantization maps it to the zero point")
+
+
 class Session:
-    """A runnable graph. `Session(graph)` verifies it and builds (packs) every op once.
+    """A runnable graph. `Session(graph, nan="error")` verifies it and builds (packs) every op
+    once. `nan`: "error" (default) refuses float inputs holding NaN, "allow" lets them through
+    (see the module docstring).
 
     `run` is safe to call from several threads at once: op objects are immutable after
     construction and all per-call state lives in the call.
     """
 
-    def __init__(self, graph: Graph, *, float_dtype=np.float32):
+    def __init__(self, graph: Graph, *, float_dtype=np.float32, nan: str = "error"):
+        if nan not in NAN_POLICIES:
+            raise ConfigError(f"nan must be one of {NAN_POLICIES}, got {nan!r}")
+        self.nan = nan
         self.graph = graph
         self._executor = Executor(graph, float_dtype=float_dtype)
         self._inputs = list(graph.inputs)
@@ -59,7 +85,7 @@ class Session:
     def __repr__(self) -> str:
         return (f"<Session {self.graph.name!r}: {len(self.graph.nodes)} nodes, inputs "
                 f"[{', '.join(v.brief() for v in self._inputs)}], outputs "
-                f"[{', '.join(v.brief() for v in self.graph.outputs)}]>")
+                f"[{', '.join(v.brief() for v in self.graph.outputs)}], nan={self.nan!r}>")
 
     @property
     def input_names(self) -> list[str]:
@@ -98,6 +124,8 @@ class Session:
         feeds, symbols = {}, {}
         for info in self._inputs:
             arr = _coerce(info, inputs[info.name])
+            if arr.dtype.kind == "f" and self.nan == "error":
+                _refuse_nan(info, arr)
             if info.shape is not None:
                 if arr.ndim != len(info.shape):
                     raise ShapeError(f"input {info.name!r}: expected rank {len(info.shape)} "

@@ -157,6 +157,21 @@ def test_averagepool_opset7_and_dilations_opset19():
     _check(_model("AveragePool", {"x": x}, {}, attrs, 19), {"x": x})
 
 
+@pytest.mark.parametrize("dil,strides", [([2, 3], [2, 1]), ([3, 2], [3, 2])])
+@pytest.mark.parametrize("ceil", [0, 1])
+@pytest.mark.parametrize("include", [0, 1])
+def test_averagepool_dilations_vs_onnxruntime(dil, strides, ceil, include):
+    """Dilated windows with ceil_mode and count_include_pad: the divisor counts the taps in the
+    input (and its explicit pads), never the ceil_mode overhang. onnx.reference 1.23 gets every
+    window of the ceil_mode case with strides [3, 2] wrong (checked by hand: onnxruntime and we
+    agree with explicit window sums), so there onnxruntime is the only oracle."""
+    x = _randn(1, 2, 11, 12)
+    attrs = {"kernel_shape": [3, 2], "strides": strides, "pads": [1, 0, 2, 1],
+             "dilations": dil, "ceil_mode": ceil, "count_include_pad": include}
+    _check(_model("AveragePool", {"x": x}, {}, attrs, 19), {"x": x}, ort=True,
+           ref=not (ceil and strides == [3, 2]))
+
+
 def test_maxpool_indices_output_is_refused():
     x = _randn(1, 1, 4, 4)
     m = _model("MaxPool", {"x": x}, {}, {"kernel_shape": [2, 2]}, 12, n_out=2)

@@ -39,6 +39,27 @@ def test_bit_exact_with_numpy_definition_on_every_isa(case):
             np.testing.assert_array_equal(got, want, err_msg=f"{isa} {threads} threads")
 
 
+
+@pytest.mark.parametrize("size", [(7, 8), (8, 7)])
+def test_same_padding_follows_the_input_size(size):
+    """padding='same_lower' resolves ONNX's SAME pads for each input (here odd/even sizes with
+    stride 2 and a 4-wide kernel: total pad 2 or 3, the odd one at the beginning)."""
+    rng = np.random.default_rng(4)
+    wq, ws = quantize_per_channel_symmetric(rng.standard_normal((5, 36)).astype(np.float32))
+    wq = wq.reshape(5, 3, 4, 3)
+    x = rng.standard_normal((1, 3, *size)).astype(np.float32)
+    pads = [(3 - 3 // 2, 3 // 2) if n % 2 else (1, 1) for n in size]   # k=4: 3 or 2, s=2
+    pads[1] = (1, 1) if size[1] % 2 else (1, 0)                         # k=3: 2 or 1
+    (pt, pb), (pl, pr) = pads
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    q, sc, z = quantize_activations_ref(xh.reshape(-1, 3))
+    acc = qconv2d_acc_ref(q.reshape(xh.shape), int(z), wq, (2, 2), (pt, pl, pb, pr))
+    want = dequant_epilogue_ref(acc.reshape(-1, 5).astype(np.int32), sc, ws, None)
+    want = want.reshape(acc.shape).transpose(0, 3, 1, 2)
+    got = DynamicConv2d(wq, ws, stride=2, padding="same_lower")(x)
+    assert got.shape == (1, 5, -(-size[0] // 2), -(-size[1] // 2))
+    np.testing.assert_array_equal(got, want)
+
 def test_quantize_dynamic_on_a_cnn():
     from qengine.engine_file import load_graph
     from pathlib import Path

@@ -289,3 +289,34 @@ def test_depthwise_runs_bit_exact(isa, shape):
     for nt in (1, 2):
         y = L(x, nthreads=nt)
         assert np.array_equal(y, r), f"{L} nthreads={nt}: {np.count_nonzero(y != r)} differ"
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("mode", ["same_upper", "same_lower"])
+def test_same_padding_is_resolved_per_input_size(isa, mode):
+    """padding='same_*' (ONNX auto_pad) gives ONNX's SAME pads for every input size: the
+    reference with pads computed by hand (out = ceil(in / s), the odd pad at the end for UPPER,
+    at the beginning for LOWER), on the im2col, depthwise and 1×1 paths."""
+    rng = np.random.default_rng(9)
+    for k, s, d, g, cin in ((4, 2, 1, 1, 5), (3, 2, 2, 6, 6), (1, 1, 1, 1, 8)):
+        wt = rng.integers(-128, 128, (6, cin // g, k, k), dtype=np.int8)
+        L = QConv2d(wt, None, input_scale=0.05, input_zero_point=3, output_scale=0.7,
+                    output_zero_point=117, weight_scale=0.01, stride=s, padding=mode.upper(),
+                    dilation=d, groups=g, isa=isa)
+        assert L.algorithm == ("1x1" if k == 1 else "dw" if g > 1 else "im2col")
+        for h, w in ((7, 8), (8, 7), (1, 2)):
+            x = rng.integers(0, 256, (2, h, w, cin), dtype=np.uint8)
+            pads = []
+            for size in (h, w):
+                out = -(-size // s)
+                total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+                big = total - total // 2
+                pads.append((total - big, big) if mode == "same_upper" else (big, total - big))
+            (pt, pb), (pl, pr) = pads
+            want = R.qconv2d_ref(x, 3, wt, L.bias_int32, L.multiplier, 117, 0, 255, (s, s),
+                                 (pt, pl, pb, pr), (d, d), g)
+            y = L(x)
+            assert y.shape == (2, -(-h // s), -(-w // s), 6) and np.array_equal(y, want)
+    with pytest.raises(ConfigError, match="same_upper"):
+        QConv2d(wt, None, input_scale=0.05, input_zero_point=3, output_scale=0.7,
+                output_zero_point=117, weight_scale=0.01, padding="same")

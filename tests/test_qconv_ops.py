@@ -16,26 +16,30 @@ ISAS = [pytest.param(i, marks=pytest.mark.skipif(
     for i in _runtime.ISA_NAMES]
 
 
-def brute_pool(x, kind, k, s, pads, ceil, cip, zx):
-    """Independent oracle: explicit windows, integer sums, count by the PyTorch/ORT rule."""
+def brute_pool(x, kind, k, s, pads, ceil, cip, zx, d=1):
+    """Independent oracle: explicit windows (taps d apart), integer sums, count by the
+    PyTorch/ORT rule: the taps inside the input, or with count_include_pad inside the input and
+    its explicit pads (never the ceil_mode overhang past them)."""
     n, h, w, c = x.shape
     (pt, pl, pb, pr) = pads
-    oh = R.conv_out_size(h, k, s, 1, pt, pb, ceil)
-    ow = R.conv_out_size(w, k, s, 1, pl, pr, ceil)
+    oh = R.conv_out_size(h, k, s, d, pt, pb, ceil)
+    ow = R.conv_out_size(w, k, s, d, pl, pr, ceil)
     out = np.zeros((n, oh, ow, c), np.int64)
     cnt = np.zeros((oh, ow), np.int64)
     for oy in range(oh):
         for ox in range(ow):
             y0, x0 = oy * s - pt, ox * s - pl
-            ys = [y for y in range(y0, y0 + k) if 0 <= y < h]
-            xs = [xx for xx in range(x0, x0 + k) if 0 <= xx < w]
+            ty = range(y0, y0 + (k - 1) * d + 1, d)
+            tx = range(x0, x0 + (k - 1) * d + 1, d)
+            ys = [y for y in ty if 0 <= y < h]
+            xs = [xx for xx in tx if 0 <= xx < w]
             win = x[:, ys][:, :, xs].astype(np.int64)
             if kind == "max":
                 out[:, oy, ox] = win.max(axis=(1, 2))
             else:
                 out[:, oy, ox] = (win - zx).sum(axis=(1, 2))
                 if cip:
-                    cnt[oy, ox] = (min(y0 + k, h + pb) - y0) * (min(x0 + k, w + pr) - x0)
+                    cnt[oy, ox] = sum(y < h + pb for y in ty) * sum(xx < w + pr for xx in tx)
                 else:
                     cnt[oy, ox] = len(ys) * len(xs)
     return out, cnt
@@ -62,6 +66,74 @@ def test_pool_ref_and_kernel(k, s, pads, ceil, cip):
     A = QAveragePool2d(k, s, pads, ceil, cip, input_scale=sx, input_zero_point=zx,
                        output_scale=sy, output_zero_point=zy)
     assert np.array_equal(A(x), ref_avg)
+
+
+@pytest.mark.parametrize("k,s,d,pads,ceil,cip", [
+    (3, 1, 2, (2, 2, 2, 2), False, False), (3, 2, 2, (1, 0, 2, 1), True, True),
+    (2, 3, 3, (0, 0, 0, 0), True, False), (2, 2, 3, (1, 1, 0, 2), True, True),
+    (3, 2, 2, (0, 1, 1, 0), False, True), (2, 1, 4, (3, 0, 0, 3), True, False)])
+def test_dilated_pool_ref_and_kernel(k, s, d, pads, ceil, cip):
+    rng = np.random.default_rng(k * 13 + d)
+    x = rng.integers(0, 256, (2, 11, 12, 9), dtype=np.uint8)
+    mx, _ = brute_pool(x, "max", k, s, pads, ceil, cip, 0, d)
+    ref_max = R.qpool_ref(x, "max", (k, k), (s, s), pads, (d, d), ceil)
+    assert np.array_equal(ref_max, mx)
+    assert np.array_equal(QMaxPool2d(k, s, pads, d, ceil)(x), ref_max)
+    sx, zx, sy, zy = 0.05, 31, 0.03, 12
+    acc, cnt = brute_pool(x, "avg", k, s, pads, ceil, cip, zx, d)
+    expect = RG.requantize_ref(acc.astype(np.int32),
+                               R.avgpool_multipliers(sx, sy, k * k)[cnt][None, :, :, None],
+                               zy, 0, 255)
+    ref_avg = R.qpool_ref(x, "avg", (k, k), (s, s), pads, (d, d), ceil, cip, sx, zx, sy, zy)
+    assert np.array_equal(ref_avg, expect)
+    A = QAveragePool2d(k, s, pads, ceil, cip, input_scale=sx, input_zero_point=zx,
+                       output_scale=sy, output_zero_point=zy, dilation=d)
+    assert np.array_equal(A(x), ref_avg)
+
+
+# A QAveragePool graph node (what quantize_static writes into engine files) with dilations,
+# ceil_mode and count_include_pad, run by a child process with QENGINE_ISA forcing the ISA.
+_POOL_NODE = dict(kernel_shape=[2, 3], strides=[1, 2], pads=[1, 1, 2, 0], dilations=[3, 2],
+                  ceil_mode=1, count_include_pad=1, x_scale=0.05, x_zero_point=31,
+                  y_scale=0.03, y_zero_point=12)
+_POOL_CHILD = """
+import sys, numpy as np, qengine
+from qengine.graph.ir import Node
+from qengine.ops import get_op_class
+attrs = eval(sys.argv[1])
+x = np.random.default_rng(7).integers(0, 256, (2, 11, 12, 9), dtype=np.uint8)
+out = []
+for op, extra in (("QAveragePool", {}), ("QMaxPool", None)):
+    a = dict(attrs) if extra is not None else {k: attrs[k] for k in
+        ("kernel_shape", "strides", "pads", "dilations", "ceil_mode")}
+    (y,) = get_op_class(op)(Node(op, "p", ("x",), ("y",), a), {}).run(x)
+    out.append(y)
+assert qengine.active_isa() == sys.argv[2]
+np.save(sys.stdout.buffer, np.concatenate([o.reshape(-1) for o in out]))
+"""
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_dilated_pool_graph_ops_on_every_isa(isa):
+    """The QAveragePool / QMaxPool graph ops hand dilations to the kernel, bit-exact with the
+    NumPy reference whichever ISA the process runs."""
+    import io
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    a = _POOL_NODE
+    x = np.random.default_rng(7).integers(0, 256, (2, 11, 12, 9), dtype=np.uint8)
+    geo = ((2, 3), (1, 2), (1, 1, 2, 0), (3, 2), True)
+    want = np.concatenate([
+        R.qpool_ref(x, "avg", *geo, True, 0.05, 31, 0.03, 12).reshape(-1),
+        R.qpool_ref(x, "max", *geo).reshape(-1)])
+    env = dict(os.environ, QENGINE_ISA=isa, PYTHONPATH=str(Path(qengine.__file__).parents[1]))
+    r = subprocess.run([sys.executable, "-c", _POOL_CHILD, repr(a), isa], capture_output=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()[-800:]
+    got = np.load(io.BytesIO(r.stdout))
+    assert np.array_equal(got, want)
 
 
 def test_pool_threads_and_relu():

@@ -151,3 +151,18 @@ def test_errors(digits):
         layer_sensitivity(g, calib, qengine.StaticQuantConfig(keep_float={"nope"}))
     with pytest.raises(qengine.ConfigError, match="labels"):
         layer_sensitivity(g, calib, labels=y)          # 540 labels, 256 calibration samples
+
+
+def test_one_shot_generators_give_the_same_report_as_lists(digits):
+    """layer_sensitivity and auto_keep_float run the data many times: one-shot generators (of
+    calibration and of evaluation batches) are materialized once and give the same results."""
+    g, calib, _, _ = digits
+    batches = [{"image": calib["image"][i:i + 64]} for i in range(0, 192, 64)]
+    ev = [{"image": calib["image"][i:i + 32]} for i in range(192, 256, 32)]
+    want = layer_sensitivity(g, batches, eval_data=ev)
+    got = layer_sensitivity(g, iter(batches), eval_data=(b for b in ev))
+    assert list(got) == list(want)
+    assert got.int8_sqnr_db == want.int8_sqnr_db
+    q1, kept1, s1 = auto_keep_float(g, batches, 60.0)
+    q2, kept2, s2 = auto_keep_float(g, (b for b in batches), 60.0)
+    assert (kept2, s2) == (kept1, s1)

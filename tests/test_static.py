@@ -205,3 +205,121 @@ def test_a_generator_of_batches_calibrates_like_the_same_batches_in_a_list(digit
     a = qengine.Session(from_list).run({"image": x[:32]})["logits"]
     b = qengine.Session(from_gen).run({"image": x[:32]})["logits"]
     np.testing.assert_array_equal(a, b)
+
+
+def _onnx_model(nodes, x_shape, inits=(), opset=19):
+    """A float ONNX model x → nodes → y (x's spatial dims symbolic, so any size runs)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    dims = [x_shape[0], x_shape[1], "H", "W"]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     dims)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(v, k) for k, v in dict(inits).items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 9
+    return m
+
+
+def _ort(m, x):
+    ort = pytest.importorskip("onnxruntime")
+    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {"x": x})[0]
+
+
+def _within_one_step(q, got, want, op_type):
+    """|int8 − float| within the rounding of the int8 node's input and output grids (half a
+    step each; the inputs lie inside the calibrated range), after clipping the float result to
+    the range the node's output grid covers (outputs beyond it saturate by design)."""
+    nodes = [n for n in q.nodes if n.op_type == op_type]
+    assert len(nodes) == 1, [n.op_type for n in q.nodes]
+    a = nodes[0].attrs
+    tol = (a["x_scale"] + a["y_scale"]) / 2 * 1.001
+    lo, hi = a["y_scale"] * (0 - a["y_zero_point"]), a["y_scale"] * (255 - a["y_zero_point"])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, np.clip(want, lo, hi), rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("ceil,cip", [(0, 0), (1, 1), (1, 0)])
+def test_dilated_average_pool_runs_in_int8_with_its_dilations(ceil, cip):
+    """AveragePool (dilations since opset 19) and MaxPool with dilations, ceil_mode and
+    count_include_pad: the int8 graph against ONNX Runtime on the float model."""
+    from onnx import helper
+    attrs = dict(kernel_shape=[3, 2], strides=[2, 1], pads=[2, 1, 1, 0], dilations=[2, 3],
+                 ceil_mode=ceil)
+    m = _onnx_model([helper.make_node("AveragePool", ["x"], ["a"], count_include_pad=cip,
+                                      **attrs),
+                     helper.make_node("MaxPool", ["a"], ["y"], kernel_shape=[2, 2],
+                                      dilations=[2, 2], ceil_mode=ceil)], (2, 3))
+    x = np.random.default_rng(3).standard_normal((2, 3, 13, 11)).astype(np.float32)
+    q = qengine.quantize_static(qengine.from_onnx(m), {"x": x})
+    _within_one_step(q, qengine.Session(q).run({"x": x})["y"], _ort(m, x), "QAveragePool")
+    assert {n.op_type: n.attrs.get("dilations") for n in q.nodes if "Pool" in n.op_type} == \
+        {"QAveragePool": [2, 3], "QMaxPool": [2, 2]}
+
+
+@pytest.mark.parametrize("auto", ["SAME_UPPER", "SAME_LOWER"])
+def test_same_padding_is_resolved_for_each_input_size(auto, tmp_path):
+    """Calibrated on one spatial size, run on others: SAME pads depend on the input size (a
+    stride-2 window pads differently at odd and even sizes), so the int8 graph resolves them per
+    call, like the float graph. Both against ONNX Runtime on the float model, also after an
+    engine-file round trip."""
+    from onnx import helper
+    rng = np.random.default_rng(5)
+    w = (rng.standard_normal((4, 3, 4, 3)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal(4) * 0.1).astype(np.float32)
+    m = _onnx_model([
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], auto_pad=auto, strides=[2, 2]),
+        helper.make_node("AveragePool", ["c"], ["a"], auto_pad=auto, kernel_shape=[3, 2],
+                         strides=[2, 1], count_include_pad=1),
+        helper.make_node("MaxPool", ["a"], ["y"], auto_pad=auto, kernel_shape=[2, 3],
+                         strides=[1, 2])], (2, 3), {"w": w, "b": b})
+    g = qengine.from_onnx(m)
+    q = qengine.quantize_static(g, {"x": rng.standard_normal((16, 3, 9, 10)).astype(np.float32)})
+    ops = [n.op_type for n in q.nodes]
+    assert {"QConv", "QAveragePool", "QMaxPool"} <= set(ops), ops
+    qengine.save(q, tmp_path / "q.qe")
+    sessions = {"float": qengine.Session(g), "int8": qengine.Session(q),
+                "int8 from file": qengine.load(tmp_path / "q.qe")}
+    for size in [(9, 10), (12, 7), (6, 13), (1, 2)]:
+        x = rng.standard_normal((2, 3, *size)).astype(np.float32)
+        want = _ort(m, x)
+        got = {k: s.run({"x": x})["y"] for k, s in sessions.items()}
+        assert all(v.shape == want.shape for v in got.values()), (size, want.shape)
+        np.testing.assert_allclose(got["float"], want, rtol=1e-5, atol=1e-5)
+        assert _sqnr(got["int8"], want) > 20, (size, _sqnr(got["int8"], want))
+        np.testing.assert_array_equal(got["int8 from file"], got["int8"])
+
+
+def test_bias_correction_from_a_generator_equals_the_same_batches_in_a_list(digits):
+    """Bias correction needs the calibration data again after calibrating: a one-shot
+    generator is materialized once, so it gives exactly what the list gives."""
+    g, xc, x, _ = digits
+    batches = [{"image": xc[i:i + 32]} for i in range(0, len(xc), 32)]
+    cfg = qengine.StaticQuantConfig(per_channel=False, bias_correction=True)
+    from_list = qengine.quantize_static(g, batches, cfg)
+    from_gen = qengine.quantize_static(g, (b for b in batches), cfg)
+    assert from_list.initializers.keys() == from_gen.initializers.keys()
+    for k, v in from_list.initializers.items():
+        np.testing.assert_array_equal(from_gen.initializers[k], v, err_msg=k)
+    a = qengine.Session(from_list).run({"image": x[:32]})["logits"]
+    b = qengine.Session(from_gen).run({"image": x[:32]})["logits"]
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("auto", ["SAME_UPPER", "SAME_LOWER"])
+@pytest.mark.parametrize("cip", [0, 1])
+def test_same_padded_average_pool_runs_in_int8_at_any_size(auto, cip):
+    """An AveragePool with SAME padding (count_include_pad counts the SAME pads, as ONNX
+    Runtime does) runs in int8 and stays within quantization rounding of ONNX Runtime at sizes
+    other than the calibration one."""
+    from onnx import helper
+    m = _onnx_model([helper.make_node("AveragePool", ["x"], ["y"], auto_pad=auto,
+                                      kernel_shape=[3, 4], strides=[2, 3],
+                                      count_include_pad=cip)], (2, 3))
+    rng = np.random.default_rng(6)
+    calib = rng.standard_normal((4, 3, 9, 10)).astype(np.float32)
+    q = qengine.quantize_static(qengine.from_onnx(m), {"x": calib})
+    for size in [(9, 10), (12, 7), (6, 13), (1, 2)]:
+        x = np.clip(rng.standard_normal((2, 3, *size)), calib.min(), calib.max()).astype(np.float32)
+        _within_one_step(q, qengine.Session(q).run({"x": x})["y"], _ort(m, x), "QAveragePool")

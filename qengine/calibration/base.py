@@ -10,7 +10,9 @@ can be saved and merged later.
 
 Data is observed as float32, the engine's activation type: float64/float16 input is rounded to
 float32 first. NaN and +-Inf are ignored (and counted): ranges are over the finite values, as
-`qengine.data_range` does; the infinities then saturate when quantized.
+`qengine.data_range` does; the infinities then saturate when quantized. Every observer has a
+`nan` attribute, the number of NaN values it dropped; `collect_stats` warns (NaNWarning) naming
+each tensor that had some.
 """
 from __future__ import annotations
 
@@ -59,6 +61,8 @@ class Observer:
 
     #: name in qengine.calibration.OBSERVERS (and in serialized state)
     method: str = ""
+    # Subclasses also keep `nan`: how many NaN values observe() has dropped (an attribute or a
+    # property; it is not declared here so that subclasses can choose either).
 
     def observe(self, x) -> None:
         raise NotImplementedError

@@ -7,18 +7,21 @@ Calibration data is either
     `batch_size` (default 32). When a fixed batch size does not divide the number of samples,
     the incomplete last batch is dropped (padding it would bias the statistics) and a
     warning says how many samples were skipped;
-  * or an iterable of feed dicts, each run as given (a generator keeps memory flat).
+  * or an iterable of feed dicts, each run as given (a generator keeps memory flat; workflows
+    that need the data more than once read it into a list first, see `reusable`).
 The library never prints: `progress(done, total)` is called after each batch (total is None
-when the iterable has no len()), so a CLI can draw a bar.
+when the iterable has no len()), so a CLI can draw a bar. NaN values are left out of every range
+and counted by the observers (`observer.nan`); when any were seen, one NaNWarning names each
+tensor and its count, in graph order (the first one is where they enter).
 """
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, NaNWarning, ShapeError
 from ..graph.ir import Graph
 from ..session import Session
 from .base import Observer
@@ -58,6 +61,14 @@ def _batch_size(session: TapSession, data: Mapping, batch_size):
     return batch_size or DEFAULT_BATCH, False
 
 
+def reusable(data):
+    """`data` in a form that can be iterated more than once. A one-shot iterator (a generator)
+    is read into a list: the workflows that call this go over the data several times (bias
+    correction, sensitivity), so every batch is then held in memory at once. A dict of arrays
+    or a list is returned as is (it is in memory already)."""
+    return list(data) if isinstance(data, Iterator) else data
+
+
 def _split(session: TapSession, data: Mapping, batch_size):
     arrays = {}
     for k, v in data.items():
@@ -86,6 +97,19 @@ def _split(session: TapSession, data: Mapping, batch_size):
         for i in range(full):
             yield {k: a[i * b:(i + 1) * b] for k, a in arrays.items()}
     return batches(), full
+
+
+def _warn_nan(dropped: Mapping[str, int], shown: int = 8) -> None:
+    """One NaNWarning naming the tensors whose observers dropped NaN values (graph order)."""
+    bad = [(name, n) for name, n in dropped.items() if n]
+    if not bad:
+        return
+    names = ", ".join(f"{name!r} ({n})" for name, n in bad[:shown])
+    more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
+    warnings.warn(f"calibration: NaN values were left out of the ranges of {len(bad)} "
+                  f"tensor(s): {names}{more} (count per tensor; `observer.nan` keeps it). An "
+                  f"int8 model reads NaN as 0.0: check the calibration data and the model",
+                  NaNWarning, stacklevel=3)
 
 
 def collect_stats(model, calibration_data, tensor_names=None, method: str = "minmax",
@@ -129,6 +153,7 @@ def collect_stats(model, calibration_data, tensor_names=None, method: str = "min
         raise ConfigError("progress must be callable(done, total)")
 
     skipped = set()
+    nan_before = {name: getattr(obs[name], "nan", 0) for name in session.tapped}
 
     def watch(name, value):
         arr = np.asarray(value)
@@ -151,5 +176,9 @@ def collect_stats(model, calibration_data, tensor_names=None, method: str = "min
             progress(done, total)
     if done == 0:
         raise ConfigError("calibration_data produced no batches")
+    # graph order: the first tensor named is where the NaN enter
+    _warn_nan({name: getattr(obs[name], "nan", 0) - nan_before[name]
+               for name in (*graph.input_names, *graph.producers())
+               if name in nan_before and name not in skipped})
     return {name: obs[name] for name in session.tapped if name not in skipped} | \
         {k: v for k, v in obs.items() if k not in session.tapped}

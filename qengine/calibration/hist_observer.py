@@ -23,6 +23,11 @@ class HistogramObserver(Observer):
     def bins(self) -> int:
         return self.histogram.bins
 
+    @property
+    def nan(self) -> int:
+        """NaN values dropped so far (the histogram counts them, never bins them)."""
+        return self.histogram.nan
+
     @classmethod
     def from_histogram(cls, histogram: Histogram, **config):
         """An observer of this class over a copy of an existing histogram."""

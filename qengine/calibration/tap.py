@@ -37,10 +37,12 @@ class _TapOp:
 
 
 class TapSession(Session):
-    """A Session that calls `callback(name, array)` for each watched value during `run_tapped`."""
+    """A Session that calls `callback(name, array)` for each watched value during `run_tapped`.
+    It lets NaN in (nan="allow"): the observers count what they drop and the calibration
+    driver reports it (collect.py)."""
 
     def __init__(self, graph: Graph, names: Iterable[str] | None = None):
-        super().__init__(graph)
+        super().__init__(graph, nan="allow")
         produced = [o for n in graph.nodes for o in n.outputs if o]
         if names is None:
             names = list(self.input_names) + produced

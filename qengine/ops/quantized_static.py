@@ -6,7 +6,8 @@ NHWC inside the region (the kernels' layout); QuantizeU8 / DequantizeU8 convert 
 graph's NCHW at the region's edges. Weights are initializers in a portable form — int8 OIHW or
 [N, K] plus float32 per-channel scales and a float32 bias — and are packed for the CPU's kernels
 when a Session is built. Fused activations become the output clamp: `activation` is "",
-"relu" or "clip" (with `activation_min` / `activation_max`).
+"relu" or "clip" (with `activation_min` / `activation_max`). QConv and the pools take ONNX's
+`auto_pad`: SAME_UPPER / SAME_LOWER are resolved for each input's spatial size at run time.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ _QP = {"x_scale": ("float", 1.0), "x_zero_point": ("int", 0), "y_scale": ("float
 _ACT = {"activation": ("string", ""), "activation_min": ("float", 0.0),
         "activation_max": ("float", 0.0)}
 _WINDOW = {"kernel_shape": ("ints", None), "strides": ("ints", None), "pads": ("ints", None),
-           "dilations": ("ints", None)}
+           "dilations": ("ints", None), "auto_pad": ("string", "NOTSET")}
 
 
 def _activation(attrs):
@@ -40,6 +41,21 @@ def _activation(attrs):
     if a == "clip":
         return ("clip", attrs["activation_min"], attrs["activation_max"])
     raise ConfigError(f"activation must be '', 'relu' or 'clip', got {a!r}")
+
+
+def _padding(attrs):
+    """The layers' padding from the ONNX attributes. SAME_UPPER / SAME_LOWER stay symbolic: the
+    layer resolves them for each input's size (pads fixed at quantization time would be wrong
+    for every other input size); VALID is no padding."""
+    auto = attrs["auto_pad"]
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        return auto.lower()
+    if auto == "VALID":
+        return (0, 0, 0, 0)
+    if auto != "NOTSET":
+        raise ConfigError(f"auto_pad must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, got "
+                          f"{auto!r}")
+    return tuple(attrs["pads"] or (0, 0, 0, 0))
 
 
 def _qp(attrs, p):
@@ -170,7 +186,7 @@ class QConvOp(_QOp):
         return QConv2d(w, b, weight_scale=ws, input_scale=a["x_scale"],
                        input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
                        output_zero_point=a["y_zero_point"], stride=tuple(a["strides"] or (1, 1)),
-                       padding=tuple(a["pads"] or (0, 0, 0, 0)),
+                       padding=_padding(a),
                        dilation=tuple(a["dilations"] or (1, 1)), groups=a["group"],
                        activation=_activation(a))
 
@@ -206,7 +222,7 @@ class QMaxPoolOp(_QOp):
     def build(self, inits):
         a = self.attrs
         return QMaxPool2d(tuple(a["kernel_shape"]), tuple(a["strides"] or (1, 1)),
-                          tuple(a["pads"] or (0, 0, 0, 0)), tuple(a["dilations"] or (1, 1)),
+                          _padding(a), tuple(a["dilations"] or (1, 1)),
                           bool(a["ceil_mode"]))
 
     def run(self, x, arena=None):
@@ -221,10 +237,11 @@ class QAveragePoolOp(_QOp):
     def build(self, inits):
         a = self.attrs
         return QAveragePool2d(tuple(a["kernel_shape"]), tuple(a["strides"] or (1, 1)),
-                              tuple(a["pads"] or (0, 0, 0, 0)), bool(a["ceil_mode"]),
+                              _padding(a), bool(a["ceil_mode"]),
                               bool(a["count_include_pad"]), input_scale=a["x_scale"],
                               input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
-                              output_zero_point=a["y_zero_point"])
+                              output_zero_point=a["y_zero_point"],
+                              dilation=tuple(a["dilations"] or (1, 1)))
 
     def run(self, x, arena=None):
         return (self.call(x, arena=arena),)

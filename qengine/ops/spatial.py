@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ModelError
+from ..reference.conv import same_pads
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -84,13 +85,9 @@ class Geometry:
         elif auto == "VALID":
             pb = pe = (0,) * n
         else:
-            pb, pe = [], []
-            for i, s, e in zip(in_sizes, strides, eff):
-                total = max(0, (-(-i // s) - 1) * s + e - i)
-                small, big = total // 2, total - total // 2
-                pb.append(small if auto == "SAME_UPPER" else big)
-                pe.append(big if auto == "SAME_UPPER" else small)
-            pb, pe = tuple(pb), tuple(pe)
+            sides = [same_pads(i, k, s, d, auto == "SAME_UPPER")
+                     for i, k, s, d in zip(in_sizes, kernel, strides, dil)]
+            pb, pe = tuple(b for b, _ in sides), tuple(e for _, e in sides)
         out, over = [], []
         for i, s, e, b, en in zip(in_sizes, strides, eff, pb, pe):
             span = i + b + en - e

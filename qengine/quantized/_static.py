@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import _runtime
 from ..errors import ConfigError, ShapeError
-from ..reference.conv import quantize_u8_ref
+from ..reference.conv import quantize_u8_ref, same_pads
 from .weights import quantize_per_channel_symmetric
 
 _AVAILABLE = tuple(_runtime.available_isas())
@@ -108,8 +108,18 @@ def pair(v, name):
     return int(t[0]), int(t[1])
 
 
+#: paddings resolved per input size (ONNX auto_pad SAME_UPPER / SAME_LOWER)
+SAME = ("same_upper", "same_lower")
+
+
 def pads4(padding):
-    """int p, (ph, pw) or ONNX-order (top, left, bottom, right)."""
+    """int p, (ph, pw), ONNX-order (top, left, bottom, right), or 'same_upper' / 'same_lower'
+    (kept as the string: `resolve_pads` turns it into pads for each input size)."""
+    if isinstance(padding, str):
+        if padding.lower() not in SAME:
+            raise ConfigError(f"padding must be an int >= 0, (ph, pw), (top, left, bottom, "
+                              f"right) or one of {SAME}, got {padding!r}")
+        return padding.lower()
     if np.ndim(padding) == 0:
         t = (padding,) * 4
     else:
@@ -120,6 +130,16 @@ def pads4(padding):
         raise ConfigError(f"padding must be an int >= 0, (ph, pw) or (top, left, bottom, right), "
                           f"got {padding!r}")
     return tuple(int(i) for i in t)
+
+
+def resolve_pads(padding, h, w, kernel, stride, dilation):
+    """(top, left, bottom, right) of a `pads4` padding for an input of spatial size h × w."""
+    if not isinstance(padding, str):
+        return padding
+    upper = padding == "same_upper"
+    (pt, pb), (pl, pr) = (same_pads(i, k, s, d, upper)
+                          for i, k, s, d in zip((h, w), kernel, stride, dilation))
+    return pt, pl, pb, pr
 
 
 def nhwc_u8(x, name="x", channels=None):

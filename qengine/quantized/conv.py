@@ -29,7 +29,8 @@ class QConv2d:
     weight: float32 OIHW [Cout, Cin/groups, kh, kw] (quantized here: symmetric per output
     channel, narrow range) or int8 OIHW with weight_scale (scalar or [Cout]).
     bias: None, float [Cout] (quantized at s_x·s_w) or int32 [Cout] (already bias_q).
-    padding: int, (ph, pw) or (top, left, bottom, right) — padded taps are the real value 0.
+    padding: int, (ph, pw) or (top, left, bottom, right) — padded taps are the real value 0 —,
+    or 'same_upper' / 'same_lower' (ONNX auto_pad, resolved for each input's size).
     activation: None | 'relu' | 'relu6' | ('clip', min, max), fused as the output clamp.
     algorithm: None (chosen from the shape) or force 'im2col' / '1x1' / 'dw' where valid.
     Call: x uint8 NHWC [N, H, W, Cin] -> uint8 NHWC [N, OH, OW, Cout]; nthreads=0 = default.
@@ -86,9 +87,11 @@ class QConv2d:
 
     def _choose(self, algorithm):
         cout, (kh, kw), g = self.out_channels, self.kernel_size, self.groups
+        # SAME padding of a 1×1 stride-1 window is zero at every input size
         ok = {"im2col": True,
               "dw": g == self.in_channels and cout % g == 0,
-              "1x1": (kh, kw) == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0, 0, 0)}
+              "1x1": (kh, kw) == (1, 1) and self.stride == (1, 1) and
+                     self.padding in ((0, 0, 0, 0), *S.SAME)}
         if algorithm is not None:
             if algorithm not in ok:
                 raise ConfigError(f"algorithm must be one of {sorted(ok)}, got {algorithm!r}")
@@ -99,10 +102,14 @@ class QConv2d:
             return "dw"
         return "1x1" if ok["1x1"] else "im2col"
 
+    def pads(self, h, w):
+        """(top, left, bottom, right) for an input of spatial size h × w."""
+        return S.resolve_pads(self.padding, h, w, self.kernel_size, self.stride, self.dilation)
+
     def output_shape(self, input_shape):
         n, h, w, _ = input_shape
         (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = (self.kernel_size, self.stride,
-                                                          self.dilation, self.padding)
+                                                          self.dilation, self.pads(h, w))
         return (n, conv_out_size(h, kh, sh, dh, pt, pb), conv_out_size(w, kw, sw, dw, pl, pr),
                 self.out_channels)
 
@@ -114,7 +121,7 @@ class QConv2d:
         if y.size == 0:
             return y
         (kh, kw), (sh, sw), (dh, dw), (pt, pl, _, _) = (self.kernel_size, self.stride,
-                                                        self.dilation, self.padding)
+                                                        self.dilation, self.pads(h, w))
         zx, zy = self.input_zero_point, self.output_zero_point
         if self.algorithm == "dw":
             if self.depth_multiplier > 1:       # output channel o reads input channel o // mult

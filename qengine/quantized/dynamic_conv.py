@@ -17,7 +17,8 @@ from . import _static as S
 
 class DynamicConv2d:
     """DynamicConv2d(weight_int8 OIHW, weight_scale [Cout], bias=None, *, stride=1, padding=0,
-    dilation=1, groups=1, isa=None). Call: float32 NCHW [N, Cin, H, W] -> float32 NCHW."""
+    dilation=1, groups=1, isa=None); padding as QConv2d's ('same_upper' / 'same_lower'
+    included). Call: float32 NCHW [N, Cin, H, W] -> float32 NCHW."""
 
     def __init__(self, weight_int8, weight_scale, bias=None, *, stride=1, padding=0,
                  dilation=1, groups=1, isa=None):
@@ -54,8 +55,9 @@ class DynamicConv2d:
             raise ShapeError(f"DynamicConv2d input must be float NCHW with {self.in_channels} "
                              f"channels, got {x.dtype} {x.shape}")
         n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = (self.kernel_size, self.stride,
-                                                          self.dilation, self.padding)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        pt, pl, pb, pr = S.resolve_pads(self.padding, h, w, self.kernel_size, self.stride,
+                                        self.dilation)
         oh, ow = conv_out_size(h, kh, sh, dh, pt, pb), conv_out_size(w, kw, sw, dw, pl, pr)
         if oh < 1 or ow < 1:
             raise ShapeError(f"input {h}x{w} is too small for kernel {self.kernel_size}")

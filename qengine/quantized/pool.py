@@ -17,15 +17,21 @@ class _Pool:
         self.padding = S.pads4(padding)
         self.dilation = S.pair(dilation, "dilation")
         self.ceil_mode = bool(ceil_mode)
+        if isinstance(self.padding, str):
+            return                # SAME pads are at most (k − 1)·d: always inside the window
         (kh, kw), (pt, pl, pb, pr) = self.kernel_size, self.padding
         if pt >= kh * self.dilation[0] or pb >= kh * self.dilation[0] or \
                 pl >= kw * self.dilation[1] or pr >= kw * self.dilation[1]:
             raise ConfigError(f"padding {self.padding} must be smaller than the (dilated) kernel")
 
+    def pads(self, h, w):
+        """(top, left, bottom, right) for an input of spatial size h × w."""
+        return S.resolve_pads(self.padding, h, w, self.kernel_size, self.stride, self.dilation)
+
     def output_shape(self, input_shape):
         n, h, w, c = input_shape
         (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = (self.kernel_size, self.stride,
-                                                          self.dilation, self.padding)
+                                                          self.dilation, self.pads(h, w))
         return (n, conv_out_size(h, kh, sh, dh, pt, pb, self.ceil_mode),
                 conv_out_size(w, kw, sw, dw, pl, pr, self.ceil_mode), c)
 
@@ -36,7 +42,7 @@ class _Pool:
         y = S.output(out, (n, oh, ow, c))
         if y.size:
             (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = (self.kernel_size, self.stride,
-                                                              self.dilation, self.padding)
+                                                              self.dilation, self.pads(h, w))
             shape = (n, h, w, c, oh, ow, c, kh, kw, sh, sw, dh, dw, pt, pl, c, 1, 1)
             _conv.pool2d(kind, x, shape, pb, pr, cip, zx, zy, lo, hi, mult, y, nthreads)
         return y
@@ -44,7 +50,8 @@ class _Pool:
 
 class QMaxPool2d(_Pool):
     """QMaxPool2d(kernel_size, stride=None (= kernel_size), padding=0, dilation=1,
-    ceil_mode=False). Call: uint8 NHWC -> uint8 NHWC with the input's qparams."""
+    ceil_mode=False). padding as QConv2d's ('same_upper' / 'same_lower' included).
+    Call: uint8 NHWC -> uint8 NHWC with the input's qparams."""
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)

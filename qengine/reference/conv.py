@@ -25,6 +25,16 @@ def conv_out_size(size, k, stride, dilation, pad0, pad1, ceil_mode=False):
     return out
 
 
+def same_pads(size, k, stride, dilation, upper=True):
+    """(begin, end) padding of ONNX auto_pad SAME_UPPER (upper=True) / SAME_LOWER on one axis:
+    out = ceil(size / stride); the total max(0, (out − 1)·stride + (k − 1)·dilation + 1 − size)
+    is split evenly, the odd element going to the end (UPPER) or the beginning (LOWER). It
+    depends on the input size, so it is resolved per input shape, never fixed in a graph."""
+    total = max(0, (-(-size // stride) - 1) * stride + (k - 1) * dilation + 1 - size)
+    small, big = total // 2, total - total // 2
+    return (small, big) if upper else (big, small)
+
+
 def _windows(xp, kh, kw, sh, sw, dh, dw, oh, ow):
     """For each tap (ky, kx) the strided [N, oh, ow, C] view of the padded input."""
     for ky in range(kh):

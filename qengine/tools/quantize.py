@@ -6,11 +6,12 @@ float graph to report against, notes). Adding a mode is one function and one
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NaNWarning
 from ..graph.ir import Graph
 from ..workflows.dynamic import QUANTIZABLE, DynamicQuantConfig, quantize_dynamic
 from .sizes import node_weight_bytes
@@ -88,12 +89,20 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                             bias_correction=req.bias_correction, keep_float=req.keep_float)
     float_graph = prepare_float_graph(graph)
     notes = []
-    if req.target_sqnr is None:
-        q = quantize_static(graph, data, cfg, progress=req.progress)
-    else:
-        from ..workflows.sensitivity import auto_keep_float
-        q, kept, achieved = auto_keep_float(graph, data, req.target_sqnr, cfg,
-                                            progress=req.progress)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", NaNWarning)
+        if req.target_sqnr is None:
+            q = quantize_static(graph, data, cfg, progress=req.progress)
+        else:
+            from ..workflows.sensitivity import auto_keep_float
+            q, kept, achieved = auto_keep_float(graph, data, req.target_sqnr, cfg,
+                                                progress=req.progress)
+    for w in seen:          # calibration's NaN report goes into the summary, the rest as usual
+        if issubclass(w.category, NaNWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if req.target_sqnr is not None:
         met = "met" if achieved >= req.target_sqnr else "NOT met (every layer is float)"
         notes.append(f"auto keep-float: output SQNR {achieved:.2f} dB on the calibration data, "
                      f"target {req.target_sqnr:g} dB {met}")

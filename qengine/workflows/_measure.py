@@ -28,8 +28,9 @@ def feed_batches(g: Graph, data, batch_size=None) -> list:
 
 
 def run_batches(g: Graph, batches) -> dict:
-    """{output name: outputs of all batches concatenated along axis 0}."""
-    sess = Session(g)
+    """{output name: outputs of all batches concatenated along axis 0}. NaN in the data is let
+    in (a measurement reports it as a NaN score; calibration has warned about it already)."""
+    sess = Session(g, nan="allow")
     parts = [sess.run(feeds) for feeds in batches]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -62,6 +63,10 @@ class TeeObserver(Observer):
         self.primary = primary
         self.histogram = Histogram(bins)
         self.method = primary.method
+
+    @property
+    def nan(self) -> int:
+        return self.primary.nan
 
     def observe(self, x) -> None:
         self.primary.observe(x)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..calibration.collect import _split
 from ..calibration.tap import TapSession
 from ..graph.ir import Graph
+from ._measure import feed_batches
 
 CORRECTED = ("QConv", "QGemm")
 
@@ -24,12 +24,6 @@ def _channel_sums(arr, channel_axis):
     arr = np.asarray(arr, np.float64)
     axes = tuple(i for i in range(arr.ndim) if i != channel_axis % arr.ndim)
     return arr.sum(axis=axes), arr.size // arr.shape[channel_axis]
-
-
-def _batches(graph, data, batch_size):
-    if isinstance(data, dict):
-        return list(_split(TapSession(graph, []), data, batch_size)[0])
-    return list(data)
 
 
 def correct_biases(g_float: Graph, g_int8: Graph, layer_outputs: dict, calibration_data,
@@ -41,7 +35,7 @@ def correct_biases(g_float: Graph, g_int8: Graph, layer_outputs: dict, calibrati
     names = [n.name for n in g_int8.nodes if n.op_type in CORRECTED and n.name in layer_outputs]
     if not names:
         return g_int8
-    batches = _batches(g_float, calibration_data, batch_size)
+    batches = feed_batches(g_float, calibration_data, batch_size)
     f_sums, counts = {}, {}
 
     def on_float(name, value):

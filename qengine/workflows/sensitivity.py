@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ..calibration import collect_stats, make_observer
+from ..calibration.collect import reusable
 from ..calibration.histogram import Histogram
 from ..errors import ConfigError
 from ..graph.ir import Graph
@@ -59,17 +60,23 @@ class LayerReport:
     #                             more than half a step (closer ones just round to qmin / qmax)
     layer_sqnr_db: float        # this layer's output SQNR inside the fully quantized model
     rank: int                   # 1 = most sensitive (lowest sqnr_db)
+    nan: int = 0                # NaN values calibration left out of the output's range
     histogram: Histogram = field(repr=False, compare=False, default=None)
 
 
 class SensitivityReport(list):
     """list[LayerReport] in graph order, plus the whole-model numbers:
     method, float_metric / int8_metric (None without labels), int8_sqnr_db (the model quantized
-    with the config's keep_float)."""
+    with the config's keep_float), nan ({calibrated value: NaN values left out of its range},
+    only values that had some, graph order)."""
     method: str = ""
     float_metric: float | None = None
     int8_metric: float | None = None
     int8_sqnr_db: float = math.nan
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.nan: dict[str, int] = {}
 
 
 def accuracy(outputs: dict, labels) -> float:
@@ -116,7 +123,9 @@ class _Study:
         if missing:
             raise ConfigError(f"keep_float names nodes that are not in the graph: "
                               f"{sorted(missing)}")
-        calibration_data = observe_shapes(g, calibration_data, self.config.batch_size)
+        # every candidate graph is built (bias correction) and scored on the same data: a
+        # one-shot generator is read into memory once here
+        calibration_data = observe_shapes(g, reusable(calibration_data), self.config.batch_size)
         self.g, self.calib = g, calibration_data
         self.full = _Plan(g, frozenset())
         nodes = {n.name: n for n in g.nodes}
@@ -171,10 +180,11 @@ def layer_sensitivity(model, calibration_data, config: StaticQuantConfig | None 
                       progress: Callable | None = None) -> SensitivityReport:
     """Per-layer quantization sensitivity and statistics (see the module docstring).
 
-    model: Graph or ONNX path; calibration_data / eval_data: {input: samples on axis 0} or a
-    list of feed dicts (eval_data defaults to the calibration data); labels: one per evaluated
-    sample, for `metric(outputs dict, labels) -> float` (default: top-1 accuracy of the first
-    output); progress(done, total) during calibration."""
+    model: Graph or ONNX path; calibration_data / eval_data: {input: samples on axis 0} or an
+    iterable of feed dicts (eval_data defaults to the calibration data; a generator is read
+    into a list once, since every candidate graph runs over the same batches); labels: one per
+    evaluated sample, for `metric(outputs dict, labels) -> float` (default: top-1 accuracy of
+    the first output); progress(done, total) during calibration."""
     st = _Study(model, calibration_data, config, eval_data, labels, metric, progress)
     cfg = st.config
     scores = st.single_layer_scores()
@@ -195,8 +205,10 @@ def layer_sensitivity(model, calibration_data, config: StaticQuantConfig | None 
             observed_max=float(h.max), range_min=lo, range_max=hi, scale=s, zero_point=z,
             saturation=saturation(h, lo - s / 2, hi + s / 2),
             layer_sqnr_db=in_full.get(name, math.nan),
-            rank=ranks[name], histogram=h))
+            rank=ranks[name], nan=obs.nan, histogram=h))
     report.method = cfg.method
+    report.nan = {v: st.stats[v].nan for v in (*st.g.input_names, *st.g.producers())
+                  if v in st.stats and st.stats[v].nan}
     report.int8_sqnr_db, report.int8_metric = st.score(full)
     if st.metric is not None:
         report.float_metric = float(st.metric(st.ref, labels))

@@ -28,11 +28,11 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..calibration import collect_stats, make_observer
+from ..calibration.collect import reusable
 from ..errors import ConfigError
 from ..graph.fusion import _activation_of
 from ..graph.ir import Graph, Node
 from ..graph.passes import optimize
-from ..ops.spatial import Geometry
 from ..quant import choose_qparams
 from .dynamic import _bias_vector
 
@@ -99,9 +99,10 @@ def prepare_float_graph(model) -> Graph:
 def observe_shapes(g: Graph, calibration_data, batch_size=None):
     """Record in `g.value_info` the shape of every activation seen on the first calibration
     batch, where static shape inference left it unknown or symbolic (it cannot always see
-    through symbolic batch dims). The int8 rewrite needs every activation's rank (for layouts)
-    and, for SAME padding, its spatial size. Returns the calibration data to use from now on: a
-    one-shot iterator of feed dicts comes back with its first batch put in front again."""
+    through symbolic batch dims). The int8 rewrite needs every activation's rank (for layouts);
+    spatial sizes are never baked in (SAME padding is resolved per input at run time).
+    Returns the calibration data to use from now on: a one-shot iterator of feed dicts comes
+    back with its first batch put in front again."""
     from ..calibration.collect import _split
     from ..calibration.tap import TapSession
     from ..graph.ir import DTYPES, ValueInfo
@@ -213,10 +214,6 @@ def _accepts(g: Graph, n: Node):
             return None
         if len(n.inputs) > 2 and n.inputs[2] and n.inputs[2] not in g.initializers:
             return None
-        if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-            s = _shape(g, n.inputs[0])
-            if s is None or not all(isinstance(d, int) for d in s[2:]):
-                return None
         return "conv"
     if op == "Gemm":
         b, = _consts(g, n, [1])
@@ -236,7 +233,7 @@ def _accepts(g: Graph, n: Node):
     if op in ("MaxPool", "AveragePool"):
         if len(n.outputs) > 1 and n.outputs[1] or _rank(g, n.inputs[0]) != 4:
             return None
-        if a.get("storage_order", 0) or a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        if a.get("storage_order", 0):
             return None
         return "pool"
     if op == "GlobalAveragePool":
@@ -404,11 +401,6 @@ class _Builder:
     def _conv(self, n):
         g, a = self.g, n.attrs
         w = g.initializers[n.inputs[1]]
-        pads = a.get("pads") or [0, 0, 0, 0]
-        if a.get("auto_pad", "NOTSET") != "NOTSET":
-            s = _shape(g, n.inputs[0])
-            geo = Geometry.resolve(a, s[2:], w.shape[2:])
-            pads = [*geo.pads_begin, *geo.pads_end]
         wq, ws = self.weights(w, n.name)
         ins = [self.get_q(n.inputs[0], "nhwc"), wq, ws]
         if len(n.inputs) > 2 and n.inputs[2]:
@@ -416,8 +408,7 @@ class _Builder:
         out = self.plan.output_of(n)
         self.layer_outputs[n.name] = out
         self.emit("QConv", n.name, ins, [self.put_q(out, "nhwc")],
-                  kernel_shape=list(w.shape[2:]), strides=list(a.get("strides") or [1, 1]),
-                  pads=list(pads), dilations=list(a.get("dilations") or [1, 1]),
+                  kernel_shape=list(w.shape[2:]), **_window(a),
                   group=a.get("group", 1), **self._xy(n, n.inputs[0]), **self.act_attrs(n))
         return True
 
@@ -449,16 +440,13 @@ class _Builder:
         k = a.get("kernel_shape")
         if k is None or len(k) != 2:
             return False
-        pads = a.get("pads") or [0, 0, 0, 0]
-        common = dict(kernel_shape=list(k), strides=list(a.get("strides") or [1, 1]),
-                      pads=list(pads), ceil_mode=a.get("ceil_mode", 0))
+        common = dict(kernel_shape=list(k), ceil_mode=a.get("ceil_mode", 0), **_window(a))
         if n.op_type == "MaxPool" and not self.quantized(n.inputs[0]):
             return False              # quantizing only for a max would just add error
         x = self.get_q(n.inputs[0], "nhwc")
         if n.op_type == "MaxPool":
             out = self.put_q(n.outputs[0], "nhwc", self.qp(n.inputs[0]))
-            self.emit("QMaxPool", n.name, [x], [out],
-                      dilations=list(a.get("dilations") or [1, 1]), **common)
+            self.emit("QMaxPool", n.name, [x], [out], **common)
         else:
             out = self.put_q(n.outputs[0], "nhwc")
             self.emit("QAveragePool", n.name, [x], [out],
@@ -534,6 +522,17 @@ class _Builder:
         return True
 
 
+def _window(a) -> dict:
+    """The window attributes an int8 conv/pool node carries over. auto_pad stays symbolic: the
+    op resolves SAME pads for each input's size (qengine/ops/quantized_static.py). It is
+    written only when set, so engine files without it stay readable by older versions (which
+    refuse the attribute rather than run with wrong pads)."""
+    auto = a.get("auto_pad", "NOTSET")
+    return dict(strides=list(a.get("strides") or [1, 1]), pads=list(a.get("pads") or [0] * 4),
+                dilations=list(a.get("dilations") or [1, 1]),
+                **({} if auto == "NOTSET" else {"auto_pad": auto}))
+
+
 def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
                with_layers: bool = False):
     """Rewrite the optimized float graph `g` into its int8 form using calibration `stats`.
@@ -546,7 +545,11 @@ def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
 def quantize_static(model, calibration_data, config: StaticQuantConfig | None = None, *,
                     progress: Callable | None = None) -> Graph:
     """Calibrate `model` (a Graph or an ONNX path) on `calibration_data` ({input name: samples
-    along axis 0} or an iterable of feed dicts) and return the int8 graph."""
+    along axis 0} or an iterable of feed dicts) and return the int8 graph.
+
+    A generator of batches is streamed (memory stays flat), except with bias_correction, which
+    runs the data again after calibrating: the batches are then read into a list first, so
+    they must fit in memory together."""
     config = StaticQuantConfig() if config is None else config
     if not isinstance(config, StaticQuantConfig):
         raise ConfigError(f"config must be a StaticQuantConfig, got {type(config).__name__}")
@@ -554,6 +557,8 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
     missing = config.keep_float - {n.name for n in g.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
+    if config.bias_correction:
+        calibration_data = reusable(calibration_data)
     calibration_data = observe_shapes(g, calibration_data, config.batch_size)
     stats = calibrate(g, calibration_data, config, progress)
     q, layers = build_int8(g, stats, config, with_layers=True)
