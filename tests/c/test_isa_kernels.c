@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,19 +135,23 @@ static void fill_f32(float *p, size_t n, float spread, int nan) {
     if (nan && n > 3) p[rnd64() % n] = __builtin_nanf("");
 }
 
-/* GEMM operand patterns: random, or the int8 sign traps of STYLE.md */
-typedef struct { int aval, za, wval; } gemm_pattern;   /* aval < 0: random a; wval 999: ±alt */
+/* GEMM operands: random, or the int8 sign traps of STYLE.md (all a = aval with z_a = za; all
+ * w = wval, or alternating −128, 127 along K) */
+enum { A_RANDOM = -1, W_ALT = 1000, W_RANDOM = 1001 };
+typedef struct { int aval, za, wval; } gemm_pattern;
+static const gemm_pattern RANDOM = {A_RANDOM, 0, W_RANDOM};
 static const gemm_pattern EXTREMES[] = {
-    {255, 0, -128}, {255, 0, 127}, {255, 0, 999}, {0, 255, -128}, {0, 255, 127}, {0, 255, 999},
-    {255, 255, -128}, {255, 255, 127}, {255, 255, 999}, {128, 3, -128}, {128, 3, 127}, {128, 3, 999}};
+    {255, 0, -128}, {255, 0, 127}, {255, 0, W_ALT}, {0, 255, -128}, {0, 255, 127}, {0, 255, W_ALT},
+    {255, 255, -128}, {255, 255, 127}, {255, 255, W_ALT}, {128, 3, -128}, {128, 3, 127}, {128, 3, W_ALT}};
 #define NEXTREMES (sizeof EXTREMES / sizeof EXTREMES[0])
 
 static void fill_pattern(const gemm_pattern *p, uint8_t *a, size_t na, int8_t *w, size_t n,
                          size_t k) {
-    if (p->aval < 0) fill_u8(a, na); else memset(a, p->aval, na);
+    if (p->aval == A_RANDOM) fill_u8(a, na); else memset(a, p->aval, na);
+    if (p->wval == W_RANDOM) { fill_s8(w, n * k); return; }
     for (size_t j = 0; j < n; j++)
         for (size_t q = 0; q < k; q++)
-            w[j * k + q] = (int8_t)(p->wval == 999 ? (q % 2 ? 127 : -128) : p->wval);
+            w[j * k + q] = (int8_t)(p->wval == W_ALT ? (q % 2 ? 127 : -128) : p->wval);
 }
 
 /* ------------------------------------------------------------------ references */
@@ -245,6 +250,8 @@ static int dies_of_sigill(int isa) {
     fflush(NULL);
     const pid_t pid = fork();
     if (pid == 0) {
+        const struct rlimit no_core = {0, 0};   /* the expected crash leaves no core file */
+        setrlimit(RLIMIT_CORE, &no_core);
         const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
         static uint8_t a[QE_GEMM_MR_MAX * 64 * 2];
         static int8_t w[QE_GEMM_NR_MAX * 64 * 2];
@@ -269,13 +276,24 @@ static void test_dispatch(const char *expect_runnable) {
     printf("CPU features     ");
     for (size_t i = 0; i < sizeof F / sizeof F[0]; i++)
         if (f & F[i].bit) printf(" %s", F[i].name);
+    printf("\n");
+    /* the raw OS/CPU report the features come from (under qemu-user: what it emulates) */
+#if defined(QE_ARCH_X86)
+    uint32_t r1[4];
+    qe_cpuid(1, 0, r1);
+    if (r1[2] >> 27 & 1) printf("XCR0 (XGETBV)     %#llx\n", (unsigned long long)qe_xgetbv0());
+    else printf("XCR0 (XGETBV)     n/a (no OSXSAVE)\n");
+#elif defined(__aarch64__) && defined(__linux__)
+    printf("AT_HWCAP          %#lx\n", getauxval(AT_HWCAP));
+#endif
     isa_list(compiled, buf, sizeof buf);
-    printf("\ncompiled ISAs     %s\n", buf);
+    printf("compiled ISAs     %s\n", buf);
     isa_list(runnable, buf, sizeof buf);
     printf("runnable ISAs     %s\n", buf);
     g_avail = compiled & runnable;
-    tally *t = tally_of("dispatch: runnable ISAs as expected");
+    tally *t;
     if (expect_runnable) {
+        t = tally_of("dispatch: runnable ISAs as expected");
         t->cases++;
         if (runnable != parse_isas(expect_runnable)) {
             t->failures++; g_failures++;
@@ -311,9 +329,7 @@ static void test_ukernel(const qe_gemm_kernel_rec *r, const gemm_pattern *pat, s
     const size_t MR = (size_t)r->mr, NR = (size_t)r->nr, k = kg * (size_t)r->kr;
     uint8_t *a = xmalloc(MR * k);
     int8_t *w = xmalloc(NR * k);
-    gemm_pattern p = *pat;
-    fill_pattern(&p, a, MR * k, w, NR, k);
-    if (pat->wval == 0) fill_s8(w, NR * k);
+    fill_pattern(pat, a, MR * k, w, NR, k);
     void *ap = xmalloc(qe_gemm_packed_a_bytes(r, MR, k)), *wp = xmalloc(qe_gemm_packed_w_bytes(r, NR, k));
     int32_t colsum[QE_GEMM_NR_MAX], c[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX], want[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX];
     qe_gemm_pack_a(r, mr, k, a, k, 0, 1, ap, NULL);
@@ -340,10 +356,11 @@ static void gemm_case(const qe_gemm_kernel_rec *r, size_t m, size_t n, size_t k,
     int8_t *w = xmalloc(n * k);
     int32_t *za = xmalloc(m * sizeof(int32_t)), *wzp = xmalloc(n * sizeof(int32_t));
     fill_pattern(pat, a, m * lda, w, n, k);
-    if (pat->wval == 0) fill_s8(w, n * k);
-    for (size_t i = 0; i < m; i++) za[i] = pat->aval < 0 ? rnd_int(0, 255) : pat->za;
+    for (size_t i = 0; i < m; i++) za[i] = pat->aval == A_RANDOM ? rnd_int(0, 255) : pat->za;
     if (!per_row) for (size_t i = 1; i < m; i++) za[i] = za[0];
-    for (size_t j = 0; j < n; j++) wzp[j] = rnd_int(-128, 127);
+    /* with a constant w, z_w at the other end of the range makes |w − z_w| = 255 */
+    for (size_t j = 0; j < n; j++)
+        wzp[j] = pat->wval == W_RANDOM ? rnd_int(-128, 127) : pat->wval < 0 ? 127 : -128;
     int64_t *ref = xmalloc(m * n * sizeof(int64_t));
     int32_t *want = xmalloc(m * n * sizeof(int32_t)), *got = xmalloc(m * n * sizeof(int32_t));
     ref_gemm(m, n, k, a, lda, za, 1, w, wzp_on ? wzp : NULL, ref);
@@ -367,21 +384,20 @@ static void gemm_case(const qe_gemm_kernel_rec *r, size_t m, size_t n, size_t k,
 
 static void test_gemm_record(const qe_gemm_kernel_rec *r) {
     const size_t MR = (size_t)r->mr, NR = (size_t)r->nr, KR = (size_t)r->kr, KP = (size_t)r->kpad;
-    const gemm_pattern rnd = {-1, 0, 0};
     /* the microkernel on its own */
     const size_t u = KP / KR, kgs[] = {u, 2 * u, 3 * u, 17 * u};
     for (size_t g = 0; g < 4; g++)
         for (size_t mr = 1; mr <= MR; mr++)
-            for (int acc_in = 0; acc_in < 2; acc_in++) test_ukernel(r, &rnd, kgs[g], mr, acc_in);
+            for (int acc_in = 0; acc_in < 2; acc_in++) test_ukernel(r, &RANDOM, kgs[g], mr, acc_in);
     for (size_t e = 0; e < NEXTREMES; e++) test_ukernel(r, &EXTREMES[e], 17 * u, MR, e % 2);
 
     /* tile edges: k around KR and kpad, m = 1..MR+1, n = 1..NR+1 and beyond one panel */
     const size_t ks[] = {1, KR > 1 ? KR - 1 : 1, KR, KR + 1, KP, KP + 1, 2 * KP + 3, 67};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         if (i > 0 && ks[i] == ks[i - 1]) continue;
-        for (size_t m = 1; m <= MR + 1; m++) gemm_case(r, m, NR + 3, ks[i], ks[i], &rnd, 0, 0, 1);
-        for (size_t n = 1; n <= NR + 1; n++) gemm_case(r, MR + 1, n, ks[i], ks[i], &rnd, 0, 0, 1);
-        gemm_case(r, 2 * MR + 3, 2 * NR + 3, ks[i], ks[i], &rnd, 1, 0, 1);
+        for (size_t m = 1; m <= MR + 1; m++) gemm_case(r, m, NR + 3, ks[i], ks[i], &RANDOM, 0, 0, 1);
+        for (size_t n = 1; n <= NR + 1; n++) gemm_case(r, MR + 1, n, ks[i], ks[i], &RANDOM, 0, 0, 1);
+        gemm_case(r, 2 * MR + 3, 2 * NR + 3, ks[i], ks[i], &RANDOM, 1, 0, 1);
     }
     /* the sign traps: 255 × −128 (vpmaddubsw would saturate), all −128, all 127, alternating */
     const size_t kx[] = {1, KR + 1, 1000};
@@ -391,17 +407,17 @@ static void test_gemm_record(const qe_gemm_kernel_rec *r) {
             gemm_case(r, MR + 1, NR + 3, kx[i], kx[i], &EXTREMES[e], 0, 0, 1);
         }
     /* K at the documented int32 bound (QE_GEMM_MAX_K; QE_GEMM_MAX_K_WZP with z_w) */
-    const gemm_pattern deep = {255, 0, -128}, deep_alt = {255, 0, 999};
+    const gemm_pattern deep = {255, 0, -128}, deep_alt = {255, 0, W_ALT};
     gemm_case(r, 2, 3, QE_GEMM_MAX_K, QE_GEMM_MAX_K, &deep, 0, 0, 1);
     gemm_case(r, 2, 3, QE_GEMM_MAX_K, QE_GEMM_MAX_K, &deep_alt, 0, 0, 1);
-    gemm_case(r, 3, 4, 65536, 65536, &rnd, 0, 0, 1);
+    gemm_case(r, 3, 4, 65536, 65536, &RANDOM, 0, 0, 1);
     gemm_case(r, 2, 2, QE_GEMM_MAX_K_WZP, QE_GEMM_MAX_K_WZP, &deep, 0, 1, 1);
     /* weight zero points, per-row z_a, padded rows (lda > k), several threads */
-    gemm_case(r, 7, 19, 45, 45, &rnd, 1, 1, 1);
-    gemm_case(r, MR + 1, 2 * NR + 1, 2 * KP + 1, 2 * KP + 1, &rnd, 1, 1, 1);
-    gemm_case(r, 10, 33, 57, 70, &rnd, 0, 0, 1);
-    gemm_case(r, 50, 300, 200, 200, &rnd, 1, 0, 2);   /* above QE_GEMM_PAR_MIN_MACS */
-    gemm_case(r, 50, 300, 200, 200, &rnd, 1, 1, 2);
+    gemm_case(r, 7, 19, 45, 45, &RANDOM, 1, 1, 1);
+    gemm_case(r, MR + 1, 2 * NR + 1, 2 * KP + 1, 2 * KP + 1, &RANDOM, 1, 1, 1);
+    gemm_case(r, 10, 33, 57, 70, &RANDOM, 0, 0, 1);
+    gemm_case(r, 50, 300, 200, 200, &RANDOM, 1, 0, 2);   /* above QE_GEMM_PAR_MIN_MACS */
+    gemm_case(r, 50, 300, 200, 200, &RANDOM, 1, 1, 2);
 }
 
 /* ------------------------------------------------------------------ fixed cases, every ISA */
@@ -479,12 +495,12 @@ static void test_epilogues(void) {
                 const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
                 uint8_t *out = isa == QE_ISA_SCALAR ? sc8 : got8;
                 run_gemm(isa, m, n, k, a, k, w, NULL, &ep, out, 1);
+                const char *what = folded_za && r->ukernel_requant ? "fused requant" : "epilogue U8/S8";
                 char name[128];
-                if (folded_za && r->ukernel_requant) snprintf(name, sizeof name, "%s [fused requant]", r->name);
-                else snprintf(name, sizeof name, "%s [epilogue U8/S8]", r->name);
+                snprintf(name, sizeof name, "%s [%s]", r->name, what);
                 expect_same(name, ctx, out, want8, m * n, 1);
                 if (isa == QE_ISA_SCALAR) { digest(D_EPI, out, m * n); continue; }
-                strcat(name, " vs scalar");
+                snprintf(name, sizeof name, "%s [%s vs scalar]", r->name, what);
                 expect_same(name, ctx, out, sc8, m * n, 1);
             }
         }
