@@ -137,6 +137,7 @@ static void qe_dynq_fns(int isa, qe_dynq_range_fn *range, qe_dynq_row_fn *row) {
     if (isa == QE_ISA_AVX512VNNI) { *range = qe_dynq_range__avx512; *row = qe_dynq_row__avx512; }
     if (isa == QE_ISA_AVX2) { *range = qe_dynq_range__avx2; *row = qe_dynq_row__avx2; }
 #endif
+    (void)isa;   /* aarch64: every ISA uses the scalar pair */
 }
 
 static int qe_dynq_u8(int isa, size_t m, size_t k, const float *x, size_t ldx, int per_row,

@@ -1,0 +1,957 @@
+/* Every kernel this build has and this CPU can run, bit for bit against the scalar twin and an
+ * independent int64 reference, in C, without Python. scripts/test_other_cpus.sh builds it for
+ * aarch64 and runs it under qemu-aarch64 (no arm64 Python needed), and for x86-64 natively and
+ * under qemu-x86_64 -cpu Haswell / Nehalem. It includes the shipped headers, nothing copied.
+ *
+ *   dispatch  CPU features, compiled and runnable ISAs, checked against --expect-runnable; every
+ *             compiled ISA the CPU cannot run must die of SIGILL in a child process, which proves
+ *             the (emulated) CPU truly lacks it, so the fallback is what the dispatch chose.
+ *   gemm      per GEMM dispatch record: the microkernel alone (every mr, acc_in), then qe_gemm on
+ *             the tile's edges (k < KR, = KR, > KR, kpad ± 1; m = 1..MR+1; n = 1..NR+1, > NR),
+ *             extremes (255 × −128, all −128, all 127, alternating signs), K at the int32 bound,
+ *             weight zero points, per-row z_a, strides, 1 and 2 threads:
+ *             vs Σ (a − z_a)(w − z_w) in int64 and vs the scalar record.
+ *   fixed cases, the same list on every machine (scalar output first, then every other ISA):
+ *             epilogues (F32, U8, S8; fused requant), im2col and depthwise convolution (vs a direct
+ *             int64 convolution + qe_requantize); dynamic linear, dynamic LSTM/GRU time loop,
+ *             quantize/dequantize, QAdd/QMul, gates, calibration histogram: every ISA vs scalar.
+ *             (Where an ISA has no kernel of its own, e.g. NEON outside the GEMM, the dispatch
+ *             gives it the scalar twin: the case then checks that choice, and the digest below
+ *             checks the scalar code itself on that architecture.)
+ *
+ * Output: per-kernel case counts, then one FNV-1a digest per family of every scalar output of the
+ * fixed cases. The script compares the digests across architectures: results must not depend on
+ * the CPU that ran them (DESIGN.md, numerics contract). Exit status 1 on any mismatch.
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "qengine/gemm/qe_gemm_dynamic.h"
+#include "qengine/conv/qe_conv.h"
+#include "qengine/conv/qe_dwconv.h"
+#include "qengine/quant/qe_quant.h"
+#include "qengine/eltwise/qe_eltwise.h"
+#include "qengine/rnn/qe_gates.h"
+#include "qengine/rnn/qe_rnn_dynamic.h"
+#include "qengine/calib/qe_hist.h"
+
+static const char *const ISA_NAMES[QE_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "neondot"};
+static uint32_t g_avail;     /* compiled ∧ runnable, bit per QE_ISA_* */
+
+/* ------------------------------------------------------------------ bookkeeping */
+typedef struct { char name[160]; long cases, failures; } tally;
+static tally g_tally[256];
+static int g_ntally;
+static long g_failures;
+
+static tally *tally_of(const char *name) {
+    for (int i = 0; i < g_ntally; i++)
+        if (!strcmp(g_tally[i].name, name)) return &g_tally[i];
+    if (g_ntally == 256) { fprintf(stderr, "too many tallies\n"); exit(2); }
+    snprintf(g_tally[g_ntally].name, sizeof g_tally[0].name, "%s", name);
+    return &g_tally[g_ntally++];
+}
+
+/* One case of `kernel`: n elements of es bytes must be identical. Prints the first difference
+ * of the first few failing cases. */
+static void expect_same(const char *kernel, const char *ctx, const void *got, const void *want,
+                        size_t n, size_t es) {
+    tally *t = tally_of(kernel);
+    t->cases++;
+    if (!memcmp(got, want, n * es)) return;
+    t->failures++;
+    if (g_failures++ < 20) {
+        fflush(stdout);
+        size_t i = 0;
+        while (!memcmp((const char *)got + i * es, (const char *)want + i * es, es)) i++;
+        int32_t g = 0, w = 0;
+        memcpy(&g, (const char *)got + i * es, es < 4 ? es : 4);
+        memcpy(&w, (const char *)want + i * es, es < 4 ? es : 4);
+        if (es == 1) { g = (int8_t)g; w = (int8_t)w; }
+        if (es == 2) { g = (int16_t)g; w = (int16_t)w; }
+        fprintf(stderr, "MISMATCH %s [%s]: element %zu of %zu: got %d (0x%x), want %d (0x%x)\n",
+                kernel, ctx, i, n, g, (unsigned)g, w, (unsigned)w);
+    }
+}
+
+static void expect_rc(const char *what, int rc) {
+    if (rc == 0) return;
+    fprintf(stderr, "ERROR %s returned %d\n", what, rc);
+    exit(1);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
+    return p;
+}
+
+/* digests of the scalar outputs of the fixed cases, one per family */
+enum { D_EPI, D_CONV, D_DW, D_DYN, D_RNN, D_QUANT, D_ELT, D_GATES, D_HIST, D_COUNT };
+static const char *const D_NAMES[D_COUNT] = {"gemm-epilogues", "conv", "dwconv", "linear-dynamic",
+                                             "rnn-dynamic", "quant", "eltwise", "gates", "hist"};
+static uint64_t g_digest[D_COUNT];
+
+static void digest(int d, const void *p, size_t bytes) {
+    uint64_t h = g_digest[d] ? g_digest[d] : 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < bytes; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ull;
+    g_digest[d] = h;
+}
+
+/* ------------------------------------------------------------------ data */
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd64(void) {   /* splitmix64: the same stream on every machine */
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static int32_t rnd_int(int32_t lo, int32_t hi) {   /* inclusive */
+    return lo + (int32_t)(rnd64() % (uint64_t)((int64_t)hi - lo + 1));
+}
+
+/* float32 in [−spread, spread): a 24-bit integer times a power of two, exact everywhere */
+static float rnd_f32(float spread) {
+    return (float)((int32_t)(rnd64() >> 40) - (1 << 23)) * (spread / 8388608.0f);
+}
+
+static void fill_u8(uint8_t *p, size_t n) { for (size_t i = 0; i < n; i++) p[i] = (uint8_t)rnd_int(0, 255); }
+static void fill_s8(int8_t *p, size_t n) { for (size_t i = 0; i < n; i++) p[i] = (int8_t)rnd_int(-128, 127); }
+
+/* floats that stress quantizers and gates, sprinkled into random data */
+static const float SPECIALS[] = {0.0f, -0.0f, 0.5f, -0.5f, 1.5f, 2.5f, 1e-8f, 87.0f, -87.0f,
+                                 88.5f, -88.5f, 1e30f, -1e30f, 3e38f, -3e38f, 1e-40f,
+                                 __builtin_inff(), -__builtin_inff()};
+#define NSPECIALS (sizeof SPECIALS / sizeof SPECIALS[0])
+
+static void fill_f32(float *p, size_t n, float spread, int nan) {
+    for (size_t i = 0; i < n; i++) p[i] = rnd_f32(spread);
+    for (size_t i = 0; i < n && i < NSPECIALS; i++) p[rnd64() % n] = SPECIALS[i];
+    if (nan && n > 3) p[rnd64() % n] = __builtin_nanf("");
+}
+
+/* GEMM operands: random, or the int8 sign traps of STYLE.md (all a = aval with z_a = za; all
+ * w = wval, or alternating −128, 127 along K) */
+enum { A_RANDOM = -1, W_ALT = 1000, W_RANDOM = 1001 };
+typedef struct { int aval, za, wval; } gemm_pattern;
+static const gemm_pattern RANDOM = {A_RANDOM, 0, W_RANDOM};
+static const gemm_pattern EXTREMES[] = {
+    {255, 0, -128}, {255, 0, 127}, {255, 0, W_ALT}, {0, 255, -128}, {0, 255, 127}, {0, 255, W_ALT},
+    {255, 255, -128}, {255, 255, 127}, {255, 255, W_ALT}, {128, 3, -128}, {128, 3, 127}, {128, 3, W_ALT}};
+#define NEXTREMES (sizeof EXTREMES / sizeof EXTREMES[0])
+
+static void fill_pattern(const gemm_pattern *p, uint8_t *a, size_t na, int8_t *w, size_t n,
+                         size_t k) {
+    if (p->aval == A_RANDOM) fill_u8(a, na); else memset(a, p->aval, na);
+    if (p->wval == W_RANDOM) { fill_s8(w, n * k); return; }
+    for (size_t j = 0; j < n; j++)
+        for (size_t q = 0; q < k; q++)
+            w[j * k + q] = (int8_t)(p->wval == W_ALT ? (q % 2 ? 127 : -128) : p->wval);
+}
+
+/* ------------------------------------------------------------------ references */
+/* Σ_k (a[i,k] − z_a[i·za_step]) · (w[j,k] − z_w[j]) in int64: the mathematical GEMM. */
+static void ref_gemm(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const int32_t *za,
+                     size_t za_step, const int8_t *w, const int32_t *wzp, int64_t *out) {
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            int64_t s = 0;
+            const int64_t zi = za ? za[i * za_step] : 0, zj = wzp ? wzp[j] : 0;
+            for (size_t q = 0; q < k; q++) s += ((int64_t)a[i * lda + q] - zi) * ((int64_t)w[j * k + q] - zj);
+            out[i * n + j] = s;
+        }
+}
+
+/* Direct convolution, NHWC, weights [cout][kh][kw][cin_g]: Σ (x − z_a)·w over the taps inside
+ * the input (zero padding in real values) + bias, in int64. */
+static void ref_conv(const qe_conv_shape *s, const uint8_t *x, int32_t za, const int8_t *w,
+                     const int32_t *bias, int64_t *out) {
+    for (size_t b = 0; b < s->n; b++)
+        for (size_t oy = 0; oy < s->oh; oy++)
+            for (size_t ox = 0; ox < s->ow; ox++)
+                for (size_t o = 0; o < s->cout; o++) {
+                    const size_t g = o / s->cout_g;
+                    int64_t acc = bias ? bias[o] : 0;
+                    for (size_t ky = 0; ky < s->kh; ky++)
+                        for (size_t kx = 0; kx < s->kw; kx++) {
+                            const ptrdiff_t iy = (ptrdiff_t)(oy * s->sh + ky * s->dh) - (ptrdiff_t)s->pt;
+                            const ptrdiff_t ix = (ptrdiff_t)(ox * s->sw + kx * s->dw) - (ptrdiff_t)s->pl;
+                            if (iy < 0 || ix < 0 || iy >= (ptrdiff_t)s->h || ix >= (ptrdiff_t)s->w) continue;
+                            const uint8_t *px = x + ((b * s->h + (size_t)iy) * s->w + (size_t)ix) * s->c + g * s->cin_g;
+                            const int8_t *pw = w + ((o * s->kh + ky) * s->kw + kx) * s->cin_g;
+                            for (size_t ci = 0; ci < s->cin_g; ci++) acc += ((int64_t)px[ci] - za) * pw[ci];
+                        }
+                    out[((b * s->oh + oy) * s->ow + ox) * s->cout + o] = acc;
+                }
+}
+
+/* ------------------------------------------------------------------ GEMM driver helpers */
+typedef struct {
+    qe_packed_w pw;
+    void *data;
+    int32_t *colsum;
+} packed;
+
+static packed pack(int isa, size_t n, size_t k, const int8_t *w, const int32_t *wzp) {
+    const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
+    packed p;
+    p.data = xmalloc(qe_gemm_packed_w_bytes(r, n, k));
+    p.colsum = (int32_t *)xmalloc(n * sizeof(int32_t));
+    expect_rc("qe_gemm_pack_weights", qe_gemm_pack_weights(isa, n, k, w, k, p.data, p.colsum));
+    p.pw.data = p.data; p.pw.colsum = p.colsum; p.pw.w_zp = wzp;
+    p.pw.n = (int32_t)n; p.pw.k = (int32_t)k;
+    p.pw.kp = (int32_t)qe_gemm_round_up(k, (size_t)r->kpad);
+    p.pw.isa = isa;
+    return p;
+}
+
+static void unpack(packed *p) { free(p->data); free(p->colsum); }
+
+/* out (ldc = n) = qe_gemm(isa, ...) with W packed for isa */
+static void run_gemm(int isa, size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
+                     const int8_t *w, const int32_t *wzp, const qe_gemm_epilogue *ep, void *out,
+                     int nthreads) {
+    packed p = pack(isa, n, k, w, wzp);
+    expect_rc("qe_gemm", qe_gemm(isa, m, a, lda, &p.pw, ep, out, n, nthreads, NULL, 0));
+    unpack(&p);
+}
+
+static qe_gemm_epilogue epi_int32(const int32_t *za, int per_row) {
+    qe_gemm_epilogue ep;
+    memset(&ep, 0, sizeof ep);
+    ep.a_zp = za; ep.row_step = per_row; ep.kind = QE_EPI_INT32;
+    return ep;
+}
+
+/* ------------------------------------------------------------------ dispatch */
+static void isa_list(uint32_t mask, char *buf, size_t len) {
+    buf[0] = 0;
+    for (int i = 0; i < QE_ISA_COUNT; i++)
+        if (mask & (1u << i)) snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", buf[0] ? "," : "", ISA_NAMES[i]);
+}
+
+static uint32_t parse_isas(const char *s) {
+    uint32_t m = 0;
+    for (int i = 0; i < QE_ISA_COUNT; i++) {
+        const char *p = strstr(s, ISA_NAMES[i]);
+        const size_t l = strlen(ISA_NAMES[i]);
+        if (p && (p == s || p[-1] == ',') && (p[l] == 0 || p[l] == ',')) m |= 1u << i;
+    }
+    return m;
+}
+
+/* Run the GEMM microkernel of `isa` once in a child; 1 if the child died of SIGILL. */
+static int dies_of_sigill(int isa) {
+    fflush(NULL);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        const struct rlimit no_core = {0, 0};   /* the expected crash leaves no core file */
+        setrlimit(RLIMIT_CORE, &no_core);
+        const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
+        static uint8_t a[QE_GEMM_MR_MAX * 64 * 2];
+        static int8_t w[QE_GEMM_NR_MAX * 64 * 2];
+        static int32_t c[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX];
+        r->ukernel((size_t)r->mr, (size_t)(r->kpad / r->kr), a, w, c, 0);
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGILL;
+}
+
+static void test_dispatch(const char *expect_runnable) {
+    static const struct { const char *name; uint32_t bit; } F[] = {
+        {"sse4.1", QE_CPU_SSE41}, {"avx", QE_CPU_AVX}, {"avx2", QE_CPU_AVX2}, {"fma", QE_CPU_FMA},
+        {"f16c", QE_CPU_F16C}, {"avx512f", QE_CPU_AVX512F}, {"avx512bw", QE_CPU_AVX512BW},
+        {"avx512vl", QE_CPU_AVX512VL}, {"avx512dq", QE_CPU_AVX512DQ},
+        {"avx512vnni", QE_CPU_AVX512VNNI}, {"avxvnni", QE_CPU_AVXVNNI}, {"neon", QE_CPU_NEON},
+        {"neon-dotprod", QE_CPU_NEON_DOT}};
+    const uint32_t f = qe_cpu_features(), compiled = qe_compiled_isas(), runnable = qe_runnable_isas(f);
+    char buf[128];
+    printf("CPU features     ");
+    for (size_t i = 0; i < sizeof F / sizeof F[0]; i++)
+        if (f & F[i].bit) printf(" %s", F[i].name);
+    printf("\n");
+    /* the raw OS/CPU report the features come from (under qemu-user: what it emulates) */
+#if defined(QE_ARCH_X86)
+    uint32_t r1[4];
+    qe_cpuid(1, 0, r1);
+    if (r1[2] >> 27 & 1) printf("XCR0 (XGETBV)     %#llx\n", (unsigned long long)qe_xgetbv0());
+    else printf("XCR0 (XGETBV)     n/a (no OSXSAVE)\n");
+#elif defined(__aarch64__) && defined(__linux__)
+    printf("AT_HWCAP          %#lx\n", getauxval(AT_HWCAP));
+#endif
+    isa_list(compiled, buf, sizeof buf);
+    printf("compiled ISAs     %s\n", buf);
+    isa_list(runnable, buf, sizeof buf);
+    printf("runnable ISAs     %s\n", buf);
+    g_avail = compiled & runnable;
+    tally *t;
+    if (expect_runnable) {
+        t = tally_of("dispatch: runnable ISAs as expected");
+        t->cases++;
+        if (runnable != parse_isas(expect_runnable)) {
+            t->failures++; g_failures++;
+            fprintf(stderr, "MISMATCH dispatch: runnable ISAs %s, expected %s\n", buf, expect_runnable);
+        }
+    }
+    /* a compiled kernel the dispatch refuses must really fault here */
+    for (int isa = 1; isa < QE_ISA_COUNT; isa++) {
+        if (!(compiled & (1u << isa)) || (runnable & (1u << isa))) continue;
+        snprintf(buf, sizeof buf, "dispatch: %s not runnable, its kernel dies of SIGILL", ISA_NAMES[isa]);
+        t = tally_of(buf);
+        t->cases++;
+        if (!dies_of_sigill(isa)) {
+            t->failures++; g_failures++;
+            fprintf(stderr, "MISMATCH %s: it ran (or died otherwise)\n", buf);
+        }
+    }
+    /* every ISA the dispatch may choose has a GEMM record; the rest of the families fall back
+     * to their scalar twin where the ISA has no kernel of its own */
+    for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+        if (!(compiled & (1u << isa))) continue;
+        t = tally_of("dispatch: compiled ISA has a GEMM record");
+        t->cases++;
+        if (!qe_gemm_kernel_for_isa(isa)) { t->failures++; g_failures++; fprintf(stderr, "MISMATCH no GEMM record for %s\n", ISA_NAMES[isa]); }
+    }
+}
+
+/* ------------------------------------------------------------------ GEMM, per record */
+/* The microkernel alone: kg K-groups (a multiple of kpad/KR, as the driver guarantees), every
+ * mr ≤ MR, with and without acc_in; tile rows < mr vs c_in + Σ a·w in int64. */
+static void test_ukernel(const qe_gemm_kernel_rec *r, const gemm_pattern *pat, size_t kg, size_t mr,
+                         int acc_in) {
+    const size_t MR = (size_t)r->mr, NR = (size_t)r->nr, k = kg * (size_t)r->kr;
+    uint8_t *a = xmalloc(MR * k);
+    int8_t *w = xmalloc(NR * k);
+    fill_pattern(pat, a, MR * k, w, NR, k);
+    void *ap = xmalloc(qe_gemm_packed_a_bytes(r, MR, k)), *wp = xmalloc(qe_gemm_packed_w_bytes(r, NR, k));
+    int32_t colsum[QE_GEMM_NR_MAX], c[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX], want[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX];
+    qe_gemm_pack_a(r, mr, k, a, k, 0, 1, ap, NULL);
+    qe_gemm_pack_w(r, NR, k, w, k, wp, colsum);
+    for (size_t i = 0; i < MR * NR; i++) c[i] = want[i] = rnd_int(-1000000, 1000000);
+    for (size_t i = 0; i < mr; i++)
+        for (size_t j = 0; j < NR; j++) {
+            int64_t s = acc_in ? want[i * NR + j] : 0;
+            for (size_t q = 0; q < k; q++) s += (int64_t)a[i * k + q] * w[j * k + q];
+            want[i * NR + j] = (int32_t)s;
+        }
+    r->ukernel(mr, kg, ap, wp, c, acc_in);
+    char ctx[96], name[128];
+    snprintf(ctx, sizeof ctx, "mr=%zu kg=%zu acc_in=%d a=%d w=%d", mr, kg, acc_in, pat->aval, pat->wval);
+    snprintf(name, sizeof name, "%s [ukernel]", r->name);
+    expect_same(name, ctx, c, want, mr * NR, 4);
+    free(a); free(w); free(ap); free(wp);
+}
+
+/* One qe_gemm int32 case vs the int64 reference and (for SIMD records) vs the scalar record. */
+static void gemm_case(const qe_gemm_kernel_rec *r, size_t m, size_t n, size_t k, size_t lda,
+                      const gemm_pattern *pat, int per_row, int wzp_on, int nthreads) {
+    uint8_t *a = xmalloc(m * lda);
+    int8_t *w = xmalloc(n * k);
+    int32_t *za = xmalloc(m * sizeof(int32_t)), *wzp = xmalloc(n * sizeof(int32_t));
+    fill_pattern(pat, a, m * lda, w, n, k);
+    for (size_t i = 0; i < m; i++) za[i] = pat->aval == A_RANDOM ? rnd_int(0, 255) : pat->za;
+    if (!per_row) for (size_t i = 1; i < m; i++) za[i] = za[0];
+    /* with a constant w, z_w at the other end of the range makes |w − z_w| = 255 */
+    for (size_t j = 0; j < n; j++)
+        wzp[j] = pat->wval == W_RANDOM ? rnd_int(-128, 127) : pat->wval < 0 ? 127 : -128;
+    int64_t *ref = xmalloc(m * n * sizeof(int64_t));
+    int32_t *want = xmalloc(m * n * sizeof(int32_t)), *got = xmalloc(m * n * sizeof(int32_t));
+    ref_gemm(m, n, k, a, lda, za, 1, w, wzp_on ? wzp : NULL, ref);
+    for (size_t i = 0; i < m * n; i++) want[i] = (int32_t)ref[i];   /* exact below the K bound */
+    const qe_gemm_epilogue ep = epi_int32(za, per_row);
+    run_gemm(r->isa, m, n, k, a, lda, w, wzp_on ? wzp : NULL, &ep, got, nthreads);
+    char ctx[128], name[128];
+    snprintf(ctx, sizeof ctx, "m=%zu n=%zu k=%zu lda=%zu a=%d w=%d per_row=%d w_zp=%d threads=%d",
+             m, n, k, lda, pat->aval, pat->wval, per_row, wzp_on, nthreads);
+    snprintf(name, sizeof name, "%s [qe_gemm%s vs int64]", r->name, m == 1 && r->gemv ? " m=1 gemv" : "");
+    expect_same(name, ctx, got, want, m * n, 4);
+    if (r->isa != QE_ISA_SCALAR) {
+        int32_t *sc = xmalloc(m * n * sizeof(int32_t));
+        run_gemm(QE_ISA_SCALAR, m, n, k, a, lda, w, wzp_on ? wzp : NULL, &ep, sc, nthreads);
+        snprintf(name, sizeof name, "%s [qe_gemm vs scalar]", r->name);
+        expect_same(name, ctx, got, sc, m * n, 4);
+        free(sc);
+    }
+    free(a); free(w); free(za); free(wzp); free(ref); free(want); free(got);
+}
+
+static void test_gemm_record(const qe_gemm_kernel_rec *r) {
+    const size_t MR = (size_t)r->mr, NR = (size_t)r->nr, KR = (size_t)r->kr, KP = (size_t)r->kpad;
+    /* the microkernel on its own */
+    const size_t u = KP / KR, kgs[] = {u, 2 * u, 3 * u, 17 * u};
+    for (size_t g = 0; g < 4; g++)
+        for (size_t mr = 1; mr <= MR; mr++)
+            for (int acc_in = 0; acc_in < 2; acc_in++) test_ukernel(r, &RANDOM, kgs[g], mr, acc_in);
+    for (size_t e = 0; e < NEXTREMES; e++) test_ukernel(r, &EXTREMES[e], 17 * u, MR, e % 2);
+
+    /* tile edges: k around KR and kpad, m = 1..MR+1, n = 1..NR+1 and beyond one panel */
+    const size_t ks[] = {1, KR > 1 ? KR - 1 : 1, KR, KR + 1, KP, KP + 1, 2 * KP + 3, 67};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        if (i > 0 && ks[i] == ks[i - 1]) continue;
+        for (size_t m = 1; m <= MR + 1; m++) gemm_case(r, m, NR + 3, ks[i], ks[i], &RANDOM, 0, 0, 1);
+        for (size_t n = 1; n <= NR + 1; n++) gemm_case(r, MR + 1, n, ks[i], ks[i], &RANDOM, 0, 0, 1);
+        gemm_case(r, 2 * MR + 3, 2 * NR + 3, ks[i], ks[i], &RANDOM, 1, 0, 1);
+    }
+    /* the sign traps: 255 × −128 (vpmaddubsw would saturate), all −128, all 127, alternating */
+    const size_t kx[] = {1, KR + 1, 1000};
+    for (size_t e = 0; e < NEXTREMES; e++)
+        for (size_t i = 0; i < 3; i++) {
+            gemm_case(r, 1, 1, kx[i], kx[i], &EXTREMES[e], 0, 0, 1);
+            gemm_case(r, MR + 1, NR + 3, kx[i], kx[i], &EXTREMES[e], 0, 0, 1);
+        }
+    /* K at the documented int32 bound (QE_GEMM_MAX_K; QE_GEMM_MAX_K_WZP with z_w) */
+    const gemm_pattern deep = {255, 0, -128}, deep_alt = {255, 0, W_ALT};
+    gemm_case(r, 2, 3, QE_GEMM_MAX_K, QE_GEMM_MAX_K, &deep, 0, 0, 1);
+    gemm_case(r, 2, 3, QE_GEMM_MAX_K, QE_GEMM_MAX_K, &deep_alt, 0, 0, 1);
+    gemm_case(r, 3, 4, 65536, 65536, &RANDOM, 0, 0, 1);
+    gemm_case(r, 2, 2, QE_GEMM_MAX_K_WZP, QE_GEMM_MAX_K_WZP, &deep, 0, 1, 1);
+    /* weight zero points, per-row z_a, padded rows (lda > k), several threads */
+    gemm_case(r, 7, 19, 45, 45, &RANDOM, 1, 1, 1);
+    gemm_case(r, MR + 1, 2 * NR + 1, 2 * KP + 1, 2 * KP + 1, &RANDOM, 1, 1, 1);
+    gemm_case(r, 10, 33, 57, 70, &RANDOM, 0, 0, 1);
+    gemm_case(r, 50, 300, 200, 200, &RANDOM, 1, 0, 2);   /* above QE_GEMM_PAR_MIN_MACS */
+    gemm_case(r, 50, 300, 200, 200, &RANDOM, 1, 1, 2);
+}
+
+/* ------------------------------------------------------------------ fixed cases, every ISA */
+/* The float / requantizing epilogues through qe_gemm. */
+static void test_epilogues(void) {
+    static const size_t shapes[][3] = {{13, 45, 70}, {9, 70, 61}, {1, 37, 33}, {5, 16, 4}, {12, 32, 64}, {25, 65, 131}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        uint8_t *a = xmalloc(m * k);
+        int8_t *w = xmalloc(n * k);
+        int32_t *za = xmalloc(m * 4), *bq = xmalloc(n * 4), *folded = xmalloc(n * 4);
+        float *sa = xmalloc(m * 4), *sw = xmalloc(n * 4), *bias = xmalloc(n * 4), *mult = xmalloc(n * 4);
+        int64_t *acc = xmalloc(m * n * 8);
+        const size_t bytes = m * n * 4;
+        float *prev = xmalloc(bytes), *want = xmalloc(bytes), *sc = xmalloc(bytes), *got = xmalloc(bytes);
+        uint8_t *want8 = xmalloc(m * n), *sc8 = xmalloc(m * n), *got8 = xmalloc(m * n);
+        fill_u8(a, m * k); fill_s8(w, n * k);
+        for (size_t i = 0; i < m; i++) { za[i] = rnd_int(0, 255); sa[i] = 0.06f + rnd_f32(0.05f); }
+        for (size_t j = 0; j < n; j++) {
+            sw[j] = 1e-4f + (rnd_f32(1.0f) + 1.0f) * 5e-3f;
+            bias[j] = rnd_f32(2.0f);
+            bq[j] = rnd_int(-50000, 50000);
+            mult[j] = (rnd_f32(1.0f) + 1.1f) * (1.0f / 4096.0f) * (float)(1 << (j % 6));
+        }
+        for (size_t i = 0; i < m * n; i++) prev[i] = rnd_f32(3.0f);
+        char ctx[96];
+        /* (a) F32: float32(acc)·float32(s_a·s_w) + bias, optionally accumulated */
+        for (int v = 0; v < 8; v++) {
+            const int per_row = v & 1, with_bias = v >> 1 & 1, accumulate = v >> 2 & 1;
+            qe_gemm_epilogue ep = epi_int32(za, per_row);
+            ep.kind = QE_EPI_F32; ep.a_scale = sa; ep.w_scale = sw;
+            ep.bias = with_bias ? bias : NULL; ep.accumulate = accumulate;
+            ref_gemm(m, n, k, a, k, za, (size_t)per_row, w, NULL, acc);
+            for (size_t i = 0; i < m; i++)
+                for (size_t j = 0; j < n; j++) {
+                    const float c = sa[per_row ? i : 0] * sw[j];
+                    float y = (float)acc[i * n + j] * c;
+                    if (with_bias) y = y + bias[j];
+                    want[i * n + j] = accumulate ? prev[i * n + j] + y : y;
+                }
+            snprintf(ctx, sizeof ctx, "F32 m=%zu n=%zu k=%zu per_row=%d bias=%d acc=%d", m, n, k, per_row, with_bias, accumulate);
+            for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                if (!(g_avail & (1u << isa))) continue;
+                float *out = isa == QE_ISA_SCALAR ? sc : got;
+                memcpy(out, prev, bytes);
+                run_gemm(isa, m, n, k, a, k, w, NULL, &ep, out, 1);
+                char name[128];
+                snprintf(name, sizeof name, "%s [epilogue F32]", qe_gemm_kernel_for_isa(isa)->name);
+                expect_same(name, ctx, out, want, m * n, 4);
+                if (isa == QE_ISA_SCALAR) digest(D_EPI, out, bytes);
+                else { snprintf(name, sizeof name, "%s [epilogue F32 vs scalar]", qe_gemm_kernel_for_isa(isa)->name); expect_same(name, ctx, out, sc, m * n, 4); }
+            }
+        }
+        /* (b) U8 / S8: qe_requantize(acc + bias_q); z_a either passed (int32 tile + epilogue) or
+         * folded into the bias (the fused requantizing kernel where the record has one) */
+        for (int v = 0; v < 12; v++) {
+            const int s8 = v & 1, folded_za = v >> 1 & 1, clamp = v >> 2;   /* none, relu, [20,100] */
+            const int32_t zy = s8 ? -5 : 100, qlo = s8 ? -128 : 0, qhi = s8 ? 127 : 255;
+            const int32_t lo = clamp == 1 ? zy : clamp == 2 ? 20 : qlo, hi = clamp == 2 ? 100 : qhi;
+            qe_gemm_epilogue ep = epi_int32(folded_za ? NULL : za, 0);
+            ep.kind = s8 ? QE_EPI_S8 : QE_EPI_U8; ep.multiplier = mult;
+            ep.out_zp = zy; ep.lo = lo; ep.hi = hi;
+            ref_gemm(m, n, k, a, k, za, 0, w, NULL, acc);
+            for (size_t j = 0; j < n; j++) {
+                int32_t cs = 0;
+                for (size_t q = 0; q < k; q++) cs += w[j * k + q];
+                folded[j] = (int32_t)((uint32_t)bq[j] - (uint32_t)za[0] * (uint32_t)cs);
+            }
+            ep.col_bias = folded_za ? folded : bq;
+            for (size_t i = 0; i < m * n; i++)
+                want8[i] = (uint8_t)qe_requantize((int32_t)(acc[i] + bq[i % n]), mult[i % n], zy, lo, hi);
+            snprintf(ctx, sizeof ctx, "%s m=%zu n=%zu k=%zu folded=%d clamp=%d", s8 ? "S8" : "U8", m, n, k, folded_za, clamp);
+            for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                if (!(g_avail & (1u << isa))) continue;
+                const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
+                uint8_t *out = isa == QE_ISA_SCALAR ? sc8 : got8;
+                run_gemm(isa, m, n, k, a, k, w, NULL, &ep, out, 1);
+                const char *what = folded_za && r->ukernel_requant ? "fused requant" : "epilogue U8/S8";
+                char name[128];
+                snprintf(name, sizeof name, "%s [%s]", r->name, what);
+                expect_same(name, ctx, out, want8, m * n, 1);
+                if (isa == QE_ISA_SCALAR) { digest(D_EPI, out, m * n); continue; }
+                snprintf(name, sizeof name, "%s [%s vs scalar]", r->name, what);
+                expect_same(name, ctx, out, sc8, m * n, 1);
+            }
+        }
+        free(a); free(w); free(za); free(bq); free(folded); free(sa); free(sw); free(bias); free(mult);
+        free(acc); free(prev); free(want); free(sc); free(got); free(want8); free(sc8); free(got8);
+    }
+}
+
+/* tally key for families whose ISAs may share a kernel (NEON: the scalar twin) */
+static const char *per_isa(int isa, const char *kernel) {
+    static char buf[128];
+    snprintf(buf, sizeof buf, "%s: %s", ISA_NAMES[isa], kernel);
+    return buf;
+}
+
+/* im2col convolution (static U8 and dynamic F32 epilogues) vs a direct int64 convolution. */
+typedef struct { size_t n, h, w, c, cout, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, groups; int threads; } conv_case;
+
+static qe_conv_shape conv_shape(const conv_case *k) {
+    qe_conv_shape s;
+    s.n = k->n; s.h = k->h; s.w = k->w; s.c = k->c; s.cout = k->cout;
+    s.kh = k->kh; s.kw = k->kw; s.sh = k->sh; s.sw = k->sw; s.dh = k->dh; s.dw = k->dw;
+    s.pt = k->pt; s.pl = k->pl; s.groups = k->groups;
+    s.cin_g = k->c / k->groups; s.cout_g = k->cout / k->groups;
+    s.oh = (k->h + k->pt + k->pb - k->dh * (k->kh - 1) - 1) / k->sh + 1;
+    s.ow = (k->w + k->pl + k->pr - k->dw * (k->kw - 1) - 1) / k->sw + 1;
+    return s;
+}
+
+static void test_conv(void) {
+    static const conv_case CASES[] = {
+        /* n  h  w  c cout kh kw sh sw dh dw pt pl pb pr g  thr */
+        {1, 5, 5, 3, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},       /* cin_g % 4 != 0: gather path */
+        {2, 7, 6, 8, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1},      /* batch, stride 2 */
+        {1, 9, 9, 4, 17, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1, 1},      /* dilation */
+        {1, 6, 6, 8, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 1},       /* 1×1, groups */
+        {1, 11, 11, 3, 16, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 1, 1},    /* RGB stem */
+        {1, 4, 5, 6, 33, 2, 3, 1, 1, 1, 1, 1, 0, 0, 2, 3, 1},      /* asymmetric padding, groups 3 */
+        {1, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},     /* deep K, two threads */
+    };
+    for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
+        const qe_conv_shape s = conv_shape(&CASES[ci]);
+        const size_t K = s.kh * s.kw * s.cin_g, nx = s.n * s.h * s.w * s.c, ny = s.n * s.oh * s.ow * s.cout;
+        uint8_t *x = xmalloc(nx);
+        int8_t *w = xmalloc(s.cout * K);
+        int32_t *bq = xmalloc(s.cout * 4), *folded = xmalloc(s.cout * 4);
+        float *mult = xmalloc(s.cout * 4), *sw = xmalloc(s.cout * 4), *bias = xmalloc(s.cout * 4);
+        int64_t *acc = xmalloc(ny * 8), *acc0 = xmalloc(ny * 8);
+        uint8_t *want8 = xmalloc(ny), *sc8 = xmalloc(ny), *got8 = xmalloc(ny);
+        float *wantf = xmalloc(ny * 4), *scf = xmalloc(ny * 4), *gotf = xmalloc(ny * 4);
+        fill_u8(x, nx); fill_s8(w, s.cout * K);
+        const int32_t za = rnd_int(0, 255), zy = 7;
+        const float sa = 0.02f;
+        for (size_t o = 0; o < s.cout; o++) {
+            int32_t cs = 0;
+            for (size_t q = 0; q < K; q++) cs += w[o * K + q];
+            bq[o] = rnd_int(-20000, 20000);
+            folded[o] = (int32_t)((uint32_t)bq[o] - (uint32_t)za * (uint32_t)cs);
+            mult[o] = (rnd_f32(1.0f) + 1.1f) * (1.0f / 2048.0f);
+            sw[o] = (rnd_f32(1.0f) + 1.1f) * 1e-3f;
+            bias[o] = rnd_f32(1.0f);
+        }
+        ref_conv(&s, x, za, w, bq, acc);
+        ref_conv(&s, x, za, w, NULL, acc0);
+        for (size_t i = 0; i < ny; i++) {
+            const size_t o = i % s.cout;
+            want8[i] = (uint8_t)qe_requantize((int32_t)acc[i], mult[o], zy, 0, 255);
+            wantf[i] = (float)acc0[i] * (sa * sw[o]) + bias[o];
+        }
+        char ctx[128];
+        snprintf(ctx, sizeof ctx, "conv case %zu: %zux%zux%zux%zu -> %zu, %zux%zu/%zu, g=%zu", ci, s.n, s.h, s.w, s.c,
+                 s.cout, s.kh, s.kw, s.sh, s.groups);
+        for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+            if (!(g_avail & (1u << isa))) continue;
+            const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
+            packed *p = xmalloc(s.groups * sizeof(packed));
+            qe_packed_w *pw = xmalloc(s.groups * sizeof(qe_packed_w));
+            for (size_t g = 0; g < s.groups; g++) { p[g] = pack(isa, s.cout_g, K, w + g * s.cout_g * K, NULL); pw[g] = p[g].pw; }
+            qe_gemm_epilogue ep;
+            memset(&ep, 0, sizeof ep);
+            ep.kind = QE_EPI_U8; ep.col_bias = folded; ep.multiplier = mult; ep.out_zp = zy; ep.lo = 0; ep.hi = 255;
+            uint8_t *out8 = isa == QE_ISA_SCALAR ? sc8 : got8;
+            expect_rc("qe_conv2d_gemm", qe_conv2d_gemm(isa, &s, x, za, pw, &ep, out8, CASES[ci].threads));
+            char name[160];
+            snprintf(name, sizeof name, "%s [qe_conv2d_gemm U8%s]", r->name, r->ukernel_requant ? ", fused" : "");
+            expect_same(name, ctx, out8, want8, ny, 1);
+            memset(&ep, 0, sizeof ep);
+            ep.kind = QE_EPI_F32; ep.a_zp = &za; ep.a_scale = &sa; ep.w_scale = sw; ep.bias = bias;
+            float *outf = isa == QE_ISA_SCALAR ? scf : gotf;
+            expect_rc("qe_conv2d_gemm", qe_conv2d_gemm(isa, &s, x, za, pw, &ep, (uint8_t *)outf, CASES[ci].threads));
+            snprintf(name, sizeof name, "%s [qe_conv2d_gemm F32]", r->name);
+            expect_same(name, ctx, outf, wantf, ny, 4);
+            if (isa == QE_ISA_SCALAR) { digest(D_CONV, sc8, ny); digest(D_CONV, scf, ny * 4); }
+            for (size_t g = 0; g < s.groups; g++) unpack(&p[g]);
+            free(p); free(pw);
+        }
+        free(x); free(w); free(bq); free(folded); free(mult); free(sw); free(bias); free(acc); free(acc0);
+        free(want8); free(sc8); free(got8); free(wantf); free(scf); free(gotf);
+    }
+}
+
+/* Depthwise convolution, QE_DW_LAYOUT_I32 kernels (the AVX-512 kernel's C64 packing lives in
+ * src_pyx/_conv.pyx; tests/test_qconv.py covers it), vs the direct convolution with groups = C. */
+static void test_dwconv(void) {
+    static const size_t CH[] = {1, 7, 8, 9, 24, 70};
+    static const conv_case GEOM[] = {
+        {1, 6, 7, 0, 0, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1},
+        {2, 9, 8, 0, 0, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, 1},
+        {1, 10, 10, 0, 0, 5, 5, 1, 1, 2, 2, 4, 4, 4, 4, 0, 1},
+        {1, 28, 28, 0, 0, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},   /* above the threading threshold */
+    };
+    for (size_t gi = 0; gi < sizeof GEOM / sizeof GEOM[0]; gi++)
+        for (size_t chi = 0; chi < sizeof CH / sizeof CH[0]; chi++) {
+            conv_case k = GEOM[gi];
+            k.c = k.cout = k.groups = CH[chi];
+            const qe_conv_shape s = conv_shape(&k);
+            const size_t C = s.c, T = s.kh * s.kw, nx = s.n * s.h * s.w * C, ny = s.n * s.oh * s.ow * C;
+            uint8_t *x = xmalloc(nx), *want = xmalloc(ny), *sc = xmalloc(ny), *got = xmalloc(ny);
+            int8_t *w = xmalloc(C * T);                    /* [c][kh][kw], as ref_conv reads it */
+            int32_t *wp = xmalloc(T * C * 4), *bq = xmalloc(C * 4), *folded = xmalloc(C * 4);
+            float *mult = xmalloc(C * 4);
+            int64_t *acc = xmalloc(ny * 8);
+            fill_u8(x, nx); fill_s8(w, C * T);
+            const int32_t za = rnd_int(0, 255), zy = 3, lo = gi % 2 ? zy : 0;
+            for (size_t c = 0; c < C; c++) {
+                int32_t sum = 0;
+                for (size_t t = 0; t < T; t++) {
+                    wp[t * C + c] = (int32_t)(uint16_t)(int16_t)w[c * T + t];   /* low half = w8 */
+                    sum += w[c * T + t];
+                }
+                bq[c] = rnd_int(-5000, 5000);
+                folded[c] = (int32_t)((uint32_t)bq[c] - (uint32_t)za * (uint32_t)sum);
+                mult[c] = (rnd_f32(1.0f) + 1.1f) * (1.0f / 512.0f);
+            }
+            ref_conv(&s, x, za, w, bq, acc);
+            for (size_t i = 0; i < ny; i++) want[i] = (uint8_t)qe_requantize((int32_t)acc[i], mult[i % C], zy, lo, 255);
+            const qe_dwconv_params p = {wp, C, folded, mult, zy, lo, 255, QE_DW_LAYOUT_I32};
+            char ctx[96];
+            snprintf(ctx, sizeof ctx, "dw geometry %zu, C=%zu", gi, C);
+            for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                if (!(g_avail & (1u << isa)) || qe_dwconv_layout(isa) != QE_DW_LAYOUT_I32) continue;
+                uint8_t *out = isa == QE_ISA_SCALAR ? sc : got;
+                expect_rc("qe_conv2d_dw", qe_conv2d_dw(isa, &s, x, za, &p, out, k.threads));
+                expect_same(per_isa(isa, qe_dwconv_ukernel_name(isa)), ctx, out, want, ny, 1);
+                if (isa == QE_ISA_SCALAR) digest(D_DW, out, ny);
+            }
+            free(x); free(want); free(sc); free(got); free(w); free(wp); free(bq); free(folded); free(mult); free(acc);
+        }
+}
+
+/* Dynamic quantization of the activations and the fused dynamic linear layer: vs scalar. */
+static void test_dynamic(void) {
+    static const size_t shapes[][3] = {{1, 45, 7}, {3, 45, 70}, {13, 45, 70}, {1, 130, 300}, {6, 33, 16}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int v = 0; v < 4; v++) {
+            const size_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+            const int per_row = v & 1, accumulate = v >> 1;
+            float *x = xmalloc(m * k * 4), *sw = xmalloc(n * 4), *bias = xmalloc(n * 4);
+            float *prev = xmalloc(m * n * 4), *sc = xmalloc(m * n * 4), *got = xmalloc(m * n * 4);
+            int8_t *w = xmalloc(n * k);
+            uint8_t *q = xmalloc(m * k), *q0 = xmalloc(m * k);
+            float s[16], s0[16];
+            int32_t z[16], z0[16];
+            fill_f32(x, m * k, 3.0f, 1);
+            if (si == 4) for (size_t i = 0; i < m * k; i++) x[i] = 0.0f;   /* degenerate range */
+            fill_s8(w, n * k);
+            for (size_t j = 0; j < n; j++) { sw[j] = (rnd_f32(1.0f) + 1.1f) * 1e-3f; bias[j] = rnd_f32(1.0f); }
+            for (size_t i = 0; i < m * n; i++) prev[i] = rnd_f32(1.0f);
+            char ctx[96];
+            snprintf(ctx, sizeof ctx, "m=%zu n=%zu k=%zu per_row=%d accumulate=%d", m, n, k, per_row, accumulate);
+            for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                if (!(g_avail & (1u << isa))) continue;
+                const int scalar = isa == QE_ISA_SCALAR;
+                expect_rc("qe_dynq_u8", qe_dynq_u8(isa, m, k, x, k, per_row, scalar ? q0 : q, k, scalar ? s0 : s, scalar ? z0 : z));
+                packed p = pack(isa, n, k, w, NULL);
+                float *out = scalar ? sc : got;
+                memcpy(out, prev, m * n * 4);
+                expect_rc("qe_gemm_linear_dynamic", qe_gemm_linear_dynamic(isa, m, x, k, per_row, &p.pw, sw, bias, out, n,
+                                                                       accumulate, 1, NULL, 0));
+                unpack(&p);
+                if (scalar) { digest(D_DYN, q0, m * k); digest(D_DYN, s0, 4); digest(D_DYN, sc, m * n * 4); continue; }
+                const size_t nq = per_row ? m : 1;
+                expect_same(per_isa(isa, "qe_dynq_u8 values"), ctx, q, q0, m * k, 1);
+                expect_same(per_isa(isa, "qe_dynq_u8 scales"), ctx, s, s0, nq, 4);
+                expect_same(per_isa(isa, "qe_dynq_u8 zero points"), ctx, z, z0, nq, 4);
+                expect_same(per_isa(isa, "qe_gemm_linear_dynamic"), ctx, got, sc, m * n, 4);
+            }
+            free(x); free(sw); free(bias); free(prev); free(sc); free(got); free(w); free(q); free(q0);
+        }
+}
+
+/* The dynamic LSTM / GRU time loop (quantize h, GEMV against R with the record's kernel, gates):
+ * y, h and c vs scalar, ragged lengths, per-tensor and per-row h quantization, 1 and 2 threads. */
+static void test_rnn(void) {
+    static const int CASES[][4] = {   /* B, H, T, threads */
+        {1, 20, 5, 1}, {3, 64, 4, 1}, {2, 200, 3, 2}};
+    for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++)
+        for (int v = 0; v < 6; v++) {
+            const int kind = v < 2 ? QE_RNN_LSTM : QE_RNN_GRU, lbr = v >= 4, per_row = v & 1;
+            const int B = CASES[ci][0], H = CASES[ci][1], T = CASES[ci][2], G = kind == QE_RNN_LSTM ? 4 : 3;
+            const int Hp = (H + QE_RNN_NB - 1) / QE_RNN_NB * QE_RNN_NB;
+            const size_t ngx = (size_t)T * B * G * Hp, nh = (size_t)B * Hp, ny = (size_t)T * B * H;
+            float *gx0 = xmalloc(ngx * 4), *gx = xmalloc(ngx * 4), *rs = xmalloc((size_t)G * Hp * 4);
+            float *rb = xmalloc((size_t)G * Hp * 4), *h0 = xmalloc(nh * 4), *c0 = xmalloc(nh * 4);
+            float *h[2], *c[2], *y[2];
+            int8_t *r = xmalloc((size_t)G * Hp * Hp);
+            int32_t lens[3];
+            for (int t = 0; t < 2; t++) { h[t] = xmalloc(nh * 4); c[t] = xmalloc(nh * 4); y[t] = xmalloc(ny * 4); }
+            fill_f32(gx0, ngx, 2.0f, 0);
+            memset(r, 0, (size_t)G * Hp * Hp);
+            memset(h0, 0, nh * 4); memset(c0, 0, nh * 4); memset(rb, 0, (size_t)G * Hp * 4);
+            for (int row = 0; row < G * Hp; row++) {   /* padded units: zero weights and biases */
+                if (row % Hp >= H) continue;
+                for (int k = 0; k < H; k++) r[(size_t)row * Hp + k] = (int8_t)rnd_int(-127, 127);
+                rb[row] = rnd_f32(0.5f);
+            }
+            for (int row = 0; row < G * Hp; row++) rs[row] = (rnd_f32(1.0f) + 1.1f) * 2e-3f;
+            for (int b = 0; b < B; b++) {
+                lens[b] = b == 1 ? T - 1 : T;
+                for (int u = 0; u < H; u++) { h0[b * Hp + u] = rnd_f32(0.9f); c0[b * Hp + u] = rnd_f32(2.0f); }
+            }
+            char ctx[96];
+            snprintf(ctx, sizeof ctx, "%s lbr=%d B=%d H=%d T=%d per_row=%d threads=%d", kind ? "GRU" : "LSTM", lbr, B, H,
+                     T, per_row, CASES[ci][3]);
+            for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                if (!(g_avail & (1u << isa))) continue;
+                const int t = isa != QE_ISA_SCALAR;
+                packed p = pack(isa, (size_t)G * Hp, (size_t)Hp, r, NULL);
+                memcpy(gx, gx0, ngx * 4); memcpy(h[t], h0, nh * 4); memcpy(c[t], c0, nh * 4);
+                memset(y[t], 0, ny * 4);
+                qe_rnn_layer L;
+                memset(&L, 0, sizeof L);
+                L.kind = kind; L.T = T; L.B = B; L.H = H; L.Hp = Hp; L.per_row = per_row;
+                L.linear_before_reset = lbr; L.gx = gx; L.gx_s = (ptrdiff_t)B * G * Hp; L.gx_b = G * Hp;
+                L.y = y[t]; L.y_s = (ptrdiff_t)B * H; L.y_b = H; L.h = h[t]; L.c = kind == QE_RNN_LSTM ? c[t] : NULL;
+                L.lens = B > 1 ? lens : NULL; L.r = &p.pw; L.r_scale = rs; L.r_bias = kind == QE_RNN_GRU ? rb : NULL;
+                L.isa = isa; L.nthreads = CASES[ci][3];
+                expect_rc("qe_rnn_layer_run", qe_rnn_layer_run(&L));
+                unpack(&p);
+                if (!t) { digest(D_RNN, y[0], ny * 4); digest(D_RNN, h[0], nh * 4); digest(D_RNN, c[0], nh * 4); continue; }
+                expect_same(per_isa(isa, "qe_rnn_layer_run (y)"), ctx, y[1], y[0], ny, 4);
+                expect_same(per_isa(isa, "qe_rnn_layer_run (h)"), ctx, h[1], h[0], nh, 4);
+                if (kind == QE_RNN_LSTM) expect_same(per_isa(isa, "qe_rnn_layer_run (c)"), ctx, c[1], c[0], nh, 4);
+            }
+            for (int t = 0; t < 2; t++) { free(h[t]); free(c[t]); free(y[t]); }
+            free(gx0); free(gx); free(rs); free(rb); free(h0); free(c0); free(r);
+        }
+}
+
+/* Quantize f32 → u8/s8/s16 and dequantize u8/s8/s16/s32 → f32, tails and misaligned starts,
+ * per tensor (pstride 0) and channel-innermost (pstride 1): vs scalar. */
+static void test_quant(void) {
+    static const int32_t QMIN[] = {0, -128, -32768}, QMAX[] = {255, 127, 32767};
+    static const size_t ES[] = {1, 1, 2, 4};
+    enum { NMAX = 1001 };
+    float *x = xmalloc((NMAX + 1) * 4), *s = xmalloc(NMAX * 4), *y = xmalloc(NMAX * 4), *y0 = xmalloc(NMAX * 4);
+    int32_t *z = xmalloc(NMAX * 4), *z0s = xmalloc(NMAX * 4);
+    uint8_t *q = xmalloc((NMAX + 1) * 4), *qo = xmalloc(NMAX * 4), *qo0 = xmalloc(NMAX * 4);
+    for (size_t n = 1; n <= NMAX; n = n < 70 ? n + 1 : n + 931)
+        for (int v = 0; v < 4; v++) {
+            const size_t off = (size_t)(v & 1), ps = (size_t)(v >> 1);
+            fill_f32(x, n + 1, 4.0f, 1);
+            for (size_t i = 0; i < n; i++) { s[i] = (rnd_f32(1.0f) + 1.05f) * 0.03f; z0s[i] = 0; }
+            char ctx[64];
+            snprintf(ctx, sizeof ctx, "n=%zu offset=%zu pstride=%zu", n, off, ps);
+            for (int qt = QE_QTYPE_U8; qt <= QE_QTYPE_S16; qt++) {
+                for (size_t i = 0; i < n; i++) z[i] = rnd_int(QMIN[qt], QMAX[qt]);
+                for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                    if (!(g_avail & (1u << isa))) continue;
+                    qe_quantize_run(isa, qt, n, x + off, isa ? qo : qo0, s, z, ps, QMIN[qt], QMAX[qt]);
+                    if (isa) expect_same(per_isa(isa, qe_quantize_kernel_name(isa, qt)), ctx, qo, qo0, n, ES[qt]);
+                    else digest(D_QUANT, qo0, n * ES[qt]);
+                }
+            }
+            for (int qt = QE_QTYPE_U8; qt <= QE_QTYPE_S32; qt++) {
+                for (size_t i = 0; i < (n + 1) * ES[qt]; i++) q[i] = (uint8_t)rnd64();
+                const int32_t *zz = z;
+                if (qt == QE_QTYPE_S32) zz = z0s;   /* 32-bit data: zero point 0 (qe_quant_math.h) */
+                else for (size_t i = 0; i < n; i++) z[i] = rnd_int(QMIN[qt], QMAX[qt]);
+                for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                    if (!(g_avail & (1u << isa))) continue;
+                    qe_dequantize_run(isa, qt, n, q + off * ES[qt], isa ? y : y0, s, zz, ps);
+                    if (isa) expect_same(per_isa(isa, qe_dequantize_kernel_name(isa, qt)), ctx, y, y0, n, 4);
+                    else digest(D_QUANT, y0, n * 4);
+                }
+            }
+        }
+    free(x); free(s); free(y); free(y0); free(z); free(z0s); free(q); free(qo); free(qo0);
+}
+
+/* QAdd / QMul (one and two threads) and the LUT: vs scalar. */
+static void test_eltwise(void) {
+    static const size_t NS[] = {1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 200003};
+    for (size_t ni = 0; ni < sizeof NS / sizeof NS[0]; ni++)
+        for (int v = 0; v < 4; v++) {
+            const size_t n = NS[ni];
+            const int op = v & 1, relu = v >> 1;
+            uint8_t *a = xmalloc(n), *b = xmalloc(n), *y = xmalloc(n), *y0 = xmalloc(n);
+            fill_u8(a, n); fill_u8(b, n);
+            qe_u8_binary_params p;
+            if (op == QE_BINARY_ADD) {
+                p.a_zp = 3; p.b_zp = 250; p.zp = 128; p.a_mult = (float)(0.031 / 0.15); p.b_mult = (float)(0.2 / 0.15);
+            } else {
+                p.a_zp = 3; p.b_zp = 250; p.zp = 20; p.a_mult = (float)(0.031 * 0.2 / 0.5); p.b_mult = 0.0f;
+            }
+            p.lo = relu ? p.zp : 0; p.hi = 255;
+            const char *kname = op == QE_BINARY_ADD ? "qe_u8_vadd_minmax" : "qe_u8_vmul_minmax";
+            char ctx[64];
+            snprintf(ctx, sizeof ctx, "n=%zu relu=%d", n, relu);
+            for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                if (!(g_avail & (1u << isa))) continue;
+                expect_rc("qe_u8_binary", qe_u8_binary(op, isa, n, a, b, isa ? y : y0, &p, n > 100000 ? 2 : 1));
+                if (isa) expect_same(per_isa(isa, kname), ctx, y, y0, n, 1);
+                else digest(D_ELT, y0, n);
+            }
+            if (v == 0) {   /* the LUT has one (scalar) kernel: its result enters the digest */
+                uint8_t table[256];
+                fill_u8(table, 256);
+                qe_u8_lut(n, a, table, y0, 2);
+                digest(D_ELT, y0, n);
+            }
+            free(a); free(b); free(y); free(y0);
+        }
+}
+
+/* Gate math: sigmoid, tanh over [−60, 60] and the specials, LSTM cell, GRU gates: vs scalar. */
+static void test_gates(void) {
+    enum { NX = 30721 + 4096 + NSPECIALS };
+    float *x = xmalloc(NX * 4), *y = xmalloc(NX * 4), *y0 = xmalloc(NX * 4);
+    size_t nx = 0;
+    for (int i = -15360; i <= 15360; i++) x[nx++] = (float)i * (1.0f / 256.0f);
+    for (int i = 0; i < 4096; i++) x[nx++] = rnd_f32(8.0f);
+    for (size_t i = 0; i < NSPECIALS; i++) x[nx++] = SPECIALS[i];
+    static const size_t NS[] = {1, 7, 8, 15, 16, 17, 33, NX};
+    for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+        if (!(g_avail & (1u << isa))) continue;
+        const qe_gates_ops o = qe_gates_for_isa(isa), o0 = qe_gates_for_isa(QE_ISA_SCALAR);
+        for (size_t i = 0; i < sizeof NS / sizeof NS[0]; i++)
+            for (int f = 0; f < 2; f++) {
+                char ctx[32];
+                snprintf(ctx, sizeof ctx, "n=%zu", NS[i]);
+                (f ? o0.tanh : o0.sigmoid)(NS[i], x, y0);
+                (f ? o.tanh : o.sigmoid)(NS[i], x, y);
+                if (!isa) digest(D_GATES, y0, NS[i] * 4);
+                else expect_same(per_isa(isa, f ? "qe_f32_vtanh" : "qe_f32_vsigmoid"), ctx, y, y0, NS[i], 4);
+            }
+    }
+    /* recurrent cells: [0] scalar, [1] the ISA under test */
+    static const size_t HS[] = {1, 5, 16, 37, 128};
+    for (size_t i = 0; i < sizeof HS / sizeof HS[0]; i++) {
+        const size_t n = HS[i];
+        float g[4 * 128], c0[128], c[2][128], h[2][128], z[2][128], r[2][128], gh[2][2][128];
+        for (size_t j = 0; j < 4 * n; j++) g[j] = rnd_f32(9.0f);
+        for (size_t j = 0; j < n; j++) c0[j] = rnd_f32(2.0f);
+        char ctx[32];
+        snprintf(ctx, sizeof ctx, "n=%zu", n);
+        for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+            if (!(g_avail & (1u << isa))) continue;
+            const qe_gates_ops o = qe_gates_for_isa(isa);
+            const int t = isa != QE_ISA_SCALAR;
+            memcpy(c[t], c0, n * 4);
+            o.lstm_cell(n, g, g + n, g + 2 * n, g + 3 * n, c[t], h[t]);
+            memcpy(z[t], g, n * 4);
+            memcpy(r[t], g + n, n * 4);
+            o.gru_zr(n, z[t], r[t]);
+            for (int lbr = 0; lbr < 2; lbr++)   /* linear_before_reset 0 passes r = NULL */
+                o.gru_h(n, z[0], lbr ? r[0] : NULL, g + 2 * n, g + 3 * n, c0, gh[t][lbr]);
+            if (!t) {
+                digest(D_GATES, c[0], n * 4); digest(D_GATES, h[0], n * 4);
+                digest(D_GATES, z[0], n * 4); digest(D_GATES, r[0], n * 4);
+                digest(D_GATES, gh[0][0], n * 4); digest(D_GATES, gh[0][1], n * 4);
+                continue;
+            }
+            expect_same(per_isa(isa, "qe_f32_lstm_cell (c)"), ctx, c[1], c[0], n, 4);
+            expect_same(per_isa(isa, "qe_f32_lstm_cell (h)"), ctx, h[1], h[0], n, 4);
+            expect_same(per_isa(isa, "qe_f32_gru_zr (z)"), ctx, z[1], z[0], n, 4);
+            expect_same(per_isa(isa, "qe_f32_gru_zr (r)"), ctx, r[1], r[0], n, 4);
+            expect_same(per_isa(isa, "qe_f32_gru_h"), ctx, gh[1][0], gh[0][0], n, 4);
+            expect_same(per_isa(isa, "qe_f32_gru_h"), ctx, gh[1][1], gh[0][1], n, 4);
+        }
+    }
+    free(x); free(y); free(y0);
+}
+
+/* Calibration histogram: counts, statistics and spilled values, with and without an exclusion
+ * range and with an empty grid: vs scalar. */
+static void test_hist(void) {
+    enum { NMAX = 5000, NBINS = 80, CAP = 16 };
+    float *x = xmalloc(NMAX * 4);
+    for (size_t n = 1; n <= NMAX; n = n < 40 ? n + 1 : n * 5)
+        for (int v = 0; v < 3; v++) {
+            fill_f32(x, n, 8.0f, 1);
+            float spill[2][CAP];
+            int64_t hist[2][NBINS];
+            qe_hist_stats st[2];
+            qe_hist_grid g = {0.125, -40, v == 2 ? 0 : NBINS, v == 1 ? -0.5 : 0.0, v == 1 ? 0.5 : 0.0, NULL, CAP};
+            char ctx[48];
+            snprintf(ctx, sizeof ctx, "n=%zu variant=%d", n, v);
+            for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                if (!(g_avail & (1u << isa))) continue;
+                const int t = isa != QE_ISA_SCALAR;
+                memset(hist[t], 0, sizeof hist[t]);
+                memset(spill[t], 0, sizeof spill[t]);
+                qe_hist_stats_init(&st[t]);
+                g.spill = spill[t];
+                qe_f32_hist_table[isa](n, x, &g, hist[t], &st[t]);
+                if (!t) { digest(D_HIST, hist[0], sizeof hist[0]); digest(D_HIST, &st[0], sizeof st[0]); digest(D_HIST, spill[0], sizeof spill[0]); continue; }
+                const char *kn = per_isa(isa, qe_f32_hist_names[isa]);
+                char name[128];
+                snprintf(name, sizeof name, "%s", kn);
+                expect_same(name, ctx, hist[1], hist[0], NBINS, 8);
+                expect_same(name, ctx, &st[1], &st[0], sizeof st[0], 1);
+                expect_same(name, ctx, spill[1], spill[0], CAP, 4);
+            }
+        }
+    free(x);
+}
+
+/* ------------------------------------------------------------------ main */
+int main(int argc, char **argv) {
+    const char *expect = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strncmp(argv[i], "--expect-runnable=", 18)) expect = argv[i] + 18;
+        else { fprintf(stderr, "usage: %s [--expect-runnable=scalar,avx2,...]\n", argv[0]); return 2; }
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(4);   /* the 2-thread cases run threaded even on a 1-core machine */
+#endif
+    test_dispatch(expect);
+    for (int i = 0; i < QE_GEMM_NKERNELS; i++)
+        if (g_avail & (1u << qe_gemm_kernels[i].isa)) test_gemm_record(&qe_gemm_kernels[i]);
+    /* the fixed cases: each family starts its own random stream, so its inputs (and the digest
+     * of its scalar outputs) do not depend on which ISAs ran before it */
+    void (*const fixed[D_COUNT])(void) = {test_epilogues, test_conv, test_dwconv, test_dynamic, test_rnn,
+                                          test_quant, test_eltwise, test_gates, test_hist};
+    for (int d = 0; d < D_COUNT; d++) {
+        g_rng = 0x9e3779b97f4a7c15ull * (uint64_t)(d + 1);
+        fixed[d]();
+    }
+
+    printf("\n%-78s %7s %7s\n", "kernel [what]", "cases", "failed");
+    long cases = 0;
+    for (int i = 0; i < g_ntally; i++) {
+        printf("%-78s %7ld %7ld\n", g_tally[i].name, g_tally[i].cases, g_tally[i].failures);
+        cases += g_tally[i].cases;
+    }
+    printf("\n");
+    for (int d = 0; d < D_COUNT; d++) printf("digest %-16s %016llx\n", D_NAMES[d], (unsigned long long)g_digest[d]);
+    printf("\n%s: %ld cases, %ld failed\n", g_failures ? "FAIL" : "OK", cases, g_failures);
+    return g_failures ? 1 : 0;
+}
