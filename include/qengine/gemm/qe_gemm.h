@@ -1,6 +1,7 @@
 /* The integer GEMM driver: C, GIL-free, callable from any extension that includes this header
- * (every including module gets its own static copy; there is no shared state but the constant
- * kernel table). src_pyx/qe_gemm.pxd declares it for Cython; qengine/functional.py wraps it.
+ * (every including module gets its own static copy; the only shared state is the process-wide
+ * thread count and workspaces of qe_threads.h). src_pyx/qe_gemm.pxd declares it for Cython;
+ * qengine/functional.py wraps it.
  *
  *   y[m, n] = epilogue( Σ_k (a[m,k] − z_a[m]) · (w[n,k] − z_w[n]) )        m < M, n < N
  *
