@@ -5,6 +5,7 @@
 #define QE_THREADS_STATE_H
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include "qe_threads.h"
 
@@ -40,7 +41,7 @@ static void qe_ws_thread_exit(void *arg) {
 }
 
 static void *qe_ws_get(int slot, size_t bytes) {
-    if (slot < 0 || slot >= QE_WS_SLOTS) return NULL;
+    if (slot < 0 || slot >= QE_WS_SLOTS || bytes > SIZE_MAX - 4095) return NULL;
     qe_ws_thread *t = (qe_ws_thread *)pthread_getspecific(qe_ws_key);
     if (!t) {
         t = (qe_ws_thread *)calloc(1, sizeof *t);
@@ -48,12 +49,12 @@ static void *qe_ws_get(int slot, size_t bytes) {
     }
     if (t->n[slot] < bytes || !t->p[slot]) {
         /* grow only: the largest call so far sets the size; whole pages, no copy (scratch) */
-        const size_t size = (bytes + 4095) & ~(size_t)4095;
-        void *p = NULL;
+        const size_t size = bytes ? (bytes + 4095) & ~(size_t)4095 : 4096;
         qe_ws_drop(t, slot);
-        if (posix_memalign(&p, 64, size ? size : 4096)) return NULL;
+        void *p = aligned_alloc(64, size);     /* C11; size is a multiple of the alignment */
+        if (!p) return NULL;
         t->p[slot] = p;
-        t->n[slot] = size ? size : 4096;
+        t->n[slot] = size;
         __atomic_add_fetch(&qe_ws_total, t->n[slot], __ATOMIC_RELAXED);
     }
     return t->p[slot];
