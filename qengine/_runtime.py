@@ -7,6 +7,7 @@ process; everything else uses :func:`active_isa`.
 """
 import os
 
+from . import _threadpool
 from ._ext import _cpu
 from .errors import ConfigError
 
@@ -67,36 +68,28 @@ def isa_index(isa=None):
 
 
 def set_num_threads(n):
-    """Set the number of OpenMP threads the kernels use (like OMP_NUM_THREADS)."""
+    """Set how many threads every qengine kernel may use, process-wide: it applies to calls
+    from any Python thread (a ThreadPoolExecutor's workers too), unlike omp_set_num_threads.
+    OMP_NUM_THREADS gives the starting value; threadpoolctl's limits set it as well."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"set_num_threads expects a positive int, got {n!r}")
-    if n > 1 and _FORKED:
+    if n > 1 and _cpu.fork_fallback():
         raise ConfigError(
-            "this process was forked from one that had already loaded qengine; GNU OpenMP "
-            "cannot start worker threads after fork (they would hang), so it runs on 1 thread. "
-            "Use the 'spawn' or 'forkserver' start method (or gunicorn without --preload) for "
-            "multi-threaded workers")
+            "this process was forked after qengine had started OpenMP worker threads; GNU "
+            "OpenMP cannot use them after fork (they would hang), so it runs on 1 thread. Use "
+            "the 'spawn' or 'forkserver' start method (or gunicorn without --preload, or fork "
+            "before the first multi-threaded run) for multi-threaded workers")
     _cpu.set_num_threads(n)
-
-
-# GNU libgomp keeps its worker pool across fork() although the workers do not survive it: a
-# parallel region in the child then waits for them forever (gunicorn --preload, multiprocessing
-# with fork). A child therefore runs every kernel on its calling thread, which always works.
-_FORKED = False
-
-
-def _after_fork_in_child():
-    global _FORKED
-    _FORKED = True
-    _cpu.set_num_threads(1)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_num_threads():
     return _cpu.get_num_threads()
+
+
+# Fork: the C side (include/qengine/qe_threads_state.h) drops a child to 1 thread when the parent
+# had started an OpenMP pool; _cpu.fork_fallback() says whether that happened. threadpoolctl:
+# qengine/_threadpool.py registers a controller whenever threadpoolctl gets imported.
+_threadpool.install()
 
 
 # Kernel names per op, registered by the modules that own the kernels (e.g. the GEMM driver),
@@ -125,6 +118,7 @@ def config():
         "kernels": {op: names.get(_ACTIVE, "?") for op, names in sorted(_KERNEL_NAMES.items())},
         "openmp": _cpu.openmp_enabled(),
         "threads": _cpu.get_num_threads(),
+        "fork_fallback": _cpu.fork_fallback(),
     }
 
 
@@ -140,7 +134,8 @@ def show_config(file=None):
         ("runnable ISAs", " ".join(c["runnable_isas"])),
         ("active ISA", c["active_isa"] + (" (forced by QENGINE_ISA)" if c["forced_by_env"] else "")),
         ("OpenMP", "on" if c["openmp"] else "OFF (serial build)"),
-        ("threads", str(c["threads"])),
+        ("threads", str(c["threads"]) + (" (fork fallback: forked after OpenMP started "
+                                          "its threads)" if c["fork_fallback"] else "")),
     ]
     rows += [(f"kernel[{op}]", name) for op, name in c["kernels"].items()]
     width = max(len(k) for k, _ in rows)

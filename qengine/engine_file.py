@@ -128,6 +128,12 @@ def _is_int(v) -> bool:
 
 def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read and validate a safetensors file; tensors are read-only views of a memory map."""
+    tensors, metadata, _ = _read_safetensors(path)
+    return tensors, metadata
+
+
+def _read_safetensors(path):
+    """read_safetensors, plus the memory map the tensors view (b"" for a file without data)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -203,7 +209,7 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             arr = arr.astype(arr.dtype.newbyteorder("="))
         arr.setflags(write=False)
         tensors[name] = arr
-    return tensors, metadata
+    return tensors, metadata, buf
 
 
 _GRAPH_KEYS = {"name", "opset", "inputs", "outputs", "nodes", "initializers"}
@@ -259,7 +265,11 @@ def graph_from_json(g: Any, tensors: dict[str, np.ndarray]) -> Graph:
 
 def load_graph(path) -> Graph:
     """Read and fully validate an engine file; returns its Graph (nothing is run)."""
-    tensors, meta = read_safetensors(path)
+    return _load_graph(path)[0]
+
+
+def _load_graph(path):
+    tensors, meta, mapped = _read_safetensors(path)
     if meta.get("format") != FORMAT:
         raise ModelError(f"{Path(path).name}: not a qengine engine file (metadata format is "
                          f"{meta.get('format')!r}, expected {FORMAT!r})")
@@ -269,19 +279,29 @@ def load_graph(path) -> Graph:
                          f"version {FORMAT_VERSION}; re-export the model)")
     if "graph" not in meta:
         raise ModelError(f"{Path(path).name}: metadata has no graph")
-    return graph_from_json(_strict_json(meta["graph"], "graph"), tensors)
+    return graph_from_json(_strict_json(meta["graph"], "graph"), tensors), mapped
 
 
 def load(path, *, nan="error", **session_kwargs):
     """Load an engine file into a Session. Raises ModelError for anything invalid.
     nan="error" (default) refuses float inputs holding NaN, nan="allow" lets them through
-    (Session, docs/numerics.md "NaN and Inf")."""
+    (Session, docs/numerics.md "NaN and Inf").
+
+    Weights are held once: the ops pack their int8 weights into the CPU's layout while the
+    Session is built, reading them from the file's memory map, and the file pages read for that
+    are then handed back to the OS (madvise MADV_DONTNEED where the platform has it). The map
+    stays valid, so `session.graph` still holds every tensor: what is read again later (the
+    initializers float ops use at run time, or a second Session built from the graph) pages
+    back in from the OS file cache, and only what is read stays resident."""
     from .session import Session
-    graph = load_graph(path)
+    graph, mapped = _load_graph(path)
     try:
-        return Session(graph, nan=nan, **session_kwargs)
+        session = Session(graph, nan=nan, **session_kwargs)
     except QEngineError:
         raise
     except (ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as e:
         raise ModelError(f"{Path(path).name}: building the ops failed: {type(e).__name__}: "
                          f"{e}") from e
+    if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        mapped.madvise(mmap.MADV_DONTNEED)
+    return session

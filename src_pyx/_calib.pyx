@@ -12,8 +12,10 @@ from cython.parallel cimport prange
 from libc.math cimport log, rint, INFINITY
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
-from qe_omp cimport omp_get_max_threads
+from qe_omp cimport bind_thread_state, qe_threads, qe_threads_note_team
 import numpy as np
+
+bind_thread_state()
 
 cdef extern from "qengine/calib/qe_hist.h" nogil:
     ctypedef struct qe_hist_grid:
@@ -49,9 +51,10 @@ def histogram(const float[::1] x, double w, int64_t m, int64_t[::1] hist, double
     (bins m .. m + len(hist) - 1 of width w) to hist. Returns a dict of statistics; its
     "spill" is a float32 array of every finite value outside the grid when there were at most
     spill_cap of them per thread (else None: the caller needs a second pass).
-    threads = 0: OpenMP's maximum for large arrays, 1 below PARALLEL_MIN."""
+    threads = 0: the process-wide count for large arrays, 1 below PARALLEL_MIN. `threads` is
+    the number of slices; the team running them never exceeds the process-wide count."""
     cdef Py_ssize_t n = x.shape[0], nb = hist.shape[0]
-    cdef int T = threads if threads > 0 else (omp_get_max_threads() if n >= PARALLEL_MIN else 1)
+    cdef int T = threads if threads > 0 else (qe_threads(0) if n >= PARALLEL_MIN else 1)
     if T > n:
         T = max(1, <int>n)
     cdef qe_f32_hist_fn fn = qe_f32_hist_table[isa]
@@ -77,7 +80,9 @@ def histogram(const float[::1] x, double w, int64_t m, int64_t[::1] hist, double
         g[t].spill = &spill[t, 0]
         g[t].spill_cap = spill_cap
     try:
-        for t in prange(T, nogil=True, schedule="static", chunksize=1, num_threads=T):
+        for t in prange(T, nogil=True, schedule="static", chunksize=1,
+                        num_threads=qe_threads(T)):
+            qe_threads_note_team()
             qe_hist_stats_init(&st[t * SP])
             start = t * chunk
             stop = min(n, start + chunk)
@@ -126,9 +131,10 @@ def kl_divergences(const double[::1] hist, Py_ssize_t start, Py_ssize_t levels, 
     cdef double[::1] cs = cs_arr
     cdef int64_t[::1] nz = nz_arr
     cdef Py_ssize_t i
-    cdef int threads = omp_get_max_threads() if n > 256 else 1
+    cdef int threads = qe_threads(0) if n > 256 else 1
     for i in prange(start, n + 1, nogil=True, schedule="dynamic", chunksize=16,
                     num_threads=threads):
+        qe_threads_note_team()
         out[i - start] = _kl_one(&hist[0], &cs[0], &nz[0], n, i, levels, eps)
     return out_arr
 
@@ -175,8 +181,9 @@ def mse_errors(const double[::1] centers, const double[::1] counts, const double
     out_arr = np.empty(nc)
     cdef double[::1] out = out_arr
     cdef double s, z, q, e, acc
-    cdef int threads = omp_get_max_threads() if nc * nb > (1 << 16) else 1
+    cdef int threads = qe_threads(0) if nc * nb > (1 << 16) else 1
     for k in prange(nc, nogil=True, schedule="static", num_threads=threads):
+        qe_threads_note_team()
         s = scale[k]
         z = zero_point[k]
         acc = 0.0

@@ -8,8 +8,10 @@ from libc.stdint cimport int8_t, uint8_t, int32_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from qe_gemm cimport *
+from qe_omp cimport bind_thread_state
 
 cnp.import_array()
+bind_thread_state()
 
 cdef extern from "qengine/conv/qe_conv.h" nogil:
     ctypedef struct qe_conv_shape:

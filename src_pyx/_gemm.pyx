@@ -6,8 +6,10 @@ cimport numpy as cnp
 from libc.stdint cimport int8_t, uint8_t, int32_t
 from libc.string cimport memset
 from qe_gemm cimport *
+from qe_omp cimport bind_thread_state
 
 cnp.import_array()
+bind_thread_state()
 
 
 cdef const void *_p(object a):

@@ -3,15 +3,17 @@
 
 The array is seen as [outer, C, inner] with C the channel axis (C = 1 per tensor). Work is cut
 into runs that share a parameter layout (see qe_quant.h) and, above PARALLEL_MIN elements,
-spread over OpenMP threads; below that, fork/join costs more than it saves. Validation lives in
-qengine/quant.py: these functions trust their arguments.
+spread over OpenMP threads (the process-wide count, include/qengine/qe_threads.h); below that,
+fork/join costs more than it saves. Validation lives in qengine/quant.py: these functions trust
+their arguments.
 """
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t
-from qe_omp cimport omp_get_max_threads
+from qe_omp cimport bind_thread_state, qe_threads, qe_threads_note_team
 cimport numpy as cnp
 
 cnp.import_array()
+bind_thread_state()
 
 cdef extern from "qengine/quant/qe_quant.h" nogil:
     void qe_quantize_run(int isa, int qtype, size_t n, const float* x, void* y, const float* s,
@@ -46,8 +48,9 @@ def quantize(const float[::1] x, unsigned char[::1] y, const float[::1] scale,
     cdef size_t pstride
     _layout(C, inner, &run, &pc, &pstride)
     cdef Py_ssize_t runs = (total + run - 1) // run
-    cdef int threads = omp_get_max_threads() if total >= PARALLEL_MIN else 1
+    cdef int threads = qe_threads(0) if total >= PARALLEL_MIN else 1
     for u in prange(runs, nogil=True, schedule="static", num_threads=threads):
+        qe_threads_note_team()
         start = u * run
         n = min(run, total - start)
         p = u % pc
@@ -66,8 +69,9 @@ def dequantize(const unsigned char[::1] q, float[::1] y, const float[::1] scale,
     cdef size_t pstride
     _layout(C, inner, &run, &pc, &pstride)
     cdef Py_ssize_t runs = (total + run - 1) // run
-    cdef int threads = omp_get_max_threads() if total >= PARALLEL_MIN else 1
+    cdef int threads = qe_threads(0) if total >= PARALLEL_MIN else 1
     for u in prange(runs, nogil=True, schedule="static", num_threads=threads):
+        qe_threads_note_team()
         start = u * run
         n = min(run, total - start)
         p = u % pc
@@ -82,13 +86,14 @@ def quantize_u8(cnp.ndarray x, cnp.ndarray y, float scale, int32_t zero_point, i
     cdef Py_ssize_t total = cnp.PyArray_SIZE(x), u, start, n
     cdef const float *px = <const float *>cnp.PyArray_DATA(x)
     cdef unsigned char *py = <unsigned char *>cnp.PyArray_DATA(y)
-    cdef int threads = omp_get_max_threads() if total >= PARALLEL_MIN else 1
+    cdef int threads = qe_threads(0) if total >= PARALLEL_MIN else 1
     if threads == 1:
         with nogil:
             qe_quantize_run(isa, 0, total, px, py, &scale, &zero_point, 0, 0, 255)
         return
     for u in prange((total + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
                     num_threads=threads):
+        qe_threads_note_team()
         start = u * CHUNK
         n = min(CHUNK, total - start)
         qe_quantize_run(isa, 0, n, &px[start], &py[start], &scale, &zero_point, 0, 0, 255)
@@ -100,13 +105,14 @@ def dequantize_u8(cnp.ndarray q, cnp.ndarray y, float scale, int32_t zero_point,
     cdef Py_ssize_t total = cnp.PyArray_SIZE(q), u, start, n
     cdef const unsigned char *pq = <const unsigned char *>cnp.PyArray_DATA(q)
     cdef float *py = <float *>cnp.PyArray_DATA(y)
-    cdef int threads = omp_get_max_threads() if total >= PARALLEL_MIN else 1
+    cdef int threads = qe_threads(0) if total >= PARALLEL_MIN else 1
     if threads == 1:
         with nogil:
             qe_dequantize_run(isa, 0, total, pq, py, &scale, &zero_point, 0)
         return
     for u in prange((total + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
                     num_threads=threads):
+        qe_threads_note_team()
         start = u * CHUNK
         n = min(CHUNK, total - start)
         qe_dequantize_run(isa, 0, n, &pq[start], &py[start], &scale, &zero_point, 0)

@@ -2,8 +2,10 @@
 """Recurrent kernels: vectorized gate math (and the dynamic-int8 LSTM/GRU layers)."""
 import numpy as np
 cimport numpy as cnp
+from qe_omp cimport bind_thread_state
 
 cnp.import_array()
+bind_thread_state()
 
 cdef extern from "qengine/rnn/qe_gates.h":
     ctypedef void (*qe_vunary_fn)(size_t, const float*, float*) noexcept nogil

@@ -133,30 +133,28 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
     if ((size_t)nt > ntiles) nt = (int)ntiles;
 
     /* per thread: the packed pixels, then a panel's gathered receptive fields (MR_MAX · kp
-     * bytes); each buffer stays 64-aligned */
+     * bytes); each buffer stays 64-aligned. After them, one row of z_a (the padding). */
     const size_t block = qe_gemm_round_up(c.mcp * apanel, 64) +
                          qe_gemm_round_up(QE_GEMM_MR_MAX * c.kp, 64);
     const size_t apart = qe_gemm_round_up(c.mcp * apanel, 64);
-    uint8_t *zrow = (uint8_t *)malloc(s->cin_g);
-    uint8_t *bufs = (uint8_t *)malloc(block * (size_t)nt + 64);
-    if (!zrow || !bufs) { free(zrow); free(bufs); return QE_GEMM_ENOMEM; }
+    uint8_t *base = (uint8_t *)qe_workspace(QE_WS_CALL, block * (size_t)nt + s->cin_g);
+    if (!base) return QE_GEMM_ENOMEM;
+    uint8_t *zrow = base + block * (size_t)nt;
     memset(zrow, a_zp, s->cin_g);
     c.zrow = zrow;
-    uint8_t *base = (uint8_t *)(((uintptr_t)bufs + 63) & ~(uintptr_t)63);
     if (nt <= 1) {
         for (size_t t = 0; t < ntiles; t++) qe_conv_run_tile(&c, t, base, base + apart);
     } else {
 #ifdef _OPENMP
         #pragma omp parallel num_threads(nt)
         {
+            qe_threads_note_team();
             uint8_t *mine = base + (size_t)omp_get_thread_num() * block;
             #pragma omp for schedule(dynamic, 1)
             for (size_t t = 0; t < ntiles; t++) qe_conv_run_tile(&c, t, mine, mine + apart);
         }
 #endif
     }
-    free(bufs);
-    free(zrow);
     return QE_GEMM_OK;
 }
 

@@ -119,11 +119,13 @@ static int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32
     const size_t items = rows * nchunks;
     if ((size_t)nt > items) nt = (int)items;
 
+    /* the calling thread's workspace: each thread's tap pointers, then W·C bytes of z_a */
     const size_t nscratch = ntaps + s->kh;
     const size_t zlen = (s->w ? s->w : 1) * s->c;
-    uint8_t *zbuf = (uint8_t *)malloc(zlen);
-    const uint8_t **scratch = (const uint8_t **)malloc(sizeof(*scratch) * nscratch * (size_t)nt);
-    if (!zbuf || !scratch) { free(zbuf); free(scratch); return -2; }
+    const uint8_t **scratch = (const uint8_t **)qe_workspace(
+        QE_WS_CALL, sizeof(*scratch) * nscratch * (size_t)nt + zlen);
+    if (!scratch) return -2;
+    uint8_t *zbuf = (uint8_t *)(scratch + nscratch * (size_t)nt);
     memset(zbuf, a_zp, zlen);
     if (nt <= 1) {
         for (size_t it = 0; it < items; it++) {
@@ -134,6 +136,7 @@ static int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32
 #ifdef _OPENMP
         #pragma omp parallel num_threads(nt)
         {
+            qe_threads_note_team();
             const uint8_t **mine = scratch + (size_t)omp_get_thread_num() * nscratch;
             #pragma omp for schedule(static)
             for (size_t it = 0; it < items; it++) {
@@ -144,8 +147,6 @@ static int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32
         }
 #endif
     }
-    free(scratch);
-    free(zbuf);
     return 0;
 }
 

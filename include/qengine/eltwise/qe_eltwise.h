@@ -38,10 +38,15 @@ static int qe_u8_binary(int op, int isa, size_t n, const uint8_t *a, const uint8
     int nt = qe_threads(nthreads);
     if (nchunks < 2 || nt <= 1) { fn(n, a, b, y, p); return 0; }
 #ifdef _OPENMP
-    #pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t c = 0; c < nchunks; c++) {
-        const size_t i = c * QE_ELTWISE_CHUNK, len = n - i < QE_ELTWISE_CHUNK ? n - i : QE_ELTWISE_CHUNK;
-        fn(len, a + i, b + i, y + i, p);
+    #pragma omp parallel num_threads(nt)
+    {
+        qe_threads_note_team();
+        #pragma omp for schedule(static)
+        for (size_t c = 0; c < nchunks; c++) {
+            const size_t i = c * QE_ELTWISE_CHUNK;
+            const size_t len = n - i < QE_ELTWISE_CHUNK ? n - i : QE_ELTWISE_CHUNK;
+            fn(len, a + i, b + i, y + i, p);
+        }
     }
 #endif
     return 0;
@@ -52,10 +57,15 @@ static void qe_u8_lut(size_t n, const uint8_t *x, const uint8_t *table, uint8_t 
     int nt = qe_threads(nthreads);
     if (nchunks < 2 || nt <= 1) { qe_u8_lut_ukernel__scalar(n, x, table, y); return; }
 #ifdef _OPENMP
-    #pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t c = 0; c < nchunks; c++) {
-        const size_t i = c * QE_ELTWISE_CHUNK, len = n - i < QE_ELTWISE_CHUNK ? n - i : QE_ELTWISE_CHUNK;
-        qe_u8_lut_ukernel__scalar(len, x + i, table, y + i);
+    #pragma omp parallel num_threads(nt)
+    {
+        qe_threads_note_team();
+        #pragma omp for schedule(static)
+        for (size_t c = 0; c < nchunks; c++) {
+            const size_t i = c * QE_ELTWISE_CHUNK;
+            const size_t len = n - i < QE_ELTWISE_CHUNK ? n - i : QE_ELTWISE_CHUNK;
+            qe_u8_lut_ukernel__scalar(len, x + i, table, y + i);
+        }
     }
 #endif
 }

@@ -1,6 +1,7 @@
 /* The integer GEMM driver: C, GIL-free, callable from any extension that includes this header
- * (every including module gets its own static copy; there is no shared state but the constant
- * kernel table). src_pyx/qe_gemm.pxd declares it for Cython; qengine/functional.py wraps it.
+ * (every including module gets its own static copy; the only shared state is the process-wide
+ * thread count and workspaces of qe_threads.h). src_pyx/qe_gemm.pxd declares it for Cython;
+ * qengine/functional.py wraps it.
  *
  *   y[m, n] = epilogue( Σ_k (a[m,k] − z_a[m]) · (w[n,k] − z_w[n]) )        m < M, n < N
  *
@@ -11,9 +12,9 @@
  *   qe_gemm_workspace_bytes(isa, m, k)                -> scratch a call needs (0 if isa bad)
  *   qe_gemm(isa, m, a, lda, &w, &ep, out, ldc, nthreads, ws, ws_bytes)
  *       a: uint8 [m, lda ≥ K]; out: [m, ldc ≥ N] of the epilogue's type; nthreads ≤ 0 = the
- *       OpenMP setting, which also caps a larger count; ws may be NULL (then malloc'ed per
- *       call) or ≥ workspace_bytes, 64-aligned not required. Problems under
- *       QE_GEMM_PAR_MIN_MACS run on the calling thread only.
+ *       process-wide setting (qe_threads.h), which also caps a larger count; ws may be NULL
+ *       (then the calling thread's QE_WS_CALL workspace) or ≥ workspace_bytes, 64-aligned not
+ *       required. Problems under QE_GEMM_PAR_MIN_MACS run on the calling thread only.
  *   qe_gemm_linear_dynamic(...) in qe_gemm_dynamic.h: f32 → u8 quantize + GEMM + f32 epilogue.
  *
  * Tiling: A is packed once per call into MR-row panels (in parallel), then OpenMP hands out
@@ -184,11 +185,9 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
     if (m == 0 || n == 0) return QE_GEMM_OK;
 
     const size_t need = qe_gemm_workspace_bytes(isa, m, k);
-    void *own = NULL;
     if (!ws || ws_bytes < need) {
-        own = malloc(need);
-        if (!own) return QE_GEMM_ENOMEM;
-        ws = own;
+        ws = qe_workspace(QE_WS_CALL, need);
+        if (!ws) return QE_GEMM_ENOMEM;
     }
     qe_gemm_ctx x;
     x.r = r; x.w = w; x.ep = ep; x.out = out; x.m = m; x.ldc = ldc;
@@ -223,6 +222,7 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
 #ifdef _OPENMP
         #pragma omp parallel num_threads(nt)
         {
+            qe_threads_note_team();
             #pragma omp for schedule(static)
             for (size_t p = 0; p < x.mpanels; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
             #pragma omp for schedule(dynamic, 1)
@@ -230,7 +230,6 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
         }
 #endif
     }
-    free(own);
     return QE_GEMM_OK;
 }
 

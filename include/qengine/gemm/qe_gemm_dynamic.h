@@ -16,7 +16,8 @@
  *   qe_gemm_linear_dynamic_ws_bytes(isa, m, k)
  *   qe_gemm_linear_dynamic(isa, m, x, ldx, per_row, &w, w_scale, bias, out, ldc, accumulate,
  *                          nthreads, ws, ws_bytes)
- *       out[m, n] (+)= float32(acc)·float32(s_a[m]·w_scale[n]) + bias[n], everything nogil.
+ *       out[m, n] (+)= float32(acc)·float32(s_a[m]·w_scale[n]) + bias[n], everything nogil;
+ *       ws as for qe_gemm (NULL: the calling thread's workspace, which the GEMM then shares).
  */
 #ifndef QE_GEMM_DYNAMIC_H
 #define QE_GEMM_DYNAMIC_H
@@ -180,11 +181,9 @@ static int qe_gemm_linear_dynamic(int isa, size_t m, const float *x, size_t ldx,
     const size_t k = (size_t)w->k;
     if (m == 0) return QE_GEMM_OK;
     const size_t need = qe_gemm_linear_dynamic_ws_bytes(isa, m, k);
-    void *own = NULL;
     if (!ws || ws_bytes < need) {
-        own = malloc(need);
-        if (!own) return QE_GEMM_ENOMEM;
-        ws = own;
+        ws = qe_workspace(QE_WS_CALL, need);
+        if (!ws) return QE_GEMM_ENOMEM;
     }
     float *s = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     int32_t *z = (int32_t *)(s + m + 16);
@@ -201,7 +200,6 @@ static int qe_gemm_linear_dynamic(int isa, size_t m, const float *x, size_t ldx,
         rc = qe_gemm(isa, m, q, k, w, &ep, out, ldc, nthreads, gws,
                      need - (size_t)(gws - (uint8_t *)ws));
     }
-    free(own);
     return rc;
 }
 

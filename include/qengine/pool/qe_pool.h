@@ -66,15 +66,18 @@ static int qe_pool2d(const qe_conv_shape *s, const qe_pool_params *p, const uint
     int nt = qe_threads(nthreads);
     if ((double)rows * (double)s->ow * (double)s->c * (double)ntaps < (double)(1 << 20)) nt = 1;
     if ((size_t)nt > rows) nt = (int)rows;
-    const uint8_t **taps = (const uint8_t **)malloc(sizeof(*taps) * ntaps * (size_t)nt);
-    int32_t *sums = (int32_t *)malloc(sizeof(int32_t) * s->c * (size_t)nt);
-    if (!taps || !sums) { free(taps); free(sums); return -2; }
+    /* the calling thread's workspace: each thread's tap pointers, then its int32 sums */
+    const uint8_t **taps = (const uint8_t **)qe_workspace(
+        QE_WS_CALL, (sizeof(*taps) * ntaps + sizeof(int32_t) * s->c) * (size_t)nt);
+    if (!taps) return -2;
+    int32_t *sums = (int32_t *)(taps + ntaps * (size_t)nt);
     if (nt <= 1) {
         for (size_t r = 0; r < rows; r++) qe_pool_row(s, p, x, y, r, taps, sums);
     } else {
 #ifdef _OPENMP
         #pragma omp parallel num_threads(nt)
         {
+            qe_threads_note_team();
             const int me = omp_get_thread_num();
             #pragma omp for schedule(static)
             for (size_t r = 0; r < rows; r++)
@@ -82,8 +85,6 @@ static int qe_pool2d(const qe_conv_shape *s, const qe_pool_params *p, const uint
         }
 #endif
     }
-    free(taps);
-    free(sums);
     return 0;
 }
 

@@ -65,13 +65,13 @@ typedef struct qe_rnn_shared {
     float *rh;                         /* GRU lbr=0: r ⊙ h, [B, Hp] */
 } qe_rnn_shared;
 
-/* Per-thread scratch: quantized h, its packed panels, per-row qparams, one int32 tile. */
+/* Per-thread scratch (the thread's QE_WS_TEAM workspace): quantized h, its packed panels,
+ * per-row qparams, one int32 tile. */
 typedef struct qe_rnn_local {
     uint8_t *hq, *apack;
     float *a_scale;
     int32_t *a_zp;
     int32_t *tile;
-    void *mem;
 } qe_rnn_local;
 
 static int qe_rnn_local_init(qe_rnn_local *x, const qe_gemm_kernel_rec *r, size_t B, size_t Hp) {
@@ -80,9 +80,8 @@ static int qe_rnn_local_init(qe_rnn_local *x, const qe_gemm_kernel_rec *r, size_
     const size_t ap = qe_gemm_round_up(qe_gemm_packed_a_bytes(r, B, Hp), 64);
     const size_t qp = qe_gemm_round_up(B * 8, 64);
     const size_t tl = (size_t)QE_GEMM_MR_MAX * QE_GEMM_NR_MAX * 4;
-    x->mem = malloc(hq + ap + qp + tl + 64);
-    if (!x->mem) return QE_RNN_ENOMEM;
-    uint8_t *p = (uint8_t *)(((uintptr_t)x->mem + 63) & ~(uintptr_t)63);
+    uint8_t *p = (uint8_t *)qe_workspace(QE_WS_TEAM, hq + ap + qp + tl);
+    if (!p) return QE_RNN_ENOMEM;
     x->tile = (int32_t *)p;  p += tl;
     x->hq = p;               p += hq;
     x->apack = p;            p += ap;
@@ -299,7 +298,9 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
     sh.L = L; sh.rec = rec; sh.gates = qe_gates_for_isa(L->isa); sh.G = G;
     sh.nblocks = L->Hp / QE_RNN_NB;
     const size_t BH = (size_t)L->B * L->Hp;
-    float *mem = (float *)malloc(sizeof(float) * (BH * (L->kind == QE_RNN_GRU ? 3 + G : 2) + 16));
+    /* shared by the team: the calling thread's QE_WS_CALL workspace */
+    float *mem = (float *)qe_workspace(
+        QE_WS_CALL, sizeof(float) * (BH * (L->kind == QE_RNN_GRU ? 3 + G : 2) + 16));
     if (!mem) return QE_RNN_ENOMEM;
     sh.hbuf[0] = mem;
     sh.hbuf[1] = mem + BH;
@@ -319,12 +320,12 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
         if (!err) {
             const size_t j0 = 0, j1 = (size_t)sh.nblocks;
             QE_RNN_BODY((void)0);
-            free(loc.mem);
         }
     } else {
 #ifdef _OPENMP
         #pragma omp parallel num_threads(nt)
         {
+            qe_threads_note_team();
             const int tid = omp_get_thread_num(), n = omp_get_num_threads();
             const size_t j0 = (size_t)sh.nblocks * tid / n, j1 = (size_t)sh.nblocks * (tid + 1) / n;
             qe_rnn_local loc;
@@ -337,14 +338,12 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
             #pragma omp atomic read
             any_err = err;
             if (!any_err) QE_RNN_BODY(_Pragma("omp barrier"));
-            free(loc.mem);
         }
 #endif
     }
     if (!err) {
         memcpy(L->h, sh.hbuf[L->T & 1], BH * sizeof(float));
     }
-    free(mem);
     return err ? QE_RNN_ENOMEM : QE_RNN_OK;
 }
 
