@@ -1,7 +1,8 @@
 """Run-time kernel selection and threads.
 
 The ISA is chosen once, at import: the best of "compiled in ∧ supported by CPU and OS", unless
-``QENGINE_ISA`` names one (then it must be runnable, or import fails with a clear error).
+``QENGINE_ISA`` names one (then it must be runnable; if not, the first use — a Session, a kernel
+call, any CLI command — raises a ConfigError that says why, while `import qengine` still works).
 Tests and benchmarks pass an explicit ``isa=`` to the functional API to compare paths in one
 process; everything else uses :func:`active_isa`.
 """
@@ -34,11 +35,20 @@ def _select_isa():
     return next(i for i in _PREFERENCE if i in available)
 
 
-_ACTIVE = _select_isa()
+# A bad QENGINE_ISA is reported where qengine is first *used*, not at import: `import qengine`
+# (and so `qengine --help`, `--version`) keeps working, and the CLI turns the ConfigError into
+# its one-line error with exit code 2 instead of an import traceback.
+try:
+    _ACTIVE, _ISA_ERROR = _select_isa(), None
+except ConfigError as e:
+    _ACTIVE, _ISA_ERROR = None, str(e)
 
 
 def active_isa():
-    """Name of the ISA every kernel uses by default ('scalar', 'avx2', 'avx512vnni', 'neondot')."""
+    """Name of the ISA every kernel uses by default ('scalar', 'avx2', 'avx512vnni', 'neondot').
+    Raises ConfigError when QENGINE_ISA names an ISA this build or CPU cannot run."""
+    if _ISA_ERROR is not None:
+        raise ConfigError(_ISA_ERROR)
     return _ACTIVE
 
 
@@ -46,7 +56,7 @@ def active_isa():
 # CPUID/XGETBV trap to the hypervisor in a VM (tens of µs), far too slow for the per-call
 # isa_index() that every kernel wrapper makes.
 _AVAILABLE = tuple(i for i in _cpu.compiled_isas() if i in set(_cpu.runnable_isas()))
-_ACTIVE_INDEX = ISA_NAMES.index(_ACTIVE)
+_ACTIVE_INDEX = None if _ACTIVE is None else ISA_NAMES.index(_ACTIVE)
 
 
 def available_isas():
@@ -57,7 +67,7 @@ def available_isas():
 def isa_index(isa=None):
     """Map an ISA name (None = active) to the integer the compiled kernels take; validate it."""
     if isa is None:
-        return _ACTIVE_INDEX
+        return _ACTIVE_INDEX if _ACTIVE_INDEX is not None else ISA_NAMES.index(active_isa())
     name = str(isa).lower()
     if name not in ISA_NAMES:
         raise ConfigError(f"unknown ISA {isa!r}; expected one of {', '.join(ISA_NAMES)}")
@@ -113,7 +123,7 @@ def config():
         "cpu_features": _cpu.cpu_features(),
         "compiled_isas": _cpu.compiled_isas(),
         "runnable_isas": _cpu.runnable_isas(),
-        "active_isa": _ACTIVE,
+        "active_isa": active_isa(),
         "forced_by_env": bool(os.environ.get("QENGINE_ISA")),
         "kernels": {op: names.get(_ACTIVE, "?") for op, names in sorted(_KERNEL_NAMES.items())},
         "openmp": _cpu.openmp_enabled(),

@@ -551,6 +551,8 @@ _USER_ERRORS = (QEngineError, OSError, ValueError, EOFError, zipfile.BadZipFile)
 def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
+        from ._runtime import active_isa
+        active_isa()                    # a bad QENGINE_ISA: one line, before any work
         return args.func(args)
     except BrokenPipeError:
         # The reader went away (`qengine inspect m.qe | head -1`): it has what it wanted, so

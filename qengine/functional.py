@@ -20,12 +20,12 @@ _runtime.register_kernels("gemm_u8s8", {isa: r["name"] for isa, r in _KERNELS.it
 # Availability does not change while the process runs, and asking means CPUID (a VM exit under
 # a hypervisor: microseconds), so it is read once here instead of on every call.
 _AVAILABLE = tuple(_runtime.available_isas())
-_ACTIVE_INDEX = _runtime.isa_index(None)
+_ACTIVE_INDEX = _runtime._ACTIVE_INDEX     # None when QENGINE_ISA is bad: isa_index raises
 
 
 def _isa_index(isa):
     if isa is None:
-        return _ACTIVE_INDEX
+        return _ACTIVE_INDEX if _ACTIVE_INDEX is not None else _runtime.isa_index(None)
     name = str(isa).lower()
     if name in _AVAILABLE:
         return _runtime.ISA_NAMES.index(name)

@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ._runtime import active_isa
 from .errors import ConfigError, ShapeError
 from .graph.executor import Executor, Profile
 from .graph.ir import Graph, ValueInfo
@@ -75,6 +76,7 @@ class Session:
     def __init__(self, graph: Graph, *, float_dtype=np.float32, nan: str = "error"):
         if nan not in NAN_POLICIES:
             raise ConfigError(f"nan must be one of {NAN_POLICIES}, got {nan!r}")
+        active_isa()        # a bad QENGINE_ISA fails here, even for a graph of float ops only
         self.nan = nan
         self.graph = graph
         self._executor = Executor(graph, float_dtype=float_dtype)

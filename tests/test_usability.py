@@ -154,3 +154,22 @@ def test_engine_files_honour_the_umask(tmp_path):
     assert (tmp_path / "a.qe").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.qe").stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.qe", "b.qe"]   # no temp left over
+
+
+def test_bad_qengine_isa_is_one_line_and_help_still_works():
+    env = dict(os.environ, PYTHONPATH=str(ROOT), QENGINE_ISA="foo")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "qengine", *a], env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    p = run("--help")
+    assert p.returncode == 0 and "usage: qengine" in p.stdout and p.stderr == ""
+    p = run("info")
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip().splitlines() == [
+        "qengine: error: QENGINE_ISA='foo' is not an ISA qengine knows; expected one of "
+        "scalar, avx2, avx512vnni, neondot"]
+    code = ("import qengine\n"
+            "try:\n    qengine.load(%r)\nexcept qengine.ConfigError as e:\n    print('refused:', e)\n"
+            % str(MODEL))
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0 and p.stdout.startswith("refused: QENGINE_ISA='foo'"), p.stderr
