@@ -93,6 +93,8 @@ def write_safetensors(path, tensors: dict[str, np.ndarray], metadata: dict[str, 
 def save(graph: Graph, path) -> None:
     """Verify `graph` and write it to `path` as an engine file."""
     from . import __version__
+    from .model_files import require_graph
+    require_graph(graph, "save")            # a Session or a ModelProto: say what to call
     graph.verify()
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "producer": f"qengine {__version__}",
@@ -276,7 +278,9 @@ def load(path, *, nan="error", **session_kwargs):
     """Load an engine file into a Session. Raises ModelError for anything invalid.
     nan="error" (default) refuses float inputs holding NaN, nan="allow" lets them through
     (Session, docs/numerics.md "NaN and Inf")."""
+    from .model_files import refuse_non_engine_file
     from .session import Session
+    refuse_non_engine_file(path)            # an ONNX or NumPy file: say what it is, what to call
     graph = load_graph(path)
     try:
         return Session(graph, nan=nan, **session_kwargs)

@@ -113,12 +113,13 @@ def _is_follower(n, kind) -> bool:
 class _Study:
     """One calibration of one model; builds and scores int8 variants of it."""
 
-    def __init__(self, model, calibration_data, config, eval_data, labels, metric, progress):
+    def __init__(self, model, calibration_data, config, eval_data, labels, metric, progress,
+                 who):
         self.config = StaticQuantConfig() if config is None else config
         if not isinstance(self.config, StaticQuantConfig):
             raise ConfigError(f"config must be a StaticQuantConfig, got "
                               f"{type(self.config).__name__}")
-        g = prepare_float_graph(model)
+        g = prepare_float_graph(model, who)
         missing = self.config.keep_float - {n.name for n in g.nodes}
         if missing:
             raise ConfigError(f"keep_float names nodes that are not in the graph: "
@@ -185,7 +186,8 @@ def layer_sensitivity(model, calibration_data, config: StaticQuantConfig | None 
     into a list once, since every candidate graph runs over the same batches); labels: one per
     evaluated sample, for `metric(outputs dict, labels) -> float` (default: top-1 accuracy of
     the first output); progress(done, total) during calibration."""
-    st = _Study(model, calibration_data, config, eval_data, labels, metric, progress)
+    st = _Study(model, calibration_data, config, eval_data, labels, metric, progress,
+                "layer_sensitivity")
     cfg = st.config
     scores = st.single_layer_scores()
     ranks = _ranks(scores)
@@ -229,7 +231,8 @@ def auto_keep_float(model, calibration_data, target_sqnr_db: float,
     if isinstance(target_sqnr_db, bool) or not isinstance(target_sqnr_db, (int, float)) or \
             not math.isfinite(target_sqnr_db):
         raise ConfigError(f"target_sqnr_db must be a finite number, got {target_sqnr_db!r}")
-    st = _Study(model, calibration_data, config, eval_data, None, None, progress)
+    st = _Study(model, calibration_data, config, eval_data, None, None, progress,
+                "auto_keep_float")
     kept = set(st.config.keep_float)
     q = st.build(kept)
     achieved = st.score(q)[0]

@@ -33,6 +33,7 @@ from ..errors import ConfigError
 from ..graph.fusion import _activation_of
 from ..graph.ir import Graph, Node
 from ..graph.passes import optimize
+from ..model_files import as_graph
 from ..quant import choose_qparams
 from .dynamic import _bias_vector
 
@@ -85,11 +86,10 @@ class StaticQuantConfig:
 
 
 # ---------------------------------------------------------------------------- the plan
-def prepare_float_graph(model) -> Graph:
-    """The optimized float graph every later step works on (a path to ONNX is imported)."""
-    if not isinstance(model, Graph):
-        from ..frontends.onnx import from_onnx
-        model = from_onnx(model)
+def prepare_float_graph(model, who: str = "quantize_static") -> Graph:
+    """The optimized float graph every later step works on. `model`: a Graph, an
+    onnx.ModelProto or the path of an ONNX or engine file (`who` names the caller in errors)."""
+    model = as_graph(model, who)
     # weights built at run time (ConstantOfShape, Expand...) must become initializers to be
     # quantized, however large: fold without the size cap the default optimize keeps
     return optimize(model, fold_batch_norm=True, fuse_activations=False,
@@ -544,8 +544,9 @@ def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
 
 def quantize_static(model, calibration_data, config: StaticQuantConfig | None = None, *,
                     progress: Callable | None = None) -> Graph:
-    """Calibrate `model` (a Graph or an ONNX path) on `calibration_data` ({input name: samples
-    along axis 0} or an iterable of feed dicts) and return the int8 graph.
+    """Calibrate `model` (a Graph, an onnx.ModelProto, or the path of an ONNX or engine file)
+    on `calibration_data` ({input name: samples along axis 0} or an iterable of feed dicts) and
+    return the int8 graph.
 
     A generator of batches is streamed (memory stays flat), except with bias_correction, which
     runs the data again after calibrating: the batches are then read into a list first, so
