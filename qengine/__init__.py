@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 
 from ._runtime import (active_isa, available_isas, get_num_threads, set_num_threads,  # noqa: F401
                        show_config)
-from .errors import ConfigError, ModelError, NaNWarning, QEngineError, ShapeError  # noqa: F401
+from .errors import (ConfigError, ModelError, NaNWarning, QEngineError,  # noqa: F401
+                     QuantizationWarning, ShapeError, UsageError)
 from .qparams import QParams  # noqa: F401,E402
 from .qtensor import QTensor  # noqa: F401,E402
 from .quant import (choose_qparams, choose_qparams_from_data, data_range,  # noqa: F401,E402
@@ -46,6 +47,7 @@ __all__ = [
     # runtime
     "show_config", "active_isa", "available_isas", "set_num_threads", "get_num_threads",
     # errors
-    "QEngineError", "ConfigError", "ModelError", "ShapeError", "NaNWarning",
+    "QEngineError", "ConfigError", "ModelError", "ShapeError", "UsageError", "NaNWarning",
+    "QuantizationWarning",
     "__version__",
 ]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import NaNWarning, QEngineError
+from .errors import ConfigError, NaNWarning, QEngineError
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -249,7 +249,13 @@ def _cmd_analyze(args):
     graph = read_model(args.model)
     calib = load_calibration(args.calib, graph)
     evald = None if args.eval is None else load_calibration(args.eval, graph)
-    labels = None if args.labels is None else load_array(Path(args.labels), "--labels")
+    labels = None
+    if args.labels is not None:
+        from .workflows.sensitivity import class_labels
+        try:                                    # checked before the work, not after it
+            labels = class_labels(load_array(Path(args.labels), "--labels"))
+        except ConfigError as e:
+            raise ConfigError(f"--labels {args.labels}: {e}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NaNWarning)     # the report says it, below the table
         report = analyze(graph, calib, method=args.method, per_channel=not args.per_tensor,
@@ -299,13 +305,21 @@ def _cmd_run(args):
     sess = Session(read_model(args.model), nan=args.nan)
     outputs = sess.run(load_inputs(args.input))
     _write_outputs(args.output, outputs)
+    # NaN/Inf in the outputs (a NaN let in by --nan allow, an Inf input, a float overflow) are
+    # written as they are, and said: a script must not take them for results
+    bad = {k: (int(np.isnan(v).sum()), int(np.isinf(v).sum())) for k, v in outputs.items()
+           if v.dtype.kind in "fc" and not np.isfinite(v).all()}
     if args.json:
-        _print_json({"model": str(args.model), "output": str(args.output),
-                     "outputs": {k: {"dtype": v.dtype.name, "shape": list(v.shape)}
-                                 for k, v in outputs.items()}})
+        info = {k: {"dtype": v.dtype.name, "shape": list(v.shape)} for k, v in outputs.items()}
+        for k, (n_nan, n_inf) in bad.items():
+            info[k].update(nan=n_nan, inf=n_inf)
+        _print_json({"model": str(args.model), "output": str(args.output), "outputs": info})
         return 0
     for name, arr in outputs.items():
         print(f"{name}: {arr.dtype} {list(arr.shape)}")
+    for name, (n_nan, n_inf) in bad.items():
+        print(f"note: output {name!r} holds {n_nan} NaN and {n_inf} Inf values (of "
+              f"{outputs[name].size})")
     print(f"wrote {args.output}")
     return 0
 
@@ -548,7 +562,26 @@ def build_parser():
 _USER_ERRORS = (QEngineError, OSError, ValueError, EOFError, zipfile.BadZipFile)
 
 
+def _warning_printer():
+    """warnings.showwarning for the CLI: each warning once, as one line without the library's
+    file and line (a user cannot act on `static.py:557`; the message says what happened)."""
+    shown = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            print(f"qengine: warning: {text}", file=sys.stderr)
+    return show
+
+
 def main(argv=None):
+    with warnings.catch_warnings():             # restores showwarning for in-process callers
+        warnings.showwarning = _warning_printer()
+        return _main(argv)
+
+
+def _main(argv):
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

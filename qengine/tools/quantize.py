@@ -61,8 +61,10 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                                             req.symmetric_activations),
                                            ("--method", req.method != "minmax")) if used]
     if static_only:
-        raise ConfigError(f"{', '.join(static_only)}: static mode only; dynamic mode quantizes "
-                          f"activations at run time and needs no calibration")
+        raise ConfigError(f"{', '.join(static_only)}: static mode only, and the mode is "
+                          f"dynamic (the default): add --mode static to calibrate, or leave "
+                          f"{'it' if len(static_only) == 1 else 'them'} out (dynamic mode "
+                          f"quantizes activations at run time and needs no calibration)")
     q = quantize_dynamic(graph, DynamicQuantConfig(per_row=req.per_row,
                                                    keep_float=req.keep_float))
     notes = ()

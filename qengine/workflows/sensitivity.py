@@ -82,7 +82,34 @@ class SensitivityReport(list):
 def accuracy(outputs: dict, labels) -> float:
     """Top-1 accuracy of the first output (argmax over its last axis)."""
     logits = next(iter(outputs.values()))
-    return float(np.mean(logits.argmax(-1) == np.asarray(labels).reshape(-1)))
+    return float(np.mean(logits.argmax(-1) == class_labels(labels)))
+
+
+def class_labels(labels) -> np.ndarray:
+    """`labels` as one integer class index per sample, or a ConfigError naming what they are
+    instead: one-hot rows, or floats that are not whole numbers (compared with an argmax they
+    would give a silent 0% accuracy). Whole-number floats are taken as indices."""
+    lab = np.asarray(labels)
+    if lab.ndim == 2 and lab.shape[1] > 1:
+        raise ConfigError(f"labels have shape {list(lab.shape)}: one-hot or per-class rows? "
+                          f"accuracy needs one class index per sample; pass "
+                          f"labels.argmax(axis=1)")
+    if lab.ndim > 2:
+        raise ConfigError(f"labels have shape {list(lab.shape)}; accuracy needs one class "
+                          f"index per sample (a 1-D array)")
+    lab = lab.reshape(-1)
+    if lab.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(lab) | (lab != np.round(lab)))
+        if bad.size:
+            raise ConfigError(f"labels are not integer class indices ({lab[bad[0]]:.4g} at "
+                              f"index {bad[0]}, {bad.size} such of {lab.size}); accuracy "
+                              f"compares them with the argmax of the model's first output: "
+                              f"give one integer class per sample")
+        return lab.astype(np.int64)
+    if lab.dtype.kind not in "iub":
+        raise ConfigError(f"labels of dtype {lab.dtype} are not class indices; give one "
+                          f"integer class per sample")
+    return lab
 
 
 def close_keep_float(g: Graph, keep_float) -> frozenset:
@@ -143,6 +170,8 @@ class _Study:
         data = calibration_data if eval_data is None else eval_data
         self.batches = feed_batches(g, data, self.config.batch_size)
         self.ref = run_batches(g, self.batches)
+        if labels is not None and metric is None:
+            labels = class_labels(labels)           # the default metric needs class indices
         self.labels = labels
         if labels is not None:
             n_out = len(next(iter(self.ref.values())))

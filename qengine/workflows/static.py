@@ -22,6 +22,7 @@ sensitivity.py) and bias correction (workflows/bias_correction.py) reuse one cal
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -108,7 +109,9 @@ def observe_shapes(g: Graph, calibration_data, batch_size=None):
     from ..graph.ir import DTYPES, ValueInfo
     tap = TapSession(g, None)
     if isinstance(calibration_data, Mapping):
-        feeds = next(iter(_split(tap, calibration_data, batch_size)[0]))
+        with warnings.catch_warnings():     # calibration cuts the data again and warns then
+            warnings.simplefilter("ignore")
+            feeds = next(iter(_split(tap, calibration_data, batch_size)[0]))
     else:
         it = iter(calibration_data)
         try:
@@ -302,7 +305,14 @@ class _Builder:
             if obs is None:
                 raise ConfigError(f"no calibration statistics for value {v!r}")
             sym = self.cfg.symmetric_activations
-            p = obs.qparams(bits=8, symmetric=sym, signed=False)
+            try:
+                p = obs.qparams(bits=8, symmetric=sym, signed=False)
+            except ConfigError as e:            # no finite value seen: name the tensor
+                where = ("this model input itself" if v in self.g.input_names else
+                         "the model inputs it is computed from")
+                raise ConfigError(f"{v!r} got no finite calibration values, so it has no "
+                                  f"range to quantize with ({e}); check the calibration data "
+                                  f"for NaN/Inf in {where}") from e
             self.qparams[v] = (float(p.scale), int(p.zero_point))
         return self.qparams[v]
 
