@@ -182,7 +182,8 @@ def _progress(label):
 def _cmd_quantize(args):
     from .engine_file import save
     from .tools.modelio import read_model
-    from .tools.quantize import QuantizeRequest, quantization_report, quantize_graph
+    from .tools.quantize import (QuantizeRequest, quantization_report, quantize_graph,
+                                 reported_weight_bytes)
     from .tools.sizes import weight_bytes
     from .tools.table import format_table, human_bytes
     _check_output_path(args.output, [args.model] + ([args.calib] if args.calib else []),
@@ -201,11 +202,11 @@ def _cmd_quantize(args):
     save(qgraph, args.output)
     rows = quantization_report(result.float_graph, qgraph, result.report_ops)
     n_q = sum(r["quantized"] for r in rows)
+    w_before, w_after = reported_weight_bytes(result.float_graph, qgraph, rows)
     summary = {
         "model": str(args.model), "output": str(args.output), "mode": args.mode,
         "nodes": rows, "quantized": n_q, "kept_float": len(rows) - n_q,
-        "weight_bytes_before": sum(r["bytes_before"] for r in rows),
-        "weight_bytes_after": sum(r["bytes_after"] for r in rows),
+        "weight_bytes_before": w_before, "weight_bytes_after": w_after,
         "initializer_bytes_before": weight_bytes(result.float_graph),
         "initializer_bytes_after": weight_bytes(qgraph),
         "notes": list(result.notes), "file_bytes": Path(args.output).stat().st_size}

@@ -14,7 +14,7 @@ from typing import Callable
 from ..errors import ConfigError, NaNWarning
 from ..graph.ir import Graph
 from ..workflows.dynamic import QUANTIZABLE, DynamicQuantConfig, quantize_dynamic
-from .sizes import node_weight_bytes
+from .sizes import initializer_bytes, node_initializers, node_weight_bytes
 
 
 @dataclass(frozen=True)
@@ -141,3 +141,18 @@ def quantization_report(before: Graph, after: Graph, op_types=QUANTIZABLE) -> li
                      "bytes_before": old_bytes,
                      "bytes_after": node_weight_bytes(after, new) if new is not None else 0})
     return rows
+
+
+def reported_weight_bytes(before: Graph, after: Graph, rows) -> tuple[int, int]:
+    """(bytes before, bytes after) of the weights the report's nodes read, each initializer
+    counted once: per-row bytes would count a weight shared by two nodes twice."""
+    by_name_before = {n.name: n for n in before.nodes}
+    by_name_after = {n.name: n for n in after.nodes}
+    old, new = set(), set()
+    for r in rows:
+        for name in (r["node"], *r["fused"]):
+            if name in by_name_before:
+                old |= node_initializers(before, by_name_before[name])
+        if r["new_op"] is not None and r["node"] in by_name_after:
+            new |= node_initializers(after, by_name_after[r["node"]])
+    return initializer_bytes(before, old), initializer_bytes(after, new)
