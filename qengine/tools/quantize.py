@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ConfigError, NaNWarning
+from ..errors import ConfigError, NaNWarning, QuantizationWarning
 from ..graph.ir import Graph
 from ..workflows.dynamic import QUANTIZABLE, DynamicQuantConfig, quantize_dynamic
+from ..workflows.static import is_float_value
 from .sizes import initializer_bytes, node_initializers, node_weight_bytes
 
 
@@ -73,12 +74,14 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
 
 #: float op types the static report lists (the ones that can become int8 compute nodes)
 STATIC_REPORTED = frozenset({"Conv", "Gemm", "MatMul", "Add", "Mul", "Concat", "AveragePool",
-                             "GlobalAveragePool", "MaxPool"})
+                             "GlobalAveragePool", "MaxPool",
+                             "LSTM", "GRU"})   # float in static mode (yet): listed as such
 
 
 @register_mode("static")
 def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
-    from ..workflows.static import StaticQuantConfig, prepare_float_graph, quantize_static
+    from ..workflows.static import (StaticQuantConfig, observe_shapes, prepare_float_graph,
+                                    quantize_static)
     from .calibdata import load_calibration
     if req.per_row:
         raise ConfigError("--per-row is for dynamic mode; static mode fixes activation "
@@ -90,17 +93,19 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                             symmetric_activations=req.symmetric_activations,
                             bias_correction=req.bias_correction, keep_float=req.keep_float)
     float_graph = prepare_float_graph(graph)
+    observe_shapes(float_graph, data, cfg.batch_size)   # dtypes: the report skips integer ops
     notes = []
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", NaNWarning)
+        warnings.simplefilter("always", QuantizationWarning)
         if req.target_sqnr is None:
             q = quantize_static(graph, data, cfg, progress=req.progress)
         else:
             from ..workflows.sensitivity import auto_keep_float
             q, kept, achieved = auto_keep_float(graph, data, req.target_sqnr, cfg,
                                                 progress=req.progress)
-    for w in seen:          # calibration's NaN report goes into the summary, the rest as usual
-        if issubclass(w.category, NaNWarning):
+    for w in seen:      # NaN and what stays float go into the summary, the rest as usual
+        if issubclass(w.category, (NaNWarning, QuantizationWarning)):
             notes.append(str(w.message))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -126,8 +131,8 @@ def quantization_report(before: Graph, after: Graph, op_types=QUANTIZABLE) -> li
     consumers = before.consumers()
     rows = []
     for node in before.nodes:
-        if node.op_type not in op_types:
-            continue
+        if node.op_type not in op_types or not is_float_value(before, node.outputs[0]):
+            continue                    # (shape arithmetic on int64 is not a float layer)
         new = after_by_name.get(node.name)
         old_bytes = node_weight_bytes(before, node)
         fused = [c for o in node.outputs for c in consumers.get(o, ())

@@ -37,7 +37,7 @@ from ..graph.ir import Graph
 from ._measure import (TeeObserver, feed_batches, layer_output_sqnr, run_batches, saturation,
                        sqnr_db)
 from .static import (StaticQuantConfig, _data_inputs, _Plan, build_int8, observe_shapes,
-                     prepare_float_graph)
+                     prepare_float_graph, warn_float_rnns)
 
 _CLAMPS = ("Relu", "Clip")
 
@@ -262,6 +262,7 @@ def auto_keep_float(model, calibration_data, target_sqnr_db: float,
         raise ConfigError(f"target_sqnr_db must be a finite number, got {target_sqnr_db!r}")
     st = _Study(model, calibration_data, config, eval_data, None, None, progress,
                 "auto_keep_float")
+    warn_float_rnns(st.g, st.config.keep_float)
     kept = set(st.config.keep_float)
     q = st.build(kept)
     achieved = st.score(q)[0]
