@@ -29,6 +29,7 @@ from . import calibration  # noqa: F401,E402
 from .calibration import OBSERVERS, collect_stats, make_observer  # noqa: F401,E402
 from .workflows.static import StaticQuantConfig, quantize_static  # noqa: F401,E402
 from .workflows.sensitivity import auto_keep_float, layer_sensitivity  # noqa: F401,E402
+from .workflows.islands import FloatIsland, float_islands  # noqa: F401,E402
 from .tools.plots import plot_sensitivity  # noqa: F401,E402  (matplotlib on call)
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
     "quantize_dynamic", "DynamicQuantConfig", "quantize_static", "StaticQuantConfig",
     "calibration", "collect_stats", "make_observer", "OBSERVERS",
     # analyze
-    "layer_sensitivity", "auto_keep_float", "plot_sensitivity",
+    "layer_sensitivity", "auto_keep_float", "plot_sensitivity", "float_islands", "FloatIsland",
     # quantization math
     "quantize", "dequantize", "choose_qparams", "choose_qparams_from_data", "data_range",
     "QParams", "QTensor",

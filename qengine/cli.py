@@ -182,8 +182,8 @@ def _progress(label):
 def _cmd_quantize(args):
     from .engine_file import save
     from .tools.modelio import read_model
-    from .tools.quantize import (QuantizeRequest, quantization_report, quantize_graph,
-                                 reported_weight_bytes)
+    from .tools.quantize import (ISLAND_RUNS, QuantizeRequest, quantization_report,
+                                 quantize_graph, reported_weight_bytes)
     from .tools.sizes import weight_bytes
     from .tools.table import format_table, human_bytes
     _check_output_path(args.output, [args.model] + ([args.calib] if args.calib else []),
@@ -209,7 +209,17 @@ def _cmd_quantize(args):
         "weight_bytes_before": w_before, "weight_bytes_after": w_after,
         "initializer_bytes_before": weight_bytes(result.float_graph),
         "initializer_bytes_after": weight_bytes(qgraph),
+        "float_islands": [{"nodes": [{"node": n, "op": op} for n, op in i.nodes],
+                           "conversions": i.conversions,
+                           "conversion_nodes": list(i.conversion_nodes),
+                           "converted_values": i.converted_values, "ms": i.ms,
+                           "share": i.share} for i in result.islands],
         "notes": list(result.notes), "file_bytes": Path(args.output).stat().st_size}
+    if args.mode == "static":
+        summary["float_island_cost"] = {
+            "what": f"median over {ISLAND_RUNS} profiled runs of the island's float nodes plus "
+                    f"the DequantizeU8/QuantizeU8 at its edges, on the first calibration batch",
+            "batch": result.island_batch}
     if args.json:
         _print_json(summary)
         return 0
@@ -229,11 +239,31 @@ def _cmd_quantize(args):
           f"{human_bytes(summary['weight_bytes_after'])}")
     print(f"all initializers {human_bytes(summary['initializer_bytes_before'])} -> "
           f"{human_bytes(summary['initializer_bytes_after'])}")
+    if result.islands:
+        _print_islands(result)
     for note in result.notes:
         print(note)
     size = summary["file_bytes"]
     print(f"wrote {args.output} ({size} bytes, {human_bytes(size)})")
     return 0
+
+
+def _print_islands(result):
+    from .tools.quantize import ISLAND_RUNS
+    from .tools.table import format_table
+    islands = result.islands
+    n = len(islands)
+    print(f"{n} float island{'s' if n > 1 else ''} (float nodes between int8 ones): "
+          f"{100 * sum(i.share for i in islands):.1f}% of the run time; cost = the island's "
+          f"float nodes + the DequantizeU8/QuantizeU8 at its edges, median of {ISLAND_RUNS} "
+          f"profiled runs on a calibration batch of {result.island_batch}")
+
+    def names(i):
+        shown = [f"{op} {name}" for name, op in i.nodes[:3]]
+        return ", ".join(shown) + (f" +{len(i.nodes) - 3} more" if len(i.nodes) > 3 else "")
+    print(format_table(["float nodes", "conversions", "values converted", "ms", "share"],
+                       [[names(i), i.conversions, i.converted_values, f"{i.ms:.3f}",
+                         f"{100 * i.share:.1f}%"] for i in islands], "lrrrr"))
 
 
 # ---- analyze ----------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ class QuantizeResult:
     float_graph: Graph
     notes: tuple = ()
     report_ops: frozenset = QUANTIZABLE
+    islands: tuple = ()                 # static: FloatIsland per float region, with its cost
+    island_batch: int = 0               # samples in the batch the islands were timed on
 
 
 MODES: dict[str, Callable[[Graph, QuantizeRequest], QuantizeResult]] = {}
@@ -72,6 +74,9 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
     return QuantizeResult(q, graph, notes, QUANTIZABLE)
 
 
+#: profiled runs of the quantized graph that time its float islands (median per node)
+ISLAND_RUNS = 3
+
 #: float op types the static report lists (the ones that can become int8 compute nodes)
 STATIC_REPORTED = frozenset({"Conv", "Gemm", "MatMul", "Add", "Mul", "Concat", "AveragePool",
                              "GlobalAveragePool", "MaxPool",
@@ -102,19 +107,26 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
             q = quantize_static(graph, data, cfg, progress=req.progress)
         else:
             from ..workflows.sensitivity import auto_keep_float
+            # an all-float "quantized" model is an error here: nothing is written, rc 2
             q, kept, achieved = auto_keep_float(graph, data, req.target_sqnr, cfg,
-                                                progress=req.progress)
+                                                progress=req.progress, on_unreachable="error")
     for w in seen:      # NaN and what stays float go into the summary, the rest as usual
         if issubclass(w.category, (NaNWarning, QuantizationWarning)):
             notes.append(str(w.message))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if req.target_sqnr is not None:
-        met = "met" if achieved >= req.target_sqnr else "NOT met (every layer is float)"
         notes.append(f"auto keep-float: output SQNR {achieved:.2f} dB on the calibration data, "
-                     f"target {req.target_sqnr:g} dB {met}")
+                     f"target {req.target_sqnr:g} dB met")
         notes.append("kept float: " + (", ".join(sorted(kept)) if kept else "(none)"))
-    return QuantizeResult(q, float_graph, tuple(notes), STATIC_REPORTED)
+    from ..workflows._measure import feed_batches
+    from ..workflows.islands import float_islands
+    with warnings.catch_warnings():         # calibration has said what cutting the data says
+        warnings.simplefilter("ignore")
+        feeds = feed_batches(q, data, cfg.batch_size)[0]
+    islands = tuple(float_islands(q, feeds, ISLAND_RUNS))
+    return QuantizeResult(q, float_graph, tuple(notes), STATIC_REPORTED, islands,
+                          len(next(iter(feeds.values()))))
 
 
 def quantize_graph(graph: Graph, mode: str, req: QuantizeRequest) -> QuantizeResult:

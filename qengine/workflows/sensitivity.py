@@ -24,6 +24,7 @@ the layers before it have accumulated.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -32,7 +33,7 @@ import numpy as np
 from ..calibration import collect_stats, make_observer
 from ..calibration.collect import reusable
 from ..calibration.histogram import Histogram
-from ..errors import ConfigError
+from ..errors import ConfigError, QuantizationWarning
 from ..graph.ir import Graph
 from ._measure import (TeeObserver, feed_batches, layer_output_sqnr, run_batches, saturation,
                        sqnr_db)
@@ -248,24 +249,30 @@ def layer_sensitivity(model, calibration_data, config: StaticQuantConfig | None 
 
 def auto_keep_float(model, calibration_data, target_sqnr_db: float,
                     config: StaticQuantConfig | None = None, *, eval_data=None,
-                    progress: Callable | None = None):
+                    progress: Callable | None = None, on_unreachable: str = "warn"):
     """The int8 graph with the fewest float layers whose output SQNR vs FP32 (on eval_data,
     default the calibration data) reaches `target_sqnr_db`.
 
     Greedy: layers ordered by their single-layer SQNR (most sensitive first) are kept float one
     at a time, re-measuring the whole model after each, until the target is met or every layer
-    is float (then the returned SQNR says how far it got; it is not raised as an error).
+    is float. A result with every layer float is no quantization at all: then (the target is
+    met only that way, or not even then) a QuantizationWarning says so and names the best SQNR
+    one int8 layer reaches, and the float graph is returned — or, with on_unreachable="error"
+    (what `qengine quantize` uses), a ConfigError is raised instead.
     Returns (graph, keep_float names — the closed set that reproduces the graph with
     quantize_static —, achieved SQNR in dB)."""
     if isinstance(target_sqnr_db, bool) or not isinstance(target_sqnr_db, (int, float)) or \
             not math.isfinite(target_sqnr_db):
         raise ConfigError(f"target_sqnr_db must be a finite number, got {target_sqnr_db!r}")
+    if on_unreachable not in ("warn", "error"):
+        raise ConfigError(f"on_unreachable must be 'warn' or 'error', got {on_unreachable!r}")
     st = _Study(model, calibration_data, config, eval_data, None, None, progress,
                 "auto_keep_float")
     warn_float_rnns(st.g, st.config.keep_float)
     kept = set(st.config.keep_float)
     q = st.build(kept)
     achieved = st.score(q)[0]
+    scores = {}
     if achieved < target_sqnr_db:
         scores = st.single_layer_scores()
         for name in sorted(scores, key=lambda k: scores[k][0]):
@@ -276,4 +283,25 @@ def auto_keep_float(model, calibration_data, target_sqnr_db: float,
             achieved = st.score(q)[0]
             if achieved >= target_sqnr_db:
                 break
+    if achieved < target_sqnr_db or not set(st.layers) - kept:
+        msg = _unreachable(target_sqnr_db, achieved, scores, st.layers)
+        if on_unreachable == "error":
+            raise ConfigError(msg)
+        warnings.warn(msg, QuantizationWarning, stacklevel=2)
     return q, close_keep_float(st.g, kept), achieved
+
+
+def _unreachable(target, achieved, scores, layers) -> str:
+    """What auto_keep_float says when only an all-float model meets the target (or none)."""
+    if not layers:
+        return (f"SQNR target {target:g} dB: the model has no layer static quantization can "
+                f"make int8, so nothing is quantized")
+    head = (f"SQNR target {target:g} dB is only met with every layer float, i.e. nothing "
+            f"quantized" if achieved >= target else
+            f"SQNR target {target:g} dB is not met even with every layer float "
+            f"({achieved:.2f} dB)")
+    if not scores:                      # every layer was in the config's keep_float already
+        return f"{head}; keep_float names every layer"
+    best = max(scores, key=lambda k: scores[k][0])
+    return (f"{head}; the best single int8 layer reaches at most {scores[best][0]:.2f} dB "
+            f"({best}): choose a target at or below that")
