@@ -14,8 +14,9 @@ from pathlib import Path
 from .errors import ModelError, UsageError
 from .graph.ir import Graph
 
-# the first byte of a serialized onnx.ModelProto is the tag of one of its fields (protobuf
-# writes them in field order; exporters start with ir_version, tag 0x08)
+# the one-byte tags of onnx.ModelProto's fields 1-8 (protobuf writes fields in order, so a
+# model starts with one of these; exporters start with ir_version, tag 0x08); 0x72 is field 14,
+# metadata_props
 _ONNX_FIRST_BYTES = {0x08, 0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42}
 
 _KIND_TEXT = {"onnx": "an ONNX model", "npz": "a NumPy .npz archive", "npy": "a NumPy .npy "
@@ -43,7 +44,10 @@ def sniff(path) -> str:
     n = int.from_bytes(head[:8].ljust(8, b"\0"), "little")
     if len(head) > 8 and 0 < n <= size - 8 and head[8:9] == b"{":
         return "safetensors"
-    if head[0] == 0x08 and len(head) > 1 and 1 <= head[1] <= 20:  # ir_version, a small varint
+    # ir_version (a small varint) and then another ModelProto field tag; an engine file's
+    # length field has zero bytes there (a tag of 0 is invalid protobuf)
+    if len(head) > 2 and head[0] == 0x08 and 1 <= head[1] <= 20 and \
+            head[2] in _ONNX_FIRST_BYTES | {0x72}:
         return "onnx"
     if path.suffix.lower() == ".onnx" and head[0] in _ONNX_FIRST_BYTES:
         return "onnx"
