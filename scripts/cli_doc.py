@@ -34,6 +34,11 @@ JSON_KEYS = {
         "initializer_bytes_after": "all initializers, quantized model",
         "notes": "what the workflow wants you to know (list of str)",
         "file_bytes": "size of the engine file",
+        "float_islands": "[{nodes: [{node, op}], conversions, conversion_nodes, "
+                         "converted_values, ms, share}]: groups of float nodes between int8 ones "
+                         "(empty in dynamic mode)",
+        "float_island_cost": "static mode: {what, batch}: how the islands' ms and share were "
+                             "measured",
     },
     "analyze": {
         "model": "input path", "method": "calibration method",
@@ -49,7 +54,7 @@ JSON_KEYS = {
     },
     "run": {
         "model": "input path", "output": "file written",
-        "outputs": "{name: {dtype, shape}}",
+        "outputs": "{name: {dtype, shape}} (plus nan, inf counts when an output holds them)",
     },
     "bench": {
         "model": "input path", "median_ms": "median latency", "p90_ms": "90th percentile",
@@ -77,7 +82,7 @@ JSON_KEYS = {
         "threads": "kernel threads", "isa": "active ISA",
     },
 }
-OPTIONAL_KEYS = {"bench": {"profile"}, "analyze": set(), "demo": {"lstm", "cnn"}}
+OPTIONAL_KEYS = {"bench": {"profile"}, "demo": {"lstm", "cnn"}, "quantize": {"float_island_cost"}}
 
 HEADER = """\
 # The `qengine` command line
