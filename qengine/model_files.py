@@ -75,19 +75,22 @@ def refuse_non_engine_file(path) -> None:
                          f"qengine.from_onnx(path), then run it with qengine.Session(graph) or "
                          f"quantize it (qengine.quantize_dynamic / quantize_static) and write an "
                          f"engine file with qengine.save")
-    if kind in ("npz", "npy", "text"):
+    if kind in ("npz", "npy", "text", "empty"):
         raise ModelError(f"{name} is {_KIND_TEXT[kind]}, not a qengine engine file (engine "
                          f"files are written by qengine.save and `qengine quantize`)")
 
 
 def read_model(path) -> Graph:
-    """A Graph from an ONNX file or an engine file, told apart by content (an empty file or an
-    unrecognised one named .onnx goes to the ONNX importer, for its message)."""
+    """A Graph from an ONNX file or an engine file, told apart by content (an unrecognised file
+    named .onnx goes to the ONNX importer, for its message)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} does not exist or is not a file")
     kind = sniff(path)
-    if kind == "onnx" or (kind in ("empty", "unknown") and path.suffix.lower() == ".onnx"):
+    if kind == "empty":
+        raise ModelError(f"model file {str(path)!r} is empty (0 bytes): was it written "
+                         f"completely? Give an .onnx file or a qengine engine file")
+    if kind == "onnx" or (kind == "unknown" and path.suffix.lower() == ".onnx"):
         from .frontends.onnx import from_onnx
         try:
             return from_onnx(path)
