@@ -1,11 +1,20 @@
 """ONNX → Graph (`from_onnx`). Needs the `onnx` package only at import time of a model.
 
-Supported: the default domain at opsets 7–21 for the ops in the qengine registry. Older
-attribute forms are rewritten into the opset-13+ form our ops implement (Squeeze/Unsqueeze/
-Split/Slice/Clip/Pad attributes become constant inputs; BatchNormalization loses `spatial`; pre-13 Softmax/LogSoftmax flatten-to-2-D
-semantics become Flatten → Softmax → Reshape). Constant nodes become initializers; graph inputs
-that are also initializers are initializers (ONNX IR < 4 listed them as inputs). External data
-is read when a path is given (ModelProtos must carry their data). Anything unsupported fails here, naming the op type and the node.
+Supported: the default domain at opsets MIN_OPSET..MAX_OPSET (7–28), for the ops and op
+versions listed in `onnx_opsets.OP_VERSIONS` (each op's versions, and what changed in each).
+Older attribute forms are rewritten into the opset-13+ form our ops implement (Squeeze/
+Unsqueeze/Split/Slice/Clip/Pad attributes become constant inputs; BatchNormalization loses
+`spatial`; pre-13 Softmax/LogSoftmax flatten-to-2-D semantics become Flatten → Softmax →
+Reshape). Constant nodes become initializers. External data is read when a path is given
+(ModelProtos must carry their data). Anything unsupported fails here, naming the op type and
+the node.
+
+Exporters' quirks taken as they come: an input dim of -1 (paddle2onnx's dynamic batch) is an
+unknown dim; opset imports of other domains (ai.onnx.ml, com.microsoft) are fine as long as no
+node uses them; unnamed nodes get stable names (`<op_type>_<node index>`); initializers that
+are also listed as graph inputs are constants — a run cannot override them (onnxruntime lets
+IR >= 4 models override them, IR < 4 ones not), because qengine packs and folds constants at
+load.
 """
 from __future__ import annotations
 
@@ -17,9 +26,8 @@ import numpy as np
 from ..errors import ModelError
 from ..graph.ir import DTYPES, Graph, Node, ValueInfo
 from ..graph.passes import optimize as optimize_graph
-from ..ops import is_registered
+from .onnx_opsets import MAX_OPSET, MIN_OPSET, OP_VERSIONS, op_version
 
-MIN_OPSET, MAX_OPSET = 7, 21
 _DOMAINS = ("", "ai.onnx")
 
 
@@ -61,9 +69,21 @@ def _value_info(vi, what: str) -> ValueInfo:
         raise ModelError(f"{what} {vi.name!r}: only tensor values are supported")
     shape = None
     if tt.HasField("shape"):
-        shape = tuple(d.dim_value if d.HasField("dim_value") else
-                      (d.dim_param or None) for d in tt.shape.dim)
+        shape = tuple(_dim(d, f"{what} {vi.name!r}") for d in tt.shape.dim)
     return ValueInfo(vi.name, _np_dtype_name(tt.elem_type, f"{what} {vi.name!r}"), shape)
+
+
+def _dim(d, what: str):
+    """A static size, a symbolic name, or None (unknown). paddle2onnx writes dim_value -1 for
+    a dynamic dim: unknown, like a missing dim."""
+    if d.HasField("dim_value"):
+        if d.dim_value == -1:
+            return None
+        if d.dim_value < 0:
+            raise ModelError(f"{what}: dim {d.dim_value} must be >= 0 (or -1 for a dynamic "
+                             f"dim)")
+        return d.dim_value
+    return d.dim_param or None
 
 
 class _Builder:
@@ -95,9 +115,10 @@ class _Builder:
         self.inits[name] = np.asarray(arr)
         return name
 
-    def add(self, op_type, name, inputs, outputs, attrs=None):
-        self.nodes.append(Node(op_type, self.name(name), tuple(inputs), tuple(outputs),
-                               attrs or {}))
+    def add(self, op_type, name, inputs, outputs, attrs=None, *, own_name=False):
+        """Append a node; `own_name`: `name` is the model node's (already unique) name."""
+        self.nodes.append(Node(op_type, name if own_name else self.name(name), tuple(inputs),
+                               tuple(outputs), attrs or {}))
 
 
 def _attrs(node) -> dict[str, Any]:
@@ -121,9 +142,9 @@ def _attrs(node) -> dict[str, Any]:
     return out
 
 
-def _convert_node(b: _Builder, node, opset: int) -> None:
+def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
     onnx = _onnx()
-    op, name = node.op_type, node.name or node.op_type
+    op = node.op_type
     ins, outs = list(node.input), list(node.output)
     where = f"node {name!r} ({op})"
     attrs = _attrs(node)
@@ -153,9 +174,20 @@ def _convert_node(b: _Builder, node, opset: int) -> None:
             attrs = {"value": float(arr.reshape(-1)[0]), "dtype": arr.dtype.name}
     elif op == "Cast":
         attrs["to"] = _np_dtype_name(attrs["to"], where) if "to" in attrs else None
-    elif op == "Dropout":  # inference: identity (the optional mask output is not supported)
+        attrs.pop("round_mode", None)  # opset 24: only float8e8m0 targets, not a qengine dtype
+    elif op == "Dropout":  # inference: identity, and an all-true mask
+        training = ins[2] if len(ins) > 2 else ""
+        if training and not (training in b.inits and not b.inits[training].any()):
+            raise ModelError(f"{where}: training_mode must be omitted or a constant false "
+                             f"(qengine runs inference only; training dropout is random)")
         if len(outs) > 1 and outs[1] in b.used:
-            raise ModelError(f"{where}: Dropout's mask output is read, which is not supported")
+            if opset < 10:  # the mask had the data's type then
+                raise ModelError(f"{where}: Dropout's mask output is read, which is only "
+                                 f"supported from opset 10 (a bool mask)")
+            shape = f"{outs[1]}__shape"
+            b.add("Shape", f"{name}_mask_shape", ins[:1], [shape])
+            b.add("ConstantOfShape", f"{name}_mask", [shape], [outs[1]],
+                  {"value": 1.0, "dtype": "bool"})
         op, ins, outs, attrs = "Identity", ins[:1], outs[:1], {}
     elif op == "BatchNormalization":
         # opset < 9 `spatial`: 1 is the only form later opsets kept; 0 (per-activation
@@ -201,13 +233,13 @@ def _convert_node(b: _Builder, node, opset: int) -> None:
         shape, flat, soft = f"{y}__shape", f"{y}__flat", f"{y}__2d"
         b.add("Shape", f"{name}_shape", [x], [shape])
         b.add("Flatten", f"{name}_flatten", [x], [flat], {"axis": axis})
-        b.add(op, name, [flat], [soft], {"axis": -1})
+        b.add(op, name, [flat], [soft], {"axis": -1}, own_name=True)
         b.add("Reshape", f"{name}_reshape", [soft, shape], [y])
         return
     for k, v in attrs.items():
         if isinstance(v, onnx.TensorProto):
             raise ModelError(f"{where}: tensor attribute {k!r} is not supported")
-    b.add(op, name, ins, outs, attrs)
+    b.add(op, name, ins, outs, attrs, own_name=True)
 
 
 def from_onnx(model, *, optimize: bool = True) -> Graph:
@@ -236,21 +268,58 @@ def from_onnx(model, *, optimize: bool = True) -> Graph:
         raise ModelError(f"ONNX opset {opset} is not supported (supported: {MIN_OPSET}–"
                          f"{MAX_OPSET})")
     g = model.graph
-    unsupported = [f"{n.op_type} (node {n.name!r})" for n in g.node
-                   if n.domain not in _DOMAINS or not (is_registered(n.op_type) or
-                                                       n.op_type == "Dropout")]
+    names = _node_names(g.node)
+    unsupported = []
+    for n, name in zip(g.node, names):
+        where = f"node {name!r}"
+        if n.domain not in _DOMAINS:
+            unsupported.append(f"{n.op_type} of domain {n.domain!r} ({where})")
+            continue
+        if n.op_type not in OP_VERSIONS:
+            unsupported.append(f"{n.op_type} ({where})")
+            continue
+        try:
+            op_version(n.op_type, opset, where)
+        except ModelError as e:
+            unsupported.append(str(e))
     if unsupported:
-        raise ModelError(f"unsupported ONNX ops: {', '.join(unsupported[:10])}"
+        raise ModelError(f"unsupported ONNX ops: {'; '.join(unsupported[:10])}"
                          f"{' ...' if len(unsupported) > 10 else ''}")
     b = _Builder(opset)
+    b.node_names.update(names)  # generated helper nodes must not take a model node's name
     b.used = {i for n in g.node for i in n.input if i} | {o.name for o in g.output}
     for t in g.initializer:
         b.inits[t.name] = _tensor_to_array(t, "initializer")
-    for n in g.node:
-        _convert_node(b, n, opset)
+    for n, name in zip(g.node, names):
+        _convert_node(b, n, name, opset)
     inputs = [_value_info(v, "graph input") for v in g.input if v.name not in b.inits]
     outputs = [_value_info(v, "graph output") for v in g.output]
     graph = Graph(inputs, outputs, b.nodes, b.inits, {"": opset}, g.name or "graph")
     graph.toposort()
     graph.verify()
     return optimize_graph(graph) if optimize else graph
+
+
+def _node_names(nodes) -> list[str]:
+    """One unique name per node: its own, or `<op_type>_<index in the graph>` when it has none
+    (stable for a given model; suffixed where that is taken). Two nodes with one name are an
+    error, as in onnxruntime: node names select nodes (e.g. `--keep-float`)."""
+    taken: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        if n.name in taken:
+            raise ModelError(f"nodes {taken[n.name]} and {i} are both named {n.name!r} "
+                             f"(node names must be unique)")
+        if n.name:
+            taken[n.name] = i
+    out = []
+    for i, n in enumerate(nodes):
+        name = n.name
+        if not name:
+            base = name = f"{n.op_type or 'node'}_{i}"
+            k = 0
+            while name in taken:
+                k += 1
+                name = f"{base}_{k}"
+            taken[name] = i
+        out.append(name)
+    return out

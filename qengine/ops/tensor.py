@@ -149,7 +149,8 @@ class Flatten(Op):
         axis = self.attrs["axis"]
         if not -x.ndim <= axis <= x.ndim:
             self.fail(f"axis {axis} is out of range for rank {x.ndim}", ShapeError)
-        axis %= x.ndim + 1
+        if axis < 0:  # axis lies in [-r, r]: -1 keeps the last dim apart
+            axis += x.ndim
         outer = int(np.prod(x.shape[:axis], dtype=np.int64))
         return (x.reshape(outer, int(np.prod(x.shape[axis:], dtype=np.int64))),)
 
