@@ -18,6 +18,7 @@ load.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,25 @@ def _tensor_to_array(t, what: str) -> np.ndarray:
     if t.data_location == onnx.TensorProto.EXTERNAL:
         raise ModelError(f"{what}: tensor {t.name!r} uses external data that was not loaded; "
                          f"pass the model's path (not a ModelProto loaded without its data)")
-    _np_dtype_name(t.data_type, what)
-    arr = onnx.numpy_helper.to_array(t)
+    where = f"{what}: tensor {t.name!r}"
+    itemsize = np.dtype(_np_dtype_name(t.data_type, where)).itemsize
+    # check the dims against the data before anything is allocated: a few bytes of protobuf
+    # may declare dims of 2**40
+    if any(d < 0 for d in t.dims):
+        raise ModelError(f"{where}: dims {list(t.dims)} must be >= 0")
+    want = math.prod(t.dims)
+    if t.raw_data:
+        have, rest = divmod(len(t.raw_data), itemsize)
+    else:
+        have, rest = sum(len(f) for f in (t.float_data, t.int32_data, t.int64_data,
+                                          t.double_data, t.uint64_data, t.string_data)), 0
+    if have != want or rest:
+        raise ModelError(f"{where}: dims {list(t.dims)} need {want} elements, the tensor holds "
+                         f"{have}{' and a partial one' if rest else ''}")
+    try:
+        arr = onnx.numpy_helper.to_array(t)
+    except Exception as e:  # whatever else onnx finds wrong with the data
+        raise ModelError(f"{where}: unreadable data: {type(e).__name__}: {e}") from e
     return np.array(arr)  # contiguous copy (np.ascontiguousarray would make 0-d 1-d)
 
 
@@ -142,23 +160,51 @@ def _attrs(node) -> dict[str, Any]:
     return out
 
 
+_KINDS = {"int": int, "float": (int, float), "tensor": None}
+
+
+def _want(v, kind: str, where: str, key: str):
+    """`v` if it is an attribute value of `kind` (int(s), float(s), tensor), else ModelError."""
+    onnx = _onnx()
+    many = kind.endswith("s") and kind != "tensor"
+    base = kind[:-1] if many else kind
+    ok_type = onnx.TensorProto if base == "tensor" else _KINDS[base]
+    items = v if many and isinstance(v, list) else [v]
+    if (many and not isinstance(v, list)) or not all(
+            isinstance(x, ok_type) and not isinstance(x, bool) for x in items):
+        raise ModelError(f"{where}: attribute {key!r} must be {'a list of ' if many else ''}"
+                         f"{base}{'s' if many else ''}, got {type(v).__name__} {str(v)[:60]}")
+    return v
+
+
+def _int64s(v, where: str, key: str) -> np.ndarray:
+    """An int or ints attribute (an opset < 13 axes/split/pads form) as an int64 input."""
+    return np.array(_want(v, "ints" if isinstance(v, list) else "int", where, key), np.int64)
+
+
 def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
     onnx = _onnx()
     op = node.op_type
     ins, outs = list(node.input), list(node.output)
     where = f"node {name!r} ({op})"
     attrs = _attrs(node)
+    # the rewrites below read input 0 and output 0: every op here needs input 0 (Constant has
+    # none), and a node none of whose outputs is named computes nothing anyone can read
+    if op != "Constant" and not (ins and ins[0]):
+        raise ModelError(f"{where}: input 0 is required, got {ins}")
+    if not any(outs) or (op in ("Constant", "Softmax", "LogSoftmax", "Dropout") and not outs[0]):
+        raise ModelError(f"{where}: output 0 must be named, got {outs}")
 
     if op == "Constant":
         if len(attrs) != 1:
             raise ModelError(f"{where}: expected exactly one value attribute, got {list(attrs)}")
         (key, v), = attrs.items()
         if key == "value":
-            arr = _tensor_to_array(v, where)
+            arr = _tensor_to_array(_want(v, "tensor", where, key), where)
         elif key in ("value_float", "value_floats"):
-            arr = np.array(v, np.float32)
+            arr = np.array(_want(v, key[6:], where, key), np.float32)
         elif key in ("value_int", "value_ints"):
-            arr = np.array(v, np.int64)
+            arr = np.array(_want(v, key[6:], where, key), np.int64)
         else:
             raise ModelError(f"{where}: Constant attribute {key!r} is not supported")
         if outs[0] in b.inits:
@@ -168,7 +214,7 @@ def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
     if op == "ConstantOfShape":
         t = attrs.pop("value", None)
         if t is not None:
-            arr = _tensor_to_array(t, where)
+            arr = _tensor_to_array(_want(t, "tensor", where, "value"), where)
             if arr.size != 1:
                 raise ModelError(f"{where}: value must hold one element, got shape {arr.shape}")
             attrs = {"value": float(arr.reshape(-1)[0]), "dtype": arr.dtype.name}
@@ -203,29 +249,30 @@ def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
         pads = attrs.pop("pads", attrs.pop("paddings", None))
         if pads is None:
             raise ModelError(f"{where}: the pads attribute is required at opset < 11")
-        value = attrs.pop("value", 0.0)
-        ins = ins[:1] + [b.const(f"{name}_pads", np.array(pads, np.int64)),
+        value = _want(attrs.pop("value", 0.0), "float", where, "value")
+        ins = ins[:1] + [b.const(f"{name}_pads", _int64s(pads, where, "pads")),
                          b.const(f"{name}_value", np.array(value, np.float32))]
     elif op.startswith("Reduce") and "axes" in attrs and \
             opset < (13 if op == "ReduceSum" else 18):
-        ins = ins[:1] + [b.const(f"{name}_axes", np.array(attrs.pop("axes"), np.int64))]
+        ins = ins[:1] + [b.const(f"{name}_axes", _int64s(attrs.pop("axes"), where, "axes"))]
     elif op in ("Squeeze", "Unsqueeze") and opset < 13 and "axes" in attrs:
-        ins = ins[:1] + [b.const(f"{name}_axes", np.array(attrs.pop("axes"), np.int64))]
+        ins = ins[:1] + [b.const(f"{name}_axes", _int64s(attrs.pop("axes"), where, "axes"))]
     elif op == "Split" and opset < 13 and "split" in attrs:
-        ins = ins[:1] + [b.const(f"{name}_split", np.array(attrs.pop("split"), np.int64))]
+        ins = ins[:1] + [b.const(f"{name}_split", _int64s(attrs.pop("split"), where, "split"))]
     elif op == "Slice" and opset < 10:
         starts, ends = attrs.pop("starts", None), attrs.pop("ends", None)
         axes = attrs.pop("axes", None)
         if starts is None or ends is None:
             raise ModelError(f"{where}: starts and ends attributes are required at opset < 10")
-        ins = ins[:1] + [b.const(f"{name}_starts", np.array(starts, np.int64)),
-                         b.const(f"{name}_ends", np.array(ends, np.int64))]
+        ins = ins[:1] + [b.const(f"{name}_starts", _int64s(starts, where, "starts")),
+                         b.const(f"{name}_ends", _int64s(ends, where, "ends"))]
         if axes is not None:
-            ins.append(b.const(f"{name}_axes", np.array(axes, np.int64)))
+            ins.append(b.const(f"{name}_axes", _int64s(axes, where, "axes")))
     elif op == "Clip" and opset < 11:
-        lo, hi = attrs.pop("min", None), attrs.pop("max", None)
-        ins = ins[:1] + [b.const(f"{name}_min", np.float32(-np.inf if lo is None else lo)),
-                         b.const(f"{name}_max", np.float32(np.inf if hi is None else hi))]
+        lo = _want(attrs.pop("min", -np.inf), "float", where, "min")
+        hi = _want(attrs.pop("max", np.inf), "float", where, "max")
+        ins = ins[:1] + [b.const(f"{name}_min", np.float32(lo)),
+                         b.const(f"{name}_max", np.float32(hi))]
     elif op in ("Softmax", "LogSoftmax") and opset < 13:
         # old semantics: flatten to 2-D at `axis` (default 1), normalise rows, reshape back
         axis = attrs.get("axis", 1)
@@ -258,12 +305,12 @@ def from_onnx(model, *, optimize: bool = True) -> Graph:
             raise ModelError(f"cannot read ONNX model {str(model)!r}: {e}") from e
     if not isinstance(model, onnx.ModelProto):
         raise ModelError(f"from_onnx expects a path or onnx.ModelProto, got {type(model).__name__}")
-    opset = None
-    for o in model.opset_import:
-        if o.domain in _DOMAINS:
-            opset = o.version
-    if opset is None:
+    versions = sorted({o.version for o in model.opset_import if o.domain in _DOMAINS})
+    if not versions:
         raise ModelError("the model imports no default-domain opset")
+    if len(versions) > 1:
+        raise ModelError(f"the model imports the default domain at several opsets {versions}")
+    opset = versions[0]
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ModelError(f"ONNX opset {opset} is not supported (supported: {MIN_OPSET}–"
                          f"{MAX_OPSET})")
@@ -285,10 +332,15 @@ def from_onnx(model, *, optimize: bool = True) -> Graph:
     if unsupported:
         raise ModelError(f"unsupported ONNX ops: {'; '.join(unsupported[:10])}"
                          f"{' ...' if len(unsupported) > 10 else ''}")
+    _check_types(model)
     b = _Builder(opset)
     b.node_names.update(names)  # generated helper nodes must not take a model node's name
     b.used = {i for n in g.node for i in n.input if i} | {o.name for o in g.output}
+    if not g.output:
+        raise ModelError("the graph has no outputs")
     for t in g.initializer:
+        if t.name in b.inits:  # onnx's checker refuses this too; ORT silently takes the last
+            raise ModelError(f"initializer {t.name!r} is defined twice")
         b.inits[t.name] = _tensor_to_array(t, "initializer")
     for n, name in zip(g.node, names):
         _convert_node(b, n, name, opset)
@@ -298,6 +350,35 @@ def from_onnx(model, *, optimize: bool = True) -> Graph:
     graph.toposort()
     graph.verify()
     return optimize_graph(graph) if optimize else graph
+
+
+def _check_types(model) -> None:
+    """onnx's own type inference as the gate for element types (a Conv on int32, a float64
+    Gemm weight next to float32 data...), with onnx's message naming op, node and types.
+    Not strict: a node whose shape inference fails is left unknown, as ORT does (it accepts,
+    say, a Constant's value_float at opset 11, a year early). It runs on a copy without
+    initializer data (weights are not copied into onnx's C++ side) nor intermediate/output
+    shapes (stale value_info and declared output shapes that exporters get wrong are no
+    reason to refuse a model; ORT only warns)."""
+    onnx = _onnx()
+    m = onnx.ModelProto()
+    m.ir_version = model.ir_version
+    m.opset_import.extend(model.opset_import)
+    g = m.graph
+    g.node.extend(model.graph.node)
+    declared = {v.name for v in model.graph.input}
+    g.input.extend(model.graph.input)
+    for t in model.graph.initializer:
+        if t.name not in declared:
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims))
+    for v in model.graph.output:
+        g.output.append(onnx.helper.make_tensor_value_info(
+            v.name, v.type.tensor_type.elem_type, None))
+    try:
+        onnx.shape_inference.infer_shapes(m, check_type=True)
+    except Exception as e:  # InferenceError, and ValidationError on protobufs onnx rejects
+        msg = " ".join(str(e).split())
+        raise ModelError(f"the model fails onnx's type inference: {msg[:500]}") from e
 
 
 def _node_names(nodes) -> list[str]:
