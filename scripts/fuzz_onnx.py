@@ -328,6 +328,39 @@ def bad_dtypes(rng, m):
     return "unchanged"
 
 
+def bad_values(rng, m):
+    """Well-typed constants with values the op cannot use: axes, shapes, pads, indices, split
+    sizes or weights set to huge, negative or zero numbers; weights to NaN/inf."""
+    g = m.graph
+    if not g.initializer:
+        return "no initializer"
+    t = g.initializer[rng.randrange(len(g.initializer))]
+    arr = numpy_helper.to_array(t).copy()
+    if arr.size == 0:
+        return "empty"
+    flat = arr.reshape(-1)
+    if arr.dtype.kind in "iu":
+        for _ in range(rng.randrange(1, 3)):
+            flat[rng.randrange(flat.size)] = rng.choice(
+                [0, -1, -2 ** 31, 2 ** 31, 2 ** 62, -(2 ** 62), 1 << 20, 3 * rng.randrange(9)])
+    elif arr.dtype.kind == "f":
+        flat[rng.randrange(flat.size)] = rng.choice([np.nan, np.inf, -np.inf, 1e38, 0.0])
+    if rng.random() < 0.2:  # one element more or fewer
+        arr = np.append(flat, flat[:1]) if rng.random() < 0.5 else flat[1:]
+    t.CopyFrom(numpy_helper.from_array(arr, t.name))
+    return f"initializer {t.name} values"
+
+
+def long_lists(rng, m):
+    n = _node(rng, m)
+    ints = [a for a in n.attribute if a.type == AttributeProto.INTS] if n else []
+    if not ints:
+        return "no ints attribute"
+    a = rng.choice(ints)
+    a.ints.extend([1] * rng.choice([1, 5, 1000]))
+    return f"{n.name}.{a.name} longer"
+
+
 def retype(rng, m):
     """A well-formed tensor of a type the op does not expect (float64 weights, float shapes,
     int8 images, bool anything): reaches the ops and kernels, not just the importer."""
@@ -420,7 +453,7 @@ def constant_nodes(rng, m):
 
 MUTATIONS = [attr_wrong_kind, attr_out_of_range, attr_drop_or_add, arity, dangling_input,
              missing_initializer, cycle, duplicate_names, wrong_rank, huge_shapes, bad_dtypes,
-             retype, external_data, bad_opset, bad_op, empty_graph, constant_nodes]
+             retype, bad_values, long_lists, external_data, bad_opset, bad_op, empty_graph, constant_nodes]
 
 
 def _bytes_damage(rng, data: bytes) -> tuple[bytes, str]:

@@ -167,3 +167,28 @@ def test_broadcast_outputs_are_real_arrays():
     huge = _model(nodes, [("x", F, [1, 1])], ["y"], [("s", np.array([2 ** 40, 2 ** 20], np.int64))])
     with pytest.raises(ShapeError, match="does not fit in memory"):
         Session(from_onnx(huge)).run({"x": np.ones((1, 1), np.float32)})
+
+
+def test_names_that_are_not_utf8():
+    """protobuf parses invalid UTF-8 in string fields; reading one in Python then raises
+    UnicodeDecodeError (an initializer's name) or gives bytes (a node's name)."""
+    m = _model([helper.make_node("Add", ["x", "QQQQ"], ["y"], name="RRRR")], [("x", F, [2])],
+               ["y"], [("QQQQ", np.ones(2, np.float32))])
+    data = m.SerializeToString()
+    for name, error in ((b"QQQQ", "not UTF-8"), (b"RRRR", "node name must be a string")):
+        with pytest.raises(ModelError, match=error):
+            from_onnx(onnx.ModelProto.FromString(data.replace(name, b"\xff\xfe" + name[2:])))
+
+
+def test_conv_bias_of_the_wrong_length_before_batch_norm():
+    """Folding BatchNormalization into a Conv broadcast a 5-element bias against 4 channels
+    (ValueError in the pass); the Conv now reports its bias itself."""
+    rng = np.random.default_rng(0)
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"),
+             helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["y"])]
+    inits = [("w", f32(4, 1, 1, 1)), ("b", f32(5)), ("s", f32(4)), ("bb", f32(4)),
+             ("m", f32(4)), ("v", np.ones(4, np.float32))]
+    m = _model(nodes, [("x", F, [1, 1, 2, 2])], ["y"], inits)
+    with pytest.raises(ModelError, match=r"node 'conv' \(Conv\): B must have shape \(4,\)"):
+        Session(from_onnx(m))

@@ -305,6 +305,14 @@ def from_onnx(model, *, optimize: bool = True) -> Graph:
             raise ModelError(f"cannot read ONNX model {str(model)!r}: {e}") from e
     if not isinstance(model, onnx.ModelProto):
         raise ModelError(f"from_onnx expects a path or onnx.ModelProto, got {type(model).__name__}")
+    try:
+        graph = _import(model)
+    except UnicodeDecodeError as e:  # protobuf decodes string fields lazily, on first access
+        raise ModelError(f"the model holds a name or string that is not UTF-8: {e}") from e
+    return optimize_graph(graph) if optimize else graph
+
+
+def _import(model) -> Graph:
     versions = sorted({o.version for o in model.opset_import if o.domain in _DOMAINS})
     if not versions:
         raise ModelError("the model imports no default-domain opset")
@@ -349,7 +357,7 @@ def from_onnx(model, *, optimize: bool = True) -> Graph:
     graph = Graph(inputs, outputs, b.nodes, b.inits, {"": opset}, g.name or "graph")
     graph.toposort()
     graph.verify()
-    return optimize_graph(graph) if optimize else graph
+    return graph
 
 
 def _check_types(model) -> None:
