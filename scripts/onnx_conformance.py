@@ -348,6 +348,19 @@ def render(q_counts, ort_counts=None, ort_version: str | None = None) -> str:
         lines.append(f"| {op} | " + " | ".join(str(x) for x in row) + " |")
     lines.append("| **total** | " + " | ".join(f"**{t}**" for t in total) + " |")
 
+    lines += ["", f"## Operator versions (opsets {MIN_OPSET}–{MAX_OPSET})", "",
+              "From `qengine/frontends/onnx_opsets.py`: each op's versions from the one in "
+              f"effect at opset {MIN_OPSET}; *implemented*: a semantic change qengine "
+              "implements; *same*: only types or wording changed (the listed notes say what).",
+              "", "| op | base | implemented changes | same semantics | refused |",
+              "|---|---|---|---|---|"]
+    for op, versions in sorted(OP_VERSIONS.items()):
+        by_kind = collections.defaultdict(list)
+        for v in versions:
+            by_kind[v.kind].append(f"{v.since}: {v.note}" if v.kind != SAME else str(v.since))
+        lines.append(f"| {op} | {by_kind['base'][0]} | {'; '.join(by_kind['implemented'])} | "
+                     f"{', '.join(by_kind['same'])} | {'; '.join(by_kind['refused'])} |")
+
     cases = node_cases()
     reasons = collections.Counter(exclusion(c) for c in cases
                                   if exclusion(c) and c.base_name not in DEVIATIONS)

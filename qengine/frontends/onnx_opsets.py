@@ -45,7 +45,7 @@ _BINARY = _v((7, BASE, "multidirectional (NumPy) broadcasting; opset 6's broadca
                        "attributes are gone"),
              (13, SAME, _BF16), (14, SAME, "adds 8- and 16-bit integer types"))
 _UNARY_FLOAT = _v((6, BASE, "consumed_inputs is gone"), (13, SAME, _BF16))
-_AXES_TO_INPUT = "the axes attribute became input 1 (the frontend turns the attribute into it)"
+_AXES_TO_INPUT = "axes becomes input 1 (the frontend turns older models' attribute into it)"
 
 OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
     "Abs": _UNARY_FLOAT,
