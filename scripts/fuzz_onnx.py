@@ -149,8 +149,9 @@ BASES = {"mlp": _mlp, "cnn": _cnn, "lstm": _lstm, "shapes": _shapes, "old_forms"
 
 
 # ---- ways to break them ---------------------------------------------------------------------
-def _node(rng, m):
-    return rng.choice(list(m.graph.node)) if m.graph.node else None
+def _node(rng, m, with_attrs=False):
+    nodes = [n for n in m.graph.node if n.attribute or not with_attrs]
+    return rng.choice(nodes) if nodes else None
 
 
 def _bad_value(rng):
@@ -158,7 +159,7 @@ def _bad_value(rng):
 
 
 def attr_wrong_kind(rng, m):
-    n = _node(rng, m)
+    n = _node(rng, m, with_attrs=True)
     if n is None or not n.attribute:
         return "no attribute"
     a = rng.choice(list(n.attribute))
@@ -176,7 +177,7 @@ def attr_wrong_kind(rng, m):
 
 
 def attr_out_of_range(rng, m):
-    n = _node(rng, m)
+    n = _node(rng, m, with_attrs=True)
     if n is None or not n.attribute:
         return "no attribute"
     a = rng.choice(list(n.attribute))
@@ -352,11 +353,10 @@ def bad_values(rng, m):
 
 
 def long_lists(rng, m):
-    n = _node(rng, m)
-    ints = [a for a in n.attribute if a.type == AttributeProto.INTS] if n else []
+    ints = [(n, a) for n in m.graph.node for a in n.attribute if a.type == AttributeProto.INTS]
     if not ints:
         return "no ints attribute"
-    a = rng.choice(ints)
+    n, a = rng.choice(ints)
     a.ints.extend([1] * rng.choice([1, 5, 1000]))
     return f"{n.name}.{a.name} longer"
 

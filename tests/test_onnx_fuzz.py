@@ -192,3 +192,12 @@ def test_conv_bias_of_the_wrong_length_before_batch_norm():
     m = _model(nodes, [("x", F, [1, 1, 2, 2])], ["y"], inits)
     with pytest.raises(ModelError, match=r"node 'conv' \(Conv\): B must have shape \(4,\)"):
         Session(from_onnx(m))
+
+
+def test_split_num_outputs_must_match_the_outputs():
+    """num_outputs was ignored (the node's output count decided); a mismatch is malformed."""
+    m = _model([helper.make_node("Split", ["x"], ["a", "b"], name="s", axis=0, num_outputs=3)],
+               [("x", F, [4])], ["a", "b"], opset=18)
+    with pytest.raises(ModelError, match=r"node 's' \(Split\): num_outputs is 3 but the node "
+                                         r"has 2 outputs"):
+        from_onnx(m)

@@ -292,6 +292,13 @@ class Split(_ConstInputs):
     ATTRS = {"axis": ("int", 0), "num_outputs": ("int", None)}
     CONST_INPUTS = (1,)
 
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        n = attrs["num_outputs"]
+        if n is not None and n != len(node.outputs):
+            raise ModelError(f"node {node.name!r} (Split): num_outputs is {n} but the node has "
+                             f"{len(node.outputs)} outputs")
+
     def run(self, x, *rest):
         axis = _norm_axis(self, self.attrs["axis"], x.ndim)
         n_out, dim = len(self.node.outputs), x.shape[axis]
