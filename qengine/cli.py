@@ -401,10 +401,16 @@ def _fmt_shape(shape):
 
 
 def _cmd_inspect(args):
+    from .errors import UnsupportedOpsError
     from .tools.describe import describe
     from .tools.modelio import read_model
     from .tools.table import format_table, human_bytes
-    d = describe(read_model(args.model))
+    try:
+        d = describe(read_model(args.model))
+    except UnsupportedOpsError as e:
+        # show what the model is even though qengine cannot run it: that is what inspect is for
+        from .frontends.onnx import onnx_summary
+        d = onnx_summary(args.model, e.ops)
     if args.json:
         _print_json(d)
         return 0
@@ -430,6 +436,12 @@ def _cmd_inspect(args):
                        [[i["name"], i["dtype"], _fmt_shape(i["shape"]), i["bytes"]]
                         for i in d["initializers"]], "lllr"))
     print(f"\ntotal initializer size {d['total_bytes']} bytes ({human_bytes(d['total_bytes'])})")
+    if d["unsupported"]:
+        print(f"\nunsupported ops ({len(d['unsupported'])} nodes): qengine cannot import, run or "
+              f"quantize this model yet (docs/supported_ops.md)")
+        print(format_table(["node", "op", "domain", "why"],
+                           [[u["node"], u["op"], u["domain"], u["reason"] or "op not implemented"]
+                            for u in d["unsupported"]], "llll"))
     return 0
 
 

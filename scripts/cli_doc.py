@@ -72,6 +72,8 @@ JSON_KEYS = {
         "qparams": "[{node, weight, dtype, shape, scales, scale_min, scale_max}] of int8 "
                    "weights",
         "initializers": "[{name, dtype, shape, bytes}]", "total_bytes": "all initializers",
+        "unsupported": "[{domain, op, node, reason}]: ops qengine cannot import yet (the graph "
+                       "is then read straight from the ONNX file); empty when it imports",
     },
     "demo": {
         "runs": "timed runs per model", "lstm": "the LSTM part (absent with --only cnn): "

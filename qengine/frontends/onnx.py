@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, UnsupportedOpsError
 from ..graph.ir import DTYPES, Graph, Node, ValueInfo
 from ..graph.passes import optimize as optimize_graph
 from .onnx_opsets import MAX_OPSET, MIN_OPSET, OP_VERSIONS, op_version
@@ -312,6 +312,42 @@ def from_onnx(model, *, optimize: bool = True) -> Graph:
     return optimize_graph(graph) if optimize else graph
 
 
+def onnx_summary(model, unsupported=()) -> dict:
+    """What `qengine inspect` shows of an ONNX model qengine cannot import (unsupported ops):
+    the dict `tools.describe.describe` makes of a Graph, read straight from the protobuf (no
+    shape inference, no weights converted), plus `unsupported` (UnsupportedOpsError.ops)."""
+    onnx = _onnx()
+    if isinstance(model, (str, Path)):
+        model = onnx.load(str(model), load_external_data=False)
+    g = model.graph
+    names = _node_names(g.node)
+    sizes = {t.name: (onnx.helper.tensor_dtype_to_np_dtype(t.data_type), tuple(t.dims))
+             for t in g.initializer}
+    nodes = []
+    for n, name in zip(g.node, names):
+        weights = [i for i in n.input if i in sizes]
+        nodes.append({"name": name, "op": n.op_type if n.domain in _DOMAINS
+                      else f"{n.domain}.{n.op_type}", "inputs": list(n.input),
+                      "outputs": list(n.output),
+                      "weight_dtypes": sorted({np.dtype(sizes[w][0]).name for w in weights}),
+                      "weight_bytes": int(sum(np.dtype(sizes[w][0]).itemsize *
+                                              math.prod(sizes[w][1]) for w in set(weights)))})
+
+    def info(v):
+        vi = _value_info(v, "value")
+        return {"name": vi.name, "dtype": vi.dtype,
+                "shape": None if vi.shape is None else list(vi.shape)}
+    inits = [{"name": k, "dtype": np.dtype(dt).name, "shape": list(dims),
+              "bytes": int(np.dtype(dt).itemsize * math.prod(dims))}
+             for k, (dt, dims) in sizes.items()]
+    return {"name": g.name or "graph",
+            "opset": {o.domain: o.version for o in model.opset_import},
+            "inputs": [info(v) for v in g.input if v.name not in sizes],
+            "outputs": [info(v) for v in g.output], "nodes": nodes, "qparams": [],
+            "initializers": inits, "total_bytes": sum(i["bytes"] for i in inits),
+            "unsupported": list(unsupported)}
+
+
 def _import(model) -> Graph:
     versions = sorted({o.version for o in model.opset_import if o.domain in _DOMAINS})
     if not versions:
@@ -326,20 +362,16 @@ def _import(model) -> Graph:
     names = _node_names(g.node)
     unsupported = []
     for n, name in zip(g.node, names):
-        where = f"node {name!r}"
-        if n.domain not in _DOMAINS:
-            unsupported.append(f"{n.op_type} of domain {n.domain!r} ({where})")
-            continue
-        if n.op_type not in OP_VERSIONS:
-            unsupported.append(f"{n.op_type} ({where})")
+        entry = {"domain": n.domain or "ai.onnx", "op": n.op_type, "node": name, "reason": None}
+        if n.domain not in _DOMAINS or n.op_type not in OP_VERSIONS:
+            unsupported.append(entry)
             continue
         try:
-            op_version(n.op_type, opset, where)
+            op_version(n.op_type, opset, f"node {name!r}")
         except ModelError as e:
-            unsupported.append(str(e))
+            unsupported.append({**entry, "reason": str(e)})
     if unsupported:
-        raise ModelError(f"unsupported ONNX ops: {'; '.join(unsupported[:10])}"
-                         f"{' ...' if len(unsupported) > 10 else ''}")
+        raise UnsupportedOpsError(_unsupported_message(unsupported), unsupported)
     _check_types(model)
     b = _Builder(opset)
     b.node_names.update(names)  # generated helper nodes must not take a model node's name
@@ -358,6 +390,21 @@ def _import(model) -> Graph:
     graph.toposort()
     graph.verify()
     return graph
+
+
+def _unsupported_message(ops) -> str:
+    """Every unsupported op type with its domain and count, a few node names each (the error's
+    `ops` and `qengine inspect` list them all)."""
+    groups: dict[tuple, list] = {}
+    for o in ops:
+        groups.setdefault((o["op"], o["domain"], o["reason"]), []).append(o["node"])
+    parts = []
+    for (op, domain, reason), nodes in groups.items():
+        shown = ", ".join(repr(n) for n in nodes[:3]) + (f", +{len(nodes) - 3} more"
+                                                         if len(nodes) > 3 else "")
+        parts.append(f"{op} [{domain}] x{len(nodes)} ({shown})" + (f": {reason}" if reason else ""))
+    return (f"unsupported ONNX ops in {len(ops)} node(s): {'; '.join(parts)}. `qengine inspect` "
+            f"still shows the graph; docs/supported_ops.md lists what qengine runs")
 
 
 def _check_types(model) -> None:

@@ -43,6 +43,10 @@ _ELEMENTWISE_LUT = {"Sigmoid": "sigmoid", "Tanh": "tanh", "HardSigmoid": "hardsi
                     "HardSwish": "hardswish", "LeakyRelu": "leakyrelu", "Relu": "relu",
                     "Clip": "clip"}
 _PASS_THROUGH = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+#: every ONNX op the static rewrite can run in int8 (each under the conditions `_accepts`
+#: checks); docs/supported_ops.md is generated from it
+STATIC_INT8_OPS = ("Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
+                   "Add", "Mul", "Sum", "Concat", *_ELEMENTWISE_LUT, *_PASS_THROUGH)
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,8 @@ def is_float_value(g: Graph, v: str) -> bool:
 def _accepts(g: Graph, n: Node):
     """The int8 handler kind for node `n`, or None when it must stay float."""
     op, a = n.op_type, n.attrs
+    if op not in STATIC_INT8_OPS:
+        return None
     if not all(is_float_value(g, v) for v in n.inputs[:_data_inputs(n)] if v):
         return None                  # an integer side computation: nothing to quantize
     if op == "Conv":
