@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Build a copy of the working tree with AddressSanitizer + UndefinedBehaviorSanitizer and run the
+# kernel and engine-file tests under it; exit non-zero on any failing test or sanitizer report.
+#
+#   scripts/sanitize.sh                      # the default test selection (every compiled kernel)
+#   scripts/sanitize.sh tests/test_gemm.py   # other pytest arguments instead
+#   KEEP=1 scripts/sanitize.sh               # keep the temp dir (build, logs) for inspection
+#
+# The copy (tracked and untracked-but-not-ignored files, so uncommitted edits are included) is
+# built in a temp dir: the developer's in-place build is never touched. It runs with the current
+# Python (numpy, pytest, onnx... must be installed). Why each setting: docs/sanitizers.md.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-python}
+sanitizers=${QENGINE_SANITIZE:-address,undefined}
+cc=${CC:-$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("CC").split()[0])')}
+start=$(date +%s)
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/qengine-sanitize.XXXXXX")
+cleanup() { if [ -z "${KEEP:-}" ]; then rm -rf "$work"; else echo "kept $work"; fi; }
+trap cleanup EXIT
+
+echo "== copying $repo to $work/src"
+mkdir -p "$work/src" "$work/logs"
+(cd "$repo" && git ls-files -z --cached --others --exclude-standard \
+    | tar --null -T - --ignore-failed-read -cf - 2>/dev/null) | tar -xf - -C "$work/src"
+
+echo "== building with QENGINE_SANITIZE=$sanitizers ($cc)"
+(cd "$work/src" && QENGINE_SANITIZE=$sanitizers CC=$cc \
+    "$python" setup.py -q build_ext --inplace -j "${JOBS:-2}" >"$work/logs/build.log" 2>&1) || {
+    tail -30 "$work/logs/build.log"; echo "sanitize: BUILD FAILED"; exit 1; }
+
+# An ASan-instrumented extension inside a non-ASan CPython: the ASan runtime must be loaded
+# first, before libc's malloc is bound, hence LD_PRELOAD (of the runtime of the compiler used).
+# libstdc++ is preloaded with it so that ASan's __cxa_throw interceptor finds the real one:
+# without it the first C++ exception in a non-instrumented library (torch, onnxruntime, used as
+# test oracles) stops the process with "CHECK failed: real___cxa_throw != 0".
+preload=""
+if [[ $sanitizers == *address* ]]; then
+    preload=$("$cc" -print-file-name=libasan.so)
+    [ -e "$preload" ] || { echo "sanitize: $cc has no libasan.so (install libasan8 / " \
+                                "libclang-rt-dev)"; exit 1; }
+    cxx=$("$cc" -print-file-name=libstdc++.so)
+    [ -e "$cxx" ] && preload="$preload $cxx"
+fi
+if [[ $sanitizers == *undefined* && -z $preload ]]; then
+    preload=$("$cc" -print-file-name=libubsan.so)
+fi
+
+# Leaks: CPython and NumPy leave objects alive at exit by design, so LeakSanitizer's at-exit
+# check would fail every process. It is off (leak_check_at_exit=0); instead scripts/pytest_lsan.py
+# runs one leak check when the pytest session ends and scripts/sanitizer_logs.py fails only on
+# leaks allocated by qengine's compiled code (the kernels' scratch buffers), not CPython's.
+export ASAN_OPTIONS="detect_leaks=1:leak_check_at_exit=0:halt_on_error=1:exitcode=86:\
+log_path=$work/logs/asan:strict_string_checks=1:detect_stack_use_after_return=1:\
+check_initialization_order=1:allocator_may_return_null=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87:log_path=$work/logs/ubsan"
+export LSAN_OPTIONS="max_leaks=200"
+
+if [ "$#" -eq 0 ]; then
+    # Together these call every entry point of every compiled module (_cpu, _gemm, _quant,
+    # _conv, _rnn, _calib) on every ISA the CPU runs, plus the engine-file loader and fuzzer.
+    set -- tests/test_gemm.py tests/test_quant.py tests/test_quant_properties.py \
+        tests/test_qconv.py tests/test_qconv_ops.py tests/test_cnn_ops.py \
+        tests/test_dynamic_rnn.py tests/test_dynamic_conv.py tests/test_gates.py \
+        tests/test_calib_histogram.py tests/test_memory_plan.py tests/test_engine_file.py \
+        tests/test_engine_fuzz.py
+fi
+
+echo "== pytest $* ($sanitizers)"
+cd "$work/src"   # the copy's conftest.py puts the copy first on sys.path; PYTHONPATH does it
+set +e           # for the subprocesses that tests start (CLI, forced-ISA runs)
+PYTHONPATH="$work/src:$work/src/scripts" LD_PRELOAD="$preload" \
+    "$python" -m pytest -q -p no:cacheprovider -p pytest_lsan "$@" \
+    2>&1 | tee "$work/logs/pytest.log"
+tests_rc=${PIPESTATUS[0]}
+set -e
+
+echo "== sanitizer reports"
+logs_rc=0
+"$python" "$repo/scripts/sanitizer_logs.py" "$work/logs" || logs_rc=$?
+
+elapsed=$(( $(date +%s) - start ))
+summary=$(tail -1 "$work/logs/pytest.log")
+if [ "$tests_rc" -ne 0 ] || [ "$logs_rc" -ne 0 ]; then
+    echo "sanitize: FAILED after ${elapsed}s (pytest: $summary)"
+    KEEP=1
+    exit 1
+fi
+echo "sanitize: OK after ${elapsed}s ($sanitizers; pytest: $summary)"
