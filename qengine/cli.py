@@ -212,11 +212,10 @@ def _cmd_analyze(args):
 
 # ---- run --------------------------------------------------------------------------------------
 def _cmd_run(args):
-    from .session import Session
-    from .tools.modelio import load_inputs, read_model
+    from .tools.modelio import load_inputs, load_session
     _check_output_path(args.output)
     _set_threads(args)
-    sess = Session(read_model(args.model))
+    sess = load_session(args.model)
     outputs = sess.run(load_inputs(args.input))
     _write_npz(args.output, outputs)
     for name, arr in outputs.items():
@@ -228,12 +227,11 @@ def _cmd_run(args):
 # ---- bench ------------------------------------------------------------------------------------
 def _cmd_bench(args):
     from ._runtime import active_isa, get_num_threads
-    from .session import Session
     from .tools.bench import latency_stats, profile_summary, time_runs
-    from .tools.modelio import load_inputs, random_inputs, read_model
+    from .tools.modelio import load_inputs, load_session, random_inputs
     from .tools.table import format_table
     _set_threads(args)
-    sess = Session(read_model(args.model))
+    sess = load_session(args.model)
     feeds = load_inputs(args.input) if args.input else random_inputs(sess.inputs)
     result = {"model": str(args.model), **latency_stats(time_runs(sess, feeds, args.runs,
                                                                    args.warmup)),
@@ -270,6 +268,10 @@ def _fmt_shape(shape):
     return "?" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"
 
 
+def _fmt_scale(value):
+    return "-" if value is None else f"{value:.3e}"   # None: an empty scale tensor
+
+
 def _cmd_inspect(args):
     from .tools.describe import describe
     from .tools.modelio import read_model
@@ -293,7 +295,8 @@ def _cmd_inspect(args):
         print(format_table(["node", "weight", "dtype", "shape", "scales", "scale min",
                             "scale max"],
                            [[q["node"], q["weight"], q["dtype"], _fmt_shape(q["shape"]),
-                             q["scales"], f"{q['scale_min']:.3e}", f"{q['scale_max']:.3e}"]
+                             q["scales"], _fmt_scale(q["scale_min"]),
+                             _fmt_scale(q["scale_max"])]
                             for q in d["qparams"]], "lllrrrr"))
     print(f"\ninitializers ({len(d['initializers'])})")
     print(format_table(["name", "dtype", "shape", "bytes"],

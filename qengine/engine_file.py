@@ -267,14 +267,19 @@ def load_graph(path) -> Graph:
     return graph_from_json(_strict_json(meta["graph"], "graph"), tensors)
 
 
-def load(path, **session_kwargs):
-    """Load an engine file into a Session. Raises ModelError for anything invalid."""
+def build_session(graph: Graph, where: str, **session_kwargs):
+    """Session(graph) for a graph read from a file: an op constructor that trips over a value
+    the checks let through is reported as a ModelError naming `where`, not as a bare
+    TypeError from deep inside the op."""
     from .session import Session
-    graph = load_graph(path)
     try:
         return Session(graph, **session_kwargs)
     except QEngineError:
         raise
-    except (ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as e:
-        raise ModelError(f"{Path(path).name}: building the ops failed: {type(e).__name__}: "
-                         f"{e}") from e
+    except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError) as e:
+        raise ModelError(f"{where}: building the ops failed: {type(e).__name__}: {e}") from e
+
+
+def load(path, **session_kwargs):
+    """Load an engine file into a Session. Raises ModelError for anything invalid."""
+    return build_session(load_graph(path), Path(path).name, **session_kwargs)

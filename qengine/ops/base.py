@@ -73,6 +73,12 @@ class Op:
                 raise ModelError(f"{where}: expected {want} {what}, got {got}")
         if not any(node.outputs):
             raise ModelError(f"{where}: has no named output")
+        # "" omits an optional input (ONNX); the first INPUTS[0] and every variadic one are not
+        lo, hi = cls.INPUTS
+        omitted = [i for i, v in enumerate(node.inputs[:len(node.inputs) if hi is None else lo])
+                   if not v]
+        if omitted:
+            raise ModelError(f"{where}: input {omitted[0]} is required but omitted (empty name)")
         attrs = {}
         for key, value in node.attrs.items():
             if key not in cls.ATTRS:

@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..engine_file import load_graph
+from ..engine_file import build_session, load_graph
 from ..errors import ConfigError, ModelError
 from ..graph.ir import Graph, ValueInfo
 
@@ -30,6 +30,12 @@ def read_model(path) -> Graph:
             raise ModelError(f"cannot read ONNX model {str(path)!r}: "
                              f"{type(e).__name__}: {e}") from e
     return load_graph(path)
+
+
+def load_session(path, **session_kwargs):
+    """A Session for the model at `path` (see read_model); ops that cannot be built from the
+    file's weights and attributes raise ModelError."""
+    return build_session(read_model(path), Path(path).name, **session_kwargs)
 
 
 def parse_input_specs(specs: Iterable[str]) -> dict[str, Path]:
