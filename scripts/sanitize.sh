@@ -52,25 +52,28 @@ fi
 # check would fail every process. It is off (leak_check_at_exit=0); instead scripts/pytest_lsan.py
 # runs one leak check when the pytest session ends and scripts/sanitizer_logs.py fails only on
 # leaks allocated by qengine's compiled code (the kernels' scratch buffers), not CPython's.
+# allocator_may_return_null + max_allocation_size_mb: a huge size read from a (fuzzed) file
+# makes malloc return NULL -> MemoryError -> a qengine error, as without ASan, instead of ASan
+# aborting or reserving terabytes.
 export ASAN_OPTIONS="detect_leaks=1:leak_check_at_exit=0:halt_on_error=1:exitcode=86:\
 log_path=$work/logs/asan:strict_string_checks=1:detect_stack_use_after_return=1:\
-check_initialization_order=1:allocator_may_return_null=1"
+check_initialization_order=1:allocator_may_return_null=1:max_allocation_size_mb=8192"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87:log_path=$work/logs/ubsan"
 export LSAN_OPTIONS="max_leaks=200"
 
+cd "$work/src"   # the copy's conftest.py puts the copy first on sys.path; PYTHONPATH does it
+                 # for the subprocesses that tests start (CLI, forced-ISA runs, fuzz workers)
 if [ "$#" -eq 0 ]; then
     # Together these call every entry point of every compiled module (_cpu, _gemm, _quant,
     # _conv, _rnn, _calib) on every ISA the CPU runs, plus the engine-file loader and fuzzer.
-    set -- tests/test_gemm.py tests/test_quant.py tests/test_quant_properties.py \
-        tests/test_qconv.py tests/test_qconv_ops.py tests/test_cnn_ops.py \
+    set -- tests/test_gemm.py tests/test_quant*.py tests/test_qconv*.py tests/test_cnn_ops.py \
         tests/test_dynamic_rnn.py tests/test_dynamic_conv.py tests/test_gates.py \
         tests/test_calib_histogram.py tests/test_memory_plan.py tests/test_engine_file.py \
         tests/test_engine_fuzz.py
 fi
 
 echo "== pytest $* ($sanitizers)"
-cd "$work/src"   # the copy's conftest.py puts the copy first on sys.path; PYTHONPATH does it
-set +e           # for the subprocesses that tests start (CLI, forced-ISA runs)
+set +e
 PYTHONPATH="$work/src:$work/src/scripts" LD_PRELOAD="$preload" \
     "$python" -m pytest -q -p no:cacheprovider -p pytest_lsan "$@" \
     2>&1 | tee "$work/logs/pytest.log"
