@@ -58,11 +58,14 @@ def main(argv=None) -> int:
                    help="run the CLI in-process on every k-th case (default 1; 0: never)")
     p.add_argument("--cli-subprocess-every", type=int, default=100,
                    help="run `python -m qengine` on every k-th case (default 100; 0: never)")
-    p.add_argument("--save-failures", type=Path, default=Path("fuzz-failures"),
-                   help="directory for failing mutants (default ./fuzz-failures)")
+    p.add_argument("--save-failures", type=Path,
+                   help="directory for failing mutants (default: qengine-fuzz-failures-SEED in "
+                        "the temp dir)")
     p.add_argument("--case", type=int, help="replay this one case in this process")
     p.add_argument("--save", type=Path, help="with --case: write the mutant here")
     args = p.parse_args(argv)
+    failures_dir = args.save_failures or Path(tempfile.gettempdir()) / \
+        f"qengine-fuzz-failures-{args.seed}"
 
     with tempfile.TemporaryDirectory(prefix="qengine-fuzz-") as tmp:
         corpus = engine_fuzz.build_corpus(tmp)
@@ -72,10 +75,12 @@ def main(argv=None) -> int:
             corpus, args.seed, range(args.start, args.start + args.n), tmp,
             timeout=args.timeout, threads=args.threads, cli_every=args.cli_every,
             cli_subprocess_every=args.cli_subprocess_every, progress=_progress(args.n),
-            save_failures=args.save_failures)
+            save_failures=failures_dir)
     print(f"seed {args.seed}, cases {args.start}..{args.start + args.n - 1}, corpus "
           f"{', '.join(b.name for b in corpus)}")
     print("\n".join(report.lines()))
+    if not report.ok():
+        print(f"failing mutants: {failures_dir} (replay one: --seed {args.seed} --case N)")
     return 0 if report.ok() else 1
 
 

@@ -5,6 +5,8 @@
 #   scripts/sanitize.sh                      # the default test selection (every compiled kernel)
 #   scripts/sanitize.sh tests/test_gemm.py   # other pytest arguments instead
 #   KEEP=1 scripts/sanitize.sh               # keep the temp dir (build, logs) for inspection
+#   FUZZ_N=10000 scripts/sanitize.sh         # then also fuzz engine files (scripts/fuzz_engine.py)
+#   FUZZ_N=10000 SKIP_TESTS=1 scripts/sanitize.sh   # the fuzzer alone
 #
 # The copy (tracked and untracked-but-not-ignored files, so uncommitted edits are included) is
 # built in a temp dir: the developer's in-place build is never touched. It runs with the current
@@ -30,6 +32,8 @@ echo "== building with QENGINE_SANITIZE=$sanitizers ($cc)"
 (cd "$work/src" && QENGINE_SANITIZE=$sanitizers CC=$cc \
     "$python" setup.py -q build_ext --inplace -j "${JOBS:-2}" >"$work/logs/build.log" 2>&1) || {
     tail -30 "$work/logs/build.log"; echo "sanitize: BUILD FAILED"; exit 1; }
+built=$(date +%s)
+echo "   built in $((built - start)) s"
 
 # An ASan-instrumented extension inside a non-ASan CPython: the ASan runtime must be loaded
 # first, before libc's malloc is bound, hence LD_PRELOAD (of the runtime of the compiler used).
@@ -72,23 +76,39 @@ if [ "$#" -eq 0 ]; then
         tests/test_engine_fuzz.py
 fi
 
-echo "== pytest $* ($sanitizers)"
-set +e
-PYTHONPATH="$work/src:$work/src/scripts" LD_PRELOAD="$preload" \
-    "$python" -m pytest -q -p no:cacheprovider -p pytest_lsan "$@" \
-    2>&1 | tee "$work/logs/pytest.log"
-tests_rc=${PIPESTATUS[0]}
-set -e
+export PYTHONPATH="$work/src:$work/src/scripts"
+tests_rc=0
+summary="not run"
+if [ -z "${SKIP_TESTS:-}" ]; then
+    echo "== pytest $* ($sanitizers)"
+    set +e
+    LD_PRELOAD="$preload" "$python" -m pytest -q -p no:cacheprovider -p pytest_lsan "$@" \
+        2>&1 | tee "$work/logs/pytest.log"
+    tests_rc=${PIPESTATUS[0]}
+    set -e
+    summary=$(tail -1 "$work/logs/pytest.log")
+fi
+
+fuzz_rc=0
+if [ -n "${FUZZ_N:-}" ]; then
+    echo "== scripts/fuzz_engine.py --n $FUZZ_N --seed ${FUZZ_SEED:-1} ($sanitizers)"
+    set +e   # a case may take ~10x longer under ASan: a generous time bound
+    LD_PRELOAD="$preload" "$python" scripts/fuzz_engine.py --n "$FUZZ_N" \
+        --seed "${FUZZ_SEED:-1}" --timeout 200 --save-failures "$work/logs/fuzz-failures" \
+        2>&1 | tee "$work/logs/fuzz.log"
+    fuzz_rc=${PIPESTATUS[0]}
+    set -e
+    summary="$summary; fuzz: $(grep -m1 " cases in " "$work/logs/fuzz.log" || echo none)"
+fi
 
 echo "== sanitizer reports"
 logs_rc=0
 "$python" "$repo/scripts/sanitizer_logs.py" "$work/logs" || logs_rc=$?
 
 elapsed=$(( $(date +%s) - start ))
-summary=$(tail -1 "$work/logs/pytest.log")
-if [ "$tests_rc" -ne 0 ] || [ "$logs_rc" -ne 0 ]; then
-    echo "sanitize: FAILED after ${elapsed}s (pytest: $summary)"
+if [ "$tests_rc" -ne 0 ] || [ "$fuzz_rc" -ne 0 ] || [ "$logs_rc" -ne 0 ]; then
+    echo "sanitize: FAILED after ${elapsed} s (build $((built - start)) s; pytest: $summary)"
     KEEP=1
     exit 1
 fi
-echo "sanitize: OK after ${elapsed}s ($sanitizers; pytest: $summary)"
+echo "sanitize: OK after ${elapsed} s (build $((built - start)) s; $sanitizers; pytest: $summary)"
