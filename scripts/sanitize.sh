@@ -16,8 +16,22 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python}
 sanitizers=${QENGINE_SANITIZE:-address,undefined}
-cc=${CC:-$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("CC").split()[0])')}
 start=$(date +%s)
+
+# Clang by default: its ASan also checks the masked loads/stores of the AVX-512 and AVX2 kernels
+# (tails of every vector loop). GCC's does not instrument them: with GCC, an overrun by a masked
+# store goes unseen on an AVX-512 machine (the scalar kernels are still fully checked).
+if [ -z "${CC:-}" ]; then
+    for c in clang clang-19 clang-18 clang-17 clang-16 clang-15 clang-14; do
+        if command -v "$c" >/dev/null; then CC=$c; break; fi
+    done
+fi
+cc=${CC:-$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("CC").split()[0])')}
+case $("$cc" --version 2>/dev/null | head -1) in
+    *clang*) clang=1 ;;
+    *) clang=""; echo "sanitize: $cc is not Clang: masked SIMD loads/stores go unchecked" \
+                      "(install clang, libclang-rt-dev and libomp-dev)" ;;
+esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/qengine-sanitize.XXXXXX")
 cleanup() { if [ -z "${KEEP:-}" ]; then rm -rf "$work"; else echo "kept $work"; fi; }
@@ -40,16 +54,35 @@ echo "   built in $((built - start)) s"
 # libstdc++ is preloaded with it so that ASan's __cxa_throw interceptor finds the real one:
 # without it the first C++ exception in a non-instrumented library (torch, onnxruntime, used as
 # test oracles) stops the process with "CHECK failed: real___cxa_throw != 0".
-preload=""
-if [[ $sanitizers == *address* ]]; then
-    preload=$("$cc" -print-file-name=libasan.so)
-    [ -e "$preload" ] || { echo "sanitize: $cc has no libasan.so (install libasan8 / " \
-                                "libclang-rt-dev)"; exit 1; }
-    cxx=$("$cc" -print-file-name=libstdc++.so)
-    [ -e "$cxx" ] && preload="$preload $cxx"
+runtime() {  # the shared sanitizer runtime of $cc: runtime asan|ubsan
+    if [ -n "$clang" ]; then
+        [ "$1" = ubsan ] && set -- ubsan_standalone
+        "$cc" -print-file-name="libclang_rt.$1-$(uname -m).so"
+    else
+        "$cc" -print-file-name="lib$1.so"
+    fi
+}
+case $sanitizers in *address*) preload=$(runtime asan) ;; *) preload=$(runtime ubsan) ;; esac
+[ -e "$preload" ] || { echo "sanitize: no sanitizer runtime for $cc at $preload (install" \
+                            "libasan8/libubsan1 for GCC, libclang-rt-dev for Clang)"; exit 1; }
+[[ $sanitizers == *address* ]] && preload="$preload libstdc++.so.6"   # found by soname
+
+# Reports are symbolized by llvm-symbolizer (Clang's runtime, or GCC's when one is on PATH),
+# which the runtime starts as a child process. It would inherit LD_PRELOAD, load the sanitizer
+# runtime into itself and deadlock at exit, orphaned, holding our output pipe open: a wrapper
+# starts it without the preload.
+symbolizer=""
+if [ -n "$clang" ]; then
+    symbolizer="$(dirname "$(readlink -f "$(command -v "$cc")")")/llvm-symbolizer"
 fi
-if [[ $sanitizers == *undefined* && -z $preload ]]; then
-    preload=$("$cc" -print-file-name=libubsan.so)
+[ -x "$symbolizer" ] || symbolizer=$(command -v llvm-symbolizer || true)
+symbolizer_opt=""
+if [ -n "$symbolizer" ]; then
+    mkdir -p "$work/bin"
+    printf '#!/bin/sh\nunset LD_PRELOAD\nexec "%s" "$@"\n' "$symbolizer" \
+        >"$work/bin/llvm-symbolizer"
+    chmod +x "$work/bin/llvm-symbolizer"
+    symbolizer_opt=":external_symbolizer_path=$work/bin/llvm-symbolizer"
 fi
 
 # Leaks: CPython and NumPy leave objects alive at exit by design, so LeakSanitizer's at-exit
@@ -61,19 +94,22 @@ fi
 # aborting or reserving terabytes.
 export ASAN_OPTIONS="detect_leaks=1:leak_check_at_exit=0:halt_on_error=1:exitcode=86:\
 log_path=$work/logs/asan:strict_string_checks=1:detect_stack_use_after_return=1:\
-check_initialization_order=1:allocator_may_return_null=1:max_allocation_size_mb=8192"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87:log_path=$work/logs/ubsan"
+check_initialization_order=1:allocator_may_return_null=1:max_allocation_size_mb=8192\
+$symbolizer_opt"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87:\
+log_path=$work/logs/ubsan$symbolizer_opt"
 export LSAN_OPTIONS="max_leaks=200"
 
 cd "$work/src"   # the copy's conftest.py puts the copy first on sys.path; PYTHONPATH does it
                  # for the subprocesses that tests start (CLI, forced-ISA runs, fuzz workers)
 if [ "$#" -eq 0 ]; then
     # Together these call every entry point of every compiled module (_cpu, _gemm, _quant,
-    # _conv, _rnn, _calib) on every ISA the CPU runs, plus the engine-file loader and fuzzer.
+    # _conv, _rnn, _calib: test_calib_observers for the KL and MSE kernels) on every ISA the
+    # CPU runs, plus the engine-file loader and fuzzer.
     set -- tests/test_gemm.py tests/test_quant*.py tests/test_qconv*.py tests/test_cnn_ops.py \
         tests/test_dynamic_rnn.py tests/test_dynamic_conv.py tests/test_gates.py \
-        tests/test_calib_histogram.py tests/test_memory_plan.py tests/test_engine_file.py \
-        tests/test_engine_fuzz.py
+        tests/test_calib_histogram.py tests/test_calib_observers.py tests/test_memory_plan.py \
+        tests/test_engine_file.py tests/test_engine_fuzz.py
 fi
 
 export PYTHONPATH="$work/src:$work/src/scripts"

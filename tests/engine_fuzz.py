@@ -846,6 +846,10 @@ def worker_main(threads: int) -> None:
     for line in sys.stdin:
         req = json.loads(line)
         res = {"case": req["case"]}
+        if req.get("selftest") == "crash":      # proves the parent notices (tests only)
+            os.abort()
+        if req.get("selftest") == "hang":
+            time.sleep(3600)
         feeds = feeds_cache.get(req["base"])
         if feeds is None:
             feeds = feeds_cache[req["base"]] = {k: np.load(v) for k, v in req["inputs"].items()}
@@ -970,6 +974,12 @@ def _cli_subprocess(path: Path, base: Base, env: dict, timeout: float) -> list[t
     return out
 
 
+def worker_env() -> dict:
+    """The environment of workers and CLI subprocesses: this checkout's qengine first."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+
+
 def run_fuzz(corpus: list[Base], seed: int, cases, workdir, *, timeout: float = 20.0,
              threads: int = 1, cli_every: int = 1, cli_subprocess_every: int = 0,
              progress: Callable[[int, Report], None] | None = None,
@@ -980,8 +990,7 @@ def run_fuzz(corpus: list[Base], seed: int, cases, workdir, *, timeout: float = 
     every k-th case also runs `python -m qengine` in a subprocess (0: never).
     """
     workdir = Path(workdir)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    env = worker_env()
     report, worker, start = Report(), None, time.perf_counter()
     path = workdir / "mutant.qe"
     try:

@@ -37,6 +37,23 @@ def test_cases_are_reproducible(corpus):
         assert a[1] == b[1] and a[2] == b[2]
 
 
+def test_harness_notices_crashes_and_hangs(corpus, tmp_path):
+    """A fuzzer that cannot fail proves nothing: a worker that aborts or stops answering is
+    reported as such."""
+    worker = engine_fuzz._Worker(tmp_path, 1, engine_fuzz.worker_env())
+    base = corpus[0]
+    req = {"case": 0, "path": str(tmp_path / "none.qe"), "base": base.name,
+           "inputs": {k: str(v) for k, v in base.inputs.items()}}
+    assert worker.ask(req, 60)["outcome"] == "rejected"     # alive and answering
+    assert worker.ask({**req, "selftest": "crash"}, 60) is None
+    assert worker.proc.returncode == -6                     # SIGABRT
+    worker.close()
+    worker = engine_fuzz._Worker(tmp_path, 1, engine_fuzz.worker_env())
+    assert worker.ask({**req, "selftest": "hang"}, 2) is None
+    assert worker.proc.returncode == -9                     # killed after the time bound
+    worker.close()
+
+
 def test_fuzz_slice(corpus, tmp_path):
     """Every mutant loads and runs, or raises a QEngineError; the CLI answers exit code 0 or
     one error line with exit code 2; no crash, no hang."""
