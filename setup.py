@@ -5,6 +5,10 @@ Every module in src_pyx/ becomes qengine._ext.<name>. Compiler flags stay at the
 qe_target.h) and chosen at run time, so a wheel built here runs on any CPU of the architecture.
 OpenMP is probed the scikit-learn way: try to compile and link a tiny program with it; if that
 fails, build serially and say so loudly.
+
+QENGINE_SANITIZE=address,undefined (any comma list of those two) builds the extensions with
+GCC/Clang sanitizers for testing, never for shipping: see docs/sanitizers.md and
+scripts/sanitize.sh, which builds such a copy away from the in-place build and runs the tests.
 """
 import os
 import shutil
@@ -61,8 +65,40 @@ def openmp_flags():
     return [], []
 
 
+SANITIZERS = ("address", "undefined")
+
+
+def sanitize_flags():
+    """Return (compile_args, link_args) for QENGINE_SANITIZE, or ([], []) when it is unset.
+
+    -O1 -g and frame pointers give ASan usable stacks at a tolerable speed; UBSan is made
+    fatal (-fno-sanitize-recover) so a report fails the test run instead of scrolling past.
+    "undefined" adds float-cast-overflow, which GCC leaves out of -fsanitize=undefined: the
+    kernels convert floats derived from file-provided scales to integers.
+    """
+    raw = os.environ.get("QENGINE_SANITIZE", "").strip()
+    if not raw:
+        return [], []
+    names = [n.strip() for n in raw.split(",")]
+    bad = [n for n in names if n not in SANITIZERS]
+    if bad or len(set(names)) != len(names):
+        sys.exit(f"setup.py: QENGINE_SANITIZE={raw!r} is invalid: expected a comma list of "
+                 f"{', '.join(SANITIZERS)} (each at most once), got {bad or names}")
+    if sys.platform == "win32":
+        sys.exit("setup.py: QENGINE_SANITIZE needs GCC or Clang (not supported on Windows)")
+    checks = names + (["float-cast-overflow"] if "undefined" in names else [])
+    flag = "-fsanitize=" + ",".join(checks)
+    compile_args = [flag, "-fno-omit-frame-pointer", "-O1", "-g"]
+    if "undefined" in names:
+        compile_args.append("-fno-sanitize-recover=all")
+    warnings.warn(f"QENGINE_SANITIZE: building with {flag} (a test build: slow, and it needs "
+                  f"the sanitizer runtime preloaded, see docs/sanitizers.md)")
+    return compile_args, [flag]
+
+
 def extensions():
     omp_c, omp_l = openmp_flags()
+    san_c, san_l = sanitize_flags()
     base = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing",
             "-Wno-unused-function", "-Wno-unreachable-code"]
     if sys.platform == "win32":
@@ -73,8 +109,8 @@ def extensions():
             f"qengine._ext.{pyx.stem}", [str(pyx.relative_to(HERE))],
             include_dirs=["include", "src_pyx", np.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-            extra_compile_args=base + omp_c,
-            extra_link_args=omp_l,
+            extra_compile_args=base + omp_c + san_c,  # san_c last: its -O1 wins over -O3
+            extra_link_args=omp_l + san_l,
             depends=[str(p.relative_to(HERE)) for p in (HERE / "include").rglob("*.h")],
         ))
     return cythonize(exts, include_path=["src_pyx"], language_level=3,

@@ -328,12 +328,11 @@ def _cmd_analyze(args):
 
 # ---- run --------------------------------------------------------------------------------------
 def _cmd_run(args):
-    from .session import Session
-    from .tools.modelio import load_inputs, parse_input_specs, read_model
+    from .tools.modelio import load_inputs, load_session, parse_input_specs
     _check_output_path(args.output, [args.model, *parse_input_specs(args.input).values()],
                        args.force)
     _set_threads(args)
-    sess = Session(read_model(args.model), nan=args.nan)
+    sess = load_session(args.model, nan=args.nan)
     outputs = sess.run(load_inputs(args.input))
     _write_outputs(args.output, outputs)
     # NaN/Inf in the outputs (a NaN let in by --nan allow, an Inf input, a float overflow) are
@@ -358,12 +357,11 @@ def _cmd_run(args):
 # ---- bench ------------------------------------------------------------------------------------
 def _cmd_bench(args):
     from ._runtime import active_isa, get_num_threads
-    from .session import Session
     from .tools.bench import latency_stats, profile_summary, time_runs
-    from .tools.modelio import load_inputs, random_inputs, read_model
+    from .tools.modelio import load_inputs, load_session, random_inputs
     from .tools.table import format_table
     _set_threads(args)
-    sess = Session(read_model(args.model))
+    sess = load_session(args.model)
     feeds = load_inputs(args.input) if args.input else random_inputs(sess.inputs)
     result = {"model": str(args.model), **latency_stats(time_runs(sess, feeds, args.runs,
                                                                    args.warmup)),
@@ -400,6 +398,10 @@ def _fmt_shape(shape):
     return "?" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"
 
 
+def _fmt_scale(value):
+    return "-" if value is None else f"{value:.3e}"   # None: an empty scale tensor
+
+
 def _cmd_inspect(args):
     from .errors import UnsupportedOpsError
     from .tools.describe import describe
@@ -429,7 +431,8 @@ def _cmd_inspect(args):
         print(format_table(["node", "weight", "dtype", "shape", "scales", "scale min",
                             "scale max"],
                            [[q["node"], q["weight"], q["dtype"], _fmt_shape(q["shape"]),
-                             q["scales"], f"{q['scale_min']:.3e}", f"{q['scale_max']:.3e}"]
+                             q["scales"], _fmt_scale(q["scale_min"]),
+                             _fmt_scale(q["scale_max"])]
                             for q in d["qparams"]], "lllrrrr"))
     print(f"\ninitializers ({len(d['initializers'])})")
     print(format_table(["name", "dtype", "shape", "bytes"],

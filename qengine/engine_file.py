@@ -286,6 +286,19 @@ def _load_graph(path):
     return graph_from_json(_strict_json(meta["graph"], "graph"), tensors), mapped
 
 
+def build_session(graph: Graph, where: str, **session_kwargs):
+    """Session(graph) for a graph read from a file: an op constructor that trips over a value
+    the checks let through is reported as a ModelError naming `where`, not as a bare
+    TypeError from deep inside the op."""
+    from .session import Session
+    try:
+        return Session(graph, **session_kwargs)
+    except QEngineError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError) as e:
+        raise ModelError(f"{where}: building the ops failed: {type(e).__name__}: {e}") from e
+
+
 def load(path, *, nan="error", **session_kwargs):
     """Load an engine file into a Session. Raises ModelError for anything invalid.
     nan="error" (default) refuses float inputs holding NaN, nan="allow" lets them through
@@ -297,15 +310,8 @@ def load(path, *, nan="error", **session_kwargs):
     stays valid, so `session.graph` still holds every tensor: what is read again later (the
     initializers float ops use at run time, or a second Session built from the graph) pages
     back in from the OS file cache, and only what is read stays resident."""
-    from .session import Session
     graph, mapped = _load_graph(path)
-    try:
-        session = Session(graph, nan=nan, **session_kwargs)
-    except QEngineError:
-        raise
-    except (ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as e:
-        raise ModelError(f"{Path(path).name}: building the ops failed: {type(e).__name__}: "
-                         f"{e}") from e
+    session = build_session(graph, Path(path).name, nan=nan, **session_kwargs)
     if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
         mapped.madvise(mmap.MADV_DONTNEED)
     return session

@@ -1,4 +1,5 @@
-"""Engine file round trip, safetensors interop, and hostile/corrupted files (ModelError only)."""
+"""Engine file round trip, safetensors interop, and hostile/corrupted files (ModelError only).
+Random and structure-aware mutations at scale: tests/test_engine_fuzz.py."""
 import json
 import struct
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 import qengine
-from qengine import ModelError, QEngineError
+from qengine import ModelError
 from qengine.engine_file import FORMAT, FORMAT_VERSION, load_graph, read_safetensors
 from qengine.graph import Graph, Node, ValueInfo
 from qengine.reference.rnn import lstm_ref
@@ -197,35 +198,3 @@ def test_hostile_headers_raise_model_error(case, tmp_path):
 def test_missing_file_is_model_error(tmp_path):
     with pytest.raises(ModelError, match="cannot open"):
         qengine.load(tmp_path / "nope.qe")
-
-
-def test_fuzz_random_byte_mutations(saved, tmp_path):
-    _, path = saved
-    data = bytearray(path.read_bytes())
-    n = struct.unpack("<Q", data[:8])[0]
-    fuzz = np.random.default_rng(12345)
-    bad = tmp_path / "fuzz.qe"
-    outcomes = {"rejected": 0, "loaded": 0}
-    for trial in range(300):
-        mutated = bytearray(data)
-        # bias mutations towards the header, where structure lives
-        for _ in range(int(fuzz.integers(1, 4))):
-            hi = 8 + n if fuzz.random() < 0.6 else len(data)
-            pos = int(fuzz.integers(0, hi))
-            mutated[pos] = int(fuzz.integers(0, 256))
-        bad.write_bytes(bytes(mutated))
-        try:
-            sess = qengine.load(bad)
-        except ModelError:
-            outcomes["rejected"] += 1
-            continue
-        outcomes["loaded"] += 1
-        feeds = {}
-        for v in sess.inputs:
-            shape = [d if isinstance(d, int) else 2 for d in (v.shape or ())]
-            feeds[v.name] = np.ones(shape, v.dtype)
-        try:
-            sess.run(feeds)
-        except QEngineError:
-            pass
-    assert outcomes["rejected"] > 50 and outcomes["loaded"] > 5, outcomes

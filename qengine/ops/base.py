@@ -71,11 +71,14 @@ class Op:
             if got < lo or (hi is not None and got > hi):
                 want = f"{lo}" if lo == hi else f"{lo}..{'any' if hi is None else hi}"
                 raise ModelError(f"{where}: expected {want} {what}, got {got}")
-        omitted = [i for i, name in enumerate(node.inputs[:cls.INPUTS[0]]) if not name]
-        if omitted:  # "" marks an omitted *optional* input; these ones are required
-            raise ModelError(f"{where}: input {omitted[0]} is required, got an empty name")
         if not any(node.outputs):
             raise ModelError(f"{where}: has no named output")
+        # "" omits an optional input (ONNX); the first INPUTS[0] and every variadic one are not
+        lo, hi = cls.INPUTS
+        omitted = [i for i, v in enumerate(node.inputs[:len(node.inputs) if hi is None else lo])
+                   if not v]
+        if omitted:
+            raise ModelError(f"{where}: input {omitted[0]} is required but omitted (empty name)")
         attrs = {}
         for key, value in node.attrs.items():
             if key not in cls.ATTRS:

@@ -22,7 +22,7 @@ from ..quantized.conv import QConv2d
 from ..quantized.elementwise import QAdd, QConcat, QLookupTable, QMul
 from ..quantized.pool import QAveragePool2d, QGlobalAveragePool, QMaxPool2d
 from ..quantized.qlinear import QLinear
-from .base import Op, register_op
+from .base import REQUIRED, Op, register_op
 
 _QP = {"x_scale": ("float", 1.0), "x_zero_point": ("int", 0), "y_scale": ("float", 1.0),
        "y_zero_point": ("int", 0)}
@@ -30,6 +30,7 @@ _ACT = {"activation": ("string", ""), "activation_min": ("float", 0.0),
         "activation_max": ("float", 0.0)}
 _WINDOW = {"kernel_shape": ("ints", None), "strides": ("ints", None), "pads": ("ints", None),
            "dilations": ("ints", None), "auto_pad": ("string", "NOTSET")}
+_POOL_WINDOW = {**_WINDOW, "kernel_shape": ("ints", REQUIRED)}  # conv takes it from W
 
 
 def _activation(attrs):
@@ -217,7 +218,7 @@ class QGemmOp(_QOp):
 @register_op
 class QMaxPoolOp(_QOp):
     op_type = "QMaxPool"
-    ATTRS = {**_WINDOW, "ceil_mode": ("int", 0)}
+    ATTRS = {**_POOL_WINDOW, "ceil_mode": ("int", 0)}
 
     def build(self, inits):
         a = self.attrs
@@ -232,7 +233,7 @@ class QMaxPoolOp(_QOp):
 @register_op
 class QAveragePoolOp(_QOp):
     op_type = "QAveragePool"
-    ATTRS = {**_WINDOW, "ceil_mode": ("int", 0), "count_include_pad": ("int", 0), **_QP}
+    ATTRS = {**_POOL_WINDOW, "ceil_mode": ("int", 0), "count_include_pad": ("int", 0), **_QP}
 
     def build(self, inits):
         a = self.attrs

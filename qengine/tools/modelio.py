@@ -11,9 +11,16 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..engine_file import build_session
 from ..errors import ConfigError
 from ..graph.ir import ValueInfo
 from ..model_files import read_model, sniff  # noqa: F401  (read_model: for the CLI)
+
+
+def load_session(path, **session_kwargs):
+    """A Session for the model at `path` (see read_model); ops that cannot be built from the
+    file's weights and attributes raise ModelError."""
+    return build_session(read_model(path), Path(path).name, **session_kwargs)
 
 
 def parse_input_specs(specs: Iterable[str]) -> dict[str, Path]:
