@@ -11,6 +11,9 @@ relative to the end of the header) and holds "__metadata__", a string→string m
     format_version  "1"
     producer        "qengine <version>"
     graph           JSON: {name, opset, inputs, outputs, nodes, initializers}
+    tensor_crc32    JSON: {tensor name: CRC-32 of its bytes}, checked at load, so a flipped
+                    byte in a weight is refused instead of run (files written before checksums
+                    existed have none and load unverified)
 
 Initializers are the tensors, stored little-endian in a portable canonical layout (int8 weights
 are packed for the CPU at load, by the ops). Reader and writer are ours, in pure Python/NumPy,
@@ -19,7 +22,8 @@ so the runtime needs nothing else; they interoperate with the `safetensors` pack
 Loading is defensive: the file is untrusted input. Everything is validated before anything
 runs — header length (≤ file size and ≤ MAX_HEADER_BYTES), JSON well-formedness (no duplicate
 keys, no NaN), dtype allowlist, shapes, offsets (in bounds, contiguous, non-overlapping, sizes
-matching shape × itemsize), format version, graph schema, op types and attributes (by the op
+matching shape × itemsize), per-tensor CRC-32, no NaN in float tensors, format version,
+graph schema, op types and attributes (by the op
 classes), graph structure (`Graph.verify`), then op construction (weight shapes). No size read
 from the file is used to allocate before it was checked against the file size; tensors are
 views of a read-only memory map (np.frombuffer), never pickled objects. Any problem raises
@@ -32,6 +36,7 @@ import math
 import mmap
 import os
 import secrets
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,7 @@ import numpy as np
 
 from .errors import ModelError, QEngineError
 from .graph.ir import Graph, Node, ValueInfo
+from .quant import find_nan
 
 FORMAT = "qengine.engine"
 FORMAT_VERSION = "1"
@@ -96,10 +102,47 @@ def save(graph: Graph, path) -> None:
     from .model_files import require_graph
     require_graph(graph, "save")            # a Session or a ModelProto: say what to call
     graph.verify()
+    for name, arr in graph.initializers.items():
+        _refuse_nan(arr, f"initializer {name!r}")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "producer": f"qengine {__version__}",
-            "graph": json.dumps(graph.to_json(), separators=(",", ":"), allow_nan=False)}
+            "graph": json.dumps(graph.to_json(), separators=(",", ":"), allow_nan=False),
+            "tensor_crc32": json.dumps({k: _crc32(a) for k, a in graph.initializers.items()},
+                                       separators=(",", ":"))}
     write_safetensors(path, graph.initializers, meta)
+
+
+def _crc32(arr: np.ndarray) -> int:
+    """CRC-32 of the bytes the engine file stores for `arr` (little-endian, C order)."""
+    data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    return zlib.crc32(memoryview(data).cast("B")) if data.size else 0
+
+
+def _refuse_nan(arr: np.ndarray, what: str) -> None:
+    """NaN in a weight is never intended (a diverged training run, a corrupted file): refuse it
+    rather than let it reach the kernels, where int8 paths would read it as 0. ±Inf stays
+    allowed: masks and clip bounds use it."""
+    if arr.dtype.kind == "f":
+        found = find_nan(arr)
+        if found:
+            raise ModelError(f"{what} holds {found[0]} NaN value(s) (first at index "
+                             f"{found[1]}); weights must not be NaN")
+
+
+def _verify_tensors(tensors: dict, meta: dict, where: str) -> None:
+    text = meta.get("tensor_crc32")
+    if text is not None:
+        sums = _strict_json(text, f"{where}: tensor_crc32")
+        if not isinstance(sums, dict) or sorted(sums) != sorted(tensors) or \
+                not all(_is_int(v) for v in sums.values()):
+            raise ModelError(f"{where}: tensor_crc32 must map every tensor name to an int")
+        for name, arr in tensors.items():
+            if _crc32(arr) != sums[name]:
+                raise ModelError(f"{where}: tensor {name!r} is corrupted (its CRC-32 does not "
+                                 f"match the one written with it); re-export or re-copy the "
+                                 f"file")
+    for name, arr in tensors.items():
+        _refuse_nan(arr, f"{where}: tensor {name!r}")
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -265,12 +308,13 @@ def graph_from_json(g: Any, tensors: dict[str, np.ndarray]) -> Graph:
     return graph
 
 
-def load_graph(path) -> Graph:
-    """Read and fully validate an engine file; returns its Graph (nothing is run)."""
-    return _load_graph(path)[0]
+def load_graph(path, *, verify: bool = True) -> Graph:
+    """Read and fully validate an engine file; returns its Graph (nothing is run).
+    verify=False skips the per-tensor CRC-32 and NaN checks (see `load`)."""
+    return _load_graph(path, verify)[0]
 
 
-def _load_graph(path):
+def _load_graph(path, verify: bool = True):
     from .model_files import refuse_non_engine_file
     refuse_non_engine_file(path)            # an ONNX or NumPy file: say what it is, what to call
     tensors, meta, mapped = _read_safetensors(path)
@@ -283,6 +327,8 @@ def _load_graph(path):
                          f"version {FORMAT_VERSION}; re-export the model)")
     if "graph" not in meta:
         raise ModelError(f"{Path(path).name}: metadata has no graph")
+    if verify:
+        _verify_tensors(tensors, meta, Path(path).name)
     return graph_from_json(_strict_json(meta["graph"], "graph"), tensors), mapped
 
 
@@ -299,10 +345,12 @@ def build_session(graph: Graph, where: str, **session_kwargs):
         raise ModelError(f"{where}: building the ops failed: {type(e).__name__}: {e}") from e
 
 
-def load(path, *, nan="error", **session_kwargs):
+def load(path, *, nan="error", verify: bool = True, **session_kwargs):
     """Load an engine file into a Session. Raises ModelError for anything invalid.
     nan="error" (default) refuses float inputs holding NaN, nan="allow" lets them through
-    (Session, docs/numerics.md "NaN and Inf").
+    (Session, docs/numerics.md "NaN and Inf"). verify=True (default) checks every tensor's
+    CRC-32 and that no float tensor holds NaN: one pass over the weights, which building the
+    Session reads anyway; verify=False skips it for the fastest start of a file you trust.
 
     Weights are held once: the ops pack their int8 weights into the CPU's layout while the
     Session is built, reading them from the file's memory map, and the file pages read for that
@@ -310,7 +358,7 @@ def load(path, *, nan="error", **session_kwargs):
     stays valid, so `session.graph` still holds every tensor: what is read again later (the
     initializers float ops use at run time, or a second Session built from the graph) pages
     back in from the OS file cache, and only what is read stays resident."""
-    graph, mapped = _load_graph(path)
+    graph, mapped = _load_graph(path, verify)
     session = build_session(graph, Path(path).name, nan=nan, **session_kwargs)
     if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
         mapped.madvise(mmap.MADV_DONTNEED)

@@ -198,3 +198,53 @@ def test_hostile_headers_raise_model_error(case, tmp_path):
 def test_missing_file_is_model_error(tmp_path):
     with pytest.raises(ModelError, match="cannot open"):
         qengine.load(tmp_path / "nope.qe")
+
+
+# ---- checksums and NaN weights ----------------------------------------------------------------
+def _tensor_span(path, name):
+    """(start, end) byte offsets of tensor `name` in the file."""
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    begin, end = json.loads(data[8:8 + n])[name]["data_offsets"]
+    return 8 + n + begin, 8 + n + end
+
+
+def test_a_corrupted_weight_is_refused(tmp_path):
+    from qengine.workflows.dynamic import quantize_dynamic
+    g = quantize_dynamic(_graph())
+    path = tmp_path / "q.qe"
+    qengine.save(g, path)
+    int8 = next(k for k, a in g.initializers.items() if a.dtype == np.int8 and a.size > 16)
+    lo, hi = _tensor_span(path, int8)
+    data = bytearray(path.read_bytes())
+    data[lo:hi] = bytes(b ^ 0xFF for b in data[lo:hi])        # XOR every byte of the weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=rf"tensor '{int8}' is corrupted"):
+        qengine.load(path)
+    # the documented opt-out loads it (and the outputs then differ from the intact model's)
+    x = rng.standard_normal((T, 2, I)).astype(np.float32)
+    bad = qengine.load(path, verify=False).run({"x": x})["p"]
+    assert not np.array_equal(bad, qengine.Session(g).run({"x": x})["p"])
+
+
+def test_nan_weights_are_refused(tmp_path):
+    g = _graph()
+    path = tmp_path / "m.qe"
+    qengine.save(g, path)
+    lo, _ = _tensor_span(path, "fc_b")
+    data = bytearray(path.read_bytes())
+    data[lo:lo + 4] = np.float32(np.nan).tobytes()             # a NaN into the float bias
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="corrupted"):          # the checksum sees it first
+        qengine.load(path)
+    g.initializers["fc_b"] = g.initializers["fc_b"].copy()
+    g.initializers["fc_b"][1] = np.nan
+    with pytest.raises(ModelError, match=r"'fc_b' holds 1 NaN value\(s\) \(first at index \(1,\)\)"):
+        qengine.save(g, tmp_path / "n.qe")                      # and nobody writes one
+    # a file with a NaN weight and a matching checksum (another writer) is refused at load
+    meta = {"format": "qengine.engine", "format_version": "1",
+            "graph": json.dumps(g.to_json())}
+    from qengine.engine_file import write_safetensors
+    write_safetensors(tmp_path / "w.qe", g.initializers, meta)
+    with pytest.raises(ModelError, match="'fc_b' holds 1 NaN"):
+        qengine.load(tmp_path / "w.qe")
