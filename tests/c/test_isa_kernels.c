@@ -32,6 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "qengine/qe_threads_state.h"
 #include "qengine/gemm/qe_gemm_dynamic.h"
 #include "qengine/conv/qe_conv.h"
 #include "qengine/conv/qe_dwconv.h"
@@ -929,9 +930,9 @@ int main(int argc, char **argv) {
         if (!strncmp(argv[i], "--expect-runnable=", 18)) expect = argv[i] + 18;
         else { fprintf(stderr, "usage: %s [--expect-runnable=scalar,avx2,...]\n", argv[0]); return 2; }
     }
-#ifdef _OPENMP
-    omp_set_num_threads(4);   /* the 2-thread cases run threaded even on a 1-core machine */
-#endif
+    /* the kernels' workspaces and thread count, as the _cpu extension sets them up */
+    if (!qe_threads_state_init()) { fprintf(stderr, "qe_threads_state_init failed\n"); return 2; }
+    qengine_set_num_threads(4);   /* the 2-thread cases run threaded even on a 1-core machine */
     test_dispatch(expect);
     for (int i = 0; i < QE_GEMM_NKERNELS; i++)
         if (g_avail & (1u << qe_gemm_kernels[i].isa)) test_gemm_record(&qe_gemm_kernels[i]);
