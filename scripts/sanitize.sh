@@ -18,9 +18,9 @@ python=${PYTHON:-python}
 sanitizers=${QENGINE_SANITIZE:-address,undefined}
 start=$(date +%s)
 
-# Clang by default: its ASan also checks the masked loads/stores of the AVX-512 and AVX2 kernels
-# (tails of every vector loop). GCC's does not instrument them: with GCC, an overrun by a masked
-# store goes unseen on an AVX-512 machine (the scalar kernels are still fully checked).
+# Clang by default: its ASan also checks the AVX-512 masked loads and stores (the tails of the
+# vector loops). GCC's does not instrument them: with GCC, an overrun by a masked store goes
+# unseen on an AVX-512 machine (the scalar and AVX2 kernels are still checked).
 if [ -z "${CC:-}" ]; then
     for c in clang clang-19 clang-18 clang-17 clang-16 clang-15 clang-14; do
         if command -v "$c" >/dev/null; then CC=$c; break; fi
