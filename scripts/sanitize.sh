@@ -91,11 +91,12 @@ fi
 # leaks allocated by qengine's compiled code (the kernels' scratch buffers), not CPython's.
 # allocator_may_return_null + max_allocation_size_mb: a huge size read from a (fuzzed) file
 # makes malloc return NULL -> MemoryError -> a qengine error, as without ASan, instead of ASan
-# aborting or reserving terabytes.
+# aborting or reserving terabytes. intercept_tls_get_addr=0: Clang 14's LeakSanitizer crashes
+# ("Tracer caught signal 11") scanning the dynamic TLS of OpenMP threads under glibc 2.36.
 export ASAN_OPTIONS="detect_leaks=1:leak_check_at_exit=0:halt_on_error=1:exitcode=86:\
 log_path=$work/logs/asan:strict_string_checks=1:detect_stack_use_after_return=1:\
-check_initialization_order=1:allocator_may_return_null=1:max_allocation_size_mb=8192\
-$symbolizer_opt"
+check_initialization_order=1:allocator_may_return_null=1:max_allocation_size_mb=8192:\
+intercept_tls_get_addr=0$symbolizer_opt"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87:\
 log_path=$work/logs/ubsan$symbolizer_opt"
 export LSAN_OPTIONS="max_leaks=200"
