@@ -89,6 +89,9 @@ fi
 # check would fail every process. It is off (leak_check_at_exit=0); instead scripts/pytest_lsan.py
 # runs one leak check when the pytest session ends and scripts/sanitizer_logs.py fails only on
 # leaks allocated by qengine's compiled code (the kernels' scratch buffers), not CPython's.
+# PYTHONMALLOC=malloc puts Python objects on the checked heap: overruns into them are caught,
+# and LeakSanitizer sees the pointers they hold (in pymalloc's arenas it does not, and reported
+# every live NumPy buffer as a leak: thousands of records and minutes of leak processing).
 # allocator_may_return_null + max_allocation_size_mb: a huge size read from a (fuzzed) file
 # makes malloc return NULL -> MemoryError -> a qengine error, as without ASan, instead of ASan
 # aborting or reserving terabytes. intercept_tls_get_addr=0: Clang 14's LeakSanitizer crashes
@@ -100,6 +103,7 @@ intercept_tls_get_addr=0$symbolizer_opt"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87:\
 log_path=$work/logs/ubsan$symbolizer_opt"
 export LSAN_OPTIONS="max_leaks=200"
+export PYTHONMALLOC=malloc
 
 cd "$work/src"   # the copy's conftest.py puts the copy first on sys.path; PYTHONPATH does it
                  # for the subprocesses that tests start (CLI, forced-ISA runs, fuzz workers)
