@@ -9,7 +9,8 @@ import ctypes
 import gc
 
 
-def pytest_sessionfinish(session, exitstatus):
+def pytest_unconfigure(config):
+    # after the test summary is printed: should LeakSanitizer itself fail, the results stand
     check = getattr(ctypes.CDLL(None), "__lsan_do_recoverable_leak_check", None)
     if check is None:        # not running under ASan/LSan
         return

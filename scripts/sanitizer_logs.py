@@ -21,7 +21,8 @@ OURS = re.compile(r"(/src_pyx/|/include/qengine/|/qengine/_ext/)")
 MODULE_INIT = re.compile(r"\b(PyInit_|__pyx_pymod_exec_|__Pyx_InitCachedBuiltins|"
                          r"__Pyx_InitConstants|__Pyx_modinit_)")
 LEAK_HEAD = re.compile(r"^(Direct|Indirect) leak of (\d+) byte", re.M)
-ERROR = re.compile(r"^(==\d+==ERROR: AddressSanitizer.*|.*runtime error:.*)$", re.M)
+ERROR = re.compile(r"^(==\d+==ERROR: AddressSanitizer.*|.*runtime error:.*|"
+                   r"==\d+==LeakSanitizer has encountered a fatal error.*)$", re.M)
 
 
 def leak_blocks(text: str):
