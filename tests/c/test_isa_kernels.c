@@ -32,6 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "qengine/qe_threads_state.h"
 #include "qengine/gemm/qe_gemm_dynamic.h"
 #include "qengine/conv/qe_conv.h"
 #include "qengine/conv/qe_dwconv.h"
@@ -467,11 +468,15 @@ static void test_epilogues(void) {
                 float *out = isa == QE_ISA_SCALAR ? sc : got;
                 memcpy(out, prev, bytes);
                 run_gemm(isa, m, n, k, a, k, w, NULL, &ep, out, 1);
+                /* the fused dequantizing kernels (gemv_dequant for m = 1) where the record has them */
+                const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
+                const char *what = (m == 1 && r->gemv ? r->gemv_dequant != NULL : r->ukernel_dequant != NULL)
+                                       ? "fused dequant" : "epilogue F32";
                 char name[128];
-                snprintf(name, sizeof name, "%s [epilogue F32]", qe_gemm_kernel_for_isa(isa)->name);
+                snprintf(name, sizeof name, "%s [%s]", r->name, what);
                 expect_same(name, ctx, out, want, m * n, 4);
                 if (isa == QE_ISA_SCALAR) digest(D_EPI, out, bytes);
-                else { snprintf(name, sizeof name, "%s [epilogue F32 vs scalar]", qe_gemm_kernel_for_isa(isa)->name); expect_same(name, ctx, out, sc, m * n, 4); }
+                else { snprintf(name, sizeof name, "%s [%s vs scalar]", r->name, what); expect_same(name, ctx, out, sc, m * n, 4); }
             }
         }
         /* (b) U8 / S8: qe_requantize(acc + bias_q); z_a either passed (int32 tile + epilogue) or
@@ -929,9 +934,10 @@ int main(int argc, char **argv) {
         if (!strncmp(argv[i], "--expect-runnable=", 18)) expect = argv[i] + 18;
         else { fprintf(stderr, "usage: %s [--expect-runnable=scalar,avx2,...]\n", argv[0]); return 2; }
     }
-#ifdef _OPENMP
-    omp_set_num_threads(4);   /* the 2-thread cases run threaded even on a 1-core machine */
-#endif
+    /* the process's thread state and workspaces (in the library, the _cpu extension owns
+     * them); 4 threads so that the 2-thread cases run threaded even on a 1-core machine */
+    if (!qe_threads_state_init()) { fprintf(stderr, "qe_threads_state_init failed\n"); return 2; }
+    qengine_set_num_threads(4);
     test_dispatch(expect);
     for (int i = 0; i < QE_GEMM_NKERNELS; i++)
         if (g_avail & (1u << qe_gemm_kernels[i].isa)) test_gemm_record(&qe_gemm_kernels[i]);
