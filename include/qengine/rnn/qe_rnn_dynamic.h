@@ -117,41 +117,55 @@ static void qe_rnn_quantize_h(const qe_rnn_shared *sh, qe_rnn_local *x, const fl
 }
 
 /* R-rows [n0, n1) (whole panels) against the packed h; the F32 epilogue writes or accumulates
- * into out[b*ldo + n]. */
+ * into out[b*ldo + n]. With the record's fused dequantizing kernels (qe_gemm_params.h) the dot
+ * products go from registers straight into out; otherwise ukernel/gemv + epilogue, the same bits. */
 static void qe_rnn_gemv(const qe_rnn_shared *sh, qe_rnn_local *x, size_t n0, size_t n1,
                         float *out, size_t ldo, const float *bias, int accumulate) {
     const qe_rnn_layer *L = sh->L;
     const qe_gemm_kernel_rec *r = sh->rec;
-    const size_t B = (size_t)L->B, kg = (size_t)L->r->kp / r->kr;
+    const size_t B = (size_t)L->B, kg = (size_t)L->r->kp / r->kr, nr = (size_t)r->nr;
     const size_t apanel = (size_t)r->mr * kg * r->kr * r->elem;
-    const size_t wpanel = (size_t)r->nr * kg * r->kr * r->elem;
+    const size_t wpanel = nr * kg * r->kr * r->elem;
+    const size_t row_step = L->per_row ? 1 : 0;
     qe_gemm_epilogue ep;
     memset(&ep, 0, sizeof ep);
     ep.kind = QE_EPI_F32;
     ep.a_zp = x->a_zp;
     ep.a_scale = x->a_scale;
-    ep.row_step = L->per_row ? 1 : 0;
+    ep.row_step = (int32_t)row_step;
     ep.w_scale = L->r_scale;
     ep.bias = bias;
     ep.accumulate = accumulate;
-    qe_gemm_gemv_fn gemv = B == 1 ? r->gemv : NULL;
-    if (gemv) {
+    if (B == 1 && r->gemv) {
         const size_t a_stride = (size_t)r->mr * r->kr * r->elem;
-        for (size_t n = n0; n < n1; n += 4 * (size_t)r->nr) {
-            const size_t np = (n1 - n) / r->nr < 4 ? (n1 - n) / r->nr : 4;
-            gemv(np, kg, x->apack, a_stride, (const char *)L->r->data + (n / r->nr) * wpanel,
-                 wpanel, x->tile);
-            const qe_gemm_tile t = {x->tile, np * r->nr, 1, np * r->nr, 0, n, NULL};
+        for (size_t n = n0; n < n1; n += 4 * nr) {
+            const size_t np = (n1 - n) / nr < 4 ? (n1 - n) / nr : 4;
+            const char *wp = (const char *)L->r->data + (n / nr) * wpanel;
+            if (r->gemv_dequant) {
+                const qe_gemm_dequant_tile q = qe_gemm_dequant_tile_at(L->r, &ep, out, ldo, 0, n,
+                                                                       np * nr);
+                r->gemv_dequant(np, kg, x->apack, a_stride, wp, wpanel, &q);
+                continue;
+            }
+            r->gemv(np, kg, x->apack, a_stride, wp, wpanel, x->tile);
+            const qe_gemm_tile t = {x->tile, np * nr, 1, np * nr, 0, n, NULL};
             r->epilogue(&t, L->r, &ep, out, ldo);
         }
         return;
     }
-    for (size_t n = n0; n < n1; n += r->nr) {
-        const char *wp = (const char *)L->r->data + (n / r->nr) * wpanel;
+    for (size_t n = n0; n < n1; n += nr) {
+        const char *wp = (const char *)L->r->data + (n / nr) * wpanel;
         for (size_t m0 = 0; m0 < B; m0 += r->mr) {
             const size_t mr = B - m0 < (size_t)r->mr ? B - m0 : (size_t)r->mr;
-            r->ukernel(mr, kg, x->apack + (m0 / r->mr) * apanel, wp, x->tile, 0);
-            const qe_gemm_tile t = {x->tile, (size_t)r->nr, mr, (size_t)r->nr, m0, n, NULL};
+            const uint8_t *ap = x->apack + (m0 / r->mr) * apanel;
+            if (r->ukernel_dequant) {
+                const qe_gemm_dequant_tile q = qe_gemm_dequant_tile_at(L->r, &ep, out, ldo, m0, n,
+                                                                       nr);
+                r->ukernel_dequant(mr, kg, ap, wp, &q);
+                continue;
+            }
+            r->ukernel(mr, kg, ap, wp, x->tile, 0);
+            const qe_gemm_tile t = {x->tile, nr, mr, nr, m0, n, NULL};
             r->epilogue(&t, L->r, &ep, out, ldo);
         }
     }
@@ -161,11 +175,12 @@ static inline int qe_rnn_active(const qe_rnn_layer *L, int s, size_t b) {
     return !L->lens || s < L->lens[b];
 }
 
-/* One step of blocks [j0, j1) for LSTM. */
+/* One step of blocks [j0, j1) for LSTM: per block, the R rows of its four gates, then the
+ * cells of its units for every batch row while the block's pre-activations are in L1. */
 static void qe_rnn_lstm_step(const qe_rnn_shared *sh, qe_rnn_local *x, int s, size_t j0,
                              size_t j1, const float *hp, float *hn) {
     const qe_rnn_layer *L = sh->L;
-    const size_t NB = QE_RNN_NB;
+    const size_t NB = QE_RNN_NB, B = (size_t)L->B, Hp = (size_t)L->Hp;
     float *g = L->gx + s * L->gx_s;
     /* Odd steps walk the blocks backwards: R is streamed every step, and when it exceeds L2 a
      * cyclic walk misses on every line (LRU), while alternating directions reuses the part
@@ -173,19 +188,14 @@ static void qe_rnn_lstm_step(const qe_rnn_shared *sh, qe_rnn_local *x, int s, si
     for (size_t jj = j0; jj < j1; jj++) {
         const size_t j = (s & 1) ? j0 + j1 - 1 - jj : jj;
         qe_rnn_gemv(sh, x, j * 4 * NB, (j + 1) * 4 * NB, g, (size_t)L->gx_b, NULL, 1);
-    }
-    for (size_t b = 0; b < (size_t)L->B; b++) {
-        float *gb = g + b * L->gx_b;
-        float *c = L->c + b * L->Hp;
-        const size_t u0 = j0 * NB, nu = (j1 - j0) * NB;
-        if (!qe_rnn_active(L, s, b)) {
-            memcpy(hn + b * L->Hp + u0, hp + b * L->Hp + u0, nu * sizeof(float));
-            continue;
-        }
-        for (size_t j = j0; j < j1; j++) {
-            const float *gj = gb + j * 4 * NB;
-            sh->gates.lstm_cell(NB, gj, gj + NB, gj + 2 * NB, gj + 3 * NB, c + j * NB,
-                                hn + b * L->Hp + j * NB);
+        for (size_t b = 0; b < B; b++) {
+            if (!qe_rnn_active(L, s, b)) {
+                memcpy(hn + b * Hp + j * NB, hp + b * Hp + j * NB, NB * sizeof(float));
+                continue;
+            }
+            const float *gj = g + b * L->gx_b + j * 4 * NB;
+            sh->gates.lstm_cell(NB, gj, gj + NB, gj + 2 * NB, gj + 3 * NB, L->c + b * Hp + j * NB,
+                                hn + b * Hp + j * NB);
         }
     }
 }
