@@ -701,10 +701,13 @@ static void test_dynamic(void) {
 }
 
 /* The dynamic LSTM / GRU time loop (quantize h, GEMV against R with the record's kernel, gates):
- * y, h and c vs scalar, ragged lengths, per-tensor and per-row h quantization, 1 and 2 threads. */
+ * y, h and c vs scalar, ragged lengths, per-tensor and per-row h quantization, 1 and 2 threads;
+ * batches around the batched step's row tiles (8, 16 = 12 + 4, 17, 33), 2 threads with fixed
+ * ranges (batch < 4) and with shared blocks (batch >= 4). */
 static void test_rnn(void) {
     static const int CASES[][4] = {   /* B, H, T, threads */
-        {1, 20, 5, 1}, {3, 64, 4, 1}, {2, 200, 3, 2}};
+        {1, 20, 5, 1}, {3, 64, 4, 1}, {2, 200, 3, 2}, {8, 45, 3, 1}, {16, 70, 3, 2},
+        {17, 100, 2, 2}, {33, 40, 2, 2}, {4, 200, 3, 2}};
     for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++)
         for (int v = 0; v < 6; v++) {
             const int kind = v < 2 ? QE_RNN_LSTM : QE_RNN_GRU, lbr = v >= 4, per_row = v & 1;
@@ -715,7 +718,7 @@ static void test_rnn(void) {
             float *rb = xmalloc((size_t)G * Hp * 4), *h0 = xmalloc(nh * 4), *c0 = xmalloc(nh * 4);
             float *h[2], *c[2], *y[2];
             int8_t *r = xmalloc((size_t)G * Hp * Hp);
-            int32_t lens[3];
+            int32_t lens[64];
             for (int t = 0; t < 2; t++) { h[t] = xmalloc(nh * 4); c[t] = xmalloc(nh * 4); y[t] = xmalloc(ny * 4); }
             fill_f32(gx0, ngx, 2.0f, 0);
             memset(r, 0, (size_t)G * Hp * Hp);
