@@ -4,19 +4,22 @@
  * one GEMM, gx[s, b, :] = X·Wᵀ (+ biases), and packed the recurrent weights R once. Each step:
  *   1. quantize h (u8, asymmetric, per tensor or per batch row; numerics.md), pack it as the
  *      GEMM's A operand;
- *   2. int32 GEMV of R against it (the GEMM microkernel of the active ISA, numerics.md), then the
- *      dequantizing epilogue (LSTM: accumulated straight into gx[s]; GRU: into a scratch row S);
- *   3. gates in fp32 (rnn/qe_gates.h), new h and c.
+ *   2. per block of units, R·h through the record's fused dequantizing kernels (batch 1: the
+ *      multi-panel GEMV; batch B: the 12-row microkernel over row panels, 16 = 12 + 4), whose
+ *      epilogue adds the dot products to gx[s] in registers (GRU: writes a scratch row S);
+ *      without them, ukernel/GEMV + the separate epilogue, the same bits;
+ *   3. the block's gates in fp32 (rnn/qe_gates.h) for every batch row, new h and c, while its
+ *      pre-activations are still in L1.
  *
  * Layout. Rows of W, R and the biases are permuted at pack time into blocks of QE_RNN_NB hidden
  * units: block j holds the G gates (LSTM i,o,f,c; GRU z,r,h, ONNX order) of units
- * [j·NB, (j+1)·NB), each NB rows. A block's gate pre-activations are then contiguous, and
- * threads can own whole blocks: every step each thread multiplies only its own rows of R (which
- * stay in its core's L2 from step to step), runs the gates of its own units and writes its
- * slice of the new h; one barrier per step publishes h. Every thread quantizes the whole h
- * itself (H values) instead of waiting for a second barrier. The hidden size is padded to Hp,
- * a multiple of NB, with zero weights and biases: padded units stay exactly 0 and, as 0 is
- * always inside the quantization range, change nothing.
+ * [j·NB, (j+1)·NB), each NB rows. A block's gate pre-activations are then contiguous and a block
+ * is a unit of work independent of the others within a step: threads divide the blocks (the
+ * time loop at the end of this file says how) and each writes its blocks' slice of the new h.
+ * Every thread quantizes the whole h itself (H values) instead of waiting for a second
+ * synchronisation. The hidden size is padded to Hp, a multiple of NB, with zero weights and
+ * biases: padded units stay exactly 0 and, as 0 is always inside the quantization range,
+ * change nothing.
  *
  * Sequence lengths: row b is active at step s while s < len[b]; an inactive row keeps its state
  * and gets y = 0 (ONNX semantics). The loop runs over "processing order" s = 0..T-1; the caller
