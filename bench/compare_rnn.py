@@ -1,24 +1,31 @@
 """qengine dynamic-int8 LSTM/GRU/Linear vs torch quantize_dynamic vs ONNX Runtime quantize_dynamic
 vs FP32, same weights and inputs, threads 1 and 2, in one run.
 
-    python bench/compare_rnn.py [--runs 30] [--threads 1,2] [--only lstm|gru|linear] [--json]
+    python bench/compare_rnn.py [--runs 30] [--rounds 5] [--threads 1,2] [--only lstm|gru|linear]
+                                [--config lstm:256,512,2,16,100 ...] [--json PATH]
 
 Every row prints the median latency of each engine, qengine's ratio to each peer, and the output
 error of each int8 engine relative to the FP32 torch output (||y − y_fp32|| / ||y_fp32||).
 ORT's model goes through quant_pre_process first, or ORT silently keeps LSTM in FP32.
+The engines are timed round-robin: `--rounds` rounds of runs/rounds calls each, every engine in
+every round, so a change of load on the (shared) machine hits them alike. The load average is
+printed before every row. --json PATH also writes every figure with the date, the git commit,
+the machine configuration and the load before/after, so that runs can be compared across commits.
 """
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import measure, median_ms, rel_err, ort_session  # noqa: E402
+from _timing import median_ms, rel_err, ort_session  # noqa: E402
 
 import qengine  # noqa: E402
 
@@ -94,7 +101,24 @@ def qengine_session(fp32_path):
     return qengine.Session(g)
 
 
-def run_case(kind, cfg, threads_list, runs):
+def round_robin(fns, runs, rounds, warmup=3):
+    """Time every fn of `fns` (name -> callable) in `rounds` rounds of ceil(runs/rounds) calls,
+    the engines interleaved; returns name -> list of seconds."""
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    per = max(1, -(-runs // rounds))
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            for _ in range(per):
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def run_case(kind, cfg, threads_list, runs, rounds):
     torch = _torch()
     model, x = build_model(kind, cfg)
     qmodel = torch.ao.quantization.quantize_dynamic(
@@ -116,52 +140,91 @@ def run_case(kind, cfg, threads_list, runs):
             ort_s = ort_session(ort_path, threads)
             y_ort = ort_s.run(None, {"x": xn})[0]
             y_qe = qe.run({"x": xn})["y"]
+            load = os.getloadavg()
             with torch.no_grad():
-                t_fp = measure(lambda: model(x), runs=runs)
-                t_tq = measure(lambda: qmodel(x), runs=runs)
-            t_ort = measure(lambda: ort_s.run(None, {"x": xn}), runs=runs)
-            t_qe = measure(lambda: qe.run({"x": xn}), runs=runs)
+                t = round_robin({"qe": lambda: qe.run({"x": xn}),
+                                 "ort": lambda: ort_s.run(None, {"x": xn}),
+                                 "tq": lambda: qmodel(x), "fp": lambda: model(x)}, runs, rounds)
             r = {"kind": kind, "config": list(cfg), "threads": threads,
                  "isa": qengine.active_isa(),
-                 "qengine_ms": median_ms(t_qe), "ort_int8_ms": median_ms(t_ort),
-                 "torch_int8_ms": median_ms(t_tq), "torch_fp32_ms": median_ms(t_fp),
+                 "qengine_ms": median_ms(t["qe"]), "ort_int8_ms": median_ms(t["ort"]),
+                 "torch_int8_ms": median_ms(t["tq"]), "torch_fp32_ms": median_ms(t["fp"]),
                  "err_qengine": rel_err(y_qe, y_fp), "err_ort": rel_err(y_ort, y_fp),
-                 "err_torch": rel_err(y_tq, y_fp)}
+                 "err_torch": rel_err(y_tq, y_fp), "load_before": load,
+                 "load_after": os.getloadavg(), "calls": len(t["qe"])}
             r["vs_ort"] = r["qengine_ms"] / r["ort_int8_ms"]
             r["vs_torch"] = r["qengine_ms"] / r["torch_int8_ms"]
             rows.append(r)
     return rows
 
 
+def _git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=Path(__file__).resolve().parent,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _parse_config(text):
+    kind, _, nums = text.partition(":")
+    if kind not in ("lstm", "gru", "linear") or not nums:
+        raise argparse.ArgumentTypeError(f"expected KIND:N,N,... (KIND lstm|gru|linear), got {text!r}")
+    return kind, tuple(int(v) for v in nums.split(","))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="round-robin rounds the runs are split into (engines interleaved)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--only", choices=["lstm", "gru", "linear"])
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--config", type=_parse_config, action="append", metavar="KIND:DIMS",
+                    help="run only these configs, e.g. lstm:256,512,2,16,100 (input, hidden, "
+                         "layers, batch, seq) or linear:1024,1024,16 (K, N, batch); repeatable")
+    ap.add_argument("--json", metavar="PATH",
+                    help="also write every figure, the machine and the load to PATH (JSON), so "
+                         "runs can be compared across commits")
     args = ap.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
-    cases = [(k, c[1:]) for c in RNN_CONFIGS for k in [c[0]]] + \
-            [("linear", c) for c in LINEAR_CONFIGS]
+    cases = args.config or ([(k, c[1:]) for c in RNN_CONFIGS for k in [c[0]]] +
+                            [("linear", c) for c in LINEAR_CONFIGS])
     if args.only:
         cases = [c for c in cases if c[0] == args.only]
+    record = {"script": "bench/compare_rnn.py", "argv": sys.argv[1:] if argv is None else argv,
+              "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "commit": _git_commit(),
+              "cpu": _cpu_model(), "cpus": os.cpu_count(), "machine": qengine._runtime.config(),
+              "load_before": os.getloadavg(), "rows": []}
     hdr = (f"{'model':<8}{'config':<26}{'thr':>4}{'qengine':>10}{'ORT i8':>10}{'torch i8':>10}"
-           f"{'fp32':>10}{'/ORT':>7}{'/torch':>7}{'err qe':>9}{'err ORT':>9}{'err tq':>9}")
-    if not args.json:
-        print(f"# isa={qengine.active_isa()}  times are medians in ms; err = relative L2 vs FP32")
-        print(hdr)
-    out = []
+           f"{'fp32':>10}{'/ORT':>7}{'/torch':>7}{'err qe':>9}{'err ORT':>9}{'err tq':>9}  load")
+    print(f"# isa={qengine.active_isa()}  times are medians in ms of {args.runs} calls "
+          f"({args.rounds} round-robin rounds); err = relative L2 vs FP32; load average "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(hdr)
     for kind, cfg in cases:
-        for r in run_case(kind, cfg, threads, args.runs):
-            out.append(r)
-            if not args.json:
-                print(f"{kind:<8}{str(tuple(cfg)):<26}{r['threads']:>4}{r['qengine_ms']:>10.3f}"
-                      f"{r['ort_int8_ms']:>10.3f}{r['torch_int8_ms']:>10.3f}"
-                      f"{r['torch_fp32_ms']:>10.3f}{r['vs_ort']:>7.2f}{r['vs_torch']:>7.2f}"
-                      f"{r['err_qengine']:>9.2e}{r['err_ort']:>9.2e}{r['err_torch']:>9.2e}",
-                      flush=True)
+        for r in run_case(kind, cfg, threads, args.runs, args.rounds):
+            record["rows"].append(r)
+            print(f"{kind:<8}{str(tuple(cfg)):<26}{r['threads']:>4}{r['qengine_ms']:>10.3f}"
+                  f"{r['ort_int8_ms']:>10.3f}{r['torch_int8_ms']:>10.3f}"
+                  f"{r['torch_fp32_ms']:>10.3f}{r['vs_ort']:>7.2f}{r['vs_torch']:>7.2f}"
+                  f"{r['err_qengine']:>9.2e}{r['err_ort']:>9.2e}{r['err_torch']:>9.2e}"
+                  f"  {r['load_before'][0]:.2f}", flush=True)
     if args.json:
-        print(json.dumps(out, indent=1))
+        record["load_after"] = os.getloadavg()
+        Path(args.json).write_text(json.dumps(record, indent=1, default=float))
+        print(f"# wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def kernel_table():
                  mr=qe_gemm_kernels[i].mr, nr=qe_gemm_kernels[i].nr, kr=qe_gemm_kernels[i].kr,
                  kpad=qe_gemm_kernels[i].kpad,
                  elem=qe_gemm_kernels[i].elem,
-                 fused_requant=qe_gemm_kernels[i].ukernel_requant != NULL)
+                 fused_requant=qe_gemm_kernels[i].ukernel_requant != NULL,
+                 fused_dequant=qe_gemm_kernels[i].ukernel_dequant != NULL,
+                 fused_gemv_dequant=qe_gemm_kernels[i].gemv_dequant != NULL)
             for i in range(QE_GEMM_NKERNELS)]
 
 

@@ -27,6 +27,8 @@ cdef extern from "qengine/gemm/qe_gemm_dynamic.h" nogil:
         const char *name
         int32_t isa, mr, nr, kr, kpad, elem
         void *ukernel_requant
+        void *ukernel_dequant
+        void *gemv_dequant
 
     const qe_gemm_kernel_rec qe_gemm_kernels[]
     const qe_gemm_kernel_rec *qe_gemm_kernel_for_isa(int isa)

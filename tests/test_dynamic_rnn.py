@@ -71,6 +71,105 @@ def test_threads_and_isas_give_identical_results(kind):
         np.testing.assert_array_equal(o, outs[0])
 
 
+# batch sizes around the row tiles of the batched step (12-row kernel + remainders: 16 = 12 + 4,
+# 32 = 12 + 12 + 8) and the thread-sharing threshold (QE_RNN_SHARE_MIN_B = 4)
+BATCHES = [1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17, 23, 24, 25, 31, 32, 33]
+
+
+@pytest.mark.parametrize("kind,lbr", [("lstm", 0), ("gru", 1), ("gru", 0)])
+def test_batched_step_rows_bit_exact(kind, lbr):
+    """The batched recurrent step (fused dequantizing kernels, per-block cells) for every batch
+    size around 8/16/32, hidden sizes that are not a multiple of the 32-unit block, ragged
+    lengths and per-row quantization: equal to the NumPy definition on every ISA."""
+    rng = np.random.default_rng(zlib.crc32(repr(("rows", kind, lbr)).encode()))
+    for i, nb in enumerate(BATCHES):
+        H = (37, 45, 70)[i % 3]
+        I, T = 9, 3
+        per_row = bool(i % 2)
+        W, R, B = _weights(rng, kind, 1, I, H)
+        Wq, Ws = _quantized(W)
+        Rq, Rs = _quantized(R)
+        X = rng.standard_normal((T, nb, I)).astype(np.float32)
+        lens = rng.integers(0, T + 1, nb).astype(np.int32) if i % 4 == 1 else None
+        h0 = (rng.standard_normal((1, nb, H)) * 0.5).astype(np.float32)
+        c0 = (rng.standard_normal((1, nb, H)) * 0.5).astype(np.float32) if kind == "lstm" else None
+        want = dynamic_rnn_ref(kind, X, Wq, Ws, Rq, Rs, B, lens, h0, c0,
+                               linear_before_reset=lbr, per_row=per_row)
+        for isa in ISAS:
+            got = DynamicRNN(kind, Wq, Ws, Rq, Rs, B, linear_before_reset=lbr, per_row=per_row,
+                             isa=isa)(X, lens, h0, c0)
+            for g, w in zip(got, want):
+                if w is not None:
+                    np.testing.assert_array_equal(g, w, err_msg=f"isa={isa} batch={nb} H={H}")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_extremes_bit_exact(kind):
+    """Saturated gates (pre-activations far beyond the exp clamp), weights at ±127, inputs of
+    1e4 and of exactly 0, h constant per row (degenerate quantization ranges), batch 16."""
+    rng = np.random.default_rng(17)
+    I, H, T, nb = 8, 40, 4, 16
+    G = 4 if kind == "lstm" else 3
+    W = np.where(rng.random((1, G * H, I)) < 0.5, -1.0, 1.0).astype(np.float32) * 3.0
+    R = np.where(rng.random((1, G * H, H)) < 0.5, -1.0, 1.0).astype(np.float32)
+    B = np.full((1, 2 * G * H), 50.0, np.float32)
+    B[0, ::3] = -50.0
+    Wq, Ws = _quantized(W)
+    Rq, Rs = _quantized(R)
+    assert np.abs(Rq).max() == 127
+    X = np.zeros((T, nb, I), np.float32)
+    X[0, ::2] = 1e4
+    X[1, 1::2] = -1e4
+    X[2] = rng.standard_normal((nb, I)).astype(np.float32) * 100
+    h0 = np.repeat(np.linspace(-1, 1, nb, dtype=np.float32)[:, None], H, axis=1)[None]
+    for per_row in (False, True):
+        want = dynamic_rnn_ref(kind, X, Wq, Ws, Rq, Rs, B, None, h0, None, per_row=per_row,
+                               linear_before_reset=1)
+        for isa in ISAS:
+            got = DynamicRNN(kind, Wq, Ws, Rq, Rs, B, per_row=per_row, linear_before_reset=1,
+                             isa=isa)(X, None, h0)
+            for g, w in zip(got, want):
+                if w is not None:
+                    np.testing.assert_array_equal(g, w, err_msg=f"isa={isa} per_row={per_row}")
+
+
+@pytest.fixture
+def two_threads():
+    old = qengine.get_num_threads()
+    qengine.set_num_threads(2)
+    yield
+    qengine.set_num_threads(old)
+
+
+@pytest.mark.parametrize("kind,lbr", [("lstm", 0), ("gru", 1), ("gru", 0)])
+def test_one_and_two_threads_identical(kind, lbr, two_threads):
+    """Batch 1-3 (fixed ranges and a barrier per stage) and batch ≥ 4 (threads share the blocks
+    of each stage) on 1 and 2 threads: identical bits, and equal to the NumPy definition. The
+    hidden size gives 7 blocks, so the ranges are uneven."""
+    from qengine._ext import _cpu
+    rng = np.random.default_rng(zlib.crc32(repr(("threads", kind, lbr)).encode()))
+    I, H, T = 24, 200, 5
+    W, R, B = _weights(rng, kind, 1, I, H, 0.1)
+    Wq, Ws = _quantized(W)
+    Rq, Rs = _quantized(R)
+    for nb in (1, 3, 4, 16, 33):
+        X = rng.standard_normal((T, nb, I)).astype(np.float32)
+        lens = np.maximum(T - np.arange(nb) % 3, 0).astype(np.int32) if nb > 1 else None
+        want = dynamic_rnn_ref(kind, X, Wq, Ws, Rq, Rs, B, lens, linear_before_reset=lbr)
+        for isa in ISAS:
+            layer = DynamicRNN(kind, Wq, Ws, Rq, Rs, B, linear_before_reset=lbr, isa=isa)
+            outs = []
+            for nt in (1, 2):
+                _cpu.max_team(reset=True)
+                outs.append(layer(X, lens, nthreads=nt))
+                if nb <= 16:    # the input projection stays on one thread: the time loop ran 2
+                    assert _cpu.max_team() == (2 if nt == 2 else 0), (nb, nt)
+            for g1, g2, w in zip(*outs, want):
+                if w is not None:
+                    np.testing.assert_array_equal(g1, w, err_msg=f"isa={isa} batch={nb}")
+                    np.testing.assert_array_equal(g2, w, err_msg=f"isa={isa} batch={nb}")
+
+
 @pytest.mark.parametrize("kind,direction,lbr", [("lstm", "forward", 0), ("lstm", "bidirectional", 0),
                                                 ("gru", "forward", 1), ("gru", "reverse", 0)])
 def test_close_to_float64_reference(kind, direction, lbr):

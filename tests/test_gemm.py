@@ -220,6 +220,42 @@ def test_fused_requant_kernel_tile_edges(isa, out_dtype):
                 assert np.array_equal(unfused, want), (m, n, k)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_fused_dequant_kernels_tile_edges(isa):
+    """The record's fused dequantizing kernels (the F32 epilogue on the accumulators: dynamic
+    Linear, LSTM/GRU projection and steps; gemv_dequant for one row) equal the int32-tile kernel
+    + epilogue (selected by passing a zero col_bias) and the NumPy definition: every row count
+    of the tile, one row (GEMV, up to 4 panels and beyond), column tails, K tails, per-tensor and
+    per-row z_a, with and without bias, written or accumulated."""
+    rng = np.random.default_rng(12)
+    r = KERNELS[isa]
+    mr, nr = r["mr"], r["nr"]
+    for m in sorted({1, mr - 1, mr, mr + 1, 2 * mr + 3}):
+        for n in sorted({1, nr // 2 + 1, nr - 1, nr, 4 * nr + 5}):
+            for k in (1, 5, 37):
+                if m < 1:
+                    continue
+                per_row, with_bias, acc = (m + n + k) % 2, (n + k) % 3 != 0, k == 37
+                a, w = rnd(rng, (m, k), np.uint8), rnd(rng, (n, k), np.int8)
+                za = rng.integers(0, 256, m if per_row else 1).astype(np.int32)
+                sa = rng.uniform(1e-3, 0.1, m if per_row else 1).astype(np.float32)
+                sw = rng.uniform(1e-4, 1e-2, n).astype(np.float32)
+                bias = rng.normal(size=n).astype(np.float32) if with_bias else None
+                prev = rng.normal(size=(m, n)).astype(np.float32)
+                want = R.matmul_dequant_ref(a, sa if per_row else sa[0], za if per_row else za[0],
+                                            w, sw, bias, out=prev.copy() if acc else None)
+                wp = F.pack_weights(w, isa=isa)
+                outs = []
+                for col in (None, np.zeros(n, np.int32)):   # fused, then forced unfused
+                    out = prev.copy()
+                    _gemm.gemm(_runtime.ISA_NAMES.index(isa), a, wp._c(), _gemm.EPI_F32, out,
+                               a_zp=za, a_scale=sa, row_step=int(per_row), col_bias=col,
+                               w_scale=sw, bias=bias, accumulate=acc)
+                    outs.append(out)
+                same_bits(outs[0], want)
+                same_bits(outs[1], want)
+
+
 def test_requant_ties_round_half_even():
     # acc·M lands exactly on .5: M = 0.5, acc odd
     w = np.ones((1, 1), np.int8)

@@ -468,11 +468,15 @@ static void test_epilogues(void) {
                 float *out = isa == QE_ISA_SCALAR ? sc : got;
                 memcpy(out, prev, bytes);
                 run_gemm(isa, m, n, k, a, k, w, NULL, &ep, out, 1);
+                /* the fused dequantizing kernels (gemv_dequant for m = 1) where the record has them */
+                const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
+                const char *what = (m == 1 && r->gemv ? r->gemv_dequant != NULL : r->ukernel_dequant != NULL)
+                                       ? "fused dequant" : "epilogue F32";
                 char name[128];
-                snprintf(name, sizeof name, "%s [epilogue F32]", qe_gemm_kernel_for_isa(isa)->name);
+                snprintf(name, sizeof name, "%s [%s]", r->name, what);
                 expect_same(name, ctx, out, want, m * n, 4);
                 if (isa == QE_ISA_SCALAR) digest(D_EPI, out, bytes);
-                else { snprintf(name, sizeof name, "%s [epilogue F32 vs scalar]", qe_gemm_kernel_for_isa(isa)->name); expect_same(name, ctx, out, sc, m * n, 4); }
+                else { snprintf(name, sizeof name, "%s [%s vs scalar]", r->name, what); expect_same(name, ctx, out, sc, m * n, 4); }
             }
         }
         /* (b) U8 / S8: qe_requantize(acc + bias_q); z_a either passed (int32 tile + epilogue) or
@@ -697,10 +701,13 @@ static void test_dynamic(void) {
 }
 
 /* The dynamic LSTM / GRU time loop (quantize h, GEMV against R with the record's kernel, gates):
- * y, h and c vs scalar, ragged lengths, per-tensor and per-row h quantization, 1 and 2 threads. */
+ * y, h and c vs scalar, ragged lengths, per-tensor and per-row h quantization, 1 and 2 threads;
+ * batches around the batched step's row tiles (8, 16 = 12 + 4, 17, 33), 2 threads with fixed
+ * ranges (batch < 4) and with shared blocks (batch >= 4). */
 static void test_rnn(void) {
     static const int CASES[][4] = {   /* B, H, T, threads */
-        {1, 20, 5, 1}, {3, 64, 4, 1}, {2, 200, 3, 2}};
+        {1, 20, 5, 1}, {3, 64, 4, 1}, {2, 200, 3, 2}, {8, 45, 3, 1}, {16, 70, 3, 2},
+        {17, 100, 2, 2}, {33, 40, 2, 2}, {4, 200, 3, 2}};
     for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++)
         for (int v = 0; v < 6; v++) {
             const int kind = v < 2 ? QE_RNN_LSTM : QE_RNN_GRU, lbr = v >= 4, per_row = v & 1;
@@ -711,7 +718,7 @@ static void test_rnn(void) {
             float *rb = xmalloc((size_t)G * Hp * 4), *h0 = xmalloc(nh * 4), *c0 = xmalloc(nh * 4);
             float *h[2], *c[2], *y[2];
             int8_t *r = xmalloc((size_t)G * Hp * Hp);
-            int32_t lens[3];
+            int32_t lens[64];
             for (int t = 0; t < 2; t++) { h[t] = xmalloc(nh * 4); c[t] = xmalloc(nh * 4); y[t] = xmalloc(ny * 4); }
             fill_f32(gx0, ngx, 2.0f, 0);
             memset(r, 0, (size_t)G * Hp * Hp);
@@ -930,9 +937,10 @@ int main(int argc, char **argv) {
         if (!strncmp(argv[i], "--expect-runnable=", 18)) expect = argv[i] + 18;
         else { fprintf(stderr, "usage: %s [--expect-runnable=scalar,avx2,...]\n", argv[0]); return 2; }
     }
-    /* the kernels' workspaces and thread count, as the _cpu extension sets them up */
+    /* the process's thread state and workspaces (in the library, the _cpu extension owns
+     * them); 4 threads so that the 2-thread cases run threaded even on a 1-core machine */
     if (!qe_threads_state_init()) { fprintf(stderr, "qe_threads_state_init failed\n"); return 2; }
-    qengine_set_num_threads(4);   /* the 2-thread cases run threaded even on a 1-core machine */
+    qengine_set_num_threads(4);
     test_dispatch(expect);
     for (int i = 0; i < QE_GEMM_NKERNELS; i++)
         if (g_avail & (1u << qe_gemm_kernels[i].isa)) test_gemm_record(&qe_gemm_kernels[i]);

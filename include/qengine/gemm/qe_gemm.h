@@ -41,9 +41,11 @@
 #include "qe_u8_s8_gemm_ukernel_4x16c2__avx2.h"
 #include "qe_u8_s8_gemm_ukernel_12x32c4__avx512vnni.h"
 #include "qe_u8_s8_gemm_minmax_ukernel_12x32c4__avx512vnni.h"
+#include "qe_u8_s8_gemm_dequant_ukernel_12x32c4__avx512vnni.h"
 #include "qe_u8_s8_gemm_ukernel_4x16c4__neondot.h"
 #include "qe_u8_s8_gemv_ukernel_1x4p__avx2.h"
 #include "qe_u8_s8_gemv_ukernel_1x4p__avx512vnni.h"
+#include "qe_u8_s8_gemv_dequant_ukernel_1x4p__avx512vnni.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -62,8 +64,8 @@ enum {
 #define QE_GEMM_NC_COLS 256
 
 static const qe_gemm_kernel_rec qe_gemm_kernels[] = {
-#define QE_GEMM_KERNEL(isa, uk, epi, gv, rq, mr, nr, kr, kpad, elem) \
-    {#uk, isa, mr, nr, kr, kpad, elem, uk, epi, gv, rq},
+#define QE_GEMM_KERNEL(isa, uk, epi, gv, rq, dq, gvdq, mr, nr, kr, kpad, elem) \
+    {#uk, isa, mr, nr, kr, kpad, elem, uk, epi, gv, rq, dq, gvdq},
 #include "qe_gemm_kernels.inc"
 #undef QE_GEMM_KERNEL
 };
@@ -109,6 +111,27 @@ static inline int qe_gemm_can_fuse(const qe_gemm_kernel_rec *r, const qe_packed_
            !w->w_zp;
 }
 
+/* The fused dequantizing kernels apply to F32 epilogues with symmetric weights and no col_bias
+ * (every dynamic-quantization GEMM). */
+static inline int qe_gemm_can_dequant(const qe_gemm_kernel_rec *r, const qe_packed_w *w,
+                                      const qe_gemm_epilogue *ep) {
+    return r->ukernel_dequant && ep->kind == QE_EPI_F32 && !w->w_zp && !ep->col_bias;
+}
+
+/* The dequant tile of output (m0, n0), nr columns. */
+static inline qe_gemm_dequant_tile qe_gemm_dequant_tile_at(const qe_packed_w *w,
+                                                           const qe_gemm_epilogue *ep, float *out,
+                                                           size_t ldc, size_t m0, size_t n0,
+                                                           size_t nr) {
+    const size_t r0 = m0 * (size_t)ep->row_step;
+    const qe_gemm_dequant_tile q = {w->colsum + n0, ep->w_scale + n0,
+                                    ep->bias ? ep->bias + n0 : NULL,
+                                    ep->a_zp ? ep->a_zp + r0 : NULL, ep->a_scale + r0,
+                                    out + m0 * ldc + n0, ldc, nr, (size_t)ep->row_step,
+                                    ep->accumulate};
+    return q;
+}
+
 static inline qe_gemm_requant_tile qe_gemm_requant_tile_at(const qe_gemm_epilogue *ep, void *out,
                                                            size_t ldc, size_t n0, size_t nr) {
     const qe_gemm_requant_tile q = {ep->col_bias ? ep->col_bias + n0 : NULL, ep->multiplier + n0,
@@ -124,12 +147,20 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
     const size_t pn0 = tn * x->ncp, pn1 = pn0 + x->ncp < x->npanels ? pn0 + x->ncp : x->npanels;
     const size_t apanel = (size_t)r->mr * x->kg * r->kr * r->elem;
     const size_t wpanel = (size_t)r->nr * x->kg * r->kr * r->elem;
+    const int dequant = qe_gemm_can_dequant(r, x->w, x->ep);
     if (x->m == 1 && r->gemv) {
         /* one row: several W panels per call keep independent accumulator chains busy */
         const size_t a_stride = (size_t)r->mr * r->kr * r->elem;
         for (size_t pn = pn0; pn < pn1; pn += 4) {
             const size_t np = pn1 - pn < 4 ? pn1 - pn : 4, n0 = pn * r->nr;
             const size_t nr = (size_t)x->w->n - n0 < np * r->nr ? (size_t)x->w->n - n0 : np * r->nr;
+            if (dequant && r->gemv_dequant) {
+                const qe_gemm_dequant_tile q =
+                    qe_gemm_dequant_tile_at(x->w, x->ep, (float *)x->out, x->ldc, 0, n0, nr);
+                r->gemv_dequant(np, x->kg, x->apack, a_stride,
+                                (const char *)x->w->data + pn * wpanel, wpanel, &q);
+                continue;
+            }
             r->gemv(np, x->kg, x->apack, a_stride, (const char *)x->w->data + pn * wpanel, wpanel,
                     ct);
             const qe_gemm_tile tile = {ct, np * (size_t)r->nr, 1, nr, 0, n0,
@@ -149,6 +180,12 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
                 const qe_gemm_requant_tile q = qe_gemm_requant_tile_at(
                     x->ep, (char *)x->out + (m0 * x->ldc + n0) * esize, x->ldc, n0, nr);
                 r->ukernel_requant(mr, x->kg, x->apack + pm * apanel, wp, &q);
+                continue;
+            }
+            if (dequant) {
+                const qe_gemm_dequant_tile q =
+                    qe_gemm_dequant_tile_at(x->w, x->ep, (float *)x->out, x->ldc, m0, n0, nr);
+                r->ukernel_dequant(mr, x->kg, x->apack + pm * apanel, wp, &q);
                 continue;
             }
             r->ukernel(mr, x->kg, x->apack + pm * apanel, wp, ct, 0);

@@ -91,6 +91,33 @@ typedef struct qe_gemm_requant_tile {
 typedef void (*qe_gemm_ukernel_requant_fn)(size_t mr, size_t kg, const void *a, const void *w,
                                            const qe_gemm_requant_tile *q);
 
+/* The fused dequantizing microkernels: the F32 epilogue (numerics.md, dynamic quantization)
+ * applied to the accumulators while they are still in registers, in the operations and order
+ * of qe_gemm_epilogue__scalar with z_w = 0 and no col_bias:
+ *   y = float32(acc − z_a·colsum[n]) · float32(s_a·w_scale[n]);  y = y + bias[n] (if bias);
+ *   out = out + y (if accumulate) else y
+ * so the int32 tile is never stored and re-read (the dynamic Linear, the LSTM/GRU input
+ * projection and every recurrent step). Row i of the tile reads a_zp/a_scale at [i·row_step];
+ * colsum/w_scale/bias point at the tile's first column; out at (m0, n0), row stride ldc
+ * floats; nr ≤ the kernel's columns are written. */
+typedef struct qe_gemm_dequant_tile {
+    const int32_t *colsum;      /* [nr] */
+    const float *w_scale;       /* [nr] */
+    const float *bias;          /* [nr] or NULL */
+    const int32_t *a_zp;        /* NULL = 0 */
+    const float *a_scale;
+    float *out;
+    size_t ldc, nr, row_step;
+    int32_t accumulate;
+} qe_gemm_dequant_tile;
+/* ukernel_dequant(mr, kg, A panel, W panel, tile) and gemv_dequant(np, kg, a, a_stride, w,
+ * wpanel, tile): the ukernel / gemv above with that epilogue fused. */
+typedef void (*qe_gemm_ukernel_dequant_fn)(size_t mr, size_t kg, const void *a, const void *w,
+                                           const qe_gemm_dequant_tile *q);
+typedef void (*qe_gemm_gemv_dequant_fn)(size_t np, size_t kg, const void *a, size_t a_stride,
+                                        const void *w, size_t wpanel,
+                                        const qe_gemm_dequant_tile *q);
+
 /* A dispatch record: a kernel travels with its tile and its packing, so they never mismatch. */
 typedef struct qe_gemm_kernel_rec {
     const char *name;
@@ -101,6 +128,8 @@ typedef struct qe_gemm_kernel_rec {
     qe_gemm_epilogue_fn epilogue;
     qe_gemm_gemv_fn gemv;       /* may be NULL */
     qe_gemm_ukernel_requant_fn ukernel_requant;   /* may be NULL: ukernel + epilogue instead */
+    qe_gemm_ukernel_dequant_fn ukernel_dequant;   /* may be NULL: ukernel + epilogue instead */
+    qe_gemm_gemv_dequant_fn gemv_dequant;         /* may be NULL: gemv (or ukernel) + epilogue */
 } qe_gemm_kernel_rec;
 
 #endif

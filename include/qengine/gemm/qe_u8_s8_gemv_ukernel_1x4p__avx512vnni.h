@@ -18,8 +18,10 @@
 #ifndef QE_GEMV_PF
 #define QE_GEMV_PF 256
 #endif
-#define QE_GEMV_VNNI_BODY(NP)                                                                \
-    do {                                                                                     \
+/* QE_GEMV_VNNI_ACCUMULATE leaves the np·32 dot products in acc[0..NP)[0..1]; the kernel below
+ * stores them, the dequantizing twin (qe_u8_s8_gemv_dequant_ukernel_1x4p__avx512vnni.h) applies
+ * the F32 epilogue to them in registers. */
+#define QE_GEMV_VNNI_ACCUMULATE(NP)                                                          \
         __m512i acc[NP][2];                                                                  \
         _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++)                                 \
             acc[p][0] = acc[p][1] = _mm512_setzero_si512();                                  \
@@ -34,7 +36,11 @@
                 acc[p][0] = _mm512_dpbusd_epi32(acc[p][0], va, _mm512_loadu_si512(wp));      \
                 acc[p][1] = _mm512_dpbusd_epi32(acc[p][1], va, _mm512_loadu_si512(wp + 64)); \
             }                                                                                \
-        }                                                                                    \
+        }
+
+#define QE_GEMV_VNNI_BODY(NP)                                                                \
+    do {                                                                                     \
+        QE_GEMV_VNNI_ACCUMULATE(NP)                                                          \
         _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) {                               \
             _mm512_storeu_si512(c + 32 * p, acc[p][0]);                                      \
             _mm512_storeu_si512(c + 32 * p + 16, acc[p][1]);                                 \

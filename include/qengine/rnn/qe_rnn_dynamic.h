@@ -4,19 +4,22 @@
  * one GEMM, gx[s, b, :] = X·Wᵀ (+ biases), and packed the recurrent weights R once. Each step:
  *   1. quantize h (u8, asymmetric, per tensor or per batch row; numerics.md), pack it as the
  *      GEMM's A operand;
- *   2. int32 GEMV of R against it (the GEMM microkernel of the active ISA, numerics.md), then the
- *      dequantizing epilogue (LSTM: accumulated straight into gx[s]; GRU: into a scratch row S);
- *   3. gates in fp32 (rnn/qe_gates.h), new h and c.
+ *   2. per block of units, R·h through the record's fused dequantizing kernels (batch 1: the
+ *      multi-panel GEMV; batch B: the 12-row microkernel over row panels, 16 = 12 + 4), whose
+ *      epilogue adds the dot products to gx[s] in registers (GRU: writes a scratch row S);
+ *      without them, ukernel/GEMV + the separate epilogue, the same bits;
+ *   3. the block's gates in fp32 (rnn/qe_gates.h) for every batch row, new h and c, while its
+ *      pre-activations are still in L1.
  *
  * Layout. Rows of W, R and the biases are permuted at pack time into blocks of QE_RNN_NB hidden
  * units: block j holds the G gates (LSTM i,o,f,c; GRU z,r,h, ONNX order) of units
- * [j·NB, (j+1)·NB), each NB rows. A block's gate pre-activations are then contiguous, and
- * threads can own whole blocks: every step each thread multiplies only its own rows of R (which
- * stay in its core's L2 from step to step), runs the gates of its own units and writes its
- * slice of the new h; one barrier per step publishes h. Every thread quantizes the whole h
- * itself (H values) instead of waiting for a second barrier. The hidden size is padded to Hp,
- * a multiple of NB, with zero weights and biases: padded units stay exactly 0 and, as 0 is
- * always inside the quantization range, change nothing.
+ * [j·NB, (j+1)·NB), each NB rows. A block's gate pre-activations are then contiguous and a block
+ * is a unit of work independent of the others within a step: threads divide the blocks (the
+ * time loop at the end of this file says how) and each writes its blocks' slice of the new h.
+ * Every thread quantizes the whole h itself (H values) instead of waiting for a second
+ * synchronisation. The hidden size is padded to Hp, a multiple of NB, with zero weights and
+ * biases: padded units stay exactly 0 and, as 0 is always inside the quantization range,
+ * change nothing.
  *
  * Sequence lengths: row b is active at step s while s < len[b]; an inactive row keeps its state
  * and gets y = 0 (ONNX semantics). The loop runs over "processing order" s = 0..T-1; the caller
@@ -28,6 +31,16 @@
 #include "../qe_threads.h"
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#if defined(__has_include) && !defined(__STDC_NO_THREADS__)
+#if __has_include(<threads.h>)
+#include <threads.h>   /* C11 thrd_yield / thrd_sleep: a waiting team member gives its CPU away */
+#define QE_RNN_HAVE_THREADS_H 1
+#endif
+#endif
+#ifndef QE_RNN_HAVE_THREADS_H
+#define QE_RNN_HAVE_THREADS_H 0
+#endif
 #include "../gemm/qe_gemm.h"
 #include "../gemm/qe_gemm_dynamic.h"
 #include "qe_gates.h"
@@ -65,8 +78,10 @@ typedef struct qe_rnn_shared {
     float *rh;                         /* GRU lbr=0: r ⊙ h, [B, Hp] */
 } qe_rnn_shared;
 
-/* Per-thread scratch (the thread's QE_WS_TEAM workspace): quantized h, its packed panels,
- * per-row qparams, one int32 tile. */
+/* Per-thread scratch: quantized h, its packed panels, per-row qparams, one int32 tile. All of
+ * a team's scratch is carved from the calling thread's QE_WS_CALL workspace before the parallel
+ * region, so no member can fail to get it (a member without scratch would leave its blocks to
+ * the others, which the fixed ranges of a batch-1 step cannot do). */
 typedef struct qe_rnn_local {
     uint8_t *hq, *apack;
     float *a_scale;
@@ -74,14 +89,20 @@ typedef struct qe_rnn_local {
     int32_t *tile;
 } qe_rnn_local;
 
-static int qe_rnn_local_init(qe_rnn_local *x, const qe_gemm_kernel_rec *r, size_t B, size_t Hp) {
+static size_t qe_rnn_local_bytes(const qe_gemm_kernel_rec *r, size_t B, size_t Hp) {
+    const size_t kp = qe_gemm_round_up(Hp, r->kpad);
+    return qe_gemm_round_up(B * kp, 64) + qe_gemm_round_up(qe_gemm_packed_a_bytes(r, B, Hp), 64) +
+           qe_gemm_round_up(B * 8, 64) + (size_t)QE_GEMM_MR_MAX * QE_GEMM_NR_MAX * 4;
+}
+
+/* mem: qe_rnn_local_bytes(), 64-aligned */
+static void qe_rnn_local_init(qe_rnn_local *x, const qe_gemm_kernel_rec *r, size_t B, size_t Hp,
+                              void *mem) {
     const size_t kp = qe_gemm_round_up(Hp, r->kpad);
     const size_t hq = qe_gemm_round_up(B * kp, 64);
     const size_t ap = qe_gemm_round_up(qe_gemm_packed_a_bytes(r, B, Hp), 64);
-    const size_t qp = qe_gemm_round_up(B * 8, 64);
     const size_t tl = (size_t)QE_GEMM_MR_MAX * QE_GEMM_NR_MAX * 4;
-    uint8_t *p = (uint8_t *)qe_workspace(QE_WS_TEAM, hq + ap + qp + tl);
-    if (!p) return QE_RNN_ENOMEM;
+    uint8_t *p = (uint8_t *)mem;
     x->tile = (int32_t *)p;  p += tl;
     x->hq = p;               p += hq;
     x->apack = p;            p += ap;
@@ -89,7 +110,6 @@ static int qe_rnn_local_init(qe_rnn_local *x, const qe_gemm_kernel_rec *r, size_
     x->a_zp = (int32_t *)(p + B * 4);
     memset(x->hq, 0, hq);
     memset(x->apack, 0, ap);
-    return QE_RNN_OK;
 }
 
 /* Quantize rows [0, B) of h (stride Hp) into x->hq (stride kp) and pack them as the A operand. */
@@ -117,41 +137,55 @@ static void qe_rnn_quantize_h(const qe_rnn_shared *sh, qe_rnn_local *x, const fl
 }
 
 /* R-rows [n0, n1) (whole panels) against the packed h; the F32 epilogue writes or accumulates
- * into out[b*ldo + n]. */
+ * into out[b*ldo + n]. With the record's fused dequantizing kernels (qe_gemm_params.h) the dot
+ * products go from registers straight into out; otherwise ukernel/gemv + epilogue, the same bits. */
 static void qe_rnn_gemv(const qe_rnn_shared *sh, qe_rnn_local *x, size_t n0, size_t n1,
                         float *out, size_t ldo, const float *bias, int accumulate) {
     const qe_rnn_layer *L = sh->L;
     const qe_gemm_kernel_rec *r = sh->rec;
-    const size_t B = (size_t)L->B, kg = (size_t)L->r->kp / r->kr;
+    const size_t B = (size_t)L->B, kg = (size_t)L->r->kp / r->kr, nr = (size_t)r->nr;
     const size_t apanel = (size_t)r->mr * kg * r->kr * r->elem;
-    const size_t wpanel = (size_t)r->nr * kg * r->kr * r->elem;
+    const size_t wpanel = nr * kg * r->kr * r->elem;
+    const size_t row_step = L->per_row ? 1 : 0;
     qe_gemm_epilogue ep;
     memset(&ep, 0, sizeof ep);
     ep.kind = QE_EPI_F32;
     ep.a_zp = x->a_zp;
     ep.a_scale = x->a_scale;
-    ep.row_step = L->per_row ? 1 : 0;
+    ep.row_step = (int32_t)row_step;
     ep.w_scale = L->r_scale;
     ep.bias = bias;
     ep.accumulate = accumulate;
-    qe_gemm_gemv_fn gemv = B == 1 ? r->gemv : NULL;
-    if (gemv) {
+    if (B == 1 && r->gemv) {
         const size_t a_stride = (size_t)r->mr * r->kr * r->elem;
-        for (size_t n = n0; n < n1; n += 4 * (size_t)r->nr) {
-            const size_t np = (n1 - n) / r->nr < 4 ? (n1 - n) / r->nr : 4;
-            gemv(np, kg, x->apack, a_stride, (const char *)L->r->data + (n / r->nr) * wpanel,
-                 wpanel, x->tile);
-            const qe_gemm_tile t = {x->tile, np * r->nr, 1, np * r->nr, 0, n, NULL};
+        for (size_t n = n0; n < n1; n += 4 * nr) {
+            const size_t np = (n1 - n) / nr < 4 ? (n1 - n) / nr : 4;
+            const char *wp = (const char *)L->r->data + (n / nr) * wpanel;
+            if (r->gemv_dequant) {
+                const qe_gemm_dequant_tile q = qe_gemm_dequant_tile_at(L->r, &ep, out, ldo, 0, n,
+                                                                       np * nr);
+                r->gemv_dequant(np, kg, x->apack, a_stride, wp, wpanel, &q);
+                continue;
+            }
+            r->gemv(np, kg, x->apack, a_stride, wp, wpanel, x->tile);
+            const qe_gemm_tile t = {x->tile, np * nr, 1, np * nr, 0, n, NULL};
             r->epilogue(&t, L->r, &ep, out, ldo);
         }
         return;
     }
-    for (size_t n = n0; n < n1; n += r->nr) {
-        const char *wp = (const char *)L->r->data + (n / r->nr) * wpanel;
+    for (size_t n = n0; n < n1; n += nr) {
+        const char *wp = (const char *)L->r->data + (n / nr) * wpanel;
         for (size_t m0 = 0; m0 < B; m0 += r->mr) {
             const size_t mr = B - m0 < (size_t)r->mr ? B - m0 : (size_t)r->mr;
-            r->ukernel(mr, kg, x->apack + (m0 / r->mr) * apanel, wp, x->tile, 0);
-            const qe_gemm_tile t = {x->tile, (size_t)r->nr, mr, (size_t)r->nr, m0, n, NULL};
+            const uint8_t *ap = x->apack + (m0 / r->mr) * apanel;
+            if (r->ukernel_dequant) {
+                const qe_gemm_dequant_tile q = qe_gemm_dequant_tile_at(L->r, &ep, out, ldo, m0, n,
+                                                                       nr);
+                r->ukernel_dequant(mr, kg, ap, wp, &q);
+                continue;
+            }
+            r->ukernel(mr, kg, ap, wp, x->tile, 0);
+            const qe_gemm_tile t = {x->tile, nr, mr, nr, m0, n, NULL};
             r->epilogue(&t, L->r, &ep, out, ldo);
         }
     }
@@ -161,100 +195,78 @@ static inline int qe_rnn_active(const qe_rnn_layer *L, int s, size_t b) {
     return !L->lens || s < L->lens[b];
 }
 
-/* One step of blocks [j0, j1) for LSTM. */
-static void qe_rnn_lstm_step(const qe_rnn_shared *sh, qe_rnn_local *x, int s, size_t j0,
-                             size_t j1, const float *hp, float *hn) {
+/* LSTM, block j of step s: the R rows of its four gates, then the cells of its units for every
+ * batch row while the block's pre-activations are in L1. */
+static void qe_rnn_lstm_block(const qe_rnn_shared *sh, qe_rnn_local *x, int s, size_t j,
+                              const float *hp, float *hn) {
     const qe_rnn_layer *L = sh->L;
-    const size_t NB = QE_RNN_NB;
+    const size_t NB = QE_RNN_NB, B = (size_t)L->B, Hp = (size_t)L->Hp;
     float *g = L->gx + s * L->gx_s;
-    /* Odd steps walk the blocks backwards: R is streamed every step, and when it exceeds L2 a
-     * cyclic walk misses on every line (LRU), while alternating directions reuses the part
-     * that the previous step left in cache. */
-    for (size_t jj = j0; jj < j1; jj++) {
-        const size_t j = (s & 1) ? j0 + j1 - 1 - jj : jj;
-        qe_rnn_gemv(sh, x, j * 4 * NB, (j + 1) * 4 * NB, g, (size_t)L->gx_b, NULL, 1);
-    }
-    for (size_t b = 0; b < (size_t)L->B; b++) {
-        float *gb = g + b * L->gx_b;
-        float *c = L->c + b * L->Hp;
-        const size_t u0 = j0 * NB, nu = (j1 - j0) * NB;
+    qe_rnn_gemv(sh, x, j * 4 * NB, (j + 1) * 4 * NB, g, (size_t)L->gx_b, NULL, 1);
+    for (size_t b = 0; b < B; b++) {
         if (!qe_rnn_active(L, s, b)) {
-            memcpy(hn + b * L->Hp + u0, hp + b * L->Hp + u0, nu * sizeof(float));
+            memcpy(hn + b * Hp + j * NB, hp + b * Hp + j * NB, NB * sizeof(float));
             continue;
         }
-        for (size_t j = j0; j < j1; j++) {
-            const float *gj = gb + j * 4 * NB;
-            sh->gates.lstm_cell(NB, gj, gj + NB, gj + 2 * NB, gj + 3 * NB, c + j * NB,
-                                hn + b * L->Hp + j * NB);
-        }
+        const float *gj = g + b * L->gx_b + j * 4 * NB;
+        sh->gates.lstm_cell(NB, gj, gj + NB, gj + 2 * NB, gj + 3 * NB, L->c + b * Hp + j * NB,
+                            hn + b * Hp + j * NB);
     }
 }
 
-/* GRU phase 1: S = R_zr·h (+Rb), z and r for blocks [j0, j1). lbr=1 also does R_h here. */
-static void qe_rnn_gru_zr(const qe_rnn_shared *sh, qe_rnn_local *x, int s, size_t j0, size_t j1,
+/* GRU phase 1, block j: S = R_zr·h (+Rb), z and r; lbr=1 also R_h·h. */
+static void qe_rnn_gru_zr(const qe_rnn_shared *sh, qe_rnn_local *x, int s, size_t j,
                           const float *hp) {
     const qe_rnn_layer *L = sh->L;
     const size_t NB = QE_RNN_NB, GH = 3 * (size_t)L->Hp;
     float *g = L->gx + s * L->gx_s;
-    for (size_t j = j0; j < j1; j++) {
-        const size_t n0 = j * 3 * NB, n1 = n0 + (L->linear_before_reset ? 3 : 2) * NB;
-        qe_rnn_gemv(sh, x, n0, n1, sh->s, GH, L->r_bias, 0);
-    }
+    const size_t n0 = j * 3 * NB, n1 = n0 + (L->linear_before_reset ? 3 : 2) * NB;
+    qe_rnn_gemv(sh, x, n0, n1, sh->s, GH, L->r_bias, 0);
     /* Inactive rows (past their sequence length) are computed too and then discarded: with
      * per-tensor quantization, r ⊙ h of every row enters the next GEMV's scale. */
     for (size_t b = 0; b < (size_t)L->B; b++) {
-        float *gb = g + b * L->gx_b;
-        const float *sb = sh->s + b * GH;
-        for (size_t j = j0; j < j1; j++) {
-            float *gz = gb + j * 3 * NB, *gr = gz + NB;
-            const float *sz = sb + j * 3 * NB, *sr = sz + NB;
-            for (size_t u = 0; u < NB; u++) { gz[u] = gz[u] + sz[u]; gr[u] = gr[u] + sr[u]; }
-            sh->gates.gru_zr(NB, gz, gr);
-            if (!L->linear_before_reset) {
-                const float *hb = hp + b * L->Hp + j * NB;
-                float *rh = sh->rh + b * L->Hp + j * NB;
-                for (size_t u = 0; u < NB; u++) rh[u] = gr[u] * hb[u];
-            }
+        float *gz = g + b * L->gx_b + j * 3 * NB, *gr = gz + NB;
+        const float *sz = sh->s + b * GH + j * 3 * NB, *sr = sz + NB;
+        for (size_t u = 0; u < NB; u++) { gz[u] = gz[u] + sz[u]; gr[u] = gr[u] + sr[u]; }
+        sh->gates.gru_zr(NB, gz, gr);
+        if (!L->linear_before_reset) {
+            const float *hb = hp + b * L->Hp + j * NB;
+            float *rh = sh->rh + b * L->Hp + j * NB;
+            for (size_t u = 0; u < NB; u++) rh[u] = gr[u] * hb[u];
         }
     }
 }
 
-/* GRU phase 2: h̃ and the new h for blocks [j0, j1). */
-static void qe_rnn_gru_h(const qe_rnn_shared *sh, qe_rnn_local *x, int s, size_t j0, size_t j1,
+/* GRU phase 2, block j: h̃ and the new h (lbr=0: R_h·(r ⊙ h) first). */
+static void qe_rnn_gru_h(const qe_rnn_shared *sh, qe_rnn_local *x, int s, size_t j,
                          const float *hp, float *hn) {
     const qe_rnn_layer *L = sh->L;
-    const size_t NB = QE_RNN_NB, GH = 3 * (size_t)L->Hp;
+    const size_t NB = QE_RNN_NB, GH = 3 * (size_t)L->Hp, Hp = (size_t)L->Hp;
     float *g = L->gx + s * L->gx_s;
     if (!L->linear_before_reset)
-        for (size_t j = j0; j < j1; j++)
-            qe_rnn_gemv(sh, x, j * 3 * NB + 2 * NB, j * 3 * NB + 3 * NB, sh->s, GH, L->r_bias, 0);
+        qe_rnn_gemv(sh, x, j * 3 * NB + 2 * NB, j * 3 * NB + 3 * NB, sh->s, GH, L->r_bias, 0);
     for (size_t b = 0; b < (size_t)L->B; b++) {
-        const size_t u0 = j0 * NB, nu = (j1 - j0) * NB;
         if (!qe_rnn_active(L, s, b)) {
-            memcpy(hn + b * L->Hp + u0, hp + b * L->Hp + u0, nu * sizeof(float));
+            memcpy(hn + b * Hp + j * NB, hp + b * Hp + j * NB, NB * sizeof(float));
             continue;
         }
-        float *gb = g + b * L->gx_b;
-        const float *sb = sh->s + b * GH;
-        for (size_t j = j0; j < j1; j++) {
-            float *gz = gb + j * 3 * NB, *gr = gz + NB, *gh = gz + 2 * NB;
-            const float *sh_ = sb + j * 3 * NB + 2 * NB;
-            const float *hpj = hp + b * L->Hp + j * NB;
-            float *hnj = hn + b * L->Hp + j * NB;
-            if (L->linear_before_reset) {
-                sh->gates.gru_h(NB, gz, gr, gh, sh_, hpj, hnj);
-            } else {
-                for (size_t u = 0; u < NB; u++) gh[u] = gh[u] + sh_[u];
-                sh->gates.gru_h(NB, gz, NULL, gh, NULL, hpj, hnj);
-            }
+        float *gz = g + b * L->gx_b + j * 3 * NB, *gr = gz + NB, *gh = gz + 2 * NB;
+        const float *sh_ = sh->s + b * GH + j * 3 * NB + 2 * NB;
+        const float *hpj = hp + b * Hp + j * NB;
+        float *hnj = hn + b * Hp + j * NB;
+        if (L->linear_before_reset) {
+            sh->gates.gru_h(NB, gz, gr, gh, sh_, hpj, hnj);
+        } else {
+            for (size_t u = 0; u < NB; u++) gh[u] = gh[u] + sh_[u];
+            sh->gates.gru_h(NB, gz, NULL, gh, NULL, hpj, hnj);
         }
     }
 }
 
-static void qe_rnn_write_y(const qe_rnn_layer *L, int s, size_t j0, size_t j1, const float *hn) {
+static void qe_rnn_write_y(const qe_rnn_layer *L, int s, size_t j, const float *hn) {
     if (!L->y) return;
     const size_t NB = QE_RNN_NB;
-    const size_t u0 = j0 * NB, u1 = j1 * NB < (size_t)L->H ? j1 * NB : (size_t)L->H;
+    const size_t u0 = j * NB, u1 = (j + 1) * NB < (size_t)L->H ? (j + 1) * NB : (size_t)L->H;
     if (u0 >= u1) return;
     for (size_t b = 0; b < (size_t)L->B; b++) {
         float *y = L->y + s * L->y_s + b * L->y_b;
@@ -265,27 +277,167 @@ static void qe_rnn_write_y(const qe_rnn_layer *L, int s, size_t j0, size_t j1, c
     }
 }
 
-/* The per-thread body: blocks [j0, j1), all T steps, `sync` between steps. */
-#define QE_RNN_BODY(SYNC)                                                                     \
-    do {                                                                                       \
-        for (int s = 0; s < L->T; s++) {                                                       \
-            const float *hp = sh.hbuf[s & 1];                                                  \
-            float *hn = sh.hbuf[(s + 1) & 1];                                                  \
-            qe_rnn_quantize_h(&sh, &loc, hp);                                                  \
-            if (L->kind == QE_RNN_LSTM) {                                                      \
-                qe_rnn_lstm_step(&sh, &loc, s, j0, j1, hp, hn);                                \
-            } else {                                                                           \
-                qe_rnn_gru_zr(&sh, &loc, s, j0, j1, hp);                                       \
-                if (!L->linear_before_reset) {                                                 \
-                    SYNC;                                                                      \
-                    qe_rnn_quantize_h(&sh, &loc, sh.rh);                                       \
-                }                                                                              \
-                qe_rnn_gru_h(&sh, &loc, s, j0, j1, hp, hn);                                    \
-            }                                                                                  \
-            qe_rnn_write_y(L, s, j0, j1, hn);                                                  \
-            SYNC;                                                                              \
-        }                                                                                      \
-    } while (0)
+/* ---- the time loop: stages, blocks and the threads that run them -----------------------------
+ * A step is one stage (LSTM, GRU lbr=1) or two (GRU lbr=0: z, r and r ⊙ h, then h̃, whose
+ * R_h·(r ⊙ h) needs all of r ⊙ h). A stage is nblocks independent blocks; stage q may start
+ * once stage q − 1 is complete. Which thread runs a block changes nothing in the results (the
+ * blocks' arithmetic is independent), so the schedule is chosen for speed alone:
+ *  - batch < QE_RNN_SHARE_MIN_B (the step streams R: bandwidth-bound): fixed ranges, one
+ *    barrier per stage. Each core's rows of R stay in its own L2 from step to step; taking a
+ *    partner's block (64 KiB of R from the other core) and waiting without a barrier both
+ *    measured slower, up to 20x under load.
+ *  - batch ≥ QE_RNN_SHARE_MIN_B (compute-bound): blocks are shared. Each thread claims its home
+ *    range, then the unclaimed blocks of the others, then waits for the blocks in progress.
+ *    Nobody waits for a partner to *arrive*: on this shared 2-vCPU VM a thread loses its CPU for
+ *    milliseconds at a time, and with a barrier per step every such loss stalled the other one
+ *    too (batch 16 on 2 threads under load: 40-50 ms shared against 100-1000 ms with barriers,
+ *    1 thread 25-35 ms). A late thread joins at the stage in progress.
+ * Claims are per range counters advanced by compare-and-swap (never past the stage);
+ * completions are per thread counters written by their own thread, so cache lines travel
+ * between cores only at the end of a stage, as with a barrier. Each thread quantizes the
+ * stage's h (or r ⊙ h) itself on its first block of the stage: with sharing, after claiming it,
+ * which keeps the stage open so the buffer cannot be overwritten meanwhile (its next writer is
+ * step s + 1). */
+typedef struct qe_rnn_counter {
+    long v;
+    char pad[64 - sizeof(long)];
+} qe_rnn_counter;
+
+typedef struct qe_rnn_team {
+    qe_rnn_counter *claimed;           /* [n]: blocks of range t claimed so far, all stages */
+    qe_rnn_counter *done;              /* [n]: blocks thread t has completed, all stages */
+    int n;
+    long nstages;
+} qe_rnn_team;
+
+#define QE_RNN_SHARE_MIN_B 4
+
+/* A sharing thread waiting for blocks in progress spins (pause, ~60 ns on the Zen 4 VM) while
+ * its partners make progress; after QE_RNN_PATIENCE pauses (~30 µs, a few blocks) without any,
+ * the partner is not running (preempted, or on this very vCPU: the scheduler does put both
+ * threads on one vCPU under load, where spinning only delays it), so it yields the CPU, and
+ * after QE_RNN_YIELDS yields sleeps QE_RNN_NAP_NS at a time. */
+#define QE_RNN_PATIENCE 512
+#define QE_RNN_YIELDS 1024
+#define QE_RNN_NAP_NS 50000
+
+static inline void qe_rnn_pause(void) {
+#if defined(QE_ARCH_X86) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static inline long qe_rnn_completed(const qe_rnn_team *tm) {
+    long v = 0;
+    for (int t = 0; t < tm->n; t++) v += __atomic_load_n(&tm->done[t].v, __ATOMIC_ACQUIRE);
+    return v;
+}
+
+/* Until `target` blocks are complete. */
+static void qe_rnn_wait(const qe_rnn_team *tm, long target) {
+    long last = -1, idle = 0;
+    for (long c; (c = qe_rnn_completed(tm)) < target; idle++) {
+        if (c != last) {
+            last = c;
+            idle = 0;
+        }
+#if QE_RNN_HAVE_THREADS_H
+        if (idle >= QE_RNN_PATIENCE + QE_RNN_YIELDS) {
+            const struct timespec nap = {0, QE_RNN_NAP_NS};
+            thrd_sleep(&nap, NULL);
+        } else if (idle >= QE_RNN_PATIENCE) {
+            thrd_yield();
+        } else
+#endif
+            qe_rnn_pause();
+    }
+}
+
+/* Claim the next block of range h in stage q (its blocks are claims [q·len, (q+1)·len)). */
+static inline int qe_rnn_claim(const qe_rnn_team *tm, int h, long q, long len, long *idx) {
+    long c = __atomic_load_n(&tm->claimed[h].v, __ATOMIC_RELAXED);
+    while (c < (q + 1) * len)
+        if (__atomic_compare_exchange_n(&tm->claimed[h].v, &c, c + 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED)) {
+            *idx = c - q * len;
+            return 1;
+        }
+    return 0;
+}
+
+/* Block j of stage q: quantize the stage's input on the thread's first block of it, then the
+ * block's GEMV, gates and y. */
+static void qe_rnn_run_block(const qe_rnn_shared *sh, qe_rnn_local *x, long q, size_t j,
+                             long *quantized) {
+    const qe_rnn_layer *L = sh->L;
+    const int P = L->kind == QE_RNN_GRU && !L->linear_before_reset ? 2 : 1;
+    const int s = (int)(q / P), phase = (int)(q % P);
+    const float *hp = sh->hbuf[s & 1];
+    float *hn = sh->hbuf[(s + 1) & 1];
+    if (*quantized != q) {
+        qe_rnn_quantize_h(sh, x, phase ? sh->rh : hp);
+        *quantized = q;
+    }
+    if (L->kind == QE_RNN_LSTM) {
+        qe_rnn_lstm_block(sh, x, s, j, hp, hn);
+    } else if (phase == 0) {
+        qe_rnn_gru_zr(sh, x, s, j, hp);
+        if (P == 1) qe_rnn_gru_h(sh, x, s, j, hp, hn);
+    } else {
+        qe_rnn_gru_h(sh, x, s, j, hp, hn);
+    }
+    if (phase == P - 1) qe_rnn_write_y(L, s, j, hn);
+}
+
+/* Block i of range [b0, b0 + len) in stage q: odd steps walk a range backwards (when R exceeds
+ * L2, a cyclic walk misses on every line (LRU); alternating directions reuses what the last
+ * step left in cache). */
+static inline size_t qe_rnn_block_of(const qe_rnn_shared *sh, long q, long b0, long len, long i) {
+    const int P = sh->L->kind == QE_RNN_GRU && !sh->L->linear_before_reset ? 2 : 1;
+    return (size_t)(((q / P) & 1) ? b0 + len - 1 - i : b0 + i);
+}
+
+/* Fixed ranges: member t of a team of n, a barrier after every stage (n = 1: no barriers). */
+static void qe_rnn_member_fixed(const qe_rnn_shared *sh, qe_rnn_local *x, long nstages, int t,
+                                int n) {
+    const long nb = sh->nblocks, b0 = nb * t / n, len = nb * (t + 1) / n - b0;
+    long quantized = -1;
+    for (long q = 0; q < nstages; q++) {
+        for (long i = 0; i < len; i++)
+            qe_rnn_run_block(sh, x, q, qe_rnn_block_of(sh, q, b0, len, i), &quantized);
+#ifdef _OPENMP
+        if (n > 1) {
+            #pragma omp barrier
+        }
+#endif
+    }
+}
+
+/* Shared blocks: member t (of tm->n planned; ranges of absent members are claimed by the
+ * others), every stage until the last. */
+static void qe_rnn_member_shared(const qe_rnn_shared *sh, qe_rnn_local *x, const qe_rnn_team *tm,
+                                 int t) {
+    const long nb = sh->nblocks, n = tm->n;
+    long q = 0, quantized = -1, mine = 0;
+    for (;;) {
+        const long c = qe_rnn_completed(tm);
+        if (c / nb > q) q = c / nb;                      /* stages finished while away */
+        if (q >= tm->nstages) break;
+        if (c < q * nb) qe_rnn_wait(tm, q * nb);         /* stage q − 1 still running */
+        for (long k = 0; k < n; k++) {
+            const int h = (int)((t + k) % n);
+            const long b0 = nb * h / n, len = nb * (h + 1) / n - b0;
+            long i;
+            while (qe_rnn_claim(tm, h, q, len, &i)) {
+                qe_rnn_run_block(sh, x, q, qe_rnn_block_of(sh, q, b0, len, i), &quantized);
+                __atomic_store_n(&tm->done[t].v, ++mine, __ATOMIC_RELEASE);
+            }
+        }
+        q++;
+    }
+}
 
 static int qe_rnn_layer_run(const qe_rnn_layer *L) {
     const qe_gemm_kernel_rec *rec = qe_gemm_kernel_for_isa(L->isa);
@@ -297,54 +449,57 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
     qe_rnn_shared sh;
     sh.L = L; sh.rec = rec; sh.gates = qe_gates_for_isa(L->isa); sh.G = G;
     sh.nblocks = L->Hp / QE_RNN_NB;
+    int nt = qe_threads(L->nthreads);
+    if ((double)L->B * G * L->Hp * L->Hp < (double)QE_RNN_PAR_MIN_MACS) nt = 1;
+    if (nt > sh.nblocks) nt = sh.nblocks;
+#ifndef _OPENMP
+    nt = 1;
+#endif
     const size_t BH = (size_t)L->B * L->Hp;
-    /* shared by the team: the calling thread's QE_WS_CALL workspace */
-    float *mem = (float *)qe_workspace(
-        QE_WS_CALL, sizeof(float) * (BH * (L->kind == QE_RNN_GRU ? 3 + G : 2) + 16));
+    const size_t nf = qe_gemm_round_up(BH * (L->kind == QE_RNN_GRU ? 3 + G : 2) * sizeof(float), 64);
+    const size_t nc = 2 * (size_t)nt * sizeof(qe_rnn_counter);
+    const size_t nl = qe_gemm_round_up(qe_rnn_local_bytes(rec, (size_t)L->B, (size_t)L->Hp), 64);
+    /* the calling thread's QE_WS_CALL workspace: shared floats, counters, every member's scratch */
+    char *mem = (char *)qe_workspace(QE_WS_CALL, nf + nc + (size_t)nt * nl);
     if (!mem) return QE_RNN_ENOMEM;
-    sh.hbuf[0] = mem;
-    sh.hbuf[1] = mem + BH;
-    sh.s = mem + 2 * BH;
+    float *f = (float *)mem;
+    sh.hbuf[0] = f;
+    sh.hbuf[1] = f + BH;
+    sh.s = f + 2 * BH;
     sh.rh = sh.s + (size_t)G * BH;
     memcpy(sh.hbuf[0], L->h, BH * sizeof(float));
     memcpy(sh.hbuf[1], L->h, BH * sizeof(float));
     if (L->kind == QE_RNN_GRU) memset(sh.rh, 0, BH * sizeof(float));
+    qe_rnn_team tm;
+    tm.claimed = (qe_rnn_counter *)(mem + nf);
+    tm.done = tm.claimed + nt;
+    tm.n = nt;
+    tm.nstages = (long)L->T * (L->kind == QE_RNN_GRU && !L->linear_before_reset ? 2 : 1);
+    memset(tm.claimed, 0, nc);
+    char *scratch = mem + nf + nc;
+    const int share = L->B >= QE_RNN_SHARE_MIN_B;
 
-    int nt = qe_threads(L->nthreads);
-    if ((double)L->B * G * L->Hp * L->Hp < (double)QE_RNN_PAR_MIN_MACS) nt = 1;
-    if (nt > sh.nblocks) nt = sh.nblocks;
-    int err = QE_RNN_OK;
     if (nt <= 1) {
         qe_rnn_local loc;
-        err = qe_rnn_local_init(&loc, rec, (size_t)L->B, (size_t)L->Hp);
-        if (!err) {
-            const size_t j0 = 0, j1 = (size_t)sh.nblocks;
-            QE_RNN_BODY((void)0);
-        }
+        qe_rnn_local_init(&loc, rec, (size_t)L->B, (size_t)L->Hp, scratch);
+        qe_rnn_member_fixed(&sh, &loc, tm.nstages, 0, 1);
     } else {
 #ifdef _OPENMP
         #pragma omp parallel num_threads(nt)
         {
             qe_threads_note_team();
-            const int tid = omp_get_thread_num(), n = omp_get_num_threads();
-            const size_t j0 = (size_t)sh.nblocks * tid / n, j1 = (size_t)sh.nblocks * (tid + 1) / n;
+            const int t = omp_get_thread_num();
             qe_rnn_local loc;
-            const int e = qe_rnn_local_init(&loc, rec, (size_t)L->B, (size_t)L->Hp);
-            int any_err = 0;
-            /* every thread must reach the same barriers: agree on failure first */
-            #pragma omp atomic
-            err |= e;
-            #pragma omp barrier
-            #pragma omp atomic read
-            any_err = err;
-            if (!any_err) QE_RNN_BODY(_Pragma("omp barrier"));
+            qe_rnn_local_init(&loc, rec, (size_t)L->B, (size_t)L->Hp, scratch + (size_t)t * nl);
+            if (share)
+                qe_rnn_member_shared(&sh, &loc, &tm, t);
+            else   /* ranges over the team OpenMP really gave (it may be smaller than asked) */
+                qe_rnn_member_fixed(&sh, &loc, tm.nstages, t, omp_get_num_threads());
         }
 #endif
     }
-    if (!err) {
-        memcpy(L->h, sh.hbuf[L->T & 1], BH * sizeof(float));
-    }
-    return err ? QE_RNN_ENOMEM : QE_RNN_OK;
+    memcpy(L->h, sh.hbuf[L->T & 1], BH * sizeof(float));
+    return QE_RNN_OK;
 }
 
 #endif
