@@ -28,10 +28,22 @@ cdef extern from "qengine/conv/qe_dwconv.h" nogil:
         const float *mult
         int32_t zp, lo, hi
         int32_t layout
+        const float *fbias
     int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
                      const qe_dwconv_params *p, uint8_t *y, int nthreads)
+    int qe_conv2d_dw_dequant(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                             float a_scale, const qe_dwconv_params *pk, const int32_t *wsum,
+                             size_t nwsum, const float *w_scale, const float *bias, float *y,
+                             int nthreads)
     const char *qe_dwconv_ukernel_name(int isa)
+    const char *qe_dwconv_dequant_ukernel_name(int isa)
     int qe_dwconv_layout(int isa)
+
+cdef extern from "qengine/conv/qe_conv_dynamic.h" nogil:
+    int qe_dynq_u8_nchw(int isa, size_t n, size_t c, size_t hw, const float *x, uint8_t *q,
+                        float *scale, int32_t *zp, int nthreads)
+    void qe_nhwc_to_nchw_f32(size_t n, size_t hw, size_t c, const float *src, float *dst,
+                             int nthreads)
 
 cdef extern from "qengine/pool/qe_pool.h" nogil:
     ctypedef struct qe_pool_params:
@@ -75,6 +87,10 @@ cdef qe_conv_shape _shape(tuple t):
 
 def dw_kernel_name(int isa):
     return qe_dwconv_ukernel_name(isa).decode()
+
+
+def dw_dequant_kernel_name(int isa):
+    return qe_dwconv_dequant_ukernel_name(isa).decode()
 
 
 def dw_kernel_layout(int isa):
@@ -136,6 +152,89 @@ def conv2d_gemm_f32(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale
     _conv_gemm(isa, shape, x, a_zp, packs, &ep, y, nthreads)
 
 
+def conv1x1_f32(int isa, cnp.ndarray x, size_t m, size_t cin, list packs, int a_zp,
+                float a_scale, cnp.ndarray w_scale, object bias, cnp.ndarray y, size_t cout,
+                int nthreads=0):
+    """Dynamic 1×1 stride-1 unpadded conv as GEMM over the NHWC pixels: x uint8 [m, cin]
+    quantized with (a_scale, a_zp), y float32 [m, cout] = epilogue (a); groups as conv1x1."""
+    cdef size_t g, ng = len(packs)
+    cdef size_t cin_g = cin // ng, cout_g = cout // ng
+    cdef qe_packed_w w
+    cdef qe_gemm_epilogue ep
+    cdef int32_t zp = a_zp
+    cdef float sc = a_scale
+    cdef const uint8_t *px = <const uint8_t *>_d(x)
+    cdef float *py = <float *>_d(y)
+    cdef const float *pws = <const float *>_d(w_scale)
+    cdef const float *pb = NULL if bias is None else <const float *>_d(<cnp.ndarray>bias)
+    cdef int rc = 0
+    memset(&ep, 0, sizeof(ep))
+    ep.kind = QE_EPI_F32
+    ep.a_zp = &zp
+    ep.a_scale = &sc
+    for g in range(ng):
+        w.data = _d(packs[g][0])
+        w.colsum = <const int32_t *>_d(packs[g][1])
+        w.w_zp = NULL
+        w.n, w.k, w.kp = packs[g][2], packs[g][3], packs[g][4]
+        w.isa = isa
+        ep.w_scale = pws + g * cout_g
+        ep.bias = NULL if pb == NULL else pb + g * cout_g
+        with nogil:
+            rc = qe_gemm(isa, m, px + g * cin_g, cin, &w, &ep, py + g * cout_g, cout, nthreads,
+                         NULL, 0)
+        if rc:
+            break
+    _check(rc)
+
+
+def dynq_nchw(int isa, cnp.ndarray x, cnp.ndarray q, int nthreads=0):
+    """x float32 NCHW [n, c, h, w] -> q uint8 NHWC [n, h, w, c] quantized per tensor
+    (asymmetric u8, numerics.md); returns (scale, zero_point)."""
+    cdef size_t n = x.shape[0], c = x.shape[1], hw = x.shape[2] * x.shape[3]
+    cdef const float *px = <const float *>_d(x)
+    cdef uint8_t *pq = <uint8_t *>_d(q)
+    cdef float sc = 1.0
+    cdef int32_t zp = 0
+    with nogil:
+        qe_dynq_u8_nchw(isa, n, c, hw, px, pq, &sc, &zp, nthreads)
+    return sc, zp
+
+
+def nhwc_to_nchw_f32(cnp.ndarray src, cnp.ndarray dst, int nthreads=0):
+    """src float32 NHWC [n, h, w, c] -> dst float32 NCHW [n, c, h, w]."""
+    cdef size_t n = src.shape[0], hw = src.shape[1] * src.shape[2], c = src.shape[3]
+    cdef const float *ps = <const float *>_d(src)
+    cdef float *pd = <float *>_d(dst)
+    with nogil:
+        qe_nhwc_to_nchw_f32(n, hw, c, ps, pd, nthreads)
+
+
+def dwconv_dequant(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale,
+                   cnp.ndarray wpk, int layout, cnp.ndarray wsum, cnp.ndarray w_scale,
+                   object bias, cnp.ndarray y, int nthreads=0):
+    """Dynamic depthwise: x uint8 NHWC [n, h, w, c] quantized with (a_scale, a_zp); wpk / wsum
+    as packed for `layout` (wsum = Σ_t w in layout order); w_scale, bias f32 [c] (channel
+    order); y float32 NCHW [n, c, oh, ow]."""
+    cdef qe_conv_shape s = _shape(shape)
+    cdef qe_dwconv_params p
+    memset(&p, 0, sizeof(p))
+    p.w = _d(wpk)
+    p.wstride = wpk.shape[1] if layout == 0 else 0
+    p.layout = layout
+    cdef const uint8_t *px = <const uint8_t *>_d(x)
+    cdef const int32_t *pws = <const int32_t *>_d(wsum)
+    cdef size_t nws = wsum.shape[0]
+    cdef const float *psc = <const float *>_d(w_scale)
+    cdef const float *pb = NULL if bias is None else <const float *>_d(<cnp.ndarray>bias)
+    cdef float *py = <float *>_d(y)
+    cdef int rc
+    with nogil:
+        rc = qe_conv2d_dw_dequant(isa, &s, px, a_zp, a_scale, &p, pws, nws, psc, pb, py,
+                                  nthreads)
+    _check(rc)
+
+
 def conv1x1(int isa, cnp.ndarray x, size_t m, size_t cin, list packs, cnp.ndarray col_bias,
             cnp.ndarray mult, int zp, int lo, int hi, cnp.ndarray y, size_t cout,
             int nthreads=0):
@@ -177,6 +276,7 @@ def dwconv(int isa, cnp.ndarray x, tuple shape, int a_zp, cnp.ndarray wpk, int l
     y uint8 NHWC [n, oh, ow, c]."""
     cdef qe_conv_shape s = _shape(shape)
     cdef qe_dwconv_params p
+    memset(&p, 0, sizeof(p))
     p.w = _d(wpk)
     p.wstride = wpk.shape[1] if layout == 0 else 0
     p.layout = layout

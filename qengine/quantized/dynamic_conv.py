@@ -3,6 +3,14 @@ quantized per call (u8, per tensor), int32 accumulation, float32 output through 
 dequantizing epilogue (docs/numerics.md, epilogue (a)) — what `quantize_dynamic` makes of a Conv
 when there is no calibration data. NCHW float in, NCHW float out.
 
+The paths of the static QConv2d, chosen from the shape:
+  'dw'     depthwise (groups = Cin): the per-channel kernel's dequant twin (qe_dwconv.h), which
+           writes NCHW itself;
+  '1x1'    1×1, stride 1, no padding: GEMM straight over the NHWC pixels (no im2col);
+  'im2col' everything else (qe_conv.h).
+The input is quantized straight from NCHW float into NHWC bytes in one compiled pass
+(qe_conv_dynamic.h); the GEMM paths' NHWC float output is transposed back in another.
+
 The NumPy definition: quantize_activations_ref over the NHWC input, qconv2d_acc_ref, then
 dequant_epilogue_ref (tests/test_dynamic_conv.py composes them).
 """
@@ -13,15 +21,20 @@ from .._ext import _conv
 from ..errors import ConfigError, ShapeError
 from ..reference.conv import conv_out_size
 from . import _static as S
+from .conv import _pack_dw
+
+_runtime.register_kernels("dwconv_u8s8_dequant", {name: _conv.dw_dequant_kernel_name(i)
+                                                  for i, name in enumerate(_runtime.ISA_NAMES)})
 
 
 class DynamicConv2d:
     """DynamicConv2d(weight_int8 OIHW, weight_scale [Cout], bias=None, *, stride=1, padding=0,
-    dilation=1, groups=1, isa=None); padding as QConv2d's ('same_upper' / 'same_lower'
-    included). Call: float32 NCHW [N, Cin, H, W] -> float32 NCHW."""
+    dilation=1, groups=1, isa=None, algorithm=None); padding as QConv2d's ('same_upper' /
+    'same_lower' included); algorithm None (chosen from the shape) or 'im2col' / '1x1' / 'dw'
+    where valid. Call: float32 NCHW [N, Cin, H, W] -> float32 NCHW."""
 
     def __init__(self, weight_int8, weight_scale, bias=None, *, stride=1, padding=0,
-                 dilation=1, groups=1, isa=None):
+                 dilation=1, groups=1, isa=None, algorithm=None):
         w = np.asarray(weight_int8)
         if w.dtype != np.int8 or w.ndim != 4:
             raise ShapeError(f"DynamicConv2d weight must be int8 OIHW, got {w.dtype} {w.shape}")
@@ -41,6 +54,17 @@ class DynamicConv2d:
             raise ShapeError(f"bias must have shape ({cout},), got {self.bias.shape}")
         self._isa = S.isa_index(isa)
         self.isa = _runtime.ISA_NAMES[self._isa]
+        self.algorithm = self._choose(algorithm)
+        if self.algorithm == "dw":
+            self.depth_multiplier = cout // g
+            taps = w.reshape(cout, kh * kw).T.astype(np.int64)               # [taps, Cout]
+            self._layout = _conv.dw_kernel_layout(self._isa)
+            # Σ_t w per channel, in the kernel's layout order: −z_a·Σw is made from it per call
+            self._wdw, self._wsum, _ = _pack_dw(self._layout, taps,
+                                                taps.sum(axis=0).astype(np.int32),
+                                                np.ones(cout, np.float32))
+            self.kernel = _conv.dw_dequant_kernel_name(self._isa)
+            return
         k = kh * kw * cin_g
         functional._check_k(k)
         wk = w.transpose(0, 2, 3, 1).reshape(g, cout // g, k)    # K order (ky, kx, ci)
@@ -48,12 +72,33 @@ class DynamicConv2d:
         for gi in range(g):
             pw = functional.pack_weights(np.ascontiguousarray(wk[gi]), isa=self.isa)
             self._packs.append((pw.data, pw.colsum, pw.n, pw.k, pw.kp))
+        self.kernel = pw.kernel
 
-    def __call__(self, x, *, nthreads=0):
+    def _choose(self, algorithm):
+        (kh, kw), g = self.kernel_size, self.groups
+        ok = {"im2col": True,
+              "dw": g == self.in_channels and self.out_channels % g == 0,
+              "1x1": (kh, kw) == (1, 1) and self.stride == (1, 1) and
+                     self.padding in ((0, 0, 0, 0), *S.SAME)}
+        if algorithm is not None:
+            if algorithm not in ok:
+                raise ConfigError(f"algorithm must be one of {sorted(ok)}, got {algorithm!r}")
+            if not ok[algorithm]:
+                raise ConfigError(f"algorithm {algorithm!r} does not apply to this convolution")
+            return algorithm
+        if ok["dw"] and g > 1:
+            return "dw"
+        return "1x1" if ok["1x1"] else "im2col"
+
+    def __call__(self, x, *, nthreads=0, arena=None):
+        """arena: a dict the caller keeps between calls (one per thread); the layer keeps its
+        scratch and output buffers there instead of allocating them per call."""
         x = np.asarray(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.dtype.kind != "f":
             raise ShapeError(f"DynamicConv2d input must be float NCHW with {self.in_channels} "
                              f"channels, got {x.dtype} {x.shape}")
+        x = np.ascontiguousarray(x, np.float32)
+        arena = {} if arena is None else arena
         n, c, h, w = x.shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         pt, pl, pb, pr = S.resolve_pads(self.padding, h, w, self.kernel_size, self.stride,
@@ -61,11 +106,33 @@ class DynamicConv2d:
         oh, ow = conv_out_size(h, kh, sh, dh, pt, pb), conv_out_size(w, kw, sw, dw, pl, pr)
         if oh < 1 or ow < 1:
             raise ShapeError(f"input {h}x{w} is too small for kernel {self.kernel_size}")
-        xh = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), np.float32)
-        q, s, z = functional.quantize_activations(xh.reshape(-1, c), isa=self.isa)
-        y = np.empty((n, oh, ow, self.out_channels), np.float32)
-        shape = (n, h, w, c, oh, ow, self.out_channels, kh, kw, sh, sw, dh, dw, pt, pl,
-                 self.groups, c // self.groups, self.out_channels // self.groups)
-        _conv.conv2d_gemm_f32(self._isa, q.reshape(n, h, w, c), shape, int(z), float(s),
-                              self._packs, self.weight_scale, self.bias, y, nthreads)
-        return np.ascontiguousarray(np.transpose(y, (0, 3, 1, 2)))
+        cout = self.out_channels
+        y = arena["y"] = S.output(arena.get("y"), (n, cout, oh, ow), np.float32)
+        if y.size == 0:
+            return y
+        q = arena["q"] = S.output(arena.get("q"), (n, h, w, c))
+        s, z = _conv.dynq_nchw(self._isa, x, q, nthreads)
+        if self.algorithm == "dw":
+            if self.depth_multiplier > 1:       # output channel o reads input channel o // mult
+                q = np.ascontiguousarray(np.repeat(q, self.depth_multiplier, axis=3))
+            shape = (n, h, w, cout, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, cout, 1, 1)
+            _conv.dwconv_dequant(self._isa, q, shape, z, s, self._wdw, self._layout,
+                                 self._wsum, self.weight_scale, self.bias, y, nthreads)
+            return y
+        t = arena["t"] = S.output(arena.get("t"), (n, oh, ow, cout), np.float32)
+        if self.algorithm == "1x1":
+            _conv.conv1x1_f32(self._isa, q, n * h * w, c, self._packs, z, s,
+                              self.weight_scale, self.bias, t, cout, nthreads)
+        else:
+            shape = (n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl,
+                     self.groups, c // self.groups, cout // self.groups)
+            _conv.conv2d_gemm_f32(self._isa, q, shape, z, s, self._packs, self.weight_scale,
+                                  self.bias, t, nthreads)
+        _conv.nhwc_to_nchw_f32(t, y, nthreads)
+        return y
+
+    def __repr__(self):
+        return (f"DynamicConv2d({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, groups={self.groups}, algorithm={self.algorithm!r}, "
+                f"kernel={self.kernel!r})")
