@@ -11,6 +11,21 @@ from qengine.quantized.weights import quantize_per_channel_symmetric
 from qengine.reference.conv import qconv2d_acc_ref
 from qengine.reference.gemm import dequant_epilogue_ref, quantize_activations_ref
 
+ISAS = _runtime.available_isas()
+
+
+def reference(x, wq, ws, b, stride, pads, dilation, groups):
+    """The NumPy composition: quantize the NHWC input per tensor, int64 conv, dequant epilogue;
+    float32 NCHW."""
+    cout, cin = wq.shape[0], x.shape[1]
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    q, sc, z = quantize_activations_ref(xh.reshape(-1, cin))
+    acc = qconv2d_acc_ref(q.reshape(xh.shape), int(z), wq, stride, pads, dilation, groups)
+    assert np.all(np.abs(acc) < 2**31)
+    want = dequant_epilogue_ref(acc.reshape(-1, cout).astype(np.int32), sc, ws, b)
+    return want.reshape(acc.shape).transpose(0, 3, 1, 2)
+
+
 CASES = [  # cin, cout, k, stride, pads, dilation, groups
     (3, 8, 3, 1, (1, 1, 1, 1), 1, 1), (6, 10, 3, 2, (0, 1, 1, 0), 1, 2),
     (8, 8, 3, 1, (1, 1, 1, 1), 2, 8), (5, 7, 1, 1, (0, 0, 0, 0), 1, 1),
@@ -80,3 +95,153 @@ def test_bad_input_is_a_clear_error():
         layer(np.zeros((1, 2, 5, 5), np.float32))
     with pytest.raises(qengine.ShapeError, match="too small"):
         layer(np.zeros((1, 3, 2, 2), np.float32))
+
+
+# Depthwise through the dequant twin of the dw kernels: channel counts around each kernel's block
+# (c8 AVX2, c64 AVX-512 with its masked tail), odd sizes, strides, dilations, asymmetric pads
+# (taps in the left/right/top/bottom padding and the full-run middle), batch > 1.
+DW_CASES = [  # c, (h, w), k, stride, pads, dilation, batch
+    (2, (5, 6), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (7, (9, 8), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2),
+    (8, (6, 13), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
+    (9, (7, 7), (3, 3), (1, 2), (0, 1, 2, 0), (2, 1), 3),
+    (63, (5, 11), (3, 3), (2, 1), (1, 1, 1, 1), (1, 1), 1),
+    (64, (4, 9), (1, 3), (1, 1), (0, 1, 0, 1), (1, 1), 2),
+    (65, (6, 5), (5, 5), (1, 1), (2, 2, 2, 2), (1, 2), 1),
+    (130, (3, 17), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (24, (1, 1), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),        # every tap but one padded
+    (16, (12, 40), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 2),       # above the threading threshold
+]
+
+
+def _dw_case(c, hw, k, bias=True, seed=0):
+    rng = np.random.default_rng(seed + c)
+    W = rng.standard_normal((c, 1, *k)).astype(np.float32)
+    wq, ws = quantize_per_channel_symmetric(W.reshape(c, -1))
+    b = rng.standard_normal(c).astype(np.float32) if bias else None
+    return wq.reshape(W.shape), ws, b
+
+
+@pytest.mark.parametrize("case", DW_CASES)
+@pytest.mark.parametrize("isa", ISAS)
+def test_depthwise_bit_exact_on_every_isa(case, isa):
+    c, (h, w), k, s, p, d, n = case
+    wq, ws, b = _dw_case(c, (h, w), k, bias=c % 2 == 1)
+    x = np.random.default_rng(c).standard_normal((n, c, h, w)).astype(np.float32) * 3
+    want = reference(x, wq, ws, b, s, p, d, c)
+    layer = DynamicConv2d(wq, ws, b, stride=s, padding=p, dilation=d, groups=c, isa=isa)
+    assert layer.algorithm == "dw" and "dequant" in layer.kernel
+    for threads in (1, 2):
+        np.testing.assert_array_equal(layer(x, nthreads=threads), want,
+                                      err_msg=f"{isa} {threads} threads")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("algorithm", ["dw", "1x1", "im2col"])
+def test_extremes_255_times_minus_128(isa, algorithm):
+    """Every input at the top of its range (z_a = 0, q = 255) against weights of −128: the most
+    negative accumulator, exactly; and alternating signs."""
+    c = 70 if algorithm == "dw" else 37
+    g = c if algorithm == "dw" else 1
+    k = (1, 1) if algorithm == "1x1" else (3, 3)
+    pads = (0, 0, 0, 0) if algorithm == "1x1" else (1, 1, 1, 1)
+    x = np.full((2, c, 5, 9), 2.5, np.float32)
+    for wq in (np.full((c, c // g, *k), -128, np.int8),
+               np.where(np.arange(c * (c // g) * k[0] * k[1]) % 2, 127, -128)
+               .astype(np.int8).reshape(c, c // g, *k)):
+        ws = np.linspace(0.5, 2.0, c).astype(np.float32)
+        want = reference(x, wq, ws, None, (1, 1), pads, (1, 1), g)
+        layer = DynamicConv2d(wq, ws, None, padding=pads, groups=g, isa=isa, algorithm=algorithm)
+        np.testing.assert_array_equal(layer(x), want)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cin,cout,groups", [(1, 1, 1), (5, 7, 1), (16, 33, 1), (64, 64, 1),
+                                              (70, 130, 1), (12, 18, 3)])
+def test_1x1_bit_exact_on_every_isa(isa, cin, cout, groups):
+    """1×1 stride-1 convolutions run as a GEMM over the NHWC pixels: N around the GEMM tiles,
+    M (pixels) = 1 and beyond one 12-row panel, groups as column offsets."""
+    rng = np.random.default_rng(cin + cout)
+    W = rng.standard_normal((cout, cin // groups, 1, 1)).astype(np.float32)
+    wq, ws = quantize_per_channel_symmetric(W.reshape(cout, -1))
+    wq = wq.reshape(W.shape)
+    b = rng.standard_normal(cout).astype(np.float32)
+    for shape in ((1, cin, 1, 1), (2, cin, 5, 7), (1, cin, 13, 29)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        want = reference(x, wq, ws, b, (1, 1), (0, 0, 0, 0), (1, 1), groups)
+        layer = DynamicConv2d(wq, ws, b, groups=groups, isa=isa)
+        assert layer.algorithm == "1x1"
+        for threads in (1, 2):
+            np.testing.assert_array_equal(layer(x, nthreads=threads), want)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_every_algorithm_agrees_where_it_applies(isa):
+    """A depthwise 1×1 can run as 'dw', '1x1' or 'im2col': the same bits from each."""
+    c = 40
+    wq, ws, b = _dw_case(c, (1, 1), (1, 1))
+    x = np.random.default_rng(1).standard_normal((1, c, 6, 10)).astype(np.float32)
+    want = reference(x, wq, ws, b, (1, 1), (0, 0, 0, 0), (1, 1), c)
+    for algorithm in ("dw", "1x1", "im2col"):
+        layer = DynamicConv2d(wq, ws, b, groups=c, isa=isa, algorithm=algorithm)
+        np.testing.assert_array_equal(layer(x), want, err_msg=algorithm)
+    with pytest.raises(qengine.ConfigError, match="does not apply"):
+        DynamicConv2d(wq, ws, b, groups=c, stride=2, algorithm="1x1")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_depth_multiplier_runs_depthwise(isa):
+    """groups = Cin with Cout = 3·Cin: each output channel o reads input channel o // 3."""
+    cin, mult = 6, 3
+    rng = np.random.default_rng(7)
+    W = rng.standard_normal((cin * mult, 1, 3, 3)).astype(np.float32)
+    wq, ws = quantize_per_channel_symmetric(W.reshape(cin * mult, -1))
+    wq = wq.reshape(W.shape)
+    x = rng.standard_normal((2, cin, 7, 8)).astype(np.float32)
+    want = reference(x, wq, ws, None, (2, 2), (1, 1, 1, 1), (1, 1), cin)
+    layer = DynamicConv2d(wq, ws, stride=2, padding=1, groups=cin, isa=isa)
+    assert layer.algorithm == "dw"
+    np.testing.assert_array_equal(layer(x), want)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 3, 48, 320), (2, 70, 7, 9), (1, 130, 3, 65),
+                                   (2, 64, 24, 40)])
+def test_quantize_nchw_into_nhwc_equals_the_reference(isa, shape):
+    """The fused quantize + transpose gives the bytes, scale and zero point of
+    quantize_activations_ref on the NHWC copy (NaN -> z, ±Inf saturate), on 1 and 2 threads."""
+    from qengine._ext import _conv
+    x = np.random.default_rng(shape[1]).standard_normal(shape).astype(np.float32) * 4 - 1
+    if x.size > 3:
+        x.reshape(-1)[[0, 1, -1]] = [np.nan, np.inf, -np.inf]
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    q0, s0, z0 = quantize_activations_ref(xh.reshape(-1, shape[1]))
+    for threads in (1, 2):
+        q = np.empty(xh.shape, np.uint8)
+        s, z = _conv.dynq_nchw(_runtime.ISA_NAMES.index(isa), x, q, threads)
+        assert (np.float32(s), z) == (s0, z0)
+        np.testing.assert_array_equal(q.reshape(-1, shape[1]), q0)
+
+
+def test_graph_op_reuses_its_buffers_and_matches_the_layer():
+    """DynamicQuantConv keeps its scratch in the executor's per-thread arena: repeated runs give
+    the layer's result, and a graph output is never a buffer the next run overwrites."""
+    from qengine.graph import Graph, Node, ValueInfo
+    rng = np.random.default_rng(3)
+    wq, ws, b = _dw_case(16, (1, 1), (3, 3))
+    w1, s1 = quantize_per_channel_symmetric(rng.standard_normal((8, 16)).astype(np.float32))
+    inits = {"wq": wq, "ws": ws, "b": b, "w1": w1.reshape(8, 16, 1, 1), "s1": s1}
+    nodes = [Node("DynamicQuantConv", "dw", ("x", "wq", "ws", "b"), ("h",),
+                  {"group": 16, "pads": [1, 1, 1, 1], "kernel_shape": [3, 3]}),
+             Node("DynamicQuantConv", "pw", ("h", "w1", "s1"), ("y",), {"kernel_shape": [1, 1]})]
+    g = Graph([ValueInfo("x", "float32", (1, 16, 9, 11))], [ValueInfo("y")], nodes, inits)
+    x = rng.standard_normal((1, 16, 9, 11)).astype(np.float32)
+    want = DynamicConv2d(w1.reshape(8, 16, 1, 1), s1)(
+        DynamicConv2d(wq, ws, b, padding=1, groups=16)(x))
+    sess = qengine.Session(g)
+    y1 = sess.run({"x": x})["y"]
+    y2 = sess.run({"x": x * 2})["y"]
+    y3 = sess.run({"x": x})["y"]
+    np.testing.assert_array_equal(y1, want)
+    np.testing.assert_array_equal(y3, want)
+    assert not np.shares_memory(y1, y3) and not np.array_equal(y2, y1)

@@ -146,8 +146,12 @@ class DynamicQuantConv(Op):
         except (ShapeError, ValueError) as e:
             self.fail(str(e))
 
-    def run(self, X, Wq=None, Ws=None, B=None):
+    USES_ARENA = True
+
+    def run(self, X, Wq=None, Ws=None, B=None, arena=None):
+        if X is None or X.dtype.kind != "f":
+            self.fail("X must be a float tensor", ShapeError)
         try:
-            return (self.layer(X),)
+            return (self.layer(X, arena=arena),)
         except ShapeError as e:
             self.fail(str(e), ShapeError)

@@ -32,9 +32,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "qengine/qe_threads_state.h"
 #include "qengine/gemm/qe_gemm_dynamic.h"
 #include "qengine/conv/qe_conv.h"
 #include "qengine/conv/qe_dwconv.h"
+#include "qengine/conv/qe_conv_dynamic.h"
 #include "qengine/quant/qe_quant.h"
 #include "qengine/eltwise/qe_eltwise.h"
 #include "qengine/rnn/qe_gates.h"
@@ -640,7 +642,7 @@ static void test_dwconv(void) {
             }
             ref_conv(&s, x, za, w, bq, acc);
             for (size_t i = 0; i < ny; i++) want[i] = (uint8_t)qe_requantize((int32_t)acc[i], mult[i % C], zy, lo, 255);
-            const qe_dwconv_params p = {wp, C, folded, mult, zy, lo, 255, QE_DW_LAYOUT_I32};
+            const qe_dwconv_params p = {wp, C, folded, mult, zy, lo, 255, QE_DW_LAYOUT_I32, NULL};
             char ctx[96];
             snprintf(ctx, sizeof ctx, "dw geometry %zu, C=%zu", gi, C);
             for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
@@ -650,6 +652,34 @@ static void test_dwconv(void) {
                 expect_same(per_isa(isa, qe_dwconv_ukernel_name(isa)), ctx, out, want, ny, 1);
                 if (isa == QE_ISA_SCALAR) digest(D_DW, out, ny);
             }
+            /* the dequant twin (dynamic quantization), float32 NCHW out: float32(acc without
+             * the bias)·float32(s_a·s_w) (+ bias) vs the same int64 reference */
+            int32_t *wsum = xmalloc(C * 4);
+            float *sw = xmalloc(C * 4), *fb = xmalloc(C * 4), *wantf = xmalloc(ny * 4), *outf = xmalloc(ny * 4);
+            const float sa = 0.0173f;
+            for (size_t c = 0; c < C; c++) {
+                wsum[c] = 0;
+                for (size_t t = 0; t < T; t++) wsum[c] += w[c * T + t];
+                sw[c] = (rnd_f32(1.0f) + 1.1f) * 1e-3f;
+                fb[c] = rnd_f32(2.0f);
+            }
+            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                for (size_t i = 0; i < ny; i++) {
+                    const size_t c = i % C, pix = i / C, b = pix / (s.oh * s.ow), yx = pix % (s.oh * s.ow);
+                    const float v = (float)(int32_t)(acc[i] - bq[c]) * (sa * sw[c]);
+                    wantf[(b * C + c) * s.oh * s.ow + yx] = with_bias ? v + fb[c] : v;
+                }
+                snprintf(ctx, sizeof ctx, "dw dequant geometry %zu, C=%zu, bias %d", gi, C, with_bias);
+                for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                    if (!(g_avail & (1u << isa)) || qe_dwconv_layout(isa) != QE_DW_LAYOUT_I32) continue;
+                    expect_rc("qe_conv2d_dw_dequant",
+                              qe_conv2d_dw_dequant(isa, &s, x, za, sa, &p, wsum, C, sw,
+                                                   with_bias ? fb : NULL, outf, k.threads));
+                    expect_same(per_isa(isa, qe_dwconv_dequant_ukernel_name(isa)), ctx, outf, wantf, ny, 4);
+                    if (isa == QE_ISA_SCALAR) digest(D_DW, outf, ny * 4);
+                }
+            }
+            free(wsum); free(sw); free(fb); free(wantf); free(outf);
             free(x); free(want); free(sc); free(got); free(w); free(wp); free(bq); free(folded); free(mult); free(acc);
         }
 }
@@ -678,6 +708,21 @@ static void test_dynamic(void) {
                 if (!(g_avail & (1u << isa))) continue;
                 const int scalar = isa == QE_ISA_SCALAR;
                 expect_rc("qe_dynq_u8", qe_dynq_u8(isa, m, k, x, k, per_row, scalar ? q0 : q, k, scalar ? s0 : s, scalar ? z0 : z));
+                if (!per_row) {
+                    /* the same values read as NCHW [1, k, m] and written NHWC [m, k] */
+                    float *xt = xmalloc(m * k * 4), st;
+                    uint8_t *qt = xmalloc(m * k);
+                    int32_t zt;
+                    for (size_t i = 0; i < m; i++)
+                        for (size_t j = 0; j < k; j++) xt[j * m + i] = x[i * k + j];
+                    for (int thr = 1; thr <= 2; thr++) {
+                        expect_rc("qe_dynq_u8_nchw", qe_dynq_u8_nchw(isa, 1, k, m, xt, qt, &st, &zt, thr));
+                        expect_same(per_isa(isa, "qe_dynq_u8_nchw values"), ctx, qt, q0, m * k, 1);
+                        expect_same(per_isa(isa, "qe_dynq_u8_nchw scale"), ctx, &st, s0, 1, 4);
+                        expect_same(per_isa(isa, "qe_dynq_u8_nchw zero point"), ctx, &zt, z0, 1, 4);
+                    }
+                    free(xt); free(qt);
+                }
                 packed p = pack(isa, n, k, w, NULL);
                 float *out = scalar ? sc : got;
                 memcpy(out, prev, m * n * 4);
@@ -929,9 +974,9 @@ int main(int argc, char **argv) {
         if (!strncmp(argv[i], "--expect-runnable=", 18)) expect = argv[i] + 18;
         else { fprintf(stderr, "usage: %s [--expect-runnable=scalar,avx2,...]\n", argv[0]); return 2; }
     }
-#ifdef _OPENMP
-    omp_set_num_threads(4);   /* the 2-thread cases run threaded even on a 1-core machine */
-#endif
+    /* the kernels' workspaces and thread count, as the _cpu extension sets them up */
+    if (!qe_threads_state_init()) { fprintf(stderr, "qe_threads_state_init failed\n"); return 2; }
+    qengine_set_num_threads(4);   /* the 2-thread cases run threaded even on a 1-core machine */
     test_dispatch(expect);
     for (int i = 0; i < QE_GEMM_NKERNELS; i++)
         if (g_avail & (1u << qe_gemm_kernels[i].isa)) test_gemm_record(&qe_gemm_kernels[i]);
