@@ -14,6 +14,7 @@ output SQNR of each int8 engine against FP32 is printed next to it. The last tab
 entropy calibration (qengine vs ORT's Entropy calibrator) with peak memory.
 """
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -237,16 +238,24 @@ def main(argv=None):
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--no-calib-bench", action="store_true")
+    ap.add_argument("--json", metavar="PATH",
+                    help="also write every figure, the machine and the load to PATH (JSON), so "
+                         "runs can be compared across commits")
     args = ap.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
     cols = ["qengine", "ort_int8", "openvino_int8", "torch_int8", "ort_fp32"]
-    print(f"# isa={qengine.active_isa()}; medians in ms; SQNR in dB vs FP32 (ORT FP32 output)")
+    record = {"script": "bench/compare_cnn.py", "argv": sys.argv[1:] if argv is None else argv,
+              "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": qengine._runtime.config(),
+              "load_before": os.getloadavg(), "rows": [], "calibration": None}
+    print(f"# isa={qengine.active_isa()}; medians in ms; SQNR in dB vs FP32 (ORT FP32 output); "
+          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'model':<16}{'b':>3}{'thr':>4}" + "".join(f"{c:>15}" for c in cols)
           + f"{'qe/best':>9}  SQNR qe/ort/ov/torch")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             for b in [int(v) for v in args.batch.split(",")]:
                 for r in bench_model(name, b, threads, args.runs, tmp):
+                    record["rows"].append({"model": name, "batch": b, **r})
                     cells = "".join(f"{r.get(c + '_ms', float('nan')):>15.3f}" for c in cols)
                     sq = "/".join(f"{r.get(c + '_sqnr', float('nan')):.1f}"
                                   for c in ("qengine", "ort_int8", "openvino_int8", "torch_int8"))
@@ -259,6 +268,12 @@ def main(argv=None):
             for who, (t, mem) in res.items():
                 print(f"{who:<10}{t:>10.2f} s{mem:>10.1f} MiB")
             print(f"ratio qengine/ORT time: {res['qengine'][0] / res['ort'][0]:.3f}")
+            record["calibration"] = {who: {"seconds": t, "peak_rss_mib": mem}
+                                     for who, (t, mem) in res.items()}
+    if args.json:
+        record["load_after"] = os.getloadavg()
+        Path(args.json).write_text(json.dumps(record, indent=1, default=float))
+        print(f"# wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 
 from ._runtime import (active_isa, available_isas, get_num_threads, set_num_threads,  # noqa: F401
                        show_config)
-from .errors import ConfigError, ModelError, NaNWarning, QEngineError, ShapeError  # noqa: F401
+from .errors import (ConfigError, ModelError, NaNWarning, QEngineError,  # noqa: F401
+                     QuantizationWarning, ShapeError, UsageError)
 from .qparams import QParams  # noqa: F401,E402
 from .qtensor import QTensor  # noqa: F401,E402
 from .quant import (choose_qparams, choose_qparams_from_data, data_range,  # noqa: F401,E402
@@ -28,6 +29,7 @@ from . import calibration  # noqa: F401,E402
 from .calibration import OBSERVERS, collect_stats, make_observer  # noqa: F401,E402
 from .workflows.static import StaticQuantConfig, quantize_static  # noqa: F401,E402
 from .workflows.sensitivity import auto_keep_float, layer_sensitivity  # noqa: F401,E402
+from .workflows.islands import FloatIsland, float_islands  # noqa: F401,E402
 from .tools.plots import plot_sensitivity  # noqa: F401,E402  (matplotlib on call)
 
 __all__ = [
@@ -39,13 +41,14 @@ __all__ = [
     "quantize_dynamic", "DynamicQuantConfig", "quantize_static", "StaticQuantConfig",
     "calibration", "collect_stats", "make_observer", "OBSERVERS",
     # analyze
-    "layer_sensitivity", "auto_keep_float", "plot_sensitivity",
+    "layer_sensitivity", "auto_keep_float", "plot_sensitivity", "float_islands", "FloatIsland",
     # quantization math
     "quantize", "dequantize", "choose_qparams", "choose_qparams_from_data", "data_range",
     "QParams", "QTensor",
     # runtime
     "show_config", "active_isa", "available_isas", "set_num_threads", "get_num_threads",
     # errors
-    "QEngineError", "ConfigError", "ModelError", "ShapeError", "NaNWarning",
+    "QEngineError", "ConfigError", "ModelError", "ShapeError", "UsageError", "NaNWarning",
+    "QuantizationWarning",
     "__version__",
 ]

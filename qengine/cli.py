@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import NaNWarning, QEngineError
+from .errors import ConfigError, NaNWarning, QEngineError
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -182,7 +182,8 @@ def _progress(label):
 def _cmd_quantize(args):
     from .engine_file import save
     from .tools.modelio import read_model
-    from .tools.quantize import QuantizeRequest, quantization_report, quantize_graph
+    from .tools.quantize import (ISLAND_RUNS, QuantizeRequest, quantization_report,
+                                 quantize_graph, reported_weight_bytes)
     from .tools.sizes import weight_bytes
     from .tools.table import format_table, human_bytes
     _check_output_path(args.output, [args.model] + ([args.calib] if args.calib else []),
@@ -201,14 +202,24 @@ def _cmd_quantize(args):
     save(qgraph, args.output)
     rows = quantization_report(result.float_graph, qgraph, result.report_ops)
     n_q = sum(r["quantized"] for r in rows)
+    w_before, w_after = reported_weight_bytes(result.float_graph, qgraph, rows)
     summary = {
         "model": str(args.model), "output": str(args.output), "mode": args.mode,
         "nodes": rows, "quantized": n_q, "kept_float": len(rows) - n_q,
-        "weight_bytes_before": sum(r["bytes_before"] for r in rows),
-        "weight_bytes_after": sum(r["bytes_after"] for r in rows),
+        "weight_bytes_before": w_before, "weight_bytes_after": w_after,
         "initializer_bytes_before": weight_bytes(result.float_graph),
         "initializer_bytes_after": weight_bytes(qgraph),
+        "float_islands": [{"nodes": [{"node": n, "op": op} for n, op in i.nodes],
+                           "conversions": i.conversions,
+                           "conversion_nodes": list(i.conversion_nodes),
+                           "converted_values": i.converted_values, "ms": i.ms,
+                           "share": i.share} for i in result.islands],
         "notes": list(result.notes), "file_bytes": Path(args.output).stat().st_size}
+    if args.mode == "static":
+        summary["float_island_cost"] = {
+            "what": f"median over {ISLAND_RUNS} profiled runs of the island's float nodes plus "
+                    f"the DequantizeU8/QuantizeU8 at its edges, on the first calibration batch",
+            "batch": result.island_batch}
     if args.json:
         _print_json(summary)
         return 0
@@ -228,11 +239,31 @@ def _cmd_quantize(args):
           f"{human_bytes(summary['weight_bytes_after'])}")
     print(f"all initializers {human_bytes(summary['initializer_bytes_before'])} -> "
           f"{human_bytes(summary['initializer_bytes_after'])}")
+    if result.islands:
+        _print_islands(result)
     for note in result.notes:
         print(note)
     size = summary["file_bytes"]
     print(f"wrote {args.output} ({size} bytes, {human_bytes(size)})")
     return 0
+
+
+def _print_islands(result):
+    from .tools.quantize import ISLAND_RUNS
+    from .tools.table import format_table
+    islands = result.islands
+    n = len(islands)
+    print(f"{n} float island{'s' if n > 1 else ''} (float nodes between int8 ones): "
+          f"{100 * sum(i.share for i in islands):.1f}% of the run time; cost = the island's "
+          f"float nodes + the DequantizeU8/QuantizeU8 at its edges, median of {ISLAND_RUNS} "
+          f"profiled runs on a calibration batch of {result.island_batch}")
+
+    def names(i):
+        shown = [f"{op} {name}" for name, op in i.nodes[:3]]
+        return ", ".join(shown) + (f" +{len(i.nodes) - 3} more" if len(i.nodes) > 3 else "")
+    print(format_table(["float nodes", "conversions", "values converted", "ms", "share"],
+                       [[names(i), i.conversions, i.converted_values, f"{i.ms:.3f}",
+                         f"{100 * i.share:.1f}%"] for i in islands], "lrrrr"))
 
 
 # ---- analyze ----------------------------------------------------------------------------------
@@ -249,7 +280,13 @@ def _cmd_analyze(args):
     graph = read_model(args.model)
     calib = load_calibration(args.calib, graph)
     evald = None if args.eval is None else load_calibration(args.eval, graph)
-    labels = None if args.labels is None else load_array(Path(args.labels), "--labels")
+    labels = None
+    if args.labels is not None:
+        from .workflows.sensitivity import class_labels
+        try:                                    # checked before the work, not after it
+            labels = class_labels(load_array(Path(args.labels), "--labels"))
+        except ConfigError as e:
+            raise ConfigError(f"--labels {args.labels}: {e}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NaNWarning)     # the report says it, below the table
         report = analyze(graph, calib, method=args.method, per_channel=not args.per_tensor,
@@ -299,13 +336,21 @@ def _cmd_run(args):
     sess = Session(read_model(args.model), nan=args.nan)
     outputs = sess.run(load_inputs(args.input))
     _write_outputs(args.output, outputs)
+    # NaN/Inf in the outputs (a NaN let in by --nan allow, an Inf input, a float overflow) are
+    # written as they are, and said: a script must not take them for results
+    bad = {k: (int(np.isnan(v).sum()), int(np.isinf(v).sum())) for k, v in outputs.items()
+           if v.dtype.kind in "fc" and not np.isfinite(v).all()}
     if args.json:
-        _print_json({"model": str(args.model), "output": str(args.output),
-                     "outputs": {k: {"dtype": v.dtype.name, "shape": list(v.shape)}
-                                 for k, v in outputs.items()}})
+        info = {k: {"dtype": v.dtype.name, "shape": list(v.shape)} for k, v in outputs.items()}
+        for k, (n_nan, n_inf) in bad.items():
+            info[k].update(nan=n_nan, inf=n_inf)
+        _print_json({"model": str(args.model), "output": str(args.output), "outputs": info})
         return 0
     for name, arr in outputs.items():
         print(f"{name}: {arr.dtype} {list(arr.shape)}")
+    for name, (n_nan, n_inf) in bad.items():
+        print(f"note: output {name!r} holds {n_nan} NaN and {n_inf} Inf values (of "
+              f"{outputs[name].size})")
     print(f"wrote {args.output}")
     return 0
 
@@ -356,10 +401,16 @@ def _fmt_shape(shape):
 
 
 def _cmd_inspect(args):
+    from .errors import UnsupportedOpsError
     from .tools.describe import describe
     from .tools.modelio import read_model
     from .tools.table import format_table, human_bytes
-    d = describe(read_model(args.model))
+    try:
+        d = describe(read_model(args.model))
+    except UnsupportedOpsError as e:
+        # show what the model is even though qengine cannot run it: that is what inspect is for
+        from .frontends.onnx import onnx_summary
+        d = onnx_summary(args.model, e.ops)
     if args.json:
         _print_json(d)
         return 0
@@ -385,6 +436,12 @@ def _cmd_inspect(args):
                        [[i["name"], i["dtype"], _fmt_shape(i["shape"]), i["bytes"]]
                         for i in d["initializers"]], "lllr"))
     print(f"\ntotal initializer size {d['total_bytes']} bytes ({human_bytes(d['total_bytes'])})")
+    if d["unsupported"]:
+        print(f"\nunsupported ops ({len(d['unsupported'])} nodes): qengine cannot import, run or "
+              f"quantize this model yet (docs/supported_ops.md)")
+        print(format_table(["node", "op", "domain", "why"],
+                           [[u["node"], u["op"], u["domain"], u["reason"] or "op not implemented"]
+                            for u in d["unsupported"]], "llll"))
     return 0
 
 
@@ -548,7 +605,26 @@ def build_parser():
 _USER_ERRORS = (QEngineError, OSError, ValueError, EOFError, zipfile.BadZipFile)
 
 
+def _warning_printer():
+    """warnings.showwarning for the CLI: each warning once, as one line without the library's
+    file and line (a user cannot act on `static.py:557`; the message says what happened)."""
+    shown = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            print(f"qengine: warning: {text}", file=sys.stderr)
+    return show
+
+
 def main(argv=None):
+    with warnings.catch_warnings():             # restores showwarning for in-process callers
+        warnings.showwarning = _warning_printer()
+        return _main(argv)
+
+
+def _main(argv):
     try:
         args = build_parser().parse_args(argv)
         from ._runtime import active_isa

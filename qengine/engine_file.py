@@ -93,6 +93,8 @@ def write_safetensors(path, tensors: dict[str, np.ndarray], metadata: dict[str, 
 def save(graph: Graph, path) -> None:
     """Verify `graph` and write it to `path` as an engine file."""
     from . import __version__
+    from .model_files import require_graph
+    require_graph(graph, "save")            # a Session or a ModelProto: say what to call
     graph.verify()
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "producer": f"qengine {__version__}",
@@ -269,6 +271,8 @@ def load_graph(path) -> Graph:
 
 
 def _load_graph(path):
+    from .model_files import refuse_non_engine_file
+    refuse_non_engine_file(path)            # an ONNX or NumPy file: say what it is, what to call
     tensors, meta, mapped = _read_safetensors(path)
     if meta.get("format") != FORMAT:
         raise ModelError(f"{Path(path).name}: not a qengine engine file (metadata format is "

@@ -25,6 +25,7 @@ from ._runtime import active_isa
 from .errors import ConfigError, ShapeError
 from .graph.executor import Executor, Profile
 from .graph.ir import Graph, ValueInfo
+from .model_files import require_graph
 from .quant import find_nan
 
 #: Session(nan=...): what a float input holding NaN does (module docstring)
@@ -74,6 +75,7 @@ class Session:
     """
 
     def __init__(self, graph: Graph, *, float_dtype=np.float32, nan: str = "error"):
+        require_graph(graph, "Session")             # a path or ModelProto: say what to call
         if nan not in NAN_POLICIES:
             raise ConfigError(f"nan must be one of {NAN_POLICIES}, got {nan!r}")
         active_isa()        # a bad QENGINE_ISA fails here, even for a graph of float ops only

@@ -134,3 +134,148 @@ def test_external_data_is_read_from_a_path(tmp_path):
     stripped = onnx.load(str(path), load_external_data=False)
     with pytest.raises(ModelError, match="external data"):
         from_onnx(stripped)
+
+
+# ---- the opset table (qengine/frontends/onnx_opsets.py) against the installed onnx ---------
+from qengine.frontends import onnx_opsets  # noqa: E402
+from qengine.frontends.onnx_opsets import (  # noqa: E402
+    MAX_OPSET, MIN_OPSET, OP_VERSIONS, REFUSED, SAME)
+from qengine.ops import is_registered  # noqa: E402
+
+
+def _schemas():
+    out = {}
+    for s in onnx.defs.get_all_schemas_with_history():
+        if s.domain in ("", "ai.onnx") and s.name in OP_VERSIONS:
+            out.setdefault(s.name, {})[s.since_version] = s
+    return out
+
+
+SCHEMAS = _schemas()
+
+
+def test_installed_onnx_is_reviewed():
+    """A newer onnx may bring new op versions: MAX_OPSET only moves after a review."""
+    assert onnx.defs.onnx_opset_version() <= MAX_OPSET, (
+        f"onnx {onnx.__version__} knows opset {onnx.defs.onnx_opset_version()}, qengine's table "
+        f"stops at {MAX_OPSET}: review the changelog of every op in OP_VERSIONS, then raise "
+        f"MAX_OPSET")
+
+
+@pytest.mark.parametrize("op", sorted(OP_VERSIONS))
+def test_table_lists_every_version_onnx_knows(op):
+    """Every since_version reachable from MIN_OPSET..MAX_OPSET is in the table — implemented,
+    same-semantics or refused — so a new operator version cannot be accepted unread."""
+    known = sorted(SCHEMAS[op])
+    first = max([v for v in known if v <= MIN_OPSET] or [known[0]])
+    want = [v for v in known if first <= v <= MAX_OPSET]
+    have = [v.since for v in OP_VERSIONS[op]]
+    newer_than_onnx = [v for v in have if v > known[-1]]  # an older onnx is installed
+    assert have[:len(have) - len(newer_than_onnx)] == want, (
+        f"{op}: onnx {onnx.__version__} has versions {want} from opset {MIN_OPSET} on, the table "
+        f"{have}; read the changelog of the missing ones and add them")
+    assert OP_VERSIONS[op][0].kind == onnx_opsets.BASE
+
+
+@pytest.mark.parametrize("op", sorted(OP_VERSIONS))
+def test_same_semantics_versions_keep_the_interface(op):
+    """A version marked SAME keeps its predecessor's attributes (names, kinds, defaults) and
+    inputs/outputs (names, optionality): only types and wording may differ."""
+    def interface(s):
+        attrs = {a.name: (a.type, a.required, a.default_value.SerializeToString())
+                 for a in s.attributes.values()}
+        return (attrs, [(i.name, i.option) for i in s.inputs],
+                [(o.name, o.option) for o in s.outputs])
+    versions = sorted(SCHEMAS[op])
+    for v in OP_VERSIONS[op]:
+        if v.kind == SAME and v.since in SCHEMAS[op]:
+            prev = max(x for x in versions if x < v.since)
+            assert interface(SCHEMAS[op][v.since]) == interface(SCHEMAS[op][prev]), \
+                f"{op}-{v.since} changes the interface of {op}-{prev}; it is not SAME"
+
+
+def test_table_ops_are_qengine_ops():
+    assert [op for op in OP_VERSIONS if not (is_registered(op) or op == "Dropout")] == []
+
+
+@pytest.mark.parametrize("opset", range(MIN_OPSET, MAX_OPSET + 1))
+def test_every_opset_imports(opset):
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]),
+             helper.make_node("Add", ["m", "b"], ["a"]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Sigmoid", ["r"], ["y"])]
+    inits = [("w", rng.standard_normal((3, 4)).astype(np.float32)),
+             ("b", rng.standard_normal(4).astype(np.float32))]
+    m = _model(nodes, [("x", F, [2, 3])], ["y"], opset, inits)
+    m.ir_version = onnx.helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
+    _check(m, {"x": x})
+
+
+def test_opset_beyond_the_table_is_refused():
+    nodes = [helper.make_node("Relu", ["x"], ["y"])]
+    with pytest.raises(ModelError, match=f"opset {MAX_OPSET + 1} is not supported.*–{MAX_OPSET}"):
+        from_onnx(_model(nodes, [("x", F, [2])], ["y"], MAX_OPSET + 1))
+
+
+def test_op_before_it_exists_is_refused():
+    nodes = [helper.make_node("Expand", ["x", "s"], ["y"], name="ex")]
+    m = _model(nodes, [("x", F, [1])], ["y"], 7, [("s", np.array([3], np.int64))])
+    with pytest.raises(ModelError, match=r"node 'ex'.*Expand does not exist at opset 7 .*opset 8"):
+        from_onnx(m)
+
+
+def test_internal_ops_are_not_onnx_ops():
+    """qengine's own ops (QLut, DynamicQuantLinear...) are not importable from ONNX files."""
+    nodes = [helper.make_node("QLut", ["x"], ["y"], name="q")]
+    with pytest.raises(ModelError, match=r"QLut \(node 'q'\)"):
+        from_onnx(_model(nodes, [("x", F, [2])], ["y"], 17))
+
+
+def test_refused_version_names_op_and_change(monkeypatch):
+    """A version marked REFUSED stops the import with the op, the version and the change."""
+    refused = OP_VERSIONS["Relu"] + (onnx_opsets.OpVersion(MAX_OPSET, REFUSED,
+                                                           "relu of the future"),)
+    monkeypatch.setitem(OP_VERSIONS, "Relu", refused)
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="r")]
+    with pytest.raises(ModelError, match=rf"node 'r': Relu-{MAX_OPSET} .* relu of the future"):
+        from_onnx(_model(nodes, [("x", F, [2])], ["y"], MAX_OPSET))
+    from_onnx(_model(nodes, [("x", F, [2])], ["y"], MAX_OPSET - 1))  # the older version: fine
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_flatten_and_softmax_negative_axis(opset):
+    """Flatten's axis lies in [-r, r]: -1 keeps the last dim apart (was wrapped modulo r + 1).
+    Pre-13 Softmax with a negative axis goes through the same Flatten."""
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    nodes = [helper.make_node("Flatten", ["x"], [f"f{a}"], axis=a) for a in (-4, -3, -1)]
+    nodes += [helper.make_node("Softmax", ["x"], ["s"], axis=-2)]
+    m = _model(nodes, [("x", F, [2, 3, 4, 5])], ["f-4", "f-3", "f-1", "s"], opset)
+    _check(m, {"x": x})
+    m11 = _model(nodes[-1:], [("x", F, [2, 3, 4, 5])], ["s"], 11)
+    _check(m11, {"x": x})
+
+
+def test_empty_reductions_follow_onnx():
+    """ReduceMax/Min over an empty axis give -inf/+inf (was a ShapeError)."""
+    x = np.zeros((2, 0, 3), np.float32)
+    axes = ("axes", np.array([1], np.int64))
+    nodes = [helper.make_node("ReduceMax", ["x", "axes"], ["mx"], keepdims=0),
+             helper.make_node("ReduceMin", ["x", "axes"], ["mn"], keepdims=1)]
+    m = _model(nodes, [("x", F, [2, 0, 3])], ["mx", "mn"], 18, [axes])
+    _check(m, {"x": x})
+
+
+def test_dropout_mask_and_training_mode():
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    nodes = [helper.make_node("Dropout", ["x", "r", "t"], ["y", "mask"])]
+    inits = [("r", np.array(0.3, np.float32)), ("t", np.array(False))]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [2, 3])],
+                          [helper.make_tensor_value_info("y", F, None),
+                           helper.make_tensor_value_info("mask", TensorProto.BOOL, None)],
+                          [numpy_helper.from_array(a, n) for n, a in inits])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    _check(m, {"x": x})
+    m.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array(True), "t"))
+    with pytest.raises(ModelError, match="training_mode must be omitted or a constant false"):
+        from_onnx(m)

@@ -173,3 +173,12 @@ def test_bad_qengine_isa_is_one_line_and_help_still_works():
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 0 and p.stdout.startswith("refused: QENGINE_ISA='foo'"), p.stderr
+
+
+def test_empty_model_file_says_it_is_empty(tmp_path):
+    for name in ("m.onnx", "m.qe"):
+        (tmp_path / name).write_bytes(b"")
+        p = qe("inspect", tmp_path / name, check_rc=2)
+        assert "is empty (0 bytes)" in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+        with pytest.raises(qengine.ModelError, match="empty"):
+            qengine.load(tmp_path / name)

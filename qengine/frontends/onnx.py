@@ -1,25 +1,34 @@
 """ONNX → Graph (`from_onnx`). Needs the `onnx` package only at import time of a model.
 
-Supported: the default domain at opsets 7–21 for the ops in the qengine registry. Older
-attribute forms are rewritten into the opset-13+ form our ops implement (Squeeze/Unsqueeze/
-Split/Slice/Clip/Pad attributes become constant inputs; BatchNormalization loses `spatial`; pre-13 Softmax/LogSoftmax flatten-to-2-D
-semantics become Flatten → Softmax → Reshape). Constant nodes become initializers; graph inputs
-that are also initializers are initializers (ONNX IR < 4 listed them as inputs). External data
-is read when a path is given (ModelProtos must carry their data). Anything unsupported fails here, naming the op type and the node.
+Supported: the default domain at opsets MIN_OPSET..MAX_OPSET (7–28), for the ops and op
+versions listed in `onnx_opsets.OP_VERSIONS` (each op's versions, and what changed in each).
+Older attribute forms are rewritten into the opset-13+ form our ops implement (Squeeze/
+Unsqueeze/Split/Slice/Clip/Pad attributes become constant inputs; BatchNormalization loses
+`spatial`; pre-13 Softmax/LogSoftmax flatten-to-2-D semantics become Flatten → Softmax →
+Reshape). Constant nodes become initializers. External data is read when a path is given
+(ModelProtos must carry their data). Anything unsupported fails here, naming the op type and
+the node.
+
+Exporters' quirks taken as they come: an input dim of -1 (paddle2onnx's dynamic batch) is an
+unknown dim; opset imports of other domains (ai.onnx.ml, com.microsoft) are fine as long as no
+node uses them; unnamed nodes get stable names (`<op_type>_<node index>`); initializers that
+are also listed as graph inputs are constants — a run cannot override them (onnxruntime lets
+IR >= 4 models override them, IR < 4 ones not), because qengine packs and folds constants at
+load.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, UnsupportedOpsError
 from ..graph.ir import DTYPES, Graph, Node, ValueInfo
 from ..graph.passes import optimize as optimize_graph
-from ..ops import is_registered
+from .onnx_opsets import MAX_OPSET, MIN_OPSET, OP_VERSIONS, op_version
 
-MIN_OPSET, MAX_OPSET = 7, 21
 _DOMAINS = ("", "ai.onnx")
 
 
@@ -50,8 +59,25 @@ def _tensor_to_array(t, what: str) -> np.ndarray:
     if t.data_location == onnx.TensorProto.EXTERNAL:
         raise ModelError(f"{what}: tensor {t.name!r} uses external data that was not loaded; "
                          f"pass the model's path (not a ModelProto loaded without its data)")
-    _np_dtype_name(t.data_type, what)
-    arr = onnx.numpy_helper.to_array(t)
+    where = f"{what}: tensor {t.name!r}"
+    itemsize = np.dtype(_np_dtype_name(t.data_type, where)).itemsize
+    # check the dims against the data before anything is allocated: a few bytes of protobuf
+    # may declare dims of 2**40
+    if any(d < 0 for d in t.dims):
+        raise ModelError(f"{where}: dims {list(t.dims)} must be >= 0")
+    want = math.prod(t.dims)
+    if t.raw_data:
+        have, rest = divmod(len(t.raw_data), itemsize)
+    else:
+        have, rest = sum(len(f) for f in (t.float_data, t.int32_data, t.int64_data,
+                                          t.double_data, t.uint64_data, t.string_data)), 0
+    if have != want or rest:
+        raise ModelError(f"{where}: dims {list(t.dims)} need {want} elements, the tensor holds "
+                         f"{have}{' and a partial one' if rest else ''}")
+    try:
+        arr = onnx.numpy_helper.to_array(t)
+    except Exception as e:  # whatever else onnx finds wrong with the data
+        raise ModelError(f"{where}: unreadable data: {type(e).__name__}: {e}") from e
     return np.array(arr)  # contiguous copy (np.ascontiguousarray would make 0-d 1-d)
 
 
@@ -61,9 +87,21 @@ def _value_info(vi, what: str) -> ValueInfo:
         raise ModelError(f"{what} {vi.name!r}: only tensor values are supported")
     shape = None
     if tt.HasField("shape"):
-        shape = tuple(d.dim_value if d.HasField("dim_value") else
-                      (d.dim_param or None) for d in tt.shape.dim)
+        shape = tuple(_dim(d, f"{what} {vi.name!r}") for d in tt.shape.dim)
     return ValueInfo(vi.name, _np_dtype_name(tt.elem_type, f"{what} {vi.name!r}"), shape)
+
+
+def _dim(d, what: str):
+    """A static size, a symbolic name, or None (unknown). paddle2onnx writes dim_value -1 for
+    a dynamic dim: unknown, like a missing dim."""
+    if d.HasField("dim_value"):
+        if d.dim_value == -1:
+            return None
+        if d.dim_value < 0:
+            raise ModelError(f"{what}: dim {d.dim_value} must be >= 0 (or -1 for a dynamic "
+                             f"dim)")
+        return d.dim_value
+    return d.dim_param or None
 
 
 class _Builder:
@@ -95,9 +133,10 @@ class _Builder:
         self.inits[name] = np.asarray(arr)
         return name
 
-    def add(self, op_type, name, inputs, outputs, attrs=None):
-        self.nodes.append(Node(op_type, self.name(name), tuple(inputs), tuple(outputs),
-                               attrs or {}))
+    def add(self, op_type, name, inputs, outputs, attrs=None, *, own_name=False):
+        """Append a node; `own_name`: `name` is the model node's (already unique) name."""
+        self.nodes.append(Node(op_type, name if own_name else self.name(name), tuple(inputs),
+                               tuple(outputs), attrs or {}))
 
 
 def _attrs(node) -> dict[str, Any]:
@@ -121,23 +160,51 @@ def _attrs(node) -> dict[str, Any]:
     return out
 
 
-def _convert_node(b: _Builder, node, opset: int) -> None:
+_KINDS = {"int": int, "float": (int, float), "tensor": None}
+
+
+def _want(v, kind: str, where: str, key: str):
+    """`v` if it is an attribute value of `kind` (int(s), float(s), tensor), else ModelError."""
     onnx = _onnx()
-    op, name = node.op_type, node.name or node.op_type
+    many = kind.endswith("s") and kind != "tensor"
+    base = kind[:-1] if many else kind
+    ok_type = onnx.TensorProto if base == "tensor" else _KINDS[base]
+    items = v if many and isinstance(v, list) else [v]
+    if (many and not isinstance(v, list)) or not all(
+            isinstance(x, ok_type) and not isinstance(x, bool) for x in items):
+        raise ModelError(f"{where}: attribute {key!r} must be {'a list of ' if many else ''}"
+                         f"{base}{'s' if many else ''}, got {type(v).__name__} {str(v)[:60]}")
+    return v
+
+
+def _int64s(v, where: str, key: str) -> np.ndarray:
+    """An int or ints attribute (an opset < 13 axes/split/pads form) as an int64 input."""
+    return np.array(_want(v, "ints" if isinstance(v, list) else "int", where, key), np.int64)
+
+
+def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
+    onnx = _onnx()
+    op = node.op_type
     ins, outs = list(node.input), list(node.output)
     where = f"node {name!r} ({op})"
     attrs = _attrs(node)
+    # the rewrites below read input 0 and output 0: every op here needs input 0 (Constant has
+    # none), and a node none of whose outputs is named computes nothing anyone can read
+    if op != "Constant" and not (ins and ins[0]):
+        raise ModelError(f"{where}: input 0 is required, got {ins}")
+    if not any(outs) or (op in ("Constant", "Softmax", "LogSoftmax", "Dropout") and not outs[0]):
+        raise ModelError(f"{where}: output 0 must be named, got {outs}")
 
     if op == "Constant":
         if len(attrs) != 1:
             raise ModelError(f"{where}: expected exactly one value attribute, got {list(attrs)}")
         (key, v), = attrs.items()
         if key == "value":
-            arr = _tensor_to_array(v, where)
+            arr = _tensor_to_array(_want(v, "tensor", where, key), where)
         elif key in ("value_float", "value_floats"):
-            arr = np.array(v, np.float32)
+            arr = np.array(_want(v, key[6:], where, key), np.float32)
         elif key in ("value_int", "value_ints"):
-            arr = np.array(v, np.int64)
+            arr = np.array(_want(v, key[6:], where, key), np.int64)
         else:
             raise ModelError(f"{where}: Constant attribute {key!r} is not supported")
         if outs[0] in b.inits:
@@ -147,15 +214,26 @@ def _convert_node(b: _Builder, node, opset: int) -> None:
     if op == "ConstantOfShape":
         t = attrs.pop("value", None)
         if t is not None:
-            arr = _tensor_to_array(t, where)
+            arr = _tensor_to_array(_want(t, "tensor", where, "value"), where)
             if arr.size != 1:
                 raise ModelError(f"{where}: value must hold one element, got shape {arr.shape}")
             attrs = {"value": float(arr.reshape(-1)[0]), "dtype": arr.dtype.name}
     elif op == "Cast":
         attrs["to"] = _np_dtype_name(attrs["to"], where) if "to" in attrs else None
-    elif op == "Dropout":  # inference: identity (the optional mask output is not supported)
+        attrs.pop("round_mode", None)  # opset 24: only float8e8m0 targets, not a qengine dtype
+    elif op == "Dropout":  # inference: identity, and an all-true mask
+        training = ins[2] if len(ins) > 2 else ""
+        if training and not (training in b.inits and not b.inits[training].any()):
+            raise ModelError(f"{where}: training_mode must be omitted or a constant false "
+                             f"(qengine runs inference only; training dropout is random)")
         if len(outs) > 1 and outs[1] in b.used:
-            raise ModelError(f"{where}: Dropout's mask output is read, which is not supported")
+            if opset < 10:  # the mask had the data's type then
+                raise ModelError(f"{where}: Dropout's mask output is read, which is only "
+                                 f"supported from opset 10 (a bool mask)")
+            shape = f"{outs[1]}__shape"
+            b.add("Shape", f"{name}_mask_shape", ins[:1], [shape])
+            b.add("ConstantOfShape", f"{name}_mask", [shape], [outs[1]],
+                  {"value": 1.0, "dtype": "bool"})
         op, ins, outs, attrs = "Identity", ins[:1], outs[:1], {}
     elif op == "BatchNormalization":
         # opset < 9 `spatial`: 1 is the only form later opsets kept; 0 (per-activation
@@ -171,29 +249,30 @@ def _convert_node(b: _Builder, node, opset: int) -> None:
         pads = attrs.pop("pads", attrs.pop("paddings", None))
         if pads is None:
             raise ModelError(f"{where}: the pads attribute is required at opset < 11")
-        value = attrs.pop("value", 0.0)
-        ins = ins[:1] + [b.const(f"{name}_pads", np.array(pads, np.int64)),
+        value = _want(attrs.pop("value", 0.0), "float", where, "value")
+        ins = ins[:1] + [b.const(f"{name}_pads", _int64s(pads, where, "pads")),
                          b.const(f"{name}_value", np.array(value, np.float32))]
     elif op.startswith("Reduce") and "axes" in attrs and \
             opset < (13 if op == "ReduceSum" else 18):
-        ins = ins[:1] + [b.const(f"{name}_axes", np.array(attrs.pop("axes"), np.int64))]
+        ins = ins[:1] + [b.const(f"{name}_axes", _int64s(attrs.pop("axes"), where, "axes"))]
     elif op in ("Squeeze", "Unsqueeze") and opset < 13 and "axes" in attrs:
-        ins = ins[:1] + [b.const(f"{name}_axes", np.array(attrs.pop("axes"), np.int64))]
+        ins = ins[:1] + [b.const(f"{name}_axes", _int64s(attrs.pop("axes"), where, "axes"))]
     elif op == "Split" and opset < 13 and "split" in attrs:
-        ins = ins[:1] + [b.const(f"{name}_split", np.array(attrs.pop("split"), np.int64))]
+        ins = ins[:1] + [b.const(f"{name}_split", _int64s(attrs.pop("split"), where, "split"))]
     elif op == "Slice" and opset < 10:
         starts, ends = attrs.pop("starts", None), attrs.pop("ends", None)
         axes = attrs.pop("axes", None)
         if starts is None or ends is None:
             raise ModelError(f"{where}: starts and ends attributes are required at opset < 10")
-        ins = ins[:1] + [b.const(f"{name}_starts", np.array(starts, np.int64)),
-                         b.const(f"{name}_ends", np.array(ends, np.int64))]
+        ins = ins[:1] + [b.const(f"{name}_starts", _int64s(starts, where, "starts")),
+                         b.const(f"{name}_ends", _int64s(ends, where, "ends"))]
         if axes is not None:
-            ins.append(b.const(f"{name}_axes", np.array(axes, np.int64)))
+            ins.append(b.const(f"{name}_axes", _int64s(axes, where, "axes")))
     elif op == "Clip" and opset < 11:
-        lo, hi = attrs.pop("min", None), attrs.pop("max", None)
-        ins = ins[:1] + [b.const(f"{name}_min", np.float32(-np.inf if lo is None else lo)),
-                         b.const(f"{name}_max", np.float32(np.inf if hi is None else hi))]
+        lo = _want(attrs.pop("min", -np.inf), "float", where, "min")
+        hi = _want(attrs.pop("max", np.inf), "float", where, "max")
+        ins = ins[:1] + [b.const(f"{name}_min", np.float32(lo)),
+                         b.const(f"{name}_max", np.float32(hi))]
     elif op in ("Softmax", "LogSoftmax") and opset < 13:
         # old semantics: flatten to 2-D at `axis` (default 1), normalise rows, reshape back
         axis = attrs.get("axis", 1)
@@ -201,13 +280,13 @@ def _convert_node(b: _Builder, node, opset: int) -> None:
         shape, flat, soft = f"{y}__shape", f"{y}__flat", f"{y}__2d"
         b.add("Shape", f"{name}_shape", [x], [shape])
         b.add("Flatten", f"{name}_flatten", [x], [flat], {"axis": axis})
-        b.add(op, name, [flat], [soft], {"axis": -1})
+        b.add(op, name, [flat], [soft], {"axis": -1}, own_name=True)
         b.add("Reshape", f"{name}_reshape", [soft, shape], [y])
         return
     for k, v in attrs.items():
         if isinstance(v, onnx.TensorProto):
             raise ModelError(f"{where}: tensor attribute {k!r} is not supported")
-    b.add(op, name, ins, outs, attrs)
+    b.add(op, name, ins, outs, attrs, own_name=True)
 
 
 def from_onnx(model, *, optimize: bool = True) -> Graph:
@@ -226,31 +305,157 @@ def from_onnx(model, *, optimize: bool = True) -> Graph:
             raise ModelError(f"cannot read ONNX model {str(model)!r}: {e}") from e
     if not isinstance(model, onnx.ModelProto):
         raise ModelError(f"from_onnx expects a path or onnx.ModelProto, got {type(model).__name__}")
-    opset = None
-    for o in model.opset_import:
-        if o.domain in _DOMAINS:
-            opset = o.version
-    if opset is None:
+    try:
+        graph = _import(model)
+    except UnicodeDecodeError as e:  # protobuf decodes string fields lazily, on first access
+        raise ModelError(f"the model holds a name or string that is not UTF-8: {e}") from e
+    return optimize_graph(graph) if optimize else graph
+
+
+def onnx_summary(model, unsupported=()) -> dict:
+    """What `qengine inspect` shows of an ONNX model qengine cannot import (unsupported ops):
+    the dict `tools.describe.describe` makes of a Graph, read straight from the protobuf (no
+    shape inference, no weights converted), plus `unsupported` (UnsupportedOpsError.ops)."""
+    onnx = _onnx()
+    if isinstance(model, (str, Path)):
+        model = onnx.load(str(model), load_external_data=False)
+    g = model.graph
+    names = _node_names(g.node)
+    sizes = {t.name: (onnx.helper.tensor_dtype_to_np_dtype(t.data_type), tuple(t.dims))
+             for t in g.initializer}
+    nodes = []
+    for n, name in zip(g.node, names):
+        weights = [i for i in n.input if i in sizes]
+        nodes.append({"name": name, "op": n.op_type if n.domain in _DOMAINS
+                      else f"{n.domain}.{n.op_type}", "inputs": list(n.input),
+                      "outputs": list(n.output),
+                      "weight_dtypes": sorted({np.dtype(sizes[w][0]).name for w in weights}),
+                      "weight_bytes": int(sum(np.dtype(sizes[w][0]).itemsize *
+                                              math.prod(sizes[w][1]) for w in set(weights)))})
+
+    def info(v):
+        vi = _value_info(v, "value")
+        return {"name": vi.name, "dtype": vi.dtype,
+                "shape": None if vi.shape is None else list(vi.shape)}
+    inits = [{"name": k, "dtype": np.dtype(dt).name, "shape": list(dims),
+              "bytes": int(np.dtype(dt).itemsize * math.prod(dims))}
+             for k, (dt, dims) in sizes.items()]
+    return {"name": g.name or "graph",
+            "opset": {o.domain: o.version for o in model.opset_import},
+            "inputs": [info(v) for v in g.input if v.name not in sizes],
+            "outputs": [info(v) for v in g.output], "nodes": nodes, "qparams": [],
+            "initializers": inits, "total_bytes": sum(i["bytes"] for i in inits),
+            "unsupported": list(unsupported)}
+
+
+def _import(model) -> Graph:
+    versions = sorted({o.version for o in model.opset_import if o.domain in _DOMAINS})
+    if not versions:
         raise ModelError("the model imports no default-domain opset")
+    if len(versions) > 1:
+        raise ModelError(f"the model imports the default domain at several opsets {versions}")
+    opset = versions[0]
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ModelError(f"ONNX opset {opset} is not supported (supported: {MIN_OPSET}–"
                          f"{MAX_OPSET})")
     g = model.graph
-    unsupported = [f"{n.op_type} (node {n.name!r})" for n in g.node
-                   if n.domain not in _DOMAINS or not (is_registered(n.op_type) or
-                                                       n.op_type == "Dropout")]
+    names = _node_names(g.node)
+    unsupported = []
+    for n, name in zip(g.node, names):
+        entry = {"domain": n.domain or "ai.onnx", "op": n.op_type, "node": name, "reason": None}
+        if n.domain not in _DOMAINS or n.op_type not in OP_VERSIONS:
+            unsupported.append(entry)
+            continue
+        try:
+            op_version(n.op_type, opset, f"node {name!r}")
+        except ModelError as e:
+            unsupported.append({**entry, "reason": str(e)})
     if unsupported:
-        raise ModelError(f"unsupported ONNX ops: {', '.join(unsupported[:10])}"
-                         f"{' ...' if len(unsupported) > 10 else ''}")
+        raise UnsupportedOpsError(_unsupported_message(unsupported), unsupported)
+    _check_types(model)
     b = _Builder(opset)
+    b.node_names.update(names)  # generated helper nodes must not take a model node's name
     b.used = {i for n in g.node for i in n.input if i} | {o.name for o in g.output}
+    if not g.output:
+        raise ModelError("the graph has no outputs")
     for t in g.initializer:
+        if t.name in b.inits:  # onnx's checker refuses this too; ORT silently takes the last
+            raise ModelError(f"initializer {t.name!r} is defined twice")
         b.inits[t.name] = _tensor_to_array(t, "initializer")
-    for n in g.node:
-        _convert_node(b, n, opset)
+    for n, name in zip(g.node, names):
+        _convert_node(b, n, name, opset)
     inputs = [_value_info(v, "graph input") for v in g.input if v.name not in b.inits]
     outputs = [_value_info(v, "graph output") for v in g.output]
     graph = Graph(inputs, outputs, b.nodes, b.inits, {"": opset}, g.name or "graph")
     graph.toposort()
     graph.verify()
-    return optimize_graph(graph) if optimize else graph
+    return graph
+
+
+def _unsupported_message(ops) -> str:
+    """Every unsupported op type with its domain and count, a few node names each (the error's
+    `ops` and `qengine inspect` list them all)."""
+    groups: dict[tuple, list] = {}
+    for o in ops:
+        groups.setdefault((o["op"], o["domain"], o["reason"]), []).append(o["node"])
+    parts = []
+    for (op, domain, reason), nodes in groups.items():
+        shown = ", ".join(repr(n) for n in nodes[:3]) + (f", +{len(nodes) - 3} more"
+                                                         if len(nodes) > 3 else "")
+        parts.append(f"{op} [{domain}] x{len(nodes)} ({shown})" + (f": {reason}" if reason else ""))
+    return (f"unsupported ONNX ops in {len(ops)} node(s): {'; '.join(parts)}. `qengine inspect` "
+            f"still shows the graph; docs/supported_ops.md lists what qengine runs")
+
+
+def _check_types(model) -> None:
+    """onnx's own type inference as the gate for element types (a Conv on int32, a float64
+    Gemm weight next to float32 data...), with onnx's message naming op, node and types.
+    Not strict: a node whose shape inference fails is left unknown, as ORT does (it accepts,
+    say, a Constant's value_float at opset 11, a year early). It runs on a copy without
+    initializer data (weights are not copied into onnx's C++ side) nor intermediate/output
+    shapes (stale value_info and declared output shapes that exporters get wrong are no
+    reason to refuse a model; ORT only warns)."""
+    onnx = _onnx()
+    m = onnx.ModelProto()
+    m.ir_version = model.ir_version
+    m.opset_import.extend(model.opset_import)
+    g = m.graph
+    g.node.extend(model.graph.node)
+    declared = {v.name for v in model.graph.input}
+    g.input.extend(model.graph.input)
+    for t in model.graph.initializer:
+        if t.name not in declared:
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims))
+    for v in model.graph.output:
+        g.output.append(onnx.helper.make_tensor_value_info(
+            v.name, v.type.tensor_type.elem_type, None))
+    try:
+        onnx.shape_inference.infer_shapes(m, check_type=True)
+    except Exception as e:  # InferenceError, and ValidationError on protobufs onnx rejects
+        msg = " ".join(str(e).split())
+        raise ModelError(f"the model fails onnx's type inference: {msg[:500]}") from e
+
+
+def _node_names(nodes) -> list[str]:
+    """One unique name per node: its own, or `<op_type>_<index in the graph>` when it has none
+    (stable for a given model; suffixed where that is taken). Two nodes with one name are an
+    error, as in onnxruntime: node names select nodes (e.g. `--keep-float`)."""
+    taken: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        if n.name in taken:
+            raise ModelError(f"nodes {taken[n.name]} and {i} are both named {n.name!r} "
+                             f"(node names must be unique)")
+        if n.name:
+            taken[n.name] = i
+    out = []
+    for i, n in enumerate(nodes):
+        name = n.name
+        if not name:
+            base = name = f"{n.op_type or 'node'}_{i}"
+            k = 0
+            while name in taken:
+                k += 1
+                name = f"{base}_{k}"
+            taken[name] = i
+        out.append(name)
+    return out

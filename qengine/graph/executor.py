@@ -45,6 +45,20 @@ def _widen(arr: np.ndarray, float_dtype: np.dtype) -> np.ndarray:
     return arr
 
 
+def _own(value) -> np.ndarray:
+    """A graph output as the caller gets it: a broadcast view (Expand's zero-stride output)
+    becomes a real array, so callers can write or save it — and a model whose output would not
+    fit in memory fails here, as an allocation, instead of in the caller's np.save."""
+    arr = np.asarray(value)
+    if any(st == 0 and n > 1 for st, n in zip(arr.strides, arr.shape)):
+        try:
+            return np.array(arr)
+        except MemoryError as e:
+            raise ShapeError(f"an output of shape {arr.shape} ({arr.dtype}) does not fit in "
+                             f"memory") from e
+    return arr
+
+
 class Executor:
     """Runs a verified graph. Thread-safe: `run` keeps all per-call state in locals."""
 
@@ -114,7 +128,7 @@ class Executor:
             for name in dead:
                 env.pop(name, None)
         names = self.graph.output_names if output_names is None else output_names
-        return {k: np.asarray(env[k]) for k in names}
+        return {k: _own(env[k]) for k in names}
 
     def _run_profiled(self, feeds, output_names, profile: Profile):
         env = dict(self.constants)
@@ -144,7 +158,7 @@ class Executor:
                 env.pop(name, None)
         profile.total = clock() - t_start
         names = self.graph.output_names if output_names is None else output_names
-        return {k: np.asarray(env[k]) for k in names}
+        return {k: _own(env[k]) for k in names}
 
     @staticmethod
     def _failed(op, args, e):

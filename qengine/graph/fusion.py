@@ -103,6 +103,8 @@ def _affine_of(g: Graph, node: Node, channels: int, rank: int):
 def _fold_into_conv(g: Graph, conv: Node, a, c, new_inits):
     w = g.initializers[conv.inputs[1]]
     b = g.initializers.get(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else None
+    if b is not None and b.shape != (w.shape[0],):
+        return None  # a malformed bias: leave the Conv to report it
     w2 = (w.astype(np.float64) * a.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
     b64 = np.zeros(w.shape[0]) if b is None else b.astype(np.float64)
     b2 = (b64 * a + c).astype(w.dtype)

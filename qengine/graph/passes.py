@@ -14,6 +14,8 @@ The CNN rewrites (`remove_identities`, `fold_batch_norm`, `fuse_activations`) li
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import QEngineError
@@ -56,8 +58,8 @@ def fold_constants(graph: Graph, max_bytes: int = FOLD_MAX_BYTES) -> Graph:
         if n.op_type == "Shape" and n.inputs[0] not in consts:
             shape = _static_shape(g, n.inputs[0])
             if shape is not None:  # only the shape is read: a zero-stride stand-in suffices
-                args = [np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape,
-                                                        (0,) * len(shape))]
+                stand_in = _stand_in(shape, np.float32)
+                args = None if stand_in is None else [stand_in]
         elif all((not i) or i in consts for i in n.inputs):
             args = [consts[i] if i else None for i in n.inputs]
         if args is None or n.op_type in _NEVER_FOLD or _inflates(n, args, max_bytes):
@@ -80,6 +82,14 @@ def fold_constants(graph: Graph, max_bytes: int = FOLD_MAX_BYTES) -> Graph:
     g.initializers = consts
     # a folded value may be a graph output; it then simply is an initializer
     return remove_dead_nodes(g)
+
+
+def _stand_in(shape, dtype) -> np.ndarray | None:
+    """A zero-stride array of `shape` (no memory behind it), or None when NumPy cannot
+    describe an array that big (a declared dim of 2**40, say)."""
+    if math.prod(shape) * np.dtype(dtype).itemsize > np.iinfo(np.intp).max:
+        return None
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape, (0,) * len(shape))
 
 
 def _inflates(n, args, max_bytes) -> bool:
@@ -170,10 +180,9 @@ def _infer_by_running(n, info, shape, g):
             args.append(g.initializers[name])
         else:
             s = shape(name)
-            if s is None or np.prod(s, dtype=np.int64) > _INFER_MAX_ELEMENTS:
+            if s is None or math.prod(s) > _INFER_MAX_ELEMENTS:
                 return None
-            args.append(np.lib.stride_tricks.as_strided(
-                np.zeros(1, info[name].dtype), s, (0,) * len(s)))
+            args.append(_stand_in(s, info[name].dtype))
     try:
         outs = get_op_class(n.op_type, n.name)(n, g.initializers).run(*args)
     except (QEngineError, ValueError, TypeError, IndexError, ArithmeticError, MemoryError):

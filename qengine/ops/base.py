@@ -71,6 +71,9 @@ class Op:
             if got < lo or (hi is not None and got > hi):
                 want = f"{lo}" if lo == hi else f"{lo}..{'any' if hi is None else hi}"
                 raise ModelError(f"{where}: expected {want} {what}, got {got}")
+        omitted = [i for i, name in enumerate(node.inputs[:cls.INPUTS[0]]) if not name]
+        if omitted:  # "" marks an omitted *optional* input; these ones are required
+            raise ModelError(f"{where}: input {omitted[0]} is required, got an empty name")
         if not any(node.outputs):
             raise ModelError(f"{where}: has no named output")
         attrs = {}

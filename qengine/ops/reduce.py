@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
 from .base import register_op
 from .tensor import _ConstInputs, _norm_axis
 
@@ -37,10 +36,21 @@ class _Reduce(_ConstInputs):
                 return (x,)
             axes = list(range(x.ndim))
         axes = tuple(sorted({_norm_axis(self, a, x.ndim, "axes") for a in axes}))
-        if x.size == 0 and type(self).fn in (np.max, np.min):
-            self.fail("cannot take the max/min of an empty tensor", ShapeError)
-        y = type(self).fn(x, axis=axes, keepdims=bool(self.attrs["keepdims"]))
+        kw = {}
+        if type(self).fn in (np.max, np.min) and any(x.shape[a] == 0 for a in axes):
+            # ONNX: an empty max is -inf (or the type's minimum), an empty min +inf (maximum)
+            kw["initial"] = _extreme(x.dtype, lowest=type(self).fn is np.max)
+        y = type(self).fn(x, axis=axes, keepdims=bool(self.attrs["keepdims"]), **kw)
         return (np.asarray(y, dtype=x.dtype),)
+
+
+def _extreme(dtype: np.dtype, lowest: bool):
+    if dtype.kind == "f":
+        return -np.inf if lowest else np.inf
+    if dtype.kind == "b":
+        return not lowest
+    info = np.iinfo(dtype)
+    return info.min if lowest else info.max
 
 
 def _reduce(name, fn):

@@ -149,7 +149,8 @@ class Flatten(Op):
         axis = self.attrs["axis"]
         if not -x.ndim <= axis <= x.ndim:
             self.fail(f"axis {axis} is out of range for rank {x.ndim}", ShapeError)
-        axis %= x.ndim + 1
+        if axis < 0:  # axis lies in [-r, r]: -1 keeps the last dim apart
+            axis += x.ndim
         outer = int(np.prod(x.shape[:axis], dtype=np.int64))
         return (x.reshape(outer, int(np.prod(x.shape[axis:], dtype=np.int64))),)
 
@@ -290,6 +291,13 @@ class Split(_ConstInputs):
     OUTPUTS = (1, None)
     ATTRS = {"axis": ("int", 0), "num_outputs": ("int", None)}
     CONST_INPUTS = (1,)
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        n = attrs["num_outputs"]
+        if n is not None and n != len(node.outputs):
+            raise ModelError(f"node {node.name!r} (Split): num_outputs is {n} but the node has "
+                             f"{len(node.outputs)} outputs")
 
     def run(self, x, *rest):
         axis = _norm_axis(self, self.attrs["axis"], x.ndim)

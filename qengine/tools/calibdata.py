@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..graph.ir import Graph
+from ..model_files import sniff
 
 
 def load_calibration(path, graph: Graph) -> dict[str, np.ndarray]:
@@ -19,6 +20,14 @@ def load_calibration(path, graph: Graph) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"calibration file {str(path)!r} does not exist or is not a file")
+    kind = sniff(path)
+    if kind not in ("npz", "npy"):
+        # np.load would call it a pickle and suggest allow_pickle=True: never the fix here
+        what = {"text": "a text file", "empty": "empty"}.get(kind, "of another format")
+        example = ", ".join(f"{v.name}=samples" for v in graph.inputs) or "name=samples"
+        raise ConfigError(f"calibration file {str(path)!r} is not an .npz archive (it is "
+                          f"{what}); write one array per model input, samples along the first "
+                          f"axis: np.savez(path, {example})")
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:

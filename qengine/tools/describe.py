@@ -61,4 +61,5 @@ def describe(graph: Graph) -> dict:
         "initializers": [{"name": k, "dtype": a.dtype.name, "shape": list(a.shape),
                           "bytes": int(a.nbytes)} for k, a in inits.items()],
         "total_bytes": int(sum(a.nbytes for a in inits.values())),
+        "unsupported": [],
     }

@@ -1,4 +1,5 @@
-"""Reading what the CLI is given: models (.qe engine files or .onnx) and input arrays (.npy).
+"""Reading what the CLI is given: models (`read_model`, from qengine/model_files.py: .onnx or
+engine files) and input arrays (.npy).
 
 Every failure becomes a qengine error with a one-line message naming the file, so the CLI can
 report it without a traceback.
@@ -10,26 +11,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..engine_file import load_graph
-from ..errors import ConfigError, ModelError
-from ..graph.ir import Graph, ValueInfo
-
-
-def read_model(path) -> Graph:
-    """A Graph from an ONNX file (by its .onnx suffix) or an engine file (anything else)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file {str(path)!r} does not exist or is not a file")
-    if path.suffix.lower() == ".onnx":
-        from ..frontends.onnx import from_onnx
-        try:
-            return from_onnx(path)
-        except ModelError:
-            raise
-        except Exception as e:  # protobuf DecodeError and friends: the file is not ONNX
-            raise ModelError(f"cannot read ONNX model {str(path)!r}: "
-                             f"{type(e).__name__}: {e}") from e
-    return load_graph(path)
+from ..errors import ConfigError
+from ..graph.ir import ValueInfo
+from ..model_files import read_model, sniff  # noqa: F401  (read_model: for the CLI)
 
 
 def parse_input_specs(specs: Iterable[str]) -> dict[str, Path]:
@@ -47,6 +31,10 @@ def parse_input_specs(specs: Iterable[str]) -> dict[str, Path]:
 
 def load_array(path: Path, what: str) -> np.ndarray:
     """One array from a .npy file, never unpickling anything (the file is untrusted)."""
+    if Path(path).is_file() and sniff(path) not in ("npy", "npz"):
+        # np.load would call anything else a pickle and suggest allow_pickle=True
+        raise ConfigError(f"{what}: {str(path)!r} is not a .npy file; save the array with "
+                          f"np.save(path, array)")
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ConfigError, NaNWarning
+from ..errors import ConfigError, NaNWarning, QuantizationWarning
 from ..graph.ir import Graph
 from ..workflows.dynamic import QUANTIZABLE, DynamicQuantConfig, quantize_dynamic
-from .sizes import node_weight_bytes
+from ..workflows.static import is_float_value
+from .sizes import initializer_bytes, node_initializers, node_weight_bytes
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class QuantizeResult:
     float_graph: Graph
     notes: tuple = ()
     report_ops: frozenset = QUANTIZABLE
+    islands: tuple = ()                 # static: FloatIsland per float region, with its cost
+    island_batch: int = 0               # samples in the batch the islands were timed on
 
 
 MODES: dict[str, Callable[[Graph, QuantizeRequest], QuantizeResult]] = {}
@@ -61,22 +64,29 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                                             req.symmetric_activations),
                                            ("--method", req.method != "minmax")) if used]
     if static_only:
-        raise ConfigError(f"{', '.join(static_only)}: static mode only; dynamic mode quantizes "
-                          f"activations at run time and needs no calibration")
+        raise ConfigError(f"{', '.join(static_only)}: static mode only, and the mode is "
+                          f"dynamic (the default): add --mode static to calibrate, or leave "
+                          f"{'it' if len(static_only) == 1 else 'them'} out (dynamic mode "
+                          f"quantizes activations at run time and needs no calibration)")
     q = quantize_dynamic(graph, DynamicQuantConfig(per_row=req.per_row,
                                                    keep_float=req.keep_float))
     notes = ()
     return QuantizeResult(q, graph, notes, QUANTIZABLE)
 
 
+#: profiled runs of the quantized graph that time its float islands (median per node)
+ISLAND_RUNS = 3
+
 #: float op types the static report lists (the ones that can become int8 compute nodes)
 STATIC_REPORTED = frozenset({"Conv", "Gemm", "MatMul", "Add", "Mul", "Concat", "AveragePool",
-                             "GlobalAveragePool", "MaxPool"})
+                             "GlobalAveragePool", "MaxPool",
+                             "LSTM", "GRU"})   # float in static mode (yet): listed as such
 
 
 @register_mode("static")
 def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
-    from ..workflows.static import StaticQuantConfig, prepare_float_graph, quantize_static
+    from ..workflows.static import (StaticQuantConfig, observe_shapes, prepare_float_graph,
+                                    quantize_static)
     from .calibdata import load_calibration
     if req.per_row:
         raise ConfigError("--per-row is for dynamic mode; static mode fixes activation "
@@ -88,26 +98,35 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                             symmetric_activations=req.symmetric_activations,
                             bias_correction=req.bias_correction, keep_float=req.keep_float)
     float_graph = prepare_float_graph(graph)
+    observe_shapes(float_graph, data, cfg.batch_size)   # dtypes: the report skips integer ops
     notes = []
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", NaNWarning)
+        warnings.simplefilter("always", QuantizationWarning)
         if req.target_sqnr is None:
             q = quantize_static(graph, data, cfg, progress=req.progress)
         else:
             from ..workflows.sensitivity import auto_keep_float
+            # an all-float "quantized" model is an error here: nothing is written, rc 2
             q, kept, achieved = auto_keep_float(graph, data, req.target_sqnr, cfg,
-                                                progress=req.progress)
-    for w in seen:          # calibration's NaN report goes into the summary, the rest as usual
-        if issubclass(w.category, NaNWarning):
+                                                progress=req.progress, on_unreachable="error")
+    for w in seen:      # NaN and what stays float go into the summary, the rest as usual
+        if issubclass(w.category, (NaNWarning, QuantizationWarning)):
             notes.append(str(w.message))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if req.target_sqnr is not None:
-        met = "met" if achieved >= req.target_sqnr else "NOT met (every layer is float)"
         notes.append(f"auto keep-float: output SQNR {achieved:.2f} dB on the calibration data, "
-                     f"target {req.target_sqnr:g} dB {met}")
+                     f"target {req.target_sqnr:g} dB met")
         notes.append("kept float: " + (", ".join(sorted(kept)) if kept else "(none)"))
-    return QuantizeResult(q, float_graph, tuple(notes), STATIC_REPORTED)
+    from ..workflows._measure import feed_batches
+    from ..workflows.islands import float_islands
+    with warnings.catch_warnings():         # calibration has said what cutting the data says
+        warnings.simplefilter("ignore")
+        feeds = feed_batches(q, data, cfg.batch_size)[0]
+    islands = tuple(float_islands(q, feeds, ISLAND_RUNS))
+    return QuantizeResult(q, float_graph, tuple(notes), STATIC_REPORTED, islands,
+                          len(next(iter(feeds.values()))))
 
 
 def quantize_graph(graph: Graph, mode: str, req: QuantizeRequest) -> QuantizeResult:
@@ -124,8 +143,8 @@ def quantization_report(before: Graph, after: Graph, op_types=QUANTIZABLE) -> li
     consumers = before.consumers()
     rows = []
     for node in before.nodes:
-        if node.op_type not in op_types:
-            continue
+        if node.op_type not in op_types or not is_float_value(before, node.outputs[0]):
+            continue                    # (shape arithmetic on int64 is not a float layer)
         new = after_by_name.get(node.name)
         old_bytes = node_weight_bytes(before, node)
         fused = [c for o in node.outputs for c in consumers.get(o, ())
@@ -139,3 +158,18 @@ def quantization_report(before: Graph, after: Graph, op_types=QUANTIZABLE) -> li
                      "bytes_before": old_bytes,
                      "bytes_after": node_weight_bytes(after, new) if new is not None else 0})
     return rows
+
+
+def reported_weight_bytes(before: Graph, after: Graph, rows) -> tuple[int, int]:
+    """(bytes before, bytes after) of the weights the report's nodes read, each initializer
+    counted once: per-row bytes would count a weight shared by two nodes twice."""
+    by_name_before = {n.name: n for n in before.nodes}
+    by_name_after = {n.name: n for n in after.nodes}
+    old, new = set(), set()
+    for r in rows:
+        for name in (r["node"], *r["fused"]):
+            if name in by_name_before:
+                old |= node_initializers(before, by_name_before[name])
+        if r["new_op"] is not None and r["node"] in by_name_after:
+            new |= node_initializers(after, by_name_after[r["node"]])
+    return initializer_bytes(before, old), initializer_bytes(after, new)

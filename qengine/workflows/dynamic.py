@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..graph.ir import Graph, Node
+from ..model_files import as_graph
 from ..quantized.weights import quantize_per_channel_symmetric
 
 QUANTIZABLE = frozenset({"LSTM", "GRU", "Gemm", "MatMul", "Conv"})
@@ -50,14 +51,13 @@ class DynamicQuantConfig:
 
 
 def quantize_dynamic(model, config: DynamicQuantConfig | None = None) -> Graph:
-    """Return a copy of `model` (a Graph, or a path to an ONNX file) with its LSTM / GRU /
-    Linear layers dynamically quantized to int8."""
+    """Return a copy of `model` (a Graph, an onnx.ModelProto, or the path of an ONNX or
+    engine file, as `qengine quantize` takes) with its LSTM / GRU / Linear / Conv layers
+    dynamically quantized to int8."""
     config = DynamicQuantConfig() if config is None else config
     if not isinstance(config, DynamicQuantConfig):
         raise ConfigError(f"config must be a DynamicQuantConfig, got {type(config).__name__}")
-    if not isinstance(model, Graph):
-        from ..frontends.onnx import from_onnx
-        model = from_onnx(model)
+    model = as_graph(model, "quantize_dynamic")
     missing = config.keep_float - {n.name for n in model.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")

@@ -24,6 +24,7 @@ the layers before it have accumulated.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -32,12 +33,12 @@ import numpy as np
 from ..calibration import collect_stats, make_observer
 from ..calibration.collect import reusable
 from ..calibration.histogram import Histogram
-from ..errors import ConfigError
+from ..errors import ConfigError, QuantizationWarning
 from ..graph.ir import Graph
 from ._measure import (TeeObserver, feed_batches, layer_output_sqnr, run_batches, saturation,
                        sqnr_db)
 from .static import (StaticQuantConfig, _data_inputs, _Plan, build_int8, observe_shapes,
-                     prepare_float_graph)
+                     prepare_float_graph, warn_float_rnns)
 
 _CLAMPS = ("Relu", "Clip")
 
@@ -82,7 +83,34 @@ class SensitivityReport(list):
 def accuracy(outputs: dict, labels) -> float:
     """Top-1 accuracy of the first output (argmax over its last axis)."""
     logits = next(iter(outputs.values()))
-    return float(np.mean(logits.argmax(-1) == np.asarray(labels).reshape(-1)))
+    return float(np.mean(logits.argmax(-1) == class_labels(labels)))
+
+
+def class_labels(labels) -> np.ndarray:
+    """`labels` as one integer class index per sample, or a ConfigError naming what they are
+    instead: one-hot rows, or floats that are not whole numbers (compared with an argmax they
+    would give a silent 0% accuracy). Whole-number floats are taken as indices."""
+    lab = np.asarray(labels)
+    if lab.ndim == 2 and lab.shape[1] > 1:
+        raise ConfigError(f"labels have shape {list(lab.shape)}: one-hot or per-class rows? "
+                          f"accuracy needs one class index per sample; pass "
+                          f"labels.argmax(axis=1)")
+    if lab.ndim > 2:
+        raise ConfigError(f"labels have shape {list(lab.shape)}; accuracy needs one class "
+                          f"index per sample (a 1-D array)")
+    lab = lab.reshape(-1)
+    if lab.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(lab) | (lab != np.round(lab)))
+        if bad.size:
+            raise ConfigError(f"labels are not integer class indices ({lab[bad[0]]:.4g} at "
+                              f"index {bad[0]}, {bad.size} such of {lab.size}); accuracy "
+                              f"compares them with the argmax of the model's first output: "
+                              f"give one integer class per sample")
+        return lab.astype(np.int64)
+    if lab.dtype.kind not in "iub":
+        raise ConfigError(f"labels of dtype {lab.dtype} are not class indices; give one "
+                          f"integer class per sample")
+    return lab
 
 
 def close_keep_float(g: Graph, keep_float) -> frozenset:
@@ -113,12 +141,13 @@ def _is_follower(n, kind) -> bool:
 class _Study:
     """One calibration of one model; builds and scores int8 variants of it."""
 
-    def __init__(self, model, calibration_data, config, eval_data, labels, metric, progress):
+    def __init__(self, model, calibration_data, config, eval_data, labels, metric, progress,
+                 who):
         self.config = StaticQuantConfig() if config is None else config
         if not isinstance(self.config, StaticQuantConfig):
             raise ConfigError(f"config must be a StaticQuantConfig, got "
                               f"{type(self.config).__name__}")
-        g = prepare_float_graph(model)
+        g = prepare_float_graph(model, who)
         missing = self.config.keep_float - {n.name for n in g.nodes}
         if missing:
             raise ConfigError(f"keep_float names nodes that are not in the graph: "
@@ -142,6 +171,8 @@ class _Study:
         data = calibration_data if eval_data is None else eval_data
         self.batches = feed_batches(g, data, self.config.batch_size)
         self.ref = run_batches(g, self.batches)
+        if labels is not None and metric is None:
+            labels = class_labels(labels)           # the default metric needs class indices
         self.labels = labels
         if labels is not None:
             n_out = len(next(iter(self.ref.values())))
@@ -185,7 +216,8 @@ def layer_sensitivity(model, calibration_data, config: StaticQuantConfig | None 
     into a list once, since every candidate graph runs over the same batches); labels: one per
     evaluated sample, for `metric(outputs dict, labels) -> float` (default: top-1 accuracy of
     the first output); progress(done, total) during calibration."""
-    st = _Study(model, calibration_data, config, eval_data, labels, metric, progress)
+    st = _Study(model, calibration_data, config, eval_data, labels, metric, progress,
+                "layer_sensitivity")
     cfg = st.config
     scores = st.single_layer_scores()
     ranks = _ranks(scores)
@@ -217,22 +249,30 @@ def layer_sensitivity(model, calibration_data, config: StaticQuantConfig | None 
 
 def auto_keep_float(model, calibration_data, target_sqnr_db: float,
                     config: StaticQuantConfig | None = None, *, eval_data=None,
-                    progress: Callable | None = None):
+                    progress: Callable | None = None, on_unreachable: str = "warn"):
     """The int8 graph with the fewest float layers whose output SQNR vs FP32 (on eval_data,
     default the calibration data) reaches `target_sqnr_db`.
 
     Greedy: layers ordered by their single-layer SQNR (most sensitive first) are kept float one
     at a time, re-measuring the whole model after each, until the target is met or every layer
-    is float (then the returned SQNR says how far it got; it is not raised as an error).
+    is float. A result with every layer float is no quantization at all: then (the target is
+    met only that way, or not even then) a QuantizationWarning says so and names the best SQNR
+    one int8 layer reaches, and the float graph is returned — or, with on_unreachable="error"
+    (what `qengine quantize` uses), a ConfigError is raised instead.
     Returns (graph, keep_float names — the closed set that reproduces the graph with
     quantize_static —, achieved SQNR in dB)."""
     if isinstance(target_sqnr_db, bool) or not isinstance(target_sqnr_db, (int, float)) or \
             not math.isfinite(target_sqnr_db):
         raise ConfigError(f"target_sqnr_db must be a finite number, got {target_sqnr_db!r}")
-    st = _Study(model, calibration_data, config, eval_data, None, None, progress)
+    if on_unreachable not in ("warn", "error"):
+        raise ConfigError(f"on_unreachable must be 'warn' or 'error', got {on_unreachable!r}")
+    st = _Study(model, calibration_data, config, eval_data, None, None, progress,
+                "auto_keep_float")
+    warn_float_rnns(st.g, st.config.keep_float)
     kept = set(st.config.keep_float)
     q = st.build(kept)
     achieved = st.score(q)[0]
+    scores = {}
     if achieved < target_sqnr_db:
         scores = st.single_layer_scores()
         for name in sorted(scores, key=lambda k: scores[k][0]):
@@ -243,4 +283,25 @@ def auto_keep_float(model, calibration_data, target_sqnr_db: float,
             achieved = st.score(q)[0]
             if achieved >= target_sqnr_db:
                 break
+    if achieved < target_sqnr_db or not set(st.layers) - kept:
+        msg = _unreachable(target_sqnr_db, achieved, scores, st.layers)
+        if on_unreachable == "error":
+            raise ConfigError(msg)
+        warnings.warn(msg, QuantizationWarning, stacklevel=2)
     return q, close_keep_float(st.g, kept), achieved
+
+
+def _unreachable(target, achieved, scores, layers) -> str:
+    """What auto_keep_float says when only an all-float model meets the target (or none)."""
+    if not layers:
+        return (f"SQNR target {target:g} dB: the model has no layer static quantization can "
+                f"make int8, so nothing is quantized")
+    head = (f"SQNR target {target:g} dB is only met with every layer float, i.e. nothing "
+            f"quantized" if achieved >= target else
+            f"SQNR target {target:g} dB is not met even with every layer float "
+            f"({achieved:.2f} dB)")
+    if not scores:                      # every layer was in the config's keep_float already
+        return f"{head}; keep_float names every layer"
+    best = max(scores, key=lambda k: scores[k][0])
+    return (f"{head}; the best single int8 layer reaches at most {scores[best][0]:.2f} dB "
+            f"({best}): choose a target at or below that")

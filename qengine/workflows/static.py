@@ -22,6 +22,7 @@ sensitivity.py) and bias correction (workflows/bias_correction.py) reuse one cal
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -29,10 +30,11 @@ import numpy as np
 
 from ..calibration import collect_stats, make_observer
 from ..calibration.collect import reusable
-from ..errors import ConfigError
+from ..errors import ConfigError, QuantizationWarning
 from ..graph.fusion import _activation_of
 from ..graph.ir import Graph, Node
 from ..graph.passes import optimize
+from ..model_files import as_graph
 from ..quant import choose_qparams
 from .dynamic import _bias_vector
 
@@ -41,6 +43,10 @@ _ELEMENTWISE_LUT = {"Sigmoid": "sigmoid", "Tanh": "tanh", "HardSigmoid": "hardsi
                     "HardSwish": "hardswish", "LeakyRelu": "leakyrelu", "Relu": "relu",
                     "Clip": "clip"}
 _PASS_THROUGH = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+#: every ONNX op the static rewrite can run in int8 (each under the conditions `_accepts`
+#: checks); docs/supported_ops.md is generated from it
+STATIC_INT8_OPS = ("Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
+                   "Add", "Mul", "Sum", "Concat", *_ELEMENTWISE_LUT, *_PASS_THROUGH)
 
 
 @dataclass(frozen=True)
@@ -85,11 +91,10 @@ class StaticQuantConfig:
 
 
 # ---------------------------------------------------------------------------- the plan
-def prepare_float_graph(model) -> Graph:
-    """The optimized float graph every later step works on (a path to ONNX is imported)."""
-    if not isinstance(model, Graph):
-        from ..frontends.onnx import from_onnx
-        model = from_onnx(model)
+def prepare_float_graph(model, who: str = "quantize_static") -> Graph:
+    """The optimized float graph every later step works on. `model`: a Graph, an
+    onnx.ModelProto or the path of an ONNX or engine file (`who` names the caller in errors)."""
+    model = as_graph(model, who)
     # weights built at run time (ConstantOfShape, Expand...) must become initializers to be
     # quantized, however large: fold without the size cap the default optimize keeps
     return optimize(model, fold_batch_norm=True, fuse_activations=False,
@@ -108,7 +113,9 @@ def observe_shapes(g: Graph, calibration_data, batch_size=None):
     from ..graph.ir import DTYPES, ValueInfo
     tap = TapSession(g, None)
     if isinstance(calibration_data, Mapping):
-        feeds = next(iter(_split(tap, calibration_data, batch_size)[0]))
+        with warnings.catch_warnings():     # calibration cuts the data again and warns then
+            warnings.simplefilter("ignore")
+            feeds = next(iter(_split(tap, calibration_data, batch_size)[0]))
     else:
         it = iter(calibration_data)
         try:
@@ -205,9 +212,22 @@ def _consts(g, n, idx):
             for i in idx]
 
 
+def is_float_value(g: Graph, v: str) -> bool:
+    """False for a value known to be integer or bool (shape arithmetic: Shape → Gather →
+    Unsqueeze → Concat in the TorchScript exports); True when float or not known."""
+    if v in g.initializers:
+        return g.initializers[v].dtype.kind == "f"
+    info = g.value_info.get(v) or next((i for i in g.inputs if i.name == v), None)
+    return info is None or np.dtype(info.dtype).kind == "f"
+
+
 def _accepts(g: Graph, n: Node):
     """The int8 handler kind for node `n`, or None when it must stay float."""
     op, a = n.op_type, n.attrs
+    if op not in STATIC_INT8_OPS:
+        return None
+    if not all(is_float_value(g, v) for v in n.inputs[:_data_inputs(n)] if v):
+        return None                  # an integer side computation: nothing to quantize
     if op == "Conv":
         (w,) = _consts(g, n, [1])
         if w is None or w.ndim != 4 or a.get("fused_activation"):
@@ -302,7 +322,14 @@ class _Builder:
             if obs is None:
                 raise ConfigError(f"no calibration statistics for value {v!r}")
             sym = self.cfg.symmetric_activations
-            p = obs.qparams(bits=8, symmetric=sym, signed=False)
+            try:
+                p = obs.qparams(bits=8, symmetric=sym, signed=False)
+            except ConfigError as e:            # no finite value seen: name the tensor
+                where = ("this model input itself" if v in self.g.input_names else
+                         "the model inputs it is computed from")
+                raise ConfigError(f"{v!r} got no finite calibration values, so it has no "
+                                  f"range to quantize with ({e}); check the calibration data "
+                                  f"for NaN/Inf in {where}") from e
             self.qparams[v] = (float(p.scale), int(p.zero_point))
         return self.qparams[v]
 
@@ -533,6 +560,29 @@ def _window(a) -> dict:
                 **({} if auto == "NOTSET" else {"auto_pad": auto}))
 
 
+#: ops static quantization leaves float for lack of an int8 form, with what to use instead
+_NOT_YET = ("LSTM", "GRU")
+
+
+def warn_float_rnns(g: Graph, keep_float) -> None:
+    """One QuantizationWarning naming the LSTM/GRU nodes static mode leaves float, and what
+    to use instead. Static int8 recurrent layers would need calibrated gate and state ranges
+    (int16 state, per the design notes); the dynamic kernels run them in int8 today."""
+    rnns = [n for n in g.nodes if n.op_type in _NOT_YET and n.name not in keep_float]
+    if not rnns:
+        return
+    nbytes = sum(g.initializers[v].nbytes for v in {v for n in rnns for v in n.inputs
+                                                     if v in g.initializers})
+    names = ", ".join(f"{n.op_type} {n.name!r}" for n in rnns)
+    warnings.warn(f"static int8 LSTM/GRU is not supported yet: {names} "
+                  f"{'stays' if len(rnns) == 1 else 'stay'} float ({nbytes / 1024:.1f} KiB of "
+                  f"float weights); for int8 LSTM/GRU weights use --mode dynamic (Python: "
+                  f"quantize_dynamic), or quantize the static result again with --mode dynamic "
+                  f"to keep the other layers static (Python: quantize_dynamic(result, "
+                  f"DynamicQuantConfig(op_types={{'LSTM', 'GRU'}})))", QuantizationWarning,
+                  stacklevel=3)
+
+
 def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
                with_layers: bool = False):
     """Rewrite the optimized float graph `g` into its int8 form using calibration `stats`.
@@ -544,8 +594,9 @@ def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
 
 def quantize_static(model, calibration_data, config: StaticQuantConfig | None = None, *,
                     progress: Callable | None = None) -> Graph:
-    """Calibrate `model` (a Graph or an ONNX path) on `calibration_data` ({input name: samples
-    along axis 0} or an iterable of feed dicts) and return the int8 graph.
+    """Calibrate `model` (a Graph, an onnx.ModelProto, or the path of an ONNX or engine file)
+    on `calibration_data` ({input name: samples along axis 0} or an iterable of feed dicts) and
+    return the int8 graph.
 
     A generator of batches is streamed (memory stays flat), except with bias_correction, which
     runs the data again after calibrating: the batches are then read into a list first, so
@@ -557,6 +608,7 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
     missing = config.keep_float - {n.name for n in g.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
+    warn_float_rnns(g, config.keep_float)
     if config.bias_correction:
         calibration_data = reusable(calibration_data)
     calibration_data = observe_shapes(g, calibration_data, config.batch_size)
