@@ -7,6 +7,7 @@ cimport numpy as cnp
 from libc.stdint cimport int8_t, uint8_t, int32_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
+from libc.math cimport INFINITY
 from qe_gemm cimport *
 from qe_omp cimport bind_thread_state
 
@@ -19,6 +20,9 @@ cdef extern from "qengine/conv/qe_conv.h" nogil:
     int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
                        const qe_packed_w *w, const qe_gemm_epilogue *ep, uint8_t *y,
                        int nthreads)
+    int qe_conv2d_gemm_nchw(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                            const qe_packed_w *w, const qe_gemm_epilogue *ep, float *y,
+                            float lo, float hi, int nthreads)
 
 cdef extern from "qengine/conv/qe_dwconv.h" nogil:
     ctypedef struct qe_dwconv_params:
@@ -33,8 +37,8 @@ cdef extern from "qengine/conv/qe_dwconv.h" nogil:
                      const qe_dwconv_params *p, uint8_t *y, int nthreads)
     int qe_conv2d_dw_dequant(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
                              float a_scale, const qe_dwconv_params *pk, const int32_t *wsum,
-                             size_t nwsum, const float *w_scale, const float *bias, float *y,
-                             int nthreads)
+                             size_t nwsum, const float *w_scale, const float *bias, float lo,
+                             float hi, float *y, int nthreads)
     const char *qe_dwconv_ukernel_name(int isa)
     const char *qe_dwconv_dequant_ukernel_name(int isa)
     int qe_dwconv_layout(int isa)
@@ -42,8 +46,6 @@ cdef extern from "qengine/conv/qe_dwconv.h" nogil:
 cdef extern from "qengine/conv/qe_conv_dynamic.h" nogil:
     int qe_dynq_u8_nchw(int isa, size_t n, size_t c, size_t hw, const float *x, uint8_t *q,
                         float *scale, int32_t *zp, int nthreads)
-    void qe_nhwc_to_nchw_f32(size_t n, size_t hw, size_t c, const float *src, float *dst,
-                             int nthreads)
 
 cdef extern from "qengine/pool/qe_pool.h" nogil:
     ctypedef struct qe_pool_params:
@@ -100,8 +102,10 @@ def dw_kernel_layout(int isa):
 
 
 cdef int _conv_gemm(int isa, tuple shape, cnp.ndarray x, int a_zp, list packs,
-                    const qe_gemm_epilogue *ep, cnp.ndarray y, int nthreads) except -1:
-    """qe_conv2d_gemm over packs[g] = (data, colsum, n, k, kp), one packed matrix per group."""
+                    const qe_gemm_epilogue *ep, cnp.ndarray y, int nthreads, bint nchw=False,
+                    float lo=-INFINITY, float hi=INFINITY) except -1:
+    """qe_conv2d_gemm (or, nchw, qe_conv2d_gemm_nchw) over packs[g] = (data, colsum, n, k, kp),
+    one packed matrix per group."""
     cdef qe_conv_shape s = _shape(shape)
     cdef size_t g, ng = len(packs)
     cdef qe_packed_w *w = <qe_packed_w *>malloc(sizeof(qe_packed_w) * ng)
@@ -117,7 +121,10 @@ cdef int _conv_gemm(int isa, tuple shape, cnp.ndarray x, int a_zp, list packs,
     cdef uint8_t *py = <uint8_t *>_d(y)
     cdef int rc
     with nogil:
-        rc = qe_conv2d_gemm(isa, &s, px, a_zp, w, ep, py, nthreads)
+        if nchw:
+            rc = qe_conv2d_gemm_nchw(isa, &s, px, a_zp, w, ep, <float *>py, lo, hi, nthreads)
+        else:
+            rc = qe_conv2d_gemm(isa, &s, px, a_zp, w, ep, py, nthreads)
     free(w)
     _check(rc)
     return 0
@@ -137,9 +144,11 @@ def conv2d_gemm(int isa, cnp.ndarray x, tuple shape, int a_zp, list packs,
 
 
 def conv2d_gemm_f32(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale, list packs,
-                    cnp.ndarray w_scale, object bias, cnp.ndarray y, int nthreads=0):
+                    cnp.ndarray w_scale, object bias, cnp.ndarray y, int nthreads=0,
+                    bint nchw=False, float lo=-INFINITY, float hi=INFINITY):
     """Dynamic quantization: x uint8 NHWC quantized per tensor with (a_scale, a_zp); y float32
-    NHWC = float32(acc)·float32(a_scale·w_scale[o]) + bias[o] (docs/numerics.md epilogue (a))."""
+    = float32(acc)·float32(a_scale·w_scale[o]) + bias[o] (docs/numerics.md epilogue (a)), NHWC,
+    or with nchw NCHW [n, cout, oh, ow] clamped to [lo, hi] (a fused activation)."""
     cdef int32_t zp = a_zp
     cdef float sc = a_scale
     cdef qe_gemm_epilogue ep
@@ -149,43 +158,7 @@ def conv2d_gemm_f32(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale
     ep.a_scale = &sc
     ep.w_scale = <const float *>_d(w_scale)
     ep.bias = NULL if bias is None else <const float *>_d(bias)
-    _conv_gemm(isa, shape, x, a_zp, packs, &ep, y, nthreads)
-
-
-def conv1x1_f32(int isa, cnp.ndarray x, size_t m, size_t cin, list packs, int a_zp,
-                float a_scale, cnp.ndarray w_scale, object bias, cnp.ndarray y, size_t cout,
-                int nthreads=0):
-    """Dynamic 1×1 stride-1 unpadded conv as GEMM over the NHWC pixels: x uint8 [m, cin]
-    quantized with (a_scale, a_zp), y float32 [m, cout] = epilogue (a); groups as conv1x1."""
-    cdef size_t g, ng = len(packs)
-    cdef size_t cin_g = cin // ng, cout_g = cout // ng
-    cdef qe_packed_w w
-    cdef qe_gemm_epilogue ep
-    cdef int32_t zp = a_zp
-    cdef float sc = a_scale
-    cdef const uint8_t *px = <const uint8_t *>_d(x)
-    cdef float *py = <float *>_d(y)
-    cdef const float *pws = <const float *>_d(w_scale)
-    cdef const float *pb = NULL if bias is None else <const float *>_d(<cnp.ndarray>bias)
-    cdef int rc = 0
-    memset(&ep, 0, sizeof(ep))
-    ep.kind = QE_EPI_F32
-    ep.a_zp = &zp
-    ep.a_scale = &sc
-    for g in range(ng):
-        w.data = _d(packs[g][0])
-        w.colsum = <const int32_t *>_d(packs[g][1])
-        w.w_zp = NULL
-        w.n, w.k, w.kp = packs[g][2], packs[g][3], packs[g][4]
-        w.isa = isa
-        ep.w_scale = pws + g * cout_g
-        ep.bias = NULL if pb == NULL else pb + g * cout_g
-        with nogil:
-            rc = qe_gemm(isa, m, px + g * cin_g, cin, &w, &ep, py + g * cout_g, cout, nthreads,
-                         NULL, 0)
-        if rc:
-            break
-    _check(rc)
+    _conv_gemm(isa, shape, x, a_zp, packs, &ep, y, nthreads, nchw, lo, hi)
 
 
 def dynq_nchw(int isa, cnp.ndarray x, cnp.ndarray q, int nthreads=0):
@@ -201,21 +174,13 @@ def dynq_nchw(int isa, cnp.ndarray x, cnp.ndarray q, int nthreads=0):
     return sc, zp
 
 
-def nhwc_to_nchw_f32(cnp.ndarray src, cnp.ndarray dst, int nthreads=0):
-    """src float32 NHWC [n, h, w, c] -> dst float32 NCHW [n, c, h, w]."""
-    cdef size_t n = src.shape[0], hw = src.shape[1] * src.shape[2], c = src.shape[3]
-    cdef const float *ps = <const float *>_d(src)
-    cdef float *pd = <float *>_d(dst)
-    with nogil:
-        qe_nhwc_to_nchw_f32(n, hw, c, ps, pd, nthreads)
-
-
 def dwconv_dequant(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale,
                    cnp.ndarray wpk, int layout, cnp.ndarray wsum, cnp.ndarray w_scale,
-                   object bias, cnp.ndarray y, int nthreads=0):
+                   object bias, cnp.ndarray y, float lo=-INFINITY, float hi=INFINITY,
+                   int nthreads=0):
     """Dynamic depthwise: x uint8 NHWC [n, h, w, c] quantized with (a_scale, a_zp); wpk / wsum
     as packed for `layout` (wsum = Σ_t w in layout order); w_scale, bias f32 [c] (channel
-    order); y float32 NCHW [n, c, oh, ow]."""
+    order); y float32 NCHW [n, c, oh, ow], clamped to [lo, hi]."""
     cdef qe_conv_shape s = _shape(shape)
     cdef qe_dwconv_params p
     memset(&p, 0, sizeof(p))
@@ -230,7 +195,7 @@ def dwconv_dequant(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale,
     cdef float *py = <float *>_d(y)
     cdef int rc
     with nogil:
-        rc = qe_conv2d_dw_dequant(isa, &s, px, a_zp, a_scale, &p, pws, nws, psc, pb, py,
+        rc = qe_conv2d_dw_dequant(isa, &s, px, a_zp, a_scale, &p, pws, nws, psc, pb, lo, hi, py,
                                   nthreads)
     _check(rc)
 

@@ -245,3 +245,135 @@ def test_graph_op_reuses_its_buffers_and_matches_the_layer():
     np.testing.assert_array_equal(y1, want)
     np.testing.assert_array_equal(y3, want)
     assert not np.shares_memory(y1, y3) and not np.array_equal(y2, y1)
+
+
+# ---- graph level: fused activations, 1-D convolutions, the keep-float rule -----------------
+
+def _conv_graph(x_shape, w, act=None, bias=True, **attrs):
+    """x -> Conv(w) [-> act] -> y, float, with static input shape."""
+    from qengine.graph import Graph, Node, ValueInfo
+    rng = np.random.default_rng(w.size)
+    inits = {"w": w}
+    ins = ("x", "w")
+    if bias:
+        inits["b"] = rng.standard_normal(w.shape[0]).astype(np.float32)
+        ins += ("b",)
+    nodes = [Node("Conv", "conv", ins, ("c" if act else "y",), dict(attrs))]
+    if act == "Relu":
+        nodes.append(Node("Relu", "act", ("c",), ("y",)))
+    elif act == "Clip":
+        inits["lo"], inits["hi"] = np.array(0.0, np.float32), np.array(6.0, np.float32)
+        nodes.append(Node("Clip", "act", ("c", "lo", "hi"), ("y",)))
+    elif act == "LeakyRelu":
+        nodes.append(Node("LeakyRelu", "act", ("c",), ("y",), {"alpha": 0.1}))
+    return Graph([ValueInfo("x", "float32", x_shape)], [ValueInfo("y")], nodes, inits)
+
+
+@pytest.mark.parametrize("act", ["Relu", "Clip", "LeakyRelu"])
+@pytest.mark.parametrize("kind", ["dw", "1x1", "3x3"])
+def test_activation_after_the_conv_runs_in_its_output_pass(act, kind):
+    """quantize_dynamic merges a Relu / Clip / LeakyRelu that is the conv's only reader into
+    the DynamicQuantConv: the same bits as the dynamic conv followed by the float op (kept
+    apart here with keep_float on the activation node)."""
+    rng = np.random.default_rng(5)
+    c = 24
+    shape, group, pads = {"dw": ((c, 1, 3, 3), c, [1] * 4), "1x1": ((16, c, 1, 1), 1, [0] * 4),
+                          "3x3": ((16, c, 3, 3), 1, [1] * 4)}[kind]
+    g = _conv_graph((2, c, 7, 9), rng.standard_normal(shape).astype(np.float32), act,
+                    group=group, pads=pads)
+    fused = qengine.quantize_dynamic(g, qengine.DynamicQuantConfig(cost_model=False))
+    apart = qengine.quantize_dynamic(g, qengine.DynamicQuantConfig(cost_model=False,
+                                                                   keep_float={"act"}))
+    assert [n.op_type for n in fused.nodes] == ["DynamicQuantConv"]
+    assert fused.nodes[0].attrs["fused_activation"] == act
+    assert [n.op_type for n in apart.nodes] == ["DynamicQuantConv", act]
+    x = rng.standard_normal((2, c, 7, 9)).astype(np.float32) * 4
+    want = qengine.Session(apart).run({"x": x})["y"]
+    got = qengine.Session(fused).run({"x": x})["y"]
+    np.testing.assert_array_equal(got, want)
+    assert (got.min() >= 0) if act != "LeakyRelu" else (got.min() < 0)
+
+
+def test_activation_is_not_merged_when_the_conv_output_has_other_readers():
+    from qengine.graph import Node, ValueInfo
+    rng = np.random.default_rng(6)
+    g = _conv_graph((1, 8, 5, 5), rng.standard_normal((8, 8, 1, 1)).astype(np.float32), "Relu")
+    g.outputs.append(ValueInfo("c"))                      # the conv's own output is read too
+    q = qengine.quantize_dynamic(g, qengine.DynamicQuantConfig(cost_model=False))
+    assert [n.op_type for n in q.nodes] == ["DynamicQuantConv", "Relu"]
+    assert not q.nodes[0].attrs.get("fused_activation")
+    del Node
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_1d_convolution_runs_as_2d(isa):
+    """Conv1d (silero's STFT and encoder): [N, C, L] through the 2-D kernels with H = 1, the
+    same bits as the 2-D layer on x[:, :, None, :]."""
+    rng = np.random.default_rng(8)
+    for (n, c, length), (cout, k), stride, pad, group in (((3, 1, 300), (20, 64), 32, 0, 1),
+                                                          ((2, 12, 17), (10, 3), 2, 1, 1),
+                                                          ((1, 16, 21), (16, 5), 1, 2, 16)):
+        W = rng.standard_normal((cout, c // group, k)).astype(np.float32)
+        g = _conv_graph((n, c, length), W, group=group, strides=[stride], pads=[pad, pad])
+        q = qengine.quantize_dynamic(g, qengine.DynamicQuantConfig(cost_model=False))
+        node = q.nodes[0]
+        assert node.op_type == "DynamicQuantConv" and q.initializers[node.inputs[1]].ndim == 3
+        x = rng.standard_normal((n, c, length)).astype(np.float32)
+        wq, ws = q.initializers[node.inputs[1]], q.initializers[node.inputs[2]]
+        layer = DynamicConv2d(wq[:, :, None, :], ws, g.initializers["b"], stride=(1, stride),
+                              padding=(0, pad, 0, pad), groups=group, isa=isa)
+        want = layer(x[:, :, None, :])[:, :, 0, :]
+        np.testing.assert_array_equal(qengine.Session(q).run({"x": x})["y"], want)
+        np.testing.assert_array_equal(
+            want, reference(x[:, :, None, :], wq[:, :, None, :], ws, g.initializers["b"],
+                            (1, stride), (0, pad, 0, pad), (1, 1), group)[:, :, 0, :])
+
+
+def test_keep_float_rule_is_deterministic_and_says_so():
+    """A 1×1 conv with one output channel over a large input: quantizing its 64 input channels
+    costs more than the float dot product it feeds, so the cost model keeps it float, names it
+    in one QuantizationWarning and in slower_in_int8; a 3×3 64→64 conv is quantized. The
+    decision is a pure function of the graph: the same on every call."""
+    from qengine.workflows.dynamic import slower_in_int8
+    rng = np.random.default_rng(9)
+    thin = _conv_graph((1, 64, 56, 56), rng.standard_normal((1, 64, 1, 1)).astype(np.float32))
+    wide = _conv_graph((1, 64, 28, 28), rng.standard_normal((64, 64, 3, 3)).astype(np.float32),
+                       pads=[1] * 4)
+    for _ in range(3):
+        assert [name for name, _ in slower_in_int8(thin)] == ["conv"]
+        assert slower_in_int8(wide) == []
+    with pytest.warns(qengine.QuantizationWarning, match=r"kept 1 node.*Conv 'conv'.*predicted "
+                      r"int8 .* µs vs float .* µs per call"):
+        q = qengine.quantize_dynamic(thin)
+    assert [n.op_type for n in q.nodes] == ["Conv"]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", qengine.QuantizationWarning)
+        assert [n.op_type for n in qengine.quantize_dynamic(wide).nodes] == ["DynamicQuantConv"]
+        q = qengine.quantize_dynamic(thin, qengine.DynamicQuantConfig(cost_model=False))
+    assert [n.op_type for n in q.nodes] == ["DynamicQuantConv"]
+
+
+def test_keep_float_rule_without_static_sizes_compares_per_pixel():
+    """With a dynamic image size (as the text recognizer's width) the model compares the
+    per-output-pixel costs: the same decisions for the same layers."""
+    from qengine.workflows import dynamic_cost as C
+    thin = C.conv_cost((1, 64, 1, 1), x_shape=None)
+    wide = C.conv_cost((64, 64, 3, 3), pads=[1] * 4, x_shape=None)
+    assert thin.keep_float and thin.basis == "per output pixel"
+    assert not wide.keep_float
+    dw = C.conv_cost((240, 1, 5, 5), group=240, pads=[2] * 4, x_shape=None)
+    assert not dw.keep_float
+
+
+def test_quantize_cli_prints_the_kept_float_note(tmp_path, capsys):
+    onnx = pytest.importorskip("onnx")
+    from qengine import cli
+    rng = np.random.default_rng(10)
+    g = _conv_graph((1, 64, 56, 56), rng.standard_normal((1, 64, 1, 1)).astype(np.float32))
+    src = tmp_path / "thin.qe"
+    qengine.save(g, src)
+    rc = cli.main(["quantize", str(src), "-o", str(tmp_path / "q.qe")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "kept 1 node(s) in float" in out and "'conv'" in out
+    del onnx

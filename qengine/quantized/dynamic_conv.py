@@ -6,10 +6,10 @@ when there is no calibration data. NCHW float in, NCHW float out.
 The paths of the static QConv2d, chosen from the shape:
   'dw'     depthwise (groups = Cin): the per-channel kernel's dequant twin (qe_dwconv.h), which
            writes NCHW itself;
-  '1x1'    1×1, stride 1, no padding: GEMM straight over the NHWC pixels (no im2col);
-  'im2col' everything else (qe_conv.h).
+  '1x1'    1×1, stride 1, no padding, and
+  'im2col' everything else: the GEMM conv driver (qe_conv.h), which writes NCHW from its tiles.
 The input is quantized straight from NCHW float into NHWC bytes in one compiled pass
-(qe_conv_dynamic.h); the GEMM paths' NHWC float output is transposed back in another.
+(qe_conv_dynamic.h).
 
 The NumPy definition: quantize_activations_ref over the NHWC input, qconv2d_acc_ref, then
 dequant_epilogue_ref (tests/test_dynamic_conv.py composes them).
@@ -29,12 +29,14 @@ _runtime.register_kernels("dwconv_u8s8_dequant", {name: _conv.dw_dequant_kernel_
 
 class DynamicConv2d:
     """DynamicConv2d(weight_int8 OIHW, weight_scale [Cout], bias=None, *, stride=1, padding=0,
-    dilation=1, groups=1, isa=None, algorithm=None); padding as QConv2d's ('same_upper' /
-    'same_lower' included); algorithm None (chosen from the shape) or 'im2col' / '1x1' / 'dw'
-    where valid. Call: float32 NCHW [N, Cin, H, W] -> float32 NCHW."""
+    dilation=1, groups=1, activation=None, isa=None, algorithm=None); padding as QConv2d's
+    ('same_upper' / 'same_lower' included); activation None | 'relu' | 'relu6' |
+    ('clip', min, max) (min/max may be None), applied to the float output as np.clip does;
+    algorithm None (chosen from the shape) or 'im2col' / '1x1' / 'dw' where valid.
+    Call: float32 NCHW [N, Cin, H, W] -> float32 NCHW."""
 
     def __init__(self, weight_int8, weight_scale, bias=None, *, stride=1, padding=0,
-                 dilation=1, groups=1, isa=None, algorithm=None):
+                 dilation=1, groups=1, activation=None, isa=None, algorithm=None):
         w = np.asarray(weight_int8)
         if w.dtype != np.int8 or w.ndim != 4:
             raise ShapeError(f"DynamicConv2d weight must be int8 OIHW, got {w.dtype} {w.shape}")
@@ -52,6 +54,8 @@ class DynamicConv2d:
         self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
         if self.bias is not None and self.bias.shape != (cout,):
             raise ShapeError(f"bias must have shape ({cout},), got {self.bias.shape}")
+        self.activation = activation
+        self.lo, self.hi = _clamp_bounds(activation)
         self._isa = S.isa_index(isa)
         self.isa = _runtime.ISA_NAMES[self._isa]
         self.algorithm = self._choose(algorithm)
@@ -117,22 +121,38 @@ class DynamicConv2d:
                 q = np.ascontiguousarray(np.repeat(q, self.depth_multiplier, axis=3))
             shape = (n, h, w, cout, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, cout, 1, 1)
             _conv.dwconv_dequant(self._isa, q, shape, z, s, self._wdw, self._layout,
-                                 self._wsum, self.weight_scale, self.bias, y, nthreads)
+                                 self._wsum, self.weight_scale, self.bias, y, self.lo, self.hi,
+                                 nthreads)
             return y
-        t = arena["t"] = S.output(arena.get("t"), (n, oh, ow, cout), np.float32)
-        if self.algorithm == "1x1":
-            _conv.conv1x1_f32(self._isa, q, n * h * w, c, self._packs, z, s,
-                              self.weight_scale, self.bias, t, cout, nthreads)
-        else:
-            shape = (n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl,
-                     self.groups, c // self.groups, cout // self.groups)
-            _conv.conv2d_gemm_f32(self._isa, q, shape, z, s, self._packs, self.weight_scale,
-                                  self.bias, t, nthreads)
-        _conv.nhwc_to_nchw_f32(t, y, nthreads)
+        # '1x1' and 'im2col' share the conv driver here: for a 1×1 its "im2col" is the copy of
+        # pixel rows into the packed panels that a plain GEMM makes too, and the driver writes
+        # NCHW from its tiles (qe_conv.h)
+        shape = (n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl,
+                 self.groups, c // self.groups, cout // self.groups)
+        _conv.conv2d_gemm_f32(self._isa, q, shape, z, s, self._packs, self.weight_scale,
+                              self.bias, y, nthreads, True, self.lo, self.hi)
         return y
 
     def __repr__(self):
         return (f"DynamicConv2d({self.in_channels}, {self.out_channels}, "
                 f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, groups={self.groups}, algorithm={self.algorithm!r}, "
-                f"kernel={self.kernel!r})")
+                f"dilation={self.dilation}, groups={self.groups}, activation={self.activation!r},"
+                f" algorithm={self.algorithm!r}, kernel={self.kernel!r})")
+
+
+def _clamp_bounds(activation):
+    """float32 (lo, hi) of the fused clamp; (−inf, inf) for none."""
+    if activation is None:
+        return -np.inf, np.inf
+    if activation == "relu":
+        return 0.0, np.inf
+    if activation == "relu6":
+        return 0.0, 6.0
+    if isinstance(activation, tuple) and len(activation) == 3 and activation[0] == "clip":
+        lo = -np.inf if activation[1] is None else float(np.float32(activation[1]))
+        hi = np.inf if activation[2] is None else float(np.float32(activation[2]))
+        if not lo <= hi:
+            raise ConfigError(f"activation {activation!r}: need min <= max")
+        return lo, hi
+    raise ConfigError(f"activation must be None, 'relu', 'relu6' or ('clip', min, max), got "
+                      f"{activation!r}")

@@ -7,9 +7,8 @@
  *       NHWC: 64 channels × 64 pixels are quantized along the contiguous NCHW rows into a small
  *       buffer, then transposed into place — one pass over the floats instead of NumPy's
  *       transpose copy (float32) followed by the quantize pass.
- *   qe_nhwc_to_nchw_f32(n, hw, c, src, dst, nthreads)
- *       the GEMM-based paths' float32 NHWC output back to NCHW (the depthwise path writes NCHW
- *       itself, qe_conv2d_dw_dequant).
+ * The output side needs no pass of its own: the depthwise and GEMM drivers write float32 NCHW
+ * straight from small per-thread buffers (qe_conv2d_dw_dequant, qe_conv2d_gemm_nchw).
  * The range is a min/max, exact and order-free, so splitting it over threads changes nothing.
  */
 #ifndef QE_CONV_DYNAMIC_H
@@ -93,34 +92,6 @@ static int qe_dynq_u8_nchw(int isa, size_t n, size_t c, size_t hw, const float *
 #endif
     }
     return 0;
-}
-
-static void qe_nhwc_to_nchw_block(size_t c, size_t hw, size_t pblocks, size_t it,
-                                  const float *src, float *dst) {
-    const size_t b = it / pblocks, p0 = (it % pblocks) * QE_DYNQ_BLOCK;
-    const size_t np = hw - p0 < QE_DYNQ_BLOCK ? hw - p0 : QE_DYNQ_BLOCK;
-    qe_transpose_f32(np, c, src + (b * hw + p0) * c, c, dst + b * c * hw + p0, hw);
-}
-
-static void qe_nhwc_to_nchw_f32(size_t n, size_t hw, size_t c, const float *src, float *dst,
-                                int nthreads) {
-    int nt = qe_threads(nthreads);
-    if (n * hw * c < QE_LAYOUT_PAR_MIN) nt = 1;
-    const size_t pblocks = (hw + QE_DYNQ_BLOCK - 1) / QE_DYNQ_BLOCK;
-    const size_t items = n * pblocks;
-    if (nt <= 1) {
-        for (size_t it = 0; it < items; it++) qe_nhwc_to_nchw_block(c, hw, pblocks, it, src, dst);
-    } else {
-#ifdef _OPENMP
-        #pragma omp parallel num_threads(nt)
-        {
-            qe_threads_note_team();
-            #pragma omp for schedule(static)
-            for (size_t it = 0; it < items; it++)
-                qe_nhwc_to_nchw_block(c, hw, pblocks, it, src, dst);
-        }
-#endif
-    }
 }
 
 #endif

@@ -197,12 +197,13 @@ static int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32
  * in the ISA kernel's layout (pk->w, pk->wstride, pk->layout; the rest of *pk is ignored), wsum
  * Σ_t w[t][c] in that layout's order (nwsum entries: C, or C padded to 64 for C64), w_scale
  * and bias (or NULL) [C] in channel order. y float32 NCHW [n, c, oh, ow]:
- *   y[b, c, oy, ox] = float32(Σ_t (x − z_a)·w) · float32(a_scale·w_scale[c]) (+ bias[c]).
+ *   y[b, c, oy, ox] = float32(Σ_t (x − z_a)·w) · float32(a_scale·w_scale[c]) (+ bias[c]),
+ * clamped to [lo, hi] by the row transpose (qe_transpose_f32; ±inf: no clamp).
  * Returns 0, -2 (no memory) or -4 (bad arguments). */
 static int qe_conv2d_dw_dequant(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
                                 float a_scale, const qe_dwconv_params *pk, const int32_t *wsum,
-                                size_t nwsum, const float *w_scale, const float *bias, float *y,
-                                int nthreads) {
+                                size_t nwsum, const float *w_scale, const float *bias, float lo,
+                                float hi, float *y, int nthreads) {
     const qe_dwconv_kernel_rec *r = qe_dwconv_kernel_for_isa(isa);
     const size_t cpad = r->layout == QE_DW_LAYOUT_C64 ? (s->c + 63) / 64 * 64 : s->c;
     if (s->c != s->cout || pk->layout != r->layout || nwsum != cpad ||
@@ -245,7 +246,7 @@ static int qe_conv2d_dw_dequant(int isa, const qe_conv_shape *s, const uint8_t *
             const size_t b = row / s->oh, oy = row % s->oh;
             qe_dwconv_row(r, s, x, zbuf, &p, rowbuf, 1, row, c0, c1, pl.ox_a, pl.ox_b, taps);
             qe_transpose_f32(s->ow, c1 - c0, rowbuf + c0, s->c,
-                             y + (b * s->c + c0) * plane + oy * s->ow, plane);
+                             y + (b * s->c + c0) * plane + oy * s->ow, plane, lo, hi);
         }
     } else {
 #ifdef _OPENMP
@@ -262,7 +263,7 @@ static int qe_conv2d_dw_dequant(int isa, const qe_conv_shape *s, const uint8_t *
                 const size_t b = row / s->oh, oy = row % s->oh;
                 qe_dwconv_row(r, s, x, zbuf, &p, rowbuf, 1, row, c0, c1, pl.ox_a, pl.ox_b, taps);
                 qe_transpose_f32(s->ow, c1 - c0, rowbuf + c0, s->c,
-                                 y + (b * s->c + c0) * plane + oy * s->ow, plane);
+                                 y + (b * s->c + c0) * plane + oy * s->ow, plane, lo, hi);
             }
         }
 #endif

@@ -17,10 +17,20 @@
 #include <emmintrin.h>
 #endif
 
+/* The float transpose also applies a fused clamp (an activation after a dequantizing conv):
+ * v = v < lo ? lo : v, then v > hi ? hi : v — np.clip's rule, NaN kept (maxps/minps with the
+ * bound as first operand return the second on NaN and on equality, i.e. keep v). Pass
+ * lo = −inf, hi = +inf for a plain transpose: then every value, NaN and −0 included, is kept. */
+static inline float qe_clamp_f32(float v, float lo, float hi) {
+    v = lo > v ? lo : v;
+    return hi < v ? hi : v;
+}
+
 static void qe_transpose_f32(size_t rows, size_t cols, const float *src, size_t lds, float *dst,
-                             size_t ldd) {
+                             size_t ldd, float lo, float hi) {
     size_t i0 = 0;
 #if defined(__SSE2__)
+    const __m128 vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
     for (; i0 + 4 <= rows; i0 += 4) {
         const float *s = src + i0 * lds;
         size_t j = 0;
@@ -28,17 +38,18 @@ static void qe_transpose_f32(size_t rows, size_t cols, const float *src, size_t 
             __m128 r0 = _mm_loadu_ps(s + j), r1 = _mm_loadu_ps(s + lds + j);
             __m128 r2 = _mm_loadu_ps(s + 2 * lds + j), r3 = _mm_loadu_ps(s + 3 * lds + j);
             _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-            _mm_storeu_ps(dst + j * ldd + i0, r0);
-            _mm_storeu_ps(dst + (j + 1) * ldd + i0, r1);
-            _mm_storeu_ps(dst + (j + 2) * ldd + i0, r2);
-            _mm_storeu_ps(dst + (j + 3) * ldd + i0, r3);
+            _mm_storeu_ps(dst + j * ldd + i0, _mm_min_ps(vhi, _mm_max_ps(vlo, r0)));
+            _mm_storeu_ps(dst + (j + 1) * ldd + i0, _mm_min_ps(vhi, _mm_max_ps(vlo, r1)));
+            _mm_storeu_ps(dst + (j + 2) * ldd + i0, _mm_min_ps(vhi, _mm_max_ps(vlo, r2)));
+            _mm_storeu_ps(dst + (j + 3) * ldd + i0, _mm_min_ps(vhi, _mm_max_ps(vlo, r3)));
         }
         for (; j < cols; j++)
-            for (size_t i = i0; i < i0 + 4; i++) dst[j * ldd + i] = src[i * lds + j];
+            for (size_t i = i0; i < i0 + 4; i++)
+                dst[j * ldd + i] = qe_clamp_f32(src[i * lds + j], lo, hi);
     }
 #endif
     for (size_t j = 0; j < cols; j++)
-        for (size_t i = i0; i < rows; i++) dst[j * ldd + i] = src[i * lds + j];
+        for (size_t i = i0; i < rows; i++) dst[j * ldd + i] = qe_clamp_f32(src[i * lds + j], lo, hi);
 }
 
 #if defined(__SSE2__)
