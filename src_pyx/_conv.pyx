@@ -47,6 +47,20 @@ cdef extern from "qengine/conv/qe_conv_dynamic.h" nogil:
     int qe_dynq_u8_nchw(int isa, size_t n, size_t c, size_t hw, const float *x, uint8_t *q,
                         float *scale, int32_t *zp, int nthreads)
 
+cdef extern from "qengine/conv/qe_conv1x1_dynamic.h" nogil:
+    ctypedef struct qe_conv1x1_dyn_w:
+        const void *apack
+        const int32_t *wsum
+        const float *w_scale
+        const float *bias
+        size_t cout, cin
+        int32_t isa
+    size_t qe_conv1x1_dyn_apack_bytes(int isa, size_t cout, size_t cin)
+    int qe_conv1x1_dyn_pack(int isa, size_t cout, size_t cin, const int8_t *w, void *apack,
+                            int32_t *wsum)
+    int qe_conv1x1_dynamic(int isa, const qe_conv1x1_dyn_w *w, size_t n, size_t p,
+                           const float *x, float lo, float hi, float *y, int nthreads)
+
 cdef extern from "qengine/pool/qe_pool.h" nogil:
     ctypedef struct qe_pool_params:
         int32_t kind, count_include_pad
@@ -197,6 +211,40 @@ def dwconv_dequant(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale,
     with nogil:
         rc = qe_conv2d_dw_dequant(isa, &s, px, a_zp, a_scale, &p, pws, nws, psc, pb, lo, hi, py,
                                   nthreads)
+    _check(rc)
+
+
+def conv1x1_dyn_pack(int isa, cnp.ndarray w):
+    """w int8 [cout, cin] (C-contiguous) -> (apack uint8, wsum int32 [cout]) for
+    conv1x1_dynamic: the weights + 128 as the ISA's GEMM A panels (qe_conv1x1_dynamic.h)."""
+    cdef size_t cout = w.shape[0], cin = w.shape[1]
+    apack = np.zeros(max(qe_conv1x1_dyn_apack_bytes(isa, cout, cin), 1), np.uint8)
+    wsum = np.empty(cout, np.int32)
+    _check(qe_conv1x1_dyn_pack(isa, cout, cin, <const int8_t *>_d(w), _d(apack),
+                               <int32_t *>_d(wsum)))
+    return apack, wsum
+
+
+def conv1x1_dynamic(int isa, cnp.ndarray apack, cnp.ndarray wsum, cnp.ndarray w_scale,
+                    object bias, size_t cin, cnp.ndarray x, cnp.ndarray y, float lo=-INFINITY,
+                    float hi=INFINITY, int nthreads=0):
+    """Dynamic 1×1 stride-1 conv, one group, NCHW throughout: x float32 [n, cin, h, w] ->
+    y float32 [n, cout, h, w] (C-contiguous), clamped to [lo, hi]; apack / wsum from
+    conv1x1_dyn_pack for the same isa."""
+    cdef qe_conv1x1_dyn_w w
+    w.apack = _d(apack)
+    w.wsum = <const int32_t *>_d(wsum)
+    w.w_scale = <const float *>_d(w_scale)
+    w.bias = NULL if bias is None else <const float *>_d(<cnp.ndarray>bias)
+    w.cout = wsum.shape[0]
+    w.cin = cin
+    w.isa = isa
+    cdef size_t n = x.shape[0], p = x.shape[2] * x.shape[3]
+    cdef const float *px = <const float *>_d(x)
+    cdef float *py = <float *>_d(y)
+    cdef int rc
+    with nogil:
+        rc = qe_conv1x1_dynamic(isa, &w, n, p, px, lo, hi, py, nthreads)
     _check(rc)
 
 

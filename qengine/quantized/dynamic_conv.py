@@ -6,10 +6,11 @@ when there is no calibration data. NCHW float in, NCHW float out.
 The paths of the static QConv2d, chosen from the shape:
   'dw'     depthwise (groups = Cin): the per-channel kernel's dequant twin (qe_dwconv.h), which
            writes NCHW itself;
-  '1x1'    1×1, stride 1, no padding, and
-  'im2col' everything else: the GEMM conv driver (qe_conv.h), which writes NCHW from its tiles.
-The input is quantized straight from NCHW float into NHWC bytes in one compiled pass
-(qe_conv_dynamic.h).
+  '1x1'    1×1, stride 1, no padding, one group: NCHW throughout, Y[Cout, pixels] = W·X per
+           image with the weights as the GEMM's rows (qe_conv1x1_dynamic.h): no transpose;
+  'im2col' everything else (and grouped 1×1): the GEMM conv driver (qe_conv.h), which writes
+           NCHW from its tiles; its input is quantized straight from NCHW float into NHWC
+           bytes in one compiled pass (qe_conv_dynamic.h).
 
 The NumPy definition: quantize_activations_ref over the NHWC input, qconv2d_acc_ref, then
 dequant_epilogue_ref (tests/test_dynamic_conv.py composes them).
@@ -71,6 +72,12 @@ class DynamicConv2d:
             return
         k = kh * kw * cin_g
         functional._check_k(k)
+        if self.algorithm == "1x1" and g == 1:
+            # NCHW straight through: Y[Cout, pixels] = W·X per image (qe_conv1x1_dynamic.h)
+            self._apack, self._wsum = _conv.conv1x1_dyn_pack(
+                self._isa, np.ascontiguousarray(w.reshape(cout, cin_g)))
+            self.kernel = functional._KERNELS[self.isa]["name"]
+            return
         wk = w.transpose(0, 2, 3, 1).reshape(g, cout // g, k)    # K order (ky, kx, ci)
         self._packs = []
         for gi in range(g):
@@ -113,6 +120,10 @@ class DynamicConv2d:
         cout = self.out_channels
         y = arena["y"] = S.output(arena.get("y"), (n, cout, oh, ow), np.float32)
         if y.size == 0:
+            return y
+        if self.algorithm == "1x1" and self.groups == 1:
+            _conv.conv1x1_dynamic(self._isa, self._apack, self._wsum, self.weight_scale,
+                                  self.bias, c, x, y, self.lo, self.hi, nthreads)
             return y
         q = arena["q"] = S.output(arena.get("q"), (n, h, w, c))
         s, z = _conv.dynq_nchw(self._isa, x, q, nthreads)

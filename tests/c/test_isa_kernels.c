@@ -37,6 +37,7 @@
 #include "qengine/conv/qe_conv.h"
 #include "qengine/conv/qe_dwconv.h"
 #include "qengine/conv/qe_conv_dynamic.h"
+#include "qengine/conv/qe_conv1x1_dynamic.h"
 #include "qengine/quant/qe_quant.h"
 #include "qengine/eltwise/qe_eltwise.h"
 #include "qengine/rnn/qe_gates.h"
@@ -687,7 +688,10 @@ static void test_dwconv(void) {
         }
 }
 
-/* Dynamic quantization of the activations and the fused dynamic linear layer: vs scalar. */
+static void test_conv1x1_dynamic(void);
+
+/* Dynamic quantization of the activations and the fused dynamic linear layer: vs scalar (then
+ * the dynamic 1×1 convolution, test_conv1x1_dynamic). */
 static void test_dynamic(void) {
     static const size_t shapes[][3] = {{1, 45, 7}, {3, 45, 70}, {13, 45, 70}, {1, 130, 300}, {6, 33, 16}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
@@ -741,6 +745,55 @@ static void test_dynamic(void) {
             }
             free(x); free(sw); free(bias); free(prev); free(sc); free(got); free(w); free(q); free(q0);
         }
+    test_conv1x1_dynamic();
+}
+
+/* The dynamic 1×1 convolution in NCHW (weights as the GEMM's rows, qe_conv1x1_dynamic.h) vs
+ * the per-tensor quantization of x, Σ (q − z)·w in int64 and the float32 epilogue. */
+static void test_conv1x1_dynamic(void) {
+    static const size_t shapes[][4] = {{1, 5, 7, 3}, {2, 37, 40, 70}, {1, 64, 100, 33},
+                                       {1, 130, 17, 20}, {3, 1, 50, 13}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const size_t n = shapes[si][0], cin = shapes[si][1], p = shapes[si][2], cout = shapes[si][3];
+        const size_t nx = n * cin * p, ny = n * cout * p;
+        float *x = xmalloc(nx * 4), *sw = xmalloc(cout * 4), *bias = xmalloc(cout * 4);
+        float *want = xmalloc(ny * 4), *got = xmalloc(ny * 4);
+        int8_t *w = xmalloc(cout * cin);
+        uint8_t *q = xmalloc(nx);
+        fill_f32(x, nx, 3.0f, 1);
+        fill_s8(w, cout * cin);
+        if (si == 1) for (size_t i = 0; i < cout * cin; i++) w[i] = (int8_t)(i % 2 ? 127 : -128);
+        for (size_t j = 0; j < cout; j++) { sw[j] = (rnd_f32(1.0f) + 1.1f) * 1e-3f; bias[j] = rnd_f32(1.0f); }
+        float s;
+        int32_t z;
+        expect_rc("qe_dynq_u8", qe_dynq_u8(QE_ISA_SCALAR, 1, nx, x, nx, 0, q, nx, &s, &z));
+        const float lo = si % 2 ? 0.0f : -__builtin_inff(), hi = si == 3 ? 0.02f : __builtin_inff();
+        for (size_t b = 0; b < n; b++)
+            for (size_t o = 0; o < cout; o++)
+                for (size_t px = 0; px < p; px++) {
+                    int64_t acc = 0;
+                    for (size_t k = 0; k < cin; k++)
+                        acc += ((int64_t)q[(b * cin + k) * p + px] - z) * w[o * cin + k];
+                    const float v = (float)(int32_t)acc * (s * sw[o]) + bias[o];
+                    want[(b * cout + o) * p + px] = qe_clamp_f32(v, lo, hi);
+                }
+        char ctx[96];
+        snprintf(ctx, sizeof ctx, "n=%zu cin=%zu p=%zu cout=%zu", n, cin, p, cout);
+        for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+            if (!(g_avail & (1u << isa))) continue;
+            void *apack = xmalloc(qe_conv1x1_dyn_apack_bytes(isa, cout, cin));
+            int32_t *wsum = xmalloc(cout * 4);
+            expect_rc("qe_conv1x1_dyn_pack", qe_conv1x1_dyn_pack(isa, cout, cin, w, apack, wsum));
+            const qe_conv1x1_dyn_w pw = {apack, wsum, sw, bias, cout, cin, isa};
+            for (int thr = 1; thr <= 2; thr++) {
+                expect_rc("qe_conv1x1_dynamic", qe_conv1x1_dynamic(isa, &pw, n, p, x, lo, hi, got, thr));
+                expect_same(per_isa(isa, "qe_conv1x1_dynamic"), ctx, got, want, ny, 4);
+            }
+            if (isa == QE_ISA_SCALAR) digest(D_DYN, got, ny * 4);
+            free(apack); free(wsum);
+        }
+        free(x); free(sw); free(bias); free(want); free(got); free(w); free(q);
+    }
 }
 
 /* The dynamic LSTM / GRU time loop (quantize h, GEMV against R with the record's kernel, gates):

@@ -38,12 +38,13 @@ static void qe_dynq_nchw_block(qe_dynq_row_fn row, size_t c, size_t hw, size_t p
     }
 }
 
-static int qe_dynq_u8_nchw(int isa, size_t n, size_t c, size_t hw, const float *x, uint8_t *q,
-                           float *scale, int32_t *zp, int nthreads) {
+/* The per-tensor qparams of x[0..total) (qe_gemm_dynamic.h's definition), the range split over
+ * threads when large (min/max: exact and order-free). */
+static void qe_dynq_tensor_qparams(int isa, size_t total, const float *x, int nthreads,
+                                   float *scale, int32_t *zp) {
     qe_dynq_range_fn range;
     qe_dynq_row_fn row;
     qe_dynq_fns(isa, &range, &row);
-    const size_t total = n * c * hw;
     int nt = qe_threads(nthreads);
     if (total < QE_LAYOUT_PAR_MIN) nt = 1;
     float lo = 0.0f, hi = 0.0f;
@@ -71,11 +72,21 @@ static int qe_dynq_u8_nchw(int isa, size_t n, size_t c, size_t hw, const float *
         }
 #endif
     }
+    qe_dynq_qparams(lo, hi, scale, zp);
+}
+
+static int qe_dynq_u8_nchw(int isa, size_t n, size_t c, size_t hw, const float *x, uint8_t *q,
+                           float *scale, int32_t *zp, int nthreads) {
+    qe_dynq_range_fn range;
+    qe_dynq_row_fn row;
+    qe_dynq_fns(isa, &range, &row);
     float s;
     int32_t z;
-    qe_dynq_qparams(lo, hi, &s, &z);
+    qe_dynq_tensor_qparams(isa, n * c * hw, x, nthreads, &s, &z);
     *scale = s;
     *zp = z;
+    int nt = qe_threads(nthreads);
+    if (n * c * hw < QE_LAYOUT_PAR_MIN) nt = 1;
     const size_t pblocks = (hw + QE_DYNQ_BLOCK - 1) / QE_DYNQ_BLOCK;
     const size_t items = n * pblocks;
     if (nt <= 1) {
