@@ -91,15 +91,16 @@ static void qe_conv1x1_pack_b(const qe_gemm_kernel_rec *r, size_t k, size_t p, c
     size_t g = 0;
 #if defined(__SSE2__)
     if (r->elem == 1 && kr == 4 && nj == nr && nr % 16 == 0) {
+        /* channel kk's 16 pixels as s8; zeros in the K padding */
+#define QE_B_ROW(kk) ((kk) < k ? _mm_xor_si128(_mm_loadu_si128((const __m128i *)(q + (kk) * p + j0 + j)), flip) \
+                               : _mm_setzero_si128())
         const __m128i flip = _mm_set1_epi8((char)0x80);
-        for (; g * 4 + 4 <= k; g++) {
-            const uint8_t *row = q + g * 4 * p + j0;
+        for (; g * 4 < k; g++) {
             uint8_t *d = dst + g * nr * 4;
+            const size_t k0 = g * 4;
             for (size_t j = 0; j < nr; j += 16, d += 64) {
-                const __m128i r0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + j)), flip);
-                const __m128i r1 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + p + j)), flip);
-                const __m128i r2 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + 2 * p + j)), flip);
-                const __m128i r3 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(row + 3 * p + j)), flip);
+                const __m128i r0 = QE_B_ROW(k0), r1 = QE_B_ROW(k0 + 1);
+                const __m128i r2 = QE_B_ROW(k0 + 2), r3 = QE_B_ROW(k0 + 3);
                 const __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
                 const __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
                 _mm_storeu_si128((__m128i *)d, _mm_unpacklo_epi16(t0, t2));
@@ -108,6 +109,9 @@ static void qe_conv1x1_pack_b(const qe_gemm_kernel_rec *r, size_t k, size_t p, c
                 _mm_storeu_si128((__m128i *)(d + 48), _mm_unpackhi_epi16(t1, t3));
             }
         }
+        memset(dst + g * nr * 4, 0, (kg - g) * nr * 4);     /* whole K-groups of padding */
+        return;
+#undef QE_B_ROW
     }
 #endif
     for (; g < kg; g++)
