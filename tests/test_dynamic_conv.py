@@ -79,7 +79,7 @@ def test_quantize_dynamic_on_a_cnn():
     from qengine.engine_file import load_graph
     from pathlib import Path
     g = load_graph(Path(qengine.__file__).parent / "data" / "demo_cnn_digits.qe")
-    q = qengine.quantize_dynamic(g)
+    q = qengine.quantize_dynamic(g, qengine.DynamicQuantConfig(cost_model=False))
     ops = [n.op_type for n in q.nodes]
     assert ops.count("DynamicQuantConv") == 3 and "Conv" not in ops
     x = np.random.default_rng(0).random((16, 1, 8, 8)).astype(np.float32)
