@@ -57,6 +57,7 @@ class DynamicConv2d:
             raise ShapeError(f"bias must have shape ({cout},), got {self.bias.shape}")
         self.activation = activation
         self.lo, self.hi = _clamp_bounds(activation)
+        self._geometry = {}       # (h, w) -> (pt, pl, oh, ow)
         self._isa = S.isa_index(isa)
         self.isa = _runtime.ISA_NAMES[self._isa]
         self.algorithm = self._choose(algorithm)
@@ -112,11 +113,18 @@ class DynamicConv2d:
         arena = {} if arena is None else arena
         n, c, h, w = x.shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        pt, pl, pb, pr = S.resolve_pads(self.padding, h, w, self.kernel_size, self.stride,
-                                        self.dilation)
-        oh, ow = conv_out_size(h, kh, sh, dh, pt, pb), conv_out_size(w, kw, sw, dw, pl, pr)
-        if oh < 1 or ow < 1:
-            raise ShapeError(f"input {h}x{w} is too small for kernel {self.kernel_size}")
+        geo = self._geometry.get((h, w))
+        if geo is None:           # pads and output size depend on the input size only
+            pt, pl, pb, pr = S.resolve_pads(self.padding, h, w, self.kernel_size, self.stride,
+                                            self.dilation)
+            oh = conv_out_size(h, kh, sh, dh, pt, pb)
+            ow = conv_out_size(w, kw, sw, dw, pl, pr)
+            if oh < 1 or ow < 1:
+                raise ShapeError(f"input {h}x{w} is too small for kernel {self.kernel_size}")
+            if len(self._geometry) < 64:
+                self._geometry[(h, w)] = (pt, pl, oh, ow)
+        else:
+            pt, pl, oh, ow = geo
         cout = self.out_channels
         y = arena["y"] = S.output(arena.get("y"), (n, cout, oh, ow), np.float32)
         if y.size == 0:
