@@ -7,6 +7,7 @@ cimport numpy as cnp
 from libc.stdint cimport int8_t, uint8_t, int32_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
+from libc.math cimport INFINITY
 from qe_gemm cimport *
 from qe_omp cimport bind_thread_state
 
@@ -19,6 +20,9 @@ cdef extern from "qengine/conv/qe_conv.h" nogil:
     int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
                        const qe_packed_w *w, const qe_gemm_epilogue *ep, uint8_t *y,
                        int nthreads)
+    int qe_conv2d_gemm_nchw(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                            const qe_packed_w *w, const qe_gemm_epilogue *ep, float *y,
+                            float lo, float hi, int nthreads)
 
 cdef extern from "qengine/conv/qe_dwconv.h" nogil:
     ctypedef struct qe_dwconv_params:
@@ -28,10 +32,34 @@ cdef extern from "qengine/conv/qe_dwconv.h" nogil:
         const float *mult
         int32_t zp, lo, hi
         int32_t layout
+        const float *fbias
     int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
                      const qe_dwconv_params *p, uint8_t *y, int nthreads)
+    int qe_conv2d_dw_dequant(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                             float a_scale, const qe_dwconv_params *pk, const int32_t *wsum,
+                             size_t nwsum, const float *w_scale, const float *bias, float lo,
+                             float hi, float *y, int nthreads)
     const char *qe_dwconv_ukernel_name(int isa)
+    const char *qe_dwconv_dequant_ukernel_name(int isa)
     int qe_dwconv_layout(int isa)
+
+cdef extern from "qengine/conv/qe_conv_dynamic.h" nogil:
+    int qe_dynq_u8_nchw(int isa, size_t n, size_t c, size_t hw, const float *x, uint8_t *q,
+                        float *scale, int32_t *zp, int nthreads)
+
+cdef extern from "qengine/conv/qe_conv1x1_dynamic.h" nogil:
+    ctypedef struct qe_conv1x1_dyn_w:
+        const void *apack
+        const int32_t *wsum
+        const float *w_scale
+        const float *bias
+        size_t cout, cin
+        int32_t isa
+    size_t qe_conv1x1_dyn_apack_bytes(int isa, size_t cout, size_t cin)
+    int qe_conv1x1_dyn_pack(int isa, size_t cout, size_t cin, const int8_t *w, void *apack,
+                            int32_t *wsum)
+    int qe_conv1x1_dynamic(int isa, const qe_conv1x1_dyn_w *w, size_t n, size_t p,
+                           const float *x, float lo, float hi, float *y, int nthreads)
 
 cdef extern from "qengine/pool/qe_pool.h" nogil:
     ctypedef struct qe_pool_params:
@@ -77,6 +105,10 @@ def dw_kernel_name(int isa):
     return qe_dwconv_ukernel_name(isa).decode()
 
 
+def dw_dequant_kernel_name(int isa):
+    return qe_dwconv_dequant_ukernel_name(isa).decode()
+
+
 def dw_kernel_layout(int isa):
     """The packed-weight layout the ISA's depthwise kernel reads: 0 = int32 lanes [taps, C],
     1 = 64-channel vpdpbusd blocks (include/qengine/conv/qe_dwconv_params.h)."""
@@ -84,8 +116,10 @@ def dw_kernel_layout(int isa):
 
 
 cdef int _conv_gemm(int isa, tuple shape, cnp.ndarray x, int a_zp, list packs,
-                    const qe_gemm_epilogue *ep, cnp.ndarray y, int nthreads) except -1:
-    """qe_conv2d_gemm over packs[g] = (data, colsum, n, k, kp), one packed matrix per group."""
+                    const qe_gemm_epilogue *ep, cnp.ndarray y, int nthreads, bint nchw=False,
+                    float lo=-INFINITY, float hi=INFINITY) except -1:
+    """qe_conv2d_gemm (or, nchw, qe_conv2d_gemm_nchw) over packs[g] = (data, colsum, n, k, kp),
+    one packed matrix per group."""
     cdef qe_conv_shape s = _shape(shape)
     cdef size_t g, ng = len(packs)
     cdef qe_packed_w *w = <qe_packed_w *>malloc(sizeof(qe_packed_w) * ng)
@@ -101,7 +135,10 @@ cdef int _conv_gemm(int isa, tuple shape, cnp.ndarray x, int a_zp, list packs,
     cdef uint8_t *py = <uint8_t *>_d(y)
     cdef int rc
     with nogil:
-        rc = qe_conv2d_gemm(isa, &s, px, a_zp, w, ep, py, nthreads)
+        if nchw:
+            rc = qe_conv2d_gemm_nchw(isa, &s, px, a_zp, w, ep, <float *>py, lo, hi, nthreads)
+        else:
+            rc = qe_conv2d_gemm(isa, &s, px, a_zp, w, ep, py, nthreads)
     free(w)
     _check(rc)
     return 0
@@ -121,9 +158,11 @@ def conv2d_gemm(int isa, cnp.ndarray x, tuple shape, int a_zp, list packs,
 
 
 def conv2d_gemm_f32(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale, list packs,
-                    cnp.ndarray w_scale, object bias, cnp.ndarray y, int nthreads=0):
+                    cnp.ndarray w_scale, object bias, cnp.ndarray y, int nthreads=0,
+                    bint nchw=False, float lo=-INFINITY, float hi=INFINITY):
     """Dynamic quantization: x uint8 NHWC quantized per tensor with (a_scale, a_zp); y float32
-    NHWC = float32(acc)·float32(a_scale·w_scale[o]) + bias[o] (docs/numerics.md epilogue (a))."""
+    = float32(acc)·float32(a_scale·w_scale[o]) + bias[o] (docs/numerics.md epilogue (a)), NHWC,
+    or with nchw NCHW [n, cout, oh, ow] clamped to [lo, hi] (a fused activation)."""
     cdef int32_t zp = a_zp
     cdef float sc = a_scale
     cdef qe_gemm_epilogue ep
@@ -133,7 +172,80 @@ def conv2d_gemm_f32(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale
     ep.a_scale = &sc
     ep.w_scale = <const float *>_d(w_scale)
     ep.bias = NULL if bias is None else <const float *>_d(bias)
-    _conv_gemm(isa, shape, x, a_zp, packs, &ep, y, nthreads)
+    _conv_gemm(isa, shape, x, a_zp, packs, &ep, y, nthreads, nchw, lo, hi)
+
+
+def dynq_nchw(int isa, cnp.ndarray x, cnp.ndarray q, int nthreads=0):
+    """x float32 NCHW [n, c, h, w] -> q uint8 NHWC [n, h, w, c] quantized per tensor
+    (asymmetric u8, numerics.md); returns (scale, zero_point)."""
+    cdef size_t n = x.shape[0], c = x.shape[1], hw = x.shape[2] * x.shape[3]
+    cdef const float *px = <const float *>_d(x)
+    cdef uint8_t *pq = <uint8_t *>_d(q)
+    cdef float sc = 1.0
+    cdef int32_t zp = 0
+    with nogil:
+        qe_dynq_u8_nchw(isa, n, c, hw, px, pq, &sc, &zp, nthreads)
+    return sc, zp
+
+
+def dwconv_dequant(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale,
+                   cnp.ndarray wpk, int layout, cnp.ndarray wsum, cnp.ndarray w_scale,
+                   object bias, cnp.ndarray y, float lo=-INFINITY, float hi=INFINITY,
+                   int nthreads=0):
+    """Dynamic depthwise: x uint8 NHWC [n, h, w, c] quantized with (a_scale, a_zp); wpk / wsum
+    as packed for `layout` (wsum = Σ_t w in layout order); w_scale, bias f32 [c] (channel
+    order); y float32 NCHW [n, c, oh, ow], clamped to [lo, hi]."""
+    cdef qe_conv_shape s = _shape(shape)
+    cdef qe_dwconv_params p
+    memset(&p, 0, sizeof(p))
+    p.w = _d(wpk)
+    p.wstride = wpk.shape[1] if layout == 0 else 0
+    p.layout = layout
+    cdef const uint8_t *px = <const uint8_t *>_d(x)
+    cdef const int32_t *pws = <const int32_t *>_d(wsum)
+    cdef size_t nws = wsum.shape[0]
+    cdef const float *psc = <const float *>_d(w_scale)
+    cdef const float *pb = NULL if bias is None else <const float *>_d(<cnp.ndarray>bias)
+    cdef float *py = <float *>_d(y)
+    cdef int rc
+    with nogil:
+        rc = qe_conv2d_dw_dequant(isa, &s, px, a_zp, a_scale, &p, pws, nws, psc, pb, lo, hi, py,
+                                  nthreads)
+    _check(rc)
+
+
+def conv1x1_dyn_pack(int isa, cnp.ndarray w):
+    """w int8 [cout, cin] (C-contiguous) -> (apack uint8, wsum int32 [cout]) for
+    conv1x1_dynamic: the weights + 128 as the ISA's GEMM A panels (qe_conv1x1_dynamic.h)."""
+    cdef size_t cout = w.shape[0], cin = w.shape[1]
+    apack = np.zeros(max(qe_conv1x1_dyn_apack_bytes(isa, cout, cin), 1), np.uint8)
+    wsum = np.empty(cout, np.int32)
+    _check(qe_conv1x1_dyn_pack(isa, cout, cin, <const int8_t *>_d(w), _d(apack),
+                               <int32_t *>_d(wsum)))
+    return apack, wsum
+
+
+def conv1x1_dynamic(int isa, cnp.ndarray apack, cnp.ndarray wsum, cnp.ndarray w_scale,
+                    object bias, size_t cin, cnp.ndarray x, cnp.ndarray y, float lo=-INFINITY,
+                    float hi=INFINITY, int nthreads=0):
+    """Dynamic 1×1 stride-1 conv, one group, NCHW throughout: x float32 [n, cin, h, w] ->
+    y float32 [n, cout, h, w] (C-contiguous), clamped to [lo, hi]; apack / wsum from
+    conv1x1_dyn_pack for the same isa."""
+    cdef qe_conv1x1_dyn_w w
+    w.apack = _d(apack)
+    w.wsum = <const int32_t *>_d(wsum)
+    w.w_scale = <const float *>_d(w_scale)
+    w.bias = NULL if bias is None else <const float *>_d(<cnp.ndarray>bias)
+    w.cout = wsum.shape[0]
+    w.cin = cin
+    w.isa = isa
+    cdef size_t n = x.shape[0], p = x.shape[2] * x.shape[3]
+    cdef const float *px = <const float *>_d(x)
+    cdef float *py = <float *>_d(y)
+    cdef int rc
+    with nogil:
+        rc = qe_conv1x1_dynamic(isa, &w, n, p, px, lo, hi, py, nthreads)
+    _check(rc)
 
 
 def conv1x1(int isa, cnp.ndarray x, size_t m, size_t cin, list packs, cnp.ndarray col_bias,
@@ -177,6 +289,7 @@ def dwconv(int isa, cnp.ndarray x, tuple shape, int a_zp, cnp.ndarray wpk, int l
     y uint8 NHWC [n, oh, ow, c]."""
     cdef qe_conv_shape s = _shape(shape)
     cdef qe_dwconv_params p
+    memset(&p, 0, sizeof(p))
     p.w = _d(wpk)
     p.wstride = wpk.shape[1] if layout == 0 else 0
     p.layout = layout

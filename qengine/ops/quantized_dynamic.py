@@ -9,16 +9,20 @@ DynamicQuantLSTM / DynamicQuantGRU inputs:
 DynamicQuantLinear inputs: X, Wq [N, K], Ws [N], bias [N] (optional); Y = X·Wᵀ + bias on the
     last axis of X.
 DynamicQuantConv inputs: X (NCHW), Wq int8 OIHW, Ws [Cout], B (optional); 2-D convolution with
-    explicit pads (the ONNX Conv attributes after auto_pad was resolved).
+    explicit pads (the ONNX Conv attributes after auto_pad was resolved), or 1-D (X [N, C, L],
+    Wq [Cout, Cin/g, k]) run as 2-D with H = 1; an optional fused activation
+    (qengine.ops.activation: Relu / Clip applied in the kernel's output pass, others after).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import ModelError, ShapeError
 from ..quantized.dynamic_conv import DynamicConv2d
 from ..quantized.linear import DynamicLinear
 from ..quantized.rnn import DynamicRNN
+from .activation import (ACTIVATION_ATTRS, activation_bounds, apply_activation,
+                         check_activation)
 from .base import Op, register_op
 from .rnn import GRU, LSTM
 
@@ -129,7 +133,17 @@ class DynamicQuantConv(Op):
     op_type = "DynamicQuantConv"
     INPUTS = (3, 4)
     ATTRS = {"strides": ("ints", None), "pads": ("ints", None), "dilations": ("ints", None),
-             "group": ("int", 1), "kernel_shape": ("ints", None)}
+             "group": ("int", 1), "kernel_shape": ("ints", None), "auto_pad": ("string", "NOTSET"),
+             **ACTIVATION_ATTRS}
+    USES_ARENA = True
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        where = f"node {node.name!r} (DynamicQuantConv)"
+        check_activation(attrs, where)
+        if attrs["auto_pad"] not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+            raise ModelError(f"{where}: auto_pad {attrs['auto_pad']!r} is not one of NOTSET, "
+                             f"VALID, SAME_UPPER, SAME_LOWER")
 
     def prepare(self, initializers):
         Wq = self.const_input(initializers, 1, True, "Wq")
@@ -138,16 +152,43 @@ class DynamicQuantConv(Op):
         if self.input_name(3) and b is None:
             self.fail("input 3 (B) must be an initializer")
         a = self.attrs
+        strides, pads, dil = a["strides"], a["pads"], a["dilations"]
+        # a 1-D convolution (Conv1d: X [N, C, L], Wq [Cout, Cin/g, k]) runs as 2-D with H = 1
+        self._1d = Wq.ndim == 3
+        if self._1d:
+            Wq = Wq[:, :, None, :]
+            strides = (1, *(strides or (1,)))
+            pads = (0, (pads or (0, 0))[0], 0, (pads or (0, 0))[1])
+            dil = (1, *(dil or (1,)))
+        if a["auto_pad"] in ("SAME_UPPER", "SAME_LOWER"):
+            pads = a["auto_pad"].lower()               # resolved for each input's size
+        elif a["auto_pad"] == "VALID":
+            pads = (0, 0, 0, 0)
+        name, params = a["fused_activation"], a["fused_activation_params"]
+        bounds = activation_bounds(name, params)
+        self._post = None if bounds is not None else (name, params)   # e.g. LeakyRelu
+        act = None if bounds is None or name == "" else ("clip", *bounds)
         try:
-            self.layer = DynamicConv2d(Wq, Ws, b, stride=tuple(a["strides"] or (1, 1)),
-                                       padding=tuple(a["pads"] or (0, 0, 0, 0)),
-                                       dilation=tuple(a["dilations"] or (1, 1)),
-                                       groups=a["group"])
+            self.layer = DynamicConv2d(Wq, Ws, b, stride=tuple(strides or (1, 1)),
+                                       padding=pads if isinstance(pads, str) else
+                                       tuple(pads or (0, 0, 0, 0)),
+                                       dilation=tuple(dil or (1, 1)), groups=a["group"],
+                                       activation=act)
         except (ShapeError, ValueError) as e:
             self.fail(str(e))
 
-    def run(self, X, Wq=None, Ws=None, B=None):
+    def run(self, X, Wq=None, Ws=None, B=None, arena=None):
+        if X is None or X.dtype.kind != "f":
+            self.fail("X must be a float tensor", ShapeError)
+        if self._1d:
+            if X.ndim != 3:
+                self.fail(f"X must be 3-D [N, C, L] for a 1-D convolution, got {X.shape}",
+                          ShapeError)
+            X = X[:, :, None, :]
         try:
-            return (self.layer(X),)
+            y = self.layer(X, arena=arena)
         except ShapeError as e:
             self.fail(str(e), ShapeError)
+        if self._post is not None:
+            y = apply_activation(y, *self._post)
+        return (y[:, :, 0, :] if self._1d else y,)

@@ -68,10 +68,17 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                           f"dynamic (the default): add --mode static to calibrate, or leave "
                           f"{'it' if len(static_only) == 1 else 'them'} out (dynamic mode "
                           f"quantizes activations at run time and needs no calibration)")
-    q = quantize_dynamic(graph, DynamicQuantConfig(per_row=req.per_row,
-                                                   keep_float=req.keep_float))
-    notes = ()
-    return QuantizeResult(q, graph, notes, QUANTIZABLE)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", QuantizationWarning)
+        q = quantize_dynamic(graph, DynamicQuantConfig(per_row=req.per_row,
+                                                       keep_float=req.keep_float))
+    notes = []
+    for w in seen:          # the keep-float rule's report goes into the summary
+        if issubclass(w.category, QuantizationWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return QuantizeResult(q, graph, tuple(notes), QUANTIZABLE)
 
 
 #: profiled runs of the quantized graph that time its float islands (median per node)

@@ -1,20 +1,27 @@
 """Dynamic quantization: weights int8 at quantization time, activations per call.
 
-`quantize_dynamic(model, config)` swaps LSTM, GRU, Gemm, MatMul and 2-D Conv nodes whose
+`quantize_dynamic(model, config)` swaps LSTM, GRU, Gemm, MatMul and 1-D / 2-D Conv nodes whose
 weights are initializers for DynamicQuantLSTM / DynamicQuantGRU / DynamicQuantLinear /
-DynamicQuantConv (qengine/ops/quantized_dynamic.py). Weights become int8 per output row (symmetric, narrow range) plus
-float32 scales; biases stay float32. A MatMul followed by an Add of a constant bias (what the
-exporters emit for nn.Linear on 3-D inputs) becomes one linear with that bias. Nodes the int8
-kernels cannot run exactly as the float op would (LSTM peepholes or clip, Gemm with transA,
-weights computed at run time) stay in float, as do the nodes named in `keep_float`.
+DynamicQuantConv (qengine/ops/quantized_dynamic.py). Weights become int8 per output row
+(symmetric, narrow range) plus float32 scales; biases stay float32. A MatMul followed by an Add
+of a constant bias (what the exporters emit for nn.Linear on 3-D inputs) becomes one linear with
+that bias; a Relu / Clip / LeakyRelu that is a Conv's only reader runs in the dynamic conv's
+output pass. Nodes the int8 kernels cannot run exactly as the float op would (LSTM peepholes or
+clip, Gemm with transA, weights computed at run time) stay in float, as do the nodes named in
+`keep_float`, and — the keep-float rule — every Conv / Gemm / MatMul whose int8 form the cost
+model (qengine/workflows/dynamic_cost.py) predicts to be slower than the float op: those are
+named in one QuantizationWarning (`qengine quantize` prints it in its notes) and by
+`slower_in_int8(model)`.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, QuantizationWarning
+from ..graph.fusion import _activation_of
 from ..graph.ir import Graph, Node
 from ..model_files import as_graph
 from ..quantized.weights import quantize_per_channel_symmetric
@@ -31,14 +38,18 @@ class DynamicQuantConfig:
         ranges, and makes each row's result independent of the other rows of the batch.
     op_types: which op types to quantize (a subset of LSTM, GRU, Gemm, MatMul, Conv).
     keep_float: node names to leave in float (mixed precision).
+    cost_model: keep a Conv / Gemm / MatMul in float when the cost model predicts its int8
+        form would be slower (reported in a QuantizationWarning); False quantizes them anyway.
     """
     per_row: bool = False
     op_types: frozenset = QUANTIZABLE
     keep_float: frozenset = field(default_factory=frozenset)
+    cost_model: bool = True
 
     def __post_init__(self):
-        if not isinstance(self.per_row, bool):
-            raise ConfigError(f"per_row must be a bool, got {self.per_row!r}")
+        for name in ("per_row", "cost_model"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("op_types", "keep_float"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
@@ -61,10 +72,12 @@ def quantize_dynamic(model, config: DynamicQuantConfig | None = None) -> Graph:
     missing = config.keep_float - {n.name for n in model.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
+    slower = dict(slower_in_int8(model, config)) if config.cost_model else {}
     g = model.copy()
     consumers = g.consumers()
     for node in list(g.nodes):
-        if node.op_type not in config.op_types or node.name in config.keep_float:
+        if node.op_type not in config.op_types or node.name in config.keep_float or \
+                node.name in slower:
             continue
         rewrite = _REWRITES[node.op_type](g, node, config, consumers)
         if rewrite is not None:
@@ -74,7 +87,55 @@ def quantize_dynamic(model, config: DynamicQuantConfig | None = None) -> Graph:
     for name in unused:                       # float weights that were replaced
         del g.initializers[name]
     g.verify()
+    if slower:
+        ops = {n.name: n.op_type for n in model.nodes}
+        listed = "; ".join(f"{ops[k]} {k!r}: {c.describe()}" for k, c in slower.items())
+        warnings.warn(f"quantize_dynamic kept {len(slower)} node(s) in float because their "
+                      f"int8 form would be slower (cost model, qengine/workflows/"
+                      f"dynamic_cost.py): {listed}. DynamicQuantConfig(cost_model=False) "
+                      f"quantizes them anyway.", QuantizationWarning, stacklevel=2)
     return g
+
+
+def slower_in_int8(model, config: DynamicQuantConfig | None = None) -> list:
+    """[(node name, NodeCost)] for the Conv / Gemm / MatMul nodes quantize_dynamic would swap
+    but keeps in float because the cost model predicts the int8 op to be slower. Sizes come from
+    shape inference on the float graph where they are static, else the comparison is per output
+    pixel / row (qengine.workflows.dynamic_cost)."""
+    from ..graph.passes import infer_shapes
+    from . import dynamic_cost
+    config = DynamicQuantConfig() if config is None else config
+    g = as_graph(model, "slower_in_int8")
+    try:
+        info = {**{v.name: v for v in g.inputs}, **infer_shapes(g).value_info}
+    except Exception:                          # shapes are an optimisation here, not needed
+        info = {v.name: v for v in g.inputs}
+
+    def shape(name):
+        v = info.get(name)
+        return None if v is None or v.shape is None else tuple(v.shape)
+
+    out = []
+    for n in g.nodes:
+        if n.op_type not in config.op_types or n.name in config.keep_float:
+            continue
+        w = _const(g, n.inputs[1]) if len(n.inputs) > 1 else None
+        if w is None:
+            continue
+        if n.op_type == "Conv" and w.ndim in (3, 4):
+            a = n.attrs
+            cost = dynamic_cost.conv_cost(w.shape, a.get("group", 1), a.get("strides"),
+                                          a.get("pads"), shape(n.inputs[0]), shape(n.outputs[0]))
+        elif n.op_type in ("Gemm", "MatMul") and w.ndim == 2:
+            nk = w.shape if n.op_type == "Gemm" and n.attrs.get("transB", 0) else w.shape[::-1]
+            xs = shape(n.inputs[0])
+            m = int(np.prod(xs[:-1])) if xs and all(isinstance(d, int) for d in xs) else None
+            cost = dynamic_cost.linear_cost(nk[0], nk[1], m)
+        else:
+            continue
+        if cost.keep_float:
+            out.append((n.name, cost))
+    return out
 
 
 def _const(g: Graph, name: str):
@@ -179,9 +240,8 @@ def _matmul(g, node, config, consumers):
 def _conv(g, node, config, consumers):
     a = node.attrs
     W = _const(g, node.inputs[1])
-    if W is None or W.ndim != 4 or a.get("fused_activation") or \
-            a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        return None                       # SAME padding needs the input size: stays float
+    if W is None or W.ndim not in (3, 4) or W.dtype.kind != "f":
+        return None                       # weights computed at run time, or 3-D convs: float
     if len(node.inputs) > 2 and node.inputs[2] and _const(g, node.inputs[2]) is None:
         return None
     wq, ws = quantize_per_channel_symmetric(W.reshape(W.shape[0], -1).astype(np.float32))
@@ -193,7 +253,21 @@ def _conv(g, node, config, consumers):
     for k in ("strides", "pads", "dilations"):
         if a.get(k):
             attrs[k] = list(a[k])
-    return [node], [Node("DynamicQuantConv", node.name, tuple(ins), node.outputs, attrs)]
+    if a.get("auto_pad", "NOTSET") != "NOTSET":
+        attrs["auto_pad"] = a["auto_pad"]
+    old, outputs = [node], node.outputs
+    act = (a.get("fused_activation", ""), list(a.get("fused_activation_params", [])))
+    if not act[0]:
+        # a Relu / Clip / LeakyRelu that is the conv's only reader runs in the conv's output pass
+        users = consumers.get(node.outputs[0], [])
+        if len(users) == 1 and node.outputs[0] not in g.output_names and \
+                users[0].name not in config.keep_float:
+            found = _activation_of(g, users[0]) if users[0].inputs[0] == node.outputs[0] else None
+            if found is not None:
+                act, old, outputs = found, [node, users[0]], users[0].outputs
+    if act[0]:
+        attrs["fused_activation"], attrs["fused_activation_params"] = act[0], list(act[1])
+    return old, [Node("DynamicQuantConv", node.name, tuple(ins), outputs, attrs)]
 
 
 _REWRITES = {

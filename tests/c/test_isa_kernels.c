@@ -36,6 +36,8 @@
 #include "qengine/gemm/qe_gemm_dynamic.h"
 #include "qengine/conv/qe_conv.h"
 #include "qengine/conv/qe_dwconv.h"
+#include "qengine/conv/qe_conv_dynamic.h"
+#include "qengine/conv/qe_conv1x1_dynamic.h"
 #include "qengine/quant/qe_quant.h"
 #include "qengine/eltwise/qe_eltwise.h"
 #include "qengine/rnn/qe_gates.h"
@@ -645,7 +647,7 @@ static void test_dwconv(void) {
             }
             ref_conv(&s, x, za, w, bq, acc);
             for (size_t i = 0; i < ny; i++) want[i] = (uint8_t)qe_requantize((int32_t)acc[i], mult[i % C], zy, lo, 255);
-            const qe_dwconv_params p = {wp, C, folded, mult, zy, lo, 255, QE_DW_LAYOUT_I32};
+            const qe_dwconv_params p = {wp, C, folded, mult, zy, lo, 255, QE_DW_LAYOUT_I32, NULL};
             char ctx[96];
             snprintf(ctx, sizeof ctx, "dw geometry %zu, C=%zu", gi, C);
             for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
@@ -655,11 +657,45 @@ static void test_dwconv(void) {
                 expect_same(per_isa(isa, qe_dwconv_ukernel_name(isa)), ctx, out, want, ny, 1);
                 if (isa == QE_ISA_SCALAR) digest(D_DW, out, ny);
             }
+            /* the dequant twin (dynamic quantization), float32 NCHW out: float32(acc without
+             * the bias)·float32(s_a·s_w) (+ bias) vs the same int64 reference */
+            int32_t *wsum = xmalloc(C * 4);
+            float *sw = xmalloc(C * 4), *fb = xmalloc(C * 4), *wantf = xmalloc(ny * 4), *outf = xmalloc(ny * 4);
+            const float sa = 0.0173f;
+            for (size_t c = 0; c < C; c++) {
+                wsum[c] = 0;
+                for (size_t t = 0; t < T; t++) wsum[c] += w[c * T + t];
+                sw[c] = (rnd_f32(1.0f) + 1.1f) * 1e-3f;
+                fb[c] = rnd_f32(2.0f);
+            }
+            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                /* with the bias also a fused clamp (an activation merged into the conv) */
+                const float lo = with_bias ? -0.25f : -__builtin_inff(), hi = with_bias ? 0.5f : __builtin_inff();
+                for (size_t i = 0; i < ny; i++) {
+                    const size_t c = i % C, pix = i / C, b = pix / (s.oh * s.ow), yx = pix % (s.oh * s.ow);
+                    const float v = (float)(int32_t)(acc[i] - bq[c]) * (sa * sw[c]);
+                    const float y = with_bias ? v + fb[c] : v;
+                    wantf[(b * C + c) * s.oh * s.ow + yx] = y < lo ? lo : (y > hi ? hi : y);
+                }
+                snprintf(ctx, sizeof ctx, "dw dequant geometry %zu, C=%zu, bias %d", gi, C, with_bias);
+                for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                    if (!(g_avail & (1u << isa)) || qe_dwconv_layout(isa) != QE_DW_LAYOUT_I32) continue;
+                    expect_rc("qe_conv2d_dw_dequant",
+                              qe_conv2d_dw_dequant(isa, &s, x, za, sa, &p, wsum, C, sw,
+                                                   with_bias ? fb : NULL, lo, hi, outf, k.threads));
+                    expect_same(per_isa(isa, qe_dwconv_dequant_ukernel_name(isa)), ctx, outf, wantf, ny, 4);
+                    if (isa == QE_ISA_SCALAR) digest(D_DW, outf, ny * 4);
+                }
+            }
+            free(wsum); free(sw); free(fb); free(wantf); free(outf);
             free(x); free(want); free(sc); free(got); free(w); free(wp); free(bq); free(folded); free(mult); free(acc);
         }
 }
 
-/* Dynamic quantization of the activations and the fused dynamic linear layer: vs scalar. */
+static void test_conv1x1_dynamic(void);
+
+/* Dynamic quantization of the activations and the fused dynamic linear layer: vs scalar (then
+ * the dynamic 1×1 convolution, test_conv1x1_dynamic). */
 static void test_dynamic(void) {
     static const size_t shapes[][3] = {{1, 45, 7}, {3, 45, 70}, {13, 45, 70}, {1, 130, 300}, {6, 33, 16}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
@@ -683,6 +719,21 @@ static void test_dynamic(void) {
                 if (!(g_avail & (1u << isa))) continue;
                 const int scalar = isa == QE_ISA_SCALAR;
                 expect_rc("qe_dynq_u8", qe_dynq_u8(isa, m, k, x, k, per_row, scalar ? q0 : q, k, scalar ? s0 : s, scalar ? z0 : z));
+                if (!per_row) {
+                    /* the same values read as NCHW [1, k, m] and written NHWC [m, k] */
+                    float *xt = xmalloc(m * k * 4), st;
+                    uint8_t *qt = xmalloc(m * k);
+                    int32_t zt;
+                    for (size_t i = 0; i < m; i++)
+                        for (size_t j = 0; j < k; j++) xt[j * m + i] = x[i * k + j];
+                    for (int thr = 1; thr <= 2; thr++) {
+                        expect_rc("qe_dynq_u8_nchw", qe_dynq_u8_nchw(isa, 1, k, m, xt, qt, &st, &zt, thr));
+                        expect_same(per_isa(isa, "qe_dynq_u8_nchw values"), ctx, qt, q0, m * k, 1);
+                        expect_same(per_isa(isa, "qe_dynq_u8_nchw scale"), ctx, &st, s0, 1, 4);
+                        expect_same(per_isa(isa, "qe_dynq_u8_nchw zero point"), ctx, &zt, z0, 1, 4);
+                    }
+                    free(xt); free(qt);
+                }
                 packed p = pack(isa, n, k, w, NULL);
                 float *out = scalar ? sc : got;
                 memcpy(out, prev, m * n * 4);
@@ -698,6 +749,55 @@ static void test_dynamic(void) {
             }
             free(x); free(sw); free(bias); free(prev); free(sc); free(got); free(w); free(q); free(q0);
         }
+    test_conv1x1_dynamic();
+}
+
+/* The dynamic 1×1 convolution in NCHW (weights as the GEMM's rows, qe_conv1x1_dynamic.h) vs
+ * the per-tensor quantization of x, Σ (q − z)·w in int64 and the float32 epilogue. */
+static void test_conv1x1_dynamic(void) {
+    static const size_t shapes[][4] = {{1, 5, 7, 3}, {2, 37, 40, 70}, {1, 64, 100, 33},
+                                       {1, 130, 17, 20}, {3, 1, 50, 13}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const size_t n = shapes[si][0], cin = shapes[si][1], p = shapes[si][2], cout = shapes[si][3];
+        const size_t nx = n * cin * p, ny = n * cout * p;
+        float *x = xmalloc(nx * 4), *sw = xmalloc(cout * 4), *bias = xmalloc(cout * 4);
+        float *want = xmalloc(ny * 4), *got = xmalloc(ny * 4);
+        int8_t *w = xmalloc(cout * cin);
+        uint8_t *q = xmalloc(nx);
+        fill_f32(x, nx, 3.0f, 1);
+        fill_s8(w, cout * cin);
+        if (si == 1) for (size_t i = 0; i < cout * cin; i++) w[i] = (int8_t)(i % 2 ? 127 : -128);
+        for (size_t j = 0; j < cout; j++) { sw[j] = (rnd_f32(1.0f) + 1.1f) * 1e-3f; bias[j] = rnd_f32(1.0f); }
+        float s;
+        int32_t z;
+        expect_rc("qe_dynq_u8", qe_dynq_u8(QE_ISA_SCALAR, 1, nx, x, nx, 0, q, nx, &s, &z));
+        const float lo = si % 2 ? 0.0f : -__builtin_inff(), hi = si == 3 ? 0.02f : __builtin_inff();
+        for (size_t b = 0; b < n; b++)
+            for (size_t o = 0; o < cout; o++)
+                for (size_t px = 0; px < p; px++) {
+                    int64_t acc = 0;
+                    for (size_t k = 0; k < cin; k++)
+                        acc += ((int64_t)q[(b * cin + k) * p + px] - z) * w[o * cin + k];
+                    const float v = (float)(int32_t)acc * (s * sw[o]) + bias[o];
+                    want[(b * cout + o) * p + px] = qe_clamp_f32(v, lo, hi);
+                }
+        char ctx[96];
+        snprintf(ctx, sizeof ctx, "n=%zu cin=%zu p=%zu cout=%zu", n, cin, p, cout);
+        for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+            if (!(g_avail & (1u << isa))) continue;
+            void *apack = xmalloc(qe_conv1x1_dyn_apack_bytes(isa, cout, cin));
+            int32_t *wsum = xmalloc(cout * 4);
+            expect_rc("qe_conv1x1_dyn_pack", qe_conv1x1_dyn_pack(isa, cout, cin, w, apack, wsum));
+            const qe_conv1x1_dyn_w pw = {apack, wsum, sw, bias, cout, cin, isa};
+            for (int thr = 1; thr <= 2; thr++) {
+                expect_rc("qe_conv1x1_dynamic", qe_conv1x1_dynamic(isa, &pw, n, p, x, lo, hi, got, thr));
+                expect_same(per_isa(isa, "qe_conv1x1_dynamic"), ctx, got, want, ny, 4);
+            }
+            if (isa == QE_ISA_SCALAR) digest(D_DYN, got, ny * 4);
+            free(apack); free(wsum);
+        }
+        free(x); free(sw); free(bias); free(want); free(got); free(w); free(q);
+    }
 }
 
 /* The dynamic LSTM / GRU time loop (quantize h, GEMV against R with the record's kernel, gates):

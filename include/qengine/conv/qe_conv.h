@@ -16,6 +16,13 @@
  * 512 channels); the im2col of a block is then repeated per column block, which is cheap next
  * to the MACs it feeds. The bias passed in already holds bias_q − z_a·colsum (pack time), so the
  * epilogue runs with a_zp = NULL.
+ *
+ * qe_conv2d_gemm_nchw (dynamic quantization, F32 epilogue) writes float32 NCHW — the layout the
+ * graph's float ops exchange — instead of NHWC: each column panel of a tile goes through the
+ * epilogue into a per-thread [pixels × NR] buffer, which is then transposed into the NCHW rows
+ * (qe_transpose_f32, with the fused clamp of an activation) while it is still in L1. The float
+ * output, 4× the bytes of the u8 one, then crosses memory once instead of three times (NHWC
+ * write, read, NCHW write).
  */
 #ifndef QE_CONV_H
 #define QE_CONV_H
@@ -24,6 +31,7 @@
 #include <stdlib.h>
 #include "../gemm/qe_gemm.h"
 #include "qe_conv_im2col.h"
+#include "../layout/qe_transpose.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -38,9 +46,28 @@ typedef struct qe_conv_ctx {
     const uint8_t *x, *zrow;
     uint8_t *y;
     size_t m, kp, mcp, ncp, nmb, nnb, npanels;
+    int nchw;                          /* F32 only: y is float NCHW, through the tile buffer */
+    float lo, hi;                      /* nchw: the fused clamp (±inf: none) */
 } qe_conv_ctx;
 
-static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uint8_t *row) {
+/* nchw: the panel's float block tb [rows][NR] (columns n0..n0+nr of group g, pixels m0..)
+ * into y NCHW, split where the pixels cross from one image to the next */
+static void qe_conv_store_nchw(const qe_conv_ctx *c, const float *tb, size_t ldt, size_t g,
+                               size_t m0, size_t rows, size_t n0, size_t nr) {
+    const qe_conv_shape *s = c->s;
+    const size_t plane = s->oh * s->ow;
+    float *y = (float *)c->y;
+    for (size_t i = 0; i < rows;) {
+        const size_t b = (m0 + i) / plane, pix = (m0 + i) % plane;
+        const size_t len = rows - i < plane - pix ? rows - i : plane - pix;
+        qe_transpose_f32(len, nr, tb + i * ldt, ldt,
+                         y + (b * s->cout + g * s->cout_g + n0) * plane + pix, plane, c->lo, c->hi);
+        i += len;
+    }
+}
+
+static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uint8_t *row,
+                             float *tb) {
     const qe_gemm_kernel_rec *r = c->r;
     const qe_conv_shape *s = c->s;
     int32_t ct[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX] __attribute__((aligned(64)));
@@ -70,6 +97,22 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
         const size_t n0 = pn * (size_t)r->nr;
         const size_t nr = s->cout_g - n0 < (size_t)r->nr ? s->cout_g - n0 : (size_t)r->nr;
         const char *wp = (const char *)w->data + pn * wpanel;
+        if (c->nchw) {
+            /* the epilogue sees this panel's columns as 0..nr and pixels from m0 as 0.. */
+            qe_packed_w wv = *w;
+            wv.colsum = w->colsum + n0;
+            qe_gemm_epilogue ev = ep;
+            ev.w_scale = ep.w_scale + n0;
+            if (ev.bias) ev.bias = ep.bias + n0;
+            for (size_t p = 0; p * r->mr < rows; p++) {
+                const size_t mr = rows - p * r->mr < (size_t)r->mr ? rows - p * r->mr : (size_t)r->mr;
+                r->ukernel(mr, kg, apack + p * apanel, wp, ct, 0);
+                const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, p * r->mr, 0, NULL};
+                r->epilogue(&tile, &wv, &ev, tb, (size_t)r->nr);
+            }
+            qe_conv_store_nchw(c, tb, (size_t)r->nr, g, m0, rows, n0, nr);
+            continue;
+        }
         for (size_t p = 0; p * r->mr < rows; p++) {
             const size_t mr = rows - p * r->mr < (size_t)r->mr ? rows - p * r->mr : (size_t)r->mr;
             if (fused) {
@@ -91,9 +134,9 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
  *   QE_EPI_F32 (dynamic quantization): a_scale / a_zp per tensor (the a_zp the input was
  *              quantized with, == a_zp), w_scale [cout], bias [cout] or NULL; y float NHWC.
  * Returns 0 or a QE_GEMM_E* code. */
-static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
-                          const qe_packed_w *w, const qe_gemm_epilogue *ep, uint8_t *y,
-                          int nthreads) {
+static int qe_conv2d_gemm_impl(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                               const qe_packed_w *w, const qe_gemm_epilogue *ep, uint8_t *y,
+                               int nchw, float lo, float hi, int nthreads) {
     const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
     if (!r) return QE_GEMM_EISA;
     const size_t k = s->kh * s->kw * s->cin_g;
@@ -102,7 +145,7 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
     const int ok_f32 = ep->kind == QE_EPI_F32 && ep->a_scale && ep->w_scale && ep->a_zp &&
                        ep->row_step == 0 && !ep->accumulate && *ep->a_zp == a_zp;
     if (s->groups < 1 || s->cin_g * s->groups != s->c || s->cout_g * s->groups != s->cout ||
-        !(ok_u8 || ok_f32) || a_zp < 0 || a_zp > 255)
+        !(ok_u8 || ok_f32) || a_zp < 0 || a_zp > 255 || (nchw && !ok_f32))
         return QE_GEMM_EARG;
     for (size_t g = 0; g < s->groups; g++)
         if (w[g].isa != isa || (size_t)w[g].k != k || (size_t)w[g].n != s->cout_g || w[g].w_zp ||
@@ -110,6 +153,7 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
             return QE_GEMM_EARG;
     qe_conv_ctx c;
     c.r = r; c.s = s; c.w = w; c.ep = ep; c.x = x; c.y = y;
+    c.nchw = nchw; c.lo = lo; c.hi = hi;
     c.m = s->n * s->oh * s->ow;
     if (c.m == 0 || s->cout == 0) return QE_GEMM_OK;
     c.kp = qe_gemm_round_up(k, r->kpad);
@@ -133,17 +177,20 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
     if ((size_t)nt > ntiles) nt = (int)ntiles;
 
     /* per thread: the packed pixels, then a panel's gathered receptive fields (MR_MAX · kp
-     * bytes); each buffer stays 64-aligned. After them, one row of z_a (the padding). */
-    const size_t block = qe_gemm_round_up(c.mcp * apanel, 64) +
-                         qe_gemm_round_up(QE_GEMM_MR_MAX * c.kp, 64);
+     * bytes), then (nchw) the float tile buffer; each buffer stays 64-aligned. After them, one
+     * row of z_a (the padding). */
     const size_t apart = qe_gemm_round_up(c.mcp * apanel, 64);
+    const size_t gpart = qe_gemm_round_up(QE_GEMM_MR_MAX * c.kp, 64);
+    const size_t block = apart + gpart +
+                         (nchw ? qe_gemm_round_up(c.mcp * (size_t)r->mr * (size_t)r->nr * 4, 64) : 0);
     uint8_t *base = (uint8_t *)qe_workspace(QE_WS_CALL, block * (size_t)nt + s->cin_g);
     if (!base) return QE_GEMM_ENOMEM;
     uint8_t *zrow = base + block * (size_t)nt;
     memset(zrow, a_zp, s->cin_g);
     c.zrow = zrow;
     if (nt <= 1) {
-        for (size_t t = 0; t < ntiles; t++) qe_conv_run_tile(&c, t, base, base + apart);
+        for (size_t t = 0; t < ntiles; t++)
+            qe_conv_run_tile(&c, t, base, base + apart, (float *)(base + apart + gpart));
     } else {
 #ifdef _OPENMP
         #pragma omp parallel num_threads(nt)
@@ -151,11 +198,26 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
             qe_threads_note_team();
             uint8_t *mine = base + (size_t)omp_get_thread_num() * block;
             #pragma omp for schedule(dynamic, 1)
-            for (size_t t = 0; t < ntiles; t++) qe_conv_run_tile(&c, t, mine, mine + apart);
+            for (size_t t = 0; t < ntiles; t++)
+                qe_conv_run_tile(&c, t, mine, mine + apart, (float *)(mine + apart + gpart));
         }
 #endif
     }
     return QE_GEMM_OK;
+}
+
+static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                          const qe_packed_w *w, const qe_gemm_epilogue *ep, uint8_t *y,
+                          int nthreads) {
+    return qe_conv2d_gemm_impl(isa, s, x, a_zp, w, ep, y, 0, 0.0f, 0.0f, nthreads);
+}
+
+/* Dynamic quantization with float32 NCHW output: ep is QE_EPI_F32 as for qe_conv2d_gemm, y float
+ * NCHW [n, cout, oh, ow], each value clamped to [lo, hi] (qe_transpose_f32's rule; ±inf: none). */
+static int qe_conv2d_gemm_nchw(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                               const qe_packed_w *w, const qe_gemm_epilogue *ep, float *y,
+                               float lo, float hi, int nthreads) {
+    return qe_conv2d_gemm_impl(isa, s, x, a_zp, w, ep, (uint8_t *)y, 1, lo, hi, nthreads);
 }
 
 #endif

@@ -14,9 +14,11 @@
  *                      bias / mult are [C] in channel order.
  *   QE_DW_LAYOUT_C64   for vpdpbusd (see qe_u8_s8_dwconv_minmax_ukernel_c64__avx512vnni.h):
  *                      per block of 64 channels and tap, 4 vectors of 64 bytes; vector k holds
- *                      w[c0 + i] at byte i when i ≡ k (mod 4) and 0 elsewhere. bias / mult are
- *                      permuted per block: entry 16·k + j is channel 4·j + k of the block.
- *                      Everything is padded with zeros to a multiple of 64 channels.
+ *                      w[c0 + i] at byte i when i ≡ k (mod 4) and 0 elsewhere. bias (and the
+ *                      minmax kernel's mult) are permuted per block: entry 16·k + j is channel
+ *                      4·j + k of the block. Everything is padded with zeros to a multiple of 64
+ *                      channels. The dequant kernel puts its accumulators back in channel order
+ *                      before the float math, so its mult / fbias are [C] in channel order.
  */
 #ifndef QE_DWCONV_PARAMS_H
 #define QE_DWCONV_PARAMS_H
@@ -29,14 +31,22 @@ enum { QE_DW_LAYOUT_I32 = 0, QE_DW_LAYOUT_C64 = 1 };
 typedef struct qe_dwconv_params {
     const void *w;             /* packed weights in `layout` */
     size_t wstride;            /* QE_DW_LAYOUT_I32: int32 elements per tap (≥ channels) */
-    const int32_t *bias;       /* bias_q − z_a·Σ_t w[t][c] (wrapping int32), layout order */
-    const float *mult;         /* float32(s_a·s_w[c] / s_y), layout order */
+    const int32_t *bias;       /* bias_q − z_a·Σ_t w[t][c] (wrapping int32), layout order
+                                * (dequant: −z_a·Σ_t w[t][c]) */
+    const float *mult;         /* float32(s_a·s_w[c] / s_y), layout order
+                                * (dequant: float32(s_a·s_w[c]), channel order) */
     int32_t zp, lo, hi;        /* output zero point, clamp range (output range ∩ fused act.) */
     int32_t layout;            /* QE_DW_LAYOUT_* */
+    const float *fbias;        /* dequant only: float32 bias [C] (channel order) or NULL */
 } qe_dwconv_params;
 
 typedef void (*qe_dwconv_ukernel_fn)(size_t c0, size_t c1, size_t npix, size_t ntaps,
                                      const uint8_t *const *taps, size_t step,
                                      const qe_dwconv_params *p, uint8_t *out, size_t out_step);
+/* the dequant kernels: the same, float32 out (out_step in floats) */
+typedef void (*qe_dwconv_dequant_ukernel_fn)(size_t c0, size_t c1, size_t npix, size_t ntaps,
+                                             const uint8_t *const *taps, size_t step,
+                                             const qe_dwconv_params *p, float *out,
+                                             size_t out_step);
 
 #endif

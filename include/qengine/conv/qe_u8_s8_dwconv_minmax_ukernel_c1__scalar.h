@@ -16,14 +16,21 @@
 #include "../qe_requant.h"
 #include "qe_dwconv_params.h"
 
-/* one pixel, one channel: shared with the AVX2 kernel's channel tail */
-static inline uint8_t qe_dwconv_c1_scalar(size_t c, size_t ntaps, const uint8_t *const *taps,
-                                          size_t off, const qe_dwconv_params *p) {
+/* one pixel, one channel: the accumulator (shared with the dequant kernels) */
+static inline int32_t qe_dwconv_c1_acc(size_t c, size_t ntaps, const uint8_t *const *taps,
+                                       size_t off, const qe_dwconv_params *p) {
     const int32_t *w = (const int32_t *)p->w;
     uint32_t acc = (uint32_t)p->bias[c];
     for (size_t t = 0; t < ntaps; t++)
         acc += (uint32_t)((int32_t)taps[t][off + c] * (int32_t)(int16_t)w[t * p->wstride + c]);
-    return (uint8_t)qe_requantize((int32_t)acc, p->mult[c], p->zp, p->lo, p->hi);
+    return (int32_t)acc;
+}
+
+/* one pixel, one channel: shared with the AVX2 kernel's channel tail */
+static inline uint8_t qe_dwconv_c1_scalar(size_t c, size_t ntaps, const uint8_t *const *taps,
+                                          size_t off, const qe_dwconv_params *p) {
+    return (uint8_t)qe_requantize(qe_dwconv_c1_acc(c, ntaps, taps, off, p), p->mult[c], p->zp,
+                                  p->lo, p->hi);
 }
 
 static void qe_u8_s8_dwconv_minmax_ukernel_c1__scalar(size_t c0, size_t c1, size_t npix,

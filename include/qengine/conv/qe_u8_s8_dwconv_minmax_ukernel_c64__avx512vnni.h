@@ -20,13 +20,13 @@
 #include "qe_dwconv_params.h"
 
 #if QE_HAVE_X86_SIMD
-/* np (1..3) pixels, the 64-channel block starting at channel cb; masked to m */
+/* The accumulators of np (1..3) pixels for the 64-channel block starting at channel cb, input
+ * loads masked to m: acc[i][k] lane j = channel cb + 4j + k (shared with the dequant kernel). */
 QE_TARGET_AVX512VNNI QE_INLINE
-void qe_dwconv_c64_pixels(const int np, size_t cb, __mmask64 m, size_t ntaps,
-                          const uint8_t *const *taps, size_t off, size_t step,
-                          const qe_dwconv_params *p, uint8_t *out, size_t out_step) {
+void qe_dwconv_c64_acc(const int np, size_t cb, __mmask64 m, size_t ntaps,
+                       const uint8_t *const *taps, size_t off, size_t step,
+                       const qe_dwconv_params *p, __m512i acc[3][4]) {
     const int8_t *wb = (const int8_t *)p->w + (cb / 64) * ntaps * 256;
-    __m512i acc[3][4];
     for (int k = 0; k < 4; k++) {
         const __m512i b = _mm512_loadu_si512(p->bias + cb + 16 * k);
         for (int i = 0; i < np; i++) acc[i][k] = b;
@@ -46,6 +46,15 @@ void qe_dwconv_c64_pixels(const int np, size_t cb, __mmask64 m, size_t ntaps,
             acc[i][3] = _mm512_dpbusd_epi32(acc[i][3], x, w3);
         }
     }
+}
+
+/* np (1..3) pixels, the 64-channel block starting at channel cb; masked to m */
+QE_TARGET_AVX512VNNI QE_INLINE
+void qe_dwconv_c64_pixels(const int np, size_t cb, __mmask64 m, size_t ntaps,
+                          const uint8_t *const *taps, size_t off, size_t step,
+                          const qe_dwconv_params *p, uint8_t *out, size_t out_step) {
+    __m512i acc[3][4];
+    qe_dwconv_c64_acc(np, cb, m, ntaps, taps, off, step, p, acc);
     const __m512 vlo = _mm512_set1_ps((float)(p->lo - p->zp));
     const __m512 vhi = _mm512_set1_ps((float)(p->hi - p->zp));
     const __m512i vzp = _mm512_set1_epi32(p->zp);
