@@ -1,0 +1,208 @@
+/* FP32 2-D convolution driver, NCHW → NCHW (groups, strides, dilations, pads), no im2col.
+ *
+ * Per image: build X', the phase-split padded input of every channel (qe_f32_window.h; skipped
+ * when the input can be read as it is: stride 1 without padding, e.g. every 1×1 convolution
+ * with stride 1), then cover each group's output, Mg channels × P' wide pixels, with MR × NR
+ * microkernel tiles (qe_f32_conv_params.h). The reduction index i = (c, ky, kx) of a tile reads
+ * X'[off[i] + p'] for its NR consecutive pixels: an offset-table GEMM whose B operand is the
+ * input itself, so nothing is packed per call but the copy of the input into X'. Weights are
+ * packed once, at load (qe_f32_conv_pack_w), in the record's MR.
+ *
+ * Threads: OpenMP over work items of whole tiles — (group, block of pixel tiles, block of
+ * channel tiles) — static schedule; every output is produced by exactly one microkernel call
+ * over the full reduction, so results do not depend on the thread count or on the blocking.
+ * Tiles of a wide raster with throw-away columns are written to a stack tile and scattered.
+ */
+#ifndef QE_F32_CONV_H
+#define QE_F32_CONV_H
+
+#include "../qe_threads.h"
+#include <stdint.h>
+#include <string.h>
+#include "../qe_cpu.h"
+#include "qe_f32_window.h"
+#include "qe_f32_conv_params.h"
+#include "qe_f32_conv_minmax_ukernel_4x8__scalar.h"
+#include "qe_f32_conv_minmax_ukernel_6x16__avx2.h"
+#include "qe_f32_conv_minmax_ukernel_8x32__avx512.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define QE_F32_CONV_PAR_MIN_MACS (1 << 18)  /* below: one thread (fork/join costs more) */
+#define QE_F32_CONV_TILE_PIXELS 256         /* pixels per work item (X' window reuse) */
+
+enum { QE_F32_OK = 0, QE_F32_ENOMEM = -2, QE_F32_EARG = -4 };
+
+typedef struct qe_f32_conv_kernel_rec {
+    qe_f32_conv_ukernel_fn fn;
+    const char *name;
+    size_t mr, nr;
+} qe_f32_conv_kernel_rec;
+
+static const qe_f32_conv_kernel_rec *qe_f32_conv_kernel_for_isa(int isa) {
+    static const qe_f32_conv_kernel_rec scalar = {
+        qe_f32_conv_minmax_ukernel_4x8__scalar, "qe_f32_conv_minmax_ukernel_4x8__scalar", 4, 8};
+#ifdef QE_HAVE_X86_SIMD
+    static const qe_f32_conv_kernel_rec avx2 = {
+        qe_f32_conv_minmax_ukernel_6x16__avx2, "qe_f32_conv_minmax_ukernel_6x16__avx2", 6, 16};
+    static const qe_f32_conv_kernel_rec avx512 = {
+        qe_f32_conv_minmax_ukernel_8x32__avx512, "qe_f32_conv_minmax_ukernel_8x32__avx512", 8,
+        32};
+    if (isa == QE_ISA_AVX512VNNI) return &avx512;
+    if (isa == QE_ISA_AVX2) return &avx2;
+#endif
+    (void)isa;
+    return &scalar;
+}
+
+/* Floats of the packed weights for `groups` groups of (m / groups) rows × k. */
+static size_t qe_f32_conv_packed_floats(size_t mr, size_t m, size_t k, size_t groups) {
+    const size_t mg = m / groups, nmb = (mg + mr - 1) / mr;
+    return groups * nmb * k * mr;
+}
+
+/* w [m][k] (OIHW with k = (Cin/groups)·kh·kw) → per group, per block of mr rows, k × mr. */
+static void qe_f32_conv_pack_w(size_t mr, const float *w, size_t m, size_t k, size_t groups,
+                               float *dst) {
+    const size_t mg = m / groups, nmb = (mg + mr - 1) / mr;
+    for (size_t g = 0; g < groups; g++)
+        for (size_t b = 0; b < nmb; b++) {
+            float *d = dst + (g * nmb + b) * k * mr;
+            for (size_t i = 0; i < k; i++)
+                for (size_t r = 0; r < mr; r++) {
+                    const size_t row = b * mr + r;
+                    d[i * mr + r] = row < mg ? w[(g * mg + row) * k + i] : 0.0f;
+                }
+        }
+}
+
+typedef struct qe_f32_conv_args {
+    qe_f32_window g;          /* g.h, g.w: input plane; g.oh, g.ow: output plane */
+    size_t n, c, m, groups;   /* images, input channels, output channels */
+    const float *x;           /* [n][c][h][w] */
+    const float *w;           /* packed by qe_f32_conv_pack_w with this ISA's mr */
+    size_t w_mr;              /* the mr the weights were packed with (checked) */
+    const float *bias;        /* [m] or NULL */
+    qe_f32_minmax act;
+    float *y;                 /* [n][m][oh][ow] */
+    int isa, nthreads;
+} qe_f32_conv_args;
+
+typedef struct qe_f32_conv_ctx {
+    const qe_f32_conv_args *a;
+    const qe_f32_conv_kernel_rec *rec;
+    qe_f32_wide q;
+    size_t cg, mg, k, nmb, npt;
+    size_t pc, mc, npc, nmc, items;   /* pixel tiles / channel blocks per item and counts */
+    float *xw;                        /* X' of the current image (or NULL: direct) */
+    const ptrdiff_t *off;             /* [k], relative to the group's first channel */
+} qe_f32_conv_ctx;
+
+static void qe_f32_conv_build(const qe_f32_conv_ctx *t, size_t img, size_t c) {
+    const qe_f32_conv_args *a = t->a;
+    qe_f32_window_build(&a->g, &t->q, a->x + (img * a->c + c) * a->g.h * a->g.w, 0.0f,
+                        t->xw + c * t->q.chan);
+}
+
+static void qe_f32_conv_item(const qe_f32_conv_ctx *t, size_t img, size_t it) {
+    const qe_f32_conv_args *a = t->a;
+    const qe_f32_conv_kernel_rec *rec = t->rec;
+    const size_t mr = rec->mr, nr = rec->nr, ohow = a->g.oh * a->g.ow;
+    const size_t g = it / (t->npc * t->nmc), rem = it % (t->npc * t->nmc);
+    const size_t pc = rem / t->nmc, mc = rem % t->nmc;
+    const float *xg = t->xw ? t->xw + g * t->cg * t->q.chan
+                            : a->x + (img * a->c + g * t->cg) * a->g.h * a->g.w;
+    float *yg = a->y + (img * a->m + g * t->mg) * ohow;
+    const int wide = t->q.wq != a->g.ow;
+    float tile[QE_F32_MR_MAX * QE_F32_NR_MAX] __attribute__((aligned(64)));
+    const size_t mb1 = (mc + 1) * t->mc < t->nmb ? (mc + 1) * t->mc : t->nmb;
+    const size_t pt1 = (pc + 1) * t->pc < t->npt ? (pc + 1) * t->pc : t->npt;
+    for (size_t mb = mc * t->mc; mb < mb1; mb++) {
+        const float *wb = a->w + (g * t->nmb + mb) * t->k * mr;
+        const size_t m0 = mb * mr, rows = t->mg - m0 < mr ? t->mg - m0 : mr;
+        const float *bias = a->bias ? a->bias + g * t->mg + m0 : NULL;
+        for (size_t pt = pc * t->pc; pt < pt1; pt++) {
+            const size_t p0 = pt * nr, nc = t->q.pixels - p0 < nr ? t->q.pixels - p0 : nr;
+            if (!wide) {
+                rec->fn(rows, nc, t->k, wb, xg + p0, t->off, bias, yg + m0 * ohow + p0, ohow,
+                        &a->act);
+            } else {
+                rec->fn(rows, nc, t->k, wb, xg + p0, t->off, bias, tile, nr, &a->act);
+                qe_f32_window_scatter(&a->g, &t->q, tile, nr, rows, p0, nc, yg + m0 * ohow,
+                                      ohow);
+            }
+        }
+    }
+}
+
+/* Returns QE_F32_OK, QE_F32_ENOMEM or QE_F32_EARG. */
+static int qe_f32_conv2d(const qe_f32_conv_args *a) {
+    const qe_f32_window *g = &a->g;
+    if (!a->groups || a->c % a->groups || a->m % a->groups || !g->kh || !g->kw || !g->sh ||
+        !g->sw || !g->dh || !g->dw)
+        return QE_F32_EARG;
+    qe_f32_conv_ctx t;
+    t.a = a;
+    t.rec = qe_f32_conv_kernel_for_isa(a->isa);
+    if (a->w_mr != t.rec->mr) return QE_F32_EARG;
+    if (!a->n || !a->m || !g->oh || !g->ow) return QE_F32_OK;
+    t.q = qe_f32_wide_of(g);
+    t.cg = a->c / a->groups;
+    t.mg = a->m / a->groups;
+    t.k = t.cg * g->kh * g->kw;
+    t.nmb = (t.mg + t.rec->mr - 1) / t.rec->mr;
+    t.npt = (t.q.pixels + t.rec->nr - 1) / t.rec->nr;
+    if (!t.k) return QE_F32_EARG;
+
+    int nt = qe_threads(a->nthreads);
+    if ((double)a->m * t.k * g->oh * g->ow < (double)QE_F32_CONV_PAR_MIN_MACS) nt = 1;
+    /* Items: blocks of QE_F32_CONV_TILE_PIXELS pixels × all channel tiles of a group; split the
+     * channel tiles when that leaves fewer than 4 items per thread (late layers: few pixels). */
+    t.pc = (QE_F32_CONV_TILE_PIXELS + t.rec->nr - 1) / t.rec->nr;
+    t.npc = (t.npt + t.pc - 1) / t.pc;
+    t.nmc = 1;
+    while (a->groups * t.npc * t.nmc < (size_t)4 * nt && t.nmc < t.nmb) t.nmc *= 2;
+    t.mc = (t.nmb + t.nmc - 1) / t.nmc;
+    t.nmc = (t.nmb + t.mc - 1) / t.mc;
+    t.items = a->groups * t.npc * t.nmc;
+
+    const size_t xw_floats = t.q.direct ? 0 : a->c * t.q.chan;
+    char *ws = (char *)qe_workspace(QE_WS_CALL, t.k * sizeof(ptrdiff_t) + xw_floats * 4 + 64);
+    if (!ws) return QE_F32_ENOMEM;
+    ptrdiff_t *off = (ptrdiff_t *)ws;
+    t.xw = t.q.direct ? NULL : (float *)(ws + ((t.k * sizeof(ptrdiff_t) + 63) & ~(size_t)63));
+    {
+        const size_t taps = g->kh * g->kw;
+        qe_f32_window_offsets(g, &t.q, off);
+        for (size_t c = 1; c < t.cg; c++)
+            for (size_t i = 0; i < taps; i++) off[c * taps + i] = off[i] + (ptrdiff_t)(c * t.q.chan);
+    }
+    t.off = off;
+
+    if (nt <= 1) {
+        for (size_t img = 0; img < a->n; img++) {
+            if (t.xw)
+                for (size_t c = 0; c < a->c; c++) qe_f32_conv_build(&t, img, c);
+            for (size_t it = 0; it < t.items; it++) qe_f32_conv_item(&t, img, it);
+        }
+        return QE_F32_OK;
+    }
+#ifdef _OPENMP
+    #pragma omp parallel num_threads(nt)
+    {
+        qe_threads_note_team();
+        for (size_t img = 0; img < a->n; img++) {
+            if (t.xw) {
+                #pragma omp for schedule(static)
+                for (size_t c = 0; c < a->c; c++) qe_f32_conv_build(&t, img, c);
+            }
+            #pragma omp for schedule(static)
+            for (size_t it = 0; it < t.items; it++) qe_f32_conv_item(&t, img, it);
+        }
+    }
+#endif
+    return QE_F32_OK;
+}
+
+#endif

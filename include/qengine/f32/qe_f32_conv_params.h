@@ -1,0 +1,35 @@
+/* FP32 convolution microkernel interface (the driver is qe_f32_conv.h).
+ *
+ * A microkernel computes an mr × nc tile of one group's output in the wide raster of
+ * qe_f32_window.h: rows are output channels, columns consecutive wide pixels p'.
+ *
+ *   y[r][j] = clamp(bias[r] + Σ_{i<k} w[i·MR + r] · x[off[i] + j],  lo, hi)
+ *
+ * w is the weight block packed by qe_f32_conv_pack_w (k × MR, rows ≥ mr zero), x points at the
+ * tile's first pixel in X', off[i] is the X' offset of reduction index i = (c, ky, kx). Lanes
+ * j ≥ nc are neither read nor written (masked), so a tile may end where X' ends.
+ *
+ * Numerics, the same on every ISA: one accumulator per output, started at the bias (0 without
+ * one), updated by a fused multiply-add per reduction index in increasing i, then clamped with
+ * max(lo, ·) and min(hi, ·) in that operand order (a NaN accumulator stays NaN, as maxps/minps
+ * return their second operand on NaN). The scalar twin uses C99 fmaf, which rounds once like
+ * vfmadd, so scalar, AVX2 and AVX-512 give bit-identical outputs, and so does any tiling or
+ * thread count (no reduction is ever split).
+ */
+#ifndef QE_F32_CONV_PARAMS_H
+#define QE_F32_CONV_PARAMS_H
+
+#include <stddef.h>
+
+typedef struct qe_f32_minmax {
+    float lo, hi;             /* output clamp: −inf, +inf for none; 0, +inf for Relu */
+} qe_f32_minmax;
+
+typedef void (*qe_f32_conv_ukernel_fn)(size_t mr, size_t nc, size_t k, const float *w,
+                                       const float *x, const ptrdiff_t *off, const float *bias,
+                                       float *y, size_t ldy, const qe_f32_minmax *p);
+
+#define QE_F32_MR_MAX 8
+#define QE_F32_NR_MAX 32
+
+#endif

@@ -1,0 +1,199 @@
+# cython: language_level=3
+"""Thin nogil wrappers over the FP32 window kernels (include/qengine/f32): convolution,
+depthwise convolution, max/average pooling, NCHW. Arguments are validated by qengine/ops
+(dtypes, C-contiguity, shapes); this layer maps arrays to pointers and C error codes to
+exceptions. `geom` is (kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)."""
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport int32_t
+from libc.string cimport memset
+from qe_omp cimport bind_thread_state
+
+cnp.import_array()
+bind_thread_state()
+
+cdef extern from "qengine/f32/qe_f32_window.h" nogil:
+    ctypedef struct qe_f32_window:
+        size_t h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl
+
+cdef extern from "qengine/f32/qe_f32_conv.h" nogil:
+    ctypedef struct qe_f32_minmax:
+        float lo, hi
+    ctypedef struct qe_f32_conv_kernel_rec:
+        const char *name
+        size_t mr, nr
+    const qe_f32_conv_kernel_rec *qe_f32_conv_kernel_for_isa(int isa)
+    size_t qe_f32_conv_packed_floats(size_t mr, size_t m, size_t k, size_t groups)
+    void qe_f32_conv_pack_w(size_t mr, const float *w, size_t m, size_t k, size_t groups,
+                            float *dst)
+    ctypedef struct qe_f32_conv_args:
+        qe_f32_window g
+        size_t n, c, m, groups
+        const float *x
+        const float *w
+        size_t w_mr
+        const float *bias
+        qe_f32_minmax act
+        float *y
+        int isa, nthreads
+    int qe_f32_conv2d(const qe_f32_conv_args *a)
+    enum:
+        QE_F32_OK, QE_F32_ENOMEM, QE_F32_EARG
+
+cdef extern from "qengine/f32/qe_f32_dwconv.h" nogil:
+    ctypedef struct qe_f32_dwconv_kernel_rec:
+        const char *name
+    const qe_f32_dwconv_kernel_rec *qe_f32_dwconv_kernel_for_isa(int isa)
+    ctypedef struct qe_f32_dwconv_args:
+        qe_f32_window g
+        size_t n, c, m
+        const float *x
+        const float *w
+        const float *bias
+        qe_f32_minmax act
+        float *y
+        int isa, nthreads
+    int qe_f32_dwconv2d(const qe_f32_dwconv_args *a)
+
+cdef extern from "qengine/f32/qe_f32_pool.h" nogil:
+    enum:
+        QE_F32_POOL_MAX, QE_F32_POOL_AVG
+    ctypedef struct qe_f32_pool_args:
+        qe_f32_window g
+        size_t n, c
+        int32_t kind, count_include_pad
+        size_t pb, pr
+        const float *x
+        float *y
+        int isa, nthreads
+    int qe_f32_pool2d(const qe_f32_pool_args *a)
+
+POOL_MAX = QE_F32_POOL_MAX
+POOL_AVG = QE_F32_POOL_AVG
+
+
+cdef int _check(int rc, what) except -1:
+    if rc == QE_F32_OK:
+        return 0
+    if rc == QE_F32_ENOMEM:
+        raise MemoryError(f"qengine fp32 {what}: out of memory for the scratch buffers")
+    raise ValueError(f"qengine fp32 {what}: inconsistent sizes or parameters (code {rc})")
+
+
+cdef inline float *_f(cnp.ndarray a):
+    return <float *>cnp.PyArray_DATA(a)
+
+
+cdef cnp.ndarray _f32c(a, what, int ndim):
+    """a as a C-contiguous float32 array of `ndim` dims (no copy; refuses anything else)."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != ndim or \
+            not a.flags.c_contiguous:
+        raise ValueError(f"{what} must be a C-contiguous float32 array of rank {ndim}")
+    return a
+
+
+cdef qe_f32_window _window(tuple geom, tuple x_shape):
+    cdef qe_f32_window g
+    g.h, g.w = x_shape[2], x_shape[3]
+    g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow = geom
+    return g
+
+
+def conv_kernel(int isa):
+    """(name, mr, nr) of the FP32 convolution microkernel of an ISA."""
+    cdef const qe_f32_conv_kernel_rec *r = qe_f32_conv_kernel_for_isa(isa)
+    return r.name.decode(), r.mr, r.nr
+
+
+def dwconv_kernel(int isa):
+    return qe_f32_dwconv_kernel_for_isa(isa).name.decode()
+
+
+def conv_pack(w, int groups, int isa):
+    """Pack float32 weights [m, k] (OIHW reshaped, k = Cin/groups·kh·kw) for the ISA's kernel.
+    Returns (packed 1-D float32, mr)."""
+    cdef cnp.ndarray wa = _f32c(w, "conv weights", 2)
+    cdef size_t m = wa.shape[0], k = wa.shape[1]
+    cdef size_t mr = qe_f32_conv_kernel_for_isa(isa).mr
+    if groups < 1 or m % groups:
+        raise ValueError(f"conv_pack: {m} rows do not split into {groups} groups")
+    cdef cnp.ndarray out = np.empty(qe_f32_conv_packed_floats(mr, m, k, groups), np.float32)
+    cdef const float *src = _f(wa)
+    cdef float *dst = _f(out)
+    with nogil:
+        qe_f32_conv_pack_w(mr, src, m, k, groups, dst)
+    out.setflags(write=False)
+    return out, mr
+
+
+def conv2d(x, packed, int w_mr, bias, tuple geom, int groups, int m, float lo, float hi, y,
+           int isa, int nthreads=0):
+    """y[n, m, oh, ow] = clamp(conv(x[n, c, h, w]) + bias, lo, hi) (NCHW, float32)."""
+    cdef cnp.ndarray xa = _f32c(x, "x", 4), ya = _f32c(y, "y", 4)
+    cdef cnp.ndarray wa = _f32c(packed, "packed weights", 1)
+    cdef cnp.ndarray ba
+    cdef qe_f32_conv_args a
+    memset(&a, 0, sizeof(a))
+    a.g = _window(geom, x.shape)
+    a.n, a.c, a.m, a.groups = x.shape[0], x.shape[1], m, groups
+    if y.shape != (x.shape[0], m, a.g.oh, a.g.ow):
+        raise ValueError(f"conv2d: y has shape {y.shape}, expected "
+                         f"{(x.shape[0], m, a.g.oh, a.g.ow)}")
+    a.x, a.w, a.w_mr, a.y = _f(xa), _f(wa), w_mr, _f(ya)
+    if bias is not None:
+        ba = _f32c(bias, "bias", 1)
+        if ba.shape[0] != m:
+            raise ValueError(f"conv2d: bias has {ba.shape[0]} values, expected {m}")
+        a.bias = _f(ba)
+    a.act.lo, a.act.hi = lo, hi
+    a.isa, a.nthreads = isa, nthreads
+    cdef int rc
+    with nogil:
+        rc = qe_f32_conv2d(&a)
+    _check(rc, "conv2d")
+
+
+def dwconv2d(x, w, bias, tuple geom, float lo, float hi, y, int isa, int nthreads=0):
+    """Depthwise: y[n, m, oh, ow], output channel o reads input channel o // (m / c);
+    w float32 [m, kh·kw]."""
+    cdef cnp.ndarray xa = _f32c(x, "x", 4), ya = _f32c(y, "y", 4), wa = _f32c(w, "w", 2)
+    cdef cnp.ndarray ba
+    cdef qe_f32_dwconv_args a
+    memset(&a, 0, sizeof(a))
+    a.g = _window(geom, x.shape)
+    a.n, a.c, a.m = x.shape[0], x.shape[1], y.shape[1]
+    if y.shape != (x.shape[0], a.m, a.g.oh, a.g.ow) or wa.shape[0] != a.m or \
+            wa.shape[1] != a.g.kh * a.g.kw:
+        raise ValueError("dwconv2d: inconsistent x, w, y shapes")
+    a.x, a.w, a.y = _f(xa), _f(wa), _f(ya)
+    if bias is not None:
+        ba = _f32c(bias, "bias", 1)
+        if ba.shape[0] != a.m:
+            raise ValueError(f"dwconv2d: bias has {ba.shape[0]} values, expected {a.m}")
+        a.bias = _f(ba)
+    a.act.lo, a.act.hi = lo, hi
+    a.isa, a.nthreads = isa, nthreads
+    cdef int rc
+    with nogil:
+        rc = qe_f32_dwconv2d(&a)
+    _check(rc, "dwconv2d")
+
+
+def pool2d(x, int kind, tuple geom, bint count_include_pad, size_t pb, size_t pr, y, int isa,
+           int nthreads=0):
+    """Max (kind POOL_MAX) or average (POOL_AVG) pooling, NCHW float32; pb, pr: explicit end
+    pads (the divisor counts them with count_include_pad; ceil_mode overhang never counts)."""
+    cdef cnp.ndarray xa = _f32c(x, "x", 4), ya = _f32c(y, "y", 4)
+    cdef qe_f32_pool_args a
+    memset(&a, 0, sizeof(a))
+    a.g = _window(geom, x.shape)
+    a.n, a.c = x.shape[0], x.shape[1]
+    if y.shape != (x.shape[0], x.shape[1], a.g.oh, a.g.ow):
+        raise ValueError("pool2d: inconsistent x, y shapes")
+    a.kind, a.count_include_pad, a.pb, a.pr = kind, count_include_pad, pb, pr
+    a.x, a.y = _f(xa), _f(ya)
+    a.isa, a.nthreads = isa, nthreads
+    cdef int rc
+    with nogil:
+        rc = qe_f32_pool2d(&a)
+    _check(rc, "pool2d")
