@@ -22,23 +22,30 @@ cdef extern from "qengine/f32/qe_f32_conv.h" nogil:
     ctypedef struct qe_f32_conv_kernel_rec:
         const char *name
         size_t mr, nr
+        const char *pc_name
+        size_t pc_mr, pc_nr
     const qe_f32_conv_kernel_rec *qe_f32_conv_kernel_for_isa(int isa)
     size_t qe_f32_conv_packed_floats(size_t mr, size_t m, size_t k, size_t groups)
     void qe_f32_conv_pack_w(size_t mr, const float *w, size_t m, size_t k, size_t groups,
                             float *dst)
+    void qe_f32_conv_pack_w_pc(size_t nr, const float *w, size_t m, size_t k, size_t groups,
+                               float *dst)
+    int qe_f32_conv_orientation(int isa, const qe_f32_window *g, size_t c, size_t m,
+                                size_t groups)
     ctypedef struct qe_f32_conv_args:
         qe_f32_window g
         size_t n, c, m, groups
         const float *x
         const float *w
-        size_t w_mr
+        int orientation
+        size_t w_tile
         const float *bias
         qe_f32_minmax act
         float *y
         int isa, nthreads
     int qe_f32_conv2d(const qe_f32_conv_args *a)
     enum:
-        QE_F32_OK, QE_F32_ENOMEM, QE_F32_EARG
+        QE_F32_OK, QE_F32_ENOMEM, QE_F32_EARG, QE_F32_CONV_CP, QE_F32_CONV_PC
 
 cdef extern from "qengine/f32/qe_f32_dwconv.h" nogil:
     ctypedef struct qe_f32_dwconv_kernel_rec:
@@ -70,6 +77,8 @@ cdef extern from "qengine/f32/qe_f32_pool.h" nogil:
 
 POOL_MAX = QE_F32_POOL_MAX
 POOL_AVG = QE_F32_POOL_AVG
+CONV_CP = QE_F32_CONV_CP
+CONV_PC = QE_F32_CONV_PC
 
 
 cdef int _check(int rc, what) except -1:
@@ -99,36 +108,50 @@ cdef qe_f32_window _window(tuple geom, tuple x_shape):
     return g
 
 
-def conv_kernel(int isa):
-    """(name, mr, nr) of the FP32 convolution microkernel of an ISA."""
+def conv_kernel(int isa, int orientation=QE_F32_CONV_CP):
+    """(name, mr, nr) of an ISA's FP32 convolution microkernel in an orientation (CONV_CP:
+    channels × pixels, CONV_PC: pixels × channels; include/qengine/f32/qe_f32_conv.h)."""
     cdef const qe_f32_conv_kernel_rec *r = qe_f32_conv_kernel_for_isa(isa)
+    if orientation == QE_F32_CONV_PC:
+        return r.pc_name.decode(), r.pc_mr, r.pc_nr
     return r.name.decode(), r.mr, r.nr
+
+
+def conv_orientation(int isa, tuple geom, tuple x_shape, int m, int groups):
+    """The orientation the ISA's kernels compute the fewest lanes in for this layer."""
+    cdef qe_f32_window g = _window(geom, x_shape)
+    return qe_f32_conv_orientation(isa, &g, x_shape[1], m, groups)
 
 
 def dwconv_kernel(int isa):
     return qe_f32_dwconv_kernel_for_isa(isa).name.decode()
 
 
-def conv_pack(w, int groups, int isa):
-    """Pack float32 weights [m, k] (OIHW reshaped, k = Cin/groups·kh·kw) for the ISA's kernel.
-    Returns (packed 1-D float32, mr)."""
+def conv_pack(w, int groups, int isa, int orientation=QE_F32_CONV_CP):
+    """Pack float32 weights [m, k] (OIHW reshaped, k = Cin/groups·kh·kw) for the ISA's kernel
+    in an orientation. Returns (packed 1-D float32, tile: the mr (cp) or nr (pc) used)."""
     cdef cnp.ndarray wa = _f32c(w, "conv weights", 2)
     cdef size_t m = wa.shape[0], k = wa.shape[1]
-    cdef size_t mr = qe_f32_conv_kernel_for_isa(isa).mr
+    cdef const qe_f32_conv_kernel_rec *r = qe_f32_conv_kernel_for_isa(isa)
+    cdef size_t tile = r.pc_nr if orientation == QE_F32_CONV_PC else r.mr
     if groups < 1 or m % groups:
         raise ValueError(f"conv_pack: {m} rows do not split into {groups} groups")
-    cdef cnp.ndarray out = np.empty(qe_f32_conv_packed_floats(mr, m, k, groups), np.float32)
+    cdef cnp.ndarray out = np.empty(qe_f32_conv_packed_floats(tile, m, k, groups), np.float32)
     cdef const float *src = _f(wa)
     cdef float *dst = _f(out)
     with nogil:
-        qe_f32_conv_pack_w(mr, src, m, k, groups, dst)
+        if orientation == QE_F32_CONV_PC:
+            qe_f32_conv_pack_w_pc(tile, src, m, k, groups, dst)
+        else:
+            qe_f32_conv_pack_w(tile, src, m, k, groups, dst)
     out.setflags(write=False)
-    return out, mr
+    return out, tile
 
 
-def conv2d(x, packed, int w_mr, bias, tuple geom, int groups, int m, float lo, float hi, y,
-           int isa, int nthreads=0):
-    """y[n, m, oh, ow] = clamp(conv(x[n, c, h, w]) + bias, lo, hi) (NCHW, float32)."""
+def conv2d(x, packed, int orientation, int w_tile, bias, tuple geom, int groups, int m,
+           float lo, float hi, y, int isa, int nthreads=0):
+    """y[n, m, oh, ow] = clamp(conv(x[n, c, h, w]) + bias, lo, hi) (NCHW, float32); `packed`,
+    `orientation` and `w_tile` as conv_pack returned them."""
     cdef cnp.ndarray xa = _f32c(x, "x", 4), ya = _f32c(y, "y", 4)
     cdef cnp.ndarray wa = _f32c(packed, "packed weights", 1)
     cdef cnp.ndarray ba
@@ -139,7 +162,7 @@ def conv2d(x, packed, int w_mr, bias, tuple geom, int groups, int m, float lo, f
     if y.shape != (x.shape[0], m, a.g.oh, a.g.ow):
         raise ValueError(f"conv2d: y has shape {y.shape}, expected "
                          f"{(x.shape[0], m, a.g.oh, a.g.ow)}")
-    a.x, a.w, a.w_mr, a.y = _f(xa), _f(wa), w_mr, _f(ya)
+    a.x, a.w, a.orientation, a.w_tile, a.y = _f(xa), _f(wa), orientation, w_tile, _f(ya)
     if bias is not None:
         ba = _f32c(bias, "bias", 1)
         if ba.shape[0] != m:

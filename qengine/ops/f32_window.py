@@ -20,6 +20,8 @@ from .spatial import Geometry
 
 _runtime.register_kernels("conv_f32", {isa: _f32.conv_kernel(i)[0]
                                        for i, isa in enumerate(_runtime.ISA_NAMES)})
+_runtime.register_kernels("conv_f32_pc", {isa: _f32.conv_kernel(i, _f32.CONV_PC)[0]
+                                          for i, isa in enumerate(_runtime.ISA_NAMES)})
 _runtime.register_kernels("dwconv_f32", {isa: _f32.dwconv_kernel(i)
                                          for i, isa in enumerate(_runtime.ISA_NAMES)})
 
@@ -56,28 +58,38 @@ def clamp_of(bounds) -> tuple[float, float]:
 
 
 class PackedConv:
-    """Weights of one float Conv packed for the active ISA's kernel (or kept [M, taps] for
-    depthwise), the bias as float32."""
+    """Weights of one float Conv for the kernels: kept [M, taps] for depthwise, otherwise packed
+    for the tile orientation a layer's shape asks for (channels × pixels or pixels × channels,
+    include/qengine/f32/qe_f32_conv.h). The orientation depends on the input size, so each
+    packing is made on first use and kept: a Conv sees one input size in practice, so one
+    packing. Two threads racing on a first use both pack and one result is kept (the same)."""
 
     def __init__(self, w: np.ndarray, groups: int, isa: int | None = None):
         self.isa = _runtime.isa_index() if isa is None else isa
         self.m, self.groups = w.shape[0], groups
         # one input channel per group: each output channel is one plane × one filter
         self.depthwise = w.shape[1] == 1 and groups > 1
-        w2 = np.ascontiguousarray(w.reshape(w.shape[0], -1), np.float32)
-        if self.depthwise:
-            self.w, self.mr = w2, 0
-            self.w.setflags(write=False)
-        else:
-            self.w, self.mr = _f32.conv_pack(w2, groups, self.isa)
+        self.w = np.ascontiguousarray(w.reshape(w.shape[0], -1), np.float32)
+        self.w.setflags(write=False)
+        self.packs: dict[int, tuple[np.ndarray, int]] = {}
+
+    def pack(self, orientation: int) -> tuple[np.ndarray, int]:
+        got = self.packs.get(orientation)
+        if got is None:
+            got = self.packs[orientation] = _f32.conv_pack(self.w, self.groups, self.isa,
+                                                           orientation)
+        return got
 
     def run(self, x4: np.ndarray, g4: tuple, bias, lo: float, hi: float) -> np.ndarray:
         n = x4.shape[0]
         y = np.empty((n, self.m, g4[8], g4[9]), np.float32)
         if self.depthwise:
             _f32.dwconv2d(x4, self.w, bias, g4, lo, hi, y, self.isa)
-        else:
-            _f32.conv2d(x4, self.w, self.mr, bias, g4, self.groups, self.m, lo, hi, y, self.isa)
+            return y
+        orient = _f32.conv_orientation(self.isa, g4, x4.shape, self.m, self.groups)
+        packed, tile = self.pack(orient)
+        _f32.conv2d(x4, packed, orient, tile, bias, g4, self.groups, self.m, lo, hi, y,
+                    self.isa)
         return y
 
 

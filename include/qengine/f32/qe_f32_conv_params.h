@@ -29,6 +29,20 @@ typedef void (*qe_f32_conv_ukernel_fn)(size_t mr, size_t nc, size_t k, const flo
                                        const float *x, const ptrdiff_t *off, const float *bias,
                                        float *y, size_t ldy, const qe_f32_minmax *p);
 
+/* The transposed tile ("pc": pixels × channels), for layers whose channel count is a multiple
+ * of the vector width and whose wide raster wastes lanes (small planes):
+ *
+ *   y[c·ldy + r] = clamp(bias[c] + Σ_{i<k} x[r][off[i]] · w[i·NR + c],  lo, hi)
+ *
+ * rows r < mr are pixels, each with its own X' pointer x[r] (only valid pixels, so no wide
+ * columns are computed; x[r] for r ≥ mr must still point at readable memory), columns c < nc
+ * output channels from a weight panel packed k × NR (qe_f32_conv_pack_w_pc). The store goes
+ * to the NCHW output: channel c's pixels r are consecutive. Same chain, same bits. */
+typedef void (*qe_f32_conv_pc_ukernel_fn)(size_t mr, size_t nc, size_t k,
+                                          const float *const *x, const ptrdiff_t *off,
+                                          const float *w, const float *bias, float *y,
+                                          size_t ldy, const qe_f32_minmax *p);
+
 #define QE_F32_MR_MAX 8
 #define QE_F32_NR_MAX 32
 

@@ -69,11 +69,21 @@ static void qe_f32_window_offsets(const qe_f32_window *g, const qe_f32_wide *q, 
         }
 }
 
-/* Build X' of one input plane x (h × w, row stride w) into dst (q->chan floats). */
+/* Does some tap read phase (a, b)? (A 1×1 convolution with stride 2 reads one of four.) */
+static int qe_f32_window_phase_used(const qe_f32_window *g, size_t a, size_t b) {
+    int row = 0, col = 0;
+    for (size_t ky = 0; ky < g->kh && !row; ky++) row = ky * g->dh % g->sh == a;
+    for (size_t kx = 0; kx < g->kw && !col; kx++) col = kx * g->dw % g->sw == b;
+    return row && col;
+}
+
+/* Build X' of one input plane x (h × w, row stride w) into dst (q->chan floats); phases no tap
+ * reads are left unwritten. */
 static void qe_f32_window_build(const qe_f32_window *g, const qe_f32_wide *q, const float *x,
                                 float pad, float *dst) {
     for (size_t a = 0; a < g->sh; a++)
         for (size_t b = 0; b < g->sw; b++) {
+            if (!qe_f32_window_phase_used(g, a, b)) continue;
             float *pl = dst + (a * g->sw + b) * q->plane;
             /* columns j with 0 <= j·sw + b − pl < w: [j0, j1) */
             const ptrdiff_t c0 = (ptrdiff_t)b - (ptrdiff_t)g->pl;          /* x column of j=0 */
