@@ -220,3 +220,125 @@ def pool2d(x, int kind, tuple geom, bint count_include_pad, size_t pb, size_t pr
     with nogil:
         rc = qe_f32_pool2d(&a)
     _check(rc, "pool2d")
+
+
+# ---------------------------------------------------------------------------------------------
+# Row-major GEMM and the FP32 recurrent layers (qe_f32_gemm.h, qe_f32_rnn.h)
+cdef extern from "qengine/f32/qe_f32_rnn.h" nogil:
+    ctypedef struct qe_f32_gemm_args:
+        size_t m, n, k
+        const float *a
+        size_t lda
+        const float *w
+        size_t w_tile
+        const float *bias
+        float *c
+        size_t ldc
+        qe_f32_minmax act
+        int isa, nthreads
+    int qe_f32_gemm(const qe_f32_gemm_args *g)
+    enum:
+        QE_F32_RNN_NB, QE_F32_RNN_LSTM, QE_F32_RNN_GRU
+    ctypedef struct qe_f32_rnn_layer:
+        int32_t kind, T, B, H, Hp, linear_before_reset, reverse
+        float *gx
+        Py_ssize_t gx_s, gx_b
+        float *y
+        Py_ssize_t y_s, y_b
+        float *h
+        float *c
+        const int32_t *lens
+        const float *r
+        size_t r_tile
+        const float *rbh
+        float clip
+        int32_t isa, nthreads
+    int qe_f32_rnn_layer_run(const qe_f32_rnn_layer *L)
+
+RNN_BLOCK = QE_F32_RNN_NB
+RNN_LSTM = QE_F32_RNN_LSTM
+RNN_GRU = QE_F32_RNN_GRU
+
+
+def gemm(a, packed, int tile, int n, bias, float lo, float hi, out, int isa, int nthreads=0):
+    """out[m, n] = clamp(a[m, k]·B + bias, lo, hi); B packed with conv_pack(Bᵀ [n, k], 1, isa,
+    CONV_PC) (returned `tile`). a and out float32 2-D, rows contiguous (any row stride)."""
+    cdef const float[:, :] av = a
+    cdef float[:, :] ov = out
+    cdef cnp.ndarray wa = _f32c(packed, "packed weights", 1)
+    cdef cnp.ndarray ba
+    cdef qe_f32_gemm_args g
+    memset(&g, 0, sizeof(g))
+    g.m, g.k, g.n = av.shape[0], av.shape[1], n
+    if ov.shape[0] != av.shape[0] or ov.shape[1] != n:
+        raise ValueError(f"gemm: out has shape {out.shape}, expected {(av.shape[0], n)}")
+    if (g.k > 1 and av.strides[1] != 4) or (n > 1 and ov.strides[1] != 4) or \
+            av.strides[0] % 4 or ov.strides[0] % 4 or av.strides[0] < 0 or ov.strides[0] < 0:
+        raise ValueError("gemm: rows of a and out must be contiguous float32")
+    if g.m and g.k:
+        g.a = &av[0, 0]
+        g.c = &ov[0, 0]
+    g.lda, g.ldc = av.strides[0] // 4, ov.strides[0] // 4
+    g.w, g.w_tile = _f(wa), tile
+    if bias is not None:
+        ba = _f32c(bias, "bias", 1)
+        if ba.shape[0] != n:
+            raise ValueError(f"gemm: bias has {ba.shape[0]} values, expected {n}")
+        g.bias = _f(ba)
+    g.act.lo, g.act.hi = lo, hi
+    g.isa, g.nthreads = isa, nthreads
+    cdef int rc
+    with nogil:
+        rc = qe_f32_gemm(&g)
+    _check(rc, "gemm")
+
+
+def rnn(int kind, float[:, :, :] gx, r_packed, int r_tile, int H, float[:, ::1] h, c, lens, y,
+        bint linear_before_reset, bint reverse, rbh, float clip, int isa, int nthreads=0):
+    """Run the time loop of one direction. gx [T, B, G·Hp] (block order, updated in place),
+    h [B, Hp] (and c for LSTM) in/out, y [T, B, ≥H] view or None, lens int32 [B] or None,
+    rbh float32 [Hp] or None (GRU linear_before_reset), clip ≤ 0 for none."""
+    cdef int G = 4 if kind == QE_F32_RNN_LSTM else 3
+    cdef int T = gx.shape[0], B = gx.shape[1], Hp = h.shape[1]
+    cdef cnp.ndarray ra = _f32c(r_packed, "packed R", 1)
+    cdef float[:, ::1] cv
+    cdef float[:, :, :] yv
+    cdef const int32_t[::1] lv
+    cdef const float[::1] rv
+    cdef qe_f32_rnn_layer L
+    memset(&L, 0, sizeof(L))
+    if gx.strides[2] != 4 or gx.shape[2] != G * Hp or h.shape[0] != B:
+        raise ValueError("rnn: inconsistent gx/h shapes")
+    L.kind, L.T, L.B, L.H, L.Hp = kind, T, B, H, Hp
+    L.linear_before_reset, L.reverse = linear_before_reset, reverse
+    L.gx_s, L.gx_b = gx.strides[0] // 4, gx.strides[1] // 4
+    L.gx = &gx[0, 0, 0] if T else NULL
+    L.h = &h[0, 0]
+    L.r, L.r_tile = _f(ra), r_tile
+    L.clip = clip
+    L.isa, L.nthreads = isa, nthreads
+    if kind == QE_F32_RNN_LSTM:
+        cv = c
+        if cv.shape[0] != B or cv.shape[1] != Hp:
+            raise ValueError("rnn: c must have the shape of h")
+        L.c = &cv[0, 0]
+    if rbh is not None:
+        rv = rbh
+        if rv.shape[0] != Hp:
+            raise ValueError("rnn: rbh must have Hp values")
+        L.rbh = &rv[0]
+    if lens is not None:
+        lv = lens
+        if lv.shape[0] != B:
+            raise ValueError("rnn: lens must have B values")
+        L.lens = &lv[0]
+    if y is not None and T:
+        yv = y
+        if yv.shape[0] != T or yv.shape[1] != B or yv.shape[2] < H or yv.strides[2] != 4:
+            raise ValueError("rnn: y must be [T, B, >= H] with unit stride on the last axis")
+        L.y = &yv[0, 0, 0]
+        L.y_s, L.y_b = yv.strides[0] // 4, yv.strides[1] // 4
+    cdef int rc
+    with nogil:
+        rc = qe_f32_rnn_layer_run(&L)
+    _check(rc, "recurrent layer")

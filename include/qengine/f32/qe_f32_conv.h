@@ -215,7 +215,7 @@ static void qe_f32_conv_item_pc(const qe_f32_conv_ctx *t, size_t img, size_t it)
         for (size_t pt = pt0; pt < pt1; pt++) {
             const size_t p0 = pt * mr, rows = ohow - p0 < mr ? ohow - p0 : mr;
             rec->pc_fn(rows, nc, t->k, xr + (pt - pt0) * mr, t->off, wb, bias,
-                       yg + c0 * ohow + p0, ohow, &a->act);
+                       yg + c0 * ohow + p0, ohow, 0, &a->act);
         }
     }
 }

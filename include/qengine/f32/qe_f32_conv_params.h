@@ -37,11 +37,13 @@ typedef void (*qe_f32_conv_ukernel_fn)(size_t mr, size_t nc, size_t k, const flo
  * rows r < mr are pixels, each with its own X' pointer x[r] (only valid pixels, so no wide
  * columns are computed; x[r] for r ≥ mr must still point at readable memory), columns c < nc
  * output channels from a weight panel packed k × NR (qe_f32_conv_pack_w_pc). The store goes
- * to the NCHW output: channel c's pixels r are consecutive. Same chain, same bits. */
+ * to the NCHW output: channel c's pixels r are consecutive. Same chain, same bits.
+ * With `rowmajor` the store is y[r·ldy + c] instead: the tile of a plain row-major GEMM
+ * C = A·B + bias (x[r] = row r of A, off[i] = i), which the FP32 recurrent layers use. */
 typedef void (*qe_f32_conv_pc_ukernel_fn)(size_t mr, size_t nc, size_t k,
                                           const float *const *x, const ptrdiff_t *off,
                                           const float *w, const float *bias, float *y,
-                                          size_t ldy, const qe_f32_minmax *p);
+                                          size_t ldy, int rowmajor, const qe_f32_minmax *p);
 
 #define QE_F32_MR_MAX 8
 #define QE_F32_NR_MAX 32

@@ -11,7 +11,7 @@ static void qe_f32_conv_pc_minmax_ukernel_4x8__scalar(size_t mr, size_t nc, size
                                                       const float *const *x,
                                                       const ptrdiff_t *off, const float *w,
                                                       const float *bias, float *y, size_t ldy,
-                                                      const qe_f32_minmax *p) {
+                                                      int rowmajor, const qe_f32_minmax *p) {
     enum { MR = 4, NR = 8 };
     float acc[MR][NR];
     for (size_t r = 0; r < MR; r++)
@@ -21,9 +21,10 @@ static void qe_f32_conv_pc_minmax_ukernel_4x8__scalar(size_t mr, size_t nc, size
             const float a = x[r][off[i]];
             for (size_t c = 0; c < NR; c++) acc[r][c] = fmaf(a, w[c], acc[r][c]);
         }
+    const size_t sr = rowmajor ? ldy : 1, sc = rowmajor ? 1 : ldy;
     for (size_t c = 0; c < nc; c++)
         for (size_t r = 0; r < mr; r++)
-            y[c * ldy + r] = qe_f32_min__scalar(p->hi, qe_f32_max__scalar(p->lo, acc[r][c]));
+            y[c * sc + r * sr] = qe_f32_min__scalar(p->hi, qe_f32_max__scalar(p->lo, acc[r][c]));
 }
 
 #endif

@@ -11,7 +11,8 @@
 
 QE_TARGET_AVX2 static void qe_f32_conv_pc_minmax_ukernel_6x16__avx2(
         size_t mr, size_t nc, size_t k, const float *const *x, const ptrdiff_t *off,
-        const float *w, const float *bias, float *y, size_t ldy, const qe_f32_minmax *p) {
+        const float *w, const float *bias, float *y, size_t ldy, int rowmajor,
+        const qe_f32_minmax *p) {
     enum { MR = 6, NR = 16 };
     const __m256i m0 = qe_f32_lanes_below__avx2(nc, 0), m1 = qe_f32_lanes_below__avx2(nc, 8);
     const float *xr[MR];
@@ -35,6 +36,16 @@ QE_TARGET_AVX2 static void qe_f32_conv_pc_minmax_ukernel_6x16__avx2(
         }
     }
     const __m256 lo = _mm256_set1_ps(p->lo), hi = _mm256_set1_ps(p->hi);
+    if (rowmajor) {
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            if ((size_t)r >= mr) break;
+            _mm256_maskstore_ps(y + r * ldy, m0, _mm256_min_ps(hi, _mm256_max_ps(lo, acc[r][0])));
+            _mm256_maskstore_ps(y + r * ldy + 8, m1,
+                                _mm256_min_ps(hi, _mm256_max_ps(lo, acc[r][1])));
+        }
+        return;
+    }
     float tile[MR][NR] __attribute__((aligned(32)));
 #pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {

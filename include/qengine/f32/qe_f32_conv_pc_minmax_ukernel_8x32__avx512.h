@@ -13,7 +13,8 @@
 
 QE_TARGET_AVX512VNNI static void qe_f32_conv_pc_minmax_ukernel_8x32__avx512(
         size_t mr, size_t nc, size_t k, const float *const *x, const ptrdiff_t *off,
-        const float *w, const float *bias, float *y, size_t ldy, const qe_f32_minmax *p) {
+        const float *w, const float *bias, float *y, size_t ldy, int rowmajor,
+        const qe_f32_minmax *p) {
     enum { MR = 8, NR = 32 };
     const __mmask16 m0 = nc >= 16 ? 0xFFFF : (__mmask16)((1u << nc) - 1);
     const __mmask16 m1 = nc >= 32 ? 0xFFFF : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
@@ -38,6 +39,16 @@ QE_TARGET_AVX512VNNI static void qe_f32_conv_pc_minmax_ukernel_8x32__avx512(
         }
     }
     const __m512 lo = _mm512_set1_ps(p->lo), hi = _mm512_set1_ps(p->hi);
+    if (rowmajor) {
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            if ((size_t)r >= mr) break;
+            _mm512_mask_storeu_ps(y + r * ldy, m0, _mm512_min_ps(hi, _mm512_max_ps(lo, acc[r][0])));
+            _mm512_mask_storeu_ps(y + r * ldy + 16, m1,
+                                  _mm512_min_ps(hi, _mm512_max_ps(lo, acc[r][1])));
+        }
+        return;
+    }
     float tile[MR][NR] __attribute__((aligned(64)));
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
