@@ -113,6 +113,7 @@ class _RNNBase(Op):
                 rb[:H] = rbh[d]
             packs.append((wp, wt, rp, rt, bx, rb))
         self.compiled = (isa, Hp, packs)
+        self.Wt = self.Rt = None         # the NumPy loop's copies are not needed any more
 
     def run_compiled(self, kind, X0, lens, states, lbr=0):
         """The compiled path: X0 (T, B, I) float32; states [(D, B, H)] h (and c)."""
@@ -132,10 +133,11 @@ class _RNNBase(Op):
                 p = np.zeros((batch, Hp), np.float32)
                 p[:, :H] = s[d]
                 st.append(p)
+            Yd = Y[:, d]
             reverse = self.attrs["direction"] == "reverse" or d == 1
             _f32.rnn(kind, gx.reshape(T, batch, G * Hp), rp, rt, H, st[0],
-                     st[1] if len(st) > 1 else None, lens32, Y[:, d], bool(lbr), reverse, rb,
-                     clip, isa)
+                     st[1] if len(st) > 1 else None, lens32, Yd, bool(lbr), reverse, rb, clip,
+                     isa)
             for f, p in zip(finals, st):
                 f[d] = p[:, :H]
         return self.finish(Y, finals)
@@ -218,7 +220,7 @@ class LSTM(_RNNBase):
     def run(self, X, W=None, R=None, B=None, lens=None, h0=None, c0=None, P=None):
         X0, lens, (h_all, c_all) = self.check_inputs(X, lens, (("initial_h", h0),
                                                               ("initial_c", c0)))
-        if self.compiled is not None and X.dtype == np.float32:
+        if self.compiled is not None:
             return self.run_compiled(_f32.RNN_LSTM, X0, lens, (h_all, c_all))
         T, batch, _ = X0.shape
         H, dt = self.H, X.dtype
@@ -283,7 +285,7 @@ class GRU(_RNNBase):
 
     def run(self, X, W=None, R=None, B=None, lens=None, h0=None):
         X0, lens, (h_all,) = self.check_inputs(X, lens, (("initial_h", h0),))
-        if self.compiled is not None and X.dtype == np.float32:
+        if self.compiled is not None:
             return self.run_compiled(_f32.RNN_GRU, X0, lens, (h_all,),
                                      self.attrs["linear_before_reset"])
         T, batch, _ = X0.shape
