@@ -16,8 +16,10 @@
  * the copy of the input into X'.
  *
  * Threads: OpenMP over work items of whole tiles — (group, block of pixel tiles, block of
- * channel tiles) — static schedule; every output is produced by exactly one microkernel call
- * over the full reduction, so results do not depend on the thread count or on the blocking.
+ * channel tiles) — handed out dynamically (on a shared 2-vCPU VM a descheduled thread then
+ * delays only its current item); every output is produced by exactly one microkernel call
+ * over the full reduction, so results do not depend on the thread count, the blocking or
+ * which thread ran an item.
  * Tiles of a wide raster with throw-away columns are written to a stack tile and scattered.
  */
 #ifndef QE_F32_CONV_H
@@ -41,7 +43,7 @@
 
 #define QE_F32_CONV_PAR_MIN_MACS (1 << 18)  /* below: one thread (fork/join costs more) */
 #define QE_F32_CONV_TILE_PIXELS 256         /* cp: pixels per work item (X' window reuse) */
-#define QE_F32_CONV_PC_PIXELS 128           /* pc: pixels per work item */
+#define QE_F32_CONV_PC_PIXELS 64            /* pc: pixels per work item */
 #define QE_F32_CONV_PC_MR_MAX 8
 
 enum { QE_F32_OK = 0, QE_F32_ENOMEM = -2, QE_F32_EARG = -4 };
@@ -289,7 +291,7 @@ static int qe_f32_conv2d(const qe_f32_conv_args *a) {
                 #pragma omp for schedule(static)
                 for (size_t c = 0; c < a->c; c++) qe_f32_conv_build(&t, img, c);
             }
-            #pragma omp for schedule(static)
+            #pragma omp for schedule(dynamic, 1)
             for (size_t it = 0; it < t.items; it++)
                 (pcw ? qe_f32_conv_item_pc : qe_f32_conv_item)(&t, img, it);
         }

@@ -109,7 +109,7 @@ static int qe_f32_dwconv2d(const qe_f32_dwconv_args *a) {
     #pragma omp parallel num_threads(nt)
     {
         qe_threads_note_team();
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(dynamic, 1)
         for (size_t it = 0; it < items; it++) {
             const int e = qe_f32_dwconv_item(a, rec, &q, off, it);
             if (e) {

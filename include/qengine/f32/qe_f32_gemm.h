@@ -136,7 +136,7 @@ static int qe_f32_gemm(const qe_f32_gemm_args *g) {
     #pragma omp parallel num_threads(nt)
     {
         qe_threads_note_team();
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(dynamic, 1)
         for (size_t it = 0; it < t.items; it++) qe_f32_gemm_item(&t, it);
     }
 #endif

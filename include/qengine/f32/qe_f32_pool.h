@@ -132,7 +132,7 @@ static int qe_f32_pool2d(const qe_f32_pool_args *a) {
     #pragma omp parallel num_threads(nt)
     {
         qe_threads_note_team();
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(dynamic, 1)
         for (size_t it = 0; it < items; it++) {
             const int e = qe_f32_pool_item(a, fn, &q, off, cy, cx, it);
             if (e) {
