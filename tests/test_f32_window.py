@@ -98,6 +98,11 @@ DW_CASES = [
     (1, 3, 70, 9, 3, 5, 5, (1, 2), (2, 1), (4, 2, 4, 2), 3),       # long rows, dilation
     (1, 4, 7, 7, 4, 3, 3, (1, 1), (1, 1), (0, 0, 0, 0), 4),        # direct
     (1, 2, 1, 100, 6, 1, 7, (1, 3), (1, 1), (0, 3, 0, 3), 2),      # 1-D shaped, multiplier 3
+    # horizontal stride 1 and rows of >= 16 pixels: the by-rows kernel (masked edge columns)
+    (1, 6, 9, 40, 6, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 6),
+    (2, 3, 11, 150, 6, 5, 5, (2, 1), (1, 2), (2, 4, 1, 3), 3),     # 3 blocks of 64, multiplier 2
+    (1, 4, 7, 16, 4, 3, 7, (1, 1), (3, 1), (3, 0, 0, 6), 4),        # 16 wide, one-sided pads
+    (1, 2, 5, 70, 2, 1, 16, (1, 1), (1, 1), (0, 15, 0, 0), 2),      # kw = 16, left pad 15
 ]
 
 
