@@ -1,7 +1,10 @@
 """FP32 Conv (ONNX Conv, opsets 1–22; N-D, groups, dilations, pads, auto_pad) with an optional
 fused activation (see `qengine.ops.activation`).
 
-Two strategies, chosen per node at load:
+float32 tensors with 1 or 2 spatial dims run the compiled kernels (`qengine.ops.f32_window`:
+an offset-table GEMM over the phase-split padded input, a depthwise kernel, the Relu/Clip
+activation fused into the store); weights are packed for them at load. The NumPy code below
+remains for float64 reference sessions and 3-D convolutions, in two strategies:
 * im2col + GEMM: the padded input is viewed as (N, C, *kernel, *out) windows (no copy), copied
   once into a (G, Cg·K, L) column matrix and multiplied by the (G, Mg, Cg·K) weight matrix
   (BLAS through np.matmul). A 1×1 conv with stride 1 and no pads skips the copy entirely.
@@ -17,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ModelError, ShapeError
-from .activation import ACTIVATION_ATTRS, apply_activation, check_activation
+from . import f32_window
+from .activation import ACTIVATION_ATTRS, activation_bounds, apply_activation, check_activation
 from .base import Op, register_op
 from .spatial import WINDOW_ATTRS, Geometry, check_window_attrs, pad_spatial, tap_slices, windows
 
@@ -57,6 +61,15 @@ class Conv(Op):
         b = self.const_input(initializers, 2)
         self.w = None if w is None else self._weights(w)
         self.b = None if b is None else self._bias(b, w.shape[0] if w is not None else None)
+        # the compiled float32 path: weights packed once, the clamp activations in the kernel
+        self.packed = None
+        if w is not None and self.float_dtype == np.float32 and w.ndim in (3, 4):
+            self.packed = f32_window.PackedConv(w, self.attrs["group"])
+        self.b32 = None if self.b is None else np.ascontiguousarray(self.b, np.float32)
+        act = self.attrs["fused_activation"]
+        bounds = activation_bounds(act, self.attrs["fused_activation_params"])
+        self.clamp = f32_window.clamp_of(bounds if bounds is not None else (None, None))
+        self.post_activation = act if bounds is None else ""
 
     def _weights(self, w, cls=ModelError):
         g = self.attrs["group"]
@@ -90,6 +103,8 @@ class Conv(Op):
             geo = Geometry.resolve(self.attrs, x.shape[2:], w_shape[2:])
         except ValueError as e:
             self.fail(str(e), ShapeError)
+        if f32_window.supported(x, n_sp) and w.dtype == np.float32:
+            return (self._run_compiled(x, w, b, geo),)
         xp = pad_spatial(x, geo.pads_begin, geo.pads_end, 0)
         if w_shape[1] == 1 and g > 1:
             y = _conv_per_tap(xp, wmat, geo)
@@ -99,6 +114,18 @@ class Conv(Op):
             y += b.astype(y.dtype, copy=False).reshape((-1,) + (1,) * n_sp)
         return (apply_activation(y, self.attrs["fused_activation"],
                                  self.attrs["fused_activation_params"]),)
+
+
+    def _run_compiled(self, x, w, b, geo):
+        packed = self.packed if self.w is not None and self.packed is not None else \
+            f32_window.PackedConv(w, self.attrs["group"])
+        if b is not None:
+            b = self.b32 if self.b is not None else np.ascontiguousarray(b, np.float32)
+        y = packed.run(f32_window.as_2d(x), f32_window.geom(geo), b, *self.clamp)
+        y = y.reshape((x.shape[0], y.shape[1]) + geo.out)
+        if self.post_activation:
+            apply_activation(y, self.post_activation, self.attrs["fused_activation_params"])
+        return y
 
 
 def _conv_im2col(xp, wmat, geo: Geometry, w_shape):

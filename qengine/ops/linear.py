@@ -1,11 +1,38 @@
-"""Gemm and MatMul in float (the quantized Linear ops replace these nodes later)."""
+"""Gemm and MatMul in float (the quantized Linear ops replace these nodes later).
+
+With a constant float32 B (a weight matrix) and a float32 A, the product runs on qengine's
+compiled FP32 GEMM (include/qengine/f32/qe_f32_gemm.h, B packed once at load; a vector C and a
+Relu/Clip activation fused into it): one thread pool for the whole float graph, the same bits
+for every thread count and ISA. NumPy's BLAS would otherwise leave its own worker threads
+spinning after each call, taking cores from the next compiled op. Everything else (float64
+sessions, activation × activation products, batched B) stays on NumPy.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from .. import _runtime
+from .._ext import _f32
 from ..errors import ShapeError
-from .activation import ACTIVATION_ATTRS, apply_activation, check_activation
+from .activation import ACTIVATION_ATTRS, activation_bounds, apply_activation, check_activation
 from .base import Op, register_op
+
+
+class _PackedB:
+    """A constant B (K, N) packed for the compiled GEMM of the active ISA."""
+
+    def __init__(self, b_kn: np.ndarray):
+        self.k, self.n = b_kn.shape
+        self.isa = _runtime.isa_index()
+        self.w, self.tile = _f32.conv_pack(np.ascontiguousarray(b_kn.T, np.float32), 1, self.isa,
+                                           _f32.CONV_PC)
+
+    def matmul(self, a2: np.ndarray, bias=None, lo=-np.inf, hi=np.inf) -> np.ndarray:
+        """a2 (M, K) float32 → (M, N) float32 = clamp(a2·B + bias)."""
+        out = np.empty((a2.shape[0], self.n), np.float32)
+        _f32.gemm(np.ascontiguousarray(a2), self.w, self.tile, self.n, bias, lo, hi, out,
+                  self.isa)
+        return out
 
 
 @register_op
@@ -35,11 +62,27 @@ class Gemm(Op):
         c = self.const_input(initializers, 2)
         self.c = None if c is None else (c * c.dtype.type(self.attrs["beta"])
                                          if self.attrs["beta"] != 1.0 else c)
+        # compiled path: B packed; a C of N values becomes the kernel's bias, a clamp-type
+        # activation its output clamp (then nothing is left for NumPy when alpha is 1)
+        self.packed = None
+        if self.b_kn is not None and self.float_dtype == np.float32:
+            self.packed = _PackedB(self.b_kn)
+        n = None if self.b_kn is None else self.b_kn.shape[1]
+        self.bias32 = None
+        if self.c is not None and n is not None and self.c.size == n and \
+                self.c.shape in ((n,), (1, n)):
+            self.bias32 = np.ascontiguousarray(self.c.reshape(n), np.float32)
+        bounds = activation_bounds(self.attrs["fused_activation"],
+                                   self.attrs["fused_activation_params"])
+        self.clamp = (-np.inf, np.inf) if bounds is None else bounds
 
     def run(self, a, b, c=None):
         if a.ndim != 2:
             self.fail(f"A must be 2-D, got shape {a.shape}", ShapeError)
         a = a.T if self.attrs["transA"] else a
+        if self.packed is not None and a.dtype == np.float32 and \
+                a.shape[1] == self.packed.k:
+            return (self._run_compiled(a, c),)
         b = self.b_kn if self.b_kn is not None else (b.T if self.attrs["transB"] else b)
         if a.shape[1] != b.shape[0]:
             self.fail(f"inner dims differ: A' is {a.shape}, B' is {b.shape}", ShapeError)
@@ -51,13 +94,37 @@ class Gemm(Op):
         return (apply_activation(y, self.attrs["fused_activation"],
                                  self.attrs["fused_activation_params"]),)
 
+    def _run_compiled(self, a, c):
+        act, params = self.attrs["fused_activation"], self.attrs["fused_activation_params"]
+        fused = self.attrs["alpha"] == 1.0 and (c is None or self.bias32 is not None)
+        if fused and activation_bounds(act, params) is not None:
+            return self.packed.matmul(a, self.bias32 if c is not None else None, *self.clamp)
+        y = self.packed.matmul(a, self.bias32 if fused and c is not None else None)
+        if not fused:
+            if self.attrs["alpha"] != 1.0:
+                y *= np.float32(self.attrs["alpha"])
+            if c is not None:
+                y += self.c if self.c is not None else c * c.dtype.type(self.attrs["beta"])
+        return apply_activation(y, act, params)
+
 
 @register_op
 class MatMul(Op):
+    """np.matmul semantics; a constant 2-D B runs on the compiled GEMM (module docstring)."""
     op_type = "MatMul"
     INPUTS = (2, 2)
+
+    def prepare(self, initializers):
+        b = self.const_input(initializers, 1)
+        self.packed = None
+        if b is not None and b.ndim == 2 and b.dtype == np.float32 and \
+                self.float_dtype == np.float32:
+            self.packed = _PackedB(b)
 
     def run(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
             self.fail("MatMul inputs must have rank >= 1", ShapeError)
+        p = self.packed
+        if p is not None and a.dtype == np.float32 and a.shape[-1] == p.k:
+            return (p.matmul(a.reshape(-1, p.k)).reshape(a.shape[:-1] + (p.n,)),)
         return (np.matmul(a, b),)

@@ -7,12 +7,17 @@ strided output (K passes over memory, no window copy). The input is padded with 
 in the input plus its explicit pads with count_include_pad — never counting the ceil_mode
 overhang past the pads (as onnxruntime and PyTorch do). The window counts are separable, so
 they are an outer product of per-axis counts.
+
+float32 tensors with 1 or 2 spatial dims run the compiled kernels instead
+(`qengine.ops.f32_window`, same padding and count rules); the NumPy code is the definition and
+serves float64 reference sessions, integer MaxPool and 3-D windows.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import ModelError, ShapeError
+from . import f32_window
 from .base import Op, register_op
 from .spatial import WINDOW_ATTRS, Geometry, check_window_attrs, pad_spatial, tap_slices
 
@@ -48,6 +53,11 @@ class _WindowPool(Op):
         except ValueError as e:
             self.fail(str(e), ShapeError)
 
+    def compiled(self, x, geo, kind, count_include_pad):
+        y = f32_window.pool(f32_window.as_2d(x), kind, f32_window.geom(geo), count_include_pad,
+                            f32_window.end_pads(geo))
+        return y.reshape(x.shape[:2] + geo.out)
+
     def padded(self, x, geo):
         end = tuple(e + o for e, o in zip(geo.pads_end, geo.overhang))
         return pad_spatial(x, geo.pads_begin, end, self.PAD_VALUE)
@@ -70,6 +80,8 @@ class MaxPool(_WindowPool):
 
     def run(self, x):
         geo = self.geometry(x)
+        if f32_window.supported(x, len(geo.kernel)):
+            return (self.compiled(x, geo, f32_window.POOL_MAX, False),)
         if x.dtype.kind != "f":  # integer MaxPool (opset 12): pad with the dtype's minimum
             xp = pad_spatial(x, geo.pads_begin,
                              tuple(e + o for e, o in zip(geo.pads_end, geo.overhang)),
@@ -90,6 +102,9 @@ class AveragePool(_WindowPool):
 
     def run(self, x):
         geo = self.geometry(x)
+        if f32_window.supported(x, len(geo.kernel)):
+            return (self.compiled(x, geo, f32_window.POOL_AVG,
+                                  bool(self.attrs["count_include_pad"])),)
         xp = self.padded(x, geo)
         y = None
         for tap in np.ndindex(*geo.kernel):

@@ -1,14 +1,20 @@
 """FP32 LSTM and GRU ops (ONNX semantics; the equations are in qengine/reference/rnn.py).
 
-Weights must be initializers: at load, each direction's W and R are transposed into contiguous
-(K, gates·H) matrices and the biases that can be pre-summed are, so a call does one GEMM for
-the input projection of all time steps and one small GEMM per step for the recurrence — the
-same structure the int8 ops use with packed weights.
+Weights must be initializers. float32 layers without peepholes run compiled
+(include/qengine/f32/qe_f32_rnn.h): at load each direction's W, R and biases are permuted into
+blocks of 32 hidden units (all gates of a block side by side, the hidden size padded with
+zeros) and packed for the kernels; a call does one GEMM for the input projection of every time
+step and then the whole time loop in C — per step one GEMV/small GEMM against R and the
+vectorized gate math (rnn/qe_gates.h), OpenMP over blocks of units with one barrier per step,
+the same bits for any thread count. float64 reference sessions and peephole LSTMs run the NumPy
+loop below, with each direction's W and R transposed into contiguous (K, gates·H) matrices.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import _runtime
+from .._ext import _f32
 from ..errors import ModelError, ShapeError
 from .base import Op, register_op
 from .elementwise import sigmoid
@@ -72,9 +78,69 @@ class _RNNBase(Op):
         self.Wt = [np.ascontiguousarray(W[d].T) for d in range(D)]
         self.Rt = [np.ascontiguousarray(R[d].T) for d in range(D)]
         self.prepare_bias(B)
+        self.compiled = None
 
     def prepare_bias(self, B):
         raise NotImplementedError
+
+    def pack_compiled(self, W, R, bias_x, rbh=None, isa=None):
+        """Pack the per-direction weights for the compiled time loop (qe_f32_rnn.h): rows of
+        W and R, bias_x (added to the projection) and rbh (GRU, inside r ⊙ (·)) permuted into
+        blocks of NB units × G gates, H padded to Hp with zeros, R's columns too. `isa`
+        (default: the active one) is for tests comparing kernels."""
+        G, H, NB = self.N_GATES, self.H, _f32.RNN_BLOCK
+        Hp = -(-H // NB) * NB
+        # new column j·G·NB + g·NB + v  ←  old row g·H + j·NB + v (zero where that unit ≥ H)
+        u = np.arange(Hp).reshape(-1, 1, NB)               # [block, 1, v]
+        old = (np.arange(G).reshape(1, G, 1) * H + u).reshape(-1)
+        valid = np.broadcast_to(u < H, (Hp // NB, G, NB)).reshape(-1)
+        isa = _runtime.isa_index(isa)
+
+        def rows(a, width=None):
+            out = np.zeros((G * Hp,) + a.shape[1:], np.float32)
+            out[valid] = a[old[valid]]
+            if width is not None and out.shape[1] != width:
+                out = np.pad(out, ((0, 0), (0, width - out.shape[1])))
+            return np.ascontiguousarray(out)
+        packs = []
+        for d in range(self.D):
+            wp, wt = _f32.conv_pack(rows(W[d]), 1, isa, _f32.CONV_PC)
+            rp, rt = _f32.conv_pack(rows(R[d], Hp), 1, isa, _f32.CONV_PC)
+            bx = rows(bias_x[d])
+            rb = None
+            if rbh is not None and rbh[d] is not None:
+                rb = np.zeros(Hp, np.float32)
+                rb[:H] = rbh[d]
+            packs.append((wp, wt, rp, rt, bx, rb))
+        self.compiled = (isa, Hp, packs)
+        self.Wt = self.Rt = None         # the NumPy loop's copies are not needed any more
+
+    def run_compiled(self, kind, X0, lens, states, lbr=0):
+        """The compiled path: X0 (T, B, I) float32; states [(D, B, H)] h (and c)."""
+        isa, Hp, packs = self.compiled
+        T, batch = X0.shape[:2]
+        H, G = self.H, self.N_GATES
+        Y = np.zeros((T, self.D, batch, H), np.float32)
+        finals = [np.empty((self.D, batch, H), np.float32) for _ in states]
+        x2 = np.ascontiguousarray(X0, np.float32).reshape(T * batch, self.I)
+        lens32 = None if lens is None else np.ascontiguousarray(lens, np.int32)
+        clip = float(self.clip) if self.clip is not None else 0.0
+        for d, (wp, wt, rp, rt, bx, rb) in enumerate(packs):
+            gx = np.empty((T * batch, G * Hp), np.float32)
+            _f32.gemm(x2, wp, wt, G * Hp, bx, -np.inf, np.inf, gx, isa)
+            st = []
+            for s in states:
+                p = np.zeros((batch, Hp), np.float32)
+                p[:, :H] = s[d]
+                st.append(p)
+            Yd = Y[:, d]
+            reverse = self.attrs["direction"] == "reverse" or d == 1
+            _f32.rnn(kind, gx.reshape(T, batch, G * Hp), rp, rt, H, st[0],
+                     st[1] if len(st) > 1 else None, lens32, Yd, bool(lbr), reverse, rb, clip,
+                     isa)
+            for f, p in zip(finals, st):
+                f[d] = p[:, :H]
+        return self.finish(Y, finals)
 
     # ---- shared run-time plumbing -----------------------------------------------------------
     def check_inputs(self, X, lens, states):
@@ -146,10 +212,16 @@ class LSTM(_RNNBase):
         if P is not None and P.shape != (self.D, 3 * self.H):
             self.fail(f"P must have shape ({self.D}, {3 * self.H}), got {P.shape}")
         self.P = None if P is None or not np.any(P) else np.split(P, 3, axis=1)
+        if self.float_dtype == np.float32 and self.P is None:
+            W = self.const_input(initializers, 1)
+            R = self.const_input(initializers, 2)
+            self.pack_compiled(W, R, self.bias)
 
     def run(self, X, W=None, R=None, B=None, lens=None, h0=None, c0=None, P=None):
         X0, lens, (h_all, c_all) = self.check_inputs(X, lens, (("initial_h", h0),
                                                               ("initial_c", c0)))
+        if self.compiled is not None:
+            return self.run_compiled(_f32.RNN_LSTM, X0, lens, (h_all, c_all))
         T, batch, _ = X0.shape
         H, dt = self.H, X.dtype
         Y = np.zeros((T, self.D, batch, H), dt)
@@ -205,8 +277,17 @@ class GRU(_RNNBase):
                 rb[2 * H:] = 0
             self.bias_x.append(wb + rb)
 
+    def prepare(self, initializers):
+        super().prepare(initializers)
+        if self.float_dtype == np.float32:
+            self.pack_compiled(self.const_input(initializers, 1), self.const_input(initializers, 2),
+                               self.bias_x, self.bias_rh)
+
     def run(self, X, W=None, R=None, B=None, lens=None, h0=None):
         X0, lens, (h_all,) = self.check_inputs(X, lens, (("initial_h", h0),))
+        if self.compiled is not None:
+            return self.run_compiled(_f32.RNN_GRU, X0, lens, (h_all,),
+                                     self.attrs["linear_before_reset"])
         T, batch, _ = X0.shape
         H, dt = self.H, X.dtype
         lbr = self.attrs["linear_before_reset"]
