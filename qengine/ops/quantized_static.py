@@ -311,10 +311,19 @@ class QConcatOp(_QOp):
 @register_op
 class QLutOp(_QOp):
     """An elementwise function on uint8 through a 256-entry table (Sigmoid, Tanh, HardSigmoid,
-    HardSwish, LeakyRelu, Relu...), built from the input and output qparams."""
+    HardSwish, LeakyRelu, Relu...), built from the input and output qparams. function "chain":
+    a fused elementwise chain whose program is in steps/registers/constants (as on
+    ElementwiseChain, qengine/ops/chain.py), evaluated in float64 for the table."""
     op_type = "QLut"
     ATTRS = {"function": ("string", "relu"), "alpha": ("float", None), "beta": ("float", None),
-             **_QP}
+             "steps": ("strings", None), "registers": ("ints", None),
+             "constants": ("floats", None), **_QP}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        if attrs["function"] == "chain":
+            from .chain import ElementwiseChain
+            ElementwiseChain.check_attrs(attrs, node)
 
     def build(self, inits):
         a = self.attrs
@@ -323,6 +332,10 @@ class QLutOp(_QOp):
         if fn == "clip":                  # a standalone Clip: alpha/beta are its bounds
             lo, hi = kw.pop("alpha", -np.inf), kw.pop("beta", np.inf)
             fn = lambda r: np.clip(r, lo, hi)  # noqa: E731
+        elif fn == "chain":
+            from .chain import chain_ref, steps_of
+            steps = steps_of(a)
+            fn = lambda r: chain_ref(r, steps)  # noqa: E731
         return QLookupTable(fn, input_scale=a["x_scale"],
                             input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
                             output_zero_point=a["y_zero_point"], **kw)
