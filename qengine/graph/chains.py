@@ -202,8 +202,11 @@ _KNOWN = {
                  [[("add", -1, 3.0), ("max", -1, 0.0), ("min", -1, 6.0), ("div", -1, 6.0),
                    ("mul", 0, 0.0)],
                   hard_sigmoid_steps(_S6, 0.5) + [("mul", 0, 0.0)]],
-    "GELU": [[(d, -1, c), ("erf", -1, 0.0), ("add", -1, 1.0), ("mul", 0, 0.0),
-              ("mul", -1, 0.5)] for d, c in (("div", _SQ2), ("mul", _f32(1 / math.sqrt(2))))],
+    # x/√2 (or ·1/√2), erf, +1, then ·x and ·0.5 in either order (TorchScript / dynamo)
+    "GELU": [[(d, -1, c), ("erf", -1, 0.0), ("add", -1, 1.0)] + tail
+             for d, c in (("div", _SQ2), ("mul", _f32(1 / math.sqrt(2))))
+             for tail in ([("mul", 0, 0.0), ("mul", -1, 0.5)],
+                          [("mul", -1, 0.5), ("mul", 0, 0.0)])],
     "SiLU": [[("sigmoid", -1, 0.0), ("mul", 0, 0.0)]],
     "HardSigmoid": [hard_sigmoid_steps(_S6, 0.5), hard_sigmoid_steps(0.2, 0.5)],
 }
@@ -246,15 +249,27 @@ def _clamp_of_producer(g: Graph, n: Node, producers, readers) -> bool:
 
 def _find_chains(g: Graph):
     producers, readers = g.producers(), g.consumers()
+    pos = {id(n): i for i, n in enumerate(g.nodes)}
     chains, owner = [], {}
     for n in g.nodes:
         form = _form(g, n)
         if form is None:
             continue
         ts = _tensors(form)
-        owners = {id(owner[t]): owner[t] for t in ts if t in owner}
+        owners = list({id(owner[t]): owner[t] for t in ts if t in owner}.values())
+        if len(owners) > 1 and len({c.input for c in owners}) == 1:
+            # branches of one input meet here (x·0.5 and erf(x/√2) in GELU): one chain
+            c = owners[0]
+            for other in owners[1:]:
+                for m, f in zip(other.nodes, other.forms):
+                    c.add(m, f)
+                    owner[m.outputs[0]] = c
+                chains.remove(other)
+            order = sorted(range(len(c.nodes)), key=lambda i: pos[id(c.nodes[i])])
+            c.nodes, c.forms = [c.nodes[i] for i in order], [c.forms[i] for i in order]
+            owners = [c]
         if len(owners) == 1:
-            c = next(iter(owners.values()))
+            c = owners[0]
             if all(t in c.values for t in ts):
                 c.add(n, form)
                 owner[n.outputs[0]] = c
@@ -309,3 +324,16 @@ def fuse_elementwise(graph: Graph) -> Graph:
             break
     from .passes import remove_dead_nodes
     return remove_dead_nodes(g)       # constants only the fused nodes read
+
+
+def activation_program(g: Graph, n: Node):
+    """The chain steps of a single-input activation node (Relu, Sigmoid, HardSigmoid, ...,
+    an ElementwiseChain), register 0 being its input; None for anything else."""
+    if n.op_type == "ElementwiseChain":
+        return list(zip(n.attrs["steps"], n.attrs["registers"], n.attrs["constants"]))
+    if n.op_type in _BINARY or n.op_type == "Pow":
+        return None
+    form = _form(g, n)
+    if form is None or form[0] != "unary":
+        return None
+    return [(s, 0 if r == SELF else r, c) for s, r, c in form[2]]

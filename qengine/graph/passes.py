@@ -297,18 +297,22 @@ def _infer_special(n, s0, shape, dtype, g):
 
 def optimize(graph: Graph, *, fold_batch_norm: bool = True,
              fuse_activations: bool = False, fold_max_bytes: int = FOLD_MAX_BYTES,
-             fuse_elementwise: bool = True) -> Graph:
+             fuse_elementwise: bool = True, fuse_squeeze_excite: bool = True,
+             fuse_layer_norm: bool = True) -> Graph:
     """The standard pipeline, every step output-preserving:
 
     shape inference → constant folding → dead-node removal (to a fixed point), then Identity
     removal, BatchNormalization / per-channel Mul·Add folding into Conv/Gemm (if
     `fold_batch_norm`), activation fusion into Conv/Gemm (if `fuse_activations`: it adds
     `fused_activation` attributes, which a consumer of the graph must understand — the static
-    int8 workflow does, the dynamic one keeps fused Gemms in float), elementwise runs into
-    ElementwiseChain nodes (if `fuse_elementwise`, qengine/graph/chains.py: bit-exact in
-    float32), and a final shape inference so `value_info` describes the optimized graph.
+    int8 workflow does, the dynamic one keeps fused Gemms in float), the decomposed forms of
+    LayerNorm (if `fuse_layer_norm`) and squeeze-and-excitation blocks (if
+    `fuse_squeeze_excite`) into one node each (qengine/graph/decomposed.py), elementwise runs
+    into ElementwiseChain nodes (if `fuse_elementwise`, qengine/graph/chains.py) — these three
+    bit-exact in float32 — and a final shape inference so `value_info` describes the
+    optimized graph.
     """
-    from . import chains, fusion
+    from . import chains, decomposed, fusion
     g = graph
     for _ in range(4):
         before = len(g.nodes)
@@ -320,6 +324,10 @@ def optimize(graph: Graph, *, fold_batch_norm: bool = True,
         g = fusion.fold_batch_norm(g)
     if fuse_activations:
         g = fusion.fuse_activations(g)
+    if fuse_layer_norm:
+        g = decomposed.fuse_layer_norm(infer_shapes(g))
+    if fuse_squeeze_excite:
+        g = decomposed.fuse_squeeze_excite(g)
     if fuse_elementwise:
         g = chains.fuse_elementwise(infer_shapes(g))
     g = infer_shapes(remove_dead_nodes(g))

@@ -253,3 +253,28 @@ class HardSwish(Op):
         y = x * dt(1 / 6) + dt(0.5)
         np.clip(y, dt(0), dt(1), out=y)
         return (np.multiply(y, x, out=y),)
+
+
+@register_op
+class Gelu(Op):
+    """ONNX Gelu (opset 20), approximate="none": its function body 0.5·X · (1 + Erf(X / √2))
+    as one chain (X / √2 in float32, Erf, + 1, times 0.5·X). approximate="tanh" computes
+    X³ with Pow, whose float32 rounding qengine does not reproduce: refused."""
+    op_type = "Gelu"
+    ATTRS = {"approximate": ("string", "none")}
+    STEPS = [("div", -1, float(np.sqrt(np.float32(2)))), ("erf", -1, 0.0), ("add", -1, 1.0),
+             ("store", 1, 0.0), ("load", 0, 0.0), ("mul", -1, 0.5), ("mul", 1, 0.0)]
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        if attrs["approximate"] != "none":
+            raise ModelError(f"node {node.name!r} (Gelu): approximate={attrs['approximate']!r} "
+                             f"is not supported (only 'none', the erf form)")
+
+    def prepare(self, initializers):
+        self.chain = ChainRunner(self.STEPS, f"node {self.name!r}")
+
+    def run(self, x):
+        if x.dtype.kind != "f":
+            self.fail(f"expects a float tensor, got {x.dtype}", ShapeError)
+        return (self.chain(x),)

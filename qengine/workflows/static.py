@@ -93,8 +93,9 @@ def prepare_float_graph(model, who: str = "quantize_static") -> Graph:
     model = as_graph(model, who)
     # weights built at run time (ConstantOfShape, Expand...) must become initializers to be
     # quantized, however large: fold without the size cap the default optimize keeps
+    # squeeze-and-excitation blocks stay apart: each of their nodes has an int8 form
     return optimize(model, fold_batch_norm=True, fuse_activations=False,
-                    fold_max_bytes=1 << 62)
+                    fold_max_bytes=1 << 62, fuse_squeeze_excite=False)
 
 
 def observe_shapes(g: Graph, calibration_data, batch_size=None):
