@@ -111,7 +111,8 @@ def extensions():
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             extra_compile_args=base + omp_c + san_c,  # san_c last: its -O1 wins over -O3
             extra_link_args=omp_l + san_l,
-            depends=[str(p.relative_to(HERE)) for p in (HERE / "include").rglob("*.h")],
+            depends=[str(p.relative_to(HERE)) for p in (HERE / "include").rglob("*")
+                     if p.suffix in (".h", ".inc")],
         ))
     return cythonize(exts, include_path=["src_pyx"], language_level=3,
                      compiler_directives={"boundscheck": False, "wraparound": False,

@@ -59,6 +59,10 @@ EXCLUDED = {
                                                     "implemented",
     "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output is not "
                                                        "implemented",
+    "test_gelu_tanh_1": "Gelu approximate='tanh' (its X³ is a Pow whose float32 rounding "
+                        "qengine does not reproduce)",
+    "test_gelu_tanh_2": "Gelu approximate='tanh' (its X³ is a Pow whose float32 rounding "
+                        "qengine does not reproduce)",
 }
 #: ... and by name pattern.
 EXCLUDED_PATTERNS = {

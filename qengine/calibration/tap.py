@@ -6,8 +6,7 @@ keeping them all alive: `TapSession` is a Session whose executor plan has the op
 a watched value wrapped, so each watched value is handed to a callback the moment it exists
 (and can be freed as usual afterwards). Graph inputs are handed over from the validated feeds.
 
-It relies on `Executor.plan` being a list of (op, inputs, outputs) run in order; the executor
-itself is not modified. One TapSession is meant for one calibration loop: the callback is per
+It swaps the wrapped ops in with `Executor.replace_ops`; the executor is otherwise unchanged. One TapSession is meant for one calibration loop: the callback is per
 instance, so do not run one TapSession from several threads at once.
 """
 from __future__ import annotations
@@ -28,8 +27,8 @@ class _TapOp:
         self._op, self._outputs, self._watched, self._owner = op, outputs, watched, owner
         self.name, self.node = op.name, op.node
 
-    def run(self, *args):
-        results = self._op.run(*args)
+    def run(self, *args, **kwargs):
+        results = self._op.run(*args, **kwargs)
         for name, value in zip(self._outputs, results):
             if name in self._watched:
                 self._owner._emit(name, value)
@@ -61,8 +60,8 @@ class TapSession(Session):
         watched = set(self.tapped)
         self._callback = None
         ex = self._executor
-        ex.plan = [(_TapOp(op, outs, watched, self) if watched.intersection(outs) else op,
-                    ins, outs) for op, ins, outs in ex.plan]
+        ex.replace_ops(_TapOp(op, outs, watched, self) if watched.intersection(outs) else op
+                       for op, ins, outs in ex.plan)
 
     def _emit(self, name, value):
         self._callback(name, value)

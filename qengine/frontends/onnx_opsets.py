@@ -112,6 +112,8 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
         (13, SAME, _BF16), (22, SAME, _NEW_TYPES + " (float8)")),
     "Equal": _v((7, BASE, "integer and bool types"), (11, SAME, "adds float types"),
                 (13, SAME, _BF16), (19, SAME, "adds string (refused as a dtype)")),
+    "Erf": _v((9, BASE, "elementwise erf (include/qengine/chain/qe_f32_math.h, <= 1.2 ulp)"),
+              (13, SAME, _BF16)),
     "Exp": _UNARY_FLOAT,
     "Expand": _v((8, BASE, "bidirectional broadcast to a shape"), (13, SAME, _BF16)),
     "Flatten": _v((1, BASE, "flatten to 2-D at axis"), (9, SAME, "adds non-float types"),
@@ -119,6 +121,8 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
                              "opset)"),
                   (13, SAME, _BF16), (21, SAME, _NEW_TYPES), (23, SAME, _NEW_TYPES),
                   (24, SAME, _NEW_TYPES), (25, SAME, _NEW_TYPES)),
+    "Gelu": _v((20, BASE, "approximate='none' (the erf form); 'tanh' is refused (its X³ is a "
+                          "Pow whose float32 rounding qengine does not reproduce)"),),
     "GRU": _v((7, BASE, "seq-major layout"), (14, IMPLEMENTED, "adds layout (batch-major)"),
               (22, SAME, _BF16)),
     "Gather": _v((1, BASE, "gather along axis"),
@@ -131,6 +135,8 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
     "GlobalAveragePool": _v((1, BASE, "mean over spatial axes"), (22, SAME, _BF16)),
     "GlobalMaxPool": _v((1, BASE, "max over spatial axes"), (22, SAME, _BF16)),
     "Greater": _v((7, BASE, "float types"), (9, SAME, "adds integer types"), (13, SAME, _BF16)),
+    "LayerNormalization": _v((17, BASE, "normalize over axes [axis, rank), ·Scale + B, "
+                                        "computed in float32; Mean and InvStdDev outputs")),
     "HardSigmoid": _v((6, BASE, "alpha, beta"), (22, SAME, _BF16)),
     "HardSwish": _v((14, BASE, "x * HardSigmoid(x; 1/6, 1/2)"), (22, SAME, _BF16)),
     "Identity": _v((1, BASE, "tensors"), (13, SAME, _BF16),

@@ -157,10 +157,67 @@ def infer_shapes(graph: Graph) -> Graph:
                 out = _infer_by_hook(n, shape, dtype, g)
         except (ValueError, IndexError, KeyError, TypeError):
             out = None
+        if out is None:
+            out = _infer_rank(n, info, g.initializers)
         for name, (s, dt) in zip(n.outputs, out or ()):
             if name and s is not None and dt is not None:
                 info[name] = g.value_info[name] = ValueInfo(name, dt, s)
     return g
+
+
+# ops whose output has the input's rank and dtype (its spatial sizes may differ)
+_SAME_RANK = frozenset({"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+                        "BatchNormalization", "LRN"})
+
+
+def _infer_rank(n, info, inits):
+    """Dtype and rank (dims kept where certain, else None) when the static shapes are unknown
+    (symbolic batch or image sizes): enough for passes that need to know a value is a float32
+    tensor of rank 4 (qengine/graph/chains.py, the static int8 layouts)."""
+    v = info.get(n.inputs[0]) if n.inputs and n.inputs[0] else None
+    if v is None or v.shape is None or len(n.outputs) != 1:
+        return None
+    op, rank = n.op_type, len(v.shape)
+    if op in _SAME_SHAPE or op == "ElementwiseChain":
+        return [(v.shape, n.attrs["to"] if op == "Cast" else v.dtype)]
+    if op in _SAME_RANK:
+        return [((v.shape[0],) + (None,) * (rank - 1), v.dtype)]
+    if op == "Shape":                          # a 1-D int64 of static length: the rank
+        start, end = n.attrs.get("start", 0), n.attrs.get("end")
+        end = rank if end is None else end
+        start, end = (min(max(i + rank if i < 0 else i, 0), rank) for i in (start, end))
+        return [((max(end - start, 0),), "int64")]
+    const = inits.get(n.inputs[1]) if len(n.inputs) > 1 and n.inputs[1] else None
+    out_rank = None
+    if op in ("Transpose", "Slice", "Concat", "Pad"):
+        out_rank = rank
+    elif op == "Flatten":
+        out_rank = 2
+    elif op == "Reshape" and const is not None and const.ndim == 1:
+        out_rank = const.size
+    elif op == "Reshape" and info.get(n.inputs[1]) is not None and \
+            info[n.inputs[1]].shape is not None and len(info[n.inputs[1]].shape) == 1 and \
+            isinstance(info[n.inputs[1]].shape[0], int):
+        out_rank = info[n.inputs[1]].shape[0]        # a shape computed at run time
+    elif op in ("Squeeze", "Unsqueeze") and const is not None:
+        out_rank = rank + (const.size if op == "Unsqueeze" else -const.size)
+    elif op.startswith("Reduce") and const is not None:
+        out_rank = rank if n.attrs.get("keepdims", 1) else rank - const.size
+    elif op == "MatMul" and info.get(n.inputs[1]) is not None and \
+            info[n.inputs[1]].shape is not None:
+        out_rank = max(rank, len(info[n.inputs[1]].shape))
+    if out_rank is not None and out_rank >= 0:
+        return [((None,) * out_rank, v.dtype)]
+    if n.op_type in _BROADCAST:
+        others = [info.get(i) for i in n.inputs[1:]]
+        if any(o is None or o.shape is None for o in others):
+            return None
+        ranks = [len(v.shape)] + [len(o.shape) for o in others]
+        shapes = [v.shape] + [o.shape for o in others]
+        if all(len(sh) == ranks[0] for sh in shapes) and all(sh == v.shape for sh in shapes):
+            return [(v.shape, v.dtype)]
+        return [((None,) * max(ranks), v.dtype)]
+    return None
 
 
 # Ops whose output shape follows from input shapes plus constant inputs: infer by running the op
@@ -239,17 +296,23 @@ def _infer_special(n, s0, shape, dtype, g):
 
 
 def optimize(graph: Graph, *, fold_batch_norm: bool = True,
-             fuse_activations: bool = False, fold_max_bytes: int = FOLD_MAX_BYTES) -> Graph:
+             fuse_activations: bool = False, fold_max_bytes: int = FOLD_MAX_BYTES,
+             fuse_elementwise: bool = True, fuse_squeeze_excite: bool = True,
+             fuse_layer_norm: bool = True) -> Graph:
     """The standard pipeline, every step output-preserving:
 
     shape inference → constant folding → dead-node removal (to a fixed point), then Identity
     removal, BatchNormalization / per-channel Mul·Add folding into Conv/Gemm (if
     `fold_batch_norm`), activation fusion into Conv/Gemm (if `fuse_activations`: it adds
     `fused_activation` attributes, which a consumer of the graph must understand — the static
-    int8 workflow does, the dynamic one keeps fused Gemms in float), and a final shape
-    inference so `value_info` describes the optimized graph.
+    int8 workflow does, the dynamic one keeps fused Gemms in float), the decomposed forms of
+    LayerNorm (if `fuse_layer_norm`) and squeeze-and-excitation blocks (if
+    `fuse_squeeze_excite`) into one node each (qengine/graph/decomposed.py), elementwise runs
+    into ElementwiseChain nodes (if `fuse_elementwise`, qengine/graph/chains.py) — these three
+    bit-exact in float32 — and a final shape inference so `value_info` describes the
+    optimized graph.
     """
-    from . import fusion
+    from . import chains, decomposed, fusion
     g = graph
     for _ in range(4):
         before = len(g.nodes)
@@ -261,6 +324,12 @@ def optimize(graph: Graph, *, fold_batch_norm: bool = True,
         g = fusion.fold_batch_norm(g)
     if fuse_activations:
         g = fusion.fuse_activations(g)
+    if fuse_layer_norm:
+        g = decomposed.fuse_layer_norm(infer_shapes(g))
+    if fuse_squeeze_excite:
+        g = decomposed.fuse_squeeze_excite(g)
+    if fuse_elementwise:
+        g = chains.fuse_elementwise(infer_shapes(g))
     g = infer_shapes(remove_dead_nodes(g))
     g.verify()
     return g

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import ModelError, ShapeError
 from .base import Op, check_dtype_name, register_op
+from .chain import ChainRunner, chain_ref
 
 
 class _Binary(Op):
@@ -43,13 +44,21 @@ Pow = _binary("Pow", lambda a, b: np.power(a, b).astype(a.dtype, copy=False))
 
 class _Unary(Op):
     fn = None
+    STEPS = None          # the op as a chain program (qengine/ops/chain.py): float32 runs compiled
+
+    def prepare(self, initializers):
+        steps = type(self).STEPS
+        self.chain = None if steps is None else ChainRunner(steps, f"node {self.name!r}")
 
     def run(self, x):
+        if self.chain is not None and x.dtype == np.float32:
+            return (self.chain(x),)
         return (type(self).fn(x),)
 
 
-def _unary(name, fn):
-    return register_op(type(name, (_Unary,), {"op_type": name, "fn": staticmethod(fn)}))
+def _unary(name, fn, steps=None):
+    return register_op(type(name, (_Unary,), {"op_type": name, "fn": staticmethod(fn),
+                                             "STEPS": steps}))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -58,13 +67,16 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
 
-Relu = _unary("Relu", lambda x: np.maximum(x, np.zeros((), x.dtype)))
-Tanh = _unary("Tanh", np.tanh)
-Sigmoid = _unary("Sigmoid", sigmoid)
-Neg = _unary("Neg", np.negative)
-Exp = _unary("Exp", np.exp)
-Sqrt = _unary("Sqrt", np.sqrt)
-Abs = _unary("Abs", np.abs)
+# float32 runs through the compiled chain kernel (bit-identical to a fused chain holding the
+# same step); other dtypes (float64 references, integers) through NumPy
+Relu = _unary("Relu", lambda x: np.maximum(x, np.zeros((), x.dtype)), [("max", -1, 0.0)])
+Tanh = _unary("Tanh", np.tanh, [("tanh", -1, 0.0)])
+Sigmoid = _unary("Sigmoid", sigmoid, [("sigmoid", -1, 0.0)])
+Neg = _unary("Neg", np.negative, [("neg", -1, 0.0)])
+Exp = _unary("Exp", np.exp, [("exp", -1, 0.0)])
+Erf = _unary("Erf", lambda x: chain_ref(x, [("erf", -1, 0.0)]), [("erf", -1, 0.0)])
+Sqrt = _unary("Sqrt", np.sqrt, [("sqrt", -1, 0.0)])
+Abs = _unary("Abs", np.abs, [("abs", -1, 0.0)])
 Not = _unary("Not", np.logical_not)
 Identity = _unary("Identity", lambda x: x)
 
@@ -74,7 +86,13 @@ class LeakyRelu(Op):
     op_type = "LeakyRelu"
     ATTRS = {"alpha": ("float", 0.01)}
 
+    def prepare(self, initializers):
+        self.chain = ChainRunner([("leaky", -1, float(np.float32(self.attrs["alpha"])))],
+                                 f"node {self.name!r}")
+
     def run(self, x):
+        if x.dtype == np.float32:
+            return (self.chain(x),)
         return (np.where(x >= 0, x, x * x.dtype.type(self.attrs["alpha"])),)
 
 
@@ -84,7 +102,23 @@ class Clip(Op):
     op_type = "Clip"
     INPUTS = (1, 3)
 
+    def prepare(self, initializers):
+        # constant scalar bounds: one compiled pass (np.maximum then np.minimum semantics)
+        steps = []
+        for idx, step in ((1, "max"), (2, "min")):
+            name = self.input_name(idx)
+            b = initializers.get(name) if name else None
+            if name and (b is None or b.size != 1 or b.dtype.kind != "f" or b.ndim > 1 or
+                         not np.isfinite(b).all()):
+                self.chain = None
+                return
+            if b is not None:
+                steps.append((step, -1, float(np.float32(b.reshape(-1)[0]))))
+        self.chain = ChainRunner(steps, f"node {self.name!r}") if steps else None
+
     def run(self, x, lo=None, hi=None):
+        if self.chain is not None and x.dtype == np.float32 and x.ndim >= 1:
+            return (self.chain(x),)
         if lo is not None:
             x = np.maximum(x, lo.astype(x.dtype))
         if hi is not None:
@@ -186,19 +220,61 @@ class HardSigmoid(Op):
     op_type = "HardSigmoid"
     ATTRS = {"alpha": ("float", 0.2), "beta": ("float", 0.5)}
 
+    def prepare(self, initializers):
+        a, b = (float(np.float32(self.attrs[k])) for k in ("alpha", "beta"))
+        self.chain = ChainRunner(hard_sigmoid_steps(a, b), f"node {self.name!r}")
+
     def run(self, x):
+        if x.dtype == np.float32:
+            return (self.chain(x),)
         dt = x.dtype.type
         y = x * dt(self.attrs["alpha"]) + dt(self.attrs["beta"])
         return (np.clip(y, dt(0), dt(1), out=y),)
+
+
+def hard_sigmoid_steps(alpha: float, beta: float):
+    """HardSigmoid as chain steps: x·alpha + beta, then np.clip to [0, 1]."""
+    return [("mul", -1, alpha), ("add", -1, beta), ("cliplo", -1, 0.0), ("cliphi", -1, 1.0)]
 
 
 @register_op
 class HardSwish(Op):
     """x · HardSigmoid(x) with alpha = 1/6, beta = 0.5 (opset 14)."""
     op_type = "HardSwish"
+    STEPS = hard_sigmoid_steps(float(np.float32(1 / 6)), 0.5) + [("mul", 0, 0.0)]
+
+    def prepare(self, initializers):
+        self.chain = ChainRunner(self.STEPS, f"node {self.name!r}")
 
     def run(self, x):
+        if x.dtype == np.float32:
+            return (self.chain(x),)
         dt = x.dtype.type
         y = x * dt(1 / 6) + dt(0.5)
         np.clip(y, dt(0), dt(1), out=y)
         return (np.multiply(y, x, out=y),)
+
+
+@register_op
+class Gelu(Op):
+    """ONNX Gelu (opset 20), approximate="none": its function body 0.5·X · (1 + Erf(X / √2))
+    as one chain (X / √2 in float32, Erf, + 1, times 0.5·X). approximate="tanh" computes
+    X³ with Pow, whose float32 rounding qengine does not reproduce: refused."""
+    op_type = "Gelu"
+    ATTRS = {"approximate": ("string", "none")}
+    STEPS = [("div", -1, float(np.sqrt(np.float32(2)))), ("erf", -1, 0.0), ("add", -1, 1.0),
+             ("store", 1, 0.0), ("load", 0, 0.0), ("mul", -1, 0.5), ("mul", 1, 0.0)]
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        if attrs["approximate"] != "none":
+            raise ModelError(f"node {node.name!r} (Gelu): approximate={attrs['approximate']!r} "
+                             f"is not supported (only 'none', the erf form)")
+
+    def prepare(self, initializers):
+        self.chain = ChainRunner(self.STEPS, f"node {self.name!r}")
+
+    def run(self, x):
+        if x.dtype.kind != "f":
+            self.fail(f"expects a float tensor, got {x.dtype}", ShapeError)
+        return (self.chain(x),)

@@ -100,3 +100,66 @@ class LRN(Op):
         denom = np.power(dt(self.attrs["bias"]) + dt(self.attrs["alpha"] / size) *
                          window.astype(x.dtype), dt(self.attrs["beta"]))
         return (x / denom,)
+
+
+@register_op
+class LayerNormalization(Op):
+    """ONNX LayerNormalization (opset 17): normalize over axes [axis, rank), then ·Scale + B.
+
+        Mean = ReduceMean(X), D = X − Mean, Var = ReduceMean(D·D), StdDev = Sqrt(Var + ε)
+        Y = D · (1 / StdDev) · Scale + B          (the ONNX function body)
+
+    `divide` (qengine's attribute, default 0) makes it Y = D / StdDev · Scale + B, what the
+    exporters' decompositions (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add) compute: the
+    fusion pass (qengine/graph/decomposed.py) sets it, and the op then performs exactly the
+    NumPy operations those nodes perform, so the fused graph equals the unfused one bit for bit.
+    Outputs Mean and InvStdDev (optional) have the normalized axes kept as size 1.
+    """
+    op_type = "LayerNormalization"
+    INPUTS = (2, 3)
+    OUTPUTS = (1, 3)
+    ATTRS = {"axis": ("int", -1), "epsilon": ("float", 1e-5), "stash_type": ("int", 1),
+             "divide": ("int", 0)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        if attrs["divide"] not in (0, 1):
+            raise ModelError(f"node {node.name!r} (LayerNormalization): divide must be 0 or 1")
+
+    @classmethod
+    def infer_shapes(cls, attrs, in_shapes, consts):
+        s = in_shapes[0]
+        if s is None:
+            return None
+        axis = attrs["axis"] % len(s) if s else 0
+        red = tuple(d if i < axis else 1 for i, d in enumerate(s))
+        return [s, red, red]
+
+    def run(self, x, scale, bias=None):
+        if x.dtype.kind != "f" or x.ndim == 0:
+            self.fail(f"expects a float tensor of rank >= 1, got {x.dtype} {x.shape}", ShapeError)
+        axis = self.attrs["axis"]
+        if not -x.ndim <= axis < x.ndim:
+            self.fail(f"axis {axis} is out of range for rank {x.ndim}", ShapeError)
+        axes = tuple(range(axis % x.ndim, x.ndim))
+        dt = x.dtype.type
+        # the same ufuncs, in the same order, as ReduceMean / Sub / Pow / Add / Sqrt / Div
+        mean = np.asarray(np.mean(x, axis=axes, keepdims=True), dtype=x.dtype)
+        d = x - mean
+        var = np.asarray(np.mean(np.multiply(d, d), axis=axes, keepdims=True), dtype=x.dtype)
+        std = np.sqrt(var + dt(self.attrs["epsilon"]))
+        if self.attrs["divide"]:
+            y = d / std
+            inv = None
+        else:
+            inv = dt(1) / std
+            y = d * inv
+        y = y * scale.astype(x.dtype, copy=False)
+        if bias is not None:
+            y = y + bias.astype(x.dtype, copy=False)
+        outs = [y]
+        if len(self.node.outputs) > 1:
+            outs.append(mean)
+        if len(self.node.outputs) > 2:
+            outs.append(dt(1) / std if inv is None else inv)
+        return tuple(outs)

@@ -5,6 +5,8 @@ creation when they are initializers, and at run time otherwise.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import ModelError, ShapeError
@@ -151,8 +153,7 @@ class Flatten(Op):
             self.fail(f"axis {axis} is out of range for rank {x.ndim}", ShapeError)
         if axis < 0:  # axis lies in [-r, r]: -1 keeps the last dim apart
             axis += x.ndim
-        outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-        return (x.reshape(outer, int(np.prod(x.shape[axis:], dtype=np.int64))),)
+        return (x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:])),)
 
 
 def onnx_slice(start: int, end: int, step: int, dim: int) -> slice:

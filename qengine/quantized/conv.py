@@ -140,6 +140,35 @@ class QConv2d:
                               self.lo, self.hi, y, nthreads)
         return y
 
+    def prepare_call(self, input_shape):
+        """(output shape, fn(x, y)) for inputs of exactly `input_shape`: every argument of the
+        kernel call resolved now, so that a graph op calling it again with a checked uint8
+        C-contiguous x of that shape makes one call into compiled code (graph/executor.py)."""
+        n, h, w, c = input_shape
+        _, oh, ow, cout = out_shape = self.output_shape(input_shape)
+        (kh, kw), (sh, sw), (dh, dw), (pt, pl, _, _) = (self.kernel_size, self.stride,
+                                                        self.dilation, self.pads(h, w))
+        zx, zy, lo, hi, isa = self.input_zero_point, self.output_zero_point, self.lo, self.hi, \
+            self._isa
+        if self.algorithm == "dw" and self.depth_multiplier == 1:
+            shape = (n, h, w, cout, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, cout, 1, 1)
+            args = (self._wdw, self._layout, self._bias, self._mult, zy, lo, hi)
+            kernel = _conv.dwconv
+            return out_shape, lambda x, y: kernel(isa, x, shape, zx, *args, y, 0)
+        if self.algorithm == "1x1":
+            m, packs, bias, mult = n * h * w, self._packs, self._bias, self._mult
+            kernel = _conv.conv1x1
+            return out_shape, lambda x, y: kernel(isa, x, m, c, packs, bias, mult, zy, lo, hi,
+                                                  y, cout, 0)
+        if self.algorithm == "im2col":
+            g = self.groups
+            shape = (n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, g, c // g,
+                     cout // g)
+            packs, bias, mult, kernel = self._packs, self._bias, self._mult, _conv.conv2d_gemm
+            return out_shape, lambda x, y: kernel(isa, x, shape, zx, packs, bias, mult, zy, lo,
+                                                  hi, y, 0)
+        return out_shape, lambda x, y: self(x, out=y)
+
     def __repr__(self):
         return (f"QConv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size},"
                 f" stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "

@@ -101,6 +101,11 @@ class QLookupTable:
     def __call__(self, x, *, nthreads=0, out=None):
         return apply_table(x, self.table, nthreads, out)
 
+    def prepare_call(self, input_shape):
+        """(output shape, fn(x, y)) for uint8 C-contiguous inputs of `input_shape`."""
+        lut, table = _conv.lut, self.table
+        return tuple(input_shape), lambda x, y: lut(x, table, y, 0)
+
 
 class QConcat:
     """QConcat(input_qparams [(scale, zero_point), ...], output_scale, output_zero_point,

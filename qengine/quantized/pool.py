@@ -35,6 +35,20 @@ class _Pool:
         return (n, conv_out_size(h, kh, sh, dh, pt, pb, self.ceil_mode),
                 conv_out_size(w, kw, sw, dw, pl, pr, self.ceil_mode), c)
 
+    def _prepare(self, input_shape, kind, cip, zx, zy, lo, hi, mult):
+        """(output shape, fn(x, y)) for uint8 C-contiguous inputs of exactly `input_shape`."""
+        n, h, w, c = input_shape
+        out_shape = self.output_shape(input_shape)
+        _, oh, ow, _ = out_shape
+        (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = (self.kernel_size, self.stride,
+                                                          self.dilation, self.pads(h, w))
+        shape = (n, h, w, c, oh, ow, c, kh, kw, sh, sw, dh, dw, pt, pl, c, 1, 1)
+        if not n * oh * ow * c:
+            return out_shape, lambda x, y: None
+        pool = _conv.pool2d
+        return out_shape, lambda x, y: pool(kind, x, shape, pb, pr, cip, zx, zy, lo, hi, mult,
+                                            y, 0)
+
     def _run(self, x, kind, cip, zx, zy, lo, hi, mult, nthreads, out=None):
         x = S.nhwc_u8(x)
         n, h, w, c = x.shape
@@ -58,6 +72,9 @@ class QMaxPool2d(_Pool):
 
     def __call__(self, x, *, nthreads=0, out=None):
         return self._run(x, 0, False, 0, 0, 0, 255, None, nthreads, out)
+
+    def prepare_call(self, input_shape):
+        return self._prepare(input_shape, 0, False, 0, 0, 0, 255, None)
 
 
 class QAveragePool2d(_Pool):
@@ -85,6 +102,10 @@ class QAveragePool2d(_Pool):
     def __call__(self, x, *, nthreads=0, out=None):
         return self._run(x, 1, self.count_include_pad, self.input_zero_point,
                          self.output_zero_point, self.lo, self.hi, self._mult, nthreads, out)
+
+    def prepare_call(self, input_shape):
+        return self._prepare(input_shape, 1, self.count_include_pad, self.input_zero_point,
+                             self.output_zero_point, self.lo, self.hi, self._mult)
 
 
 class QGlobalAveragePool:

@@ -51,3 +51,21 @@ class QLinear:
                        multiplier=self.multiplier, out_zp=self.output_zero_point, lo=self.lo,
                        hi=self.hi, nthreads=nthreads)
         return y.reshape(*lead, self.out_features)
+
+    def prepare_call(self, input_shape):
+        """(output shape, fn(x, y)) for uint8 C-contiguous inputs of exactly `input_shape`
+        (see QConv2d.prepare_call)."""
+        lead, k = tuple(input_shape[:-1]), self.in_features
+        if input_shape[-1] != k:
+            raise ShapeError(f"QLinear expects [..., {k}], got {tuple(input_shape)}")
+        out_shape = lead + (self.out_features,)
+        m = 1
+        for d in lead:
+            m *= d
+        if m == 0:
+            return out_shape, lambda x, y: None
+        rows, n = (m, k), (m, self.out_features)
+        gemm, isa, wp, epi = _gemm.gemm, self._isa, self._w._c(), _gemm.EPI_U8
+        kw = dict(col_bias=self._col, multiplier=self.multiplier, out_zp=self.output_zero_point,
+                  lo=self.lo, hi=self.hi, nthreads=0)
+        return out_shape, lambda x, y: gemm(isa, x.reshape(rows), wp, epi, y.reshape(n), **kw)

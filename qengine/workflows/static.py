@@ -97,8 +97,9 @@ def prepare_float_graph(model, who: str = "quantize_static") -> Graph:
     model = as_graph(model, who)
     # weights built at run time (ConstantOfShape, Expand...) must become initializers to be
     # quantized, however large: fold without the size cap the default optimize keeps
+    # squeeze-and-excitation blocks stay apart: each of their nodes has an int8 form
     return optimize(model, fold_batch_norm=True, fuse_activations=False,
-                    fold_max_bytes=1 << 62)
+                    fold_max_bytes=1 << 62, fuse_squeeze_excite=False)
 
 
 def observe_shapes(g: Graph, calibration_data, batch_size=None):
@@ -268,7 +269,7 @@ def _accepts(g: Graph, n: Node):
             return None
         ranks = {_rank(g, v) for v in n.inputs}
         return "concat" if len(ranks) == 1 and None not in ranks else None
-    if op in _ELEMENTWISE_LUT:
+    if op in _ELEMENTWISE_LUT or op == "ElementwiseChain":
         if op == "Clip" and _clamp_of(g, n) is None:
             return None
         return "lut"
@@ -514,6 +515,18 @@ class _Builder:
         return True
 
     def _lut(self, n):
+        if n.op_type == "ElementwiseChain":
+            # a fused activation (qengine/graph/chains.py) after an int8 op: one table lookup;
+            # after a float op it stays one compiled float pass (quantizing just for it would
+            # add two conversions)
+            if not self.quantized(n.inputs[0]):
+                return False
+            lay = self.layout_of(n.inputs[0])
+            x = self.get_q(n.inputs[0], lay)
+            prog = {k: n.attrs[k] for k in ("steps", "registers", "constants")}
+            self.emit("QLut", n.name, [x], [self.put_q(n.outputs[0], lay)], function="chain",
+                      **prog, **self._xy(n, n.inputs[0]))
+            return True
         fn = _ELEMENTWISE_LUT[n.op_type]
         attrs = {}
         if fn == "clip":

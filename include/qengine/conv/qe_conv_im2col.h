@@ -53,8 +53,8 @@ static inline void qe_conv_copy_small(uint8_t *d, const uint8_t *s, size_t n) {
     }
 }
 
-/* n bytes, n = kw·c of a stem convolution's kernel row (7·3 = 21, 3·3 = 9): overlapping
- * fixed-size copies instead of a libc call per row. */
+/* n bytes, n = kw·c of a stem convolution's kernel row (7·3 = 21, 3·3 = 9, LeNet's 5·1 = 5):
+ * overlapping fixed-size copies instead of a libc call per row. */
 static inline void qe_conv_copy_run(uint8_t *d, const uint8_t *s, size_t n) {
     if (n >= 16 && n <= 32) {
         memcpy(d, s, 16);
@@ -62,8 +62,28 @@ static inline void qe_conv_copy_run(uint8_t *d, const uint8_t *s, size_t n) {
     } else if (n >= 8 && n < 16) {
         memcpy(d, s, 8);
         memcpy(d + n - 8, s + n - 8, 8);
+    } else if (n >= 4 && n < 8) {
+        memcpy(d, s, 4);
+        memcpy(d + n - 4, s + n - 4, 4);
     } else {
         memcpy(d, s, n);
+    }
+}
+
+/* Output pixel m as (image b, row oy, column ox), and stepping to the next pixel: the packers
+ * visit pixels in order, so one division per panel replaces three per pixel. */
+typedef struct { size_t b, oy, ox; } qe_conv_pixel;
+
+static inline qe_conv_pixel qe_conv_pixel_at(const qe_conv_shape *s, size_t m) {
+    const size_t ohw = s->oh * s->ow;
+    qe_conv_pixel p = {m / ohw, (m % ohw) / s->ow, m % s->ow};
+    return p;
+}
+
+static inline void qe_conv_pixel_next(const qe_conv_shape *s, qe_conv_pixel *p) {
+    if (++p->ox == s->ow) {
+        p->ox = 0;
+        if (++p->oy == s->oh) { p->oy = 0; p->b++; }
     }
 }
 
@@ -92,19 +112,18 @@ static void qe_conv_im2col_pack_c4(const qe_gemm_kernel_rec *r, const qe_conv_sh
                                    const uint8_t *x, const uint8_t *zrow, size_t g, size_t m0,
                                    size_t rows, size_t kp, uint8_t *dst) {
     const size_t mr = (size_t)r->mr, k = s->kh * s->kw * s->cin_g, panel = mr * kp;
-    const size_t ohw = s->oh * s->ow, cin_g = s->cin_g;
+    const size_t cin_g = s->cin_g;
     const uint8_t *img[QE_GEMM_MR_MAX], *src[QE_GEMM_MR_MAX];
     ptrdiff_t iy0[QE_GEMM_MR_MAX], ix0[QE_GEMM_MR_MAX];
+    qe_conv_pixel px = qe_conv_pixel_at(s, m0);
     for (size_t p0 = 0; p0 < rows; p0 += mr) {
         uint8_t *pan = dst + (p0 / mr) * panel;
         const size_t pr = rows - p0 < mr ? rows - p0 : mr;
         if (pr < mr || k != kp) memset(pan, 0, panel);
-        for (size_t i = 0; i < pr; i++) {
-            const size_t m = m0 + p0 + i;
-            const size_t b = m / ohw, oy = (m % ohw) / s->ow, ox = m % s->ow;
-            img[i] = x + b * s->h * s->w * s->c + g * cin_g;
-            iy0[i] = (ptrdiff_t)(oy * s->sh) - (ptrdiff_t)s->pt;
-            ix0[i] = (ptrdiff_t)(ox * s->sw) - (ptrdiff_t)s->pl;
+        for (size_t i = 0; i < pr; i++, qe_conv_pixel_next(s, &px)) {
+            img[i] = x + px.b * s->h * s->w * s->c + g * cin_g;
+            iy0[i] = (ptrdiff_t)(px.oy * s->sh) - (ptrdiff_t)s->pt;
+            ix0[i] = (ptrdiff_t)(px.ox * s->sw) - (ptrdiff_t)s->pl;
         }
         uint8_t *d = pan;
         for (size_t ky = 0; ky < s->kh; ky++) {
@@ -128,6 +147,74 @@ static void qe_conv_im2col_pack_c4(const qe_gemm_kernel_rec *r, const qe_conv_sh
     }
 }
 
+/* Short kernel rows (kw·cin_g < 8: LeNet's 5×5 on one channel) with 4 u8 per K-group: each
+ * K-group's 4 bytes are gathered straight from the input and stored once. Copying the row's
+ * few-byte segments into a scratch row first and reading it back as 4-byte groups made most
+ * reads straddle two recent stores (a failed store-to-load forward each), and bounds checks per
+ * tap made the border pixels dearer still: 29 µs for LeNet's first conv (784 pixels × 25 taps).
+ * Here a small image is first copied into a zero-point-padded frame on the stack, so every
+ * window lies inside it and every tap is one load at a fixed offset `off[t]`. */
+#define QE_CONV_BYTES_MAX_K 256
+#define QE_CONV_BYTES_FRAME 16384
+
+static void qe_conv_im2col_pack_bytes(const qe_gemm_kernel_rec *r, const qe_conv_shape *s,
+                                      const uint8_t *x, uint8_t zp, size_t g, size_t m0,
+                                      size_t rows, size_t kp, uint8_t *dst) {
+    const size_t mr = (size_t)r->mr, k = s->kh * s->kw * s->cin_g, panel = mr * kp;
+    const size_t kfull = k & ~(size_t)3, cg = s->cin_g;
+    /* the frame: every row and column any window of this conv touches, from −pt / −pl */
+    const size_t fh = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
+    const size_t fw = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
+    uint8_t frame[QE_CONV_BYTES_FRAME];
+    size_t off[QE_CONV_BYTES_MAX_K];
+    for (size_t t = 0; t < k; t++)
+        off[t] = ((t / (cg * s->kw) * s->dh) * fw + (t / cg) % s->kw * s->dw) * cg + t % cg;
+    size_t framed = (size_t)-1;            /* the image now in the frame */
+    const qe_conv_pixel first = qe_conv_pixel_at(s, m0), last = qe_conv_pixel_at(s, m0 + rows - 1);
+    const size_t xw = fw - s->pl < s->w ? fw - s->pl : s->w;    /* input columns in the frame */
+    qe_conv_pixel px = first;
+    for (size_t p0 = 0; p0 < rows; p0 += mr) {
+        uint8_t *pan = dst + (p0 / mr) * panel;
+        const size_t pr = rows - p0 < mr ? rows - p0 : mr;
+        if (pr < mr) memset(pan, 0, panel);
+        for (size_t i = 0; i < pr; i++, qe_conv_pixel_next(s, &px)) {
+            if (px.b != framed) {      /* the frame rows this tile's windows read, of image b */
+                const uint8_t *img = x + px.b * s->h * s->w * s->c + g * cg;
+                const size_t fy0 = px.b == first.b ? first.oy * s->sh : 0;
+                const size_t fy1 = px.b == last.b ? last.oy * s->sh + (s->kh - 1) * s->dh
+                                                  : fh - 1;
+                memset(frame + fy0 * fw * cg, zp, (fy1 + 1 - fy0) * fw * cg);
+                for (size_t fy = fy0; fy <= fy1; fy++) {
+                    const ptrdiff_t iy = (ptrdiff_t)fy - (ptrdiff_t)s->pt;
+                    if (iy < 0 || iy >= (ptrdiff_t)s->h) continue;
+                    const uint8_t *src = img + (size_t)iy * s->w * s->c;
+                    uint8_t *to = frame + (fy * fw + s->pl) * cg;
+                    if (s->groups == 1)
+                        memcpy(to, src, xw * cg);
+                    else
+                        for (size_t ix = 0; ix < xw; ix++) memcpy(to + ix * cg, src + ix * s->c, cg);
+                }
+                framed = px.b;
+            }
+            const uint8_t *base = frame + (px.oy * s->sh * fw + px.ox * s->sw) * cg;
+            uint8_t *d = pan + 4 * i;
+            uint8_t v[4];
+            size_t q = 0;
+            for (; q < kfull; q += 4, d += 4 * mr) {
+                v[0] = base[off[q]];
+                v[1] = base[off[q + 1]];
+                v[2] = base[off[q + 2]];
+                v[3] = base[off[q + 3]];
+                memcpy(d, v, 4);
+            }
+            if (q < kp) {
+                for (size_t j = 0; j < 4; j++) v[j] = q + j < k ? base[off[q + j]] : 0;
+                memcpy(d, v, 4);
+            }
+        }
+    }
+}
+
 /* Pack output pixels [m0, m0 + rows) of group g into consecutive panels at dst. When cin_g is
  * not a multiple of KR (e.g. the RGB stem convolutions, cin_g = 3) the taps' segments straddle
  * K-groups: the receptive field is then first gathered contiguously into `row` (scratch of
@@ -137,22 +224,27 @@ static void qe_conv_im2col_pack(const qe_gemm_kernel_rec *r, const qe_conv_shape
                                 size_t rows, size_t kp, uint8_t *dst, uint8_t *row) {
     const size_t mr = (size_t)r->mr, k = s->kh * s->kw * s->cin_g;
     const size_t panel = mr * kp * (size_t)r->elem;
-    const size_t ohw = s->oh * s->ow;
     const int gather = s->cin_g % (size_t)r->kr != 0, c4 = r->elem == 1 && r->kr == 4;
     if (!gather && c4) {
         qe_conv_im2col_pack_c4(r, s, x, zrow, g, m0, rows, kp, dst);
         return;
     }
+    if (gather && c4 && s->kw * s->cin_g < 8 && k <= QE_CONV_BYTES_MAX_K &&
+        ((s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1) *
+        ((s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1) * s->cin_g <= QE_CONV_BYTES_FRAME) {
+        qe_conv_im2col_pack_bytes(r, s, x, zrow[0], g, m0, rows, kp, dst);
+        return;
+    }
     /* c4: all MR rows are gathered first, then packed K-group by K-group (sequential stores) */
     if (gather)
         for (size_t i = 0; i < (c4 ? mr : 1); i++) memset(row + i * kp + k, 0, kp - k);
+    qe_conv_pixel px = qe_conv_pixel_at(s, m0);
     for (size_t p0 = 0; p0 < rows; p0 += mr) {
         uint8_t *pan = dst + (p0 / mr) * panel;
         const size_t pr = rows - p0 < mr ? rows - p0 : mr;
         if (pr < mr || (k != kp && !gather)) memset(pan, 0, panel);
-        for (size_t i = 0; i < pr; i++) {
-            const size_t m = m0 + p0 + i;
-            const size_t b = m / ohw, oy = (m % ohw) / s->ow, ox = m % s->ow;
+        for (size_t i = 0; i < pr; i++, qe_conv_pixel_next(s, &px)) {
+            const size_t b = px.b, oy = px.oy, ox = px.ox;
             uint8_t *const rowi = c4 ? row + i * kp : row;
             const uint8_t *img = x + b * s->h * s->w * s->c + g * s->cin_g;
             size_t kk = 0;
