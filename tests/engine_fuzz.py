@@ -747,7 +747,8 @@ def _raw(data: bytes, r: random.Random) -> tuple[bytes, str]:
     if len(data) < 16:
         return data + r.randbytes(8), "bytes appended"
     b = bytearray(data)
-    n = min(struct.unpack("<Q", data[:8])[0], len(b) - 8)  # an earlier raw edit may lie
+    # an earlier raw edit may have made the length field lie: keep n inside the file
+    n = max(1, min(struct.unpack("<Q", data[:8])[0], len(b) - 8))
     how = r.choice(["flip_header", "flip_header", "flip_data", "truncate", "append", "length"])
     if how == "flip_header" or (how == "flip_data" and len(b) <= 8 + n):
         for _ in range(r.randint(1, 4)):
@@ -781,7 +782,10 @@ def make_case(corpus: list[Base], seed: int, index: int) -> tuple[Base, bytes, l
             done.append("raw")
             continue
         name = r.choices(names, weights)[0]
-        what = DOC_MUTATORS[name](doc, r)
+        try:
+            what = DOC_MUTATORS[name](doc, r)
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError):
+            what = None   # an earlier mutation left junk where this one expects structure
         if what:
             done.append(f"{name}: {what}")
     data = doc.blob()
