@@ -32,7 +32,6 @@ import select
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections import Counter
@@ -734,14 +733,13 @@ DOC_MUTATORS: dict[str, Callable] = {
     "tensor_resize": m_tensor_resize, "tensor_retype": m_tensor_retype,
     "tensor_values": m_tensor_values, "tensor_drop_add": m_tensor_drop_add,
     "tensor_rename": m_tensor_rename, "metadata": m_metadata, "node_op_type": m_node_op_type,
-    "node_attr": m_node_attr, "node_attr_nudge": m_node_attr_nudge, "node_io": m_node_io, "edge_cycle": m_edge_cycle,
-    "node_list": m_node_list, "graph_io": m_graph_io, "graph_fields": m_graph_fields,
-    "json_deep": m_json_deep, "graph_text": m_graph_text,
+    "node_attr": m_node_attr, "node_attr_nudge": m_node_attr_nudge, "node_io": m_node_io,
+    "edge_cycle": m_edge_cycle, "node_list": m_node_list, "graph_io": m_graph_io,
+    "graph_fields": m_graph_fields, "json_deep": m_json_deep, "graph_text": m_graph_text,
 }
 # how often each is drawn: the consistent tensor edits and attributes reach deepest
 WEIGHTS = {"tensor_values": 4, "tensor_resize": 3, "node_attr": 4, "node_attr_nudge": 5,
-           "tensor_retype": 2,
-           "node_io": 2, "graph_io": 2}
+           "tensor_retype": 2, "node_io": 2, "graph_io": 2}
 
 
 def _raw(data: bytes, r: random.Random) -> tuple[bytes, str]:
@@ -749,7 +747,8 @@ def _raw(data: bytes, r: random.Random) -> tuple[bytes, str]:
     if len(data) < 16:
         return data + r.randbytes(8), "bytes appended"
     b = bytearray(data)
-    n = min(struct.unpack("<Q", data[:8])[0], len(b) - 8)  # an earlier raw edit may lie
+    # an earlier raw edit may have made the length field lie: keep n inside the file
+    n = max(1, min(struct.unpack("<Q", data[:8])[0], len(b) - 8))
     how = r.choice(["flip_header", "flip_header", "flip_data", "truncate", "append", "length"])
     if how == "flip_header" or (how == "flip_data" and len(b) <= 8 + n):
         for _ in range(r.randint(1, 4)):
@@ -783,7 +782,10 @@ def make_case(corpus: list[Base], seed: int, index: int) -> tuple[Base, bytes, l
             done.append("raw")
             continue
         name = r.choices(names, weights)[0]
-        what = DOC_MUTATORS[name](doc, r)
+        try:
+            what = DOC_MUTATORS[name](doc, r)
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError):
+            what = None   # an earlier mutation left junk where this one expects structure
         if what:
             done.append(f"{name}: {what}")
     data = doc.blob()
@@ -893,7 +895,7 @@ class Report:
     cli: Counter = field(default_factory=Counter)           # in-process CLI: ok / error / bad
     cli_subprocess: Counter = field(default_factory=Counter)
     mutators: Counter = field(default_factory=Counter)
-    failures: list = field(default_factory=list)           # (case, base, mutations, outcome, detail)
+    failures: list = field(default_factory=list)  # (case, base, mutations, outcome, detail)
     seconds: float = 0.0
 
     def ok(self) -> bool:

@@ -35,6 +35,9 @@ def test_cases_are_reproducible(corpus):
     for i in (0, 7, 123):
         a, b = engine_fuzz.make_case(corpus, SEED, i), engine_fuzz.make_case(corpus, SEED, i)
         assert a[1] == b[1] and a[2] == b[2]
+    for seed in (1, 2, 3):          # mutators stacked on junk must decline, not raise
+        for i in range(1000):
+            engine_fuzz.make_case(corpus, seed, i)
 
 
 def test_harness_notices_crashes_and_hangs(corpus, tmp_path):
