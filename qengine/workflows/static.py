@@ -225,7 +225,7 @@ def is_float_value(g: Graph, v: str) -> bool:
 def _accepts(g: Graph, n: Node):
     """The int8 handler kind for node `n`, or None when it must stay float."""
     op, a = n.op_type, n.attrs
-    if op not in STATIC_INT8_OPS:
+    if op not in STATIC_INT8_OPS and op != "ElementwiseChain":   # a chain fused by the passes
         return None
     if not all(is_float_value(g, v) for v in n.inputs[:_data_inputs(n)] if v):
         return None                  # an integer side computation: nothing to quantize
