@@ -244,6 +244,8 @@ def _within_one_step(q, got, want, op_type):
 def test_dilated_average_pool_runs_in_int8_with_its_dilations(ceil, cip):
     """AveragePool (dilations since opset 19) and MaxPool with dilations, ceil_mode and
     count_include_pad: the int8 graph against ONNX Runtime on the float model."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
     from onnx import helper
     attrs = dict(kernel_shape=[3, 2], strides=[2, 1], pads=[2, 1, 1, 0], dilations=[2, 3],
                  ceil_mode=ceil)
@@ -264,6 +266,8 @@ def test_same_padding_is_resolved_for_each_input_size(auto, tmp_path):
     stride-2 window pads differently at odd and even sizes), so the int8 graph resolves them per
     call, like the float graph. Both against ONNX Runtime on the float model, also after an
     engine-file round trip."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
     from onnx import helper
     rng = np.random.default_rng(5)
     w = (rng.standard_normal((4, 3, 4, 3)) * 0.3).astype(np.float32)
@@ -313,6 +317,8 @@ def test_same_padded_average_pool_runs_in_int8_at_any_size(auto, cip):
     """An AveragePool with SAME padding (count_include_pad counts the SAME pads, as ONNX
     Runtime does) runs in int8 and stays within quantization rounding of ONNX Runtime at sizes
     other than the calibration one."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
     from onnx import helper
     m = _onnx_model([helper.make_node("AveragePool", ["x"], ["y"], auto_pad=auto,
                                       kernel_shape=[3, 4], strides=[2, 3],
