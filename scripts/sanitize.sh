@@ -23,7 +23,14 @@ start=$(date +%s)
 # unseen on an AVX-512 machine (the scalar and AVX2 kernels are still checked).
 if [ -z "${CC:-}" ]; then
     for c in clang clang-19 clang-18 clang-17 clang-16 clang-15 clang-14; do
-        if command -v "$c" >/dev/null; then CC=$c; break; fi
+        command -v "$c" >/dev/null || continue
+        # only with OpenMP (libomp-dev): a serial build fails test_gemm's build check
+        if echo 'int main(void){return 0;}' | "$c" -x c -fopenmp - -o /dev/null 2>/dev/null; then
+            CC=$c
+        else
+            echo "sanitize: $c cannot link OpenMP (install libomp-dev); not using it"
+        fi
+        break
     done
 fi
 cc=${CC:-$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("CC").split()[0])')}

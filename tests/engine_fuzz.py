@@ -885,6 +885,14 @@ def worker_main(threads: int) -> None:
                 cli[name] = _check_cli(argv)
             res["cli"] = cli
         proto.write(json.dumps(res) + "\n")
+    # under scripts/sanitize.sh (leak_check_at_exit=0): one leak check of everything the cases
+    # ran, reported to ASan's log_path like the pytest session's
+    import ctypes
+    import gc
+    check = getattr(ctypes.CDLL(None), "__lsan_do_recoverable_leak_check", None)
+    if check is not None:
+        gc.collect()
+        check()
 
 
 # ---- the driver --------------------------------------------------------------------------------
