@@ -254,6 +254,42 @@ def test_pad(mode, opset):
     _check(m, {"x": x}, ort=True, ref=opset < 18)
 
 
+
+@pytest.mark.parametrize("mode", ["reflect", "edge", "wrap", "constant"])
+@pytest.mark.parametrize("pads", [[0, 3, 0, 0], [0, 7, 0, 9], [0, 0, 0, 1], [0, -2, 0, 5]])
+def test_pad_gather_path_matches_numpy(mode, pads):
+    """Pad gathers precomputed indices instead of calling np.pad: np.pad is the oracle, with
+    pads longer than the axis (reflect repeats periodically), a size-1 axis, crops, and two
+    calls with different input widths through the same node (its per-shape plan cache)."""
+    m = _model("Pad", {"x": _randn(2, 5)}, {"p": np.array(pads, np.int64),
+                                           "v": np.array(-2.5, np.float32)},
+               {"mode": mode}, 18)
+    m.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "w"
+    sess = Session(from_onnx(m, optimize=False))
+    for w in (5, 1, 4, 5):
+        x = _randn(2, w)
+        crop = x[:, max(-pads[1], 0):w - max(-pads[3], 0)]
+        width = ((0, 0), (max(pads[1], 0), max(pads[3], 0)))
+        kw = {"constant_values": -2.5} if mode == "constant" else {}
+        if crop.shape[1] == 0 and mode != "constant":
+            with pytest.raises(ShapeError):
+                sess.run({"x": x})
+            continue
+        np.testing.assert_array_equal(sess.run({"x": x})["y0"], np.pad(crop, width, mode, **kw))
+
+
+def test_gather_constant_indices_checked_per_shape():
+    """Constant indices are range-checked once per axis size; a smaller input still fails."""
+    m = _model("Gather", {"x": _randn(6, 3)}, {"i": np.array([5, -6], np.int64)}, {"axis": 0}, 13)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "n"
+    sess = Session(from_onnx(m, optimize=False))
+    x = _randn(6, 3)
+    for _ in range(2):
+        np.testing.assert_array_equal(sess.run({"x": x})["y0"], x[[5, 0]])
+    with pytest.raises(ShapeError, match="indices"):
+        sess.run({"x": _randn(5, 3)})
+    np.testing.assert_array_equal(sess.run({"x": x})["y0"], x[[5, 0]])
+
 ELEMENTWISE = [
     ("HardSigmoid", {"alpha": 0.3, "beta": 0.4}, 7),
     ("HardSigmoid", {}, 13),

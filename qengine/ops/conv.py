@@ -23,7 +23,8 @@ from ..errors import ModelError, ShapeError
 from . import f32_window
 from .activation import ACTIVATION_ATTRS, activation_bounds, apply_activation, check_activation
 from .base import Op, register_op
-from .spatial import WINDOW_ATTRS, Geometry, check_window_attrs, pad_spatial, tap_slices, windows
+from .spatial import (WINDOW_ATTRS, Geometry, GeometryCache, check_window_attrs, pad_spatial,
+                      tap_slices, windows)
 
 #: im2col buffers above this many elements are built one batch item at a time
 _COLS_MAX_ELEMENTS = 1 << 24
@@ -70,6 +71,7 @@ class Conv(Op):
         bounds = activation_bounds(act, self.attrs["fused_activation_params"])
         self.clamp = f32_window.clamp_of(bounds if bounds is not None else (None, None))
         self.post_activation = act if bounds is None else ""
+        self._geos = GeometryCache()
 
     def _weights(self, w, cls=ModelError):
         g = self.attrs["group"]
@@ -100,7 +102,7 @@ class Conv(Op):
             self.fail(f"input of shape {x.shape} does not fit W of shape {w_shape} with group "
                       f"{g} (need rank {n_sp + 2} and {w_shape[1] * g} channels)", ShapeError)
         try:
-            geo = Geometry.resolve(self.attrs, x.shape[2:], w_shape[2:])
+            geo = self._geos.get(self.attrs, x.shape[2:], w_shape[2:])
         except ValueError as e:
             self.fail(str(e), ShapeError)
         if f32_window.supported(x, n_sp) and w.dtype == np.float32:

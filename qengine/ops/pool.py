@@ -19,7 +19,8 @@ import numpy as np
 from ..errors import ModelError, ShapeError
 from . import f32_window
 from .base import Op, register_op
-from .spatial import WINDOW_ATTRS, Geometry, check_window_attrs, pad_spatial, tap_slices
+from .spatial import (WINDOW_ATTRS, Geometry, GeometryCache, check_window_attrs, pad_spatial,
+                      tap_slices)
 
 
 def pool_output_shape(attrs, x_shape) -> tuple[int, ...]:
@@ -42,14 +43,17 @@ class _WindowPool(Op):
     def infer_shapes(cls, attrs, in_shapes, consts):
         return None if in_shapes[0] is None else [pool_output_shape(attrs, in_shapes[0])]
 
+    def prepare(self, initializers):
+        self._geos = GeometryCache()
+
     def geometry(self, x) -> Geometry:
         n = len(self.attrs["kernel_shape"])
         if x.ndim != n + 2:
             self.fail(f"input must have rank {n + 2} for a {n}-D kernel, got shape {x.shape}",
                       ShapeError)
         try:
-            return Geometry.resolve(self.attrs, x.shape[2:],
-                                    ceil_mode=bool(self.attrs["ceil_mode"]))
+            return self._geos.get(self.attrs, x.shape[2:],
+                                  ceil_mode=bool(self.attrs["ceil_mode"]))
         except ValueError as e:
             self.fail(str(e), ShapeError)
 

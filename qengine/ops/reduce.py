@@ -3,6 +3,8 @@
 input (exporters write ReduceMean over H, W for global average pooling)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .base import register_op
@@ -40,7 +42,15 @@ class _Reduce(_ConstInputs):
         if type(self).fn in (np.max, np.min) and any(x.shape[a] == 0 for a in axes):
             # ONNX: an empty max is -inf (or the type's minimum), an empty min +inf (maximum)
             kw["initial"] = _extreme(x.dtype, lowest=type(self).fn is np.max)
-        y = type(self).fn(x, axis=axes, keepdims=bool(self.attrs["keepdims"]), **kw)
+        keep = bool(self.attrs["keepdims"])
+        if type(self).fn is np.mean and x.dtype.kind == "f" and x.dtype.itemsize >= 4:
+            # np.mean's own arithmetic (a sum in the input's float type, then one division by
+            # the count) without its ~8 µs of Python wrapping: same bits, and a streaming
+            # model calls this on tiny tensors every chunk
+            y = np.add.reduce(x, axis=axes, keepdims=keep)
+            count = math.prod(x.shape[a] for a in axes)
+            return (np.asarray(np.true_divide(y, count), dtype=x.dtype),)
+        y = type(self).fn(x, axis=axes, keepdims=keep, **kw)
         return (np.asarray(y, dtype=x.dtype),)
 
 
