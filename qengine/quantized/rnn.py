@@ -144,11 +144,15 @@ class DynamicRNN:
             lens = None if (lens == T).all() else np.ascontiguousarray(lens, np.int32)
         state = []
         for name, v in (("initial_h", initial_h), ("initial_c", initial_c)):
-            s = np.zeros((D, Bt, Hp), np.float32)
             if v is not None:
-                v = np.asarray(v, np.float32)
+                v = np.asarray(v)
                 if v.shape != (D, Bt, H):
                     raise ShapeError(f"{name}: expected {(D, Bt, H)}, got {v.shape}")
+                if Hp == H:       # one copy (the kernels update the state in place)
+                    state.append(np.array(v, np.float32, order="C"))
+                    continue
+            s = np.zeros((D, Bt, Hp), np.float32)
+            if v is not None:
                 s[:, :, :H] = v
             state.append(s)
         h, c = state
@@ -180,6 +184,8 @@ class DynamicRNN:
         return self._finish(Y, h, c)
 
     def _finish(self, Y, h, c):
+        if self.Hp == self.H:       # the state arrays are this call's own: no copy
+            return Y, h, c if self.kind == "lstm" else None
         H = self.H
         Yh = np.ascontiguousarray(h[:, :, :H])
         Yc = np.ascontiguousarray(c[:, :, :H]) if self.kind == "lstm" else None
