@@ -384,3 +384,26 @@ def test_fused_activation_attribute_on_conv_and_gemm():
                {"b": bm})
     np.testing.assert_allclose(Session(gg).run({"a": a})["y"], np.clip(a @ bm, 0, 0.5),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("op,inits,attrs,opset", [
+    ("Slice", {"s": np.array([1, 0], np.int64), "e": np.array([-1, 9], np.int64),
+               "a": np.array([1, 0], np.int64), "st": np.array([2, 1], np.int64)}, {}, 13),
+    ("Squeeze", {"a": np.array([0], np.int64)}, {}, 13),
+    ("Unsqueeze", {"a": np.array([0, -1], np.int64)}, {}, 13),
+])
+def test_shape_ops_plan_cache_follows_the_input_shape(op, inits, attrs, opset):
+    """Slice/Squeeze/Unsqueeze cache their index/shape per input shape: several shapes through
+    one node in turn (a cached one again at the end) match onnx.reference each time, and a
+    shape the node cannot take still fails after a good one."""
+    m = _model(op, {"x": _randn(1, 7)}, inits, attrs, opset)
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_param, dims[1].dim_param = "a", "b"
+    sess = Session(from_onnx(m, optimize=False))
+    for shape in ((1, 7), (1, 3), (1, 12), (1, 7)):
+        x = _randn(*shape)
+        np.testing.assert_array_equal(sess.run({"x": x})["y0"],
+                                      ReferenceEvaluator(m).run(None, {"x": x})[0])
+    if op == "Squeeze":
+        with pytest.raises(ShapeError, match="size is not 1"):
+            sess.run({"x": _randn(2, 7)})

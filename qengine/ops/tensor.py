@@ -31,6 +31,22 @@ class _ConstInputs(Op):
             if arr is not None:
                 self.consts[i] = self.int_vector(arr, f"input {i}", ModelError)
 
+    def planned(self, inputs, make):
+        """make(*inputs) — a plan (index tuple, output shape) that depends only on the input's
+        shape when every steering input present is constant — cached per shape: these ops run
+        on small tensors in streaming models, where rebuilding the plan costs more than the
+        copy or view it makes. Bounded: many distinct shapes just clear the cache."""
+        if any(i not in self.consts for i in range(1, len(inputs)) if inputs[i] is not None):
+            return make(*inputs)
+        cache = self.__dict__.setdefault("_plans", {})
+        plan = cache.get(inputs[0].shape)
+        if plan is None:
+            plan = make(*inputs)
+            if len(cache) >= 64:
+                cache.clear()
+            cache[inputs[0].shape] = plan
+        return plan
+
     def ints(self, inputs, i, what):
         """Input i as an int list (cached constant or run-time tensor), None if omitted."""
         if i in self.consts:
@@ -77,14 +93,17 @@ class Squeeze(_ConstInputs):
     CONST_INPUTS = (1,)
 
     def run(self, x, *rest):
+        return (x.reshape(self.planned((x, *rest), self._shape)),)
+
+    def _shape(self, x, *rest):
         axes = self.ints((x, *rest), 1, "axes")
         if axes is None:
-            return (np.squeeze(x),)
+            return tuple(d for d in x.shape if d != 1)
         axes = tuple(sorted({_norm_axis(self, a, x.ndim, "axes") for a in axes}))
         bad = [a for a in axes if x.shape[a] != 1]
         if bad:
             self.fail(f"cannot squeeze axes {bad} of shape {x.shape} (size is not 1)", ShapeError)
-        return (np.squeeze(x, axis=axes),)
+        return tuple(d for i, d in enumerate(x.shape) if i not in axes)
 
 
 @register_op
@@ -94,6 +113,9 @@ class Unsqueeze(_ConstInputs):
     CONST_INPUTS = (1,)
 
     def run(self, x, axes_in):
+        return (x.reshape(self.planned((x, axes_in), self._shape)),)
+
+    def _shape(self, x, axes_in):
         axes = self.ints((x, axes_in), 1, "axes")
         rank = x.ndim + len(axes)
         axes = sorted(_norm_axis(self, a, rank, "axes") for a in axes)
@@ -102,7 +124,7 @@ class Unsqueeze(_ConstInputs):
         shape = list(x.shape)
         for a in axes:
             shape.insert(a, 1)
-        return (x.reshape(shape),)
+        return tuple(shape)
 
 
 @register_op
@@ -192,6 +214,9 @@ class Slice(_ConstInputs):
     CONST_INPUTS = (1, 2, 3, 4)
 
     def run(self, x, *rest):
+        return (x[self.planned((x, *rest), self._index)],)
+
+    def _index(self, x, *rest):
         inputs = (x, *rest)
         starts, ends = self.ints(inputs, 1, "starts"), self.ints(inputs, 2, "ends")
         axes = self.ints(inputs, 3, "axes")
@@ -211,7 +236,7 @@ class Slice(_ConstInputs):
                 self.fail(f"axes repeat or a step is 0 (axes {axes}, steps {steps})", ShapeError)
             seen.add(a)
             index[a] = onnx_slice(s, e, st, x.shape[a])
-        return (x[tuple(index)],)
+        return tuple(index)
 
 
 @register_op
