@@ -30,15 +30,19 @@ class _ConstInputs(Op):
             arr = self.const_input(initializers, i)
             if arr is not None:
                 self.consts[i] = self.int_vector(arr, f"input {i}", ModelError)
+        # every steering input the node has is constant: plans depend on the input shape only
+        self._shape_only = all(i in self.consts for i in range(1, len(self.node.inputs))
+                               if self.input_name(i))
+        self._plans = {}
 
     def planned(self, inputs, make):
         """make(*inputs) — a plan (index tuple, output shape) that depends only on the input's
         shape when every steering input present is constant — cached per shape: these ops run
         on small tensors in streaming models, where rebuilding the plan costs more than the
         copy or view it makes. Bounded: many distinct shapes just clear the cache."""
-        if any(i not in self.consts for i in range(1, len(inputs)) if inputs[i] is not None):
+        if not self._shape_only:
             return make(*inputs)
-        cache = self.__dict__.setdefault("_plans", {})
+        cache = self._plans
         plan = cache.get(inputs[0].shape)
         if plan is None:
             plan = make(*inputs)
@@ -372,10 +376,6 @@ class Pad(_ConstInputs):
             raise ModelError(f"node {node.name!r} (Pad): mode {attrs['mode']!r} is not one of "
                              f"{sorted(_PAD_MODES)}")
 
-    def prepare(self, initializers):
-        super().prepare(initializers)
-        self._plans = {}        # (shape, pads, axes) -> (crop slices, [(before, after)] per axis)
-
     def _plan(self, x, pads, axes):
         axes = list(range(x.ndim)) if axes is None else \
             [_norm_axis(self, a, x.ndim, "axes") for a in axes]
@@ -392,6 +392,7 @@ class Pad(_ConstInputs):
         inputs = (x, *rest)
         pads = self.ints(inputs, 1, "pads")
         axes = self.ints(inputs, 3, "axes")
+        # (shape, pads, axes) -> (crop slices, [(before, after)] per axis)
         key = (x.shape, tuple(pads), None if axes is None else tuple(axes))
         plan = self._plans.get(key)
         if plan is None:
