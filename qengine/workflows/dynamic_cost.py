@@ -18,8 +18,8 @@ The model (µs, one thread; terms are linear in work counts the node's weights a
               gathers byte by byte when Cin/g is not a multiple of 4: image stems), or,
               depthwise, P·ceil(C/64)·64·taps (vpdpbusd lanes, 1 in 4 useful)
   float conv  C_F + B·E_in + X·P·K·g + work_f / R_f + O_f·E_out
-              im2col copy of P·K·g elements (none for a 1×1 stride-1 conv), BLAS MACs, or,
-              depthwise, one NumPy multiply-add pass per tap over the output
+              im2col copy of P·K·g elements (none for a 1×1 stride-1 conv), the compiled FP32
+              GEMM's MACs, or, depthwise, the compiled kernel's taps × outputs
   linear      the same shape: quantize M·K, GEMM, dequantize M·N; float: one BLAS call
 
 When the sizes are static (shape inference on the float graph) the whole call is compared,
@@ -35,14 +35,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Fitted by bench/dynamic_cost.py on the reference machine (AMD EPYC Zen 4, 2 vCPUs, AVX-512
-# VNNI, 1 thread); see BENCHMARKS.md "Dynamic-int8 convolutions". Units: µs, and µs per element
-# or per MAC.
-INT8 = {"call": 11.9, "quant_in": 3.23e-4, "out": 1.88e-4, "gemm_mac": 5.19e-6, "pack": 4.7e-6,
-        "gather": 5.49e-4, "dw_lane": 2.84e-5,
-        "lin_call": 11.0, "lin_quant": 4.63e-4, "lin_out": 2.66e-4, "lin_mac": 4.28e-6}
-FLOAT = {"call": 23.1, "pad_in": 1.07e-3, "im2col": 1.71e-4, "gemm_mac": 2.24e-5,
-         "dw_tap": 4.43e-4, "out": 2.39e-4, "lin_call": 10.1, "lin_mac": 2.46e-5}
+# Fitted by bench/dynamic_cost.py --fit on the reference machine (AMD EPYC Zen 4, 2 vCPUs,
+# AVX-512 VNNI, 1 thread); refitted 2026-11-29 after the FP32 convolutions were compiled (see
+# BENCHMARKS.md). Units: µs, and µs per element or per MAC.
+INT8 = {"call": 5.14, "quant_in": 4.09e-4, "out": 1.87e-4, "gemm_mac": 5.16e-6, "pack": 5.55e-6,
+        "gather": 4.89e-4, "dw_lane": 2.93e-5,
+        "lin_call": 5.16, "lin_quant": 5.43e-4, "lin_out": 1.29e-4, "lin_mac": 4.26e-6}
+FLOAT = {"call": 7.56, "pad_in": 4.68e-4, "im2col": 8.92e-5, "gemm_mac": 2.07e-5,
+         "dw_tap": 3.65e-5, "out": 4.73e-5, "lin_call": 4.33, "lin_mac": 1.97e-5}
 MARGIN = 1.15
 
 
