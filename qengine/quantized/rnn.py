@@ -157,12 +157,15 @@ class DynamicRNN:
             state.append(s)
         h, c = state
         kind = _rnn.LSTM if self.kind == "lstm" else _rnn.GRU
-        Y = np.zeros((T, D, Bt, H), np.float32)
+        # the time loop writes all of Y (0 past a row's length), except where a ragged reverse
+        # direction scatters its steps (below); np.zeros cost a 3 MB memset per batch-16 layer
+        ragged_reverse = lens is not None and (self.direction == "reverse" or D == 2)
+        Y = (np.zeros if ragged_reverse or T == 0 or Bt == 0 else np.empty)((T, D, Bt, H),
+                                                                             np.float32)
         if T == 0 or Bt == 0:
             return self._finish(Y, h, c)
         # ragged reverse directions gather gx (below): they keep the up-front projection
-        fused = (self.kind == "lstm" and Bt >= self._fuse_min_b and
-                 (lens is None or (self.direction == "forward" and D == 1)))
+        fused = self.kind == "lstm" and Bt >= self._fuse_min_b and not ragged_reverse
         if not fused:
             gx = _rnn.project(X.reshape(T * Bt, self.I), 1 if self.per_row else Bt, self._w,
                               self._w_scale, self._gx_bias, nthreads)
