@@ -519,10 +519,11 @@ static void qe_rnn_member_shared(const qe_rnn_shared *sh, qe_rnn_local *x, const
 /* Fused projection: quantize and pack x of steps [s0, s1) (tmp: B × I padded bytes). */
 static void qe_rnn_quantize_x(const qe_rnn_shared *sh, uint8_t *tmp, long s0, long s1) {
     const qe_rnn_layer *L = sh->L;
-    for (long s = s0; s < s1; s++)
+    for (long s = s0; s < s1; s++) {
+        const size_t q = (size_t)s * sh->xq_step;
         qe_rnn_quantize_rows(sh, L->x + s * L->x_s, (size_t)L->x_b, (size_t)L->input_size, tmp,
-                             sh->xpack + (size_t)s * sh->xstep, sh->x_scale + (size_t)s * sh->xq_step,
-                             sh->x_zp + (size_t)s * sh->xq_step);
+                             sh->xpack + (size_t)s * sh->xstep, sh->x_scale + q, sh->x_zp + q);
+    }
 }
 
 static int qe_rnn_layer_run(const qe_rnn_layer *L) {
@@ -534,9 +535,9 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
         return QE_RNN_EARG;
     const int fused = L->x != NULL;
     if (fused && (!L->w || L->w->isa != L->isa)) return QE_RNN_EISA;
-    if (fused && (L->kind != QE_RNN_LSTM || L->input_size < 1 || L->w->k != L->input_size || L->w_row0 < 0 ||
-                  L->w_row0 % rec->nr || L->w->n < L->w_row0 + G * L->Hp || !L->w_scale ||
-                  !L->w_bias || L->x_b < L->input_size))
+    if (fused && (L->kind != QE_RNN_LSTM || L->input_size < 1 || L->w->k != L->input_size ||
+                  L->w_row0 < 0 || L->w_row0 % rec->nr || L->w->n < L->w_row0 + G * L->Hp ||
+                  !L->w_scale || !L->w_bias || L->x_b < L->input_size))
         return QE_RNN_EARG;
     qe_rnn_shared sh;
     memset(&sh, 0, sizeof sh);
@@ -553,8 +554,8 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
     const size_t nc = 2 * (size_t)nt * sizeof(qe_rnn_counter);
     const size_t nl = qe_gemm_round_up(qe_rnn_local_bytes(rec, (size_t)L->B, (size_t)L->Hp), 64);
     /* fused: every step's packed x and qparams, and per member a row buffer to quantize into */
-    const size_t kpi = fused ? qe_gemm_round_up((size_t)L->input_size, rec->kpad) : 0;
-    const size_t xstep = fused ? qe_gemm_round_up(qe_gemm_packed_a_bytes(rec, (size_t)L->B, (size_t)L->input_size), 64) : 0;
+    const size_t nin = fused ? (size_t)L->input_size : 0, kpi = qe_gemm_round_up(nin, rec->kpad);
+    const size_t xstep = qe_gemm_round_up(qe_gemm_packed_a_bytes(rec, (size_t)L->B, nin), 64);
     const size_t xq_step = L->per_row ? (size_t)L->B : 1;
     const size_t nxq = qe_gemm_round_up((size_t)L->T * xq_step * 8, 64);
     const size_t nxt = qe_gemm_round_up((size_t)L->B * kpi, 64);
@@ -577,7 +578,7 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
         sh.x_scale = (float *)(xmem + (size_t)L->T * xstep);
         sh.x_zp = (int32_t *)(sh.x_scale + (size_t)L->T * xq_step);
     }
-    uint8_t *xtmp = (uint8_t *)(xmem + (size_t)L->T * xstep + nxq);
+    uint8_t *xtmp = fused ? (uint8_t *)(xmem + (size_t)L->T * xstep + nxq) : NULL;
     float *f = (float *)mem;
     sh.hbuf[0] = f;
     sh.hbuf[1] = f + BH;
