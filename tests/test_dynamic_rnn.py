@@ -197,7 +197,7 @@ def test_fused_projection_bit_exact(direction, per_row, ragged, two_threads, mon
     Wq, Ws = _quantized(W)
     Rq, Rs = _quantized(R)
     assert np.abs(Wq).max() == 127
-    for nb in (_rnn.FUSE_MIN_B - 1, _rnn.FUSE_MIN_B, 9, 16, 17, 32):
+    for nb in (_rnn.FUSE_MIN_B - 1, _rnn.FUSE_MIN_B, 8, 9, 16, 17, 32):
         X = rng.standard_normal((T, nb, I)).astype(np.float32)
         X[0, 0] = 1e4
         X[0, 1, ::2] = -1e4                                  # u8 0 and 255 in one step
