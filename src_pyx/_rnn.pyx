@@ -59,7 +59,8 @@ from qengine._runtime import ISA_NAMES
 
 cdef extern from "qengine/rnn/qe_rnn_dynamic.h" nogil:
     enum:
-        QE_RNN_NB, QE_RNN_LSTM, QE_RNN_GRU, QE_RNN_OK, QE_RNN_EARG, QE_RNN_ENOMEM, QE_RNN_EISA
+        QE_RNN_NB, QE_RNN_FUSE_MIN_B, QE_RNN_LSTM, QE_RNN_GRU, QE_RNN_OK, QE_RNN_EARG,
+        QE_RNN_ENOMEM, QE_RNN_EISA
     ctypedef struct qe_rnn_layer:
         int32_t kind, T, B, H, Hp, per_row, linear_before_reset
         float *gx
@@ -73,9 +74,16 @@ cdef extern from "qengine/rnn/qe_rnn_dynamic.h" nogil:
         const float *r_scale
         const float *r_bias
         int32_t isa, nthreads
+        const float *x
+        Py_ssize_t x_s, x_b
+        int32_t input_size, w_row0
+        const qe_packed_w *w
+        const float *w_scale
+        const float *w_bias
     int qe_rnn_layer_run(const qe_rnn_layer *L)
 
 BLOCK = QE_RNN_NB
+FUSE_MIN_B = QE_RNN_FUSE_MIN_B
 LSTM = QE_RNN_LSTM
 GRU = QE_RNN_GRU
 
@@ -150,12 +158,25 @@ def project(x, int group, pw, w_scale, bias, int nthreads):
 
 
 def recur(int kind, float[:, :, :] gx, rpw, r_scale, r_bias, float[:, ::1] h, c, lens, y,
-          int H, bint per_row, bint linear_before_reset, bint reverse, int nthreads):
+          int H, bint per_row, bint linear_before_reset, bint reverse, int nthreads,
+          const float[:, :, ::1] x=None, wpw=None, w_scale=None, w_bias=None, int w_row0=0):
     """Run the time loop of one direction. gx [T, B, G·Hp] (a view; rows of each step are
-    updated in place), h [B, Hp] (and c for LSTM) in/out, y [T, B, ≥H] view or None."""
+    updated in place), h [B, Hp] (and c for LSTM) in/out, y [T, B, ≥H] view or None.
+    LSTM with B ≥ FUSE_MIN_B may pass gx=None and x [T, B, I] with the packed W of all
+    directions (wpw, w_scale, w_bias = the gx bias) and this direction's first row w_row0:
+    each step then projects its own x (qe_rnn_dynamic.h)."""
     cdef int G = 4 if kind == QE_RNN_LSTM else 3
-    cdef int T = gx.shape[0], B = gx.shape[1], Hp = h.shape[1]
+    cdef int T, B, Hp = h.shape[1]
     cdef qe_packed_w r = _packed(rpw)
+    cdef qe_packed_w w
+    cdef const float[::1] wsv
+    cdef const float[::1] wbv
+    if x is not None:
+        if gx is not None or wpw is None or w_scale is None or w_bias is None:
+            raise ValueError("recur: x comes with wpw, w_scale, w_bias and without gx")
+        T, B = x.shape[0], x.shape[1]
+    else:
+        T, B = gx.shape[0], gx.shape[1]
     cdef int isa = r.isa
     cdef const float[::1] rs = r_scale
     cdef const float[::1] rb
@@ -163,7 +184,7 @@ def recur(int kind, float[:, :, :] gx, rpw, r_scale, r_bias, float[:, ::1] h, c,
     cdef float[:, :, :] yv
     cdef const int32_t[::1] lv
     cdef qe_rnn_layer L
-    if gx.strides[2] != 4 or gx.shape[2] != G * Hp or h.shape[0] != B:
+    if (gx is not None and (gx.strides[2] != 4 or gx.shape[2] != G * Hp)) or h.shape[0] != B:
         raise ValueError("recur: inconsistent gx/h shapes")
     L.kind = kind
     L.T = T
@@ -172,9 +193,31 @@ def recur(int kind, float[:, :, :] gx, rpw, r_scale, r_bias, float[:, ::1] h, c,
     L.Hp = Hp
     L.per_row = per_row
     L.linear_before_reset = linear_before_reset
-    L.gx_s = gx.strides[0] // 4
-    L.gx_b = gx.strides[1] // 4
-    L.gx = &gx[0, 0, 0] if T else NULL
+    L.gx = NULL
+    L.gx_s = L.gx_b = 0
+    if gx is not None:
+        L.gx_s = gx.strides[0] // 4
+        L.gx_b = gx.strides[1] // 4
+        L.gx = &gx[0, 0, 0] if T else NULL
+    L.x = NULL
+    L.x_s = L.x_b = 0
+    L.input_size = L.w_row0 = 0
+    L.w = NULL
+    L.w_scale = L.w_bias = NULL
+    if x is not None:
+        w = _packed(wpw)
+        wsv = w_scale
+        wbv = w_bias
+        if wsv.shape[0] != w.n or wbv.shape[0] != w.n:
+            raise ValueError("recur: W scales/bias do not match W")
+        L.x_s = x.strides[0] // 4
+        L.x_b = x.strides[1] // 4
+        L.x = &x[0, 0, 0] if T and B else NULL
+        L.input_size = x.shape[2]
+        L.w_row0 = w_row0
+        L.w = &w
+        L.w_scale = &wsv[0]
+        L.w_bias = &wbv[0]
     L.h = &h[0, 0]
     L.c = NULL
     L.lens = NULL
@@ -201,8 +244,12 @@ def recur(int kind, float[:, :, :] gx, rpw, r_scale, r_bias, float[:, ::1] h, c,
         L.y_b = yv.strides[1] // 4
     if reverse and T:
         # walk gx and y backwards: processing step s is time T-1-s
-        L.gx = &gx[T - 1, 0, 0]
-        L.gx_s = -L.gx_s
+        if L.gx != NULL:
+            L.gx = &gx[T - 1, 0, 0]
+            L.gx_s = -L.gx_s
+        if L.x != NULL:
+            L.x = &x[T - 1, 0, 0]
+            L.x_s = -L.x_s
         if L.y != NULL:
             L.y = &yv[T - 1, 0, 0]
             L.y_s = -L.y_s

@@ -170,6 +170,60 @@ def test_one_and_two_threads_identical(kind, lbr, two_threads):
                     np.testing.assert_array_equal(g2, w, err_msg=f"isa={isa} batch={nb}")
 
 
+@pytest.mark.parametrize("direction,per_row,ragged",
+                         [("forward", False, False), ("forward", True, True),
+                          ("reverse", False, False), ("bidirectional", True, False),
+                          ("bidirectional", False, True)])
+def test_fused_projection_bit_exact(direction, per_row, ragged, two_threads, monkeypatch):
+    """Batched LSTM (B ≥ FUSE_MIN_B): each block projects its step's x into an L1 tile instead
+    of reading the up-front gx. Same bits as the up-front projection and as the NumPy
+    definition, on every ISA, 1 and 2 threads, batches around the row tiles; inputs span u8
+    0..255 (±1e4 against 0) with weights at ±127, padded hidden units and odd K."""
+    from qengine._ext import _rnn
+    from qengine.quantized import rnn as rnn_mod
+    projections = []
+
+    class Counting:                                          # counts up-front projections
+        def __getattr__(self, name):
+            if name == "project":
+                return lambda *a, **k: projections.append(1) or _rnn.project(*a, **k)
+            return getattr(_rnn, name)
+    monkeypatch.setattr(rnn_mod, "_rnn", Counting())
+    rng = np.random.default_rng(zlib.crc32(repr(("fused", direction, per_row, ragged)).encode()))
+    D = 2 if direction == "bidirectional" else 1
+    I, H, T = 33, 45, 4
+    W, R, B = _weights(rng, "lstm", D, I, H)
+    W[:, ::5] = np.sign(W[:, ::5]) * 3.0                  # rows at ±127 after quantization
+    Wq, Ws = _quantized(W)
+    Rq, Rs = _quantized(R)
+    assert np.abs(Wq).max() == 127
+    for nb in (_rnn.FUSE_MIN_B - 1, _rnn.FUSE_MIN_B, 8, 9, 16, 17, 32):
+        X = rng.standard_normal((T, nb, I)).astype(np.float32)
+        X[0, 0] = 1e4
+        X[0, 1, ::2] = -1e4                                  # u8 0 and 255 in one step
+        X[1, 2] = 0.0
+        lens = rng.integers(0, T + 1, nb).astype(np.int32) if ragged else None
+        h0 = (rng.standard_normal((D, nb, H)) * 0.5).astype(np.float32)
+        c0 = (rng.standard_normal((D, nb, H)) * 0.5).astype(np.float32)
+        want = dynamic_rnn_ref("lstm", X, Wq, Ws, Rq, Rs, B, lens, h0, c0, direction=direction,
+                               per_row=per_row)
+        for isa in ISAS:
+            layer = DynamicRNN("lstm", Wq, Ws, Rq, Rs, B, direction=direction, per_row=per_row,
+                               isa=isa)
+            for nt in (1, 2):
+                projections.clear()
+                fused = layer(X, lens, h0, c0, nthreads=nt)
+                # ragged reverse directions gather gx, so they keep the up-front projection
+                assert len(projections) == (nb < _rnn.FUSE_MIN_B or (ragged and D == 2)), nb
+                layer._fuse_min_b = 1 << 30
+                upfront = layer(X, lens, h0, c0, nthreads=nt)
+                del layer._fuse_min_b
+                ctx = f"isa={isa} batch={nb} threads={nt}"
+                for f, u, w in zip(fused, upfront, want):
+                    np.testing.assert_array_equal(f, u, err_msg=ctx)
+                    np.testing.assert_array_equal(f, w, err_msg=ctx)
+
+
 @pytest.mark.parametrize("kind,direction,lbr", [("lstm", "forward", 0), ("lstm", "bidirectional", 0),
                                                 ("gru", "forward", 1), ("gru", "reverse", 0)])
 def test_close_to_float64_reference(kind, direction, lbr):

@@ -117,6 +117,10 @@ class DynamicRNN:
         self._gx_bias = np.ascontiguousarray(np.concatenate(gx_bias), np.float32)
         self.nbytes = self._w.nbytes + sum(r[0].nbytes for r in self._r)
 
+    # From this batch on an LSTM projects each step's x inside the time loop (fused; the same
+    # bits as the up-front projection, qe_rnn_dynamic.h says why it is faster); tests lower it.
+    _fuse_min_b = _rnn.FUSE_MIN_B
+
     @classmethod
     def from_float(cls, kind, W, R, B=None, **kw):
         """Quantize float W [D, G·H, I] and R [D, G·H, H] per output row and build the layer."""
@@ -157,18 +161,29 @@ class DynamicRNN:
             state.append(s)
         h, c = state
         kind = _rnn.LSTM if self.kind == "lstm" else _rnn.GRU
-        Y = np.zeros((T, D, Bt, H), np.float32)
+        # the time loop writes all of Y (0 past a row's length), except where a ragged reverse
+        # direction scatters its steps (below); np.zeros cost a 3 MB memset per batch-16 layer
+        ragged_reverse = lens is not None and (self.direction == "reverse" or D == 2)
+        Y = (np.zeros if ragged_reverse or T == 0 or Bt == 0 else np.empty)((T, D, Bt, H),
+                                                                             np.float32)
         if T == 0 or Bt == 0:
             return self._finish(Y, h, c)
-        gx = _rnn.project(X.reshape(T * Bt, self.I), 1 if self.per_row else Bt, self._w,
-                          self._w_scale, self._gx_bias, nthreads)
-        gx = gx.reshape(T, Bt, D * G * Hp)
+        # ragged reverse directions gather gx (below): they keep the up-front projection
+        fused = self.kind == "lstm" and Bt >= self._fuse_min_b and not ragged_reverse
+        if not fused:
+            gx = _rnn.project(X.reshape(T * Bt, self.I), 1 if self.per_row else Bt, self._w,
+                              self._w_scale, self._gx_bias, nthreads)
+            gx = gx.reshape(T, Bt, D * G * Hp)
         for d in range(D):
             reverse = self.direction == "reverse" or d == 1
             rpw, r_scale, r_bias = self._r[d]
-            g = gx[:, :, d * G * Hp:(d + 1) * G * Hp]
             cd = c[d] if self.kind == "lstm" else None
             args = (rpw, r_scale, r_bias, h[d], cd, lens)
+            if fused:
+                _rnn.recur(_rnn.LSTM, None, *args, Y[:, d], H, self.per_row, 0, reverse, nthreads,
+                           X, self._w, self._w_scale, self._gx_bias, d * G * Hp)
+                continue
+            g = gx[:, :, d * G * Hp:(d + 1) * G * Hp]
             if reverse and lens is not None:
                 # ragged reverse: row b starts from its own last step; gather processing order
                 idx = np.clip(lens[None, :] - 1 - np.arange(T)[:, None], 0, None)

@@ -1,7 +1,9 @@
 /* Dynamic-int8 LSTM and GRU layers: the whole time loop of one direction in C, GIL-free.
  *
  * The caller (src_pyx/_rnn.pyx) has already computed the input projection of every time step in
- * one GEMM, gx[s, b, :] = X·Wᵀ (+ biases), and packed the recurrent weights R once. Each step:
+ * one GEMM, gx[s, b, :] = X·Wᵀ (+ biases), and packed the recurrent weights R once; or, for a
+ * batched LSTM (B ≥ QE_RNN_FUSE_MIN_B), hands in X and the packed W instead, and each block
+ * computes its x_s·Wᵀ (+ biases) into a tile in L1 right before R·h (below). Each step:
  *   1. quantize h (u8, asymmetric, per tensor or per batch row; numerics.md), pack it as the
  *      GEMM's A operand;
  *   2. per block of units, R·h through the record's fused dequantizing kernels (batch 1: the
@@ -47,6 +49,16 @@
 
 #define QE_RNN_NB 32                   /* multiple of every GEMM kernel's NR */
 #define QE_RNN_PAR_MIN_MACS (1 << 17)  /* per step; below it one thread is faster */
+/* From this batch on, an LSTM layer takes X and W rather than gx (the caller decides, with this
+ * constant). A batched step is compute-bound (dot products at the vpdpbusd rate), and the
+ * separate projection cost a round trip of gx through memory: written as [T·B, 4·Hp] floats
+ * (13 MB for 16 × 100 steps × 2048), read back step by step, ~1.2 ms per layer on one core above
+ * the projection's own MACs. Fused, the block's x_s·Wᵀ lands in an L1 tile that R·h then
+ * accumulates into: the same kernels and epilogues in the same order, hence the same bits. W
+ * then streams once per step, as R does; a batch-1 step is bound by that streaming, so small
+ * batches keep the one up-front GEMM (measured, (I, 512) layer, fused / up-front: B = 2 1.11,
+ * B = 3 1.00, B = 4 0.95, B = 8 0.91-0.94, B = 16 0.75-0.9 on 1 and 2 threads). */
+#define QE_RNN_FUSE_MIN_B 4
 
 enum { QE_RNN_LSTM = 0, QE_RNN_GRU = 1 };
 
@@ -64,6 +76,14 @@ typedef struct qe_rnn_layer {
     const float *r_scale;              /* [G·Hp] */
     const float *r_bias;               /* GRU: Rb in block order [G·Hp]; LSTM: NULL (in gx) */
     int32_t isa, nthreads;
+    /* fused input projection (LSTM; gx then unused, NULL): x[s*x_s + b*x_b + k], k < input_size, in
+     * processing order like gx; W rows [w_row0, w_row0 + G·Hp) of w (block order, as R), their
+     * scales and the gx bias (Wb + Rb) at the same rows. x = NULL: gx is given. */
+    const float *x;
+    ptrdiff_t x_s, x_b;
+    int32_t input_size, w_row0;   /* I (complex.h makes "I" a macro) */
+    const qe_packed_w *w;
+    const float *w_scale, *w_bias;
 } qe_rnn_layer;
 
 enum { QE_RNN_OK = 0, QE_RNN_EARG = -1, QE_RNN_ENOMEM = -2, QE_RNN_EISA = -3 };
@@ -76,6 +96,14 @@ typedef struct qe_rnn_shared {
     float *hbuf[2];                    /* double-buffered h, [B, Hp] each */
     float *s;                          /* GRU: R·h (+Rb) for the step, [B, G·Hp] */
     float *rh;                         /* GRU lbr=0: r ⊙ h, [B, Hp] */
+    /* fused input projection: W's rows of this layer, and every step's x quantized and packed
+     * up front (xpack + s·xstep bytes; qparams at s·xq_step) */
+    qe_packed_w w;
+    const float *w_scale, *w_bias;
+    uint8_t *xpack;
+    size_t xstep, xq_step;
+    float *x_scale;
+    int32_t *x_zp;
 } qe_rnn_shared;
 
 /* Per-thread scratch: quantized h, its packed panels, per-row qparams, one int32 tile. All of
@@ -87,12 +115,14 @@ typedef struct qe_rnn_local {
     float *a_scale;
     int32_t *a_zp;
     int32_t *tile;
+    float *gt;                         /* fused projection: the block's gates, [B, 4·NB] */
 } qe_rnn_local;
 
 static size_t qe_rnn_local_bytes(const qe_gemm_kernel_rec *r, size_t B, size_t Hp) {
     const size_t kp = qe_gemm_round_up(Hp, r->kpad);
     return qe_gemm_round_up(B * kp, 64) + qe_gemm_round_up(qe_gemm_packed_a_bytes(r, B, Hp), 64) +
-           qe_gemm_round_up(B * 8, 64) + (size_t)QE_GEMM_MR_MAX * QE_GEMM_NR_MAX * 4;
+           qe_gemm_round_up(B * 8, 64) + (size_t)QE_GEMM_MR_MAX * QE_GEMM_NR_MAX * 4 +
+           B * 4 * QE_RNN_NB * sizeof(float);
 }
 
 /* mem: qe_rnn_local_bytes(), 64-aligned */
@@ -108,87 +138,120 @@ static void qe_rnn_local_init(qe_rnn_local *x, const qe_gemm_kernel_rec *r, size
     x->apack = p;            p += ap;
     x->a_scale = (float *)p;
     x->a_zp = (int32_t *)(p + B * 4);
+    x->gt = (float *)(p + qe_gemm_round_up(B * 8, 64));
     memset(x->hq, 0, hq);
     memset(x->apack, 0, ap);
 }
 
-/* Quantize rows [0, B) of h (stride Hp) into x->hq (stride kp) and pack them as the A operand. */
-static void qe_rnn_quantize_h(const qe_rnn_shared *sh, qe_rnn_local *x, const float *h) {
+/* Quantize B rows of K values (row stride ld) into hq (stride kp = K padded) and pack them as
+ * the A operand apack. */
+static void qe_rnn_quantize_rows(const qe_rnn_shared *sh, const float *src0, size_t ld, size_t K,
+                                 uint8_t *hq, uint8_t *apack, float *a_scale, int32_t *a_zp) {
     const qe_rnn_layer *L = sh->L;
     const qe_gemm_kernel_rec *r = sh->rec;
-    const size_t B = (size_t)L->B, Hp = (size_t)L->Hp, kp = qe_gemm_round_up(Hp, r->kpad);
-    qe_dynq_u8(L->isa, B, Hp, h, Hp, L->per_row, x->hq, kp, x->a_scale, x->a_zp);
+    const size_t B = (size_t)L->B, kp = qe_gemm_round_up(K, r->kpad);
+    qe_dynq_u8(L->isa, B, K, src0, ld, L->per_row, hq, kp, a_scale, a_zp);
     /* Pack only the B real rows (the generic packer also zero-fills the panel's unused rows,
      * which dominated a batch-1 step): a kernel given mr rows reads no others, and the
      * epilogue ignores tile rows ≥ mr in any case. */
     const size_t mr = (size_t)r->mr, kr = (size_t)r->kr, kg = kp / kr;
     for (size_t i = 0; i < B; i++) {
-        const uint8_t *src = x->hq + i * kp;
+        const uint8_t *src = hq + i * kp;
         const size_t base = ((i / mr) * kg * mr + i % mr) * kr;
-        if (r->elem == 1) {
-            uint8_t *dst = x->apack + base;
+        if (r->elem == 1 && kr == 4) {
+            /* a memcpy of constant size is one 32-bit move; with the record's kr it was a libc
+             * call per group, 2048 calls (5 µs, 4% of the layer) per batch-16 step */
+            uint8_t *dst = apack + base;
+            for (size_t g = 0; g < kg; g++) memcpy(dst + g * mr * 4, src + g * 4, 4);
+        } else if (r->elem == 1) {
+            uint8_t *dst = apack + base;
             for (size_t g = 0; g < kg; g++) memcpy(dst + g * mr * kr, src + g * kr, kr);
         } else {
-            uint16_t *dst = (uint16_t *)x->apack + base;
+            uint16_t *dst = (uint16_t *)apack + base;
             for (size_t g = 0; g < kg; g++)
                 for (size_t q = 0; q < kr; q++) dst[g * mr * kr + q] = src[g * kr + q];
         }
     }
 }
 
-/* R-rows [n0, n1) (whole panels) against the packed h; the F32 epilogue writes or accumulates
- * into out[b*ldo + n]. With the record's fused dequantizing kernels (qe_gemm_params.h) the dot
- * products go from registers straight into out; otherwise ukernel/gemv + epilogue, the same bits. */
-static void qe_rnn_gemv(const qe_rnn_shared *sh, qe_rnn_local *x, size_t n0, size_t n1,
-                        float *out, size_t ldo, const float *bias, int accumulate) {
-    const qe_rnn_layer *L = sh->L;
+static void qe_rnn_quantize_h(const qe_rnn_shared *sh, qe_rnn_local *x, const float *h) {
+    const size_t Hp = (size_t)sh->L->Hp;
+    qe_rnn_quantize_rows(sh, h, Hp, Hp, x->hq, x->apack, x->a_scale, x->a_zp);
+}
+
+/* One product of a step: packed weights (block order) and their scales against B packed rows
+ * of activations with their qparams. */
+typedef struct qe_rnn_operand {
+    const qe_packed_w *w;
+    const float *w_scale;
+    const uint8_t *apack;
+    const float *a_scale;
+    const int32_t *a_zp;
+} qe_rnn_operand;
+
+/* Weight rows [n0, n1) (whole panels) against the packed activations; the F32 epilogue writes
+ * or accumulates into out[b*ldo + n − ocol] (+ bias[n]). With the record's fused dequantizing
+ * kernels (qe_gemm_params.h) the dot products go from registers straight into out; otherwise
+ * ukernel/gemv + epilogue, the same bits. */
+static void qe_rnn_dot(const qe_rnn_shared *sh, const qe_rnn_operand *op, int32_t *tile,
+                       size_t n0, size_t n1, float *out, size_t ldo, size_t ocol,
+                       const float *bias, int accumulate) {
     const qe_gemm_kernel_rec *r = sh->rec;
-    const size_t B = (size_t)L->B, kg = (size_t)L->r->kp / r->kr, nr = (size_t)r->nr;
+    const size_t B = (size_t)sh->L->B, kg = (size_t)op->w->kp / r->kr, nr = (size_t)r->nr;
     const size_t apanel = (size_t)r->mr * kg * r->kr * r->elem;
     const size_t wpanel = nr * kg * r->kr * r->elem;
-    const size_t row_step = L->per_row ? 1 : 0;
+    /* the column-indexed parameters start at out's first column, ocol */
+    qe_packed_w wv = *op->w;
+    wv.colsum += ocol;
     qe_gemm_epilogue ep;
     memset(&ep, 0, sizeof ep);
     ep.kind = QE_EPI_F32;
-    ep.a_zp = x->a_zp;
-    ep.a_scale = x->a_scale;
-    ep.row_step = (int32_t)row_step;
-    ep.w_scale = L->r_scale;
-    ep.bias = bias;
+    ep.a_zp = op->a_zp;
+    ep.a_scale = op->a_scale;
+    ep.row_step = sh->L->per_row ? 1 : 0;
+    ep.w_scale = op->w_scale + ocol;
+    ep.bias = bias ? bias + ocol : NULL;
     ep.accumulate = accumulate;
     if (B == 1 && r->gemv) {
         const size_t a_stride = (size_t)r->mr * r->kr * r->elem;
         for (size_t n = n0; n < n1; n += 4 * nr) {
             const size_t np = (n1 - n) / nr < 4 ? (n1 - n) / nr : 4;
-            const char *wp = (const char *)L->r->data + (n / nr) * wpanel;
+            const char *wp = (const char *)op->w->data + (n / nr) * wpanel;
             if (r->gemv_dequant) {
-                const qe_gemm_dequant_tile q = qe_gemm_dequant_tile_at(L->r, &ep, out, ldo, 0, n,
-                                                                       np * nr);
-                r->gemv_dequant(np, kg, x->apack, a_stride, wp, wpanel, &q);
+                const qe_gemm_dequant_tile q = qe_gemm_dequant_tile_at(&wv, &ep, out, ldo, 0,
+                                                                       n - ocol, np * nr);
+                r->gemv_dequant(np, kg, op->apack, a_stride, wp, wpanel, &q);
                 continue;
             }
-            r->gemv(np, kg, x->apack, a_stride, wp, wpanel, x->tile);
-            const qe_gemm_tile t = {x->tile, np * nr, 1, np * nr, 0, n, NULL};
-            r->epilogue(&t, L->r, &ep, out, ldo);
+            r->gemv(np, kg, op->apack, a_stride, wp, wpanel, tile);
+            const qe_gemm_tile t = {tile, np * nr, 1, np * nr, 0, n - ocol, NULL};
+            r->epilogue(&t, &wv, &ep, out, ldo);
         }
         return;
     }
     for (size_t n = n0; n < n1; n += nr) {
-        const char *wp = (const char *)L->r->data + (n / nr) * wpanel;
+        const char *wp = (const char *)op->w->data + (n / nr) * wpanel;
         for (size_t m0 = 0; m0 < B; m0 += r->mr) {
             const size_t mr = B - m0 < (size_t)r->mr ? B - m0 : (size_t)r->mr;
-            const uint8_t *ap = x->apack + (m0 / r->mr) * apanel;
+            const uint8_t *ap = op->apack + (m0 / r->mr) * apanel;
             if (r->ukernel_dequant) {
-                const qe_gemm_dequant_tile q = qe_gemm_dequant_tile_at(L->r, &ep, out, ldo, m0, n,
-                                                                       nr);
+                const qe_gemm_dequant_tile q = qe_gemm_dequant_tile_at(&wv, &ep, out, ldo, m0,
+                                                                       n - ocol, nr);
                 r->ukernel_dequant(mr, kg, ap, wp, &q);
                 continue;
             }
-            r->ukernel(mr, kg, ap, wp, x->tile, 0);
-            const qe_gemm_tile t = {x->tile, nr, mr, nr, m0, n, NULL};
-            r->epilogue(&t, L->r, &ep, out, ldo);
+            r->ukernel(mr, kg, ap, wp, tile, 0);
+            const qe_gemm_tile t = {tile, nr, mr, nr, m0, n - ocol, NULL};
+            r->epilogue(&t, &wv, &ep, out, ldo);
         }
     }
+}
+
+/* R-rows [n0, n1) against the packed h, into out[b*ldo + n]. */
+static void qe_rnn_gemv(const qe_rnn_shared *sh, qe_rnn_local *x, size_t n0, size_t n1,
+                        float *out, size_t ldo, const float *bias, int accumulate) {
+    const qe_rnn_operand op = {sh->L->r, sh->L->r_scale, x->apack, x->a_scale, x->a_zp};
+    qe_rnn_dot(sh, &op, x->tile, n0, n1, out, ldo, 0, bias, accumulate);
 }
 
 static inline int qe_rnn_active(const qe_rnn_layer *L, int s, size_t b) {
@@ -200,15 +263,30 @@ static inline int qe_rnn_active(const qe_rnn_layer *L, int s, size_t b) {
 static void qe_rnn_lstm_block(const qe_rnn_shared *sh, qe_rnn_local *x, int s, size_t j,
                               const float *hp, float *hn) {
     const qe_rnn_layer *L = sh->L;
-    const size_t NB = QE_RNN_NB, B = (size_t)L->B, Hp = (size_t)L->Hp;
-    float *g = L->gx + s * L->gx_s;
-    qe_rnn_gemv(sh, x, j * 4 * NB, (j + 1) * 4 * NB, g, (size_t)L->gx_b, NULL, 1);
+    const size_t NB = QE_RNN_NB, B = (size_t)L->B, Hp = (size_t)L->Hp, n0 = j * 4 * NB;
+    float *g;          /* the block's pre-activations: g[b*ldg + n − c0] for its columns n */
+    size_t ldg, c0;
+    if (sh->xpack) {   /* fused projection: x_s·Wᵀ + bias into the L1 tile, as gx would hold */
+        const size_t xq = (size_t)s * sh->xq_step;
+        const qe_rnn_operand xo = {&sh->w, sh->w_scale, sh->xpack + (size_t)s * sh->xstep,
+                                   sh->x_scale + xq, sh->x_zp + xq};
+        g = x->gt;
+        ldg = 4 * NB;
+        c0 = n0;
+        qe_rnn_dot(sh, &xo, x->tile, n0, n0 + 4 * NB, g, ldg, c0, sh->w_bias, 0);
+    } else {
+        g = L->gx + s * L->gx_s;
+        ldg = (size_t)L->gx_b;
+        c0 = 0;
+    }
+    const qe_rnn_operand ro = {L->r, L->r_scale, x->apack, x->a_scale, x->a_zp};
+    qe_rnn_dot(sh, &ro, x->tile, n0, n0 + 4 * NB, g, ldg, c0, NULL, 1);
     for (size_t b = 0; b < B; b++) {
         if (!qe_rnn_active(L, s, b)) {
             memcpy(hn + b * Hp + j * NB, hp + b * Hp + j * NB, NB * sizeof(float));
             continue;
         }
-        const float *gj = g + b * L->gx_b + j * 4 * NB;
+        const float *gj = g + b * ldg + n0 - c0;
         sh->gates.lstm_cell(NB, gj, gj + NB, gj + 2 * NB, gj + 3 * NB, L->c + b * Hp + j * NB,
                             hn + b * Hp + j * NB);
     }
@@ -439,6 +517,16 @@ static void qe_rnn_member_shared(const qe_rnn_shared *sh, qe_rnn_local *x, const
     }
 }
 
+/* Fused projection: quantize and pack x of steps [s0, s1) (tmp: B × I padded bytes). */
+static void qe_rnn_quantize_x(const qe_rnn_shared *sh, uint8_t *tmp, long s0, long s1) {
+    const qe_rnn_layer *L = sh->L;
+    for (long s = s0; s < s1; s++) {
+        const size_t q = (size_t)s * sh->xq_step;
+        qe_rnn_quantize_rows(sh, L->x + s * L->x_s, (size_t)L->x_b, (size_t)L->input_size, tmp,
+                             sh->xpack + (size_t)s * sh->xstep, sh->x_scale + q, sh->x_zp + q);
+    }
+}
+
 static int qe_rnn_layer_run(const qe_rnn_layer *L) {
     const qe_gemm_kernel_rec *rec = qe_gemm_kernel_for_isa(L->isa);
     if (!rec || L->r->isa != L->isa) return QE_RNN_EISA;
@@ -446,7 +534,14 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
     if (L->T < 0 || L->B < 1 || L->H < 1 || L->Hp % QE_RNN_NB || L->Hp < L->H ||
         L->r->n != G * L->Hp || L->r->k != L->Hp || (L->kind == QE_RNN_GRU && !L->r_bias))
         return QE_RNN_EARG;
+    const int fused = L->x != NULL;
+    if (fused && (!L->w || L->w->isa != L->isa)) return QE_RNN_EISA;
+    if (fused && (L->kind != QE_RNN_LSTM || L->input_size < 1 || L->w->k != L->input_size ||
+                  L->w_row0 < 0 || L->w_row0 % rec->nr || L->w->n < L->w_row0 + G * L->Hp ||
+                  !L->w_scale || !L->w_bias || L->x_b < L->input_size))
+        return QE_RNN_EARG;
     qe_rnn_shared sh;
+    memset(&sh, 0, sizeof sh);
     sh.L = L; sh.rec = rec; sh.gates = qe_gates_for_isa(L->isa); sh.G = G;
     sh.nblocks = L->Hp / QE_RNN_NB;
     int nt = qe_threads(L->nthreads);
@@ -459,9 +554,32 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
     const size_t nf = qe_gemm_round_up(BH * (L->kind == QE_RNN_GRU ? 3 + G : 2) * sizeof(float), 64);
     const size_t nc = 2 * (size_t)nt * sizeof(qe_rnn_counter);
     const size_t nl = qe_gemm_round_up(qe_rnn_local_bytes(rec, (size_t)L->B, (size_t)L->Hp), 64);
+    /* fused: every step's packed x and qparams, and per member a row buffer to quantize into */
+    const size_t nin = fused ? (size_t)L->input_size : 0, kpi = qe_gemm_round_up(nin, rec->kpad);
+    const size_t xstep = qe_gemm_round_up(qe_gemm_packed_a_bytes(rec, (size_t)L->B, nin), 64);
+    const size_t xq_step = L->per_row ? (size_t)L->B : 1;
+    const size_t nxq = qe_gemm_round_up((size_t)L->T * xq_step * 8, 64);
+    const size_t nxt = qe_gemm_round_up((size_t)L->B * kpi, 64);
+    const size_t nx = fused ? (size_t)L->T * xstep + nxq + (size_t)nt * nxt : 0;
     /* the calling thread's QE_WS_CALL workspace: shared floats, counters, every member's scratch */
-    char *mem = (char *)qe_workspace(QE_WS_CALL, nf + nc + (size_t)nt * nl);
+    char *mem = (char *)qe_workspace(QE_WS_CALL, nf + nc + (size_t)nt * nl + nx);
     if (!mem) return QE_RNN_ENOMEM;
+    char *xmem = mem + nf + nc + (size_t)nt * nl;
+    if (fused) {
+        const size_t wpanel = (size_t)rec->nr * (size_t)L->w->kp * (size_t)rec->elem;
+        sh.w = *L->w;
+        sh.w.data = (const char *)L->w->data + (size_t)(L->w_row0 / rec->nr) * wpanel;
+        sh.w.colsum = L->w->colsum + L->w_row0;
+        sh.w.n = G * L->Hp;
+        sh.w_scale = L->w_scale + L->w_row0;
+        sh.w_bias = L->w_bias + L->w_row0;
+        sh.xpack = (uint8_t *)xmem;
+        sh.xstep = xstep;
+        sh.xq_step = xq_step;
+        sh.x_scale = (float *)(xmem + (size_t)L->T * xstep);
+        sh.x_zp = (int32_t *)(sh.x_scale + (size_t)L->T * xq_step);
+    }
+    uint8_t *xtmp = fused ? (uint8_t *)(xmem + (size_t)L->T * xstep + nxq) : NULL;
     float *f = (float *)mem;
     sh.hbuf[0] = f;
     sh.hbuf[1] = f + BH;
@@ -482,6 +600,7 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
     if (nt <= 1) {
         qe_rnn_local loc;
         qe_rnn_local_init(&loc, rec, (size_t)L->B, (size_t)L->Hp, scratch);
+        if (fused) qe_rnn_quantize_x(&sh, xtmp, 0, L->T);
         qe_rnn_member_fixed(&sh, &loc, tm.nstages, 0, 1);
     } else {
 #ifdef _OPENMP
@@ -491,6 +610,12 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
             const int t = omp_get_thread_num();
             qe_rnn_local loc;
             qe_rnn_local_init(&loc, rec, (size_t)L->B, (size_t)L->Hp, scratch + (size_t)t * nl);
+            if (fused) {   /* the one barrier of a sharing team: every step's x before step 0 */
+                const int n = omp_get_num_threads();
+                qe_rnn_quantize_x(&sh, xtmp + (size_t)t * nxt, (long)L->T * t / n,
+                                  (long)L->T * (t + 1) / n);
+                #pragma omp barrier
+            }
             if (share)
                 qe_rnn_member_shared(&sh, &loc, &tm, t);
             else   /* ranges over the team OpenMP really gave (it may be smaller than asked) */
