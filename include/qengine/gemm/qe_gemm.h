@@ -42,6 +42,8 @@
 #include "qe_u8_s8_gemm_ukernel_12x32c4__avx512vnni.h"
 #include "qe_u8_s8_gemm_minmax_ukernel_12x32c4__avx512vnni.h"
 #include "qe_u8_s8_gemm_dequant_ukernel_12x32c4__avx512vnni.h"
+#include "qe_u8_s8_igemm_ukernel_12x32c4__avx512vnni.h"
+#include "qe_u8_s8_igemm_minmax_ukernel_12x32c4__avx512vnni.h"
 #include "qe_u8_s8_gemm_ukernel_4x16c4__neondot.h"
 #include "qe_u8_s8_gemv_ukernel_1x4p__avx2.h"
 #include "qe_u8_s8_gemv_ukernel_1x4p__avx512vnni.h"
@@ -64,8 +66,8 @@ enum {
 #define QE_GEMM_NC_COLS 256
 
 static const qe_gemm_kernel_rec qe_gemm_kernels[] = {
-#define QE_GEMM_KERNEL(isa, uk, epi, gv, rq, dq, gvdq, mr, nr, kr, kpad, elem) \
-    {#uk, isa, mr, nr, kr, kpad, elem, uk, epi, gv, rq, dq, gvdq},
+#define QE_GEMM_KERNEL(isa, uk, epi, gv, rq, dq, gvdq, ig, igrq, mr, nr, kr, kpad, elem) \
+    {#uk, isa, mr, nr, kr, kpad, elem, uk, epi, gv, rq, dq, gvdq, ig, igrq},
 #include "qe_gemm_kernels.inc"
 #undef QE_GEMM_KERNEL
 };
@@ -98,9 +100,11 @@ typedef struct qe_gemm_ctx {
     const qe_packed_w *w;
     const qe_gemm_epilogue *ep;
     const uint8_t *apack;
+    const uint8_t *a;                  /* direct: A itself, read in place by the igemm kernels */
     int32_t *rterm;
     void *out;
-    size_t m, ldc, kg, mcp, ncp, mpanels, npanels, ntm;
+    size_t m, lda, ldc, kg, mcp, ncp, mpanels, npanels, ntm;
+    int direct;
 } qe_gemm_ctx;
 
 /* The fused requantizing microkernel applies when the record has one and the epilogue is the
@@ -116,6 +120,15 @@ static inline int qe_gemm_can_fuse(const qe_gemm_kernel_rec *r, const qe_packed_
 static inline int qe_gemm_can_dequant(const qe_gemm_kernel_rec *r, const qe_packed_w *w,
                                       const qe_gemm_epilogue *ep) {
     return r->ukernel_dequant && ep->kind == QE_EPI_F32 && !w->w_zp && !ep->col_bias;
+}
+
+/* A is read in place by the record's igemm kernels (no packing pass) when its rows hold whole
+ * K-groups, there are rows enough for full panels, and nothing needs the packer's row sums (z_w)
+ * or the fused dequantizing kernel (the F32 epilogue keeps the packed path and its fusion). */
+static inline int qe_gemm_can_direct(const qe_gemm_kernel_rec *r, size_t m, const qe_packed_w *w,
+                                     const qe_gemm_epilogue *ep) {
+    return r->igemm && r->igemm_requant && m >= (size_t)r->mr && w->k % r->kr == 0 && !w->w_zp &&
+           !qe_gemm_can_dequant(r, w, ep);
 }
 
 /* The dequant tile of output (m0, n0), nr columns. */
@@ -171,11 +184,26 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
     }
     const size_t esize = x->ep->kind == QE_EPI_INT32 || x->ep->kind == QE_EPI_F32 ? 4 : 1;
     const int fused = qe_gemm_can_fuse(r, x->w, x->ep);
+    const size_t kc = (size_t)x->w->k / r->kr;
+    const uint8_t *rows[QE_GEMM_MR_MAX];
     for (size_t pn = pn0; pn < pn1; pn++) {
         const size_t n0 = pn * r->nr, nr = (size_t)x->w->n - n0 < (size_t)r->nr ? (size_t)x->w->n - n0 : (size_t)r->nr;
         const char *wp = (const char *)x->w->data + pn * wpanel;
         for (size_t pm = pm0; pm < pm1; pm++) {
             const size_t m0 = pm * r->mr, mr = x->m - m0 < (size_t)r->mr ? x->m - m0 : (size_t)r->mr;
+            if (x->direct) {
+                for (size_t i = 0; i < mr; i++) rows[i] = x->a + (m0 + i) * x->lda;
+                if (fused) {
+                    const qe_gemm_requant_tile q = qe_gemm_requant_tile_at(
+                        x->ep, (char *)x->out + (m0 * x->ldc + n0) * esize, x->ldc, n0, nr);
+                    r->igemm_requant(mr, 1, kc, rows, wp, &q);
+                    continue;
+                }
+                r->igemm(mr, 1, kc, rows, wp, ct, 0);
+                const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, m0, n0, NULL};
+                r->epilogue(&tile, x->w, x->ep, x->out, x->ldc);
+                continue;
+            }
             if (fused) {
                 const qe_gemm_requant_tile q = qe_gemm_requant_tile_at(
                     x->ep, (char *)x->out + (m0 * x->ldc + n0) * esize, x->ldc, n0, nr);
@@ -228,6 +256,7 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
     }
     qe_gemm_ctx x;
     x.r = r; x.w = w; x.ep = ep; x.out = out; x.m = m; x.ldc = ldc;
+    x.a = a; x.lda = lda; x.direct = qe_gemm_can_direct(r, m, w, ep);
     x.kg = (size_t)w->kp / r->kr;
     x.mpanels = qe_gemm_round_up(m, r->mr) / r->mr;
     x.npanels = qe_gemm_round_up(n, r->nr) / r->nr;
@@ -252,8 +281,9 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
     const size_t ntiles = x.ntm * ((x.npanels + x.ncp - 1) / x.ncp);
     if ((size_t)nt > ntiles) nt = (int)ntiles;
 
+    const size_t npack = x.direct ? 0 : x.mpanels;
     if (nt <= 1) {
-        for (size_t p = 0; p < x.mpanels; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
+        for (size_t p = 0; p < npack; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
         for (size_t t = 0; t < ntiles; t++) qe_gemm_run_tile(&x, t);
     } else {
 #ifdef _OPENMP
@@ -261,7 +291,7 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
         {
             qe_threads_note_team();
             #pragma omp for schedule(static)
-            for (size_t p = 0; p < x.mpanels; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
+            for (size_t p = 0; p < npack; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
             #pragma omp for schedule(dynamic, 1)
             for (size_t t = 0; t < ntiles; t++) qe_gemm_run_tile(&x, t);
         }
