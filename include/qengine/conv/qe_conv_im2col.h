@@ -147,6 +147,38 @@ static void qe_conv_im2col_pack_c4(const qe_gemm_kernel_rec *r, const qe_conv_sh
     }
 }
 
+/* The indirection buffer of the igemm kernels instead of the packed pixels (whole K-groups per
+ * tap, cin_g % 4 == 0): for panel p, tap t = ky·kw + kx and pixel i of the panel,
+ * ind[(p·kh·kw + t)·MR + i] points at the tap's cin_g input bytes, or at zrow where the tap
+ * falls in the padding. The same loop as qe_conv_im2col_pack_c4 storing one pointer where that
+ * copies cin_g bytes; the kernel then reads the input in place. */
+static void qe_conv_indirection(const qe_gemm_kernel_rec *r, const qe_conv_shape *s,
+                                const uint8_t *x, const uint8_t *zrow, size_t g, size_t m0,
+                                size_t rows, const uint8_t **ind) {
+    const size_t mr = (size_t)r->mr;
+    const uint8_t *img[QE_GEMM_MR_MAX];
+    ptrdiff_t iy0[QE_GEMM_MR_MAX], ix0[QE_GEMM_MR_MAX];
+    qe_conv_pixel px = qe_conv_pixel_at(s, m0);
+    for (size_t p0 = 0; p0 < rows; p0 += mr) {
+        const size_t pr = rows - p0 < mr ? rows - p0 : mr;
+        for (size_t i = 0; i < pr; i++, qe_conv_pixel_next(s, &px)) {
+            img[i] = x + px.b * s->h * s->w * s->c + g * s->cin_g;
+            iy0[i] = (ptrdiff_t)(px.oy * s->sh) - (ptrdiff_t)s->pt;
+            ix0[i] = (ptrdiff_t)(px.ox * s->sw) - (ptrdiff_t)s->pl;
+        }
+        for (size_t ky = 0; ky < s->kh; ky++) {
+            for (size_t kx = 0; kx < s->kw; kx++, ind += mr) {
+                for (size_t i = 0; i < pr; i++) {
+                    const ptrdiff_t iy = iy0[i] + (ptrdiff_t)(ky * s->dh);
+                    const ptrdiff_t ix = ix0[i] + (ptrdiff_t)(kx * s->dw);
+                    ind[i] = iy >= 0 && iy < (ptrdiff_t)s->h && ix >= 0 && ix < (ptrdiff_t)s->w
+                        ? img[i] + ((size_t)iy * s->w + (size_t)ix) * s->c : zrow;
+                }
+            }
+        }
+    }
+}
+
 /* Short kernel rows (kw·cin_g < 8: LeNet's 5×5 on one channel) with 4 u8 per K-group: each
  * K-group's 4 bytes are gathered straight from the input and stored once. Copying the row's
  * few-byte segments into a scratch row first and reading it back as 4-byte groups made most

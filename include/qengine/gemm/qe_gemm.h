@@ -17,6 +17,9 @@
  *       required. Problems under QE_GEMM_PAR_MIN_MACS run on the calling thread only.
  *   qe_gemm_linear_dynamic(...) in qe_gemm_dynamic.h: f32 → u8 quantize + GEMM + f32 epilogue.
  *
+ * Direct A: with K % KR == 0, M ≥ MR, z_w = 0 and no F32 epilogue, the record's igemm kernels
+ * read A's rows in place (qe_gemm_can_direct) and the packing pass below is skipped: at N = 64
+ * each A panel feeds only two W panels and that pass cost a fifth of the time.
  * Tiling: A is packed once per call into MR-row panels (in parallel), then OpenMP hands out
  * output tiles of (MC_PANELS·MR) × (NC_PANELS·NR); within a tile the loop runs over W panels
  * outside and A panels inside, so one W panel (K·NR bytes) is reused from L1/L2 by every A
