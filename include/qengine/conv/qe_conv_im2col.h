@@ -150,29 +150,36 @@ static void qe_conv_im2col_pack_c4(const qe_gemm_kernel_rec *r, const qe_conv_sh
 /* The indirection buffer of the igemm kernels instead of the packed pixels (whole K-groups per
  * tap, cin_g % 4 == 0): for panel p, tap t = ky·kw + kx and pixel i of the panel,
  * ind[(p·kh·kw + t)·MR + i] points at the tap's cin_g input bytes, or at zrow where the tap
- * falls in the padding. The same loop as qe_conv_im2col_pack_c4 storing one pointer where that
- * copies cin_g bytes; the kernel then reads the input in place. */
+ * falls in the padding; the kernel then reads the input in place. A pixel whose whole window
+ * lies inside the image (most of them) takes fixed offsets from its window's corner, without
+ * the per-tap bounds checks (which took ~5 cycles a pointer, 7% of a 56×56×64 3×3 conv). */
 static void qe_conv_indirection(const qe_gemm_kernel_rec *r, const qe_conv_shape *s,
                                 const uint8_t *x, const uint8_t *zrow, size_t g, size_t m0,
                                 size_t rows, const uint8_t **ind) {
-    const size_t mr = (size_t)r->mr;
-    const uint8_t *img[QE_GEMM_MR_MAX];
-    ptrdiff_t iy0[QE_GEMM_MR_MAX], ix0[QE_GEMM_MR_MAX];
+    const size_t mr = (size_t)r->mr, ks = s->kh * s->kw;
+    const size_t ystep = s->dh * s->w * s->c, xstep = s->dw * s->c;
+    const ptrdiff_t h = (ptrdiff_t)s->h, w = (ptrdiff_t)s->w;
+    const ptrdiff_t yspan = (ptrdiff_t)((s->kh - 1) * s->dh), xspan = (ptrdiff_t)((s->kw - 1) * s->dw);
     qe_conv_pixel px = qe_conv_pixel_at(s, m0);
-    for (size_t p0 = 0; p0 < rows; p0 += mr) {
+    for (size_t p0 = 0; p0 < rows; p0 += mr, ind += ks * mr) {
         const size_t pr = rows - p0 < mr ? rows - p0 : mr;
         for (size_t i = 0; i < pr; i++, qe_conv_pixel_next(s, &px)) {
-            img[i] = x + px.b * s->h * s->w * s->c + g * s->cin_g;
-            iy0[i] = (ptrdiff_t)(px.oy * s->sh) - (ptrdiff_t)s->pt;
-            ix0[i] = (ptrdiff_t)(px.ox * s->sw) - (ptrdiff_t)s->pl;
-        }
-        for (size_t ky = 0; ky < s->kh; ky++) {
-            for (size_t kx = 0; kx < s->kw; kx++, ind += mr) {
-                for (size_t i = 0; i < pr; i++) {
-                    const ptrdiff_t iy = iy0[i] + (ptrdiff_t)(ky * s->dh);
-                    const ptrdiff_t ix = ix0[i] + (ptrdiff_t)(kx * s->dw);
-                    ind[i] = iy >= 0 && iy < (ptrdiff_t)s->h && ix >= 0 && ix < (ptrdiff_t)s->w
-                        ? img[i] + ((size_t)iy * s->w + (size_t)ix) * s->c : zrow;
+            const uint8_t *img = x + px.b * s->h * s->w * s->c + g * s->cin_g;
+            const ptrdiff_t iy0 = (ptrdiff_t)(px.oy * s->sh) - (ptrdiff_t)s->pt;
+            const ptrdiff_t ix0 = (ptrdiff_t)(px.ox * s->sw) - (ptrdiff_t)s->pl;
+            const uint8_t **d = ind + i;
+            if (iy0 >= 0 && iy0 + yspan < h && ix0 >= 0 && ix0 + xspan < w) {
+                const uint8_t *row = img + ((size_t)iy0 * s->w + (size_t)ix0) * s->c;
+                for (size_t ky = 0; ky < s->kh; ky++, row += ystep)
+                    for (size_t kx = 0; kx < s->kw; kx++, d += mr) *d = row + kx * xstep;
+                continue;
+            }
+            for (size_t ky = 0; ky < s->kh; ky++) {
+                const ptrdiff_t iy = iy0 + (ptrdiff_t)(ky * s->dh);
+                for (size_t kx = 0; kx < s->kw; kx++, d += mr) {
+                    const ptrdiff_t ix = ix0 + (ptrdiff_t)(kx * s->dw);
+                    *d = iy >= 0 && iy < h && ix >= 0 && ix < w
+                        ? img + ((size_t)iy * s->w + (size_t)ix) * s->c : zrow;
                 }
             }
         }
