@@ -225,7 +225,7 @@ def test_fused_requant_kernel_tile_edges(isa, out_dtype):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_direct_a_kernels_bit_exact(isa, threads):
     """With K % 4 == 0 and M ≥ MR the record's igemm kernels read A in place (no packing pass):
-    int32 (+ epilogue) and fused requant outputs equal the scalar kernel's on the same inputs and
+    int32 (fused z_a·colsum and col_bias) and fused requant outputs equal the scalar kernel's on the same inputs and
     the int64 reference, for odd M, N around the 32-column panels, K tails of the padded W,
     long K, rows at odd addresses with a stride > K, 255 × −128 extremes, 1 and 2 threads."""
     rng = np.random.default_rng(13)
@@ -247,9 +247,12 @@ def test_direct_a_kernels_bit_exact(isa, threads):
             outs = {}
             for name, x in (("isa", ix), ("scalar", sx)):
                 wp = F.pack_weights(w, isa=_runtime.ISA_NAMES[x])
-                o32 = np.empty((m, n), np.int32)
-                _gemm.gemm(x, a, wp._c(), _gemm.EPI_INT32, o32, a_zp=np.array([za], np.int32))
                 bias = rng.integers(-3000, 3000, n).astype(np.int32) if name == "isa" else bias
+                o32 = np.empty((m, n), np.int32)
+                _gemm.gemm(x, a, wp._c(), _gemm.EPI_INT32, o32, a_zp=np.array([za], np.int32),
+                           col_bias=bias if i % 2 else None)
+                if i % 2:
+                    o32 -= bias
                 if name == "isa":                # outputs spread over the u8 range
                     mult = (60.0 / (np.abs(want).mean(0) + 1.0)).astype(np.float32)
                 o8 = np.empty((m, n), np.uint8)

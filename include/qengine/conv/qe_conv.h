@@ -81,6 +81,7 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
     const size_t m0 = mb * mrows, rows = c->m - m0 < mrows ? c->m - m0 : mrows;
     const size_t ks = s->kh * s->kw, kc = s->cin_g / (size_t)r->kr;
     const uint8_t **ind = (const uint8_t **)(void *)apack;
+    const qe_gemm_int32_tile ctile = {ct, (size_t)r->nr, (size_t)r->nr, NULL, NULL, 0};
     if (c->indirect)
         qe_conv_indirection(r, s, c->x, c->zrow, g, m0, rows, ind);
     else
@@ -117,7 +118,7 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
             for (size_t p = 0; p * r->mr < rows; p++) {
                 const size_t mr = rows - p * r->mr < (size_t)r->mr ? rows - p * r->mr : (size_t)r->mr;
                 if (c->indirect)
-                    r->igemm(mr, ks, kc, ind + p * ks * r->mr, wp, ct, 0);
+                    r->igemm(mr, ks, kc, ind + p * ks * r->mr, wp, &ctile);
                 else
                     r->ukernel(mr, kg, apack + p * apanel, wp, ct, 0);
                 const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, p * r->mr, 0, NULL};
@@ -138,7 +139,7 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
                 continue;
             }
             if (c->indirect)
-                r->igemm(mr, ks, kc, ind + p * ks * r->mr, wp, ct, 0);
+                r->igemm(mr, ks, kc, ind + p * ks * r->mr, wp, &ctile);
             else
                 r->ukernel(mr, kg, apack + p * apanel, wp, ct, 0);
             const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, m0 + p * r->mr, n0, NULL};

@@ -188,6 +188,8 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
     const size_t esize = x->ep->kind == QE_EPI_INT32 || x->ep->kind == QE_EPI_F32 ? 4 : 1;
     const int fused = qe_gemm_can_fuse(r, x->w, x->ep);
     const size_t kc = (size_t)x->w->k / r->kr;
+    /* the INT32 epilogue with one z_a (and z_w = 0, as direct implies) fuses into igemm */
+    const int int32_fused = x->ep->kind == QE_EPI_INT32 && (!x->ep->a_zp || x->ep->row_step == 0);
     const uint8_t *rows[QE_GEMM_MR_MAX];
     for (size_t pn = pn0; pn < pn1; pn++) {
         const size_t n0 = pn * r->nr, nr = (size_t)x->w->n - n0 < (size_t)r->nr ? (size_t)x->w->n - n0 : (size_t)r->nr;
@@ -202,7 +204,16 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
                     r->igemm_requant(mr, 1, kc, rows, wp, &q);
                     continue;
                 }
-                r->igemm(mr, 1, kc, rows, wp, ct, 0);
+                if (int32_fused) {
+                    const qe_gemm_int32_tile q = {(int32_t *)x->out + m0 * x->ldc + n0, x->ldc, nr,
+                                                  x->w->colsum + n0,
+                                                  x->ep->col_bias ? x->ep->col_bias + n0 : NULL,
+                                                  x->ep->a_zp ? x->ep->a_zp[0] : 0};
+                    r->igemm(mr, 1, kc, rows, wp, &q);
+                    continue;
+                }
+                const qe_gemm_int32_tile q = {ct, (size_t)r->nr, (size_t)r->nr, NULL, NULL, 0};
+                r->igemm(mr, 1, kc, rows, wp, &q);
                 const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, m0, n0, NULL};
                 r->epilogue(&tile, x->w, x->ep, x->out, x->ldc);
                 continue;

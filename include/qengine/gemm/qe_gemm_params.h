@@ -123,9 +123,20 @@ typedef void (*qe_gemm_gemv_dequant_fn)(size_t np, size_t kg, const void *a, siz
  * 4·kc bytes for tap t (rows ≥ mr are not read); W is the same packed panel, walked through
  * ks·kc K-groups. A GEMM passes its rows (ks = 1, kc = K/4); a convolution one pointer per
  * pixel and tap, into the input or into a row of z_a for padding (qe_conv.h). Only for kr = 4
- * kernels with u8 elements. */
+ * kernels with u8 elements.
+ * igemm stores int32 straight into out (row stride ldc, nr columns):
+ *   out[i][j] = acc − z_a·colsum[j] + col_bias[j]      (wrapping int32; colsum/col_bias NULL = 0)
+ * which is the INT32 epilogue with one z_a and z_w = 0, fused; with out = an [MR][NR] tile,
+ * ldc = NR, nr = NR and no column terms it is the plain tile of ukernel. */
+typedef struct qe_gemm_int32_tile {
+    int32_t *out;
+    size_t ldc, nr;
+    const int32_t *colsum;      /* [nr] or NULL */
+    const int32_t *col_bias;    /* [nr] or NULL */
+    int32_t a_zp;
+} qe_gemm_int32_tile;
 typedef void (*qe_gemm_igemm_fn)(size_t mr, size_t ks, size_t kc, const uint8_t *const *a,
-                                 const void *w, int32_t *c, int acc_in);
+                                 const void *w, const qe_gemm_int32_tile *q);
 typedef void (*qe_gemm_igemm_requant_fn)(size_t mr, size_t ks, size_t kc, const uint8_t *const *a,
                                          const void *w, const qe_gemm_requant_tile *q);
 
