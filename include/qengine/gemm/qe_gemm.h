@@ -263,20 +263,21 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
     if (ep->kind >= QE_EPI_U8 && (!ep->multiplier || ep->lo > ep->hi)) return QE_GEMM_EARG;
     if (m == 0 || n == 0) return QE_GEMM_OK;
 
-    const size_t need = qe_gemm_workspace_bytes(isa, m, k);
-    if (!ws || ws_bytes < need) {
-        ws = qe_workspace(QE_WS_CALL, need);
-        if (!ws) return QE_GEMM_ENOMEM;
-    }
     qe_gemm_ctx x;
     x.r = r; x.w = w; x.ep = ep; x.out = out; x.m = m; x.ldc = ldc;
     x.a = a; x.lda = lda; x.direct = qe_gemm_can_direct(r, m, w, ep);
+    /* direct: no packed A and (z_w = 0) no row sums, so no workspace */
+    const size_t need = x.direct ? 0 : qe_gemm_workspace_bytes(isa, m, k);
+    if (need && (!ws || ws_bytes < need)) {
+        ws = qe_workspace(QE_WS_CALL, need);
+        if (!ws) return QE_GEMM_ENOMEM;
+    }
     x.kg = (size_t)w->kp / r->kr;
     x.mpanels = qe_gemm_round_up(m, r->mr) / r->mr;
     x.npanels = qe_gemm_round_up(n, r->nr) / r->nr;
-    uint8_t *base = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    uint8_t *base = need ? (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63) : NULL;
     x.apack = base;
-    int32_t *rowsum = (int32_t *)(base + qe_gemm_packed_a_bytes(r, m, k));
+    int32_t *rowsum = need ? (int32_t *)(base + qe_gemm_packed_a_bytes(r, m, k)) : NULL;
     x.rterm = w->w_zp ? rowsum + qe_gemm_round_up(m + 1, 16) : NULL;
     if (!w->w_zp) rowsum = NULL;
 
