@@ -156,30 +156,34 @@ static void qe_conv_im2col_pack_c4(const qe_gemm_kernel_rec *r, const qe_conv_sh
 static void qe_conv_indirection(const qe_gemm_kernel_rec *r, const qe_conv_shape *s,
                                 const uint8_t *x, const uint8_t *zrow, size_t g, size_t m0,
                                 size_t rows, const uint8_t **ind) {
-    const size_t mr = (size_t)r->mr, ks = s->kh * s->kw;
-    const size_t ystep = s->dh * s->w * s->c, xstep = s->dw * s->c;
-    const ptrdiff_t h = (ptrdiff_t)s->h, w = (ptrdiff_t)s->w;
-    const ptrdiff_t yspan = (ptrdiff_t)((s->kh - 1) * s->dh), xspan = (ptrdiff_t)((s->kw - 1) * s->dw);
+    /* locals, not s->: built with -fno-strict-aliasing, every pointer store below would
+     * otherwise reload the shape */
+    const size_t mr = (size_t)r->mr, kh = s->kh, kw = s->kw, ks = kh * kw, c = s->c;
+    const size_t ystep = s->dh * s->w * c, xstep = s->dw * c, dh = s->dh, dw = s->dw;
+    const size_t sh = s->sh, sw = s->sw, img_bytes = s->h * s->w * c;
+    const ptrdiff_t h = (ptrdiff_t)s->h, w = (ptrdiff_t)s->w, pt = (ptrdiff_t)s->pt,
+                    pl = (ptrdiff_t)s->pl;
+    const ptrdiff_t yspan = (ptrdiff_t)((kh - 1) * dh), xspan = (ptrdiff_t)((kw - 1) * dw);
+    x += g * s->cin_g;
     qe_conv_pixel px = qe_conv_pixel_at(s, m0);
     for (size_t p0 = 0; p0 < rows; p0 += mr, ind += ks * mr) {
         const size_t pr = rows - p0 < mr ? rows - p0 : mr;
         for (size_t i = 0; i < pr; i++, qe_conv_pixel_next(s, &px)) {
-            const uint8_t *img = x + px.b * s->h * s->w * s->c + g * s->cin_g;
-            const ptrdiff_t iy0 = (ptrdiff_t)(px.oy * s->sh) - (ptrdiff_t)s->pt;
-            const ptrdiff_t ix0 = (ptrdiff_t)(px.ox * s->sw) - (ptrdiff_t)s->pl;
+            const uint8_t *img = x + px.b * img_bytes;
+            const ptrdiff_t iy0 = (ptrdiff_t)(px.oy * sh) - pt, ix0 = (ptrdiff_t)(px.ox * sw) - pl;
             const uint8_t **d = ind + i;
             if (iy0 >= 0 && iy0 + yspan < h && ix0 >= 0 && ix0 + xspan < w) {
-                const uint8_t *row = img + ((size_t)iy0 * s->w + (size_t)ix0) * s->c;
-                for (size_t ky = 0; ky < s->kh; ky++, row += ystep)
-                    for (size_t kx = 0; kx < s->kw; kx++, d += mr) *d = row + kx * xstep;
+                const uint8_t *row = img + ((size_t)iy0 * (size_t)w + (size_t)ix0) * c;
+                for (size_t ky = 0; ky < kh; ky++, row += ystep)
+                    for (size_t kx = 0; kx < kw; kx++, d += mr) *d = row + kx * xstep;
                 continue;
             }
-            for (size_t ky = 0; ky < s->kh; ky++) {
-                const ptrdiff_t iy = iy0 + (ptrdiff_t)(ky * s->dh);
-                for (size_t kx = 0; kx < s->kw; kx++, d += mr) {
-                    const ptrdiff_t ix = ix0 + (ptrdiff_t)(kx * s->dw);
+            for (size_t ky = 0; ky < kh; ky++) {
+                const ptrdiff_t iy = iy0 + (ptrdiff_t)(ky * dh);
+                for (size_t kx = 0; kx < kw; kx++, d += mr) {
+                    const ptrdiff_t ix = ix0 + (ptrdiff_t)(kx * dw);
                     *d = iy >= 0 && iy < h && ix >= 0 && ix < w
-                        ? img + ((size_t)iy * s->w + (size_t)ix) * s->c : zrow;
+                        ? img + ((size_t)iy * (size_t)w + (size_t)ix) * c : zrow;
                 }
             }
         }
