@@ -41,6 +41,8 @@
 #endif
 
 #define QE_CONV_BLOCK_BYTES (128u << 10)   /* upper bound for one tile's packed pixels */
+#define QE_CONV_IND_PANELS 32              /* indirect: pixel panels per tile (27 KiB of 3×3 pointers) */
+#define QE_CONV_W_SPLIT_BYTES (512u << 10) /* indirect: W above this splits columns first */
 
 typedef struct qe_conv_ctx {
     const qe_gemm_kernel_rec *r;
@@ -178,17 +180,35 @@ static int qe_conv2d_gemm_impl(int isa, const qe_conv_shape *s, const uint8_t *x
     if (c.m == 0 || s->cout == 0) return QE_GEMM_OK;
     c.kp = qe_gemm_round_up(k, r->kpad);
     const size_t apanel = (size_t)r->mr * c.kp * (size_t)r->elem;
-    c.mcp = QE_CONV_BLOCK_BYTES / apanel;
-    c.mcp = c.mcp < 1 ? 1 : (c.mcp > QE_GEMM_MC_PANELS ? QE_GEMM_MC_PANELS : c.mcp);
     const size_t mpanels = (c.m + r->mr - 1) / r->mr;
     c.npanels = (s->cout_g + r->nr - 1) / r->nr;
     c.ncp = c.npanels;
     c.indirect = r->igemm && r->igemm_requant && s->cin_g % (size_t)r->kr == 0;
+    /* Packed pixels: a block holds at most QE_CONV_BLOCK_BYTES of them. Indirect: the block's
+     * A is the input, read in place (its kh·kw-fold im2col never exists), so a block is as
+     * large as its indirection buffer allows, and W, streamed once per pixel block, is what
+     * the blocking saves (late ResNet layers: 49 pixels, 2.4 MB of W). */
+    if (c.indirect) {
+        c.mcp = mpanels < QE_CONV_IND_PANELS ? mpanels : QE_CONV_IND_PANELS;
+    } else {
+        c.mcp = QE_CONV_BLOCK_BYTES / apanel;
+        c.mcp = c.mcp < 1 ? 1 : (c.mcp > QE_GEMM_MC_PANELS ? QE_GEMM_MC_PANELS : c.mcp);
+    }
 
     int nt = qe_threads(nthreads);
     if ((double)c.m * (double)s->cout * (double)k < (double)QE_GEMM_PAR_MIN_MACS) nt = 1;
-    /* enough tiles for the threads to share evenly: shrink pixel blocks, then split columns */
-    while (nt > 1 && c.mcp > 1 && s->groups * ((mpanels + c.mcp - 1) / c.mcp) < (size_t)(4 * nt))
+    /* enough tiles for the threads to share evenly: shrink pixel blocks, then split columns;
+     * indirect with a W larger than half of L2 splits columns first, so that each W panel
+     * still streams from memory once */
+    const size_t wbytes = c.npanels * (size_t)r->nr * c.kp * (size_t)r->elem;
+    if (c.indirect && wbytes > QE_CONV_W_SPLIT_BYTES)
+        while (nt > 1 && c.ncp > 1 &&
+               s->groups * ((mpanels + c.mcp - 1) / c.mcp) * ((c.npanels + c.ncp - 1) / c.ncp) <
+                   (size_t)(4 * nt))
+            c.ncp = (c.ncp + 1) / 2;
+    while (nt > 1 && c.mcp > 1 &&
+           s->groups * ((mpanels + c.mcp - 1) / c.mcp) * ((c.npanels + c.ncp - 1) / c.ncp) <
+               (size_t)(4 * nt))
         c.mcp /= 2;
     c.nmb = (mpanels + c.mcp - 1) / c.mcp;
     while (nt > 1 && c.ncp > 1 && s->groups * c.nmb * ((c.npanels + c.ncp - 1) / c.ncp) < (size_t)(2 * nt))
