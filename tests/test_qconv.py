@@ -186,7 +186,8 @@ def test_indirect_path_bit_exact(isa, threads):
              (1, 7, 9, 8, 96, 5, 1, 1, (2, 2, 2, 2), 1),
              (1, 6, 5, 128, 128, 3, 1, 1, (1, 1, 1, 1), 2),
              (1, 11, 11, 4, 64, 1, 2, 1, (0, 0, 0, 0), 1),
-             (1, 5, 4, 1024, 64, 3, 1, 1, (1, 1, 1, 1), 1)]      # K = 9216
+             (1, 5, 4, 1024, 64, 3, 1, 1, (1, 1, 1, 1), 1),      # K = 9216
+             (1, 7, 7, 512, 512, 3, 1, 1, (1, 1, 1, 1), 1)]      # W 2.4 MB: columns split first
     for j, case in enumerate(cases):
         for extreme in (None, "x255_wm128"):
             x, wt, za, bias, wscale = make(rng, case, extreme)
