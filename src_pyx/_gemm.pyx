@@ -41,7 +41,8 @@ def kernel_table():
                  elem=qe_gemm_kernels[i].elem,
                  fused_requant=qe_gemm_kernels[i].ukernel_requant != NULL,
                  fused_dequant=qe_gemm_kernels[i].ukernel_dequant != NULL,
-                 fused_gemv_dequant=qe_gemm_kernels[i].gemv_dequant != NULL)
+                 fused_gemv_dequant=qe_gemm_kernels[i].gemv_dequant != NULL,
+                 indirect=qe_gemm_kernels[i].igemm != NULL)
             for i in range(QE_GEMM_NKERNELS)]
 
 

@@ -29,6 +29,7 @@ cdef extern from "qengine/gemm/qe_gemm_dynamic.h" nogil:
         void *ukernel_requant
         void *ukernel_dequant
         void *gemv_dequant
+        void *igemm
 
     const qe_gemm_kernel_rec qe_gemm_kernels[]
     const qe_gemm_kernel_rec *qe_gemm_kernel_for_isa(int isa)

@@ -29,7 +29,10 @@ def reference(x, wq, ws, b, stride, pads, dilation, groups):
 CASES = [  # cin, cout, k, stride, pads, dilation, groups
     (3, 8, 3, 1, (1, 1, 1, 1), 1, 1), (6, 10, 3, 2, (0, 1, 1, 0), 1, 2),
     (8, 8, 3, 1, (1, 1, 1, 1), 2, 8), (5, 7, 1, 1, (0, 0, 0, 0), 1, 1),
-    (3, 16, 7, 2, (3, 3, 3, 3), 1, 1)]
+    (3, 16, 7, 2, (3, 3, 3, 3), 1, 1),
+    # cin_g % 4 == 0: the indirect (igemm) path, A read in place through pointers
+    (16, 24, 3, 2, (1, 0, 1, 1), 1, 1), (64, 66, 3, 1, (1, 1, 1, 1), 1, 2),
+    (8, 65, 3, 1, (2, 2, 2, 2), 2, 1)]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -220,6 +220,55 @@ def test_fused_requant_kernel_tile_edges(isa, out_dtype):
                 assert np.array_equal(unfused, want), (m, n, k)
 
 
+@pytest.mark.parametrize("isa", [i for i in ISAS if KERNELS.get(i.values[0], {}).get("indirect")]
+                         or [pytest.param("none", marks=pytest.mark.skip("no indirect kernel"))])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_direct_a_kernels_bit_exact(isa, threads):
+    """With K % 4 == 0 and M ≥ MR the record's igemm kernels read A in place (no packing pass):
+    int32 (fused z_a·colsum and col_bias) and fused requant outputs equal the scalar kernel's on the same inputs and
+    the int64 reference, for odd M, N around the 32-column panels, K tails of the padded W,
+    long K, rows at odd addresses with a stride > K, 255 × −128 extremes, 1 and 2 threads."""
+    rng = np.random.default_rng(13)
+    ix, sx = _runtime.ISA_NAMES.index(isa), _runtime.ISA_NAMES.index("scalar")
+    old = _runtime.get_num_threads()
+    cases = [(m, n, k) for m in (12, 13, 97) for n in (64, 63, 65, 96, 128) for k in (4, 12, 36, 576)]
+    cases += [(25, 64, 4100), (3136, 64, 576)]
+    try:
+        _runtime.set_num_threads(threads)
+        for i, (m, n, k) in enumerate(cases):
+            big = rnd(rng, (m, k + 7), np.uint8)
+            a = big[:, 1:k + 1]                  # odd row starts, lda = k + 7
+            w = rnd(rng, (n, k), np.int8)
+            if i % 5 == 0:
+                a[...] = 255
+                w[...] = -128
+            za = int(rng.integers(0, 256))
+            want = R.matmul_int32_ref(np.ascontiguousarray(a), za, w)
+            outs = {}
+            for name, x in (("isa", ix), ("scalar", sx)):
+                wp = F.pack_weights(w, isa=_runtime.ISA_NAMES[x])
+                bias = rng.integers(-3000, 3000, n).astype(np.int32) if name == "isa" else bias
+                o32 = np.empty((m, n), np.int32)
+                _gemm.gemm(x, a, wp._c(), _gemm.EPI_INT32, o32, a_zp=np.array([za], np.int32),
+                           col_bias=bias if i % 2 else None)
+                if i % 2:
+                    o32 -= bias
+                if name == "isa":                # outputs spread over the u8 range
+                    mult = (60.0 / (np.abs(want).mean(0) + 1.0)).astype(np.float32)
+                o8 = np.empty((m, n), np.uint8)
+                _gemm.gemm(x, a, wp._c(), _gemm.EPI_U8, o8, col_bias=bias, multiplier=mult,
+                           out_zp=7, lo=0, hi=250)
+                outs[name] = (o32, o8)
+            assert np.array_equal(outs["isa"][0], want), (m, n, k)
+            assert np.array_equal(outs["isa"][0], outs["scalar"][0]), (m, n, k)
+            assert np.array_equal(outs["isa"][1], outs["scalar"][1]), (m, n, k)
+            assert np.array_equal(outs["isa"][1], R.matmul_requant_ref(
+                np.ascontiguousarray(a), 0, w, bias, mult, 7, np.uint8, (0, 250))), (m, n, k)
+            assert len(np.unique(outs["isa"][1])) > 50 or i % 5 == 0 or m * n < 1000
+    finally:
+        _runtime.set_num_threads(old)
+
+
 @pytest.mark.parametrize("isa", ISAS)
 def test_fused_dequant_kernels_tile_edges(isa):
     """The record's fused dequantizing kernels (the F32 epilogue on the accumulators: dynamic

@@ -172,6 +172,34 @@ def test_extremes(isa, extreme, name):
     assert np.array_equal(L(x), ref(L, x, wt))
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_indirect_path_bit_exact(isa, threads):
+    """cin_g % 4 == 0: kernels with an igemm twin read the input in place through an
+    indirection buffer (no im2col). Equal to the scalar kernel on the same inputs and to the
+    reference: Cout = 64/63/65/96/128 around the 32-column panels, pixel counts that leave
+    partial 12-row panels, strides, asymmetric pads, dilation, groups, 255 × −128, deep K."""
+    rng = np.random.default_rng(21)
+    cases = [(1, 13, 11, 64, 64, 3, 1, 1, (1, 1, 1, 1), 1),
+             (2, 9, 7, 64, 63, 3, 2, 1, (1, 0, 1, 1), 1),
+             (1, 10, 10, 32, 65, 3, 1, 2, (2, 2, 1, 2), 1),
+             (1, 7, 9, 8, 96, 5, 1, 1, (2, 2, 2, 2), 1),
+             (1, 6, 5, 128, 128, 3, 1, 1, (1, 1, 1, 1), 2),
+             (1, 11, 11, 4, 64, 1, 2, 1, (0, 0, 0, 0), 1),
+             (1, 5, 4, 1024, 64, 3, 1, 1, (1, 1, 1, 1), 1),      # K = 9216
+             (1, 7, 7, 512, 512, 3, 1, 1, (1, 1, 1, 1), 1)]      # W 2.4 MB: columns split first
+    for j, case in enumerate(cases):
+        for extreme in (None, "x255_wm128"):
+            x, wt, za, bias, wscale = make(rng, case, extreme)
+            yscale = 0.7 if extreme is None else 40.0 * case[3] * case[5] ** 2 / 64
+            ys = layer(case, wt, za, bias, wscale, isa="scalar", yscale=yscale, yzp=128)(x)
+            L = layer(case, wt, za, bias, wscale, isa=isa, yscale=yscale, yzp=128)
+            y = L(x, nthreads=threads)
+            assert np.array_equal(y, ys), (case, extreme)
+            assert np.array_equal(y, ref(L, x, wt)), (case, extreme)
+            assert extreme or len(np.unique(y)) > 20, case
+
+
 def test_deep_k_extreme():
     """K = 7·7·256 = 12544 with x = 255, w = −128: |acc| = 4.1e8, exact in int32."""
     case = (1, 7, 7, 256, 16, 7, 1, 1, (3, 3, 3, 3), 1)

@@ -5,6 +5,10 @@
  *                     pixels written straight into the GEMM microkernel's packed-A layout
  *                     (qe_conv_im2col.h) in a per-thread buffer, then the GEMM microkernel and
  *                     requant epilogue of the same dispatch record as the packed weights.
+ *                     When cin_g % KR == 0 and the record has igemm kernels, the block gets an
+ *                     indirection buffer instead (one pointer per pixel and tap into x, or into
+ *                     the z_a row for padding) and the igemm kernels read x in place: the im2col
+ *                     copy of every input byte kh·kw times was 6–15% of ResNet-18's 3×3 convs.
  *   qe_conv2d_dw      depthwise (groups = C, one filter per channel): qe_dwconv.h.
  * 1×1 stride-1 unpadded convolutions need no im2col at all: the NHWC input already is the
  * [pixels, C] matrix, so _conv.pyx hands it to qe_gemm directly (per group: a column offset).
@@ -37,6 +41,8 @@
 #endif
 
 #define QE_CONV_BLOCK_BYTES (128u << 10)   /* upper bound for one tile's packed pixels */
+#define QE_CONV_IND_PANELS 32              /* indirect: pixel panels per tile (27 KiB of 3×3 pointers) */
+#define QE_CONV_W_SPLIT_BYTES (512u << 10) /* indirect: W above this splits columns first */
 
 typedef struct qe_conv_ctx {
     const qe_gemm_kernel_rec *r;
@@ -46,6 +52,7 @@ typedef struct qe_conv_ctx {
     const uint8_t *x, *zrow;
     uint8_t *y;
     size_t m, kp, mcp, ncp, nmb, nnb, npanels;
+    int indirect;                      /* igemm over pointers into x instead of packed pixels */
     int nchw;                          /* F32 only: y is float NCHW, through the tile buffer */
     float lo, hi;                      /* nchw: the fused clamp (±inf: none) */
 } qe_conv_ctx;
@@ -74,7 +81,13 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
     const size_t mb = t % c->nmb, nb = (t / c->nmb) % c->nnb, g = t / (c->nmb * c->nnb);
     const size_t mrows = c->mcp * (size_t)r->mr;
     const size_t m0 = mb * mrows, rows = c->m - m0 < mrows ? c->m - m0 : mrows;
-    qe_conv_im2col_pack(r, s, c->x, c->zrow, g, m0, rows, c->kp, apack, row);
+    const size_t ks = s->kh * s->kw, kc = s->cin_g / (size_t)r->kr;
+    const uint8_t **ind = (const uint8_t **)(void *)apack;
+    const qe_gemm_int32_tile ctile = {ct, (size_t)r->nr, (size_t)r->nr, NULL, NULL, 0};
+    if (c->indirect)
+        qe_conv_indirection(r, s, c->x, c->zrow, g, m0, rows, ind);
+    else
+        qe_conv_im2col_pack(r, s, c->x, c->zrow, g, m0, rows, c->kp, apack, row);
     const qe_packed_w *w = &c->w[g];
     qe_gemm_epilogue ep = *c->ep;
     size_t esize = 1;
@@ -106,7 +119,10 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
             if (ev.bias) ev.bias = ep.bias + n0;
             for (size_t p = 0; p * r->mr < rows; p++) {
                 const size_t mr = rows - p * r->mr < (size_t)r->mr ? rows - p * r->mr : (size_t)r->mr;
-                r->ukernel(mr, kg, apack + p * apanel, wp, ct, 0);
+                if (c->indirect)
+                    r->igemm(mr, ks, kc, ind + p * ks * r->mr, wp, &ctile);
+                else
+                    r->ukernel(mr, kg, apack + p * apanel, wp, ct, 0);
                 const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, p * r->mr, 0, NULL};
                 r->epilogue(&tile, &wv, &ev, tb, (size_t)r->nr);
             }
@@ -118,10 +134,16 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
             if (fused) {
                 const qe_gemm_requant_tile q = qe_gemm_requant_tile_at(
                     &ep, out + ((m0 + p * r->mr) * s->cout + n0) * esize, s->cout, n0, nr);
-                r->ukernel_requant(mr, kg, apack + p * apanel, wp, &q);
+                if (c->indirect)
+                    r->igemm_requant(mr, ks, kc, ind + p * ks * r->mr, wp, &q);
+                else
+                    r->ukernel_requant(mr, kg, apack + p * apanel, wp, &q);
                 continue;
             }
-            r->ukernel(mr, kg, apack + p * apanel, wp, ct, 0);
+            if (c->indirect)
+                r->igemm(mr, ks, kc, ind + p * ks * r->mr, wp, &ctile);
+            else
+                r->ukernel(mr, kg, apack + p * apanel, wp, ct, 0);
             const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, m0 + p * r->mr, n0, NULL};
             r->epilogue(&tile, w, &ep, out, s->cout);
         }
@@ -158,16 +180,35 @@ static int qe_conv2d_gemm_impl(int isa, const qe_conv_shape *s, const uint8_t *x
     if (c.m == 0 || s->cout == 0) return QE_GEMM_OK;
     c.kp = qe_gemm_round_up(k, r->kpad);
     const size_t apanel = (size_t)r->mr * c.kp * (size_t)r->elem;
-    c.mcp = QE_CONV_BLOCK_BYTES / apanel;
-    c.mcp = c.mcp < 1 ? 1 : (c.mcp > QE_GEMM_MC_PANELS ? QE_GEMM_MC_PANELS : c.mcp);
     const size_t mpanels = (c.m + r->mr - 1) / r->mr;
     c.npanels = (s->cout_g + r->nr - 1) / r->nr;
     c.ncp = c.npanels;
+    c.indirect = r->igemm && r->igemm_requant && s->cin_g % (size_t)r->kr == 0;
+    /* Packed pixels: a block holds at most QE_CONV_BLOCK_BYTES of them. Indirect: the block's
+     * A is the input, read in place (its kh·kw-fold im2col never exists), so a block is as
+     * large as its indirection buffer allows, and W, streamed once per pixel block, is what
+     * the blocking saves (late ResNet layers: 49 pixels, 2.4 MB of W). */
+    if (c.indirect) {
+        c.mcp = mpanels < QE_CONV_IND_PANELS ? mpanels : QE_CONV_IND_PANELS;
+    } else {
+        c.mcp = QE_CONV_BLOCK_BYTES / apanel;
+        c.mcp = c.mcp < 1 ? 1 : (c.mcp > QE_GEMM_MC_PANELS ? QE_GEMM_MC_PANELS : c.mcp);
+    }
 
     int nt = qe_threads(nthreads);
     if ((double)c.m * (double)s->cout * (double)k < (double)QE_GEMM_PAR_MIN_MACS) nt = 1;
-    /* enough tiles for the threads to share evenly: shrink pixel blocks, then split columns */
-    while (nt > 1 && c.mcp > 1 && s->groups * ((mpanels + c.mcp - 1) / c.mcp) < (size_t)(4 * nt))
+    /* enough tiles for the threads to share evenly: shrink pixel blocks, then split columns;
+     * indirect with a W larger than half of L2 splits columns first, so that each W panel
+     * still streams from memory once */
+    const size_t wbytes = c.npanels * (size_t)r->nr * c.kp * (size_t)r->elem;
+    if (c.indirect && wbytes > QE_CONV_W_SPLIT_BYTES)
+        while (nt > 1 && c.ncp > 1 &&
+               s->groups * ((mpanels + c.mcp - 1) / c.mcp) * ((c.npanels + c.ncp - 1) / c.ncp) <
+                   (size_t)(4 * nt))
+            c.ncp = (c.ncp + 1) / 2;
+    while (nt > 1 && c.mcp > 1 &&
+           s->groups * ((mpanels + c.mcp - 1) / c.mcp) * ((c.npanels + c.ncp - 1) / c.ncp) <
+               (size_t)(4 * nt))
         c.mcp /= 2;
     c.nmb = (mpanels + c.mcp - 1) / c.mcp;
     while (nt > 1 && c.ncp > 1 && s->groups * c.nmb * ((c.npanels + c.ncp - 1) / c.ncp) < (size_t)(2 * nt))
@@ -176,10 +217,11 @@ static int qe_conv2d_gemm_impl(int isa, const qe_conv_shape *s, const uint8_t *x
     const size_t ntiles = s->groups * c.nmb * c.nnb;
     if ((size_t)nt > ntiles) nt = (int)ntiles;
 
-    /* per thread: the packed pixels, then a panel's gathered receptive fields (MR_MAX · kp
+    /* per thread: the packed pixels (or their indirection pointers), then a panel's gathered receptive fields (MR_MAX · kp
      * bytes), then (nchw) the float tile buffer; each buffer stays 64-aligned. After them, one
      * row of z_a (the padding). */
-    const size_t apart = qe_gemm_round_up(c.mcp * apanel, 64);
+    const size_t ind_bytes = c.mcp * (size_t)r->mr * s->kh * s->kw * sizeof(const uint8_t *);
+    const size_t apart = qe_gemm_round_up(c.indirect ? ind_bytes : c.mcp * apanel, 64);
     const size_t gpart = qe_gemm_round_up(QE_GEMM_MR_MAX * c.kp, 64);
     const size_t block = apart + gpart +
                          (nchw ? qe_gemm_round_up(c.mcp * (size_t)r->mr * (size_t)r->nr * 4, 64) : 0);

@@ -17,6 +17,9 @@
  *       required. Problems under QE_GEMM_PAR_MIN_MACS run on the calling thread only.
  *   qe_gemm_linear_dynamic(...) in qe_gemm_dynamic.h: f32 → u8 quantize + GEMM + f32 epilogue.
  *
+ * Direct A: with K % KR == 0, M ≥ MR, z_w = 0 and no F32 epilogue, the record's igemm kernels
+ * read A's rows in place (qe_gemm_can_direct) and the packing pass below is skipped: at N = 64
+ * each A panel feeds only two W panels and that pass cost a fifth of the time.
  * Tiling: A is packed once per call into MR-row panels (in parallel), then OpenMP hands out
  * output tiles of (MC_PANELS·MR) × (NC_PANELS·NR); within a tile the loop runs over W panels
  * outside and A panels inside, so one W panel (K·NR bytes) is reused from L1/L2 by every A
@@ -42,6 +45,8 @@
 #include "qe_u8_s8_gemm_ukernel_12x32c4__avx512vnni.h"
 #include "qe_u8_s8_gemm_minmax_ukernel_12x32c4__avx512vnni.h"
 #include "qe_u8_s8_gemm_dequant_ukernel_12x32c4__avx512vnni.h"
+#include "qe_u8_s8_igemm_ukernel_12x32c4__avx512vnni.h"
+#include "qe_u8_s8_igemm_minmax_ukernel_12x32c4__avx512vnni.h"
 #include "qe_u8_s8_gemm_ukernel_4x16c4__neondot.h"
 #include "qe_u8_s8_gemv_ukernel_1x4p__avx2.h"
 #include "qe_u8_s8_gemv_ukernel_1x4p__avx512vnni.h"
@@ -64,8 +69,8 @@ enum {
 #define QE_GEMM_NC_COLS 256
 
 static const qe_gemm_kernel_rec qe_gemm_kernels[] = {
-#define QE_GEMM_KERNEL(isa, uk, epi, gv, rq, dq, gvdq, mr, nr, kr, kpad, elem) \
-    {#uk, isa, mr, nr, kr, kpad, elem, uk, epi, gv, rq, dq, gvdq},
+#define QE_GEMM_KERNEL(isa, uk, epi, gv, rq, dq, gvdq, ig, igrq, mr, nr, kr, kpad, elem) \
+    {#uk, isa, mr, nr, kr, kpad, elem, uk, epi, gv, rq, dq, gvdq, ig, igrq},
 #include "qe_gemm_kernels.inc"
 #undef QE_GEMM_KERNEL
 };
@@ -98,9 +103,11 @@ typedef struct qe_gemm_ctx {
     const qe_packed_w *w;
     const qe_gemm_epilogue *ep;
     const uint8_t *apack;
+    const uint8_t *a;                  /* direct: A itself, read in place by the igemm kernels */
     int32_t *rterm;
     void *out;
-    size_t m, ldc, kg, mcp, ncp, mpanels, npanels, ntm;
+    size_t m, lda, ldc, kg, mcp, ncp, mpanels, npanels, ntm;
+    int direct;
 } qe_gemm_ctx;
 
 /* The fused requantizing microkernel applies when the record has one and the epilogue is the
@@ -116,6 +123,15 @@ static inline int qe_gemm_can_fuse(const qe_gemm_kernel_rec *r, const qe_packed_
 static inline int qe_gemm_can_dequant(const qe_gemm_kernel_rec *r, const qe_packed_w *w,
                                       const qe_gemm_epilogue *ep) {
     return r->ukernel_dequant && ep->kind == QE_EPI_F32 && !w->w_zp && !ep->col_bias;
+}
+
+/* A is read in place by the record's igemm kernels (no packing pass) when its rows hold whole
+ * K-groups, there are rows enough for full panels, and nothing needs the packer's row sums (z_w)
+ * or the fused dequantizing kernel (the F32 epilogue keeps the packed path and its fusion). */
+static inline int qe_gemm_can_direct(const qe_gemm_kernel_rec *r, size_t m, const qe_packed_w *w,
+                                     const qe_gemm_epilogue *ep) {
+    return r->igemm && r->igemm_requant && m >= (size_t)r->mr && w->k % r->kr == 0 && !w->w_zp &&
+           !qe_gemm_can_dequant(r, w, ep);
 }
 
 /* The dequant tile of output (m0, n0), nr columns. */
@@ -171,11 +187,37 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
     }
     const size_t esize = x->ep->kind == QE_EPI_INT32 || x->ep->kind == QE_EPI_F32 ? 4 : 1;
     const int fused = qe_gemm_can_fuse(r, x->w, x->ep);
+    const size_t kc = (size_t)x->w->k / r->kr;
+    /* the INT32 epilogue with one z_a (and z_w = 0, as direct implies) fuses into igemm */
+    const int int32_fused = x->ep->kind == QE_EPI_INT32 && (!x->ep->a_zp || x->ep->row_step == 0);
+    const uint8_t *rows[QE_GEMM_MR_MAX];
     for (size_t pn = pn0; pn < pn1; pn++) {
         const size_t n0 = pn * r->nr, nr = (size_t)x->w->n - n0 < (size_t)r->nr ? (size_t)x->w->n - n0 : (size_t)r->nr;
         const char *wp = (const char *)x->w->data + pn * wpanel;
         for (size_t pm = pm0; pm < pm1; pm++) {
             const size_t m0 = pm * r->mr, mr = x->m - m0 < (size_t)r->mr ? x->m - m0 : (size_t)r->mr;
+            if (x->direct) {
+                for (size_t i = 0; i < mr; i++) rows[i] = x->a + (m0 + i) * x->lda;
+                if (fused) {
+                    const qe_gemm_requant_tile q = qe_gemm_requant_tile_at(
+                        x->ep, (char *)x->out + (m0 * x->ldc + n0) * esize, x->ldc, n0, nr);
+                    r->igemm_requant(mr, 1, kc, rows, wp, &q);
+                    continue;
+                }
+                if (int32_fused) {
+                    const qe_gemm_int32_tile q = {(int32_t *)x->out + m0 * x->ldc + n0, x->ldc, nr,
+                                                  x->w->colsum + n0,
+                                                  x->ep->col_bias ? x->ep->col_bias + n0 : NULL,
+                                                  x->ep->a_zp ? x->ep->a_zp[0] : 0};
+                    r->igemm(mr, 1, kc, rows, wp, &q);
+                    continue;
+                }
+                const qe_gemm_int32_tile q = {ct, (size_t)r->nr, (size_t)r->nr, NULL, NULL, 0};
+                r->igemm(mr, 1, kc, rows, wp, &q);
+                const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, m0, n0, NULL};
+                r->epilogue(&tile, x->w, x->ep, x->out, x->ldc);
+                continue;
+            }
             if (fused) {
                 const qe_gemm_requant_tile q = qe_gemm_requant_tile_at(
                     x->ep, (char *)x->out + (m0 * x->ldc + n0) * esize, x->ldc, n0, nr);
@@ -221,19 +263,21 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
     if (ep->kind >= QE_EPI_U8 && (!ep->multiplier || ep->lo > ep->hi)) return QE_GEMM_EARG;
     if (m == 0 || n == 0) return QE_GEMM_OK;
 
-    const size_t need = qe_gemm_workspace_bytes(isa, m, k);
-    if (!ws || ws_bytes < need) {
+    qe_gemm_ctx x;
+    x.r = r; x.w = w; x.ep = ep; x.out = out; x.m = m; x.ldc = ldc;
+    x.a = a; x.lda = lda; x.direct = qe_gemm_can_direct(r, m, w, ep);
+    /* direct: no packed A and (z_w = 0) no row sums, so no workspace */
+    const size_t need = x.direct ? 0 : qe_gemm_workspace_bytes(isa, m, k);
+    if (need && (!ws || ws_bytes < need)) {
         ws = qe_workspace(QE_WS_CALL, need);
         if (!ws) return QE_GEMM_ENOMEM;
     }
-    qe_gemm_ctx x;
-    x.r = r; x.w = w; x.ep = ep; x.out = out; x.m = m; x.ldc = ldc;
     x.kg = (size_t)w->kp / r->kr;
     x.mpanels = qe_gemm_round_up(m, r->mr) / r->mr;
     x.npanels = qe_gemm_round_up(n, r->nr) / r->nr;
-    uint8_t *base = (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    uint8_t *base = need ? (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63) : NULL;
     x.apack = base;
-    int32_t *rowsum = (int32_t *)(base + qe_gemm_packed_a_bytes(r, m, k));
+    int32_t *rowsum = need ? (int32_t *)(base + qe_gemm_packed_a_bytes(r, m, k)) : NULL;
     x.rterm = w->w_zp ? rowsum + qe_gemm_round_up(m + 1, 16) : NULL;
     if (!w->w_zp) rowsum = NULL;
 
@@ -252,8 +296,9 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
     const size_t ntiles = x.ntm * ((x.npanels + x.ncp - 1) / x.ncp);
     if ((size_t)nt > ntiles) nt = (int)ntiles;
 
+    const size_t npack = x.direct ? 0 : x.mpanels;
     if (nt <= 1) {
-        for (size_t p = 0; p < x.mpanels; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
+        for (size_t p = 0; p < npack; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
         for (size_t t = 0; t < ntiles; t++) qe_gemm_run_tile(&x, t);
     } else {
 #ifdef _OPENMP
@@ -261,7 +306,7 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
         {
             qe_threads_note_team();
             #pragma omp for schedule(static)
-            for (size_t p = 0; p < x.mpanels; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
+            for (size_t p = 0; p < npack; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
             #pragma omp for schedule(dynamic, 1)
             for (size_t t = 0; t < ntiles; t++) qe_gemm_run_tile(&x, t);
         }

@@ -118,6 +118,28 @@ typedef void (*qe_gemm_gemv_dequant_fn)(size_t np, size_t kg, const void *a, siz
                                         const void *w, size_t wpanel,
                                         const qe_gemm_dequant_tile *q);
 
+/* The indirect ("igemm") twins of ukernel and ukernel_requant: A is read in place through row
+ * pointers instead of from a packed panel. a holds ks·MR pointers, a[t·MR + i] = row i's
+ * 4·kc bytes for tap t (rows ≥ mr are not read); W is the same packed panel, walked through
+ * ks·kc K-groups. A GEMM passes its rows (ks = 1, kc = K/4); a convolution one pointer per
+ * pixel and tap, into the input or into a row of z_a for padding (qe_conv.h). Only for kr = 4
+ * kernels with u8 elements.
+ * igemm stores int32 straight into out (row stride ldc, nr columns):
+ *   out[i][j] = acc − z_a·colsum[j] + col_bias[j]      (wrapping int32; colsum/col_bias NULL = 0)
+ * which is the INT32 epilogue with one z_a and z_w = 0, fused; with out = an [MR][NR] tile,
+ * ldc = NR, nr = NR and no column terms it is the plain tile of ukernel. */
+typedef struct qe_gemm_int32_tile {
+    int32_t *out;
+    size_t ldc, nr;
+    const int32_t *colsum;      /* [nr] or NULL */
+    const int32_t *col_bias;    /* [nr] or NULL */
+    int32_t a_zp;
+} qe_gemm_int32_tile;
+typedef void (*qe_gemm_igemm_fn)(size_t mr, size_t ks, size_t kc, const uint8_t *const *a,
+                                 const void *w, const qe_gemm_int32_tile *q);
+typedef void (*qe_gemm_igemm_requant_fn)(size_t mr, size_t ks, size_t kc, const uint8_t *const *a,
+                                         const void *w, const qe_gemm_requant_tile *q);
+
 /* A dispatch record: a kernel travels with its tile and its packing, so they never mismatch. */
 typedef struct qe_gemm_kernel_rec {
     const char *name;
@@ -130,6 +152,8 @@ typedef struct qe_gemm_kernel_rec {
     qe_gemm_ukernel_requant_fn ukernel_requant;   /* may be NULL: ukernel + epilogue instead */
     qe_gemm_ukernel_dequant_fn ukernel_dequant;   /* may be NULL: ukernel + epilogue instead */
     qe_gemm_gemv_dequant_fn gemv_dequant;         /* may be NULL: gemv (or ukernel) + epilogue */
+    qe_gemm_igemm_fn igemm;                       /* may be NULL: pack A, then ukernel */
+    qe_gemm_igemm_requant_fn igemm_requant;       /* NULL when igemm is */
 } qe_gemm_kernel_rec;
 
 #endif

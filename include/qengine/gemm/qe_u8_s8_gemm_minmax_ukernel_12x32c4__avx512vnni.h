@@ -13,9 +13,9 @@
 #include "qe_u8_s8_gemm_ukernel_12x32c4__avx512vnni.h"
 
 #if QE_HAVE_X86_SIMD
-#define QE_VNNI_REQUANT_BODY(MRV, KS)                                                          \
-    do {                                                                                       \
-        QE_VNNI_ACCUMULATE(MRV, KS)                                                            \
+/* acc[0..MRV) → MRV rows of requantized bytes at out (row stride ldc), through the state that
+ * QE_VNNI_REQUANT_SETUP declares */
+#define QE_VNNI_REQUANT_STORE(MRV)                                                             \
         _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++) {                               \
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                              \
                 __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[i][h], bias[h]));           \
@@ -23,7 +23,30 @@
                 const __m128i y = _mm_add_epi8(_mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)), vzp); \
                 _mm_mask_storeu_epi8(out + i * ldc + 16 * h, km[h], y);                        \
             }                                                                                  \
-        }                                                                                      \
+        }
+
+/* + z_y after narrowing, in bytes: rhe(v) ∈ [lo − z_y, hi − z_y] and y = rhe(v) + z_y lies in
+ * the output type, so adding modulo 256 to rhe(v) mod 256 gives y's bits exactly */
+#define QE_VNNI_REQUANT_SETUP(q)                                                               \
+    char *out = (char *)(q)->out;                                                              \
+    const size_t ldc = (q)->ldc;                                                               \
+    const uint32_t bits = (q)->nr >= 32 ? 0xffffffffu : (1u << (q)->nr) - 1u;                  \
+    const __mmask16 km[2] = {(__mmask16)(bits & 0xffff), (__mmask16)(bits >> 16)};            \
+    __m512i bias[2];                                                                           \
+    __m512 mult[2];                                                                            \
+    for (int h = 0; h < 2; h++) {                                                              \
+        bias[h] = (q)->col_bias ? _mm512_maskz_loadu_epi32(km[h], (q)->col_bias + 16 * h)      \
+                                : _mm512_setzero_si512();                                      \
+        mult[h] = _mm512_maskz_loadu_ps(km[h], (q)->multiplier + 16 * h);                      \
+    }                                                                                          \
+    const __m512 vlo = _mm512_set1_ps((float)((q)->lo - (q)->out_zp));                         \
+    const __m512 vhi = _mm512_set1_ps((float)((q)->hi - (q)->out_zp));                         \
+    const __m128i vzp = _mm_set1_epi8((char)(q)->out_zp)
+
+#define QE_VNNI_REQUANT_BODY(MRV, KS)                                                          \
+    do {                                                                                       \
+        QE_VNNI_ACCUMULATE(MRV, KS)                                                            \
+        QE_VNNI_REQUANT_STORE(MRV)                                                             \
     } while (0)
 
 QE_TARGET_AVX512VNNI
@@ -32,22 +55,7 @@ static void qe_u8_s8_gemm_minmax_ukernel_12x32c4__avx512vnni(size_t mr, size_t k
                                                              const qe_gemm_requant_tile *q) {
     const uint8_t *pa = (const uint8_t *)a;
     const int8_t *pw = (const int8_t *)w;
-    char *out = (char *)q->out;
-    const size_t ldc = q->ldc;
-    const uint32_t bits = q->nr >= 32 ? 0xffffffffu : (1u << q->nr) - 1u;
-    const __mmask16 km[2] = {(__mmask16)(bits & 0xffff), (__mmask16)(bits >> 16)};
-    __m512i bias[2];
-    __m512 mult[2];
-    for (int h = 0; h < 2; h++) {
-        bias[h] = q->col_bias ? _mm512_maskz_loadu_epi32(km[h], q->col_bias + 16 * h)
-                              : _mm512_setzero_si512();
-        mult[h] = _mm512_maskz_loadu_ps(km[h], q->multiplier + 16 * h);
-    }
-    const __m512 vlo = _mm512_set1_ps((float)(q->lo - q->out_zp));
-    const __m512 vhi = _mm512_set1_ps((float)(q->hi - q->out_zp));
-    /* + z_y after narrowing, in bytes: rhe(v) ∈ [lo − z_y, hi − z_y] and y = rhe(v) + z_y lies in
-     * the output type, so adding modulo 256 to rhe(v) mod 256 gives y's bits exactly */
-    const __m128i vzp = _mm_set1_epi8((char)q->out_zp);
+    QE_VNNI_REQUANT_SETUP(q);
     switch (mr) {
     case 1: QE_VNNI_REQUANT_BODY(1, 4); break;
     case 2: QE_VNNI_REQUANT_BODY(2, 4); break;

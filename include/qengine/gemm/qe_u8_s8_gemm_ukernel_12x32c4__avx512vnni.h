@@ -52,9 +52,34 @@
                 acc[i][1] = _mm512_add_epi32(acc[i][1], acc[s * MRV + i][1]);                  \
             }
 
-#define QE_VNNI_BODY(MRV, KS)                                                                  \
-    do {                                                                                       \
-        QE_VNNI_ACCUMULATE(MRV, KS)                                                            \
+/* The same K loop with A read in place (qe_u8_s8_igemm_*): a[t·MR + i] points at row i's 4·kc
+ * bytes of tap t (a GEMM row, or a conv pixel's receptive-field segment), and W walks the taps'
+ * K-groups in order. One accumulator set: the indirect kernels serve the big-M case, where
+ * mr < 4 happens only in the last panel. */
+#define QE_VNNI_ACCUMULATE_INDIRECT(MRV)                                                       \
+        __m512i acc[MRV][2];                                                                   \
+        _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++)                                 \
+            acc[i][0] = acc[i][1] = _mm512_setzero_si512();                                    \
+        for (size_t t = 0; t < ks; t++, a += QE_VNNI_MR) {                                     \
+            const uint8_t *ap[MRV];                                                            \
+            _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++) ap[i] = a[i];               \
+            for (size_t g = 0; g < kc; g++) {                                                  \
+                _mm_prefetch((const char *)(pw + 1024), _MM_HINT_T0);                          \
+                const __m512i b0 = _mm512_loadu_si512(pw);                                     \
+                const __m512i b1 = _mm512_loadu_si512(pw + 64);                                \
+                _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++) {                       \
+                    int32_t a4;                                                                \
+                    memcpy(&a4, ap[i] + 4 * g, 4);                                             \
+                    const __m512i va = _mm512_set1_epi32(a4);                                  \
+                    QE_DPBUSD(acc[i][0], va, b0);                                              \
+                    QE_DPBUSD(acc[i][1], va, b1);                                              \
+                }                                                                              \
+                pw += 128;                                                                     \
+            }                                                                                  \
+        }
+
+/* acc[0..MRV) → the int32 tile c [MR][32] (+= when acc_in) */
+#define QE_VNNI_STORE(MRV)                                                                     \
         _Pragma("GCC unroll 12") for (int i = 0; i < MRV; i++) {                               \
             if (acc_in) {                                                                      \
                 acc[i][0] = _mm512_add_epi32(acc[i][0], _mm512_loadu_si512(c + 32 * i)); \
@@ -63,7 +88,12 @@
             }                                                                                  \
             _mm512_storeu_si512(c + 32 * i, acc[i][0]);                                     \
             _mm512_storeu_si512(c + 32 * i + 16, acc[i][1]);                                \
-        }                                                                                      \
+        }
+
+#define QE_VNNI_BODY(MRV, KS)                                                                  \
+    do {                                                                                       \
+        QE_VNNI_ACCUMULATE(MRV, KS)                                                            \
+        QE_VNNI_STORE(MRV)                                                                     \
     } while (0)
 
 QE_TARGET_AVX512VNNI
