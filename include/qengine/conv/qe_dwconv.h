@@ -159,6 +159,9 @@ static int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32
     const int nt = pl.nt;
     qe_dwconv_params pk = *p;
     pk.kw = (int32_t)s->kw;
+    pk.mult_lt1 = 1;
+    for (size_t i = 0; i < (p->layout == QE_DW_LAYOUT_C64 ? (s->c + 63) / 64 * 64 : s->c); i++)
+        pk.mult_lt1 &= p->mult[i] < 1.0f && p->mult[i] > -1.0f;
     p = &pk;
 
     /* the calling thread's workspace: each thread's tap pointers, then W·C bytes of z_a */

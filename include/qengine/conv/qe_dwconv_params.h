@@ -42,6 +42,7 @@ typedef struct qe_dwconv_params {
     int32_t layout;            /* QE_DW_LAYOUT_* */
     const float *fbias;        /* dequant only: float32 bias [C] (channel order) or NULL */
     int32_t kw;                /* QE_DW_LAYOUT_C64: kernel width (qe_conv2d_dw* set it) */
+    int32_t mult_lt1;          /* every |mult| < 1 (qe_conv2d_dw sets it) */
 } qe_dwconv_params;
 
 typedef void (*qe_dwconv_ukernel_fn)(size_t c0, size_t c1, size_t npix, size_t ntaps,

@@ -15,12 +15,11 @@
  * with (0, w0, w1, w2), the same weights shifted one byte up each lane: per kernel row, 4 loads
  * and 8 shuffles make the 8 products of two pixels' 4 accumulators.
  *
- * The requantize is that of qe_requantize (same float32 operations, same order, bias / mult in
- * the permuted order); after the clamp every lane holds q − zp ∈ [lo − zp, hi − zp] ⊂
- * [−255, 255], so vpackssdw is exact, zp is added in 16 bits, and vpackuswb (exact on [0, 255])
- * finishes the bytes. The packs work per 128-bit lane and take 4 dwords of the first operand
- * then 4 of the second, which is exactly the inverse of the interleave: the result is in
- * channel order. A channel tail (< 64) masks the input loads and the store; the packed
+ * The requantize gives the bits of qe_requantize (the same float32 multiply and rounding,
+ * bias / mult in the permuted order; the clamp is done on the narrowed integers, see
+ * qe_dwconv_c64_store). The narrowing packs (vpackssdw, vpackuswb) work per 128-bit lane and
+ * take 4 dwords of the first operand then 4 of the second, which is exactly the inverse of the
+ * interleave: the bytes come out in channel order. A channel tail (< 64) masks the input loads and the store; the packed
  * weights, bias and mult are zero-padded to whole blocks.
  */
 #ifndef QE_U8_S8_DWCONV_MINMAX_UKERNEL_C64__AVX512VNNI_H
@@ -97,6 +96,7 @@ void qe_dwconv_c64_acc_k3(const int npair, size_t cb, __mmask64 m, size_t kh,
                           const qe_dwconv_params *p, __m512i acc[][4]) {
     const int8_t *wg = (const int8_t *)p->w + (cb / 64) * kh * 256;
     qe_dwconv_c64_bias(2 * npair, cb, p, acc);
+#pragma GCC unroll 3
     for (size_t ky = 0; ky < kh; ky++, wg += 256) {
         __m512i w[4], ws[4];
         qe_dwconv_c64_weights(wg, w);
@@ -115,50 +115,93 @@ void qe_dwconv_c64_acc_k3(const int npair, size_t cb, __mmask64 m, size_t kh,
     }
 }
 
-/* np pixels' accumulators -> bytes in channel order, stored masked to m */
+/* np pixels' accumulators -> bytes in channel order, stored masked to m. qe_requantize clamps
+ * v = float32(acc)·mult to [lo − zp, hi − zp] before rounding; as both bounds are integers and
+ * rounding is monotone, clamping the rounded value instead gives the same result, and here the
+ * saturating narrowing does it: vpackssdw, a saturating + zp and vpackuswb give
+ * clamp(round(v) + zp, 0, 255), then max lo / min hi on the bytes. That needs round(v) exact:
+ * vcvtps2dq returns INT_MIN for v ≥ 2^31, which cannot happen when every |mult| < 1
+ * (p->mult_lt1; |float32(acc)| ≤ 2^31) and is otherwise prevented by clamping v to hi − zp
+ * in float first (v ≤ −2^31 gives INT_MIN, which saturates to lo as it should). */
 QE_TARGET_AVX512VNNI QE_INLINE
-void qe_dwconv_c64_store(const int np, size_t cb, __mmask64 m, const qe_dwconv_params *p,
-                         __m512i acc[][4], uint8_t *out, size_t out_step) {
-    const __m512 vlo = _mm512_set1_ps((float)(p->lo - p->zp));
+void qe_dwconv_c64_store(const int np, const int clamp_hi, size_t cb, __mmask64 m,
+                         const qe_dwconv_params *p, __m512i acc[][4], uint8_t *out,
+                         size_t out_step) {
     const __m512 vhi = _mm512_set1_ps((float)(p->hi - p->zp));
     const __m512i vzp = _mm512_set1_epi16((short)p->zp);
+    const __m512i blo = _mm512_set1_epi8((char)p->lo), bhi = _mm512_set1_epi8((char)p->hi);
     __m512 mult[4];
     for (int q = 0; q < 4; q++) mult[q] = _mm512_loadu_ps(p->mult + cb + 16 * q);
     for (int i = 0; i < np; i++) {
         __m512i r[4];
         for (int q = 0; q < 4; q++) {
             __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[i][q]), mult[q]);
-            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);
+            if (clamp_hi) v = _mm512_min_ps(v, vhi);
             r[q] = _mm512_cvtps_epi32(v);
         }
-        const __m512i lo = _mm512_add_epi16(_mm512_packs_epi32(r[0], r[1]), vzp);
-        const __m512i hi = _mm512_add_epi16(_mm512_packs_epi32(r[2], r[3]), vzp);
-        _mm512_mask_storeu_epi8(out + (size_t)i * out_step + cb, m, _mm512_packus_epi16(lo, hi));
+        const __m512i lo = _mm512_adds_epi16(_mm512_packs_epi32(r[0], r[1]), vzp);
+        const __m512i hi = _mm512_adds_epi16(_mm512_packs_epi32(r[2], r[3]), vzp);
+        const __m512i b = _mm512_min_epu8(_mm512_max_epu8(_mm512_packus_epi16(lo, hi), blo), bhi);
+        _mm512_mask_storeu_epi8(out + (size_t)i * out_step + cb, m, b);
     }
 }
 
 QE_TARGET_AVX512VNNI QE_INLINE
-void qe_dwconv_c64_pixels(const int np, size_t cb, __mmask64 m, size_t ntaps,
+void qe_dwconv_c64_pixels(const int np, const int clamp_hi, size_t cb, __mmask64 m, size_t ntaps,
                           const uint8_t *const *taps, size_t off, size_t step,
                           const qe_dwconv_params *p, uint8_t *out, size_t out_step) {
     __m512i acc[3][4];
     qe_dwconv_c64_acc(np, cb, m, ntaps, taps, off, step, p, acc);
-    qe_dwconv_c64_store(np, cb, m, p, acc, out, out_step);
+    qe_dwconv_c64_store(np, clamp_hi, cb, m, p, acc, out, out_step);
 }
 
 QE_TARGET_AVX512VNNI QE_INLINE
-void qe_dwconv_c64_pairs(const int npair, size_t cb, __mmask64 m, size_t kh,
+void qe_dwconv_c64_pairs(const int npair, const int clamp_hi, size_t cb, __mmask64 m, size_t kh,
                          const uint8_t *const *taps, size_t off, size_t step,
                          const qe_dwconv_params *p, uint8_t *out, size_t out_step) {
     __m512i acc[4][4];
     qe_dwconv_c64_acc_k3(npair, cb, m, kh, taps, off, step, p, acc);
-    qe_dwconv_c64_store(2 * npair, cb, m, p, acc, out, out_step);
+    qe_dwconv_c64_store(2 * npair, clamp_hi, cb, m, p, acc, out, out_step);
 }
 
 /* Whether the kernel may share interleaves between neighbouring pixels (see the top). */
 static inline int qe_dwconv_c64_shares(size_t npix, const uint8_t *const *taps, size_t step,
                                        const qe_dwconv_params *p) {
     return p->kw == 3 && npix >= 2 && taps[1] == taps[0] + step && taps[2] == taps[1] + step;
+}
+
+QE_TARGET_AVX512VNNI QE_INLINE
+void qe_dwconv_c64_run(const int clamp_hi, size_t c0, size_t c1, size_t npix, size_t ntaps,
+                       const uint8_t *const *taps, size_t step, const qe_dwconv_params *p,
+                       uint8_t *out, size_t out_step) {
+    const int shares = qe_dwconv_c64_shares(npix, taps, step, p);
+    for (size_t cb = c0; cb < c1; cb += 64) {   /* c0 is a multiple of 64 (driver) */
+        const __mmask64 m = c1 - cb >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (c1 - cb)) - 1;
+        size_t i = 0;
+        if (shares) {
+            if (ntaps == 9)     /* 3×3: the rows unrolled, the registers allocated once */
+                for (; i + 4 <= npix; i += 4)
+                    qe_dwconv_c64_pairs(2, clamp_hi, cb, m, 3, taps, i * step, step, p,
+                                        out + i * out_step, out_step);
+            for (; i + 4 <= npix; i += 4)
+                qe_dwconv_c64_pairs(2, clamp_hi, cb, m, ntaps / 3, taps, i * step, step, p,
+                                    out + i * out_step, out_step);
+            if (npix - i >= 2) {
+                qe_dwconv_c64_pairs(1, clamp_hi, cb, m, ntaps / 3, taps, i * step, step, p,
+                                    out + i * out_step, out_step);
+                i += 2;
+            }
+        }
+        for (; i + 3 <= npix; i += 3)
+            qe_dwconv_c64_pixels(3, clamp_hi, cb, m, ntaps, taps, i * step, step, p,
+                                 out + i * out_step, out_step);
+        if (npix - i == 2)
+            qe_dwconv_c64_pixels(2, clamp_hi, cb, m, ntaps, taps, i * step, step, p,
+                                 out + i * out_step, out_step);
+        else if (npix - i == 1)
+            qe_dwconv_c64_pixels(1, clamp_hi, cb, m, ntaps, taps, i * step, step, p,
+                                 out + i * out_step, out_step);
+    }
 }
 
 QE_TARGET_AVX512VNNI
@@ -168,30 +211,10 @@ static void qe_u8_s8_dwconv_minmax_ukernel_c64__avx512vnni(size_t c0, size_t c1,
                                                            size_t step,
                                                            const qe_dwconv_params *p,
                                                            uint8_t *out, size_t out_step) {
-    const int shares = qe_dwconv_c64_shares(npix, taps, step, p);
-    for (size_t cb = c0; cb < c1; cb += 64) {   /* c0 is a multiple of 64 (driver) */
-        const __mmask64 m = c1 - cb >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (c1 - cb)) - 1;
-        size_t i = 0;
-        if (shares) {
-            for (; i + 4 <= npix; i += 4)
-                qe_dwconv_c64_pairs(2, cb, m, ntaps / 3, taps, i * step, step, p,
-                                    out + i * out_step, out_step);
-            if (npix - i >= 2) {
-                qe_dwconv_c64_pairs(1, cb, m, ntaps / 3, taps, i * step, step, p,
-                                    out + i * out_step, out_step);
-                i += 2;
-            }
-        }
-        for (; i + 3 <= npix; i += 3)
-            qe_dwconv_c64_pixels(3, cb, m, ntaps, taps, i * step, step, p, out + i * out_step,
-                                 out_step);
-        if (npix - i == 2)
-            qe_dwconv_c64_pixels(2, cb, m, ntaps, taps, i * step, step, p, out + i * out_step,
-                                 out_step);
-        else if (npix - i == 1)
-            qe_dwconv_c64_pixels(1, cb, m, ntaps, taps, i * step, step, p, out + i * out_step,
-                                 out_step);
-    }
+    if (p->mult_lt1)
+        qe_dwconv_c64_run(0, c0, c1, npix, ntaps, taps, step, p, out, out_step);
+    else
+        qe_dwconv_c64_run(1, c0, c1, npix, ntaps, taps, step, p, out, out_step);
 }
 #endif
 
