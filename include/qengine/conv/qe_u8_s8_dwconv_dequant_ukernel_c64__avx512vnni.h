@@ -50,7 +50,7 @@ void qe_dwconv_dequant_c64_pixels(const int np, size_t cb, __mmask64 m, size_t n
                                   const uint8_t *const *taps, size_t off, size_t step,
                                   const qe_dwconv_params *p, float *out, size_t out_step) {
     __m512i acc[3][4];
-    qe_dwconv_c64_acc(np, cb, m, ntaps, taps, off, step, p, acc);
+    qe_dwconv_v512_acc(np, cb, m, ntaps, taps, off, step, p, acc);
     qe_dwconv_dequant_c64_store(np, cb, m, p, acc, out, out_step);
 }
 
@@ -59,7 +59,7 @@ void qe_dwconv_dequant_c64_pairs(const int npair, size_t cb, __mmask64 m, size_t
                                  const uint8_t *const *taps, size_t off, size_t step,
                                  const qe_dwconv_params *p, float *out, size_t out_step) {
     __m512i acc[4][4];
-    qe_dwconv_c64_acc_k3(npair, cb, m, kh, taps, off, step, p, acc);
+    qe_dwconv_v512_acc_k3(npair, cb, m, kh, taps, off, step, p, acc);
     qe_dwconv_dequant_c64_store(2 * npair, cb, m, p, acc, out, out_step);
 }
 
