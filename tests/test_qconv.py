@@ -313,8 +313,9 @@ def test_depthwise_every_channel_count_equals_scalar(isa, k, s, d):
         bias = rng.integers(-2**12, 2**12, c).astype(np.int32)
         wscale = rng.uniform(0.002, 0.02, c).astype(np.float32)
         kw = dict(input_scale=0.05, input_zero_point=int(rng.integers(0, 256)), output_scale=0.4,
-                  output_zero_point=int(rng.integers(0, 256)), weight_scale=wscale, stride=s,
-                  padding=(1, 1, 1, 1), dilation=d, groups=c, algorithm="dw")
+                  output_zero_point=0 if c % 2 else int(rng.integers(0, 256)),   # 0: no clamp
+                  weight_scale=wscale, stride=s, padding=(1, 1, 1, 1), dilation=d, groups=c,
+                  algorithm="dw")
         want = QConv2d(wt, bias, isa="scalar", **kw)(x)
         L = QConv2d(wt, bias, isa=isa, **kw)
         for nt in (1, 2):
@@ -324,7 +325,8 @@ def test_depthwise_every_channel_count_equals_scalar(isa, k, s, d):
 
 # Extreme accumulators and multipliers through the narrowing clamp: x = 255 with w = −128 or
 # 127, alternating signs, and inputs near z_a; multipliers < 1, > 1 (some outputs in range) and
-# ~1e5 (float32(acc)·mult beyond ±2^31, where vcvtps2dq alone would give INT_MIN); fused clamps.
+# ~1e5 (float32(acc)·mult beyond ±2^31, where vcvtps2dq alone would give INT_MIN); fused clamps;
+# output zero point 0 without a clamp (the kernel's narrowing alone).
 DW_EXTREME_SHAPES = [((3, 3), 1, 1), ((3, 3), 2, 1), ((5, 5), 1, 1), ((1, 5), 1, 1),
                      ((3, 3), 1, 2)]
 
@@ -352,9 +354,9 @@ def test_depthwise_extremes(isa, extreme, yscale):
         bias = rng.integers(-2**8, 2**8, c).astype(np.int32)
         wscale = rng.uniform(0.005, 0.02, c).astype(np.float32)
         L = QConv2d(wt, bias, input_scale=0.05, input_zero_point=za, output_scale=yscale,
-                    output_zero_point=int(rng.integers(0, 256)), weight_scale=wscale, stride=s,
-                    padding=(1, 2, 1, 2), dilation=d, groups=c, activation=act, isa=isa,
-                    algorithm="dw")
+                    output_zero_point=0 if c % 2 == 0 else int(rng.integers(0, 256)),
+                    weight_scale=wscale, stride=s, padding=(1, 2, 1, 2), dilation=d, groups=c,
+                    activation=act, isa=isa, algorithm="dw")
         r = ref(L, x, wt)
         for nt in (1, 2):
             y = L(x, nthreads=nt)

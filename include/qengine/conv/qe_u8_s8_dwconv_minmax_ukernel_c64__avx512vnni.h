@@ -29,6 +29,9 @@
 #include "qe_dwconv_params.h"
 
 #if QE_HAVE_X86_SIMD
+/* what the requantizing store must clamp (qe_dwconv_v512_store) */
+enum { QE_DW_CLAMP_NONE = 0, QE_DW_CLAMP_BYTES = 1, QE_DW_CLAMP_FLOAT_HI = 2 };
+
 #define QE_DW_W 512
 #include "qe_dwconv_c64_avx512vnni.inc"
 #undef QE_DW_W
@@ -44,17 +47,17 @@ static inline int qe_dwconv_c64_shares(size_t npix, const uint8_t *const *taps, 
 
 /* a tail of ≤ 32 channels runs at 256 bits, for half the cost of a whole 64-channel block */
 QE_TARGET_AVX512VNNI QE_INLINE
-void qe_dwconv_c64_run(const int clamp_hi, size_t c0, size_t c1, size_t npix, size_t ntaps,
+void qe_dwconv_c64_run(const int clamp, size_t c0, size_t c1, size_t npix, size_t ntaps,
                        const uint8_t *const *taps, size_t step, const qe_dwconv_params *p,
                        uint8_t *out, size_t out_step) {
     const int shares = qe_dwconv_c64_shares(npix, taps, step, p);
     for (size_t cb = c0; cb < c1; cb += 64) {   /* c0 is a multiple of 64 (driver) */
         const size_t nc = c1 - cb < 64 ? c1 - cb : 64;
         if (nc > 32)
-            qe_dwconv_v512_block(clamp_hi, shares, cb, nc, npix, ntaps, taps, step, p, out,
+            qe_dwconv_v512_block(clamp, shares, cb, nc, npix, ntaps, taps, step, p, out,
                                  out_step);
         else
-            qe_dwconv_v256_block(clamp_hi, shares, cb, nc, npix, ntaps, taps, step, p, out,
+            qe_dwconv_v256_block(clamp, shares, cb, nc, npix, ntaps, taps, step, p, out,
                                  out_step);
     }
 }
@@ -66,10 +69,14 @@ static void qe_u8_s8_dwconv_minmax_ukernel_c64__avx512vnni(size_t c0, size_t c1,
                                                            size_t step,
                                                            const qe_dwconv_params *p,
                                                            uint8_t *out, size_t out_step) {
-    if (p->mult_lt1)
-        qe_dwconv_c64_run(0, c0, c1, npix, ntaps, taps, step, p, out, out_step);
+    if (!p->mult_lt1)
+        qe_dwconv_c64_run(QE_DW_CLAMP_FLOAT_HI, c0, c1, npix, ntaps, taps, step, p, out,
+                          out_step);
+    else if (p->zp == 0 && p->lo == 0 && p->hi == 255)
+        qe_dwconv_c64_run(QE_DW_CLAMP_NONE, c0, c1, npix, ntaps, taps, step, p, out, out_step);
     else
-        qe_dwconv_c64_run(1, c0, c1, npix, ntaps, taps, step, p, out, out_step);
+        qe_dwconv_c64_run(QE_DW_CLAMP_BYTES, c0, c1, npix, ntaps, taps, step, p, out,
+                          out_step);
 }
 #endif
 
