@@ -151,7 +151,8 @@ static int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32
     const qe_dwconv_kernel_rec *r = qe_dwconv_kernel_for_isa(isa);
     if (s->c != s->cout || p->layout != r->layout ||
         (p->layout == QE_DW_LAYOUT_I32 && p->wstride < s->c) || p->lo > p->hi || p->lo < 0 ||
-        p->hi > 255 || a_zp < 0 || a_zp > 255 || s->kh * s->kw < 1 || s->sw < 1 || s->sh < 1)
+        p->hi > 255 || p->zp < 0 || p->zp > 255 || a_zp < 0 || a_zp > 255 ||
+        s->kh * s->kw < 1 || s->sw < 1 || s->sh < 1)
         return -4;
     const size_t ntaps = s->kh * s->kw;
     if (s->n * s->oh == 0 || s->ow == 0 || s->c == 0) return 0;
@@ -159,9 +160,9 @@ static int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32
     const int nt = pl.nt;
     qe_dwconv_params pk = *p;
     pk.kw = (int32_t)s->kw;
-    pk.mult_lt1 = 1;
-    for (size_t i = 0; i < (p->layout == QE_DW_LAYOUT_C64 ? (s->c + 63) / 64 * 64 : s->c); i++)
-        pk.mult_lt1 &= p->mult[i] < 1.0f && p->mult[i] > -1.0f;
+    pk.mult_lt1 = 1;    /* per call: C floats, a vectorized scan (& not &&: no branches) */
+    const size_t nmult = p->layout == QE_DW_LAYOUT_C64 ? (s->c + 63) / 64 * 64 : s->c;
+    for (size_t i = 0; i < nmult; i++) pk.mult_lt1 &= (p->mult[i] < 1.0f) & (p->mult[i] > -1.0f);
     p = &pk;
 
     /* the calling thread's workspace: each thread's tap pointers, then W·C bytes of z_a */

@@ -17,10 +17,13 @@
  *
  * The requantize gives the bits of qe_requantize (the same float32 multiply and rounding,
  * bias / mult in the permuted order; the clamp is done on the narrowed integers, see
- * qe_dwconv_c64_store). The narrowing packs (vpackssdw, vpackuswb) work per 128-bit lane and
+ * qe_dwconv_v512_store). The narrowing packs (vpackssdw, vpackuswb) work per 128-bit lane and
  * take 4 dwords of the first operand then 4 of the second, which is exactly the inverse of the
- * interleave: the bytes come out in channel order. A channel tail (< 64) masks the input loads and the store; the packed
- * weights, bias and mult are zero-padded to whole blocks.
+ * interleave: the bytes come out in channel order.
+ *
+ * A channel tail masks the input loads and the store (the packed weights, bias and mult are
+ * zero-padded to whole blocks); a tail of ≤ 32 channels runs the same code at 256 bits
+ * (qe_dwconv_c64_avx512vnni.inc holds the body for both widths).
  */
 #ifndef QE_U8_S8_DWCONV_MINMAX_UKERNEL_C64__AVX512VNNI_H
 #define QE_U8_S8_DWCONV_MINMAX_UKERNEL_C64__AVX512VNNI_H
