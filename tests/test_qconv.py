@@ -275,6 +275,7 @@ DW_SHAPES = [(n, h, w, c, k, s, d, pads)
     (1, 3, 2, 130, (3, 3), 1, 1, (1, 1, 1, 1)),      # width 2: every pixel is an edge pixel
     (1, 4, 4, 96, (3, 3), 3, 1, (0, 1, 2, 0)),       # stride 3, asymmetric pads
     (1, 5, 6, 64, (3, 3), 1, 1, (0, 0, 0, 0)),       # no padding: one run per row
+    (1, 9, 23, 70, (3, 3), 4, 2, (2, 2, 2, 2)),      # stride = 2·dilation: tap 2 = next tap 0
 ]
 
 

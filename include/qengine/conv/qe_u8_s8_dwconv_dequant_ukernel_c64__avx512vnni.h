@@ -74,7 +74,7 @@ static void qe_u8_s8_dwconv_dequant_ukernel_c64__avx512vnni(size_t c0, size_t c1
     for (size_t cb = c0; cb < c1; cb += 64) {   /* c0 is a multiple of 64 (driver) */
         const __mmask64 m = c1 - cb >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (c1 - cb)) - 1;
         size_t i = 0;
-        if (shares) {
+        if (shares == 1) {   /* (the stride-2 sharing is left to the static kernel) */
             for (; i + 4 <= npix; i += 4)
                 qe_dwconv_dequant_c64_pairs(2, cb, m, ntaps / 3, taps, i * step, step, p,
                                             out + i * out_step, out_step);

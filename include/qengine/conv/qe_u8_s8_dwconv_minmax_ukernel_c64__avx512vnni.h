@@ -42,10 +42,14 @@ enum { QE_DW_CLAMP_NONE = 0, QE_DW_CLAMP_BYTES = 1, QE_DW_CLAMP_FLOAT_HI = 2 };
 #include "qe_dwconv_c64_avx512vnni.inc"
 #undef QE_DW_W
 
-/* Whether the kernel may share interleaves between neighbouring pixels (see the top). */
+/* Whether neighbouring pixels of a 3-wide kernel may share interleaves: 1 when tap kx + 1 of a
+ * pixel is tap kx of the next (see the top), 2 when tap 2 is the next pixel's tap 0
+ * (qe_dwconv_v512_acc_k3s2), else 0. */
 static inline int qe_dwconv_c64_shares(size_t npix, const uint8_t *const *taps, size_t step,
                                        const qe_dwconv_params *p) {
-    return p->kw == 3 && npix >= 2 && taps[1] == taps[0] + step && taps[2] == taps[1] + step;
+    if (p->kw != 3 || npix < 2) return 0;
+    if (taps[1] == taps[0] + step && taps[2] == taps[1] + step) return 1;
+    return taps[2] == taps[0] + step ? 2 : 0;
 }
 
 /* a tail of ≤ 32 channels runs at 256 bits, for half the cost of a whole 64-channel block */
