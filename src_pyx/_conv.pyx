@@ -111,7 +111,7 @@ def dw_dequant_kernel_name(int isa):
 
 def dw_kernel_layout(int isa):
     """The packed-weight layout the ISA's depthwise kernel reads: 0 = int32 lanes [taps, C],
-    1 = 64-channel vpdpbusd blocks (include/qengine/conv/qe_dwconv_params.h)."""
+    1 = 64-channel vpdpbusd blocks, 4 taps per lane (include/qengine/conv/qe_dwconv_params.h)."""
     return qe_dwconv_layout(isa)
 
 

@@ -114,6 +114,8 @@ DW_CASES = [  # c, (h, w), k, stride, pads, dilation, batch
     (130, (3, 17), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     (24, (1, 1), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),        # every tap but one padded
     (16, (12, 40), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 2),       # above the threading threshold
+    (144, (6, 13), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),       # 3×3 rows shared by pixel pairs
+    (17, (7, 12), (3, 3), (2, 2), (1, 1, 1, 1), (2, 2), 1),        # stride = dilation 2: shared too
 ]
 
 

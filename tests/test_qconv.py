@@ -303,6 +303,7 @@ DW_SHAPES = [(n, h, w, c, k, s, d, pads)
     (1, 3, 2, 130, (3, 3), 1, 1, (1, 1, 1, 1)),      # width 2: every pixel is an edge pixel
     (1, 4, 4, 96, (3, 3), 3, 1, (0, 1, 2, 0)),       # stride 3, asymmetric pads
     (1, 5, 6, 64, (3, 3), 1, 1, (0, 0, 0, 0)),       # no padding: one run per row
+    (1, 9, 23, 70, (3, 3), 4, 2, (2, 2, 2, 2)),      # stride = 2·dilation: tap 2 = next tap 0
 ]
 
 
@@ -324,6 +325,71 @@ def test_depthwise_runs_bit_exact(isa, shape):
     for nt in (1, 2):
         y = L(x, nthreads=nt)
         assert np.array_equal(y, r), f"{L} nthreads={nt}: {np.count_nonzero(y != r)} differ"
+
+
+# The AVX-512 VNNI kernel's lanes hold 4 taps of one channel in a permuted channel order that
+# the narrowing packs undo (qe_u8_s8_dwconv_minmax_ukernel_c64__avx512vnni.h): every channel
+# count 1..200, with 3×3 rows that share interleaves between pixel pairs (stride = dilation)
+# and rows that do not, equal to the scalar kernel on the same inputs.
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("k, s, d", [((3, 3), 1, 1), ((3, 3), 2, 1), ((3, 3), 2, 2),
+                                     ((1, 3), 1, 1)], ids=["3x3s1", "3x3s2", "3x3s2d2", "1x3s1"])
+def test_depthwise_every_channel_count_equals_scalar(isa, k, s, d):
+    rng = np.random.default_rng(11)
+    for c in range(1, 201):
+        x = rng.integers(0, 256, (1, 5, 12, c), dtype=np.uint8)
+        wt = rng.integers(-128, 128, (c, 1, *k), dtype=np.int8)
+        bias = rng.integers(-2**12, 2**12, c).astype(np.int32)
+        wscale = rng.uniform(0.002, 0.02, c).astype(np.float32)
+        kw = dict(input_scale=0.05, input_zero_point=int(rng.integers(0, 256)), output_scale=0.4,
+                  output_zero_point=0 if c % 2 else int(rng.integers(0, 256)),   # 0: no clamp
+                  weight_scale=wscale, stride=s, padding=(1, 1, 1, 1), dilation=d, groups=c,
+                  algorithm="dw")
+        want = QConv2d(wt, bias, isa="scalar", **kw)(x)
+        L = QConv2d(wt, bias, isa=isa, **kw)
+        for nt in (1, 2):
+            y = L(x, nthreads=nt)
+            assert np.array_equal(y, want), f"c={c} nthreads={nt}: {np.count_nonzero(y != want)}"
+
+
+# Extreme accumulators and multipliers through the narrowing clamp: x = 255 with w = −128 or
+# 127, alternating signs, and inputs near z_a; multipliers < 1, > 1 (some outputs in range) and
+# ~1e5 (float32(acc)·mult beyond ±2^31, where vcvtps2dq alone would give INT_MIN); fused clamps;
+# output zero point 0 without a clamp (the kernel's narrowing alone).
+DW_EXTREME_SHAPES = [((3, 3), 1, 1), ((3, 3), 2, 1), ((5, 5), 1, 1), ((1, 5), 1, 1),
+                     ((3, 3), 1, 2)]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("extreme", ["x255_wm128", "x255_w127", "alternating", "near_za"])
+@pytest.mark.parametrize("yscale", [40.0, 3e-4, 1e-9])
+def test_depthwise_extremes(isa, extreme, yscale):
+    rng = np.random.default_rng(12)
+    for (k, s, d), c, act in zip(DW_EXTREME_SHAPES * 2, (16, 17, 63, 64, 65, 96, 144, 130, 3, 200),
+                                 [None, "relu6", ("clip", -1.5, 2.0), None, "relu"] * 2):
+        x = rng.integers(0, 256, (1, 7, 13, c), dtype=np.uint8)
+        wt = rng.integers(-128, 128, (c, 1, *k), dtype=np.int8)
+        za = int(rng.integers(0, 256))
+        if extreme == "x255_wm128":
+            x[:], wt[:], za = 255, -128, 0
+        elif extreme == "x255_w127":
+            x[:], wt[:], za = 255, 127, 0
+        elif extreme == "alternating":
+            wt = np.where(np.indices(wt.shape).sum(0) % 2, 127, -128).astype(np.int8)
+            x = np.where(np.indices(x.shape).sum(0) % 2, 255, 0).astype(np.uint8)
+        else:
+            x = np.clip(za + rng.integers(-3, 4, x.shape), 0, 255).astype(np.uint8)
+            wt = rng.integers(-5, 6, wt.shape).astype(np.int8)
+        bias = rng.integers(-2**8, 2**8, c).astype(np.int32)
+        wscale = rng.uniform(0.005, 0.02, c).astype(np.float32)
+        L = QConv2d(wt, bias, input_scale=0.05, input_zero_point=za, output_scale=yscale,
+                    output_zero_point=0 if c % 2 == 0 else int(rng.integers(0, 256)),
+                    weight_scale=wscale, stride=s, padding=(1, 2, 1, 2), dilation=d, groups=c,
+                    activation=act, isa=isa, algorithm="dw")
+        r = ref(L, x, wt)
+        for nt in (1, 2):
+            y = L(x, nthreads=nt)
+            assert np.array_equal(y, r), f"{L} nthreads={nt}: {np.count_nonzero(y != r)} differ"
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -68,7 +68,7 @@ class QConv2d:
             bias = _wrap32(self.bias_int32.astype(np.int64) - za * taps.sum(axis=0))
             self._layout = _conv.dw_kernel_layout(self._isa)
             self._wdw, self._bias, self._mult = _pack_dw(self._layout, taps, bias,
-                                                         self.multiplier)
+                                                         self.multiplier, kw)
             self.kernel = _conv.dw_kernel_name(self._isa)
         else:
             k = kh * kw * cin_g
@@ -179,26 +179,26 @@ def _wrap32(v):
     return ((np.asarray(v, np.int64) + 2**31) % 2**32 - 2**31).astype(np.int32)
 
 
-def _pack_dw(layout, taps, bias, mult):
-    """Depthwise weights [taps, C] (int64 holding int8), folded int32 bias [C] and float32
-    multipliers [C] in the layout of the ISA's kernel (include/qengine/conv/qe_dwconv_params.h).
-    Returns (weights, bias, mult), all C-contiguous."""
+def _pack_dw(layout, taps, bias, mult, kw):
+    """Depthwise weights [taps, C] (int64 holding int8, taps in (ky, kx) order of a kw-wide
+    window), folded int32 bias [C] and float32 multipliers [C] in the layout of the ISA's kernel
+    (include/qengine/conv/qe_dwconv_params.h). Returns (weights, bias, mult), all C-contiguous."""
     ntaps, c = taps.shape
     if layout == 0:
         # low 16 bits = the int8 weight, high 16 = 0: the vpmaddwd layout
         return (np.ascontiguousarray((taps & 0xFFFF).astype(np.int32)),
                 np.ascontiguousarray(bias), np.ascontiguousarray(mult, np.float32))
-    # layout 1, 64-channel vpdpbusd blocks: vector k of (block, tap) keeps bytes i ≡ k (mod 4)
-    nb = -(-c // 64)
-    wt = np.zeros((ntaps, nb * 64), np.int8)
-    wt[:, :c] = taps
-    wt = wt.reshape(ntaps, nb, 64).transpose(1, 0, 2)              # [block, tap, 64]
-    w = np.zeros((nb, ntaps, 4, 64), np.int8)
-    for k in range(4):
-        w[:, :, k, k::4] = wt[:, :, k::4]
+    # layout 1, 64-channel vpdpbusd blocks, 4 taps of one channel per int32 lane: per (block,
+    # row, group of 4 taps), byte k of lane 4L + j of vector q = tap 4g + k of channel
+    # 16L + 4q + j; taps past kw are 0
+    nb, kh, ng = -(-c // 64), ntaps // kw, -(-kw // 4)
+    wt = np.zeros((kh, ng * 4, nb * 64), np.int8)
+    wt[:, :kw, :c] = taps.reshape(kh, kw, c)
+    # [kh, g, k, block, L, q, j] -> [block, kh, g, q, L, j, k]
+    wt = wt.reshape(kh, ng, 4, nb, 4, 4, 4).transpose(3, 0, 1, 5, 4, 6, 2)
 
-    def permute(v, dtype):      # entry 16·k + j of a block = channel 4·j + k
+    def permute(v, dtype):      # entry 16q + 4L + j of a block = channel 16L + 4q + j
         pad = np.zeros(nb * 64, dtype)
         pad[:c] = v
-        return np.ascontiguousarray(pad.reshape(nb, 16, 4).transpose(0, 2, 1).reshape(-1))
-    return w, permute(bias, np.int32), permute(mult, np.float32)
+        return np.ascontiguousarray(pad.reshape(nb, 4, 4, 4).transpose(0, 2, 1, 3).reshape(-1))
+    return np.ascontiguousarray(wt), permute(bias, np.int32), permute(mult, np.float32)

@@ -68,7 +68,7 @@ class DynamicConv2d:
             # Σ_t w per channel, in the kernel's layout order: −z_a·Σw is made from it per call
             self._wdw, self._wsum, _ = _pack_dw(self._layout, taps,
                                                 taps.sum(axis=0).astype(np.int32),
-                                                np.ones(cout, np.float32))
+                                                np.ones(cout, np.float32), kw)
             self.kernel = _conv.dw_dequant_kernel_name(self._isa)
             return
         k = kh * kw * cin_g

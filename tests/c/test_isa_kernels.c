@@ -613,7 +613,8 @@ static void test_conv(void) {
 }
 
 /* Depthwise convolution, QE_DW_LAYOUT_I32 kernels (the AVX-512 kernel's C64 packing lives in
- * src_pyx/_conv.pyx; tests/test_qconv.py covers it), vs the direct convolution with groups = C. */
+ * qengine/quantized/conv.py; tests/test_qconv.py covers it), vs the direct convolution with
+ * groups = C. */
 static void test_dwconv(void) {
     static const size_t CH[] = {1, 7, 8, 9, 24, 70};
     static const conv_case GEOM[] = {
@@ -647,7 +648,9 @@ static void test_dwconv(void) {
             }
             ref_conv(&s, x, za, w, bq, acc);
             for (size_t i = 0; i < ny; i++) want[i] = (uint8_t)qe_requantize((int32_t)acc[i], mult[i % C], zy, lo, 255);
-            const qe_dwconv_params p = {wp, C, folded, mult, zy, lo, 255, QE_DW_LAYOUT_I32, NULL};
+            /* kw and mult_lt1 (0 here) are set by qe_conv2d_dw */
+            const qe_dwconv_params p = {wp, C, folded, mult, zy, lo, 255, QE_DW_LAYOUT_I32, NULL,
+                                        0, 0};
             char ctx[96];
             snprintf(ctx, sizeof ctx, "dw geometry %zu, C=%zu", gi, C);
             for (int isa = 0; isa < QE_ISA_COUNT; isa++) {

@@ -151,12 +151,19 @@ static int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32
     const qe_dwconv_kernel_rec *r = qe_dwconv_kernel_for_isa(isa);
     if (s->c != s->cout || p->layout != r->layout ||
         (p->layout == QE_DW_LAYOUT_I32 && p->wstride < s->c) || p->lo > p->hi || p->lo < 0 ||
-        p->hi > 255 || a_zp < 0 || a_zp > 255 || s->kh * s->kw < 1 || s->sw < 1 || s->sh < 1)
+        p->hi > 255 || p->zp < 0 || p->zp > 255 || a_zp < 0 || a_zp > 255 ||
+        s->kh * s->kw < 1 || s->sw < 1 || s->sh < 1)
         return -4;
     const size_t ntaps = s->kh * s->kw;
     if (s->n * s->oh == 0 || s->ow == 0 || s->c == 0) return 0;
     const qe_dwconv_plan pl = qe_dwconv_make_plan(r, s, nthreads);
     const int nt = pl.nt;
+    qe_dwconv_params pk = *p;
+    pk.kw = (int32_t)s->kw;
+    pk.mult_lt1 = 1;    /* per call: C floats, a vectorized scan (& not &&: no branches) */
+    const size_t nmult = p->layout == QE_DW_LAYOUT_C64 ? (s->c + 63) / 64 * 64 : s->c;
+    for (size_t i = 0; i < nmult; i++) pk.mult_lt1 &= (p->mult[i] < 1.0f) & (p->mult[i] > -1.0f);
+    p = &pk;
 
     /* the calling thread's workspace: each thread's tap pointers, then W·C bytes of z_a */
     const size_t nscratch = ntaps + s->kh;
@@ -195,7 +202,7 @@ static int qe_conv2d_dw(int isa, const qe_conv_shape *s, const uint8_t *x, int32
 
 /* Dynamic quantization. x uint8 NHWC [n, h, w, c] quantized with (a_scale, a_zp); weights packed
  * in the ISA kernel's layout (pk->w, pk->wstride, pk->layout; the rest of *pk is ignored), wsum
- * Σ_t w[t][c] in that layout's order (nwsum entries: C, or C padded to 64 for C64), w_scale
+ * Σ_t w[t][c] in that layout's bias order (nwsum entries: C, or C padded to 64 for C64), w_scale
  * and bias (or NULL) [C] in channel order. y float32 NCHW [n, c, oh, ow]:
  *   y[b, c, oy, ox] = float32(Σ_t (x − z_a)·w) · float32(a_scale·w_scale[c]) (+ bias[c]),
  * clamped to [lo, hi] by the row transpose (qe_transpose_f32; ±inf: no clamp).
@@ -234,6 +241,7 @@ static int qe_conv2d_dw_dequant(int isa, const qe_conv_shape *s, const uint8_t *
     p.bias = zbias;
     p.mult = mult;
     p.fbias = bias;
+    p.kw = (int32_t)s->kw;
     p.zp = p.lo = 0;
     p.hi = 255;
     const size_t plane = s->oh * s->ow;

@@ -13,12 +13,15 @@
  *                      16 bits (low half = (uint16)w8, high half 0): exact with vpmaddwd.
  *                      bias / mult are [C] in channel order.
  *   QE_DW_LAYOUT_C64   for vpdpbusd (see qe_u8_s8_dwconv_minmax_ukernel_c64__avx512vnni.h):
- *                      per block of 64 channels and tap, 4 vectors of 64 bytes; vector k holds
- *                      w[c0 + i] at byte i when i ≡ k (mod 4) and 0 elsewhere. bias (and the
- *                      minmax kernel's mult) are permuted per block: entry 16·k + j is channel
- *                      4·j + k of the block. Everything is padded with zeros to a multiple of 64
- *                      channels. The dequant kernel puts its accumulators back in channel order
- *                      before the float math, so its mult / fbias are [C] in channel order.
+ *                      per block of 64 channels, kernel row ky and group g of 4 taps of that
+ *                      row (ceil(kw / 4) groups, the taps past kw have weight 0), 4 vectors of
+ *                      64 bytes: byte k of int32 lane 4L + j of vector q holds
+ *                      w[ky][4g + k][c0 + 16L + 4q + j]. bias (and the minmax kernel's mult)
+ *                      are permuted per block the same way: entry 16q + 4L + j is channel
+ *                      16L + 4q + j of the block. Everything is padded with zeros to a multiple
+ *                      of 64 channels; the kernels need kw (set by the driver from the shape).
+ *                      The dequant kernel puts its accumulators back in channel order before
+ *                      the float math, so its mult / fbias are [C] in channel order.
  */
 #ifndef QE_DWCONV_PARAMS_H
 #define QE_DWCONV_PARAMS_H
@@ -38,6 +41,8 @@ typedef struct qe_dwconv_params {
     int32_t zp, lo, hi;        /* output zero point, clamp range (output range ∩ fused act.) */
     int32_t layout;            /* QE_DW_LAYOUT_* */
     const float *fbias;        /* dequant only: float32 bias [C] (channel order) or NULL */
+    int32_t kw;                /* QE_DW_LAYOUT_C64: kernel width (qe_conv2d_dw* set it) */
+    int32_t mult_lt1;          /* every |mult| < 1 (qe_conv2d_dw sets it) */
 } qe_dwconv_params;
 
 typedef void (*qe_dwconv_ukernel_fn)(size_t c0, size_t c1, size_t npix, size_t ntaps,

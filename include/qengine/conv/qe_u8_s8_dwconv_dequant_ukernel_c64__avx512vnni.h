@@ -1,11 +1,11 @@
-/* Depthwise convolution with the dequantizing epilogue, AVX-512 VNNI: 64 channels per step, up
- * to 3 output pixels at a time. The accumulation is the static kernel's
- * (qe_u8_s8_dwconv_minmax_ukernel_c64__avx512vnni.h: QE_DW_LAYOUT_C64, acc[k] lane j = channel
- * 4j + k, bias in that order). The four accumulators are then put back in channel order — an
- * interleave of 32-bit lanes (unpack 32, unpack 64, then two rounds of 128-bit lane shuffles),
- * pure data movement — and each channel gets float32(acc)·mult (+ fbias), the operations of the
- * scalar twin qe_u8_s8_dwconv_dequant_ukernel_c1__scalar.h, so the same bits. mult / fbias are
- * in channel order; a channel tail (< 64) masks the loads and the stores.
+/* Depthwise convolution with the dequantizing epilogue, AVX-512 VNNI: 64 channels per step,
+ * several output pixels at a time. The accumulation is the static kernel's
+ * (qe_u8_s8_dwconv_minmax_ukernel_c64__avx512vnni.h: QE_DW_LAYOUT_C64, lane 4L + j of acc[q] =
+ * channel 16L + 4q + j, bias in that order, the same sharing between neighbouring pixels). The
+ * four accumulators are then put back in channel order — a 4×4 transpose of their 128-bit
+ * lanes, pure data movement — and each channel gets float32(acc)·mult (+ fbias), the
+ * operations of the scalar twin qe_u8_s8_dwconv_dequant_ukernel_c1__scalar.h, so the same bits.
+ * mult / fbias are in channel order; a channel tail (< 64) masks the loads and the stores.
  */
 #ifndef QE_U8_S8_DWCONV_DEQUANT_UKERNEL_C64__AVX512VNNI_H
 #define QE_U8_S8_DWCONV_DEQUANT_UKERNEL_C64__AVX512VNNI_H
@@ -15,29 +15,22 @@
 #include "qe_u8_s8_dwconv_minmax_ukernel_c64__avx512vnni.h"
 
 #if QE_HAVE_X86_SIMD
-/* a[k] lane j = channel 4j + k  ->  o[q] lane l = channel 16q + l */
+/* 128-bit lane L of a[q] = channels 16L + 4q .. +3  ->  o[q] lane l = channel 16q + l */
 QE_TARGET_AVX512VNNI QE_INLINE
 void qe_dwconv_c64_unpermute(const __m512i a[4], __m512i o[4]) {
-    const __m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]), t1 = _mm512_unpackhi_epi32(a[0], a[1]);
-    const __m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]), t3 = _mm512_unpackhi_epi32(a[2], a[3]);
-    /* 128-bit lane L of u[e] holds channels 16L + 4e .. 16L + 4e + 3 */
-    const __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);
-    const __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);
-    const __m512i v0 = _mm512_shuffle_i32x4(u0, u1, 0x44), v1 = _mm512_shuffle_i32x4(u2, u3, 0x44);
-    const __m512i v2 = _mm512_shuffle_i32x4(u0, u1, 0xEE), v3 = _mm512_shuffle_i32x4(u2, u3, 0xEE);
-    o[0] = _mm512_shuffle_i32x4(v0, v1, 0x88);
-    o[1] = _mm512_shuffle_i32x4(v0, v1, 0xDD);
-    o[2] = _mm512_shuffle_i32x4(v2, v3, 0x88);
-    o[3] = _mm512_shuffle_i32x4(v2, v3, 0xDD);
+    const __m512i t0 = _mm512_shuffle_i32x4(a[0], a[1], 0x44);   /* a0.0 a0.1 a1.0 a1.1 */
+    const __m512i t1 = _mm512_shuffle_i32x4(a[0], a[1], 0xEE);   /* a0.2 a0.3 a1.2 a1.3 */
+    const __m512i t2 = _mm512_shuffle_i32x4(a[2], a[3], 0x44);
+    const __m512i t3 = _mm512_shuffle_i32x4(a[2], a[3], 0xEE);
+    o[0] = _mm512_shuffle_i32x4(t0, t2, 0x88);                  /* a0.0 a1.0 a2.0 a3.0 */
+    o[1] = _mm512_shuffle_i32x4(t0, t2, 0xDD);
+    o[2] = _mm512_shuffle_i32x4(t1, t3, 0x88);
+    o[3] = _mm512_shuffle_i32x4(t1, t3, 0xDD);
 }
 
 QE_TARGET_AVX512VNNI QE_INLINE
-void qe_dwconv_dequant_c64_pixels(const int np, size_t cb, size_t nc, size_t ntaps,
-                                  const uint8_t *const *taps, size_t off, size_t step,
-                                  const qe_dwconv_params *p, float *out, size_t out_step) {
-    const __mmask64 m = nc >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << nc) - 1;
-    __m512i acc[3][4];
-    qe_dwconv_c64_acc(np, cb, m, ntaps, taps, off, step, p, acc);
+void qe_dwconv_dequant_c64_store(const int np, size_t cb, __mmask64 m, const qe_dwconv_params *p,
+                                 __m512i acc[][4], float *out, size_t out_step) {
     for (int i = 0; i < np; i++) {
         __m512i a[4];
         qe_dwconv_c64_unpermute(acc[i], a);
@@ -52,6 +45,24 @@ void qe_dwconv_dequant_c64_pixels(const int np, size_t cb, size_t nc, size_t nta
     }
 }
 
+QE_TARGET_AVX512VNNI QE_INLINE
+void qe_dwconv_dequant_c64_pixels(const int np, size_t cb, __mmask64 m, size_t ntaps,
+                                  const uint8_t *const *taps, size_t off, size_t step,
+                                  const qe_dwconv_params *p, float *out, size_t out_step) {
+    __m512i acc[3][4];
+    qe_dwconv_v512_acc(np, cb, m, ntaps, taps, off, step, p, acc);
+    qe_dwconv_dequant_c64_store(np, cb, m, p, acc, out, out_step);
+}
+
+QE_TARGET_AVX512VNNI QE_INLINE
+void qe_dwconv_dequant_c64_pairs(const int npair, size_t cb, __mmask64 m, size_t kh,
+                                 const uint8_t *const *taps, size_t off, size_t step,
+                                 const qe_dwconv_params *p, float *out, size_t out_step) {
+    __m512i acc[4][4];
+    qe_dwconv_v512_acc_k3(npair, cb, m, kh, taps, off, step, p, acc);
+    qe_dwconv_dequant_c64_store(2 * npair, cb, m, p, acc, out, out_step);
+}
+
 QE_TARGET_AVX512VNNI
 static void qe_u8_s8_dwconv_dequant_ukernel_c64__avx512vnni(size_t c0, size_t c1, size_t npix,
                                                             size_t ntaps,
@@ -59,17 +70,28 @@ static void qe_u8_s8_dwconv_dequant_ukernel_c64__avx512vnni(size_t c0, size_t c1
                                                             size_t step,
                                                             const qe_dwconv_params *p,
                                                             float *out, size_t out_step) {
+    const int shares = qe_dwconv_c64_shares(npix, taps, step, p);
     for (size_t cb = c0; cb < c1; cb += 64) {   /* c0 is a multiple of 64 (driver) */
-        const size_t nc = c1 - cb;
+        const __mmask64 m = c1 - cb >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (c1 - cb)) - 1;
         size_t i = 0;
+        if (shares == 1) {   /* (the stride-2 sharing is left to the static kernel) */
+            for (; i + 4 <= npix; i += 4)
+                qe_dwconv_dequant_c64_pairs(2, cb, m, ntaps / 3, taps, i * step, step, p,
+                                            out + i * out_step, out_step);
+            if (npix - i >= 2) {
+                qe_dwconv_dequant_c64_pairs(1, cb, m, ntaps / 3, taps, i * step, step, p,
+                                            out + i * out_step, out_step);
+                i += 2;
+            }
+        }
         for (; i + 3 <= npix; i += 3)
-            qe_dwconv_dequant_c64_pixels(3, cb, nc, ntaps, taps, i * step, step, p,
+            qe_dwconv_dequant_c64_pixels(3, cb, m, ntaps, taps, i * step, step, p,
                                          out + i * out_step, out_step);
         if (npix - i == 2)
-            qe_dwconv_dequant_c64_pixels(2, cb, nc, ntaps, taps, i * step, step, p,
+            qe_dwconv_dequant_c64_pixels(2, cb, m, ntaps, taps, i * step, step, p,
                                          out + i * out_step, out_step);
         else if (npix - i == 1)
-            qe_dwconv_dequant_c64_pixels(1, cb, nc, ntaps, taps, i * step, step, p,
+            qe_dwconv_dequant_c64_pixels(1, cb, m, ntaps, taps, i * step, step, p,
                                          out + i * out_step, out_step);
     }
 }

@@ -1,17 +1,29 @@
-/* Depthwise convolution, AVX-512 VNNI: 64 channels per step, up to 3 output pixels at a time.
+/* Depthwise convolution, AVX-512 VNNI: 64 channels per step, several output pixels at a time.
  *
- * vpdpbusd adds four u8·s8 products per int32 lane: lane j of acc += Σ_{i<4} x[4j+i]·w[4j+i].
- * With weight vector k holding only the bytes i ≡ k (mod 4) (QE_DW_LAYOUT_C64,
- * qe_dwconv_params.h), three of the four products are 0·x and lane j of accumulator k is
- * exactly channel 4j + k: the 64 input bytes are used as loaded — no zero-extension, no
- * shuffle, no separate add — and every product and sum is exact (wrapping int32, as the scalar
- * definition). Four accumulators cover the 64 channels; the requantize is that of qe_requantize
- * (same float32 operations, same order), with bias / mult permuted the same way at pack time;
- * the four quantized vectors (each lane in [lo, hi] ⊂ [0, 255]) recombine into channel order
- * with shifts and ors: lane j of q0 | q1 << 8 | q2 << 16 | q3 << 24 holds bytes 4j .. 4j+3.
- * A channel tail (< 64) uses byte masks on the input loads and the store; the packed weights,
- * bias and mult are zero-padded to whole blocks.
- * Several pixels share each weight load (4 loads feed 4·np vpdpbusd).
+ * vpdpbusd adds four u8·s8 products per int32 lane. Here the four bytes of a lane are four taps
+ * of ONE channel (QE_DW_LAYOUT_C64, qe_dwconv_params.h), so every product is useful: the input
+ * vectors of four taps are interleaved bytewise (vpunpck{l,h}bw, then vpunpck{l,h}wd; both work
+ * inside 128-bit lanes) and lane 4L + j of interleaved vector q is channel 16L + 4q + j — a fixed
+ * permutation that bias, mult and the weights are packed in. A kernel row's taps form groups of
+ * four (the last padded with zero weights), so a 3×3 window costs 3 groups: 12 vpdpbusd per
+ * pixel and 64 channels instead of 36 with one useful byte per lane. Every product and sum is
+ * exact (wrapping int32, as the scalar definition).
+ *
+ * When the kernel is 3 wide and the horizontal step between taps equals the step between
+ * output pixels (stride_w = dilation_w, the stride-1 3×3 case), the interleave of the 4 input
+ * pixels x[o..o+3] serves two outputs: pixel o with weights (w0, w1, w2, 0) and pixel o + 1
+ * with (0, w0, w1, w2), the same weights shifted one byte up each lane: per kernel row, 4 loads
+ * and 8 shuffles make the 8 products of two pixels' 4 accumulators.
+ *
+ * The requantize gives the bits of qe_requantize (the same float32 multiply and rounding,
+ * bias / mult in the permuted order; the clamp is done on the narrowed integers, see
+ * qe_dwconv_v512_store). The narrowing packs (vpackssdw, vpackuswb) work per 128-bit lane and
+ * take 4 dwords of the first operand then 4 of the second, which is exactly the inverse of the
+ * interleave: the bytes come out in channel order.
+ *
+ * A channel tail masks the input loads and the store (the packed weights, bias and mult are
+ * zero-padded to whole blocks); a tail of ≤ 32 channels runs the same code at 256 bits
+ * (qe_dwconv_c64_avx512vnni.inc holds the body for both widths).
  */
 #ifndef QE_U8_S8_DWCONV_MINMAX_UKERNEL_C64__AVX512VNNI_H
 #define QE_U8_S8_DWCONV_MINMAX_UKERNEL_C64__AVX512VNNI_H
@@ -20,54 +32,40 @@
 #include "qe_dwconv_params.h"
 
 #if QE_HAVE_X86_SIMD
-/* The accumulators of np (1..3) pixels for the 64-channel block starting at channel cb, input
- * loads masked to m: acc[i][k] lane j = channel cb + 4j + k (shared with the dequant kernel). */
-QE_TARGET_AVX512VNNI QE_INLINE
-void qe_dwconv_c64_acc(const int np, size_t cb, __mmask64 m, size_t ntaps,
-                       const uint8_t *const *taps, size_t off, size_t step,
-                       const qe_dwconv_params *p, __m512i acc[3][4]) {
-    const int8_t *wb = (const int8_t *)p->w + (cb / 64) * ntaps * 256;
-    for (int k = 0; k < 4; k++) {
-        const __m512i b = _mm512_loadu_si512(p->bias + cb + 16 * k);
-        for (int i = 0; i < np; i++) acc[i][k] = b;
-    }
-    for (size_t t = 0; t < ntaps; t++, wb += 256) {
-        const uint8_t *xp = taps[t] + off + cb;
-        __m512i w0 = _mm512_loadu_si512(wb), w1 = _mm512_loadu_si512(wb + 64);
-        __m512i w2 = _mm512_loadu_si512(wb + 128), w3 = _mm512_loadu_si512(wb + 192);
-        /* keep the weights in registers: GCC would otherwise fold the loads into every
-         * vpdpbusd, one 64-byte load per pixel instead of one per tap */
-        __asm__("" : "+v"(w0), "+v"(w1), "+v"(w2), "+v"(w3));
-        for (int i = 0; i < np; i++) {
-            const __m512i x = _mm512_maskz_loadu_epi8(m, xp + (size_t)i * step);
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], x, w0);
-            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], x, w1);
-            acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], x, w2);
-            acc[i][3] = _mm512_dpbusd_epi32(acc[i][3], x, w3);
-        }
-    }
+/* what the requantizing store must clamp (qe_dwconv_v512_store) */
+enum { QE_DW_CLAMP_NONE = 0, QE_DW_CLAMP_BYTES = 1, QE_DW_CLAMP_FLOAT_HI = 2 };
+
+#define QE_DW_W 512
+#include "qe_dwconv_c64_avx512vnni.inc"
+#undef QE_DW_W
+#define QE_DW_W 256
+#include "qe_dwconv_c64_avx512vnni.inc"
+#undef QE_DW_W
+
+/* Whether neighbouring pixels of a 3-wide kernel may share interleaves: 1 when tap kx + 1 of a
+ * pixel is tap kx of the next (see the top), 2 when tap 2 is the next pixel's tap 0
+ * (qe_dwconv_v512_acc_k3s2), else 0. */
+static inline int qe_dwconv_c64_shares(size_t npix, const uint8_t *const *taps, size_t step,
+                                       const qe_dwconv_params *p) {
+    if (p->kw != 3 || npix < 2) return 0;
+    if (taps[1] == taps[0] + step && taps[2] == taps[1] + step) return 1;
+    return taps[2] == taps[0] + step ? 2 : 0;
 }
 
-/* np (1..3) pixels, the 64-channel block starting at channel cb; masked to m */
+/* a tail of ≤ 32 channels runs at 256 bits, for half the cost of a whole 64-channel block */
 QE_TARGET_AVX512VNNI QE_INLINE
-void qe_dwconv_c64_pixels(const int np, size_t cb, __mmask64 m, size_t ntaps,
-                          const uint8_t *const *taps, size_t off, size_t step,
-                          const qe_dwconv_params *p, uint8_t *out, size_t out_step) {
-    __m512i acc[3][4];
-    qe_dwconv_c64_acc(np, cb, m, ntaps, taps, off, step, p, acc);
-    const __m512 vlo = _mm512_set1_ps((float)(p->lo - p->zp));
-    const __m512 vhi = _mm512_set1_ps((float)(p->hi - p->zp));
-    const __m512i vzp = _mm512_set1_epi32(p->zp);
-    for (int i = 0; i < np; i++) {
-        __m512i r = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++) {
-            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[i][k]),
-                                     _mm512_loadu_ps(p->mult + cb + 16 * k));
-            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);
-            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);
-            r = _mm512_or_si512(r, _mm512_slli_epi32(q, 8 * k));
-        }
-        _mm512_mask_storeu_epi8(out + (size_t)i * out_step + cb, m, r);
+void qe_dwconv_c64_run(const int clamp, size_t c0, size_t c1, size_t npix, size_t ntaps,
+                       const uint8_t *const *taps, size_t step, const qe_dwconv_params *p,
+                       uint8_t *out, size_t out_step) {
+    const int shares = qe_dwconv_c64_shares(npix, taps, step, p);
+    for (size_t cb = c0; cb < c1; cb += 64) {   /* c0 is a multiple of 64 (driver) */
+        const size_t nc = c1 - cb < 64 ? c1 - cb : 64;
+        if (nc > 32)
+            qe_dwconv_v512_block(clamp, shares, cb, nc, npix, ntaps, taps, step, p, out,
+                                 out_step);
+        else
+            qe_dwconv_v256_block(clamp, shares, cb, nc, npix, ntaps, taps, step, p, out,
+                                 out_step);
     }
 }
 
@@ -78,19 +76,14 @@ static void qe_u8_s8_dwconv_minmax_ukernel_c64__avx512vnni(size_t c0, size_t c1,
                                                            size_t step,
                                                            const qe_dwconv_params *p,
                                                            uint8_t *out, size_t out_step) {
-    for (size_t cb = c0; cb < c1; cb += 64) {   /* c0 is a multiple of 64 (driver) */
-        const __mmask64 m = c1 - cb >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (c1 - cb)) - 1;
-        size_t i = 0;
-        for (; i + 3 <= npix; i += 3)
-            qe_dwconv_c64_pixels(3, cb, m, ntaps, taps, i * step, step, p, out + i * out_step,
-                                 out_step);
-        if (npix - i == 2)
-            qe_dwconv_c64_pixels(2, cb, m, ntaps, taps, i * step, step, p, out + i * out_step,
-                                 out_step);
-        else if (npix - i == 1)
-            qe_dwconv_c64_pixels(1, cb, m, ntaps, taps, i * step, step, p, out + i * out_step,
-                                 out_step);
-    }
+    if (!p->mult_lt1)
+        qe_dwconv_c64_run(QE_DW_CLAMP_FLOAT_HI, c0, c1, npix, ntaps, taps, step, p, out,
+                          out_step);
+    else if (p->zp == 0 && p->lo == 0 && p->hi == 255)
+        qe_dwconv_c64_run(QE_DW_CLAMP_NONE, c0, c1, npix, ntaps, taps, step, p, out, out_step);
+    else
+        qe_dwconv_c64_run(QE_DW_CLAMP_BYTES, c0, c1, npix, ntaps, taps, step, p, out,
+                          out_step);
 }
 #endif
 
