@@ -280,8 +280,8 @@ def fuse_residual_add(graph: Graph) -> Graph:
     """QConv → QAdd, where the QAdd is the QConv output's only reader, becomes one QConvAdd
     node: inputs (x, skip, W, W_scale[, B]), the QAdd's output (see QConvAddOp), named
     "<conv>+<add>", with `fused_nodes` = [conv, add] (their names: reports map the float
-    graph's Conv and Add to it). The QAdd's
-    other input is the skip tensor; its absorbed Relu stays its clamp. When both inputs are
+    graph's Conv and Add to it). The QAdd's other input is the skip tensor; its absorbed Relu
+    stays its clamp. When both inputs are
     fusable convs (a ResNet block with a downsampling shortcut), the one computed last is fused,
     so the skip is ready where that conv ran, and the fused node takes the conv's place (the
     add's when the skip comes later): no value lives longer than before. The QAdd's operand
