@@ -121,7 +121,8 @@ if [ "$#" -eq 0 ]; then
     set -- tests/test_gemm.py tests/test_quant*.py tests/test_qconv*.py tests/test_cnn_ops.py \
         tests/test_dynamic_rnn.py tests/test_dynamic_conv.py tests/test_gates.py \
         tests/test_calib_histogram.py tests/test_calib_observers.py tests/test_memory_plan.py \
-        tests/test_kernel_tails.py tests/test_engine_file.py tests/test_engine_fuzz.py
+        tests/test_kernel_tails.py tests/test_engine_file.py tests/test_engine_fuzz.py \
+        tests/test_fused_residual.py
 fi
 
 export PYTHONPATH="$work/src:$work/src/scripts"

@@ -136,6 +136,8 @@ if ((!C_ONLY)); then
         tests/test_gemm.py tests/test_quant.py tests/test_qconv.py tests/test_qconv_ops.py \
         tests/test_gates.py tests/test_dynamic_rnn.py tests/test_calib_histogram.py \
         tests/test_dynamic_conv.py \
+        tests/test_fused_residual.py::test_fused_layer_is_bit_exact_with_the_unfused_pair_and_the_reference \
+        tests/test_fused_residual.py::test_every_isa_gives_the_same_fused_bytes \
         tests/test_cli.py::test_demo_numbers \
         tests/test_static.py::test_digits_cnn_is_integer_only_and_keeps_accuracy \
         --deselect tests/test_gemm.py::test_env_forces_isa \

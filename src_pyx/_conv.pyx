@@ -74,9 +74,27 @@ cdef extern from "qengine/eltwise/qe_eltwise.h" nogil:
     ctypedef struct qe_u8_binary_params:
         int32_t a_zp, b_zp, zp, lo, hi
         float a_mult, b_mult
+    ctypedef void (*qe_u8_binary_fn)(size_t n, const uint8_t *a, const uint8_t *b, uint8_t *y,
+                                     const qe_u8_binary_params *p)
+    qe_u8_binary_fn qe_u8_binary_for_isa(int op, int isa)
     int qe_u8_binary(int op, int isa, size_t n, const uint8_t *a, const uint8_t *b, uint8_t *y,
                      const qe_u8_binary_params *p, int nthreads)
     void qe_u8_lut(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y, int nthreads)
+
+cdef extern from "qengine/eltwise/qe_u8_residual.h" nogil:
+    ctypedef struct qe_u8_residual:
+        const uint8_t *skip
+        size_t lds
+        qe_u8_binary_fn add
+        qe_u8_binary_params p
+
+cdef extern from "qengine/conv/qe_conv.h" nogil:
+    int qe_conv2d_gemm_add(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                           const qe_packed_w *w, const qe_gemm_epilogue *ep,
+                           const qe_u8_residual *res, uint8_t *y, int nthreads)
+    int qe_gemm_ex(int isa, size_t m, const uint8_t *a, size_t lda, const qe_packed_w *w,
+                   const qe_gemm_epilogue *ep, const qe_u8_residual *res, void *out, size_t ldc,
+                   int nthreads, void *ws, size_t ws_bytes)
 
 
 cdef inline void *_d(cnp.ndarray a):
@@ -115,11 +133,25 @@ def dw_kernel_layout(int isa):
     return qe_dwconv_layout(isa)
 
 
+cdef int _residual(qe_u8_residual *r, int isa, cnp.ndarray skip, tuple add,
+                   size_t lds) except -1:
+    """The fused QAdd of a conv / GEMM output with `skip` (C-contiguous uint8, laid out like the
+    output): add = (a_zp, b_zp, zp, lo, hi, a_mult, b_mult), operand a = the output."""
+    if skip.dtype != np.uint8 or not skip.flags.c_contiguous:
+        raise ValueError("qengine conv kernel: the residual must be C-contiguous uint8")
+    r.skip = <const uint8_t *>_d(skip)
+    r.lds = lds
+    r.add = qe_u8_binary_for_isa(0, isa)
+    r.p.a_zp, r.p.b_zp, r.p.zp, r.p.lo, r.p.hi, r.p.a_mult, r.p.b_mult = add
+    return 0
+
+
 cdef int _conv_gemm(int isa, tuple shape, cnp.ndarray x, int a_zp, list packs,
                     const qe_gemm_epilogue *ep, cnp.ndarray y, int nthreads, bint nchw=False,
-                    float lo=-INFINITY, float hi=INFINITY) except -1:
-    """qe_conv2d_gemm (or, nchw, qe_conv2d_gemm_nchw) over packs[g] = (data, colsum, n, k, kp),
-    one packed matrix per group."""
+                    float lo=-INFINITY, float hi=INFINITY,
+                    const qe_u8_residual *res=NULL) except -1:
+    """qe_conv2d_gemm (or, nchw, qe_conv2d_gemm_nchw; with res, qe_conv2d_gemm_add) over
+    packs[g] = (data, colsum, n, k, kp), one packed matrix per group."""
     cdef qe_conv_shape s = _shape(shape)
     cdef size_t g, ng = len(packs)
     cdef qe_packed_w *w = <qe_packed_w *>malloc(sizeof(qe_packed_w) * ng)
@@ -137,6 +169,8 @@ cdef int _conv_gemm(int isa, tuple shape, cnp.ndarray x, int a_zp, list packs,
     with nogil:
         if nchw:
             rc = qe_conv2d_gemm_nchw(isa, &s, px, a_zp, w, ep, <float *>py, lo, hi, nthreads)
+        elif res != NULL:
+            rc = qe_conv2d_gemm_add(isa, &s, px, a_zp, w, ep, res, py, nthreads)
         else:
             rc = qe_conv2d_gemm(isa, &s, px, a_zp, w, ep, py, nthreads)
     free(w)
@@ -146,15 +180,24 @@ cdef int _conv_gemm(int isa, tuple shape, cnp.ndarray x, int a_zp, list packs,
 
 def conv2d_gemm(int isa, cnp.ndarray x, tuple shape, int a_zp, list packs,
                 cnp.ndarray col_bias, cnp.ndarray mult, int zp, int lo, int hi,
-                cnp.ndarray y, int nthreads=0):
-    """x uint8 NHWC, y uint8 NHWC (C-contiguous); packs[g] = (data, colsum, n, k, kp)."""
+                cnp.ndarray y, int nthreads=0, cnp.ndarray skip=None, tuple add=None):
+    """x uint8 NHWC, y uint8 NHWC (C-contiguous); packs[g] = (data, colsum, n, k, kp).
+    With skip (uint8, y's shape, not overlapping y) and add = (a_zp, b_zp, zp, lo, hi,
+    a_mult, b_mult): y = QAdd(conv(x), skip), the add fused into the conv's tiles."""
     cdef qe_gemm_epilogue ep
+    cdef qe_u8_residual res
     memset(&ep, 0, sizeof(ep))
     ep.col_bias = <const int32_t *>_d(col_bias)
     ep.multiplier = <const float *>_d(mult)
     ep.kind = QE_EPI_U8
     ep.out_zp, ep.lo, ep.hi = zp, lo, hi
-    _conv_gemm(isa, shape, x, a_zp, packs, &ep, y, nthreads)
+    if skip is None:
+        _conv_gemm(isa, shape, x, a_zp, packs, &ep, y, nthreads)
+        return
+    if skip.size != y.size:
+        raise ValueError("qengine conv kernel: the residual must have the output's shape")
+    _residual(&res, isa, skip, add, y.shape[y.ndim - 1])
+    _conv_gemm(isa, shape, x, a_zp, packs, &ep, y, nthreads, False, -INFINITY, INFINITY, &res)
 
 
 def conv2d_gemm_f32(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale, list packs,
@@ -250,13 +293,23 @@ def conv1x1_dynamic(int isa, cnp.ndarray apack, cnp.ndarray wsum, cnp.ndarray w_
 
 def conv1x1(int isa, cnp.ndarray x, size_t m, size_t cin, list packs, cnp.ndarray col_bias,
             cnp.ndarray mult, int zp, int lo, int hi, cnp.ndarray y, size_t cout,
-            int nthreads=0):
+            int nthreads=0, cnp.ndarray skip=None, tuple add=None):
     """1×1 stride-1 unpadded conv as GEMM straight over the NHWC pixels: x [m, cin], y [m, cout];
-    group g reads columns g·cin_g.. of x and writes columns g·cout_g.. of y."""
+    group g reads columns g·cin_g.. of x and writes columns g·cout_g.. of y. skip / add: as for
+    conv2d_gemm, y = QAdd(conv(x), skip) fused into the GEMM's tiles (qe_gemm_ex)."""
     cdef size_t g, ng = len(packs)
     cdef size_t cin_g = cin // ng, cout_g = cout // ng
     cdef qe_packed_w w
     cdef qe_gemm_epilogue ep
+    cdef qe_u8_residual res
+    cdef qe_u8_residual *pres = NULL
+    cdef const uint8_t *pskip = NULL
+    if skip is not None:
+        if skip.size != y.size:
+            raise ValueError("qengine conv kernel: the residual must have the output's shape")
+        _residual(&res, isa, skip, add, cout)
+        pres = &res
+        pskip = res.skip
     cdef const uint8_t *px = <const uint8_t *>_d(x)
     cdef uint8_t *py = <uint8_t *>_d(y)
     cdef const int32_t *pb = <const int32_t *>_d(col_bias)
@@ -273,9 +326,11 @@ def conv1x1(int isa, cnp.ndarray x, size_t m, size_t cin, list packs, cnp.ndarra
         w.isa = isa
         ep.col_bias = pb + g * cout_g
         ep.multiplier = pm + g * cout_g
+        if pres != NULL:
+            res.skip = pskip + g * cout_g
         with nogil:
-            rc = qe_gemm(isa, m, px + g * cin_g, cin, &w, &ep, py + g * cout_g, cout, nthreads,
-                         NULL, 0)
+            rc = qe_gemm_ex(isa, m, px + g * cin_g, cin, &w, &ep, pres, py + g * cout_g, cout,
+                            nthreads, NULL, 0)
         if rc:
             break
     _check(rc)

@@ -8,6 +8,9 @@ computing the same outputs.
 * `fuse_activations`: record a Relu / Clip (constant, finite bounds) / LeakyRelu that is the only
   reader of a Conv or Gemm output on that producer (`fused_activation`, see
   `qengine.ops.activation`) and drop it.
+* `fuse_residual_add` (static int8 graphs): a QConv whose output only a QAdd reads and that QAdd
+  become one QConvAdd node, the residual add running in the conv's epilogue
+  (qengine/ops/quantized_static.py); its results are the unfused pair's, byte for byte.
 
 A producer is only rewritten when its output has exactly one reader and is not a graph output
 (anything else would change a value someone else reads).
@@ -245,3 +248,79 @@ def fuse_activations(graph: Graph) -> Graph:
     g.nodes = [n for n in nodes if n is not None]
     from .passes import remove_dead_nodes
     return remove_dead_nodes(g)  # Clip bounds nobody reads any more
+
+
+#: QConv attributes the fused node renames (the conv output is now internal: operand a)
+_CONV_RENAMED = {"y_scale": "conv_scale", "y_zero_point": "conv_zero_point",
+                 "activation": "conv_activation", "activation_min": "conv_activation_min",
+                 "activation_max": "conv_activation_max"}
+
+
+def _residual_conv(g: Graph, add: Node, side: int, producers, readers: _Readers):
+    """The QConv producing QAdd input `side` when it can run fused with the add: its output is
+    read by this add alone (and is no graph output), its output qparams are those the add reads
+    it with, and it is no depthwise conv (the depthwise kernel has no GEMM tiles to hook into)."""
+    v = add.inputs[side]
+    conv = producers.get(v)
+    if conv is None or conv.op_type != "QConv" or not readers.only(v, add):
+        return None
+    p = "ab"[side]
+    if (conv.attrs.get("y_scale"), conv.attrs.get("y_zero_point")) != \
+            (add.attrs.get(f"{p}_scale"), add.attrs.get(f"{p}_zero_point")):
+        return None
+    w = g.initializers.get(conv.inputs[1]) if len(conv.inputs) > 1 else None
+    if w is None or w.ndim != 4:
+        return None
+    if conv.attrs.get("group", 1) > 1 and w.shape[1] == 1:
+        return None                                        # depthwise: stays unfused
+    return conv
+
+
+def fuse_residual_add(graph: Graph) -> Graph:
+    """QConv → QAdd, where the QAdd is the QConv output's only reader, becomes one QConvAdd
+    node: inputs (x, skip, W, W_scale[, B]), the QAdd's output (see QConvAddOp), named
+    "<conv>+<add>", with `fused_nodes` = [conv, add] (their names: reports map the float
+    graph's Conv and Add to it). The QAdd's other input is the skip tensor; its absorbed Relu
+    stays its clamp. When both inputs are
+    fusable convs (a ResNet block with a downsampling shortcut), the one computed last is fused,
+    so the skip is ready where that conv ran, and the fused node takes the conv's place (the
+    add's when the skip comes later): no value lives longer than before. The QAdd's operand
+    order does not matter for the bytes (QConvAdd2d). Graphs without such pairs come back
+    unchanged; depthwise convs are left alone."""
+    g = graph.copy()
+    producers, readers = g.producers(), _Readers(g)
+    nodes = list(g.nodes)
+    index = {id(n): i for i, n in enumerate(nodes)}
+    for add in graph.nodes:
+        if add.op_type != "QAdd" or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
+            continue
+        found = [(index[id(c)], side, c) for side in (0, 1)
+                 if (c := _residual_conv(g, add, side, producers, readers)) is not None]
+        if not found:
+            continue
+        pos, side, conv = max(found, key=lambda f: f[0])
+        skip = add.inputs[1 - side]
+        p = "ba"[side]                                     # the skip's operand letter
+        attrs = {_CONV_RENAMED.get(k, k): v for k, v in conv.attrs.items()}
+        attrs.update(fused_nodes=[conv.name, add.name],
+                     skip_scale=add.attrs.get(f"{p}_scale", 1.0),
+                     skip_zero_point=add.attrs.get(f"{p}_zero_point", 0),
+                     **{k: add.attrs[k] for k in ("y_scale", "y_zero_point", "activation",
+                                                  "activation_min", "activation_max")
+                        if k in add.attrs})
+        new = Node("QConvAdd", g.unique_name(f"{conv.name}+{add.name}"),
+                   (conv.inputs[0], skip, *conv.inputs[1:]), add.outputs, attrs)
+        skip_at = index.get(id(producers[skip])) if skip in producers else -1
+        nodes[pos] = None
+        at = index.pop(id(add))
+        if skip_at is not None and skip_at < pos:
+            nodes[at] = None
+            at = pos
+        nodes[at] = new
+        index.pop(id(conv))
+        index[id(new)] = at
+        for o in add.outputs:
+            producers[o] = new
+        readers.count.pop(conv.outputs[0], None)
+    g.nodes = [n for n in nodes if n is not None]
+    return g

@@ -18,7 +18,7 @@ from .._ext import _quant
 from ..errors import ConfigError, ShapeError
 from ..qtypes import check_scale_zp
 from ..quantized import _static as S
-from ..quantized.conv import QConv2d
+from ..quantized.conv import QConv2d, QConvAdd2d
 from ..quantized.elementwise import QAdd, QConcat, QLookupTable, QMul
 from ..quantized.pool import QAveragePool2d, QGlobalAveragePool, QMaxPool2d
 from ..quantized.qlinear import QLinear
@@ -33,15 +33,15 @@ _WINDOW = {"kernel_shape": ("ints", None), "strides": ("ints", None), "pads": ("
 _POOL_WINDOW = {**_WINDOW, "kernel_shape": ("ints", REQUIRED)}  # conv takes it from W
 
 
-def _activation(attrs):
-    a = attrs["activation"]
+def _activation(attrs, prefix=""):
+    a = attrs[f"{prefix}activation"]
     if a == "":
         return None
     if a == "relu":
         return "relu"
     if a == "clip":
-        return ("clip", attrs["activation_min"], attrs["activation_max"])
-    raise ConfigError(f"activation must be '', 'relu' or 'clip', got {a!r}")
+        return ("clip", attrs[f"{prefix}activation_min"], attrs[f"{prefix}activation_max"])
+    raise ConfigError(f"{prefix}activation must be '', 'relu' or 'clip', got {a!r}")
 
 
 def _padding(attrs):
@@ -208,21 +208,80 @@ class QConvOp(_QOp):
     ATTRS = {**_WINDOW, "group": ("int", 1), **_QP, **_ACT}
 
     def build(self, inits):
-        w = self.const_input(inits, 1, True, "W")
-        ws = self.const_input(inits, 2, True, "W_scale")
-        b = self.const_input(inits, 3) if len(self.node.inputs) > 3 else None
+        return self.qconv(inits, 1, "y_", "")
+
+    def qconv(self, inits, wi, out, act):
+        """The QConv2d of weights input wi (then W_scale, optional B), output qparams attrs
+        `out`scale / `out`zero_point and activation attrs prefixed `act`."""
+        w = self.const_input(inits, wi, True, "W")
+        ws = self.const_input(inits, wi + 1, True, "W_scale")
+        b = self.const_input(inits, wi + 2) if len(self.node.inputs) > wi + 2 else None
         a = self.attrs
         if w.ndim != 4:
             raise ShapeError(f"only 2-D convolution runs in int8, W has shape {w.shape}")
         return QConv2d(w, b, weight_scale=ws, input_scale=a["x_scale"],
-                       input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
-                       output_zero_point=a["y_zero_point"], stride=tuple(a["strides"] or (1, 1)),
-                       padding=_padding(a),
+                       input_zero_point=a["x_zero_point"], output_scale=a[f"{out}scale"],
+                       output_zero_point=a[f"{out}zero_point"],
+                       stride=tuple(a["strides"] or (1, 1)), padding=_padding(a),
                        dilation=tuple(a["dilations"] or (1, 1)), groups=a["group"],
-                       activation=_activation(a))
+                       activation=_activation(a, act))
 
     def run(self, x, *_, arena=None):
         return (self.call(x, arena=arena),)
+
+
+@register_op
+class QConvAddOp(QConvOp):
+    """A QConv whose output only a QAdd read, fused with it (qengine/graph/fusion.py
+    `fuse_residual_add`): y = QAdd(QConv(x), skip). Inputs x, skip (uint8 NHWC, the conv output's
+    shape), W int8 OIHW, W_scale float32 [Cout], B float32 (optional). The conv's attributes are
+    QConv's, its output qparams and clamp `conv_scale`, `conv_zero_point`, `conv_activation*`
+    (the QAdd's operand a); `skip_scale` / `skip_zero_point` are operand b's, `y_*` and
+    `activation*` the QAdd's output and clamp (an absorbed Relu); `fused_nodes` (informational)
+    names the QConv and QAdd it replaces. The layer is
+    qengine.quantized.conv.QConvAdd2d: the add runs on each conv tile as it is requantized."""
+    op_type = "QConvAdd"
+    INPUTS = (4, 5)
+    ATTRS = {**_WINDOW, "group": ("int", 1), **_QP, **_ACT,
+             "conv_scale": ("float", 1.0), "conv_zero_point": ("int", 0),
+             "conv_activation": ("string", ""), "conv_activation_min": ("float", 0.0),
+             "conv_activation_max": ("float", 0.0),
+             "skip_scale": ("float", 1.0), "skip_zero_point": ("int", 0),
+             "fused_nodes": ("strings", None)}
+
+    def build(self, inits):
+        a = self.attrs
+        conv = self.qconv(inits, 2, "conv_", "conv_")
+        add = QAdd(a["conv_scale"], a["conv_zero_point"], a["skip_scale"], a["skip_zero_point"],
+                   a["y_scale"], a["y_zero_point"], activation=_activation(a))
+        return QConvAdd2d(conv, add)
+
+    def run(self, x, skip, *_, arena=None):
+        fast = self.__dict__.get("_prepared", {}).get((x.shape, skip.shape))
+        if fast is not None and x.dtype == np.uint8 and skip.dtype == np.uint8 and \
+                x.flags.c_contiguous and skip.flags.c_contiguous:
+            # the steady state: the shapes of before, one compiled call
+            out_shape, fn = fast
+            y = None if arena is None else arena.get("y")
+            if y is None or y.shape != out_shape:
+                y = np.empty(out_shape, np.uint8)
+                if arena is not None:
+                    arena["y"] = y
+            fn(x, skip, y)
+            return (y,)
+        try:
+            y = self.layer(x, skip, out=None if arena is None else arena.get("y"))
+        except ShapeError as e:
+            self.fail(str(e), ShapeError)
+        if arena is not None:
+            arena["y"] = y
+        if isinstance(skip, np.ndarray) and skip.dtype == np.uint8:
+            prepared = self.__dict__.setdefault("_prepared", {})
+            if len(prepared) < self.MAX_PREPARED and y.flags.c_contiguous:
+                call = self.layer.prepare_call(x.shape, skip.shape)
+                if call is not None:
+                    prepared[(x.shape, skip.shape)] = call
+        return (y,)
 
 
 @register_op

@@ -115,11 +115,16 @@ class QConv2d:
 
     def __call__(self, x, *, nthreads=0, out=None):
         x = S.nhwc_u8(x, "x", self.in_channels)
+        y = S.output(out, self.output_shape(x.shape))
+        if y.size:
+            self._run(x, y, nthreads)
+        return y
+
+    def _run(self, x, y, nthreads, skip=None, add=None):
+        """The kernel call writing conv(x) into y; with skip and add (QConvAdd2d: 1x1 and
+        im2col only) y = QAdd(conv(x), skip), fused."""
         n, h, w, c = x.shape
-        _, oh, ow, cout = self.output_shape(x.shape)
-        y = S.output(out, (n, oh, ow, cout))
-        if y.size == 0:
-            return y
+        _, oh, ow, cout = y.shape
         (kh, kw), (sh, sw), (dh, dw), (pt, pl, _, _) = (self.kernel_size, self.stride,
                                                         self.dilation, self.pads(h, w))
         zx, zy = self.input_zero_point, self.output_zero_point
@@ -131,14 +136,13 @@ class QConv2d:
                          self._mult, zy, self.lo, self.hi, y, nthreads)
         elif self.algorithm == "1x1":
             _conv.conv1x1(self._isa, x, n * h * w, c, self._packs, self._bias, self._mult, zy,
-                          self.lo, self.hi, y, cout, nthreads)
+                          self.lo, self.hi, y, cout, nthreads, skip, add)
         else:
             g = self.groups
             shape = (n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, g, c // g,
                      cout // g)
             _conv.conv2d_gemm(self._isa, x, shape, zx, self._packs, self._bias, self._mult, zy,
-                              self.lo, self.hi, y, nthreads)
-        return y
+                              self.lo, self.hi, y, nthreads, skip, add)
 
     def prepare_call(self, input_shape):
         """(output shape, fn(x, y)) for inputs of exactly `input_shape`: every argument of the
@@ -169,10 +173,93 @@ class QConv2d:
                                                   hi, y, 0)
         return out_shape, lambda x, y: self(x, out=y)
 
+    def prepare_call_add(self, input_shape, add):
+        """prepare_call for QConvAdd2d: (output shape, fn(x, skip, y)) making y = QAdd(conv(x),
+        skip) in one fused kernel call (algorithms 1x1 and im2col); add = the QAdd arguments
+        (a_zp, b_zp, zp, lo, hi, a_mult, b_mult)."""
+        n, h, w, c = input_shape
+        _, oh, ow, cout = out_shape = self.output_shape(input_shape)
+        (kh, kw), (sh, sw), (dh, dw), (pt, pl, _, _) = (self.kernel_size, self.stride,
+                                                        self.dilation, self.pads(h, w))
+        zx, zy, lo, hi, isa = self.input_zero_point, self.output_zero_point, self.lo, self.hi, \
+            self._isa
+        packs, bias, mult = self._packs, self._bias, self._mult
+        if self.algorithm == "1x1":
+            m, kernel = n * h * w, _conv.conv1x1
+            return out_shape, lambda x, skip, y: kernel(isa, x, m, c, packs, bias, mult, zy, lo,
+                                                        hi, y, cout, 0, skip, add)
+        if self.algorithm != "im2col":
+            raise ConfigError(f"the {self.algorithm!r} convolution has no fused residual add")
+        g = self.groups
+        shape = (n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, g, c // g, cout // g)
+        kernel = _conv.conv2d_gemm
+        return out_shape, lambda x, skip, y: kernel(isa, x, shape, zx, packs, bias, mult, zy, lo,
+                                                    hi, y, 0, skip, add)
+
     def __repr__(self):
         return (f"QConv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size},"
                 f" stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
                 f"groups={self.groups}, algorithm={self.algorithm!r}, kernel={self.kernel!r})")
+
+
+class QConvAdd2d:
+    """QConvAdd2d(conv, add): y = add(conv(x), skip) — a QConv2d whose output only a QAdd reads
+    (a ResNet / MobileNetV2 residual), run as one kernel call when the convolution goes through
+    the GEMM driver (algorithms '1x1' and 'im2col'): each tile of the conv output, once
+    requantized to uint8 and still in L1, is added to the matching block of `skip` in place,
+    inside the conv's parallel loop (include/qengine/eltwise/qe_u8_residual.h). The add is the
+    QAdd kernel itself, so the bytes equal add(conv(x), skip) on every ISA and thread count.
+
+    conv: a QConv2d; add: a QAdd whose operand a is the conv output (a_scale / a_zero_point =
+    the conv's output_scale / output_zero_point). The operand order of the graph's Add does not
+    matter: QAdd computes float32(a − z_a)·M_a + float32(b − z_b)·M_b, and float addition is
+    commutative bit for bit. A depthwise conv (no GEMM tiles) and a skip of another shape
+    (NumPy broadcasting) run the two layers one after the other — the same bytes, unfused.
+    Call: (x uint8 NHWC, skip uint8 [N, OH, OW, Cout]) -> uint8 NHWC. NumPy definition:
+    qengine.reference.conv.qadd_ref(qconv2d_ref(x, ...), ..., skip, ...).
+    """
+
+    def __init__(self, conv, add):
+        from .elementwise import QAdd
+        if not isinstance(conv, QConv2d) or not isinstance(add, QAdd):
+            raise ConfigError(f"QConvAdd2d takes a QConv2d and a QAdd, got "
+                              f"{type(conv).__name__} and {type(add).__name__}")
+        if (add.a_scale, add.a_zero_point) != (conv.output_scale, conv.output_zero_point):
+            raise ConfigError(f"the QAdd's operand a must be the conv output: its qparams "
+                              f"({add.a_scale}, {add.a_zero_point}) differ from the conv's "
+                              f"output ({conv.output_scale}, {conv.output_zero_point})")
+        self.conv, self.add = conv, add
+        self.fused = conv.algorithm in ("1x1", "im2col")
+        self._add = (add.a_zero_point, add.b_zero_point, add.output_zero_point, add.lo, add.hi,
+                     add._ma, add._mb)
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+
+    def output_shape(self, input_shape):
+        return self.conv.output_shape(input_shape)
+
+    def __call__(self, x, skip, *, nthreads=0, out=None):
+        x = S.nhwc_u8(x, "x", self.conv.in_channels)
+        shape = self.conv.output_shape(x.shape)
+        if not (self.fused and isinstance(skip, np.ndarray) and skip.dtype == np.uint8 and
+                skip.shape == shape):
+            return self.add(self.conv(x, nthreads=nthreads), skip, nthreads=nthreads, out=out)
+        skip = np.ascontiguousarray(skip)
+        y = S.output(out, shape)
+        if np.may_share_memory(y, skip) or np.may_share_memory(y, x):
+            y = np.empty(shape, np.uint8)       # the kernel reads x and skip while writing y
+        if y.size:
+            self.conv._run(x, y, nthreads, skip, self._add)
+        return y
+
+    def prepare_call(self, input_shape, skip_shape):
+        """(output shape, fn(x, skip, y)) for uint8 C-contiguous x, skip of exactly these shapes
+        (and y not overlapping them), or None when the pair does not run fused."""
+        if not self.fused or tuple(skip_shape) != self.conv.output_shape(input_shape):
+            return None
+        return self.conv.prepare_call_add(input_shape, self._add)
+
+    def __repr__(self):
+        return f"QConvAdd2d({self.conv!r}, fused={self.fused})"
 
 
 def _wrap32(v):

@@ -14,6 +14,7 @@ QPARAM_INPUTS = {
     "DynamicQuantGRU": ((1, 2), (3, 4)),
     "DynamicQuantConv": ((1, 2),),
     "QConv": ((1, 2),),
+    "QConvAdd": ((2, 3),),
     "QGemm": ((1, 2),),
 }
 

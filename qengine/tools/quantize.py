@@ -145,8 +145,10 @@ def quantize_graph(graph: Graph, mode: str, req: QuantizeRequest) -> QuantizeRes
 def quantization_report(before: Graph, after: Graph, op_types=QUANTIZABLE) -> list[dict]:
     """One row per node of a quantizable op type in `before`: its name, op type before and
     after, and the bytes of weights it reads before and after. A node fused away by the
-    quantizer (the Add of a MatMul bias) is counted with the node it was fused into."""
-    after_by_name = {n.name: n for n in after.nodes}
+    quantizer (the Add of a MatMul bias) is counted with the node it was fused into; nodes an
+    int8 node lists in `fused_nodes` (a QConv and its residual QAdd in one QConvAdd) map to it,
+    its weights counted on the first."""
+    after_by_name = _by_name(after)
     consumers = before.consumers()
     rows = []
     for node in before.nodes:
@@ -163,15 +165,33 @@ def quantization_report(before: Graph, after: Graph, op_types=QUANTIZABLE) -> li
                      "quantized": quantized,
                      "fused": [c.name for c in fused] if quantized else [],
                      "bytes_before": old_bytes,
-                     "bytes_after": node_weight_bytes(after, new) if new is not None else 0})
+                     "bytes_after": node_weight_bytes(after, new)
+                     if new is not None and _weights_here(node, new) else 0})
     return rows
+
+
+def _by_name(g: Graph) -> dict:
+    """{node name: node}, plus the names each node's `fused_nodes` lists (kept as they were
+    in the float graph by a fusion of int8 nodes) mapped to the node that runs them."""
+    out = {n.name: n for n in g.nodes}
+    for n in g.nodes:
+        for name in n.attrs.get("fused_nodes") or ():
+            out.setdefault(name, n)
+    return out
+
+
+def _weights_here(node, new) -> bool:
+    """Whether the report row of `node` shows the weights of `new`, the node running it: once,
+    on the first node a fusion lists (the conv of a QConvAdd, not its add)."""
+    fused = new.attrs.get("fused_nodes") or ()
+    return new.name == node.name or not fused or fused[0] == node.name
 
 
 def reported_weight_bytes(before: Graph, after: Graph, rows) -> tuple[int, int]:
     """(bytes before, bytes after) of the weights the report's nodes read, each initializer
     counted once: per-row bytes would count a weight shared by two nodes twice."""
     by_name_before = {n.name: n for n in before.nodes}
-    by_name_after = {n.name: n for n in after.nodes}
+    by_name_after = _by_name(after)
     old, new = set(), set()
     for r in rows:
         for name in (r["node"], *r["fused"]):

@@ -16,7 +16,7 @@ from ..graph.ir import Graph
 from ..session import Session
 
 #: int8 ops whose 4-D uint8 output is always NHWC (the kernels' layout).
-_NHWC_OPS = ("QConv", "QAdd", "QMul", "QGlobalAveragePool", "QAveragePool", "QMaxPool")
+_NHWC_OPS = ("QConv", "QConvAdd", "QAdd", "QMul", "QGlobalAveragePool", "QAveragePool", "QMaxPool")
 
 
 def feed_batches(g: Graph, data, batch_size=None) -> list:

@@ -15,6 +15,10 @@
    ops (MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze) keep their input's qparams.
    Weights become int8 (symmetric per output channel, narrow range, or per tensor); biases stay
    float and are quantized when the Session is built, at s_x·s_w.
+5. (optional bias correction, then) residual adds are fused: a QConv whose output only a QAdd
+   reads runs with the add in its epilogue, as one QConvAdd node (graph/fusion.py
+   `fuse_residual_add`); its output bytes are the unfused pair's. `fuse_residual=False` keeps
+   the pair apart (every conv output stays a value of the graph, e.g. to tap it).
 
 `calibrate` and `build_int8` are the two halves, so mixed-precision searches (workflows/
 sensitivity.py) and bias correction (workflows/bias_correction.py) reuse one calibration.
@@ -31,7 +35,7 @@ import numpy as np
 from ..calibration import collect_stats, make_observer
 from ..calibration.collect import reusable
 from ..errors import ConfigError, QuantizationWarning
-from ..graph.fusion import _activation_of
+from ..graph.fusion import _activation_of, fuse_residual_add
 from ..graph.ir import Graph, Node
 from ..graph.passes import optimize
 from ..model_files import as_graph
@@ -61,6 +65,8 @@ class StaticQuantConfig:
     keep_float: node names left in float (mixed precision).
     observer_options: extra options for the observers, e.g. {"percentile": 99.9}.
     batch_size: calibration batch size for models with a dynamic batch dimension.
+    fuse_residual: run each QConv whose output only a residual QAdd reads together with that
+        add, as one QConvAdd node (the same bytes, one pass less over memory).
     """
     method: str = "minmax"
     per_channel: bool = True
@@ -69,11 +75,12 @@ class StaticQuantConfig:
     keep_float: frozenset = field(default_factory=frozenset)
     observer_options: tuple = ()
     batch_size: int | None = None
+    fuse_residual: bool = True
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        for name in ("per_channel", "symmetric_activations", "bias_correction"):
+        for name in ("per_channel", "symmetric_activations", "bias_correction", "fuse_residual"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
         kf = self.keep_float
@@ -630,4 +637,6 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
     if config.bias_correction:
         from .bias_correction import correct_biases
         q = correct_biases(g, q, layers, calibration_data, config.batch_size)
+    if config.fuse_residual:                # last: bias correction taps the QConv outputs
+        q = fuse_residual_add(q)
     return q

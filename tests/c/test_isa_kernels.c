@@ -13,7 +13,8 @@
  *             vs Σ (a − z_a)(w − z_w) in int64 and vs the scalar record.
  *   fixed cases, the same list on every machine (scalar output first, then every other ISA):
  *             epilogues (F32, U8, S8; fused requant), im2col and depthwise convolution (vs a direct
- *             int64 convolution + qe_requantize); dynamic linear, dynamic LSTM/GRU time loop,
+ *             int64 convolution + qe_requantize), the residual QAdd fused into the conv and the
+ *             1×1 GEMM (vs the conv then qe_u8_binary); dynamic linear, dynamic LSTM/GRU time loop,
  *             quantize/dequantize, QAdd/QMul, gates, calibration histogram: every ISA vs scalar.
  *             (Where an ISA has no kernel of its own, e.g. NEON outside the GEMM, the dispatch
  *             gives it the scalar twin: the case then checks that choice, and the digest below
@@ -550,6 +551,8 @@ static void test_conv(void) {
         {1, 11, 11, 3, 16, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 1, 1},    /* RGB stem */
         {1, 4, 5, 6, 33, 2, 3, 1, 1, 1, 1, 1, 0, 0, 2, 3, 1},      /* asymmetric padding, groups 3 */
         {1, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},     /* deep K, two threads */
+        {1, 3, 3, 64, 512, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},    /* few pixels: columns split */
+        {1, 7, 7, 160, 320, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 2},   /* 1×1 GEMM, columns split */
     };
     for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
         const qe_conv_shape s = conv_shape(&CASES[ci]);
@@ -560,8 +563,9 @@ static void test_conv(void) {
         float *mult = xmalloc(s.cout * 4), *sw = xmalloc(s.cout * 4), *bias = xmalloc(s.cout * 4);
         int64_t *acc = xmalloc(ny * 8), *acc0 = xmalloc(ny * 8);
         uint8_t *want8 = xmalloc(ny), *sc8 = xmalloc(ny), *got8 = xmalloc(ny);
+        uint8_t *skip = xmalloc(ny), *wanta = xmalloc(ny), *gota = xmalloc(ny);
         float *wantf = xmalloc(ny * 4), *scf = xmalloc(ny * 4), *gotf = xmalloc(ny * 4);
-        fill_u8(x, nx); fill_s8(w, s.cout * K);
+        fill_u8(x, nx); fill_s8(w, s.cout * K); fill_u8(skip, ny);
         const int32_t za = rnd_int(0, 255), zy = 7;
         const float sa = 0.02f;
         for (size_t o = 0; o < s.cout; o++) {
@@ -580,6 +584,11 @@ static void test_conv(void) {
             want8[i] = (uint8_t)qe_requantize((int32_t)acc[i], mult[o], zy, 0, 255);
             wantf[i] = (float)acc0[i] * (sa * sw[o]) + bias[o];
         }
+        /* the residual add (ReLU after it): QAdd(conv, skip) by the scalar kernel */
+        const qe_u8_binary_params ap = {zy, 201, 90, 90, 255, (float)(0.05 / 0.07), (float)(0.03 / 0.07)};
+        qe_u8_vadd_minmax_ukernel__scalar(ny, want8, skip, wanta, &ap);
+        const int gemm1x1 = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && !CASES[ci].pt &&
+                            !CASES[ci].pl && !CASES[ci].pb && !CASES[ci].pr;
         char ctx[128];
         snprintf(ctx, sizeof ctx, "conv case %zu: %zux%zux%zux%zu -> %zu, %zux%zu/%zu, g=%zu", ci, s.n, s.h, s.w, s.c,
                  s.cout, s.kh, s.kw, s.sh, s.groups);
@@ -597,6 +606,25 @@ static void test_conv(void) {
             char name[160];
             snprintf(name, sizeof name, "%s [qe_conv2d_gemm U8%s]", r->name, r->ukernel_requant ? ", fused" : "");
             expect_same(name, ctx, out8, want8, ny, 1);
+            const qe_u8_residual res = {skip, s.cout, qe_u8_binary_for_isa(QE_BINARY_ADD, isa), ap};
+            memset(gota, 0, ny);
+            expect_rc("qe_conv2d_gemm_add", qe_conv2d_gemm_add(isa, &s, x, za, pw, &ep, &res, gota, CASES[ci].threads));
+            snprintf(name, sizeof name, "%s [qe_conv2d_gemm_add]", r->name);
+            expect_same(name, ctx, gota, wanta, ny, 1);
+            if (isa == QE_ISA_SCALAR) digest(D_CONV, gota, ny);
+            if (gemm1x1) {          /* what _conv.pyx conv1x1 does: qe_gemm_ex per group */
+                memset(gota, 0, ny);
+                for (size_t g = 0; g < s.groups; g++) {
+                    qe_gemm_epilogue eg = ep;
+                    eg.col_bias = folded + g * s.cout_g; eg.multiplier = mult + g * s.cout_g;
+                    qe_u8_residual rg = res;
+                    rg.skip = skip + g * s.cout_g;
+                    expect_rc("qe_gemm_ex", qe_gemm_ex(isa, s.n * s.h * s.w, x + g * s.cin_g, s.c, &pw[g], &eg, &rg,
+                                                       gota + g * s.cout_g, s.cout, CASES[ci].threads, NULL, 0));
+                }
+                snprintf(name, sizeof name, "%s [qe_gemm_ex residual]", r->name);
+                expect_same(name, ctx, gota, wanta, ny, 1);
+            }
             memset(&ep, 0, sizeof ep);
             ep.kind = QE_EPI_F32; ep.a_zp = &za; ep.a_scale = &sa; ep.w_scale = sw; ep.bias = bias;
             float *outf = isa == QE_ISA_SCALAR ? scf : gotf;
@@ -609,6 +637,7 @@ static void test_conv(void) {
         }
         free(x); free(w); free(bq); free(folded); free(mult); free(sw); free(bias); free(acc); free(acc0);
         free(want8); free(sc8); free(got8); free(wantf); free(scf); free(gotf);
+        free(skip); free(wanta); free(gota);
     }
 }
 

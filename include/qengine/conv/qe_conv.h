@@ -9,9 +9,13 @@
  *                     indirection buffer instead (one pointer per pixel and tap into x, or into
  *                     the z_a row for padding) and the igemm kernels read x in place: the im2col
  *                     copy of every input byte kh·kw times was 6–15% of ResNet-18's 3×3 convs.
+ *   qe_conv2d_gemm_add  qe_conv2d_gemm with a residual QAdd fused into its epilogue: every
+ *                     tile's requantized output block becomes QAdd(block, skip block) in place
+ *                     while it is in L1, in the same parallel loop (../eltwise/qe_u8_residual.h).
  *   qe_conv2d_dw      depthwise (groups = C, one filter per channel): qe_dwconv.h.
  * 1×1 stride-1 unpadded convolutions need no im2col at all: the NHWC input already is the
- * [pixels, C] matrix, so _conv.pyx hands it to qe_gemm directly (per group: a column offset).
+ * [pixels, C] matrix, so _conv.pyx hands it to qe_gemm (qe_gemm_ex with a residual) directly
+ * (per group: a column offset).
  *
  * Tiling: output tiles of (MC panels × MR pixels) × (NC columns) per group, handed out by
  * OpenMP. A tile packs its pixels once (MC·MR·KP bytes: ≤ 96·576 = 54 KiB for a 3×3×64 conv,
@@ -49,6 +53,7 @@ typedef struct qe_conv_ctx {
     const qe_conv_shape *s;
     const qe_packed_w *w;              /* [groups], all packed for r */
     const qe_gemm_epilogue *ep;        /* col_bias/multiplier over all cout channels */
+    const qe_u8_residual *res;         /* U8 only: NULL or the QAdd fused after each tile */
     const uint8_t *x, *zrow;
     uint8_t *y;
     size_t m, kp, mcp, ncp, nmb, nnb, npanels;
@@ -148,6 +153,11 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
             r->epilogue(&tile, w, &ep, out, s->cout);
         }
     }
+    if (c->res) {       /* the tile's pixels × its columns of group g are final: add the skip */
+        const size_t n0 = pn0 * (size_t)r->nr, n1 = pn1 * (size_t)r->nr;
+        const size_t cols = (n1 < s->cout_g ? n1 : s->cout_g) - n0;
+        qe_u8_residual_block(c->res, c->y, s->cout, m0, rows, g * s->cout_g + n0, cols);
+    }
 }
 
 /* x: uint8 NHWC [n, h, w, c]; w[g]: packed [cout_g, K] with K = kh·kw·cin_g in (ky, kx, ci)
@@ -157,8 +167,9 @@ static void qe_conv_run_tile(const qe_conv_ctx *c, size_t t, uint8_t *apack, uin
  *              quantized with, == a_zp), w_scale [cout], bias [cout] or NULL; y float NHWC.
  * Returns 0 or a QE_GEMM_E* code. */
 static int qe_conv2d_gemm_impl(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
-                               const qe_packed_w *w, const qe_gemm_epilogue *ep, uint8_t *y,
-                               int nchw, float lo, float hi, int nthreads) {
+                               const qe_packed_w *w, const qe_gemm_epilogue *ep,
+                               const qe_u8_residual *res, uint8_t *y, int nchw, float lo,
+                               float hi, int nthreads) {
     const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
     if (!r) return QE_GEMM_EISA;
     const size_t k = s->kh * s->kw * s->cin_g;
@@ -169,12 +180,13 @@ static int qe_conv2d_gemm_impl(int isa, const qe_conv_shape *s, const uint8_t *x
     if (s->groups < 1 || s->cin_g * s->groups != s->c || s->cout_g * s->groups != s->cout ||
         !(ok_u8 || ok_f32) || a_zp < 0 || a_zp > 255 || (nchw && !ok_f32))
         return QE_GEMM_EARG;
+    if (res && (!ok_u8 || qe_u8_residual_check(res) || res->lds < s->cout)) return QE_GEMM_EARG;
     for (size_t g = 0; g < s->groups; g++)
         if (w[g].isa != isa || (size_t)w[g].k != k || (size_t)w[g].n != s->cout_g || w[g].w_zp ||
             (size_t)w[g].kp != qe_gemm_round_up(k, r->kpad))
             return QE_GEMM_EARG;
     qe_conv_ctx c;
-    c.r = r; c.s = s; c.w = w; c.ep = ep; c.x = x; c.y = y;
+    c.r = r; c.s = s; c.w = w; c.ep = ep; c.res = res; c.x = x; c.y = y;
     c.nchw = nchw; c.lo = lo; c.hi = hi;
     c.m = s->n * s->oh * s->ow;
     if (c.m == 0 || s->cout == 0) return QE_GEMM_OK;
@@ -251,7 +263,18 @@ static int qe_conv2d_gemm_impl(int isa, const qe_conv_shape *s, const uint8_t *x
 static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
                           const qe_packed_w *w, const qe_gemm_epilogue *ep, uint8_t *y,
                           int nthreads) {
-    return qe_conv2d_gemm_impl(isa, s, x, a_zp, w, ep, y, 0, 0.0f, 0.0f, nthreads);
+    return qe_conv2d_gemm_impl(isa, s, x, a_zp, w, ep, NULL, y, 0, 0.0f, 0.0f, nthreads);
+}
+
+/* qe_conv2d_gemm (ep QE_EPI_U8) followed by y = QAdd(y, skip) with res->skip [n·oh·ow][lds ≥
+ * cout] in y's pixel and channel order: the add runs on each tile's output block right after
+ * the tile is requantized, inside the same parallel loop; the bytes equal qe_conv2d_gemm then
+ * qe_u8_binary(QE_BINARY_ADD, y, skip). skip must not overlap y. */
+static int qe_conv2d_gemm_add(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                              const qe_packed_w *w, const qe_gemm_epilogue *ep,
+                              const qe_u8_residual *res, uint8_t *y, int nthreads) {
+    if (!res) return QE_GEMM_EARG;
+    return qe_conv2d_gemm_impl(isa, s, x, a_zp, w, ep, res, y, 0, 0.0f, 0.0f, nthreads);
 }
 
 /* Dynamic quantization with float32 NCHW output: ep is QE_EPI_F32 as for qe_conv2d_gemm, y float
@@ -259,7 +282,7 @@ static int qe_conv2d_gemm(int isa, const qe_conv_shape *s, const uint8_t *x, int
 static int qe_conv2d_gemm_nchw(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
                                const qe_packed_w *w, const qe_gemm_epilogue *ep, float *y,
                                float lo, float hi, int nthreads) {
-    return qe_conv2d_gemm_impl(isa, s, x, a_zp, w, ep, (uint8_t *)y, 1, lo, hi, nthreads);
+    return qe_conv2d_gemm_impl(isa, s, x, a_zp, w, ep, NULL, (uint8_t *)y, 1, lo, hi, nthreads);
 }
 
 #endif

@@ -15,6 +15,9 @@
  *       process-wide setting (qe_threads.h), which also caps a larger count; ws may be NULL
  *       (then the calling thread's QE_WS_CALL workspace) or ≥ workspace_bytes, 64-aligned not
  *       required. Problems under QE_GEMM_PAR_MIN_MACS run on the calling thread only.
+ *   qe_gemm_ex(..., res): qe_gemm with a residual QAdd fused into the U8 epilogue (res may be
+ *       NULL): each output tile, once requantized, becomes QAdd(tile, skip tile) in place
+ *       (../eltwise/qe_u8_residual.h) — the bytes of qe_u8_binary run over the whole output.
  *   qe_gemm_linear_dynamic(...) in qe_gemm_dynamic.h: f32 → u8 quantize + GEMM + f32 epilogue.
  *
  * Direct A: with K % KR == 0, M ≥ MR, z_w = 0 and no F32 epilogue, the record's igemm kernels
@@ -51,6 +54,7 @@
 #include "qe_u8_s8_gemv_ukernel_1x4p__avx2.h"
 #include "qe_u8_s8_gemv_ukernel_1x4p__avx512vnni.h"
 #include "qe_u8_s8_gemv_dequant_ukernel_1x4p__avx512vnni.h"
+#include "../eltwise/qe_u8_residual.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -102,6 +106,7 @@ typedef struct qe_gemm_ctx {
     const qe_gemm_kernel_rec *r;
     const qe_packed_w *w;
     const qe_gemm_epilogue *ep;
+    const qe_u8_residual *res;          /* NULL, or the QAdd applied to each finished tile */
     const uint8_t *apack;
     const uint8_t *a;                  /* direct: A itself, read in place by the igemm kernels */
     int32_t *rterm;
@@ -155,6 +160,15 @@ static inline qe_gemm_requant_tile qe_gemm_requant_tile_at(const qe_gemm_epilogu
     return q;
 }
 
+/* The fused residual add on the finished tile of A panels pm0..pm1 × W panels pn0..pn1. */
+static void qe_gemm_residual_tile(const qe_gemm_ctx *x, size_t pm0, size_t pm1, size_t pn0,
+                                  size_t pn1) {
+    const size_t mr = (size_t)x->r->mr, nr = (size_t)x->r->nr, n = (size_t)x->w->n;
+    const size_t m1 = pm1 * mr < x->m ? pm1 * mr : x->m, n1 = pn1 * nr < n ? pn1 * nr : n;
+    qe_u8_residual_block(x->res, (uint8_t *)x->out, x->ldc, pm0 * mr, m1 - pm0 * mr, pn0 * nr,
+                         n1 - pn0 * nr);
+}
+
 static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
     const qe_gemm_kernel_rec *r = x->r;
     int32_t ct[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX] __attribute__((aligned(64)));
@@ -183,6 +197,7 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
                                        x->rterm ? x->rterm : NULL};
             r->epilogue(&tile, x->w, x->ep, x->out, x->ldc);
         }
+        if (x->res) qe_gemm_residual_tile(x, 0, 1, pn0, pn1);
         return;
     }
     const size_t esize = x->ep->kind == QE_EPI_INT32 || x->ep->kind == QE_EPI_F32 ? 4 : 1;
@@ -235,6 +250,7 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
             r->epilogue(&tile, x->w, x->ep, x->out, x->ldc);
         }
     }
+    if (x->res) qe_gemm_residual_tile(x, pm0, pm1, pn0, pn1);
 }
 
 static void qe_gemm_pack_panel(const qe_gemm_ctx *x, const uint8_t *a, size_t lda, size_t p,
@@ -249,9 +265,9 @@ static void qe_gemm_pack_panel(const qe_gemm_ctx *x, const uint8_t *a, size_t ld
     }
 }
 
-static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_packed_w *w,
-                   const qe_gemm_epilogue *ep, void *out, size_t ldc, int nthreads,
-                   void *ws, size_t ws_bytes) {
+static int qe_gemm_ex(int isa, size_t m, const uint8_t *a, size_t lda, const qe_packed_w *w,
+                      const qe_gemm_epilogue *ep, const qe_u8_residual *res, void *out,
+                      size_t ldc, int nthreads, void *ws, size_t ws_bytes) {
     const qe_gemm_kernel_rec *r = qe_gemm_kernel_for_isa(isa);
     if (!r || w->isa != isa) return QE_GEMM_EISA;
     const size_t n = (size_t)w->n, k = (size_t)w->k;
@@ -261,10 +277,12 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
         return QE_GEMM_EARG;
     if (ep->kind == QE_EPI_F32 && (!ep->a_scale || !ep->w_scale)) return QE_GEMM_EARG;
     if (ep->kind >= QE_EPI_U8 && (!ep->multiplier || ep->lo > ep->hi)) return QE_GEMM_EARG;
+    if (res && (ep->kind != QE_EPI_U8 || qe_u8_residual_check(res) || res->lds < n))
+        return QE_GEMM_EARG;
     if (m == 0 || n == 0) return QE_GEMM_OK;
 
     qe_gemm_ctx x;
-    x.r = r; x.w = w; x.ep = ep; x.out = out; x.m = m; x.ldc = ldc;
+    x.r = r; x.w = w; x.ep = ep; x.res = res; x.out = out; x.m = m; x.ldc = ldc;
     x.a = a; x.lda = lda; x.direct = qe_gemm_can_direct(r, m, w, ep);
     /* direct: no packed A and (z_w = 0) no row sums, so no workspace */
     const size_t need = x.direct ? 0 : qe_gemm_workspace_bytes(isa, m, k);
@@ -313,6 +331,12 @@ static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_pac
 #endif
     }
     return QE_GEMM_OK;
+}
+
+static int qe_gemm(int isa, size_t m, const uint8_t *a, size_t lda, const qe_packed_w *w,
+                   const qe_gemm_epilogue *ep, void *out, size_t ldc, int nthreads,
+                   void *ws, size_t ws_bytes) {
+    return qe_gemm_ex(isa, m, a, lda, w, ep, NULL, out, ldc, nthreads, ws, ws_bytes);
 }
 
 #endif
