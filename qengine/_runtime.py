@@ -9,8 +9,26 @@ process; everything else uses :func:`active_isa`.
 import os
 
 from . import _threadpool
-from ._ext import _cpu
-from .errors import ConfigError
+
+# GNU OpenMP's idle threads spin GOMP_SPINCOUNT times before sleeping; its default, 300000
+# pauses, is ~11 ms on the reference Zen 4 VM. When another process holds a CPU, a thread
+# spinning at a barrier burns the time slice its preempted partner needs: the 2-thread batch-1
+# LSTM (200 barriers per call) went from 1.9 ms to 650 ms beside one busy process, and 17.5 ms
+# with 1000 pauses (~37 µs), which cost nothing measurable on the idle machine (bench/
+# wait_policy.py, BENCHMARKS.md). libgomp reads the variable once, when it is loaded — by the
+# import below — so it is set only around that import, and only when the user set neither it
+# nor OMP_WAIT_POLICY; child processes and OpenMP runtimes loaded later do not see it.
+SPINCOUNT_DEFAULT = "1000"
+_OMP_WAIT_USER = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                  if k in os.environ}
+if not _OMP_WAIT_USER:
+    os.environ["GOMP_SPINCOUNT"] = SPINCOUNT_DEFAULT
+try:
+    from ._ext import _cpu
+finally:
+    if not _OMP_WAIT_USER:
+        os.environ.pop("GOMP_SPINCOUNT", None)
+from .errors import ConfigError  # noqa: E402
 
 ISA_NAMES = _cpu.ISA_NAMES
 _PREFERENCE = ("avx512vnni", "neondot", "avx2", "scalar")
@@ -127,6 +145,7 @@ def config():
         "forced_by_env": bool(os.environ.get("QENGINE_ISA")),
         "kernels": {op: names.get(_ACTIVE, "?") for op, names in sorted(_KERNEL_NAMES.items())},
         "openmp": _cpu.openmp_enabled(),
+        "openmp_wait": dict(_OMP_WAIT_USER) or {"GOMP_SPINCOUNT": SPINCOUNT_DEFAULT},
         "threads": _cpu.get_num_threads(),
         "fork_fallback": _cpu.fork_fallback(),
     }
@@ -144,6 +163,8 @@ def show_config(file=None):
         ("runnable ISAs", " ".join(c["runnable_isas"])),
         ("active ISA", c["active_isa"] + (" (forced by QENGINE_ISA)" if c["forced_by_env"] else "")),
         ("OpenMP", "on" if c["openmp"] else "OFF (serial build)"),
+        ("OpenMP wait", " ".join(f"{k}={v}" for k, v in c["openmp_wait"].items()) +
+         ("" if _OMP_WAIT_USER else " (qengine's default)")),
         ("threads", str(c["threads"]) + (" (fork fallback: forked after OpenMP started "
                                           "its threads)" if c["fork_fallback"] else "")),
     ]

@@ -263,3 +263,34 @@ def test_set_num_threads_validates():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ConfigError):
             qengine.set_num_threads(bad)
+
+
+def _gomp_env(extra):
+    """libgomp's own report of its settings (OMP_DISPLAY_ENV) when `import qengine` loads it in
+    a fresh process with `extra` in the environment, and whether GOMP_SPINCOUNT is left set."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(extra, OMP_DISPLAY_ENV="verbose")
+    r = subprocess.run([sys.executable, "-c", "import os, qengine; "
+                        "print(os.environ.get('GOMP_SPINCOUNT'))"],
+                       env=env, capture_output=True, text=True, check=True)
+    shown = {}
+    for line in r.stderr.splitlines():
+        k, sep, v = line.strip().partition(" = ")
+        if sep:
+            shown[k] = v.strip("'")
+    if "GOMP_SPINCOUNT" not in shown:
+        pytest.skip("the OpenMP runtime is not libgomp (or the build is serial)")
+    return shown, r.stdout.strip()
+
+
+def test_openmp_spin_is_bounded_unless_the_user_chose():
+    """qengine sets GOMP_SPINCOUNT=1000 for libgomp's load only (a busy neighbour process made
+    the default ~11 ms spin cost 300× on the 2-thread LSTM, bench/wait_policy.py), and leaves the
+    user's OMP_WAIT_POLICY / GOMP_SPINCOUNT alone."""
+    from qengine._runtime import SPINCOUNT_DEFAULT
+    shown, left = _gomp_env({})
+    assert shown["GOMP_SPINCOUNT"] == SPINCOUNT_DEFAULT and left == "None"
+    shown, left = _gomp_env({"GOMP_SPINCOUNT": "77"})
+    assert shown["GOMP_SPINCOUNT"] == "77" and left == "77"
+    shown, _ = _gomp_env({"OMP_WAIT_POLICY": "active"})
+    assert shown["OMP_WAIT_POLICY"] == "ACTIVE" and shown["GOMP_SPINCOUNT"] != SPINCOUNT_DEFAULT
