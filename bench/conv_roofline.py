@@ -3,8 +3,8 @@
     python bench/conv_roofline.py [--models resnet18,mobilenet_v2] [--batch 1] [--threads 1]
                                   [--runs 30] [--peak 465]
 
-Per QConv / QGemm node: its GEMM shape (M = output pixels, N = output channels per group,
-K = input channels per group × taps), the best time over --runs profiled calls
+Per QConv / QConvAdd / QGemm node: its GEMM shape (M = output pixels, N = output channels
+per group, K = input channels per group × taps), the best time over --runs profiled calls
 (Session.profile), GOPS = 2·MACs / time, and that as a fraction of --peak: the 12×32 VNNI
 microkernel's own rate on L2-resident data, per thread (465 GOPS on the reference Zen 4 VM,
 BENCHMARKS.md "GEMM"). A depthwise conv's "useful" MACs are counted (its kernel computes 4× as
@@ -39,7 +39,7 @@ def main(argv=None):
         s = c.qengine_session(path, iname, calib)
         shapes = {}
         for op in s._executor.ops:           # record each conv's input shape on first use
-            if op.node.op_type in ("QConv", "QGemm"):
+            if op.node.op_type in ("QConv", "QConvAdd", "QGemm"):
                 def spy(*a, _op=op, _run=op.run, **kw):
                     shapes.setdefault(_op.name, a[0].shape)
                     return _run(*a, **kw)
@@ -60,9 +60,10 @@ def main(argv=None):
             by_type[op.node.op_type] = by_type.get(op.node.op_type, 0.0) + t
             if op.name not in shapes:
                 continue
-            w = s.graph.initializers[op.node.inputs[1]]
+            # QConvAdd (a conv with the residual add fused in) reads (x, skip, W, ...)
+            w = s.graph.initializers[op.node.inputs[2 if op.node.op_type == "QConvAdd" else 1]]
             xs = shapes[op.name]
-            if op.node.op_type == "QConv":
+            if op.node.op_type in ("QConv", "QConvAdd"):
                 m = int(np.prod(op.layer.output_shape(xs)[:3]))
                 n_g, k = w.shape[0] // op.layer.groups, int(np.prod(w.shape[1:]))
                 macs = m * w.shape[0] * k
