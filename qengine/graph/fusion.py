@@ -322,5 +322,6 @@ def fuse_residual_add(graph: Graph) -> Graph:
         for o in add.outputs:
             producers[o] = new
         readers.count.pop(conv.outputs[0], None)
+        g.value_info.pop(conv.outputs[0], None)            # the conv output is internal now
     g.nodes = [n for n in nodes if n is not None]
     return g
