@@ -20,6 +20,8 @@ JSON_KEYS = {
         "compiled_isas": "ISAs built in (list)", "runnable_isas": "ISAs this CPU runs (list)",
         "active_isa": "the ISA every kernel uses", "forced_by_env": "QENGINE_ISA set (bool)",
         "kernels": "{op: microkernel name}", "openmp": "built with OpenMP (bool)",
+        "openmp_wait": "{OMP_WAIT_POLICY / GOMP_SPINCOUNT: value} in effect (the user's, or "
+                       "qengine's GOMP_SPINCOUNT default)",
         "threads": "kernel threads", "fork_fallback": "null, or why a forked child runs on "
                                                         "1 thread",
     },
