@@ -64,8 +64,9 @@ def main(argv=None):
             w = s.graph.initializers[op.node.inputs[2 if op.node.op_type == "QConvAdd" else 1]]
             xs = shapes[op.name]
             if op.node.op_type in ("QConv", "QConvAdd"):
-                m = int(np.prod(op.layer.output_shape(xs)[:3]))
-                n_g, k = w.shape[0] // op.layer.groups, int(np.prod(w.shape[1:]))
+                conv = getattr(op.layer, "conv", op.layer)      # QConvAdd2d wraps a QConv2d
+                m = int(np.prod(conv.output_shape(xs)[:3]))
+                n_g, k = w.shape[0] // conv.groups, int(np.prod(w.shape[1:]))
                 macs = m * w.shape[0] * k
             else:
                 m, n_g, k = int(np.prod(xs[:-1])), w.shape[0], w.shape[1]
