@@ -63,6 +63,16 @@ def _qp(attrs, p):
     return {f"{p}_scale": attrs[f"{p}_scale"], f"{p}_zero_point": attrs[f"{p}_zero_point"]}
 
 
+def _arena_out(arena, shape):
+    """Last run's uint8 output buffer when its shape still fits, else a new one kept there."""
+    y = None if arena is None else arena.get("y")
+    if y is None or y.shape != shape:
+        y = np.empty(shape, np.uint8)
+        if arena is not None:
+            arena["y"] = y
+    return y
+
+
 class _QOp(Op):
     """Builds its layer in `prepare`; a layer error becomes a ModelError naming the node."""
 
@@ -88,11 +98,7 @@ class _QOp(Op):
         if fast is not None and x.dtype == np.uint8 and x.flags.c_contiguous:
             # the steady state: the same input shape as before, one compiled call
             out_shape, fn = fast
-            y = None if arena is None else arena.get("y")
-            if y is None or y.shape != out_shape:
-                y = np.empty(out_shape, np.uint8)
-                if arena is not None:
-                    arena["y"] = y
+            y = _arena_out(arena, out_shape)
             fn(x, y)
             return y
         try:
@@ -262,11 +268,7 @@ class QConvAddOp(QConvOp):
                 x.flags.c_contiguous and skip.flags.c_contiguous:
             # the steady state: the shapes of before, one compiled call
             out_shape, fn = fast
-            y = None if arena is None else arena.get("y")
-            if y is None or y.shape != out_shape:
-                y = np.empty(out_shape, np.uint8)
-                if arena is not None:
-                    arena["y"] = y
+            y = _arena_out(arena, out_shape)
             fn(x, skip, y)
             return (y,)
         try:

@@ -42,13 +42,16 @@ class _ConstInputs(Op):
         copy or view it makes. Bounded: many distinct shapes just clear the cache."""
         if not self._shape_only:
             return make(*inputs)
-        cache = self._plans
-        plan = cache.get(inputs[0].shape)
+        return self.cached(inputs[0].shape, make, *inputs)
+
+    def cached(self, key, make, *args):
+        """make(*args), kept under `key` (at most 64 entries: many distinct keys clear it)."""
+        plan = self._plans.get(key)
         if plan is None:
-            plan = make(*inputs)
-            if len(cache) >= 64:
-                cache.clear()
-            cache[inputs[0].shape] = plan
+            plan = make(*args)
+            if len(self._plans) >= 64:
+                self._plans.clear()
+            self._plans[key] = plan
         return plan
 
     def ints(self, inputs, i, what):
@@ -392,14 +395,9 @@ class Pad(_ConstInputs):
         inputs = (x, *rest)
         pads = self.ints(inputs, 1, "pads")
         axes = self.ints(inputs, 3, "axes")
-        # (shape, pads, axes) -> (crop slices, [(before, after)] per axis)
+        # pads may be computed at run time: they are part of the key
         key = (x.shape, tuple(pads), None if axes is None else tuple(axes))
-        plan = self._plans.get(key)
-        if plan is None:
-            if len(self._plans) > 64:        # many input shapes: don't grow without bound
-                self._plans.clear()
-            plan = self._plans[key] = self._plan(x, pads, axes)
-        crop, width = plan
+        crop, width = self.cached(key, self._plan, x, pads, axes)
         x = x[crop]
         mode = self.attrs["mode"]
         if mode == "constant":

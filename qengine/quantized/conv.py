@@ -144,18 +144,26 @@ class QConv2d:
             _conv.conv2d_gemm(self._isa, x, shape, zx, self._packs, self._bias, self._mult, zy,
                               self.lo, self.hi, y, nthreads, skip, add)
 
-    def prepare_call(self, input_shape):
-        """(output shape, fn(x, y)) for inputs of exactly `input_shape`: every argument of the
-        kernel call resolved now, so that a graph op calling it again with a checked uint8
-        C-contiguous x of that shape makes one call into compiled code (graph/executor.py)."""
+    def _driver_shape(self, input_shape):
+        """(output shape, the conv driver's shape tuple) for an NHWC input of `input_shape`."""
         n, h, w, c = input_shape
         _, oh, ow, cout = out_shape = self.output_shape(input_shape)
         (kh, kw), (sh, sw), (dh, dw), (pt, pl, _, _) = (self.kernel_size, self.stride,
                                                         self.dilation, self.pads(h, w))
+        g = self.groups
+        return out_shape, (n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, g, c // g,
+                           cout // g)
+
+    def prepare_call(self, input_shape):
+        """(output shape, fn(x, y)) for inputs of exactly `input_shape`: every argument of the
+        kernel call resolved now, so that a graph op calling it again with a checked uint8
+        C-contiguous x of that shape makes one call into compiled code (graph/executor.py)."""
+        out_shape, shape = self._driver_shape(input_shape)
+        n, h, w, c, cout = *input_shape, out_shape[3]
         zx, zy, lo, hi, isa = self.input_zero_point, self.output_zero_point, self.lo, self.hi, \
             self._isa
         if self.algorithm == "dw" and self.depth_multiplier == 1:
-            shape = (n, h, w, cout, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, cout, 1, 1)
+            shape = shape[:3] + (cout,) + shape[4:15] + (cout, 1, 1)   # the dw driver's form
             args = (self._wdw, self._layout, self._bias, self._mult, zy, lo, hi)
             kernel = _conv.dwconv
             return out_shape, lambda x, y: kernel(isa, x, shape, zx, *args, y, 0)
@@ -165,9 +173,6 @@ class QConv2d:
             return out_shape, lambda x, y: kernel(isa, x, m, c, packs, bias, mult, zy, lo, hi,
                                                   y, cout, 0)
         if self.algorithm == "im2col":
-            g = self.groups
-            shape = (n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, g, c // g,
-                     cout // g)
             packs, bias, mult, kernel = self._packs, self._bias, self._mult, _conv.conv2d_gemm
             return out_shape, lambda x, y: kernel(isa, x, shape, zx, packs, bias, mult, zy, lo,
                                                   hi, y, 0)
@@ -177,10 +182,8 @@ class QConv2d:
         """prepare_call for QConvAdd2d: (output shape, fn(x, skip, y)) making y = QAdd(conv(x),
         skip) in one fused kernel call (algorithms 1x1 and im2col); add = the QAdd arguments
         (a_zp, b_zp, zp, lo, hi, a_mult, b_mult)."""
-        n, h, w, c = input_shape
-        _, oh, ow, cout = out_shape = self.output_shape(input_shape)
-        (kh, kw), (sh, sw), (dh, dw), (pt, pl, _, _) = (self.kernel_size, self.stride,
-                                                        self.dilation, self.pads(h, w))
+        out_shape, shape = self._driver_shape(input_shape)
+        n, h, w, c, cout = *input_shape, out_shape[3]
         zx, zy, lo, hi, isa = self.input_zero_point, self.output_zero_point, self.lo, self.hi, \
             self._isa
         packs, bias, mult = self._packs, self._bias, self._mult
@@ -190,8 +193,6 @@ class QConv2d:
                                                         hi, y, cout, 0, skip, add)
         if self.algorithm != "im2col":
             raise ConfigError(f"the {self.algorithm!r} convolution has no fused residual add")
-        g = self.groups
-        shape = (n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, g, c // g, cout // g)
         kernel = _conv.conv2d_gemm
         return out_shape, lambda x, skip, y: kernel(isa, x, shape, zx, packs, bias, mult, zy, lo,
                                                     hi, y, 0, skip, add)
