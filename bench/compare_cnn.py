@@ -188,7 +188,7 @@ def bench_model(name, batch, threads_list, runs, tmp):
 def calibrate_only(who, path, calib, tmp):
     """Entropy calibration alone (statistics + thresholds for every activation), no rewrite."""
     if who == "qengine":
-        from qengine.workflows.static import (StaticQuantConfig, calibrate,
+        from qengine.workflows.ptq import (StaticQuantConfig, calibrate,
                                               prepare_float_graph)
         g = prepare_float_graph(path)
         stats = calibrate(g, [{"input": c} for c in calib], StaticQuantConfig(method="entropy"))

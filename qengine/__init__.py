@@ -27,7 +27,7 @@ from .frontends.torch_state_dict import from_torch_state_dict  # noqa: F401,E402
 from .workflows.dynamic import DynamicQuantConfig, quantize_dynamic  # noqa: F401,E402
 from . import calibration  # noqa: F401,E402
 from .calibration import OBSERVERS, collect_stats, make_observer  # noqa: F401,E402
-from .workflows.static import StaticQuantConfig, quantize_static  # noqa: F401,E402
+from .workflows.ptq import StaticQuantConfig, quantize_static  # noqa: F401,E402
 from .workflows.sensitivity import auto_keep_float, layer_sensitivity  # noqa: F401,E402
 from .workflows.islands import FloatIsland, float_islands  # noqa: F401,E402
 from .tools.plots import plot_sensitivity  # noqa: F401,E402  (matplotlib on call)

@@ -74,7 +74,7 @@ def _finite_float(text):
 
 
 def _static_options(s, bias=True):
-    from .workflows.static import METHODS
+    from .workflows.ptq import METHODS
     s.add_argument("--method", choices=METHODS, default="minmax",
                    help="calibration method (static mode)")
     s.add_argument("--per-tensor", action="store_true",

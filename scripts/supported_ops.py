@@ -17,7 +17,7 @@ def render() -> str:
     from qengine.frontends.onnx_opsets import MAX_OPSET, MIN_OPSET, OP_VERSIONS, REFUSED
     from qengine.ops.base import registered_ops
     from qengine.workflows.dynamic import QUANTIZABLE
-    from qengine.workflows.static import STATIC_INT8_OPS
+    from qengine.workflows.ptq import STATIC_INT8_OPS
     run = set(registered_ops())
     lines = [
         "# Supported ops",

@@ -107,7 +107,7 @@ def build_corpus(directory) -> list[Base]:
     import qengine
     from qengine.tools.demo_cnn import load_cnn_demo
     from qengine.workflows.dynamic import quantize_dynamic
-    from qengine.workflows.static import StaticQuantConfig, quantize_static
+    from qengine.workflows.ptq import StaticQuantConfig, quantize_static
     directory = Path(directory)
     rng = np.random.default_rng(20240607)
     rnn, rnn_x = _float_lstm_graph(rng)

@@ -357,7 +357,7 @@ def test_profile_and_quantize_report_show_the_fused_node(quantized):
     assert kinds["c2+add1"] == kinds["ds+add2"] == kinds["p+add3"] == "QConvAdd"
     assert "QConvAdd" in prof.by_op_type
     from qengine.tools.quantize import STATIC_REPORTED, quantization_report
-    from qengine.workflows.static import prepare_float_graph
+    from qengine.workflows.ptq import prepare_float_graph
     rows = {r["node"]: r for r in quantization_report(prepare_float_graph(g), q,
                                                       STATIC_REPORTED)}
     for conv, add in (("c2", "add1"), ("ds", "add2"), ("p", "add3")):

@@ -14,7 +14,7 @@ from qengine import functional as F  # noqa: E402
 from qengine.quantized.conv import QConv2d  # noqa: E402
 from qengine.quantized.elementwise import QAdd, QConcat, QLookupTable, QMul  # noqa: E402
 from qengine.quantized.pool import QAveragePool2d, QGlobalAveragePool, QMaxPool2d  # noqa: E402
-from qengine.quantized.qlinear import QLinear  # noqa: E402
+from qengine.quantized.linear import QLinear  # noqa: E402
 from qengine.reference import conv as R  # noqa: E402
 from qengine.reference import gemm as RG  # noqa: E402
 

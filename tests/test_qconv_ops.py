@@ -7,7 +7,7 @@ import qengine
 from qengine import ShapeError, _runtime
 from qengine.quantized.elementwise import QAdd, QConcat, QLookupTable, QMul, apply_table
 from qengine.quantized.pool import QAveragePool2d, QGlobalAveragePool, QMaxPool2d
-from qengine.quantized.qlinear import QLinear
+from qengine.quantized.linear import QLinear
 from qengine.reference import conv as R
 from qengine.reference import gemm as RG
 

@@ -12,7 +12,7 @@ import qengine
 from qengine.calibration.tap import TapSession
 from qengine.engine_file import load_graph, read_safetensors
 from qengine.workflows.sensitivity import auto_keep_float, layer_sensitivity
-from qengine.workflows.static import prepare_float_graph
+from qengine.workflows.ptq import prepare_float_graph
 
 DATA = Path(qengine.__file__).parent / "data"
 CONV1, CONV2, CONV3 = ("/features/features.0/Conv", "/features/features.3/Conv",

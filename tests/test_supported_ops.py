@@ -13,7 +13,7 @@ import pytest
 from qengine.errors import UnsupportedOpsError
 from qengine.frontends.onnx_opsets import OP_VERSIONS
 from qengine.workflows.dynamic import QUANTIZABLE
-from qengine.workflows.static import STATIC_INT8_OPS
+from qengine.workflows.ptq import STATIC_INT8_OPS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -60,6 +60,8 @@ def _tensor_to_array(t, what: str) -> np.ndarray:
         raise ModelError(f"{what}: tensor {t.name!r} uses external data that was not loaded; "
                          f"pass the model's path (not a ModelProto loaded without its data)")
     where = f"{what}: tensor {t.name!r}"
+    if t.data_type in _PACKED4:
+        return _int4_to_array(t, where)
     itemsize = np.dtype(_np_dtype_name(t.data_type, where)).itemsize
     # check the dims against the data before anything is allocated: a few bytes of protobuf
     # may declare dims of 2**40
@@ -79,6 +81,28 @@ def _tensor_to_array(t, what: str) -> np.ndarray:
     except Exception as e:  # whatever else onnx finds wrong with the data
         raise ModelError(f"{where}: unreadable data: {type(e).__name__}: {e}") from e
     return np.array(arr)  # contiguous copy (np.ascontiguousarray would make 0-d 1-d)
+
+
+#: TensorProto INT4 / UINT4 → the dtype their values are held in (two per byte in the file)
+_PACKED4 = {22: "int8", 21: "uint8"}
+
+
+def _int4_to_array(t, where: str) -> np.ndarray:
+    """An INT4/UINT4 initializer (4-bit weights, opset 21) unpacked to int8/uint8: qengine holds
+    such weights in bytes until int4 kernels exist; the values keep their 4-bit range."""
+    onnx = _onnx()
+    if any(d < 0 for d in t.dims):
+        raise ModelError(f"{where}: dims {list(t.dims)} must be >= 0")
+    want = math.prod(t.dims)
+    have = 2 * len(t.raw_data) if t.raw_data else 2 * len(t.int32_data)
+    if have not in (want, want + 1):
+        raise ModelError(f"{where}: dims {list(t.dims)} need {want} 4-bit elements, the "
+                         f"tensor holds {have}")
+    try:
+        arr = onnx.numpy_helper.to_array(t)
+    except Exception as e:
+        raise ModelError(f"{where}: unreadable data: {type(e).__name__}: {e}") from e
+    return np.array(arr.astype(_PACKED4[t.data_type]))
 
 
 def _value_info(vi, what: str) -> ValueInfo:

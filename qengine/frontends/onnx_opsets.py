@@ -186,6 +186,28 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
               (12, IMPLEMENTED, "the exponent may have its own (integer) type; the result "
                                 "has the base's type"),
               (13, SAME, _BF16), (15, SAME, "adds bfloat16 exponents")),
+    "QuantizeLinear": _v(
+        (10, BASE, "per-tensor scale and zero point, uint8/int8"),
+        (13, IMPLEMENTED, "adds axis: per-axis scales"),
+        (19, IMPLEMENTED, "adds float16/bfloat16 scales and float8 outputs with saturate, "
+                          "which only affects float8 (refused as dtypes): accepted, ignored"),
+        (21, IMPLEMENTED, "adds block_size (blocked scales), output_dtype, int16/uint16 "
+                          "(and int4/uint4, refused as activation types)"),
+        (23, IMPLEMENTED, "adds precision (qengine computes in float32 only; others are "
+                          "refused) and float4"),
+        (24, SAME, "adds float8e8m0 scales (refused as a dtype)"),
+        (25, SAME, "adds int2/uint2 (refused as dtypes)"),
+        (28, SAME, "adds float6 types (refused as dtypes)")),
+    "DequantizeLinear": _v(
+        (10, BASE, "per-tensor scale and zero point, uint8/int8/int32"),
+        (13, IMPLEMENTED, "adds axis: per-axis scales"),
+        (19, SAME, "adds float16/bfloat16 scales and float8 inputs (refused as dtypes)"),
+        (21, IMPLEMENTED, "adds block_size (blocked scales), int16/uint16 and int4/uint4 "
+                          "(unpacked to int8/uint8 at import)"),
+        (23, IMPLEMENTED, "adds output_dtype (float32 only)"),
+        (24, SAME, "adds float8e8m0 scales (refused as a dtype)"),
+        (25, SAME, "adds int2/uint2 (refused as dtypes)"),
+        (28, SAME, "adds float6 types (refused as dtypes)")),
     "ReduceMax": _v(
         (1, BASE, "axes attribute (the frontend turns it into an input)"),
         (11, SAME, "wording: negative axes allowed"), (12, SAME, "adds int8/uint8"),

@@ -10,7 +10,7 @@ computing the same outputs.
   `qengine.ops.activation`) and drop it.
 * `fuse_residual_add` (static int8 graphs): a QConv whose output only a QAdd reads and that QAdd
   become one QConvAdd node, the residual add running in the conv's epilogue
-  (qengine/ops/quantized_static.py); its results are the unfused pair's, byte for byte.
+  (qengine/ops/integer.py); its results are the unfused pair's, byte for byte.
 
 A producer is only rewritten when its output has exactly one reader and is not a graph output
 (anything else would change a value someone else reads).

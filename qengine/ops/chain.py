@@ -15,7 +15,7 @@ performs (IEEE add/sub/mul/div/sqrt; max/min/clip with NumPy's NaN and ±0 rules
 transcendental steps use the same compiled functions as the standalone Exp/Sigmoid/Tanh/Erf ops
 (accuracy in include/qengine/chain/qe_f32_math.h). In float64 (a Session built as a float64
 reference) `chain_ref` evaluates the same steps with NumPy; static int8 builds a lookup table
-from it (qengine/ops/quantized_static.py, QLut with function "chain").
+from it (qengine/ops/integer.py, QLut with function "chain").
 """
 from __future__ import annotations
 

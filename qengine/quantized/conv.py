@@ -15,7 +15,7 @@ from .. import _runtime, functional
 from .._ext import _conv
 from ..errors import ConfigError, ShapeError
 from ..reference.conv import conv_out_size
-from . import _static as S
+from . import params as S
 
 _runtime.register_kernels("dwconv_u8s8", {name: _conv.dw_kernel_name(i)
                                           for i, name in enumerate(_runtime.ISA_NAMES)})

@@ -21,7 +21,7 @@ from .. import _runtime, functional
 from .._ext import _conv
 from ..errors import ConfigError, ShapeError
 from ..reference.conv import conv_out_size
-from . import _static as S
+from . import params as S
 from .conv import _pack_dw
 
 _runtime.register_kernels("dwconv_u8s8_dequant", {name: _conv.dw_dequant_kernel_name(i)

@@ -11,7 +11,7 @@ from .._ext import _conv
 from ..errors import ConfigError, ShapeError
 from ..reference.conv import (activation_table_ref, add_multipliers, mul_multiplier,
                               requant_table_ref)
-from . import _static as S
+from . import params as S
 
 
 def _u8(x, name):

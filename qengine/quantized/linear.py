@@ -1,46 +1,71 @@
-"""Dynamic-int8 linear layer: y = x·Wᵀ + bias with int8 W (per output row) and x quantized per
-call (u8, per tensor or per row) inside one compiled, GIL-free call."""
+"""QLinear: static-int8 Gemm / MatMul (u8 activations × s8 per-channel weights → u8), the GEMM
+driver's requant epilogue with bias_q − z_x·colsum folded at construction
+(functional.matmul_requant's arithmetic; reference: reference.gemm.matmul_requant_ref)."""
 import numpy as np
 
-from .. import functional
-from .._ext import _rnn
-from ..errors import ConfigError, ShapeError
+from .. import _runtime, functional
+from .._ext import _gemm
+from ..errors import ShapeError
+from . import params as S
 
 
-class DynamicLinear:
-    def __init__(self, Wq, Ws, bias=None, *, per_row=False, isa=None):
-        Wq = np.asarray(Wq)
-        if Wq.dtype != np.int8 or Wq.ndim != 2 or 0 in Wq.shape:
-            raise ConfigError(f"DynamicLinear: weights must be a non-empty int8 [N, K] matrix, "
-                              f"got {Wq.dtype} {Wq.shape}")
-        N, K = Wq.shape
-        Ws = np.ascontiguousarray(Ws, np.float32).reshape(-1)
-        if Ws.shape != (N,) or not (np.all(np.isfinite(Ws)) and np.all(Ws > 0)):
-            raise ConfigError(f"DynamicLinear: expected {N} finite positive weight scales")
-        b = np.zeros(N, np.float32) if bias is None else np.asarray(bias, np.float32)
-        if b.shape != (N,):
-            raise ShapeError(f"DynamicLinear: bias must have shape ({N},), got {b.shape}")
-        self.n, self.k, self.per_row = N, K, bool(per_row)
-        self._w = functional.pack_weights(Wq, isa=isa)
-        self._scale, self._bias = Ws, np.ascontiguousarray(b)
-        self.nbytes = self._w.nbytes
+class QLinear:
+    """QLinear(weight, bias=None, *, input_scale, input_zero_point, output_scale,
+    output_zero_point, weight_scale=None, activation=None, isa=None)
 
-    def __call__(self, x, *, nthreads=0):
-        if type(x) is np.ndarray and x.ndim == 2 and x.dtype == np.float32 and \
-                x.shape[1] == self.k and x.flags.c_contiguous:
-            # the serving fast path: nothing to convert (a batch-1 call is ~20 µs in all)
-            m = x.shape[0]
-            return _rnn.project(x, 1 if self.per_row or m == 0 else m, self._w, self._scale,
-                                self._bias, nthreads)
-        x = np.asarray(x, np.float32)
-        if x.ndim < 1 or x.shape[-1] != self.k:
-            raise ShapeError(f"DynamicLinear: input's last dim must be {self.k}, got shape "
-                             f"{x.shape}")
+    weight: float [N, K] (quantized symmetric per output row, narrow range) or int8 [N, K] with
+    weight_scale; bias: None, float [N] or int32 [N] (bias_q). Call: uint8 [..., K] -> uint8
+    [..., N]."""
+
+    def __init__(self, weight, bias=None, *, input_scale, input_zero_point, output_scale,
+                 output_zero_point, weight_scale=None, activation=None, isa=None):
+        w = np.asarray(weight)
+        if w.ndim != 2:
+            raise ShapeError(f"QLinear weight must be [N, K], got {w.shape}")
+        self.out_features, self.in_features = w.shape
+        self.input_scale = S.scale(input_scale, "input_scale")
+        self.input_zero_point = S.zero_point(input_zero_point, "input_zero_point")
+        self.output_scale = S.scale(output_scale, "output_scale")
+        self.output_zero_point = S.zero_point(output_zero_point, "output_zero_point")
+        self.lo, self.hi = S.clamp_range(activation, self.output_scale, self.output_zero_point)
+        self.weight_int8, self.weight_scale = S.weights_s8(w, weight_scale, w.shape[0])
+        self.bias_int32 = S.bias_q(bias, self.input_scale, self.weight_scale)
+        self.multiplier = S.multipliers(self.input_scale, self.weight_scale, self.output_scale)
+        self._isa = S.isa_index(isa)
+        self.isa = _runtime.ISA_NAMES[self._isa]
+        self._w = functional.pack_weights(self.weight_int8, isa=self.isa)
+        self._col = functional.fold_bias(self.bias_int32, self.input_zero_point, self._w)
+
+    def __call__(self, x, *, nthreads=0, out=None):
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim < 1 \
+                or x.shape[-1] != self.in_features:
+            raise ShapeError(f"QLinear expects uint8 [..., {self.in_features}], got "
+                             f"{getattr(x, 'dtype', '?')} {getattr(x, 'shape', '')}")
         lead = x.shape[:-1]
-        x2 = np.ascontiguousarray(x.reshape(-1, self.k))
-        m = x2.shape[0]
-        # _rnn.project is functional.linear_dynamic without the per-call argument checks this
-        # layer already did at construction (they cost as much as a batch-1 GEMV here)
-        y = _rnn.project(x2, 1 if self.per_row or m == 0 else m, self._w, self._scale,
-                         self._bias, nthreads)
-        return y.reshape(*lead, self.n)
+        a = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        y = S.output(None if out is None else out.reshape(-1, out.shape[-1]),
+                     (a.shape[0], self.out_features))
+        if a.shape[0]:
+            # a_zp is already folded into _col: the epilogue adds it as the column bias
+            _gemm.gemm(self._isa, a, self._w._c(), _gemm.EPI_U8, y, col_bias=self._col,
+                       multiplier=self.multiplier, out_zp=self.output_zero_point, lo=self.lo,
+                       hi=self.hi, nthreads=nthreads)
+        return y.reshape(*lead, self.out_features)
+
+    def prepare_call(self, input_shape):
+        """(output shape, fn(x, y)) for uint8 C-contiguous inputs of exactly `input_shape`
+        (see QConv2d.prepare_call)."""
+        lead, k = tuple(input_shape[:-1]), self.in_features
+        if input_shape[-1] != k:
+            raise ShapeError(f"QLinear expects [..., {k}], got {tuple(input_shape)}")
+        out_shape = lead + (self.out_features,)
+        m = 1
+        for d in lead:
+            m *= d
+        if m == 0:
+            return out_shape, lambda x, y: None
+        rows, n = (m, k), (m, self.out_features)
+        gemm, isa, wp, epi = _gemm.gemm, self._isa, self._w._c(), _gemm.EPI_U8
+        kw = dict(col_bias=self._col, multiplier=self.multiplier, out_zp=self.output_zero_point,
+                  lo=self.lo, hi=self.hi, nthreads=0)
+        return out_shape, lambda x, y: gemm(isa, x.reshape(rows), wp, epi, y.reshape(n), **kw)

@@ -7,7 +7,7 @@ import numpy as np
 from .._ext import _conv
 from ..errors import ConfigError
 from ..reference.conv import avgpool_multipliers, conv_out_size
-from . import _static as S
+from . import params as S
 
 
 class _Pool:

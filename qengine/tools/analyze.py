@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..workflows.sensitivity import SensitivityReport, layer_sensitivity
-from ..workflows.static import StaticQuantConfig
+from ..workflows.ptq import StaticQuantConfig
 
 
 def analyze(graph, calibration_data, *, method="minmax", per_channel=True,

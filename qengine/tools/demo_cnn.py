@@ -15,7 +15,7 @@ import numpy as np
 
 from ..engine_file import load_graph, read_safetensors, save
 from ..session import Session
-from ..workflows.static import StaticQuantConfig, quantize_static
+from ..workflows.ptq import StaticQuantConfig, quantize_static
 from .demo import DEMO_FILE, median_latency_ms
 from .sizes import weight_bytes
 

@@ -14,7 +14,7 @@ from typing import Callable
 from ..errors import ConfigError, NaNWarning, QuantizationWarning
 from ..graph.ir import Graph
 from ..workflows.dynamic import QUANTIZABLE, DynamicQuantConfig, quantize_dynamic
-from ..workflows.static import is_float_value
+from ..workflows.ptq import is_float_value
 from .sizes import initializer_bytes, node_initializers, node_weight_bytes
 
 
@@ -92,7 +92,7 @@ STATIC_REPORTED = frozenset({"Conv", "Gemm", "MatMul", "Add", "Mul", "Concat", "
 
 @register_mode("static")
 def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
-    from ..workflows.static import (StaticQuantConfig, observe_shapes, prepare_float_graph,
+    from ..workflows.ptq import (StaticQuantConfig, observe_shapes, prepare_float_graph,
                                     quantize_static)
     from .calibdata import load_calibration
     if req.per_row:

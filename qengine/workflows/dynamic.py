@@ -2,7 +2,7 @@
 
 `quantize_dynamic(model, config)` swaps LSTM, GRU, Gemm, MatMul and 1-D / 2-D Conv nodes whose
 weights are initializers for DynamicQuantLSTM / DynamicQuantGRU / DynamicQuantLinear /
-DynamicQuantConv (qengine/ops/quantized_dynamic.py). Weights become int8 per output row
+DynamicQuantConv (qengine/ops/dynamic.py). Weights become int8 per output row
 (symmetric, narrow range) plus float32 scales; biases stay float32. A MatMul followed by an Add
 of a constant bias (what the exporters emit for nn.Linear on 3-D inputs) becomes one linear with
 that bias; a Relu / Clip / LeakyRelu that is a Conv's only reader runs in the dynamic conv's

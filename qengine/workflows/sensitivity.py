@@ -3,7 +3,7 @@
     reports = layer_sensitivity(model, {"image": calib})                 # most sensitive: rank 1
     g8, kept, sqnr = auto_keep_float(model, {"image": calib}, target_sqnr_db=35.0)
 
-Both calibrate once (workflows/static.py `calibrate` + `build_int8` are the two halves) and then
+Both calibrate once (workflows/ptq.py `calibrate` + `build_int8` are the two halves) and then
 build many int8 graphs from the same statistics, each with a different `keep_float` set.
 
 Layers. The candidates are the int8 nodes that add error of their own: Conv, Gemm, MatMul,
@@ -37,7 +37,7 @@ from ..errors import ConfigError, QuantizationWarning
 from ..graph.ir import Graph
 from ._measure import (TeeObserver, feed_batches, layer_output_sqnr, run_batches, saturation,
                        sqnr_db)
-from .static import (StaticQuantConfig, _data_inputs, _Plan, build_int8, observe_shapes,
+from .ptq import (StaticQuantConfig, _data_inputs, _Plan, build_int8, observe_shapes,
                      prepare_float_graph, warn_float_rnns)
 
 _CLAMPS = ("Relu", "Clip")

@@ -1,5 +1,5 @@
 """Shared argument handling for the static-int8 layers (qengine/quantized/{conv,pool,
-elementwise,qlinear}.py): qparams validation, fused-activation clamps, weight quantization,
+elementwise,linear}.py): qparams validation, fused-activation clamps, weight quantization,
 and the bias / multiplier folding of docs/numerics.md epilogue (b)."""
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""Graph ops for static int8 quantization (made by qengine.workflows.static.quantize_static).
+"""Graph ops for static int8 quantization (made by qengine.workflows.ptq.quantize_static).
 
 Values inside an int8 region are uint8 arrays; their (scale, zero point) are static and written
 on the ops as attributes (`x_scale`, `x_zero_point`, `y_scale`, `y_zero_point`). 4-D values are
@@ -17,11 +17,11 @@ from .. import _runtime
 from .._ext import _quant
 from ..errors import ConfigError, ShapeError
 from ..qtypes import check_scale_zp
-from ..quantized import _static as S
+from ..quantized import params as S
 from ..quantized.conv import QConv2d, QConvAdd2d
 from ..quantized.elementwise import QAdd, QConcat, QLookupTable, QMul
 from ..quantized.pool import QAveragePool2d, QGlobalAveragePool, QMaxPool2d
-from ..quantized.qlinear import QLinear
+from ..quantized.linear import QLinear
 from .base import REQUIRED, Op, register_op
 
 _QP = {"x_scale": ("float", 1.0), "x_zero_point": ("int", 0), "y_scale": ("float", 1.0),

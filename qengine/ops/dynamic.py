@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ModelError, ShapeError
 from ..quantized.dynamic_conv import DynamicConv2d
-from ..quantized.linear import DynamicLinear
+from ..quantized.dynamic_linear import DynamicLinear
 from ..quantized.rnn import DynamicRNN
 from .activation import (ACTIVATION_ATTRS, activation_bounds, apply_activation,
                          check_activation)

@@ -8,7 +8,7 @@
    or leaves an int8 op (`qengine.calibration`: min-max, moving average, entropy, percentile,
    MSE); observers give each value its (scale, zero point): asymmetric uint8 by default,
    symmetric (uint8 with zero point 128, i.e. int8 shifted) as an option.
-4. The rewrite walks the nodes in order. Ops with an int8 kernel (qengine/ops/quantized_static
+4. The rewrite walks the nodes in order. Ops with an int8 kernel (qengine/ops/integer
    .py) run on uint8; 4-D values are NHWC inside int8 regions. Everything else — Softmax, LRN,
    ops the kernels do not cover, nodes named in `keep_float` — stays float: QuantizeU8 /
    DequantizeU8 are inserted where values cross between the two, once per value. Data-movement
@@ -571,7 +571,7 @@ class _Builder:
 
 def _window(a) -> dict:
     """The window attributes an int8 conv/pool node carries over. auto_pad stays symbolic: the
-    op resolves SAME pads for each input's size (qengine/ops/quantized_static.py). It is
+    op resolves SAME pads for each input's size (qengine/ops/integer.py). It is
     written only when set, so engine files without it stay readable by older versions (which
     refuse the attribute rather than run with wrong pads)."""
     auto = a.get("auto_pad", "NOTSET")
