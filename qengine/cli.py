@@ -402,6 +402,23 @@ def _fmt_scale(value):
     return "-" if value is None else f"{value:.3e}"   # None: an empty scale tensor
 
 
+def _float_units(path) -> list:
+    """The node units of a QDQ ONNX file that the lowering leaves in float, with the reason."""
+    from .model_files import sniff
+    if sniff(path) != "onnx":
+        return []
+    import warnings
+    from .frontends.onnx import from_onnx
+    from .qdq import has_qdq, lower
+    g = from_onnx(path, lower=False)
+    if not has_qdq(g):
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, report = lower(g, report=True)
+    return [{"node": f.node, "op": f.op_type, "reason": f.reason} for f in report]
+
+
 def _cmd_inspect(args):
     from .errors import UnsupportedOpsError
     from .tools.describe import describe
@@ -409,6 +426,7 @@ def _cmd_inspect(args):
     from .tools.table import format_table, human_bytes
     try:
         d = describe(read_model(args.model))
+        d["float_units"] = _float_units(args.model)
     except UnsupportedOpsError as e:
         # show what the model is even though qengine cannot run it: that is what inspect is for
         from .frontends.onnx import onnx_summary
@@ -434,6 +452,10 @@ def _cmd_inspect(args):
                              q["scales"], _fmt_scale(q["scale_min"]),
                              _fmt_scale(q["scale_max"])]
                             for q in d["qparams"]], "lllrrrr"))
+    if d["float_units"]:
+        print(f"\nQDQ units left in float ({len(d['float_units'])})")
+        print(format_table(["node", "op", "reason"],
+                           [[f["node"], f["op"], f["reason"]] for f in d["float_units"]], "lll"))
     print(f"\ninitializers ({len(d['initializers'])})")
     print(format_table(["name", "dtype", "shape", "bytes"],
                        [[i["name"], i["dtype"], _fmt_shape(i["shape"]), i["bytes"]]

@@ -76,6 +76,8 @@ JSON_KEYS = {
         "initializers": "[{name, dtype, shape, bytes}]", "total_bytes": "all initializers",
         "unsupported": "[{domain, op, node, reason}]: ops qengine cannot import yet (the graph "
                        "is then read straight from the ONNX file); empty when it imports",
+        "float_units": "[{node, op, reason}]: node units of a quantized (QDQ) ONNX file that "
+                       "the lowering left in float, and why; empty otherwise",
     },
     "demo": {
         "runs": "timed runs per model", "lstm": "the LSTM part (absent with --only cnn): "

@@ -235,3 +235,19 @@ def test_malformed_qdq_is_rejected_with_a_clear_error():
         numpy_helper.from_array(np.asarray(0, np.uint8), "wz"))
     with pytest.raises(qe.ModelError):
         qe.Session(qe.from_onnx(m)).run({"x": np.zeros((1, 4), np.float32)})
+
+
+def test_inspect_lists_the_float_units(tmp_path, capsys):
+    import json
+
+    from qengine.cli import main
+    w = RNG.integers(0, 256, (4, 3)).astype(np.uint8)
+    m = _qdq_linear(np.uint8, w)
+    path = str(tmp_path / "u8u8.onnx")
+    onnx.save(m, path)
+    assert main(["inspect", path, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert [(f["node"], f["op"]) for f in d["float_units"]] == [("mm", "MatMul")]
+    assert "uint8" in d["float_units"][0]["reason"]
+    assert main(["inspect", path]) == 0
+    assert "QDQ units left in float (1)" in capsys.readouterr().out

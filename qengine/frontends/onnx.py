@@ -378,7 +378,7 @@ def onnx_summary(model, unsupported=()) -> dict:
             "inputs": [info(v) for v in g.input if v.name not in sizes],
             "outputs": [info(v) for v in g.output], "nodes": nodes, "qparams": [],
             "initializers": inits, "total_bytes": sum(i["bytes"] for i in inits),
-            "unsupported": list(unsupported)}
+            "unsupported": list(unsupported), "float_units": []}
 
 
 def _import(model) -> Graph:

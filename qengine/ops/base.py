@@ -52,6 +52,12 @@ class Op:
     ATTRS: ClassVar[Mapping[str, tuple[str, Any]]] = {}
     INPUTS: ClassVar[tuple[int, int | None]] = (1, 1)
     OUTPUTS: ClassVar[tuple[int, int | None]] = (1, 1)
+    #: integer ops: (weight input, scale input) pairs (what `qengine inspect` lists as qparams)
+    WEIGHT_INPUTS: ClassVar[tuple] = ()
+    #: integer ops with a float bias input that bias correction may adjust (its index)
+    BIAS_INPUT: ClassVar[int | None] = None
+    #: integer ops whose 4-D uint8 output is always NHWC (the kernels' layout)
+    NHWC_OUTPUT: ClassVar[bool] = False
 
     def __init__(self, node: Node, initializers: Mapping[str, np.ndarray], *,
                  float_dtype: Any = np.float32):

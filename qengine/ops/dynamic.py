@@ -76,6 +76,7 @@ class _DynamicRNNOp(Op):
 @register_op
 class DynamicQuantLSTM(_DynamicRNNOp):
     op_type = "DynamicQuantLSTM"
+    WEIGHT_INPUTS = ((1, 2), (3, 4))
     KIND = "lstm"
     INPUTS = (5, 9)
     OUTPUTS = (0, 3)
@@ -84,6 +85,7 @@ class DynamicQuantLSTM(_DynamicRNNOp):
 @register_op
 class DynamicQuantGRU(_DynamicRNNOp):
     op_type = "DynamicQuantGRU"
+    WEIGHT_INPUTS = ((1, 2), (3, 4))
     KIND = "gru"
     INPUTS = (5, 8)
     OUTPUTS = (0, 2)
@@ -101,6 +103,7 @@ class DynamicQuantGRU(_DynamicRNNOp):
 @register_op
 class DynamicQuantLinear(Op):
     op_type = "DynamicQuantLinear"
+    WEIGHT_INPUTS = ((1, 2),)
     INPUTS = (3, 4)
     ATTRS = {"per_row": ("int", 0)}
 
@@ -131,6 +134,7 @@ class DynamicQuantLinear(Op):
 @register_op
 class DynamicQuantConv(Op):
     op_type = "DynamicQuantConv"
+    WEIGHT_INPUTS = ((1, 2),)
     INPUTS = (3, 4)
     ATTRS = {"strides": ("ints", None), "pads": ("ints", None), "dilations": ("ints", None),
              "group": ("int", 1), "kernel_shape": ("ints", None), "auto_pad": ("string", "NOTSET"),

@@ -210,6 +210,7 @@ class DequantizeU8(Op):
 class QConvOp(_QOp):
     """Conv on uint8 NHWC: inputs x, W int8 OIHW, W_scale float32 [Cout], B float32 (optional)."""
     op_type = "QConv"
+    WEIGHT_INPUTS, BIAS_INPUT, NHWC_OUTPUT = ((1, 2),), 3, True
     INPUTS = (3, 4)
     ATTRS = {**_WINDOW, "group": ("int", 1), **_QP, **_ACT}
 
@@ -247,6 +248,7 @@ class QConvAddOp(QConvOp):
     names the QConv and QAdd it replaces. The layer is
     qengine.quantized.conv.QConvAdd2d: the add runs on each conv tile as it is requantized."""
     op_type = "QConvAdd"
+    WEIGHT_INPUTS, BIAS_INPUT, NHWC_OUTPUT = ((2, 3),), None, True
     INPUTS = (4, 5)
     ATTRS = {**_WINDOW, "group": ("int", 1), **_QP, **_ACT,
              "conv_scale": ("float", 1.0), "conv_zero_point": ("int", 0),
@@ -290,6 +292,7 @@ class QConvAddOp(QConvOp):
 class QGemmOp(_QOp):
     """y = x·Wᵀ + B on uint8 [..., K]: inputs x, W int8 [N, K], W_scale [N], B (optional)."""
     op_type = "QGemm"
+    WEIGHT_INPUTS, BIAS_INPUT = ((1, 2),), 3
     INPUTS = (3, 4)
     ATTRS = {**_QP, **_ACT}
 
@@ -309,6 +312,7 @@ class QGemmOp(_QOp):
 @register_op
 class QMaxPoolOp(_QOp):
     op_type = "QMaxPool"
+    NHWC_OUTPUT = True
     ATTRS = {**_POOL_WINDOW, "ceil_mode": ("int", 0)}
 
     def build(self, inits):
@@ -324,6 +328,7 @@ class QMaxPoolOp(_QOp):
 @register_op
 class QAveragePoolOp(_QOp):
     op_type = "QAveragePool"
+    NHWC_OUTPUT = True
     ATTRS = {**_POOL_WINDOW, "ceil_mode": ("int", 0), "count_include_pad": ("int", 0), **_QP}
 
     def build(self, inits):
@@ -342,6 +347,7 @@ class QAveragePoolOp(_QOp):
 @register_op
 class QGlobalAveragePoolOp(_QOp):
     op_type = "QGlobalAveragePool"
+    NHWC_OUTPUT = True
     ATTRS = dict(_QP)
 
     def build(self, inits):
@@ -354,6 +360,7 @@ class QGlobalAveragePoolOp(_QOp):
 
 
 class _QBinary(_QOp):
+    NHWC_OUTPUT = True          # in an NHWC region; 2-D operands have no layout to differ
     INPUTS = (2, 2)
     ATTRS = {"a_scale": ("float", 1.0), "a_zero_point": ("int", 0), "b_scale": ("float", 1.0),
              "b_zero_point": ("int", 0), "y_scale": ("float", 1.0), "y_zero_point": ("int", 0),

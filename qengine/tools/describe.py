@@ -5,18 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph.ir import Graph
+from ..ops import get_op_class, is_registered
 
 #: op type → (quantized weight input index, its scale input index) pairs. Ops that hold int8
 #: weights register their layout here (static-mode ops will add theirs).
-QPARAM_INPUTS = {
-    "DynamicQuantLinear": ((1, 2),),
-    "DynamicQuantLSTM": ((1, 2), (3, 4)),
-    "DynamicQuantGRU": ((1, 2), (3, 4)),
-    "DynamicQuantConv": ((1, 2),),
-    "QConv": ((1, 2),),
-    "QConvAdd": ((2, 3),),
-    "QGemm": ((1, 2),),
-}
 
 
 def _shape(v):
@@ -27,7 +19,8 @@ def qparams(graph: Graph) -> list[dict]:
     """Per quantized weight: node, weight name, dtype, shape, number of scales and their range."""
     rows = []
     for node in graph.nodes:
-        for wi, si in QPARAM_INPUTS.get(node.op_type, ()):
+        cls = get_op_class(node.op_type) if is_registered(node.op_type) else None
+        for wi, si in getattr(cls, "WEIGHT_INPUTS", ()):
             if max(wi, si) >= len(node.inputs):
                 continue
             w = graph.initializers.get(node.inputs[wi])
@@ -63,4 +56,5 @@ def describe(graph: Graph) -> dict:
                           "bytes": int(a.nbytes)} for k, a in inits.items()],
         "total_bytes": int(sum(a.nbytes for a in inits.values())),
         "unsupported": [],
+        "float_units": [],
     }

@@ -14,6 +14,7 @@ from typing import Callable
 from ..errors import ConfigError, NaNWarning, QuantizationWarning
 from ..graph.ir import Graph
 from ..workflows.dynamic import QUANTIZABLE, DynamicQuantConfig, quantize_dynamic
+from ..qdq.rules import LUT_FUNCTIONS, RULES
 from ..workflows.ptq import is_float_value
 from .sizes import initializer_bytes, node_initializers, node_weight_bytes
 
@@ -84,10 +85,11 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
 #: profiled runs of the quantized graph that time its float islands (median per node)
 ISLAND_RUNS = 3
 
-#: float op types the static report lists (the ones that can become int8 compute nodes)
-STATIC_REPORTED = frozenset({"Conv", "Gemm", "MatMul", "Add", "Mul", "Concat", "AveragePool",
-                             "GlobalAveragePool", "MaxPool",
-                             "LSTM", "GRU"})   # float in static mode (yet): listed as such
+#: float op types the static report lists: the ones a lowering rule makes integer compute
+#: nodes of (not data movement nor table lookups), and LSTM/GRU (float in static mode, yet)
+STATIC_REPORTED = frozenset({op for op, r in RULES.items() if not r.same_qparams or
+                             op == "MaxPool"} - set(LUT_FUNCTIONS) - {"ElementwiseChain"} |
+                            {"LSTM", "GRU"})
 
 
 @register_mode("static")

@@ -15,8 +15,11 @@ from ..calibration.tap import TapSession
 from ..graph.ir import Graph
 from ..session import Session
 
-#: int8 ops whose 4-D uint8 output is always NHWC (the kernels' layout).
-_NHWC_OPS = ("QConv", "QConvAdd", "QAdd", "QMul", "QGlobalAveragePool", "QAveragePool", "QMaxPool")
+
+
+def _nhwc_output(op_type) -> bool:
+    from ..ops import get_op_class, is_registered
+    return is_registered(op_type) and get_op_class(op_type).NHWC_OUTPUT
 
 
 def feed_batches(g: Graph, data, batch_size=None) -> list:
@@ -103,7 +106,7 @@ def _as_nchw(q_value: np.ndarray, ref_shape, op_type: str) -> np.ndarray:
     if q_value.ndim != 4:
         return q_value
     nhwc = (ref_shape[0], ref_shape[2], ref_shape[3], ref_shape[1])
-    if q_value.shape == nhwc and (op_type in _NHWC_OPS or q_value.shape != tuple(ref_shape)):
+    if q_value.shape == nhwc and (_nhwc_output(op_type) or q_value.shape != tuple(ref_shape)):
         return np.transpose(q_value, (0, 3, 1, 2))
     return q_value
 

@@ -17,7 +17,6 @@ from ..calibration.tap import TapSession
 from ..graph.ir import Graph
 from ._measure import feed_batches
 
-CORRECTED = ("QConv", "QGemm")
 
 
 def _channel_sums(arr, channel_axis):
@@ -32,7 +31,9 @@ def correct_biases(g_float: Graph, g_int8: Graph, layer_outputs: dict, calibrati
 
     layer_outputs: {int8 node name: name of the float value its output stands for}.
     """
-    names = [n.name for n in g_int8.nodes if n.op_type in CORRECTED and n.name in layer_outputs]
+    from ..ops import get_op_class, is_registered
+    names = [n.name for n in g_int8.nodes if n.name in layer_outputs and
+             is_registered(n.op_type) and get_op_class(n.op_type).BIAS_INPUT is not None]
     if not names:
         return g_int8
     batches = feed_batches(g_float, calibration_data, batch_size)
@@ -67,13 +68,15 @@ def correct_biases(g_float: Graph, g_int8: Graph, layer_outputs: dict, calibrati
 
 def _with_bias(g: Graph, node, shift) -> Graph:
     out = g.copy()
-    old = out.initializers.get(node.inputs[3]) if len(node.inputs) > 3 else None
+    from ..ops import get_op_class
+    bi = get_op_class(node.op_type).BIAS_INPUT
+    old = out.initializers.get(node.inputs[bi]) if len(node.inputs) > bi else None
     bias = shift if old is None else old.astype(np.float32) + shift
     name = out.unique_name(f"{node.name}.bias_corrected")
     out.initializers[name] = bias.astype(np.float32)
-    if old is not None and not any(node.inputs[3] in n.inputs for n in out.nodes
+    if old is not None and not any(node.inputs[bi] in n.inputs for n in out.nodes
                                    if n is not node):
-        del out.initializers[node.inputs[3]]
-    new = node.replace(inputs=tuple(node.inputs[:3]) + (name,))
+        del out.initializers[node.inputs[bi]]
+    new = node.replace(inputs=tuple(node.inputs[:bi]) + (name,))
     out.nodes = [new if n is node else n for n in out.nodes]
     return out
