@@ -71,7 +71,9 @@ class _QDQ(Op):
     def params(self, x, inputs):
         scale = inputs[0]
         zp = inputs[1] if len(inputs) > 1 else None
-        axis, bs = self.axis_of(x), self.attrs["block_size"]
+        bs = self.attrs["block_size"]
+        # per tensor: ONNX ignores axis (a 1-D input with the default axis=1 is fine)
+        axis = self.axis_of(x) if bs or np.size(scale) != 1 else 0
         try:
             s = broadcast_param(scale, x.shape, axis, bs, "the scale")
             z = None if zp is None else broadcast_param(zp, x.shape, axis, bs, "the zero point")
