@@ -28,6 +28,7 @@ from ..errors import ModelError, UnsupportedOpsError
 from ..graph.ir import DTYPES, Graph, Node, ValueInfo
 from ..graph.passes import optimize as optimize_graph
 from .onnx_opsets import MAX_OPSET, MIN_OPSET, OP_VERSIONS, op_version
+from .onnx_qoperator import has_qoperator_nodes, qoperator_to_qdq
 
 _DOMAINS = ("", "ai.onnx")
 
@@ -382,6 +383,8 @@ def _import(model) -> Graph:
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ModelError(f"ONNX opset {opset} is not supported (supported: {MIN_OPSET}–"
                          f"{MAX_OPSET})")
+    if has_qoperator_nodes(model):  # ORT's QOperator format: normalized to QDQ first
+        model = qoperator_to_qdq(model)
     g = model.graph
     names = _node_names(g.node)
     unsupported = []
