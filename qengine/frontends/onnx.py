@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, UnsupportedOpsError
+from ..graph.integer_ops import fuse_integer_ops, has_integer_ops
 from ..graph.ir import DTYPES, Graph, Node, ValueInfo
 from ..graph.passes import optimize as optimize_graph
 from .onnx_opsets import MAX_OPSET, MIN_OPSET, OP_VERSIONS, op_version
@@ -334,6 +335,8 @@ def from_onnx(model, *, optimize: bool = True) -> Graph:
         graph = _import(model)
     except UnicodeDecodeError as e:  # protobuf decodes string fields lazily, on first access
         raise ModelError(f"the model holds a name or string that is not UTF-8: {e}") from e
+    if has_integer_ops(graph):  # ORT's dynamic IntegerOps: qengine's dynamic ops where they fit
+        graph = fuse_integer_ops(graph)
     return optimize_graph(graph) if optimize else graph
 
 
