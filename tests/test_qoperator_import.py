@@ -440,3 +440,44 @@ def test_malformed_nodes_name_the_node(model, match):
     with pytest.raises(ModelError, match=match) as e:
         from_onnx(model())
     assert "node '" in str(e.value)
+
+
+# ---- a real ORT-IntegerOps model: ddddocr (captcha OCR) --------------------------------------
+
+def _real_model(name):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        import real_models
+    finally:
+        sys.path.pop(0)
+    try:
+        return real_models.find(name) or real_models.fetch(name)
+    except Exception as e:     # offline, pip missing, the wheel changed
+        pytest.skip(f"{name} not available: {e}")
+
+
+def test_ddddocr_integer_ops_model():
+    """ddddocr's common_old.onnx (ORT IntegerOps: uint8 asymmetric conv weights with a bias
+    quantized at run time via Div/Floor/Cast, an int8 DynamicQuantizeLSTM, a uint8
+    MatMulInteger): qengine runs the exact integer ops for the convs and the MatMul and its
+    DynamicQuantLSTM for the LSTM. Compared on random and striped images with onnxruntime on
+    the same file: the CTC logits within 3% of their range (the LSTM's activations are quantized
+    differently, per the dynamic-op contract) and the greedy CTC decoding (argmax per frame)
+    equal on at least 98% of the frames."""
+    path = _real_model("ddddocr_int8")
+    g = from_onnx(str(path))
+    ops = [n.op_type for n in g.nodes]
+    assert "DynamicQuantLSTM" in ops and "ConvInteger" in ops
+    sess = Session(g)
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    r = np.random.default_rng(5)
+    stripes = np.tile((np.arange(128) // 9 % 2).astype(np.float32), (64, 1))
+    for x in (r.random((1, 1, 64, 96), np.float32), stripes[None, None]):
+        got = list(sess.run({"input1": x}).values())[0]
+        want = ref.run(None, {"input1": x})[0]
+        assert got.shape == want.shape
+        span = np.abs(want).max()
+        assert np.abs(got - want).max() <= 0.03 * span
+        assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.98

@@ -125,6 +125,7 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
                              "opset)"),
                   (13, SAME, _BF16), (21, SAME, _NEW_TYPES), (23, SAME, _NEW_TYPES),
                   (24, SAME, _NEW_TYPES), (25, SAME, _NEW_TYPES)),
+    "Floor": _UNARY_FLOAT,
     "Gelu": _v((20, BASE, "approximate='none' (the erf form); 'tanh' is refused (its X³ is a "
                           "Pow whose float32 rounding qengine does not reproduce)"),),
     "GRU": _v((7, BASE, "seq-major layout"), (14, IMPLEMENTED, "adds layout (batch-major)"),

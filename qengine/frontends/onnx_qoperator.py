@@ -38,7 +38,7 @@ QOPERATOR_OPS = frozenset({
     (_MS, "QLinearGlobalAveragePool"), (_MS, "QLinearAveragePool"), (_MS, "QLinearSigmoid"),
     (_MS, "QLinearLeakyRelu"), (_MS, "QGemm"), (_MS, "QLinearSoftmax"),
     (_MS, "QLinearReduceMean"), (_MS, "QLinearWhere"),
-    (_MS, "QuantizeLinear"), (_MS, "DequantizeLinear"),
+    (_MS, "QuantizeLinear"), (_MS, "DequantizeLinear"), (_MS, "DynamicQuantizeLSTM"),
 })
 
 _INT_TYPES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32"}
@@ -213,6 +213,7 @@ class _Rewriter:
         if not n.output or not n.output[0]:
             self.fail("output 0 must be named")
         fn = getattr(self, "_" + n.op_type)
+        self.outputs = list(n.output)
         out = []
         fn(out, ins + [""] * (12 - len(ins)), n.output[0], attrs, len(ins))
         return out
@@ -492,6 +493,47 @@ class _Rewriter:
         yf = self.float_out(y)
         out.append(self.node("Where", [cond, xf, vf], [yf]))
         self.q(out, yf, zs, zz, y, x)
+
+    # DynamicQuantizeLSTM(X, W, R, B, sequence_lens, initial_h, initial_c, P, W_scale,
+    #                     W_zero_point, R_scale, R_zero_point): ORT's dynamic LSTM (IntegerOps),
+    # weights [D, I, 4H] / [D, H, 4H] (ONNX LSTM's transposed), scales per direction [D] or per
+    # direction and column [D, 4H]. It becomes DQ → Transpose → LSTM: the float LSTM on the
+    # file's dequantized weights (ORT also quantizes the activations; qengine's dynamic LSTM
+    # can take the int8 weights back from this form).
+    def _DynamicQuantizeLSTM(self, out, ins, y, attrs, nin, outputs=None):
+        self._arity(nin, 12, 12)
+        self._check_attrs(attrs, ("activation_alpha", "activation_beta", "activations", "clip",
+                                  "direction", "hidden_size", "input_forget"))
+        lstm_in = list(ins[:8])
+        for k, (w, ws, wz, what) in enumerate(((ins[1], ins[8], ins[9], "W"),
+                                               (ins[2], ins[10], ins[11], "R"))):
+            wa = self.const(w, what)
+            if wa.ndim != 3 or wa.dtype.kind not in "iu" or wa.dtype.itemsize != 1:
+                self.fail(f"{what} must be an int8/uint8 [D, in, 4H] initializer, got "
+                          f"{wa.dtype} {wa.shape}")
+            d, _, g = wa.shape
+            sa = self.const(ws, f"{what}_scale")
+            za = self.const(wz, f"{what}_zero_point")
+            if sa.shape not in ((d,), (d, g)) or za.shape != sa.shape:
+                self.fail(f"{what}_scale / {what}_zero_point must both be [{d}] or [{d}, {g}], "
+                          f"got {sa.shape} and {za.shape}")
+            # as a blocked DQ along axis 1 (one block spanning it): scale [D, 1, 4H or 1]
+            shape = (d, 1, g if sa.ndim == 2 else 1)
+            s3 = self.add_init(f"{w}_scale3", sa.reshape(shape).astype(np.float32))
+            z3 = self.add_init(f"{w}_zp3", za.reshape(shape))
+            wf = self.fresh(f"{w}__dq")
+            out.append(self.node("DequantizeLinear", [w, s3, z3], [wf], axis=1,
+                                 block_size=int(wa.shape[1]))
+                       if sa.ndim == 2 else
+                       self.node("DequantizeLinear", [w, self.add_init(
+                           f"{w}_scale1", sa.astype(np.float32)), self.add_init(
+                           f"{w}_zp1", za)], [wf], axis=0))
+            wt = self.fresh(f"{w}__t")
+            out.append(self.node("Transpose", [wf], [wt], perm=[0, 2, 1]))
+            lstm_in[1 + k] = wt
+        while lstm_in and not lstm_in[-1]:
+            lstm_in.pop()
+        out.append(self.node("LSTM", lstm_in, list(self.outputs), **attrs))
 
     def _QLinearConcat(self, out, ins, y, attrs, nin):
         if nin < 5 or (nin - 2) % 3:

@@ -30,7 +30,9 @@ INTEGER_OPS = ("MatMulInteger", "ConvInteger")
 
 
 def has_integer_ops(graph: Graph) -> bool:
-    return any(n.op_type in INTEGER_OPS for n in graph.nodes)
+    return any(n.op_type in INTEGER_OPS or (n.op_type == "LSTM" and len(n.inputs) > 2 and not
+                                            {n.inputs[1], n.inputs[2]} <= set(graph.initializers))
+               for n in graph.nodes)
 
 
 def fuse_integer_ops(graph: Graph, report: list | None = None) -> Graph:
@@ -44,6 +46,10 @@ def fuse_integer_ops(graph: Graph, report: list | None = None) -> Graph:
             continue
         old, new = found
         g.replace_nodes(old, new)
+    for node in [n for n in g.nodes if n.op_type == "LSTM"]:
+        found = _quantized_lstm(g, node, report)
+        if found is not None:
+            g.replace_nodes(*found)
     # DynamicQuantizeLinear nodes whose every output is now unread
     readers = g.consumers()
     outs = set(g.output_names)
@@ -127,6 +133,67 @@ def _match(g: Graph, node: Node):
     if node.attrs.get("auto_pad", "NOTSET") != "NOTSET":
         attrs["auto_pad"] = node.attrs["auto_pad"]
     return old, [Node("DynamicQuantConv", base, tuple(new_in), tuple(out), attrs)]
+
+
+def _lstm_weight(g: Graph, producers, name: str):
+    """(int8/uint8 weights [D, in, 4H], scale broadcastable to them, zero point, [Transpose, DQ])
+    when `name` is Transpose(DequantizeLinear(constant)) — ORT's DynamicQuantizeLSTM weights as
+    the QOperator rewrite writes them (frontends/onnx_qoperator.py) — else None."""
+    t = producers.get(name)
+    if t is None or t.op_type != "Transpose" or list(t.attrs.get("perm", [])) != [0, 2, 1]:
+        return None
+    dq = producers.get(t.inputs[0])
+    if dq is None or dq.op_type != "DequantizeLinear" or len(dq.inputs) != 3 or \
+            not all(i in g.initializers for i in dq.inputs):
+        return None
+    w, sc, zp = (g.initializers[i] for i in dq.inputs)
+    if w.ndim != 3:
+        return None
+    sc = sc.reshape(-1, 1, 1) if sc.ndim == 1 else sc          # per direction / per column
+    zp = zp.reshape(-1, 1, 1) if zp.ndim == 1 else zp
+    return w, sc.astype(np.float32), zp, [t, dq]
+
+
+def _quantized_lstm(g: Graph, node: Node, report):
+    """LSTM reading dequantized int8 weights: DynamicQuantLSTM on the file's int8 weights when
+    their zero point is 0 and the LSTM has default activations; otherwise the weights are
+    dequantized into float initializers (the float LSTM then runs)."""
+    producers, readers = g.producers(), g.consumers()
+    ins = list(node.inputs) + [""] * (8 - len(node.inputs))
+    found = [_lstm_weight(g, producers, ins[k]) for k in (1, 2)]
+    if None in found:
+        return None
+    if any(len(readers.get(ins[k], [])) != 1 for k in (1, 2)):
+        return None
+    a = node.attrs
+    plain = not (a.get("clip") is not None or a.get("input_forget", 0) or
+                 a.get("activations") or a.get("layout", 0) or (ins[7] and np.any(
+                     g.initializers.get(ins[7], 1))))
+    symmetric = all(w.dtype == np.int8 and not np.any(z) for w, _, z, _ in found)
+    old = [node] + [n for *_, ns in found for n in ns]
+    base = node.name
+    if plain and symmetric:
+        new_in = [ins[0]]
+        for w, sc, _, _ in found:
+            d, _, gates = w.shape
+            new_in += [_add_init(g, f"{base}.Wq", np.ascontiguousarray(w.transpose(0, 2, 1))),
+                       _add_init(g, f"{base}.Ws", np.ascontiguousarray(
+                           np.broadcast_to(sc, (d, 1, gates)).reshape(d, gates)))]
+        new_in += ins[3:7]
+        while new_in and not new_in[-1]:
+            new_in.pop()
+        attrs = {"direction": a.get("direction", "forward"), "layout": 0, "per_row": 0}
+        if a.get("hidden_size") is not None:
+            attrs["hidden_size"] = a["hidden_size"]
+        return old, [Node("DynamicQuantLSTM", base, tuple(new_in), node.outputs, attrs)]
+    if report is not None:
+        report.append(f"LSTM {base!r} runs in float on dequantized weights: "
+                      f"{'asymmetric or uint8 weights' if plain else 'non-default attributes'}")
+    new_in = list(node.inputs)
+    for k, (w, sc, zp, _) in zip((1, 2), found):
+        wf = ((w.astype(np.float32) - zp.astype(np.float32)) * sc).transpose(0, 2, 1)
+        new_in[k] = _add_init(g, f"{base}.{'WR'[k - 1]}", np.ascontiguousarray(wf))
+    return old, [node.replace(inputs=tuple(new_in))]
 
 
 def _per_output(arr: np.ndarray, n: int, rank: int):

@@ -170,3 +170,15 @@ class ConvInteger(Op):
                               tuple(pads), tuple(dil), a["group"])
         y = _wrap_int32(np.transpose(acc, (0, 3, 1, 2)))
         return (np.ascontiguousarray(y[:, :, 0, :] if one_d else y),)
+
+
+@register_op
+class Floor(Op):
+    """ONNX Floor (float). Here because older ORT IntegerOps files quantize a conv bias at run
+    time as Cast(Floor(bias / (x_scale · w_scale))) and add it to ConvInteger's int32 output."""
+    op_type = "Floor"
+
+    def run(self, x):
+        if x.dtype.kind != "f":
+            self.fail(f"expects a float input, got {x.dtype}", ShapeError)
+        return (np.floor(x),)
