@@ -103,8 +103,8 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
     "Conv": _v((1, BASE, "N-D convolution"),
                (11, SAME, "wording: auto_pad, dilations and strides defaults spelled out"),
                (22, SAME, _BF16)),
-    "ConvInteger": _v((10, BASE, "int32 convolution of (x − x_zero_point) and (w − w_zero_point); "
-                                 "qengine runs 1-D and 2-D ones")),
+    "ConvInteger": _v((10, BASE, "int32 convolution of (x − x_zero_point) and "
+                                 "(w − w_zero_point); qengine runs 1-D and 2-D ones")),
     "Div": _BINARY,
     "DynamicQuantizeLinear": _v((11, BASE, "float32 → uint8 with the scale and zero point of the "
                                            "input's range widened to include 0")),

@@ -14,7 +14,9 @@ quantize of a value within float rounding of a .5 boundary may go either way).
 
 Semantics are those of the ONNX spec (QLinearConv, QLinearMatMul) and of ORT's contrib op
 schemas (docs/ContribOperators.md; QGemm as its CPU kernel computes it:
-Y = alpha·a_scale·b_scale·(Σ(A − a_zp)(B − b_zp) + C), so C dequantizes with alpha·a_scale·b_scale).
+Y = alpha·a_scale·b_scale·(Σ(A − a_zp)(B − b_zp) + C), so C dequantizes with scale
+alpha·a_scale·b_scale). Per-axis DQs are written at any opset >= 10: qengine's DequantizeLinear
+takes `axis` at every opset (an export back to ONNX below opset 13 would have to refuse them).
 Scales and zero points must be constants (initializers or Constant nodes), as ORT writes them;
 their shapes are checked here so a malformed file fails naming the node.
 
@@ -205,7 +207,8 @@ class _Rewriter:
 
     # ---- the rewrite ---------------------------------------------------------------------------
     def rewrite(self, n, name):
-        self.where = f"node {name!r} ({n.op_type}{'' if n.domain in _DEFAULT else ' ' + n.domain})"
+        dom = "" if n.domain in _DEFAULT else " " + n.domain
+        self.where = f"node {name!r} ({n.op_type}{dom})"
         self.base = name
         attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in n.attribute}
         attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
