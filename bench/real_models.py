@@ -48,6 +48,12 @@ MODELS = {m.name: m for m in (
     RealModel("silero_vad_openvino", "silero-vad==6.2.3",
               "silero_vad/data/silero_vad_openvino_16k.onnx", "silero",
               "input: float32 [1, 576], state: float32 [2, 1, 128] (one 36 ms chunk per call)"),
+    RealModel("ddddocr_int8", "ddddocr==1.6.1", "ddddocr/common_old.onnx", "ddddocr",
+              "input1: float32 [1, 1, 64, W] (captcha OCR, ORT dynamic IntegerOps: 21 ConvInteger "
+              "with uint8 weights, com.microsoft DynamicQuantizeLSTM, MatMulInteger → CTC logits "
+              "[T, 1, 8210])"),
+    RealModel("ddddocr_float", "ddddocr==1.6.1", "ddddocr/common.onnx", "ddddocr",
+              "input1: float32 [1, 1, 64, W] (the float model ddddocr_int8 was quantized from)"),
 )}
 
 

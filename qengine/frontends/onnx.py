@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, UnsupportedOpsError
+from ..graph.integer_ops import fuse_integer_ops, has_integer_ops
 from ..graph.ir import DTYPES, Graph, Node, ValueInfo
 from ..graph.passes import optimize as optimize_graph
 from .onnx_opsets import MAX_OPSET, MIN_OPSET, OP_VERSIONS, op_version
+from .onnx_qoperator import has_qoperator_nodes, qoperator_to_qdq
 
 _DOMAINS = ("", "ai.onnx")
 
@@ -337,6 +339,8 @@ def from_onnx(model, *, optimize: bool = True, lower: bool = True) -> Graph:
         graph = _import(model)
     except UnicodeDecodeError as e:  # protobuf decodes string fields lazily, on first access
         raise ModelError(f"the model holds a name or string that is not UTF-8: {e}") from e
+    if lower and has_integer_ops(graph):   # ORT's dynamic IntegerOps: qengine's dynamic ops
+        graph = fuse_integer_ops(graph)
     graph = optimize_graph(graph) if optimize else graph
     if lower:
         from ..qdq import has_qdq, lower as lower_qdq
@@ -391,6 +395,8 @@ def _import(model) -> Graph:
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ModelError(f"ONNX opset {opset} is not supported (supported: {MIN_OPSET}–"
                          f"{MAX_OPSET})")
+    if has_qoperator_nodes(model):  # ORT's QOperator format: normalized to QDQ first
+        model = qoperator_to_qdq(model)
     g = model.graph
     names = _node_names(g.node)
     unsupported = []

@@ -103,7 +103,11 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
     "Conv": _v((1, BASE, "N-D convolution"),
                (11, SAME, "wording: auto_pad, dilations and strides defaults spelled out"),
                (22, SAME, _BF16)),
+    "ConvInteger": _v((10, BASE, "int32 convolution of (x − x_zero_point) and "
+                                 "(w − w_zero_point); qengine runs 1-D and 2-D ones")),
     "Div": _BINARY,
+    "DynamicQuantizeLinear": _v((11, BASE, "float32 → uint8 with the scale and zero point of the "
+                                           "input's range widened to include 0")),
     "Dropout": _v(
         (7, BASE, "inference: identity (is_test is gone)"),
         (10, IMPLEMENTED, "the mask output is bool (qengine outputs an all-true mask)"),
@@ -121,6 +125,7 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
                              "opset)"),
                   (13, SAME, _BF16), (21, SAME, _NEW_TYPES), (23, SAME, _NEW_TYPES),
                   (24, SAME, _NEW_TYPES), (25, SAME, _NEW_TYPES)),
+    "Floor": _UNARY_FLOAT,
     "Gelu": _v((20, BASE, "approximate='none' (the erf form); 'tanh' is refused (its X³ is a "
                           "Pow whose float32 rounding qengine does not reproduce)"),),
     "GRU": _v((7, BASE, "seq-major layout"), (14, IMPLEMENTED, "adds layout (batch-major)"),
@@ -154,6 +159,8 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
                   "rewrites it as Flatten -> LogSoftmax -> Reshape"),
         (11, SAME, "wording: negative axis allowed"),
         (13, IMPLEMENTED, "normalises along the single axis (default -1)")),
+    "MatMulInteger": _v((10, BASE, "int32 (A − a_zero_point) @ (B − b_zero_point); zero points "
+                                   "per tensor, per row of A, per column of B")),
     "MatMul": _v((1, BASE, "NumPy matmul"), (9, SAME, "adds integer types"), (13, SAME, _BF16)),
     "Max": _v((6, BASE, "inputs of one shape (qengine's broadcasting is a superset)"),
               (8, IMPLEMENTED, "multidirectional broadcasting"),
