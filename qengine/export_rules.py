@@ -1,0 +1,737 @@
+"""Raising rules for ONNX export: qengine's integer ops back to ONNX node units.
+
+`raise_graph(g, fmt, opset)` turns a lowered graph (qengine/ops/integer.py, ops/dynamic.py) into
+a Graph of standard ONNX (and com.microsoft) nodes, which qengine/export_onnx.py writes as a
+protobuf. It is the inverse of lowering: each integer op becomes its node unit, in NCHW.
+
+Layouts. Inside an int8 region 4-D values are NHWC (the kernels' layout) and the lowering puts
+uint8 Transposes where a value changes between "nhwc" and "plain" (NCHW or not 4-D). The
+graph does not label layouts, so `infer_layouts` recovers them from the ops that fix one (QConv,
+pools, QGemm, the reshaping ops, QuantizeU8 / DequantizeU8 flags), shared through elementwise
+ops. A uint8 Transpose between the two layouts is a layout change and disappears (its output
+is its input's tensor); any other Transpose is the model's own and stays. Where a Transpose
+with perm [0,2,3,1] could be either, calling it the model's own is equally correct: the ops in
+between are elementwise, so both readings compute the same values.
+
+Formats. "qdq": every uint8 tensor is the output of a QuantizeLinear and every op reads
+DequantizeLinear outputs (one DQ per reader, a clean node unit for ORT / OpenVINO / the
+lowering). "qoperator": QLinearConv, QLinearMatMul, QuantizeLinear/DequantizeLinear and the
+com.microsoft QLinearAdd/Mul/Concat/GlobalAveragePool/AveragePool/Sigmoid/LeakyRelu and QGemm;
+units with no QOperator form (see `_QOp` docstrings) are written as QDQ units.
+
+Numbers. Weights stay int8 with their scales (per tensor when all are equal); a float bias
+becomes int32 exactly as the kernels quantize it (qengine/quantized/params.py `bias_q`) with
+scale float32(s_x·s_w). A fused Relu/Clip becomes a Relu/Clip node before the output
+QuantizeLinear: clamp(q(r), q(lo), q(hi)) = q(clip(r, lo, hi)) because quantization is monotonic.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .errors import ModelError, QuantizationWarning
+from .graph.ir import Graph, Node
+from .quantized import params as P
+
+#: qengine ops whose data inputs and output are NHWC uint8 (the data inputs' indices)
+_NHWC_OPS = {"QConv": (0,), "QConvAdd": (0, 1), "QMaxPool": (0,), "QAveragePool": (0,),
+             "QGlobalAveragePool": (0,)}
+#: elementwise int8 ops: inputs and output share one layout
+_SAME_LAYOUT = ("QAdd", "QMul", "QConcat", "QLut")
+#: ops that run on uint8 unchanged (no qparams of their own) when their input is uint8
+_PASS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
+INTEGER_OPS = ("QuantizeU8", "DequantizeU8", *_NHWC_OPS, "QGemm", *_SAME_LAYOUT)
+DYNAMIC_OPS = ("DynamicQuantLinear", "DynamicQuantConv", "DynamicQuantLSTM", "DynamicQuantGRU")
+#: com.microsoft ops the qoperator format writes
+MS_OPS = frozenset({"QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool",
+                    "QLinearAveragePool", "QLinearSigmoid", "QLinearLeakyRelu", "QGemm"})
+_TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
+_NHWC_AXIS_TO_NCHW = {0: 0, 1: 2, 2: 3, 3: 1}
+
+
+def _fail(n: Node, why: str):
+    raise ModelError(f"cannot export node {n.name!r} ({n.op_type}) to ONNX: {why}")
+
+
+# ----------------------------------------------------------------------------- layouts
+def infer_layouts(g: Graph):
+    """({uint8 value: "nhwc" | "plain"}, {names of layout-change Transpose nodes})."""
+    parent: dict[str, str] = {}
+
+    def find(v):
+        while parent.setdefault(v, v) != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    u8: set[str] = set()
+    fixed: dict[str, str] = {}            # class root -> layout
+    pending = []                          # (value, layout, node) before classes are final
+    transposes = []
+    for n in g.nodes:
+        op, ins = n.op_type, n.inputs
+        if op == "QuantizeU8":
+            u8.add(n.outputs[0])
+            pending.append((n.outputs[0], "nhwc" if n.attrs.get("to_nhwc") else "plain", n))
+        elif op in _NHWC_OPS:
+            u8.add(n.outputs[0])
+            for i in _NHWC_OPS[op] + (None,):
+                pending.append((n.outputs[0] if i is None else ins[i], "nhwc", n))
+        elif op == "QGemm":
+            u8.add(n.outputs[0])
+            pending += [(ins[0], "plain", n), (n.outputs[0], "plain", n)]
+        elif op in _SAME_LAYOUT:
+            u8.add(n.outputs[0])
+            for v in ins:
+                parent[find(v)] = find(n.outputs[0])
+        elif op == "DequantizeU8":
+            pending.append((ins[0], "nhwc" if n.attrs.get("from_nhwc") else "plain", n))
+        elif op in _PASS and ins and ins[0] in u8:
+            u8.add(n.outputs[0])
+            if op == "Transpose" and list(n.attrs.get("perm") or ()) in (_TO_NHWC, _TO_NCHW):
+                transposes.append(n)
+            else:
+                pending += [(ins[0], "plain", n), (n.outputs[0], "plain", n)]
+
+    def fix(v, lay, n):
+        r = find(v)
+        if fixed.setdefault(r, lay) != lay:
+            _fail(n, f"value {v!r} is used both as NHWC and as plain uint8 (inconsistent graph)")
+
+    for v, lay, n in pending:
+        fix(v, lay, n)
+    layout_of = lambda v: fixed.get(find(v))  # noqa: E731
+    changes: set[str] = set()
+    todo = list(transposes)
+    while todo:
+        progress = False
+        for t in list(todo):
+            perm, lin, lout = list(t.attrs["perm"]), layout_of(t.inputs[0]), layout_of(t.outputs[0])
+            src, dst = ("nhwc", "plain") if perm == _TO_NCHW else ("plain", "nhwc")
+            if lin is None and lout is None:
+                continue
+            todo.remove(t)
+            progress = True
+            # a layout change reads `src` and writes `dst`; the model's own Transpose reads and
+            # writes plain (the lowering only ever gives it plain inputs)
+            if (perm == _TO_NCHW and lin == "nhwc") or (perm == _TO_NHWC and lout == "nhwc"):
+                changes.add(t.name)
+                fix(t.inputs[0], src, t)
+                fix(t.outputs[0], dst, t)
+            else:
+                fix(t.inputs[0], "plain", t)
+                fix(t.outputs[0], "plain", t)
+        if not progress:                  # nothing fixes either side: the model's own
+            t = todo[0]
+            fix(t.inputs[0], "plain", t)
+    return {v: layout_of(v) or "plain" for v in u8}, changes
+
+
+def _ranks(g: Graph) -> dict:
+    """Ranks of values where known (only QGemm needs one: rank 2 is written as Gemm)."""
+    r = {v.name: len(v.shape) for v in list(g.inputs) + list(g.value_info.values())
+         if v.shape is not None}
+    r.update({k: a.ndim for k, a in g.initializers.items()})
+    for n in g.nodes:
+        if not n.inputs or n.outputs[0] in r:
+            continue
+        r0 = r.get(n.inputs[0])
+        if n.op_type == "Flatten":
+            out = 2
+        elif n.op_type == "Reshape" and n.inputs[1] in g.initializers:
+            out = int(g.initializers[n.inputs[1]].size)
+        elif n.op_type in ("Squeeze", "Unsqueeze") and len(n.inputs) > 1 and \
+                n.inputs[1] in g.initializers and r0 is not None:
+            k = int(g.initializers[n.inputs[1]].size)
+            out = r0 + (k if n.op_type == "Unsqueeze" else -k)
+        elif n.op_type in INTEGER_OPS or n.op_type in ("Transpose", "Relu", "Clip"):
+            out = r0
+        else:
+            out = None
+        if out is not None:
+            r[n.outputs[0]] = out
+    return r
+
+
+# ----------------------------------------------------------------------------- emitting
+class _Out:
+    """The raised graph being built: nodes, initializers and fresh names."""
+
+    def __init__(self, g: Graph):
+        self.nodes: list[Node] = []
+        self.inits: dict[str, np.ndarray] = {}
+        self.used = {v for n in g.nodes for v in (*n.inputs, *n.outputs)} | \
+            set(g.initializers) | set(g.input_names)
+        self.node_names: set[str] = set()   # (ONNX names nodes and values apart)
+        self._consts: dict = {}
+
+    def node_name(self, base: str) -> str:
+        name, i = base, 0
+        while name in self.node_names:
+            i += 1
+            name = f"{base}_{i}"
+        self.node_names.add(name)
+        return name
+
+    def name(self, base: str) -> str:
+        name, i = base, 0
+        while name in self.used:
+            i += 1
+            name = f"{base}_{i}"
+        self.used.add(name)
+        return name
+
+    def node(self, op, inputs, outputs, name=None, **attrs) -> None:
+        self.nodes.append(Node(op, self.node_name(name or f"{outputs[0]}.{op}"), tuple(inputs),
+                               tuple(outputs), attrs))
+
+    def init(self, base: str, arr) -> str:
+        name = self.name(base)
+        self.inits[name] = np.array(arr, order="C")  # (ascontiguousarray makes 0-d 1-d)
+        return name
+
+    def const(self, arr, dtype) -> str:
+        """A shared small constant (scales, zero points, clip bounds)."""
+        a = np.asarray(arr, dtype)
+        key = (a.dtype.str, a.shape, a.tobytes())
+        if key not in self._consts:
+            self._consts[key] = self.init(f"const_{a.dtype.name}_{len(self._consts)}", a)
+        return self._consts[key]
+
+    def op(self, op, inputs, base, name=None, **attrs) -> str:
+        """One node with one fresh output; returns the output's name."""
+        out = self.name(base)
+        self.node(op, inputs, [out], name, **attrs)
+        return out
+
+    def retarget(self, y: str, out: str) -> None:
+        """Make value y, just computed, be called `out` (a graph's value name)."""
+        last = self.nodes[-1] if self.nodes else None
+        if last is not None and last.outputs[0] == y and y != out:
+            self.nodes[-1] = last.replace(outputs=(out, *last.outputs[1:]))
+        elif y != out:
+            self.node("Identity", [y], [out])
+
+
+# ----------------------------------------------------------------------------- elementwise
+def chain_nodes(o: _Out, x: str, steps, base: str) -> str:
+    """The ONNX nodes of an ElementwiseChain program (qengine/ops/chain.py) on float x; returns
+    the result's name. Each step is the ONNX node it was fused from, so ORT, OpenVINO and our
+    own fusion pass see the original subgraph."""
+    binary = {"add": ("Add", False), "sub": ("Sub", False), "rsub": ("Sub", True),
+              "mul": ("Mul", False), "div": ("Div", False), "rdiv": ("Div", True),
+              "max": ("Max", False), "rmax": ("Max", True), "min": ("Min", False),
+              "rmin": ("Min", True)}
+    unary = {"neg": "Neg", "abs": "Abs", "sqrt": "Sqrt", "exp": "Exp", "sigmoid": "Sigmoid",
+             "tanh": "Tanh", "erf": "Erf"}
+    regs, acc = {0: x}, x
+    for name, reg, c in steps:
+        if name == "store":
+            regs[reg] = acc
+        elif name == "load":
+            acc = regs[reg]
+        elif name in binary:
+            op, swap = binary[name]
+            v = regs[reg] if reg >= 0 else o.const(c, np.float32)
+            acc = o.op(op, [v, acc] if swap else [acc, v], f"{base}.{name}")
+        elif name in ("cliplo", "cliphi"):
+            bound = o.const(c, np.float32)
+            acc = o.op("Clip", [acc, bound] if name == "cliplo" else [acc, "", bound],
+                       f"{base}.{name}")
+        elif name == "leaky":
+            acc = o.op("LeakyRelu", [acc], f"{base}.leaky", alpha=float(c))
+        elif name == "square":
+            acc = o.op("Mul", [acc, acc], f"{base}.square")
+        elif name in unary:
+            acc = o.op(unary[name], [acc], f"{base}.{name}")
+        else:
+            raise ModelError(f"{base}: chain step {name!r} has no ONNX form in this exporter")
+    return acc
+
+
+def lut_nodes(o: _Out, x: str, a: dict, base: str, opset: int) -> str:
+    """The float ONNX op(s) of a QLut's function on x."""
+    fn, alpha, beta = a.get("function", "relu"), a.get("alpha"), a.get("beta")
+    if fn == "chain":
+        from .ops.chain import steps_of
+        return chain_nodes(o, x, steps_of(a), base)
+    simple = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
+    if fn in simple:
+        return o.op(simple[fn], [x], f"{base}.{fn}")
+    if fn == "hardsigmoid":
+        return o.op("HardSigmoid", [x], f"{base}.hardsigmoid",
+                    alpha=0.2 if alpha is None else float(alpha),
+                    beta=0.5 if beta is None else float(beta))
+    if fn == "leakyrelu":
+        return o.op("LeakyRelu", [x], f"{base}.leakyrelu",
+                    alpha=0.01 if alpha is None else float(alpha))
+    if fn == "hardswish":
+        if opset >= 14:
+            return o.op("HardSwish", [x], f"{base}.hardswish")
+        hs = o.op("HardSigmoid", [x], f"{base}.hardsigmoid", alpha=1.0 / 6, beta=0.5)
+        return o.op("Mul", [x, hs], f"{base}.hardswish")
+    if fn == "clip":
+        return clip_node(o, x, alpha, beta, base)
+    raise ModelError(f"{base}: QLut function {fn!r} has no ONNX form in this exporter")
+
+
+def clip_node(o: _Out, x, lo, hi, base) -> str:
+    ins = [x, "" if lo is None or lo == -math.inf else o.const(lo, np.float32),
+           "" if hi is None or hi == math.inf else o.const(hi, np.float32)]
+    while ins[-1] == "":
+        ins.pop()
+    return o.op("Clip", ins, f"{base}.clip")
+
+
+def activation_nodes(o: _Out, y: str, a: dict, prefix: str, base: str) -> str:
+    """A fused output clamp (integer ops' activation attrs) as a Relu / Clip node."""
+    act = a.get(f"{prefix}activation", "")
+    if act == "":
+        return y
+    if act == "relu":
+        return o.op("Relu", [y], f"{base}.relu")
+    if act == "clip":
+        return clip_node(o, y, a.get(f"{prefix}activation_min"),
+                         a.get(f"{prefix}activation_max"), base)
+    raise ModelError(f"{base}: activation {act!r} is not relu or clip")
+
+
+def clamp_is_noop(a: dict, prefix: str, y_scale, y_zp) -> bool:
+    """True when the fused clamp cuts nothing off uint8 [0, 255] (a QOperator op, which has no
+    clamp, then computes the same bytes: saturation is the clamp)."""
+    act = a.get(f"{prefix}activation", "")
+    if act == "":
+        return True
+    spec = "relu" if act == "relu" else ("clip", a.get(f"{prefix}activation_min"),
+                                         a.get(f"{prefix}activation_max"))
+    return P.clamp_range(spec, np.float32(y_scale), int(y_zp)) == (0, 255)
+
+
+def float_node(o: _Out, n: Node, opset: int) -> None:
+    """A float node of the graph, as ONNX: ElementwiseChain decomposed, a Conv/Gemm's fused
+    activation (graph/passes.py fuse_activations) as its own node, qengine-only attributes
+    dropped."""
+    if n.op_type == "ElementwiseChain":
+        from .ops.chain import steps_of
+        o.retarget(chain_nodes(o, n.inputs[0], steps_of(n.attrs), n.name), n.outputs[0])
+        return
+    if n.op_type in ("SqueezeExcite",) or n.op_type in INTEGER_OPS or n.op_type in DYNAMIC_OPS:
+        _fail(n, "this qengine op has no ONNX export rule")
+    attrs = {k: v for k, v in n.attrs.items()
+             if k not in ("fused_activation", "fused_activation_params", "fused_nodes")}
+    act = n.attrs.get("fused_activation", "")
+    if not act:
+        o.node(n.op_type, n.inputs, n.outputs, name=n.name, **attrs)
+        return
+    y = o.name(f"{n.outputs[0]}.pre_{act.lower()}")
+    o.node(n.op_type, n.inputs, [y, *n.outputs[1:]], name=n.name, **attrs)
+    params = list(n.attrs.get("fused_activation_params") or [])
+    if act == "Relu":
+        o.node("Relu", [y], [n.outputs[0]])
+    elif act == "LeakyRelu":
+        o.node("LeakyRelu", [y], [n.outputs[0]], alpha=float(params[0]))
+    else:
+        o.retarget(clip_node(o, y, params[0], params[1], n.name), n.outputs[0])
+
+
+# ----------------------------------------------------------------------------- the raise
+class _Raiser:
+    """One pass over the lowered graph; `_<op>` methods are the rules, one per integer op."""
+
+    def __init__(self, g: Graph, fmt: str, opset: int):
+        self.g, self.fmt, self.opset = g, fmt, opset
+        self.o = _Out(g)
+        self.layout, self.changes = infer_layouts(g)
+        self.rank = _ranks(g)
+        self.alias: dict[str, str] = {}           # uint8 value -> its exported tensor
+        self.qp: dict[str, tuple] = {}            # exported uint8 tensor -> (scale, zp)
+
+    # ---- uint8 tensors ----------------------------------------------------------------
+    def t(self, v: str) -> str:
+        return self.alias.get(v, v)
+
+    def define(self, v: str, qp) -> str:
+        """Name the exported tensor of uint8 value v (layout suffixes go: it is NCHW now)."""
+        name = v
+        if v.endswith(".u8_nhwc") and v[:-5] not in self.o.used:
+            name = v[:-5]
+            self.o.used.add(name)
+        self.alias[v] = name
+        self.qp[name] = (float(qp[0]), int(qp[1]))
+        return name
+
+    def dq(self, v: str, s=None, z=None) -> str:
+        """A DequantizeLinear of uint8 value v for one reader, at the reader's qparams (those
+        the integer op interprets the bytes with)."""
+        t = self.t(v)
+        s, z = (s, z) if s is not None else self.qp[t]
+        return self.o.op("DequantizeLinear", [t, self.o.const(s, np.float32),
+                                              self.o.const(z, np.uint8)], f"{t}.dq")
+
+    def q(self, f: str, out: str, s, z) -> None:
+        self.o.node("QuantizeLinear", [f, self.o.const(s, np.float32), self.o.const(z, np.uint8)],
+                    [self.define(out, (s, z))])
+
+    def sz(self, s, z):
+        """(scale, zero point) initializers of a QOperator input."""
+        return [self.o.const(s, np.float32), self.o.const(z, np.uint8)]
+
+    # ---- weights --------------------------------------------------------------------------
+    def weight(self, w_name: str, s_name: str, base: str, qop=False):
+        """int8 weights and their scale/zero point initializers: (W, scale, zp, axis or None).
+        One scale when all channels share it (per tensor), else per output channel."""
+        w = self.g.initializers[w_name]
+        s = np.asarray(self.g.initializers[s_name], np.float32).reshape(-1)
+        per_tensor = bool(np.all(s == s[0]))
+        s = s[:1].reshape(()) if per_tensor else s
+        wi = self.o.init(f"{base}.W_int8", np.asarray(w, np.int8))
+        return wi, self.o.init(f"{base}.W_scale", s), \
+            self.o.init(f"{base}.W_zero_point", np.zeros(s.shape, np.int8)), \
+            None if per_tensor else 0
+
+    def bias_int32(self, n: Node, bi: int, x_scale, base: str):
+        """(int32 bias, its scale float32(s_x·s_w)) as the kernels compute them, or None."""
+        if len(n.inputs) <= bi or not n.inputs[bi]:
+            return None
+        ws = np.asarray(self.g.initializers[n.inputs[bi - 1]], np.float32).reshape(-1)
+        b = self.g.initializers.get(n.inputs[bi])
+        if b is None:
+            _fail(n, "its bias is not an initializer")
+        bq = P.bias_q(np.asarray(b).reshape(-1), np.float32(x_scale), ws)
+        return bq, (np.float32(x_scale) * ws).astype(np.float32)
+
+    def dq_weight(self, n, wi, base, x_scale, bias_at=None, axis=0):
+        """DQ(int8 W) and DQ(int32 bias) for a QDQ unit: (W float name, bias float name or "")."""
+        W, s, z, ax = self.weight(n.inputs[wi], n.inputs[wi + 1], base)
+        wf = self.o.op("DequantizeLinear", [W, s, z], f"{base}.W", **({} if ax is None else
+                                                                        {"axis": axis}))
+        b = self.bias_int32(n, wi + 2, x_scale, base)
+        if b is None:
+            return wf, ""
+        bq, bs = b
+        per = not np.all(bs == bs[0])
+        bf = self.o.op("DequantizeLinear",
+                       [self.o.init(f"{base}.B_int32", bq),
+                        self.o.init(f"{base}.B_scale", bs if per else bs[:1].reshape(())),
+                        self.o.init(f"{base}.B_zero_point",
+                                    np.zeros(bs.shape if per else (), np.int32))],
+                       f"{base}.B", **({"axis": 0} if per else {}))
+        return wf, bf
+
+    # ---- the walk ---------------------------------------------------------------------------
+    def run(self) -> Graph:
+        for n in self.g.nodes:
+            rule = getattr(self, "_" + n.op_type, None)
+            if n.op_type in _PASS and n.inputs[0] in self.layout:
+                self._pass(n)
+            elif rule is not None and (n.op_type in INTEGER_OPS or n.op_type in DYNAMIC_OPS):
+                rule(n)
+            else:
+                float_node(self.o, n, self.opset)
+        g = self.g
+        for m in self.o.nodes:         # the graph's own constants the written nodes read
+            for v in m.inputs:
+                if v in g.initializers and v not in self.o.inits:
+                    self.o.inits[v] = g.initializers[v]
+        out = Graph(list(g.inputs), list(g.outputs), self.o.nodes, self.o.inits,
+                    {"": self.opset, **({"com.microsoft": 1} if any(
+                        m.op_type in MS_OPS for m in self.o.nodes) else {})}, g.name)
+        for v in g.outputs:
+            if v.name in self.layout:
+                _fail(next(n for n in g.nodes if v.name in n.outputs),
+                      "it writes a uint8 graph output (export the graph's float form)")
+        return out
+
+    def _QuantizeU8(self, n):
+        a = n.attrs
+        self.q(n.inputs[0], n.outputs[0], a["scale"], a["zero_point"])
+
+    def _DequantizeU8(self, n):
+        a = n.attrs
+        self.o.retarget(self.dq(n.inputs[0], a["scale"], a["zero_point"]), n.outputs[0])
+
+    def _pass(self, n):
+        """Reshape / Flatten / Squeeze / Unsqueeze / the model's Transpose on uint8: the same
+        bytes, the input's qparams; a layout-change Transpose disappears."""
+        x = self.t(n.inputs[0])
+        if n.name in self.changes:
+            self.alias[n.outputs[0]] = x
+            return
+        if self.layout[n.inputs[0]] == "nhwc":
+            _fail(n, "it reshapes an NHWC uint8 value (the lowering never makes this)")
+        if self.fmt == "qoperator":
+            self.o.node(n.op_type, [x, *n.inputs[1:]], [self.define(n.outputs[0], self.qp[x])],
+                        name=n.name, **n.attrs)
+            return
+        y = self.o.op(n.op_type, [self.dq(n.inputs[0]), *n.inputs[1:]], f"{n.name}.out", n.name,
+                      **n.attrs)
+        self.q(y, n.outputs[0], *self.qp[x])
+
+    def _window(self, a: dict, conv: bool) -> dict:
+        w = {k: list(a[k]) for k in ("kernel_shape", "strides", "dilations")
+             if a.get(k) is not None}
+        auto = a.get("auto_pad", "NOTSET")
+        if auto != "NOTSET":
+            w["auto_pad"] = auto           # (ONNX forbids pads next to a SAME / VALID)
+        elif a.get("pads") is not None:
+            w["pads"] = list(a["pads"])
+        if conv:
+            w["group"] = int(a.get("group", 1))
+        return w
+
+    def _conv_unit(self, n, wi, out, prefix):
+        """The conv of a QConv / QConvAdd (weights at input wi) writing uint8 `out` at the
+        `prefix`scale / zero point attributes, with the `prefix`activation clamp."""
+        a = n.attrs
+        ys, yz = a[f"{prefix}scale"], a[f"{prefix}zero_point"]
+        act = "" if prefix == "y_" else "conv_"
+        if self.fmt == "qoperator" and clamp_is_noop(a, act, ys, yz):
+            W, s, z, _ = self.weight(n.inputs[wi], n.inputs[wi + 1], n.name)
+            b = self.bias_int32(n, wi + 2, a["x_scale"], n.name)
+            ins = [self.t(n.inputs[0]), *self.sz(a["x_scale"], a["x_zero_point"]), W, s, z,
+                   *self.sz(ys, yz)]
+            if b is not None:
+                ins.append(self.o.init(f"{n.name}.B_int32", b[0]))
+            self.o.node("QLinearConv", ins, [self.define(out, (ys, yz))],
+                        name=n.name, **self._window(a, True))
+            return
+        wf, bf = self.dq_weight(n, wi, n.name, a["x_scale"])
+        y = self.o.op("Conv", [self.dq(n.inputs[0], a["x_scale"], a["x_zero_point"]), wf, bf],
+                      f"{n.name}.out", n.name, **self._window(a, True))
+        self.q(activation_nodes(self.o, y, a, act, n.name), out, ys, yz)
+
+    def _QConv(self, n):
+        self._conv_unit(n, 1, n.outputs[0], "y_")
+
+    def _QConvAdd(self, n):
+        """Conv → Q (at the conv's own qparams) → DQ → Add with the skip → [clamp] → Q."""
+        a = n.attrs
+        conv_out = self.o.name(f"{n.name}.conv.u8")
+        self._conv_unit(n, 2, conv_out, "conv_")
+        self._binary(n.replace(inputs=(conv_out, n.inputs[1])), "Add",
+                     (a["conv_scale"], a["conv_zero_point"]),
+                     (a["skip_scale"], a["skip_zero_point"]), name=f"{n.name}.add")
+
+    def _QGemm(self, n):
+        a = n.attrs
+        rank2 = self.rank.get(n.inputs[0]) == 2
+        has_b = len(n.inputs) > 3 and bool(n.inputs[3])
+        if self.fmt == "qoperator" and clamp_is_noop(a, "", a["y_scale"], a["y_zero_point"]) \
+                and (rank2 or not has_b):
+            ins = [self.t(n.inputs[0]), *self.sz(a["x_scale"], a["x_zero_point"])]
+            if rank2:   # com.microsoft QGemm: y = x·Wᵀ + C with int32 C at s_x·s_w
+                W, s, z, _ = self.weight(n.inputs[1], n.inputs[2], n.name)
+                b = self.bias_int32(n, 3, a["x_scale"], n.name)
+                ins += [W, s, z, "" if b is None else self.o.init(f"{n.name}.B_int32", b[0]),
+                        *self.sz(a["y_scale"], a["y_zero_point"])]
+                self.o.node("QGemm", ins, [self.define(n.outputs[0], (a["y_scale"],
+                                                                       a["y_zero_point"]))],
+                            name=n.name, transB=1)
+                return
+            W, s, z, _ = self.weight(n.inputs[1], n.inputs[2], n.name)
+            wt = self.o.init(f"{n.name}.W_int8_KN", self.o.inits.pop(W).T)
+            ins += [wt, s, z, *self.sz(a["y_scale"], a["y_zero_point"])]
+            self.o.node("QLinearMatMul", ins, [self.define(n.outputs[0], (a["y_scale"],
+                                                                           a["y_zero_point"]))],
+                        name=n.name)
+            return
+        x = self.dq(n.inputs[0], a["x_scale"], a["x_zero_point"])
+        if rank2:
+            wf, bf = self.dq_weight(n, 1, n.name, a["x_scale"])
+            y = self.o.op("Gemm", [x, wf, bf] if bf else [x, wf], f"{n.name}.out", n.name,
+                          transB=1)
+        else:        # x [..., K]: MatMul with Wᵀ [K, N] (per channel on axis 1), then + B
+            W, s, z, ax = self.weight(n.inputs[1], n.inputs[2], n.name)
+            wt = self.o.init(f"{n.name}.W_int8_KN", self.o.inits.pop(W).T)
+            wf = self.o.op("DequantizeLinear", [wt, s, z], f"{n.name}.W",
+                           **({} if ax is None else {"axis": 1}))
+            y = self.o.op("MatMul", [x, wf], f"{n.name}.out", n.name)
+            if has_b:
+                _, bf = self.dq_weight(n, 1, n.name + ".bias", a["x_scale"])
+                y = self.o.op("Add", [y, bf], f"{n.name}.out")
+        self.q(activation_nodes(self.o, y, a, "", n.name), n.outputs[0], a["y_scale"],
+               a["y_zero_point"])
+
+    def _QMaxPool(self, n):
+        x = self.t(n.inputs[0])
+        attrs = {**self._window(n.attrs, False), "ceil_mode": int(n.attrs.get("ceil_mode", 0))}
+        if self.fmt == "qoperator":      # MaxPool runs on uint8 itself (opset 12+)
+            self.o.node("MaxPool", [x], [self.define(n.outputs[0], self.qp[x])],
+                        name=n.name, **attrs)
+            return
+        y = self.o.op("MaxPool", [self.dq(n.inputs[0])], f"{n.name}.out", n.name, **attrs)
+        self.q(y, n.outputs[0], *self.qp[x])
+
+    def _QAveragePool(self, n):
+        a = n.attrs
+        attrs = {**self._window(a, False), "ceil_mode": int(a.get("ceil_mode", 0)),
+                 "count_include_pad": int(a.get("count_include_pad", 0))}
+        dil = attrs.pop("dilations", [1, 1])
+        if any(d != 1 for d in dil):     # (neither QLinearAveragePool nor opset < 19 has them)
+            if self.opset < 19:
+                _fail(n, f"AveragePool has dilations {dil} only from opset 19 (asked: "
+                         f"{self.opset})")
+            attrs["dilations"] = dil
+        elif self.fmt == "qoperator":
+            self._qop("QLinearAveragePool", n, **attrs)
+            return
+        self._unary_qdq(n, "AveragePool", **attrs)
+
+    def _QGlobalAveragePool(self, n):
+        if self.fmt == "qoperator":
+            self._qop("QLinearGlobalAveragePool", n)
+        else:
+            self._unary_qdq(n, "GlobalAveragePool")
+
+    def _QLut(self, n):
+        a = n.attrs
+        fn = a.get("function")
+        if self.fmt == "qoperator" and fn in ("sigmoid", "leakyrelu"):
+            kw = {"alpha": 0.01 if a.get("alpha") is None else float(a["alpha"])} \
+                if fn == "leakyrelu" else {}
+            self._qop("QLinearSigmoid" if fn == "sigmoid" else "QLinearLeakyRelu", n, **kw)
+            return
+        x = self.dq(n.inputs[0], a["x_scale"], a["x_zero_point"])
+        y = lut_nodes(self.o, x, a, n.name, self.opset)
+        self.q(y, n.outputs[0], a["y_scale"], a["y_zero_point"])
+
+    def _qop(self, op, n, **attrs):
+        """A com.microsoft unary QLinear op: X, X_scale, X_zp, Y_scale, Y_zp."""
+        a = n.attrs
+        self.o.node(op, [self.t(n.inputs[0]), *self.sz(a["x_scale"], a["x_zero_point"]),
+                         *self.sz(a["y_scale"], a["y_zero_point"])],
+                    [self.define(n.outputs[0], (a["y_scale"], a["y_zero_point"]))],
+                    name=n.name, **attrs)
+
+    def _unary_qdq(self, n, op, **attrs):
+        a = n.attrs
+        y = self.o.op(op, [self.dq(n.inputs[0], a["x_scale"], a["x_zero_point"])],
+                      f"{n.name}.out", n.name, **attrs)
+        self.q(y, n.outputs[0], a["y_scale"], a["y_zero_point"])
+
+    def _QAdd(self, n):
+        self._binary(n, "Add")
+
+    def _QMul(self, n):
+        self._binary(n, "Mul")
+
+    def _binary(self, n, op, qa=None, qb=None, name=None):
+        a = n.attrs
+        qa = qa or (a["a_scale"], a["a_zero_point"])
+        qb = qb or (a["b_scale"], a["b_zero_point"])
+        ys, yz = a["y_scale"], a["y_zero_point"]
+        if self.fmt == "qoperator" and clamp_is_noop(a, "", ys, yz):
+            self.o.node(f"QLinear{op}", [self.t(n.inputs[0]), *self.sz(*qa),
+                                         self.t(n.inputs[1]), *self.sz(*qb), *self.sz(ys, yz)],
+                        [self.define(n.outputs[0], (ys, yz))], name=name or self.o.name(n.name))
+            return
+        y = self.o.op(op, [self.dq(n.inputs[0], *qa), self.dq(n.inputs[1], *qb)],
+                      f"{n.name}.out", name or n.name)
+        self.q(activation_nodes(self.o, y, a, "", n.name), n.outputs[0], ys, yz)
+
+    def _QConcat(self, n):
+        a = n.attrs
+        axis = int(a.get("axis", 1))
+        if self.layout[n.outputs[0]] == "nhwc":
+            axis = _NHWC_AXIS_TO_NCHW[axis % 4]
+        pairs = list(zip(a["scales"], a["zero_points"]))
+        ys, yz = a["y_scale"], a["y_zero_point"]
+        if self.fmt == "qoperator":
+            ins = [*self.sz(ys, yz)]
+            for v, (s, z) in zip(n.inputs, pairs):
+                ins += [self.t(v), *self.sz(s, z)]
+            self.o.node("QLinearConcat", ins, [self.define(n.outputs[0], (ys, yz))],
+                        name=n.name, axis=axis)
+            return
+        y = self.o.op("Concat", [self.dq(v, s, z) for v, (s, z) in zip(n.inputs, pairs)],
+                      f"{n.name}.out", n.name, axis=axis)
+        self.q(y, n.outputs[0], ys, yz)
+
+    # ---- dynamic ops: ORT's IntegerOps form ---------------------------------------------------
+    def _dynamic_x(self, n):
+        """DynamicQuantizeLinear of X (uint8, per tensor, range widened to 0: the same rule as
+        qengine's per-tensor dynamic quantization)."""
+        if n.attrs.get("per_row"):
+            warnings.warn(f"node {n.name!r} ({n.op_type}) quantizes activations per row; ONNX "
+                          f"DynamicQuantizeLinear is per tensor, so the export is per tensor",
+                          QuantizationWarning, stacklevel=4)
+        xq, xs, xz = (self.o.name(f"{n.name}.x_{k}") for k in ("u8", "scale", "zero_point"))
+        self.o.node("DynamicQuantizeLinear", [n.inputs[0]], [xq, xs, xz],
+                    name=f"{n.name}.quantize_x")
+        return xq, xs, xz
+
+    def _integer_to_float(self, n, acc, xs, ws, bias, shape):
+        """float(acc) · (s_x · s_w) + bias: ORT's Cast → Mul → Add tail after MatMulInteger
+        (which it fuses with DynamicQuantizeLinear into DynamicQuantizeMatMul)."""
+        f = self.o.op("Cast", [acc], f"{n.name}.acc_f32", to=1)
+        scale = self.o.op("Mul", [xs, self.o.init(f"{n.name}.W_scale", ws.reshape(shape))],
+                          f"{n.name}.scale")
+        y = self.o.op("Mul", [f, scale], f"{n.name}.out")
+        if bias is not None:
+            y = self.o.op("Add", [y, self.o.init(f"{n.name}.B", np.asarray(
+                bias, np.float32).reshape(shape))], f"{n.name}.out")
+        return y
+
+    def _DynamicQuantLinear(self, n):
+        g = self.g
+        wq, ws = g.initializers[n.inputs[1]], np.asarray(g.initializers[n.inputs[2]], np.float32)
+        bias = g.initializers.get(n.inputs[3]) if len(n.inputs) > 3 and n.inputs[3] else None
+        xq, xs, xz = self._dynamic_x(n)
+        acc = self.o.op("MatMulInteger", [xq, self.o.init(f"{n.name}.W_int8_KN", wq.T), xz],
+                        f"{n.name}.acc")
+        self.o.retarget(self._integer_to_float(n, acc, xs, ws, bias, (-1,)), n.outputs[0])
+
+    def _DynamicQuantConv(self, n):
+        g, a = self.g, n.attrs
+        wq, ws = g.initializers[n.inputs[1]], np.asarray(g.initializers[n.inputs[2]], np.float32)
+        bias = g.initializers.get(n.inputs[3]) if len(n.inputs) > 3 and n.inputs[3] else None
+        xq, xs, xz = self._dynamic_x(n)
+        attrs = self._window(a, True)
+        attrs["kernel_shape"] = list(wq.shape[2:])
+        acc = self.o.op("ConvInteger", [xq, self.o.init(f"{n.name}.W_int8", wq), xz],
+                        f"{n.name}.acc", **attrs)
+        shape = (-1,) + (1,) * (wq.ndim - 2)      # per output channel, over N, C, spatial
+        y = self._integer_to_float(n, acc, xs, ws, bias, shape)
+        act, params = a.get("fused_activation", ""), list(a.get("fused_activation_params") or [])
+        if act == "Relu":
+            y = self.o.op("Relu", [y], f"{n.name}.relu")
+        elif act == "Clip":
+            y = clip_node(self.o, y, params[0], params[1], n.name)
+        elif act == "LeakyRelu":
+            y = self.o.op("LeakyRelu", [y], f"{n.name}.leakyrelu", alpha=float(params[0]))
+        self.o.retarget(y, n.outputs[0])
+
+    def _rnn(self, n, op):
+        """ONNX LSTM / GRU has no int8 form: weights are int8 initializers dequantized by
+        DequantizeLinear (per row, [D·G·H, K] then reshaped to [D, G·H, K]), run in float."""
+        g = self.g
+        ins = list(n.inputs)
+        for i in (1, 3):
+            q = g.initializers[ins[i]]
+            s = np.asarray(g.initializers[ins[i + 1]], np.float32).reshape(-1)
+            base = f"{n.name}.{'W' if i == 1 else 'R'}"
+            f = self.o.op("DequantizeLinear",
+                          [self.o.init(f"{base}_int8", q.reshape(-1, q.shape[2])),
+                           self.o.init(f"{base}_scale", s),
+                           self.o.init(f"{base}_zero_point", np.zeros(s.shape, np.int8))],
+                          f"{base}.rows", axis=0)
+            ins[i] = self.o.op("Reshape", [f, self.o.const(q.shape, np.int64)], base)
+        rest = ins[5:]
+        attrs = {k: v for k, v in n.attrs.items() if k != "per_row"}
+        self.o.node(op, [ins[0], ins[1], ins[3], *rest], n.outputs, name=n.name,
+                    **attrs)
+
+    def _DynamicQuantLSTM(self, n):
+        self._rnn(n, "LSTM")
+
+    def _DynamicQuantGRU(self, n):
+        self._rnn(n, "GRU")
+
+
+def raise_graph(g: Graph, fmt: str = "qdq", opset: int = 13) -> Graph:
+    """The ONNX form of `g` (module docstring) as a Graph of ONNX / com.microsoft nodes."""
+    if fmt not in ("qdq", "qoperator"):
+        raise ModelError(f"format must be 'qdq' or 'qoperator', got {fmt!r}")
+    return _Raiser(g, fmt, opset).run()
