@@ -60,8 +60,16 @@ DEFAULT_OPSET = 13
 
 def export_onnx(graph: Graph, path, format: str = "qdq", opset: int | None = None):
     """Write `graph` (a qengine Graph or the path of an engine file) to `path` as an ONNX model
-    that ONNX Runtime and OpenVINO load; returns the onnx.ModelProto written. See the module
-    docstring (help(qengine.export_onnx_module)) for what each op becomes."""
+    that ONNX Runtime and OpenVINO load; returns the onnx.ModelProto written.
+
+    format: "qdq" (QuantizeLinear/DequantizeLinear around float ops, the form every runtime
+    reads) or "qoperator" (QLinearConv, QLinearMatMul and ORT's com.microsoft QLinear* ops).
+    opset: None for the lowest that works (13 unless an op needs more), or an int >= 13.
+    Integer ops become QDQ node units in NCHW; dynamic Linear/Conv become ORT's IntegerOps form
+    (DynamicQuantizeLinear + MatMulInteger/ConvInteger); dynamic LSTM/GRU become ONNX LSTM/GRU
+    with their int8 weights dequantized (ONNX has no int8 LSTM, so they run in float there);
+    a QDQ or float graph is written as it is. The module qengine/export_onnx.py says what each
+    op becomes and why. Raises ModelError naming the node for what cannot be exported."""
     import onnx
     from .model_files import as_graph
     g = as_graph(graph, "export_onnx")
