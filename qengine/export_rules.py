@@ -382,13 +382,17 @@ class _Raiser:
     def weight(self, w_name: str, s_name: str, base: str, qop=False):
         """int8 weights and their scale/zero point initializers: (W, scale, zp, axis or None).
         One scale when all channels share it (per tensor), else per output channel."""
-        w = self.g.initializers[w_name]
-        s = np.asarray(self.g.initializers[s_name], np.float32).reshape(-1)
+        w = self.g.initializers.get(w_name)
+        s = self.g.initializers.get(s_name)
+        if w is None or s is None or w.dtype != np.int8:
+            raise ModelError(f"{base}: weights {w_name!r} / scales {s_name!r} must be int8 and "
+                             f"float initializers")
+        s = np.asarray(s, np.float32).reshape(-1)
         per_tensor = bool(np.all(s == s[0]))
-        s = s[:1].reshape(()) if per_tensor else s
-        wi = self.o.init(f"{base}.W_int8", np.asarray(w, np.int8))
-        return wi, self.o.init(f"{base}.W_scale", s), \
-            self.o.init(f"{base}.W_zero_point", np.zeros(s.shape, np.int8)), \
+        # the graph's own int8 weights and per-channel scales, under their names
+        scale = self.o.init(f"{base}.W_scale", s[:1].reshape(())) if per_tensor else s_name
+        return w_name, scale, self.o.const(np.zeros(1 if per_tensor else s.shape, np.int8)
+                                           .reshape(() if per_tensor else s.shape), np.int8), \
             None if per_tensor else 0
 
     def bias_int32(self, n: Node, bi: int, x_scale, base: str):
@@ -531,7 +535,7 @@ class _Raiser:
                             name=n.name, transB=1)
                 return
             W, s, z, _ = self.weight(n.inputs[1], n.inputs[2], n.name)
-            wt = self.o.init(f"{n.name}.W_int8_KN", self.o.inits.pop(W).T)
+            wt = self.o.init(f"{n.name}.W_int8_KN", self.g.initializers[W].T)
             ins += [wt, s, z, *self.sz(a["y_scale"], a["y_zero_point"])]
             self.o.node("QLinearMatMul", ins, [self.define(n.outputs[0], (a["y_scale"],
                                                                            a["y_zero_point"]))],
@@ -544,7 +548,7 @@ class _Raiser:
                           transB=1)
         else:        # x [..., K]: MatMul with Wᵀ [K, N] (per channel on axis 1), then + B
             W, s, z, ax = self.weight(n.inputs[1], n.inputs[2], n.name)
-            wt = self.o.init(f"{n.name}.W_int8_KN", self.o.inits.pop(W).T)
+            wt = self.o.init(f"{n.name}.W_int8_KN", self.g.initializers[W].T)
             wf = self.o.op("DequantizeLinear", [wt, s, z], f"{n.name}.W",
                            **({} if ax is None else {"axis": 1}))
             y = self.o.op("MatMul", [x, wf], f"{n.name}.out", n.name)
