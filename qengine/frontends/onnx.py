@@ -313,11 +313,15 @@ def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
     b.add(op, name, ins, outs, attrs, own_name=True)
 
 
-def from_onnx(model, *, optimize: bool = True) -> Graph:
+def from_onnx(model, *, optimize: bool = True, lower: bool = True) -> Graph:
     """Import an ONNX model (a path or a ModelProto) as a Graph.
 
     With optimize=True (default) the standard passes run (shape inference, constant folding,
     dead-node removal), which turns the exporters' shape-computation chains into constants.
+    A quantized model (QuantizeLinear / DequantizeLinear, as ONNX Runtime, NNCF or PyTorch
+    write them) is lowered to qengine's integer ops when lower=True (default; the units that
+    stay float: `qengine.qdq.lower(from_onnx(path, lower=False), report=True)`); lower=False
+    keeps the QDQ graph, which runs with ONNX's float semantics.
     """
     onnx = _onnx()
     if isinstance(model, (str, Path)):
@@ -333,7 +337,12 @@ def from_onnx(model, *, optimize: bool = True) -> Graph:
         graph = _import(model)
     except UnicodeDecodeError as e:  # protobuf decodes string fields lazily, on first access
         raise ModelError(f"the model holds a name or string that is not UTF-8: {e}") from e
-    return optimize_graph(graph) if optimize else graph
+    graph = optimize_graph(graph) if optimize else graph
+    if lower:
+        from ..qdq import has_qdq, lower as lower_qdq
+        if has_qdq(graph):
+            graph = lower_qdq(graph)
+    return graph
 
 
 def onnx_summary(model, unsupported=()) -> dict:

@@ -105,7 +105,9 @@ def _inflates(n, args, max_bytes) -> bool:
     return elements * 8 > max_bytes
 
 
-_NEVER_FOLD = frozenset({"LSTM", "GRU"})  # never all-constant in practice; weights stay as is
+# LSTM/GRU: never all-constant in practice, weights stay as is; DequantizeLinear of a constant
+# is a quantized weight (qengine/qdq): folding it to float would lose what the lowering needs
+_NEVER_FOLD = frozenset({"LSTM", "GRU", "DequantizeLinear"})
 
 _SAME_SHAPE = frozenset({"Relu", "Tanh", "Sigmoid", "Neg", "Exp", "Sqrt", "Abs", "Identity",
                          "LeakyRelu", "Softmax", "LogSoftmax", "Clip", "Cast", "HardSigmoid",
@@ -135,7 +137,9 @@ def infer_shapes(graph: Graph) -> Graph:
         try:
             s0 = shape(n.inputs[0]) if n.inputs and n.inputs[0] else None
             dtype = info[n.inputs[0]].dtype if n.inputs and n.inputs[0] in info else None
-            if n.op_type in _SAME_SHAPE and s0 is not None:
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                out = _infer_qdq(n, info, g)
+            elif n.op_type in _SAME_SHAPE and s0 is not None:
                 if n.op_type == "Cast":
                     dtype = n.attrs["to"]
                 out = [(s0, dtype)]
@@ -163,6 +167,18 @@ def infer_shapes(graph: Graph) -> Graph:
             if name and s is not None and dt is not None:
                 info[name] = g.value_info[name] = ValueInfo(name, dt, s)
     return g
+
+
+def _infer_qdq(n, info, g):
+    """Q/DQ keep the shape (symbolic dims too); Q's dtype is its zero point's (uint8 without
+    one), DQ's float32."""
+    src = info.get(n.inputs[0])
+    if src is None:
+        return None
+    if n.op_type == "DequantizeLinear":
+        return [(src.shape, "float32")]
+    zp = g.initializers.get(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
+    return [(src.shape, "uint8" if zp is None else zp.dtype.name)]
 
 
 # ops whose output has the input's rank and dtype (its spatial sizes may differ)

@@ -40,7 +40,6 @@ from ._measure import (TeeObserver, feed_batches, layer_output_sqnr, run_batches
 from .ptq import (StaticQuantConfig, _data_inputs, _Plan, build_int8, observe_shapes,
                      prepare_float_graph, warn_float_rnns)
 
-_CLAMPS = ("Relu", "Clip")
 
 
 @dataclass(frozen=True)
@@ -134,8 +133,9 @@ def close_keep_float(g: Graph, keep_float) -> frozenset:
     return frozenset(kept)
 
 
-def _is_follower(n, kind) -> bool:
-    return kind == "pass" or n.op_type == "MaxPool" or (kind == "lut" and n.op_type in _CLAMPS)
+def _is_follower(n, rule) -> bool:
+    """Ops worth int8 only when their input already is (MaxPool, data movement, Relu/Clip)."""
+    return rule.needs_int8_input and n.op_type != "ElementwiseChain"
 
 
 class _Study:

@@ -1,0 +1,487 @@
+"""Lowering: a QDQ graph → qengine's integer graph, one node unit at a time.
+
+A node unit is an op whose activation inputs arrive through DequantizeLinear (DQ) and whose
+output leaves through QuantizeLinear (Q) — optionally through a Relu/Clip first, which becomes
+the integer op's output clamp. Each unit whose op has a rule (qengine/qdq/rules.py) that accepts
+it becomes that integer op, reading and writing uint8 tensors at the Q/DQ qparams; everything
+else stays float, and the Q/DQ around it become QuantizeU8/DequantizeU8 (or stay the ONNX ops
+where the kernels have no such type, e.g. int16) exactly where values cross. Each float unit is
+reported with its reason (`lower(g, report=True)`), never silently.
+
+Quantized tensors (a Q's output) are held as uint8 inside the integer graph: int8 activations
+are the same grid shifted by 128 (x_u8 = x_s8 + 128 with zero point z + 128, exact), so one set
+of u8×s8 kernels runs both of ONNX Runtime's activation types. 4-D tensors are NHWC inside
+integer regions (the kernels' layout) and NCHW outside, as the graph's users see them.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import QuantizationWarning
+from ..graph.ir import Graph, Node
+from .rules import RULES, bias_vector, clamp_of
+
+_U8_SHIFT = {"uint8": 0, "int8": 128}       # zero point in the kernels' uint8 grid
+
+
+@dataclass(frozen=True)
+class FloatUnit:
+    """A node the lowering left in float, and why."""
+    node: str
+    op_type: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class _QV:
+    """A quantized activation tensor: the output of a QuantizeLinear with constant qparams."""
+    name: str
+    src: str | None              # the float value it quantizes (None: a graph input)
+    node: Node | None            # the Q node
+    scale: np.ndarray
+    zero_point: np.ndarray | None
+    dtype: str
+    axis: int
+
+    @property
+    def unsupported(self) -> str | None:
+        """Why the integer kernels cannot take this tensor, or None."""
+        if self.dtype not in _U8_SHIFT:
+            return (f"{self.dtype} activations ({self.name!r}): no {self.dtype} kernels yet, "
+                    f"the unit runs in float")
+        if self.scale.size != 1 or (self.zero_point is not None and self.zero_point.size != 1):
+            return f"per-axis activation qparams ({self.name!r}): the kernels take one per tensor"
+        return None
+
+    def key(self):
+        z = None if self.zero_point is None else (self.zero_point.dtype.name,
+                                                  self.zero_point.tobytes())
+        return (self.src, self.scale.tobytes(), z, self.dtype, self.axis)
+
+
+@dataclass(frozen=True)
+class _Weight:
+    """A constant through DequantizeLinear: integer values with their qparams."""
+    q: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray | None
+    axis: int
+    block_size: int
+
+    def dequantized(self) -> np.ndarray:
+        """ONNX DequantizeLinear of the constant, in float32."""
+        from ..ops.qdq import broadcast_param
+        axis = self.axis % max(self.q.ndim, 1) if self.q.ndim else 0
+        s = broadcast_param(self.scale, self.q.shape, axis, self.block_size, "scale")
+        d = self.q.astype(np.float32)
+        if self.zero_point is not None:
+            d = d - broadcast_param(self.zero_point, self.q.shape, axis, self.block_size,
+                                    "zero point").astype(np.float32)
+        return (d * s.astype(np.float32)).astype(np.float32)
+
+
+class Unit:
+    """What a rule sees of a node: constants, ranks, and (when lowering) its quantized tensors.
+    With `low=None` it views a float graph (static PTQ deciding where Q/DQ go)."""
+
+    def __init__(self, g: Graph, node: Node, low: "_Lowering | None" = None):
+        self.g, self.node, self.low = g, node, low
+        self.qins: list = []
+        self.qout = None
+        self.clamp: Node | None = None
+
+    def has_input(self, i) -> bool:
+        return len(self.node.inputs) > i and bool(self.node.inputs[i])
+
+    def const(self, i):
+        """Input i's constant value in float (dequantized when it comes through DQ), or None."""
+        if not self.has_input(i):
+            return None
+        v = self.node.inputs[i]
+        if self.low is not None and v in self.low.consts:
+            return self.low.consts[v].dequantized()
+        return self.g.initializers.get(v)
+
+    def const_name(self, v) -> bool:
+        return v in self.g.initializers or (self.low is not None and v in self.low.consts)
+
+    def is_quantized(self, v) -> bool:
+        return self.low is not None and v in self.low.dq
+
+    def rank(self, v):
+        info = self.g.value_info.get(v) or next((i for i in self.g.inputs if i.name == v), None)
+        if info is not None and info.shape is not None:
+            return len(info.shape)
+        if v in self.g.initializers:
+            return self.g.initializers[v].ndim
+        if self.low is not None and v in self.low.dq:       # a DQ output: its Q's input's rank
+            src = self.low.qvs[self.low.dq[v]].src
+            return None if src is None else self.rank(src)
+        return None
+
+    def qin(self, i):
+        return self.qins[i]
+
+
+def _const(g, name):
+    return g.initializers.get(name) if name else None
+
+
+class _Lowering:
+    def __init__(self, g: Graph, keep_float=frozenset()):
+        self.g = g
+        self.keep_float = frozenset(keep_float)
+        self.out = g.copy()
+        self.out.nodes = []
+        self.out.value_info = {}
+        self.inits = self.out.initializers
+        self.consumers = g.consumers()
+        self.graph_outputs = set(g.output_names)
+        self.used_names = {v for n in g.nodes for v in (*n.inputs, *n.outputs)} | \
+            set(g.initializers) | set(g.input_names)
+        self.float_ok = set(g.input_names) | set(g.initializers)
+        self.q = {}                 # (quantized tensor, layout) -> uint8 value name
+        self.stem = {}              # quantized tensor -> float name its uint8 values are named by
+        self.skip = set()           # absorbed Relu/Clip nodes
+        self.report: list[FloatUnit] = []
+        self.layer_outputs = {}     # QConv/QGemm name -> float value (DQ output) it stands for
+        self.qvs: dict[str, _QV] = {}
+        self.alias: dict[str, str] = {}       # Q output -> the first Q output with its qparams
+        self.dq: dict[str, str] = {}         # DQ output -> quantized tensor (canonical)
+        self.dq_nodes: dict[str, Node] = {}
+        self.consts: dict[str, _Weight] = {}     # DQ output of a constant -> it
+        self._scan()
+
+    # ---- reading the QDQ structure ------------------------------------------------------------
+    def _scan(self):
+        g = self.g
+        canon = {}
+        alias = self.alias
+        for n in g.nodes:
+            if n.op_type == "QuantizeLinear":
+                s, z = _const(g, n.inputs[1]), _const(g, n.inputs[2] if len(n.inputs) > 2 else "")
+                if s is None or (len(n.inputs) > 2 and n.inputs[2] and z is None) or \
+                        n.attrs.get("block_size", 0):
+                    continue                      # run-time or blocked qparams: a float op
+                dtype = z.dtype.name if z is not None else \
+                    {3: "int8", 4: "uint16", 5: "int16"}.get(n.attrs.get("output_dtype", 0),
+                                                              "uint8")
+                qv = _QV(n.outputs[0], n.inputs[0], n, np.asarray(s, np.float32).reshape(-1)
+                         if s.size != 1 else np.asarray(s, np.float32).reshape(()),
+                         z, dtype, n.attrs.get("axis", 1))
+                # two Q nodes on one value with the same qparams are one tensor
+                first = canon.setdefault(qv.key(), qv.name)
+                alias[qv.name] = first
+                self.qvs[qv.name] = qv
+            elif n.op_type == "DequantizeLinear":
+                x = n.inputs[0]
+                s, z = _const(g, n.inputs[1]), _const(g, n.inputs[2] if len(n.inputs) > 2 else "")
+                if s is None or (len(n.inputs) > 2 and n.inputs[2] and z is None):
+                    continue
+                if x in g.initializers:
+                    self.consts[n.outputs[0]] = _Weight(g.initializers[x], np.asarray(s), z,
+                                                         n.attrs.get("axis", 1),
+                                                         n.attrs.get("block_size", 0))
+                elif x in self.qvs and self._same_qparams(self.qvs[x], s, z, n):
+                    self.dq[n.outputs[0]] = alias[x]
+                    self.dq_nodes[n.outputs[0]] = n
+                    self.stem.setdefault(alias[x], n.outputs[0])
+        for v in self.dq.values():
+            self.stem.setdefault(v, v)
+
+    @staticmethod
+    def _same_qparams(qv, s, z, n):
+        zq = qv.zero_point
+        return (np.array_equal(np.asarray(s, np.float32).reshape(-1), qv.scale.reshape(-1)) and
+                (zq is None and z is None or (zq is not None and z is not None and
+                                              zq.dtype == z.dtype and np.array_equal(zq, z)))
+                and (qv.scale.size == 1 or n.attrs.get("axis", 1) == qv.axis))
+
+    # ---- names, initializers, qparams ---------------------------------------------------------
+    def fresh(self, base):
+        name, i = base, 1
+        while name in self.used_names:
+            name, i = f"{base}_{i}", i + 1
+        self.used_names.add(name)
+        return name
+
+    def init(self, base, value):
+        name = self.fresh(base)
+        self.inits[name] = value
+        return name
+
+    def emit(self, op, name, inputs, outputs, **attrs):
+        self.out.nodes.append(Node(op, name, tuple(inputs), tuple(outputs), attrs))
+
+    def qp(self, qv):
+        """(scale, zero point on the kernels' uint8 grid) of a quantized tensor."""
+        info = self.qvs[qv]
+        z = 0 if info.zero_point is None else int(info.zero_point.reshape(-1)[0])
+        return float(info.scale.reshape(-1)[0]), z + _U8_SHIFT[info.dtype]
+
+    def xy(self, u):
+        (s, z), (ys, yz) = self.qp(u.qin(0)), self.qp(u.qout)
+        return {"x_scale": s, "x_zero_point": z, "y_scale": ys, "y_zero_point": yz}
+
+    def clamp_attrs(self, u):
+        if u.clamp is None:
+            return {"activation": ""}
+        kind, lo, hi = clamp_of(self.g, u.clamp)
+        return {"activation": kind, "activation_min": lo, "activation_max": hi}
+
+    def layout_of(self, qv, rank):
+        """The layout an elementwise op should use: where the uint8 tensor already is."""
+        for lay in ("nhwc", "plain"):
+            if (qv, lay) in self.q:
+                return lay
+        return "nhwc" if rank == 4 else "plain"
+
+    # ---- weights and biases -------------------------------------------------------------------
+    def weights(self, u, i, out_axis, alpha=1.0):
+        """(int8 [Cout, ...] initializer, float32 [Cout] scale initializer) of input i, or the
+        reason the kernels cannot take it."""
+        w = self.consts.get(u.node.inputs[i])
+        if w is None:
+            return "its weights are float (no DequantizeLinear of an int8 constant)"
+        if w.q.dtype != np.int8:
+            return f"its weights are {w.q.dtype}: the kernels take int8 weights"
+        if w.zero_point is not None and np.any(w.zero_point != 0):
+            return "its weights have a nonzero zero point: the kernels take symmetric weights"
+        if w.block_size:
+            return "its weights have blocked scales: the kernels take one scale per channel"
+        cout = w.q.shape[out_axis]
+        s = np.asarray(w.scale, np.float32)
+        if s.size == 1:
+            scale = np.full(cout, s.reshape(-1)[0], np.float32)
+        elif s.ndim == 1 and s.size == cout and w.axis % w.q.ndim == out_axis:
+            scale = s
+        else:
+            return (f"its weight scales run along axis {w.axis}, not the output channels "
+                    f"(axis {out_axis})")
+        if alpha != 1.0:
+            scale = (scale * np.float32(alpha)).astype(np.float32)
+        q = np.ascontiguousarray(np.moveaxis(w.q, out_axis, 0))
+        return (self.init(f"{u.node.name}.W_int8", q), self.init(f"{u.node.name}.W_scale", scale))
+
+    def bias(self, u, i, qx, scale_name, beta=1.0):
+        """The bias input of an integer conv/gemm: int32 when it comes through DQ at exactly
+        s_x·s_w (then it is used as is), else float (quantized at s_x·s_w by the layer)."""
+        v = u.node.inputs[i]
+        ws = self.inits[scale_name]
+        w = self.consts.get(v)
+        if w is not None:
+            if w.q.dtype == np.int32 and beta == 1.0 and \
+                    (w.zero_point is None or not np.any(w.zero_point)):
+                want = (np.float32(self.qp(qx)[0]) * ws).astype(np.float32)
+                s = np.broadcast_to(np.asarray(w.scale, np.float32).reshape(-1), want.shape)
+                b = bias_vector(w.q, ws.shape[0]) if w.q.ndim <= 1 else None
+                if b is not None and np.array_equal(s, want):
+                    return self.init(f"{u.node.name}.B_int32", w.q.reshape(-1).astype(np.int32))
+            b = w.dequantized()
+        else:
+            b = self.g.initializers[v]
+        b = bias_vector(b, ws.shape[0]) * np.float32(beta)
+        return self.init(f"{u.node.name}.bias", np.ascontiguousarray(b, np.float32))
+
+    # ---- moving values between float and uint8 -------------------------------------------------
+    def get_float(self, v):
+        if not v or v in self.float_ok:
+            return v
+        if v in self.consts:
+            self.inits[v] = self.consts[v].dequantized()
+        elif v in self.dq:
+            qv = self.dq[v]
+            info = self.qvs[qv]
+            if info.unsupported is None:
+                lay, src = next(((lay, nm) for (t, lay), nm in self.q.items() if t == qv),
+                                (None, None))
+                if src is None:
+                    lay, src = "plain", self.get_q(qv, "plain")
+                s, z = self.qp(qv)
+                self.emit("DequantizeU8", self.fresh(f"{v}.dequantize"), [src], [v], scale=s,
+                          zero_point=z, from_nhwc=int(lay == "nhwc"))
+            else:                                    # the ONNX ops, run in float
+                d = self.dq_nodes[v]
+                self.emit(d.op_type, d.name, [self.get_raw(d.inputs[0]), *d.inputs[1:]],
+                          d.outputs, **d.attrs)
+        elif v in self.qvs:
+            return self.get_raw(v)
+        else:
+            raise AssertionError(f"value {v!r} has no float producer")  # a lowering bug
+        self.float_ok.add(v)
+        return v
+
+    def get_raw(self, qv):
+        """A Q output as the ONNX integer tensor itself (a float op reads it directly)."""
+        if qv in self.float_ok:
+            return qv
+        info = self.qvs[qv]
+        if any(t == self.alias[qv] for t, _ in self.q):   # made by an integer op: via float
+            d = self.dq_of(self.alias[qv])
+            self.emit("QuantizeLinear", self.fresh(f"{qv}.requantize"),
+                      [self.get_float(d), *info.node.inputs[1:]], [qv], **info.node.attrs)
+        else:
+            n = info.node
+            self.emit(n.op_type, n.name, [self.get_float(n.inputs[0]), *n.inputs[1:]],
+                      n.outputs, **n.attrs)
+        self.float_ok.add(qv)
+        return qv
+
+    def dq_of(self, qv):
+        """A float name for quantized tensor qv's values (its DQ output, or a new one)."""
+        d = next((d for d, t in self.dq.items() if t == qv), None)
+        if d is None:
+            d = self.fresh(f"{qv}.dequantized")
+            self.dq[d] = qv
+        return d
+
+    def get_q(self, qv, layout):
+        if (qv, layout) in self.q:
+            return self.q[(qv, layout)]
+        stem = self.stem.get(qv, qv)
+        other = "plain" if layout == "nhwc" else "nhwc"
+        if (qv, other) in self.q:                          # uint8 layout change
+            perm = [0, 2, 3, 1] if layout == "nhwc" else [0, 3, 1, 2]
+            name = self.fresh(f"{stem}.u8_{layout}")
+            self.emit("Transpose", self.fresh(f"{stem}.to_{layout}"), [self.q[(qv, other)]],
+                      [name], perm=perm)
+        else:
+            info = self.qvs[qv]
+            src = info.src if info.src is not None else self.dq_of(qv)
+            s, z = self.qp(qv)
+            name = self.fresh(f"{stem}.u8" + ("_nhwc" if layout == "nhwc" else ""))
+            self.emit("QuantizeU8", self.fresh(f"{stem}.quantize"), [self.get_float(src)],
+                      [name], scale=s, zero_point=z, to_nhwc=int(layout == "nhwc"))
+        self.q[(qv, layout)] = name
+        return name
+
+    def put_q(self, qv, layout):
+        name = self.fresh(f"{self.stem.get(qv, qv)}.u8" + ("_nhwc" if layout == "nhwc" else ""))
+        self.q[(qv, layout)] = name
+        return name
+
+    # ---- units ----------------------------------------------------------------------------------
+    def _output(self, n, rule):
+        """(quantized output tensor, absorbed clamp node) of node n's unit, or a reason."""
+        y = n.outputs[0]
+        if any(o and self.consumers.get(o) or o in self.graph_outputs for o in n.outputs[1:]):
+            return "a second output is read"
+        cands = []
+        users = self.consumers.get(y, [])
+        if rule.absorbs_clamp and len(users) == 1 and y not in self.graph_outputs and \
+                clamp_of(self.g, users[0]) is not None:
+            cands.append((users[0].outputs[0], users[0]))
+        cands.append((y, None))
+        reason = None
+        for final, clamp in cands:
+            users = self.consumers.get(final, [])
+            qs = {self.alias[u.outputs[0]] for u in users if u.op_type == "QuantizeLinear" and
+                  u.outputs[0] in self.qvs}
+            floats = [u for u in users if u.op_type != "QuantizeLinear" or
+                      u.outputs[0] not in self.qvs]
+            if final in self.graph_outputs:
+                reason = "its output is a graph output (read in float)"
+            elif not users or floats and not qs:
+                reason = "its output is not quantized (no QuantizeLinear after it)"
+            elif floats:
+                reason = f"its output is also read in float (by {floats[0].name!r})"
+            elif len(qs) > 1:
+                reason = "its output is quantized twice with different qparams"
+            else:
+                qv = qs.pop()
+                bad = self.qvs[qv].unsupported
+                if bad is None:
+                    return qv, clamp
+                reason = bad
+        return reason
+
+    def lower_node(self, n):
+        if n.name in self.keep_float:
+            return "kept float (keep_float)"
+        rule = RULES.get(n.op_type)
+        if rule is None:
+            return f"no int8 rule for {n.op_type}"
+        u = Unit(self.g, n, self)
+        for v in n.inputs[:rule.data_inputs(n)]:
+            qv = self.dq.get(v)
+            if qv is None:
+                return f"input {v!r} is not quantized (no DequantizeLinear)"
+            bad = self.qvs[qv].unsupported
+            if bad is not None:
+                return bad
+            u.qins.append(qv)
+        reason = rule.refuse(u)
+        if reason is not None:
+            return reason
+        out = self._output(n, rule)
+        if isinstance(out, str):
+            return out
+        u.qout, u.clamp = out
+        if rule.same_qparams and self.qp(u.qout) != self.qp(u.qins[0]):
+            return "its output qparams differ from its input's (a data-movement op keeps them)"
+        reason = rule.emit(u, self)
+        if reason is None:
+            if u.clamp is not None:
+                self.skip.add(u.clamp.name)
+            if n.op_type in ("Conv", "Gemm", "MatMul"):
+                self.layer_outputs[n.name] = self.dq_of(u.qout)
+        return reason
+
+    def touches_qdq(self, n):
+        return any(v in self.dq or v in self.consts for v in n.inputs) or any(
+            u.op_type == "QuantizeLinear" for o in n.outputs for u in self.consumers.get(o, []))
+
+    def run(self) -> Graph:
+        for n in self.g.nodes:
+            if n.name in self.skip:
+                continue
+            if n.op_type == "QuantizeLinear" and n.outputs[0] in self.qvs or \
+                    n.op_type == "DequantizeLinear" and (n.outputs[0] in self.dq or
+                                                         n.outputs[0] in self.consts):
+                continue                              # materialized when someone needs them
+            reason = self.lower_node(n)
+            if reason is None:
+                continue
+            if self.touches_qdq(n):
+                self.report.append(FloatUnit(n.name, n.op_type, reason))
+            self.emit(n.op_type, n.name, [self.get_float(v) for v in n.inputs], n.outputs,
+                      **n.attrs)
+            self.float_ok.update(o for o in n.outputs if o)
+        for v in self.g.output_names:
+            self.get_float(v)
+        self.out.toposort()
+        used = {v for n in self.out.nodes for v in n.inputs}
+        for k in set(self.inits) - used:
+            if k not in self.g.output_names:
+                del self.inits[k]
+        self.out.verify()
+        return self.out
+
+
+def lower(g: Graph, *, report: bool = False, warn: bool = True, keep_float=frozenset()):
+    """The integer graph of QDQ graph `g`. report=True also returns the float units
+    ([FloatUnit(node, op_type, reason)]); warn=True warns once when int16 activations force
+    float islands (no int16 kernels yet); nodes named in keep_float stay float."""
+    low = _Lowering(g, keep_float)
+    out = low.run()
+    if warn:
+        wide = sorted({f.node for f in low.report if "int16" in f.reason or "uint16" in f.reason})
+        if wide:
+            warnings.warn(f"16-bit activations run in float islands (no 16-bit kernels yet): "
+                          f"{', '.join(wide[:8])}{' ...' if len(wide) > 8 else ''}",
+                          QuantizationWarning, stacklevel=2)
+    return (out, low.report) if report else out
+
+
+def lower_with_layers(g: Graph, keep_float=frozenset()):
+    """(integer graph, report, {QConv/QGemm node: float value its output stands for})."""
+    low = _Lowering(g, keep_float)
+    out = low.run()
+    return out, low.report, low.layer_outputs
+
+
+def has_qdq(g: Graph) -> bool:
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes)

@@ -1,0 +1,322 @@
+"""The lowering rules: one per node unit (DequantizeLinear inputs → op → QuantizeLinear output).
+
+A rule says which inputs of its op are activations (they must arrive through DQ), whether the
+op absorbs a following Relu/Clip as its output clamp, whether its output must keep its input's
+qparams (data movement), what makes a node impossible to run in int8 (`refuse`, asked both by
+static PTQ when it decides where to put Q/DQ and by the lowering), and how to emit the integer
+op (`emit`). Adding an int8 operator is one rule here plus its op in qengine/ops/integer.py.
+
+`u` is a `Unit` (qengine/qdq/lower.py): the node with its constants (dequantized where they
+come through DQ), ranks, and — during lowering — its inputs' and output's quantized tensors;
+`b` is the lowering (the builder of the integer graph).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph.fusion import _activation_of
+
+# The activation functions a 256-entry table computes (QLut `function`)
+LUT_FUNCTIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "HardSigmoid": "hardsigmoid",
+                 "HardSwish": "hardswish", "LeakyRelu": "leakyrelu", "Relu": "relu",
+                 "Clip": "clip"}
+
+
+def clamp_of(g, node):
+    """(activation, lo, hi) when `node` is a Relu / Clip with constant finite bounds, else None."""
+    act = _activation_of(g, node) if node.op_type in ("Relu", "Clip") else None
+    if act is None:
+        return None
+    return ("relu", 0.0, 0.0) if act[0] == "Relu" else ("clip", *act[1])
+
+
+def bias_vector(c, n):
+    """c as an (n,) float32 vector if it broadcasts over the last axis only, else None."""
+    if c is None:
+        return None
+    c = np.asarray(c)
+    if c.ndim == 0:
+        return np.full(n, c, np.float32)
+    if c.shape[-1] in (1, n) and all(d == 1 for d in c.shape[:-1]):
+        return np.broadcast_to(c.reshape(-1), (n,)).astype(np.float32)
+    return None
+
+
+def window(a) -> dict:
+    """The window attributes an int8 conv/pool node carries over. auto_pad stays symbolic: the
+    op resolves SAME pads for each input's size. It is written only when set, so engine files
+    without it stay readable by older versions (which refuse the attribute rather than run
+    with wrong pads)."""
+    auto = a.get("auto_pad", "NOTSET")
+    return dict(strides=list(a.get("strides") or [1, 1]), pads=list(a.get("pads") or [0] * 4),
+                dilations=list(a.get("dilations") or [1, 1]),
+                **({} if auto == "NOTSET" else {"auto_pad": auto}))
+
+
+class Rule:
+    ops: tuple = ()
+    absorbs_clamp = False        # a sole Relu/Clip consumer becomes the output clamp
+    same_qparams = False         # the output is the input's bytes (data movement)
+    needs_int8_input = False     # only worth it when the input already is int8 (PTQ plan)
+    moves_bytes = False          # pure data movement: not worth it if the float exists too
+
+    def data_inputs(self, n) -> int:
+        """How many leading inputs are activations (the rest: weights, shapes, bounds)."""
+        return 1
+
+    def refuse(self, u) -> str | None:
+        return None
+
+    def emit(self, u, b) -> str | None:
+        raise NotImplementedError
+
+
+class ConvRule(Rule):
+    ops = ("Conv",)
+    absorbs_clamp = True
+
+    def refuse(self, u):
+        w = u.const(1)
+        if w is None:
+            return "W is not a constant"
+        if w.ndim != 4:
+            return f"only 2-D convolution runs in int8 (W has shape {w.shape})"
+        if u.node.attrs.get("fused_activation"):
+            return "carries a fused_activation attribute"
+        if u.has_input(2) and u.const(2) is None:
+            return "B is not a constant"
+        return None
+
+    def emit(self, u, b):
+        n, a = u.node, u.node.attrs
+        w = b.weights(u, 1, out_axis=0)
+        if isinstance(w, str):
+            return w
+        ins = [b.get_q(u.qin(0), "nhwc"), *w]
+        if u.has_input(2):
+            ins.append(b.bias(u, 2, u.qin(0), w[1]))
+        b.emit("QConv", n.name, ins, [b.put_q(u.qout, "nhwc")],
+               kernel_shape=list(u.const(1).shape[2:]), **window(a), group=a.get("group", 1),
+               **b.xy(u), **b.clamp_attrs(u))
+        return None
+
+
+class GemmRule(Rule):
+    ops = ("Gemm", "MatMul")
+    absorbs_clamp = True
+
+    def refuse(self, u):
+        n, a = u.node, u.node.attrs
+        w = u.const(1)
+        if w is None or w.ndim != 2:
+            return "B is not a constant 2-D matrix"
+        if u.const(0) is not None:
+            return "A is a constant"
+        if n.op_type == "MatMul":
+            return None
+        if a.get("transA", 0):
+            return "transA=1"
+        if a.get("fused_activation"):
+            return "carries a fused_activation attribute"
+        if u.has_input(2):
+            c = u.const(2)
+            if c is None or bias_vector(c, w.shape[0] if a.get("transB", 0) else w.shape[1]) \
+                    is None:
+                return "C is not a constant vector over the output features"
+        return None
+
+    def emit(self, u, b):
+        n, a = u.node, u.node.attrs
+        trans_b = n.op_type == "Gemm" and a.get("transB", 0)
+        # the kernels take W as [N, K]: rows are output features
+        w = b.weights(u, 1, out_axis=0 if trans_b else 1, alpha=float(a.get("alpha", 1.0))
+                      if n.op_type == "Gemm" else 1.0)
+        if isinstance(w, str):
+            return w
+        ins = [b.get_q(u.qin(0), "plain"), *w]
+        if n.op_type == "Gemm" and u.has_input(2):
+            ins.append(b.bias(u, 2, u.qin(0), w[1], beta=float(a.get("beta", 1.0))))
+        b.emit("QGemm", n.name, ins, [b.put_q(u.qout, "plain")], **b.xy(u), **b.clamp_attrs(u))
+        return None
+
+
+class PoolRule(Rule):
+    ops = ("MaxPool", "AveragePool")
+
+    def refuse(self, u):
+        n, a = u.node, u.node.attrs
+        if len(n.outputs) > 1 and n.outputs[1]:
+            return "the Indices output is read"
+        k = a.get("kernel_shape")
+        if u.rank(n.inputs[0]) != 4 or k is None or len(k) != 2:
+            return "only 2-D pooling runs in int8"
+        if a.get("storage_order", 0):
+            return "storage_order=1"
+        return None
+
+    def emit(self, u, b):
+        n, a = u.node, u.node.attrs
+        common = dict(kernel_shape=list(a["kernel_shape"]), ceil_mode=a.get("ceil_mode", 0),
+                      **window(a))
+        x = b.get_q(u.qin(0), "nhwc")
+        if n.op_type == "MaxPool":
+            b.emit("QMaxPool", n.name, [x], [b.put_q(u.qout, "nhwc")], **common)
+        else:
+            b.emit("QAveragePool", n.name, [x], [b.put_q(u.qout, "nhwc")],
+                   count_include_pad=a.get("count_include_pad", 0), **common, **b.xy(u))
+        return None
+
+
+class MaxPoolRule(PoolRule):
+    ops = ("MaxPool",)
+    same_qparams = True
+    needs_int8_input = True      # quantizing only for a max would just add error
+
+
+class GlobalAveragePoolRule(Rule):
+    ops = ("GlobalAveragePool",)
+
+    def refuse(self, u):
+        return None if u.rank(u.node.inputs[0]) == 4 else "only 4-D inputs run in int8"
+
+    def emit(self, u, b):
+        x = b.get_q(u.qin(0), "nhwc")
+        b.emit("QGlobalAveragePool", u.node.name, [x], [b.put_q(u.qout, "nhwc")], **b.xy(u))
+        return None
+
+
+class BinaryRule(Rule):
+    ops = ("Add", "Mul", "Sum")
+    absorbs_clamp = True
+
+    def data_inputs(self, n):
+        return 2
+
+    def refuse(self, u):
+        n = u.node
+        if n.op_type == "Sum" and len(n.inputs) != 2:
+            return "Sum of more than two inputs"
+        if any(not v or u.const_name(v) for v in n.inputs[:2]):
+            return "an operand is a constant"
+        r0, r1 = u.rank(n.inputs[0]), u.rank(n.inputs[1])
+        if r0 is None or r0 != r1:
+            return "operands of different or unknown ranks (broadcasting)"
+        return None
+
+    def emit(self, u, b):
+        n = u.node
+        lay = "nhwc" if u.rank(n.inputs[0]) == 4 else "plain"
+        xa, xb = b.get_q(u.qin(0), lay), b.get_q(u.qin(1), lay)
+        (sa, za), (sb, zb), (ys, yz) = b.qp(u.qin(0)), b.qp(u.qin(1)), b.qp(u.qout)
+        b.emit("QMul" if n.op_type == "Mul" else "QAdd", n.name, [xa, xb],
+               [b.put_q(u.qout, lay)], a_scale=sa, a_zero_point=za, b_scale=sb,
+               b_zero_point=zb, y_scale=ys, y_zero_point=yz, **b.clamp_attrs(u))
+        return None
+
+
+class ConcatRule(Rule):
+    ops = ("Concat",)
+
+    def data_inputs(self, n):
+        return len(n.inputs)
+
+    def refuse(self, u):
+        if any(u.const_name(v) for v in u.node.inputs):
+            return "an input is a constant"
+        ranks = {u.rank(v) for v in u.node.inputs}
+        return None if len(ranks) == 1 and None not in ranks else "inputs of unknown ranks"
+
+    def emit(self, u, b):
+        n = u.node
+        rank = u.rank(n.inputs[0])
+        axis = n.attrs.get("axis", 1)
+        axis = axis + rank if axis < 0 else axis
+        lay = "nhwc" if rank == 4 else "plain"
+        if lay == "nhwc":
+            axis = {0: 0, 1: 3, 2: 1, 3: 2}[axis]
+        qins = [u.qin(i) for i in range(len(n.inputs))]
+        xs = [b.get_q(q, lay) for q in qins]
+        qps = [b.qp(q) for q in qins]
+        ys, yz = b.qp(u.qout)
+        b.emit("QConcat", n.name, xs, [b.put_q(u.qout, lay)], axis=axis,
+               scales=[q[0] for q in qps], zero_points=[q[1] for q in qps], y_scale=ys,
+               y_zero_point=yz)
+        return None
+
+
+class LutRule(Rule):
+    """Elementwise functions through a 256-entry table, built from the qparams."""
+    ops = tuple(LUT_FUNCTIONS)
+
+    def refuse(self, u):
+        if u.node.op_type == "Clip" and clamp_of(u.g, u.node) is None:
+            return "Clip bounds are not constant and finite"
+        return None
+
+    def emit(self, u, b):
+        n = u.node
+        fn = LUT_FUNCTIONS[n.op_type]
+        attrs = {}
+        if fn == "clip":
+            _, lo, hi = clamp_of(u.g, n)
+            attrs = {"alpha": lo, "beta": hi}
+        elif n.op_type == "LeakyRelu":
+            attrs = {"alpha": float(n.attrs.get("alpha", 0.01))}
+        elif n.op_type == "HardSigmoid":
+            attrs = {"alpha": float(n.attrs.get("alpha", 0.2)),
+                     "beta": float(n.attrs.get("beta", 0.5))}
+        lay = b.layout_of(u.qin(0), u.rank(n.inputs[0]))
+        b.emit("QLut", n.name, [b.get_q(u.qin(0), lay)], [b.put_q(u.qout, lay)], function=fn,
+               **attrs, **b.xy(u))
+        return None
+
+
+class ClampLutRule(LutRule):
+    """Relu / Clip on their own: a clamp on a float value is exact in float, so PTQ only
+    quantizes around one whose input already is int8."""
+    ops = ("Relu", "Clip")
+    needs_int8_input = True
+
+
+class ChainRule(Rule):
+    """A fused elementwise chain (qengine/graph/chains.py) as one table lookup; after a float
+    op it stays one compiled float pass (quantizing just for it would add two conversions)."""
+    ops = ("ElementwiseChain",)
+    needs_int8_input = True
+
+    def emit(self, u, b):
+        n = u.node
+        lay = b.layout_of(u.qin(0), u.rank(n.inputs[0]))
+        prog = {k: n.attrs[k] for k in ("steps", "registers", "constants")}
+        b.emit("QLut", n.name, [b.get_q(u.qin(0), lay)], [b.put_q(u.qout, lay)],
+               function="chain", **prog, **b.xy(u))
+        return None
+
+
+class PassThroughRule(Rule):
+    """Data movement: the uint8 bytes move, the qparams stay."""
+    ops = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+    same_qparams = True
+    needs_int8_input = True
+    moves_bytes = True
+
+    def refuse(self, u):
+        for v in u.node.inputs[1:]:
+            if v and u.is_quantized(v):
+                return f"its shape input {v!r} is a quantized tensor"
+        return None
+
+    def emit(self, u, b):
+        n = u.node
+        rest = [b.get_float(v) for v in n.inputs[1:]]
+        b.emit(n.op_type, n.name, [b.get_q(u.qin(0), "plain"), *rest],
+               [b.put_q(u.qout, "plain")], **n.attrs)
+        return None
+
+
+RULES: dict[str, Rule] = {}
+for _rule in (ConvRule(), GemmRule(), MaxPoolRule(), PoolRule(), GlobalAveragePoolRule(),
+              BinaryRule(), ConcatRule(), ClampLutRule(), LutRule(), ChainRule(),
+              PassThroughRule()):
+    for _op in _rule.ops:
+        RULES.setdefault(_op, _rule)       # the first rule listed for an op wins
