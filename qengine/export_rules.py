@@ -409,8 +409,9 @@ class _Raiser:
     def dq_weight(self, n, wi, base, x_scale, bias_at=None, axis=0):
         """DQ(int8 W) and DQ(int32 bias) for a QDQ unit: (W float name, bias float name or "")."""
         W, s, z, ax = self.weight(n.inputs[wi], n.inputs[wi + 1], base)
-        wf = self.o.op("DequantizeLinear", [W, s, z], f"{base}.W", **({} if ax is None else
-                                                                        {"axis": axis}))
+        # axis is written even per tensor, where ONNX ignores it: a reader that checks it
+        # against the rank anyway (as the default 1 would fail on a 1-D bias) reads it fine
+        wf = self.o.op("DequantizeLinear", [W, s, z], f"{base}.W", axis=axis)
         b = self.bias_int32(n, wi + 2, x_scale, base)
         if b is None:
             return wf, ""
@@ -421,7 +422,7 @@ class _Raiser:
                         self.o.init(f"{base}.B_scale", bs if per else bs[:1].reshape(())),
                         self.o.init(f"{base}.B_zero_point",
                                     np.zeros(bs.shape if per else (), np.int32))],
-                       f"{base}.B", **({"axis": 0} if per else {}))
+                       f"{base}.B", axis=0)
         return wf, bf
 
     # ---- the walk ---------------------------------------------------------------------------
@@ -549,8 +550,7 @@ class _Raiser:
         else:        # x [..., K]: MatMul with Wᵀ [K, N] (per channel on axis 1), then + B
             W, s, z, ax = self.weight(n.inputs[1], n.inputs[2], n.name)
             wt = self.o.init(f"{n.name}.W_int8_KN", self.g.initializers[W].T)
-            wf = self.o.op("DequantizeLinear", [wt, s, z], f"{n.name}.W",
-                           **({} if ax is None else {"axis": 1}))
+            wf = self.o.op("DequantizeLinear", [wt, s, z], f"{n.name}.W", axis=1)
             y = self.o.op("MatMul", [x, wf], f"{n.name}.out", n.name)
             if has_b:
                 _, bf = self.dq_weight(n, 1, n.name + ".bias", a["x_scale"])

@@ -218,7 +218,7 @@ def test_weights_bias_and_scales_are_exact(quantized, tmp_path):
         assert np.array_equal(inits[wdq.input[0]], q.initializers[conv.inputs[1]])  # a DQ
         assert inits[wdq.input[1]].shape == ((6,) if per_channel else ())
         assert np.array_equal(inits[wdq.input[1]], w_s if per_channel else w_s[0])
-        assert [a.i for a in wdq.attribute if a.name == "axis"] == ([0] if per_channel else [])
+        assert [a.i for a in wdq.attribute if a.name == "axis"] == [0]
         b = q.initializers[conv.inputs[3]].astype(np.float64)
         bscale = (x_s * w_s).astype(np.float32)
         assert np.array_equal(inits[f"{conv.name}.B_int32"],
