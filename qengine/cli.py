@@ -228,10 +228,10 @@ def _cmd_quantize(args):
                            "conversion_nodes": list(i.conversion_nodes),
                            "converted_values": i.converted_values, "ms": i.ms,
                            "share": i.share} for i in result.islands],
-        "notes": list(result.notes), "file_bytes": Path(args.output).stat().st_size}
-    if args.onnx_out is not None:
-        summary["onnx_output"] = {"path": str(args.onnx_out), "format": args.onnx_format,
-                                  "bytes": Path(args.onnx_out).stat().st_size}
+        "notes": list(result.notes), "file_bytes": Path(args.output).stat().st_size,
+        "onnx_output": None if args.onnx_out is None else {
+            "path": str(args.onnx_out), "format": args.onnx_format,
+            "bytes": Path(args.onnx_out).stat().st_size}}
     if args.mode == "static":
         summary["float_island_cost"] = {
             "what": f"median over {ISLAND_RUNS} profiled runs of the island's float nodes plus "

@@ -41,7 +41,7 @@ JSON_KEYS = {
                          "(empty in dynamic mode)",
         "float_island_cost": "static mode: {what, batch}: how the islands' ms and share were "
                              "measured",
-        "onnx_output": "with --onnx-out: {path, format, bytes} of the ONNX export",
+        "onnx_output": "null, or with --onnx-out {path, format, bytes} of the ONNX export",
     },
     "analyze": {
         "model": "input path", "method": "calibration method",
@@ -87,8 +87,7 @@ JSON_KEYS = {
         "threads": "kernel threads", "isa": "active ISA",
     },
 }
-OPTIONAL_KEYS = {"bench": {"profile"}, "demo": {"lstm", "cnn"}, "quantize": {"float_island_cost",
-                                                                          "onnx_output"}}
+OPTIONAL_KEYS = {"bench": {"profile"}, "demo": {"lstm", "cnn"}, "quantize": {"float_island_cost"}}
 
 HEADER = """\
 # The `qengine` command line
