@@ -4,16 +4,17 @@
     qengine.export_onnx(g8, "model.qdq.onnx")                      # ORT, OpenVINO, TensorRT
     qengine.export_onnx(g8, "model.qop.onnx", format="qoperator")  # ORT's QLinear* ops
 
-What is written (the rules are in qengine/export_rules.py):
+What is written (the rules are in qengine/export_rules.py, layouts in
+export_layout.py, node emission in export_nodes.py):
 - a lowered static int8 graph (quantize_static, an engine file): each integer op as its QDQ node
   unit in NCHW — DequantizeLinear on every input, the float ONNX op, QuantizeLinear at the
   op's output qparams. int8 weights + DequantizeLinear (axis 0, or per tensor when all scales
   are equal); the bias as int32 at scale float32(s_x·s_w), exactly as the kernels quantize it;
   a fused Relu/Clip as its node before the QuantizeLinear (ORT fuses it again); QConvAdd as
-  Conv → Q → DQ → Add → Q; QLut as DQ → Sigmoid / Tanh / HardSigmoid / HardSwish / LeakyRelu /
-  Relu / Clip → Q, and a fused chain (QLut "chain") as the ONNX ops of its program. The
-  program is recoverable step by step (qengine/ops/chain.py), and ops keep the graph a
-  standard QDQ graph that ORT, OpenVINO and our lowering all understand; a uint8 table
+  Conv → Q → DQ → Add → Q; QLut as DQ → Sigmoid / Tanh / HardSigmoid / HardSwish /
+  LeakyRelu / Relu / Clip → Q, and a fused chain (QLut "chain") as the ONNX ops of its
+  program. The program is recoverable step by step (qengine/ops/chain.py), and ops keep the
+  graph a standard QDQ graph that ORT, OpenVINO and our lowering all understand; a uint8 table
   (Cast + Gather) would be exact but opaque to every tool. The cost: ORT evaluates the
   function in float32 where qengine's table is built in float64, so an output byte can differ
   by 1 where the float64 value sits on a rounding boundary. The int8 region's NHWC is internal:
@@ -26,9 +27,9 @@ What is written (the rules are in qengine/export_rules.py):
   range), Tanh / HardSigmoid / HardSwish / Relu / Clip / chains, an AveragePool with
   dilations, a MatMul with bias on a rank other than 2.
 - a dynamic graph (quantize_dynamic): DynamicQuantLinear / DynamicQuantConv in ORT's IntegerOps
-  form, DynamicQuantizeLinear → MatMulInteger / ConvInteger → Cast → Mul(s_x·s_w) → Add(bias):
-  ORT fuses the MatMul form into its DynamicQuantizeMatMul kernel and runs int8 like qengine
-  does, quantizing activations per tensor at run time with the same rule. Weight-only QDQ
+  form, DynamicQuantizeLinear → MatMulInteger / ConvInteger → Cast → Mul(s_x·s_w) →
+  Add(bias): ORT fuses the MatMul form into its DynamicQuantizeMatMul kernel and runs int8 like
+  qengine does, quantizing activations per tensor at run time with the same rule. Weight-only QDQ
   (DQ on int8 weights) would be constant-folded by ORT into float weights and run in float.
   A per-row activation quantization (per_row) is exported per tensor (QuantizationWarning).
   DynamicQuantLSTM / DynamicQuantGRU become ONNX LSTM / GRU, which has no int8 form: their
@@ -36,6 +37,12 @@ What is written (the rules are in qengine/export_rules.py):
   and the recurrence runs in float32 in ORT.
 - a graph that is already QDQ, or float: written as it is (ElementwiseChain nodes and fused
   activations, qengine's own float fusions, are written as the ONNX ops they came from).
+
+Runtimes: the file means exactly what qengine computes (ORT with graph optimizations off, which
+runs it op by op in float, reproduces qengine's bytes). ORT's and OpenVINO's int8 kernels on an
+AVX2 CPU without VNNI multiply u8 × s8 with `vpmaddubsw`, which saturates pairs of products at
+int16: with full-range int8 weights their outputs can then differ from qengine's by many steps
+(ORT documents this and suggests 7-bit weights, "reduce_range"); on VNNI CPUs they agree.
 
 Opset: 13 unless something needs more — HardSwish 14, AveragePool dilations 19, int16 / uint16
 or blocked Q/DQ 21, and float ops in a newer form (the lowest opset where every node's inputs

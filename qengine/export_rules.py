@@ -4,15 +4,6 @@
 a Graph of standard ONNX (and com.microsoft) nodes, which qengine/export_onnx.py writes as a
 protobuf. It is the inverse of lowering: each integer op becomes its node unit, in NCHW.
 
-Layouts. Inside an int8 region 4-D values are NHWC (the kernels' layout) and the lowering puts
-uint8 Transposes where a value changes between "nhwc" and "plain" (NCHW or not 4-D). The
-graph does not label layouts, so `infer_layouts` recovers them from the ops that fix one (QConv,
-pools, QGemm, the reshaping ops, QuantizeU8 / DequantizeU8 flags), shared through elementwise
-ops. A uint8 Transpose between the two layouts is a layout change and disappears (its output
-is its input's tensor); any other Transpose is the model's own and stays. Where a Transpose
-with perm [0,2,3,1] could be either, calling it the model's own is equally correct: the ops in
-between are elementwise, so both readings compute the same values.
-
 Formats. "qdq": every uint8 tensor is the output of a QuantizeLinear and every op reads
 DequantizeLinear outputs (one DQ per reader, a clean node unit for ORT / OpenVINO / the
 lowering). "qoperator": QLinearConv, QLinearMatMul, QuantizeLinear/DequantizeLinear and the
@@ -26,325 +17,30 @@ QuantizeLinear: clamp(q(r), q(lo), q(hi)) = q(clip(r, lo, hi)) because quantizat
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 
 from .errors import ModelError, QuantizationWarning
+from .export_layout import DYNAMIC_OPS, INTEGER_OPS, PASS_OPS, fail, ranks, infer_layouts
+from .export_nodes import (Emitter, activation_nodes, clamp_is_noop, clip_node, float_node,
+                           lut_nodes)
 from .graph.ir import Graph, Node
 from .quantized import params as P
 
-#: qengine ops whose data inputs and output are NHWC uint8 (the data inputs' indices)
-_NHWC_OPS = {"QConv": (0,), "QConvAdd": (0, 1), "QMaxPool": (0,), "QAveragePool": (0,),
-             "QGlobalAveragePool": (0,)}
-#: elementwise int8 ops: inputs and output share one layout
-_SAME_LAYOUT = ("QAdd", "QMul", "QConcat", "QLut")
-#: ops that run on uint8 unchanged (no qparams of their own) when their input is uint8
-_PASS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
-INTEGER_OPS = ("QuantizeU8", "DequantizeU8", *_NHWC_OPS, "QGemm", *_SAME_LAYOUT)
-DYNAMIC_OPS = ("DynamicQuantLinear", "DynamicQuantConv", "DynamicQuantLSTM", "DynamicQuantGRU")
 #: com.microsoft ops the qoperator format writes
 MS_OPS = frozenset({"QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool",
                     "QLinearAveragePool", "QLinearSigmoid", "QLinearLeakyRelu", "QGemm"})
-_TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 _NHWC_AXIS_TO_NCHW = {0: 0, 1: 2, 2: 3, 3: 1}
 
-
-def _fail(n: Node, why: str):
-    raise ModelError(f"cannot export node {n.name!r} ({n.op_type}) to ONNX: {why}")
-
-
-# ----------------------------------------------------------------------------- layouts
-def infer_layouts(g: Graph):
-    """({uint8 value: "nhwc" | "plain"}, {names of layout-change Transpose nodes})."""
-    parent: dict[str, str] = {}
-
-    def find(v):
-        while parent.setdefault(v, v) != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    u8: set[str] = set()
-    fixed: dict[str, str] = {}            # class root -> layout
-    pending = []                          # (value, layout, node) before classes are final
-    transposes = []
-    for n in g.nodes:
-        op, ins = n.op_type, n.inputs
-        if op == "QuantizeU8":
-            u8.add(n.outputs[0])
-            pending.append((n.outputs[0], "nhwc" if n.attrs.get("to_nhwc") else "plain", n))
-        elif op in _NHWC_OPS:
-            u8.add(n.outputs[0])
-            for i in _NHWC_OPS[op] + (None,):
-                pending.append((n.outputs[0] if i is None else ins[i], "nhwc", n))
-        elif op == "QGemm":
-            u8.add(n.outputs[0])
-            pending += [(ins[0], "plain", n), (n.outputs[0], "plain", n)]
-        elif op in _SAME_LAYOUT:
-            u8.add(n.outputs[0])
-            for v in ins:
-                parent[find(v)] = find(n.outputs[0])
-        elif op == "DequantizeU8":
-            pending.append((ins[0], "nhwc" if n.attrs.get("from_nhwc") else "plain", n))
-        elif op in _PASS and ins and ins[0] in u8:
-            u8.add(n.outputs[0])
-            if op == "Transpose" and list(n.attrs.get("perm") or ()) in (_TO_NHWC, _TO_NCHW):
-                transposes.append(n)
-            else:
-                pending += [(ins[0], "plain", n), (n.outputs[0], "plain", n)]
-
-    def fix(v, lay, n):
-        r = find(v)
-        if fixed.setdefault(r, lay) != lay:
-            _fail(n, f"value {v!r} is used both as NHWC and as plain uint8 (inconsistent graph)")
-
-    for v, lay, n in pending:
-        fix(v, lay, n)
-    layout_of = lambda v: fixed.get(find(v))  # noqa: E731
-    changes: set[str] = set()
-    todo = list(transposes)
-    while todo:
-        progress = False
-        for t in list(todo):
-            perm, lin, lout = list(t.attrs["perm"]), layout_of(t.inputs[0]), layout_of(t.outputs[0])
-            src, dst = ("nhwc", "plain") if perm == _TO_NCHW else ("plain", "nhwc")
-            if lin is None and lout is None:
-                continue
-            todo.remove(t)
-            progress = True
-            # a layout change reads `src` and writes `dst`; the model's own Transpose reads and
-            # writes plain (the lowering only ever gives it plain inputs)
-            if (perm == _TO_NCHW and lin == "nhwc") or (perm == _TO_NHWC and lout == "nhwc"):
-                changes.add(t.name)
-                fix(t.inputs[0], src, t)
-                fix(t.outputs[0], dst, t)
-            else:
-                fix(t.inputs[0], "plain", t)
-                fix(t.outputs[0], "plain", t)
-        if not progress:                  # nothing fixes either side: the model's own
-            t = todo[0]
-            fix(t.inputs[0], "plain", t)
-    return {v: layout_of(v) or "plain" for v in u8}, changes
-
-
-def _ranks(g: Graph) -> dict:
-    """Ranks of values where known (only QGemm needs one: rank 2 is written as Gemm)."""
-    r = {v.name: len(v.shape) for v in list(g.inputs) + list(g.value_info.values())
-         if v.shape is not None}
-    r.update({k: a.ndim for k, a in g.initializers.items()})
-    for n in g.nodes:
-        if not n.inputs or n.outputs[0] in r:
-            continue
-        r0 = r.get(n.inputs[0])
-        if n.op_type == "Flatten":
-            out = 2
-        elif n.op_type == "Reshape" and n.inputs[1] in g.initializers:
-            out = int(g.initializers[n.inputs[1]].size)
-        elif n.op_type in ("Squeeze", "Unsqueeze") and len(n.inputs) > 1 and \
-                n.inputs[1] in g.initializers and r0 is not None:
-            k = int(g.initializers[n.inputs[1]].size)
-            out = r0 + (k if n.op_type == "Unsqueeze" else -k)
-        elif n.op_type in INTEGER_OPS or n.op_type in ("Transpose", "Relu", "Clip"):
-            out = r0
-        else:
-            out = None
-        if out is not None:
-            r[n.outputs[0]] = out
-    return r
-
-
-# ----------------------------------------------------------------------------- emitting
-class _Out:
-    """The raised graph being built: nodes, initializers and fresh names."""
-
-    def __init__(self, g: Graph):
-        self.nodes: list[Node] = []
-        self.inits: dict[str, np.ndarray] = {}
-        self.used = {v for n in g.nodes for v in (*n.inputs, *n.outputs)} | \
-            set(g.initializers) | set(g.input_names)
-        self.node_names: set[str] = set()   # (ONNX names nodes and values apart)
-        self._consts: dict = {}
-
-    def node_name(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.node_names:
-            i += 1
-            name = f"{base}_{i}"
-        self.node_names.add(name)
-        return name
-
-    def name(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.used:
-            i += 1
-            name = f"{base}_{i}"
-        self.used.add(name)
-        return name
-
-    def node(self, op, inputs, outputs, name=None, **attrs) -> None:
-        self.nodes.append(Node(op, self.node_name(name or f"{outputs[0]}.{op}"), tuple(inputs),
-                               tuple(outputs), attrs))
-
-    def init(self, base: str, arr) -> str:
-        name = self.name(base)
-        self.inits[name] = np.array(arr, order="C")  # (ascontiguousarray makes 0-d 1-d)
-        return name
-
-    def const(self, arr, dtype) -> str:
-        """A shared small constant (scales, zero points, clip bounds)."""
-        a = np.asarray(arr, dtype)
-        key = (a.dtype.str, a.shape, a.tobytes())
-        if key not in self._consts:
-            self._consts[key] = self.init(f"const_{a.dtype.name}_{len(self._consts)}", a)
-        return self._consts[key]
-
-    def op(self, op, inputs, base, name=None, **attrs) -> str:
-        """One node with one fresh output; returns the output's name."""
-        out = self.name(base)
-        self.node(op, inputs, [out], name, **attrs)
-        return out
-
-    def retarget(self, y: str, out: str) -> None:
-        """Make value y, just computed, be called `out` (a graph's value name)."""
-        last = self.nodes[-1] if self.nodes else None
-        if last is not None and last.outputs[0] == y and y != out:
-            self.nodes[-1] = last.replace(outputs=(out, *last.outputs[1:]))
-        elif y != out:
-            self.node("Identity", [y], [out])
-
-
-# ----------------------------------------------------------------------------- elementwise
-def chain_nodes(o: _Out, x: str, steps, base: str) -> str:
-    """The ONNX nodes of an ElementwiseChain program (qengine/ops/chain.py) on float x; returns
-    the result's name. Each step is the ONNX node it was fused from, so ORT, OpenVINO and our
-    own fusion pass see the original subgraph."""
-    binary = {"add": ("Add", False), "sub": ("Sub", False), "rsub": ("Sub", True),
-              "mul": ("Mul", False), "div": ("Div", False), "rdiv": ("Div", True),
-              "max": ("Max", False), "rmax": ("Max", True), "min": ("Min", False),
-              "rmin": ("Min", True)}
-    unary = {"neg": "Neg", "abs": "Abs", "sqrt": "Sqrt", "exp": "Exp", "sigmoid": "Sigmoid",
-             "tanh": "Tanh", "erf": "Erf"}
-    regs, acc = {0: x}, x
-    for name, reg, c in steps:
-        if name == "store":
-            regs[reg] = acc
-        elif name == "load":
-            acc = regs[reg]
-        elif name in binary:
-            op, swap = binary[name]
-            v = regs[reg] if reg >= 0 else o.const(c, np.float32)
-            acc = o.op(op, [v, acc] if swap else [acc, v], f"{base}.{name}")
-        elif name in ("cliplo", "cliphi"):
-            bound = o.const(c, np.float32)
-            acc = o.op("Clip", [acc, bound] if name == "cliplo" else [acc, "", bound],
-                       f"{base}.{name}")
-        elif name == "leaky":
-            acc = o.op("LeakyRelu", [acc], f"{base}.leaky", alpha=float(c))
-        elif name == "square":
-            acc = o.op("Mul", [acc, acc], f"{base}.square")
-        elif name in unary:
-            acc = o.op(unary[name], [acc], f"{base}.{name}")
-        else:
-            raise ModelError(f"{base}: chain step {name!r} has no ONNX form in this exporter")
-    return acc
-
-
-def lut_nodes(o: _Out, x: str, a: dict, base: str, opset: int) -> str:
-    """The float ONNX op(s) of a QLut's function on x."""
-    fn, alpha, beta = a.get("function", "relu"), a.get("alpha"), a.get("beta")
-    if fn == "chain":
-        from .ops.chain import steps_of
-        return chain_nodes(o, x, steps_of(a), base)
-    simple = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
-    if fn in simple:
-        return o.op(simple[fn], [x], f"{base}.{fn}")
-    if fn == "hardsigmoid":
-        return o.op("HardSigmoid", [x], f"{base}.hardsigmoid",
-                    alpha=0.2 if alpha is None else float(alpha),
-                    beta=0.5 if beta is None else float(beta))
-    if fn == "leakyrelu":
-        return o.op("LeakyRelu", [x], f"{base}.leakyrelu",
-                    alpha=0.01 if alpha is None else float(alpha))
-    if fn == "hardswish":
-        if opset >= 14:
-            return o.op("HardSwish", [x], f"{base}.hardswish")
-        hs = o.op("HardSigmoid", [x], f"{base}.hardsigmoid", alpha=1.0 / 6, beta=0.5)
-        return o.op("Mul", [x, hs], f"{base}.hardswish")
-    if fn == "clip":
-        return clip_node(o, x, alpha, beta, base)
-    raise ModelError(f"{base}: QLut function {fn!r} has no ONNX form in this exporter")
-
-
-def clip_node(o: _Out, x, lo, hi, base) -> str:
-    ins = [x, "" if lo is None or lo == -math.inf else o.const(lo, np.float32),
-           "" if hi is None or hi == math.inf else o.const(hi, np.float32)]
-    while ins[-1] == "":
-        ins.pop()
-    return o.op("Clip", ins, f"{base}.clip")
-
-
-def activation_nodes(o: _Out, y: str, a: dict, prefix: str, base: str) -> str:
-    """A fused output clamp (integer ops' activation attrs) as a Relu / Clip node."""
-    act = a.get(f"{prefix}activation", "")
-    if act == "":
-        return y
-    if act == "relu":
-        return o.op("Relu", [y], f"{base}.relu")
-    if act == "clip":
-        return clip_node(o, y, a.get(f"{prefix}activation_min"),
-                         a.get(f"{prefix}activation_max"), base)
-    raise ModelError(f"{base}: activation {act!r} is not relu or clip")
-
-
-def clamp_is_noop(a: dict, prefix: str, y_scale, y_zp) -> bool:
-    """True when the fused clamp cuts nothing off uint8 [0, 255] (a QOperator op, which has no
-    clamp, then computes the same bytes: saturation is the clamp)."""
-    act = a.get(f"{prefix}activation", "")
-    if act == "":
-        return True
-    spec = "relu" if act == "relu" else ("clip", a.get(f"{prefix}activation_min"),
-                                         a.get(f"{prefix}activation_max"))
-    return P.clamp_range(spec, np.float32(y_scale), int(y_zp)) == (0, 255)
-
-
-def float_node(o: _Out, n: Node, opset: int) -> None:
-    """A float node of the graph, as ONNX: ElementwiseChain decomposed, a Conv/Gemm's fused
-    activation (graph/passes.py fuse_activations) as its own node, qengine-only attributes
-    dropped."""
-    if n.op_type == "ElementwiseChain":
-        from .ops.chain import steps_of
-        o.retarget(chain_nodes(o, n.inputs[0], steps_of(n.attrs), n.name), n.outputs[0])
-        return
-    if n.op_type in ("SqueezeExcite",) or n.op_type in INTEGER_OPS or n.op_type in DYNAMIC_OPS:
-        _fail(n, "this qengine op has no ONNX export rule")
-    attrs = {k: v for k, v in n.attrs.items()
-             if k not in ("fused_activation", "fused_activation_params", "fused_nodes")}
-    act = n.attrs.get("fused_activation", "")
-    if not act:
-        o.node(n.op_type, n.inputs, n.outputs, name=n.name, **attrs)
-        return
-    y = o.name(f"{n.outputs[0]}.pre_{act.lower()}")
-    o.node(n.op_type, n.inputs, [y, *n.outputs[1:]], name=n.name, **attrs)
-    params = list(n.attrs.get("fused_activation_params") or [])
-    if act == "Relu":
-        o.node("Relu", [y], [n.outputs[0]])
-    elif act == "LeakyRelu":
-        o.node("LeakyRelu", [y], [n.outputs[0]], alpha=float(params[0]))
-    else:
-        o.retarget(clip_node(o, y, params[0], params[1], n.name), n.outputs[0])
-
-
-# ----------------------------------------------------------------------------- the raise
 class _Raiser:
     """One pass over the lowered graph; `_<op>` methods are the rules, one per integer op."""
 
     def __init__(self, g: Graph, fmt: str, opset: int):
         self.g, self.fmt, self.opset = g, fmt, opset
-        self.o = _Out(g)
+        self.o = Emitter(g)
         self.layout, self.changes = infer_layouts(g)
-        self.rank = _ranks(g)
+        self.rank = ranks(g)
         self.alias: dict[str, str] = {}           # uint8 value -> its exported tensor
         self.qp: dict[str, tuple] = {}            # exported uint8 tensor -> (scale, zp)
 
@@ -402,7 +98,7 @@ class _Raiser:
         ws = np.asarray(self.g.initializers[n.inputs[bi - 1]], np.float32).reshape(-1)
         b = self.g.initializers.get(n.inputs[bi])
         if b is None:
-            _fail(n, "its bias is not an initializer")
+            fail(n, "its bias is not an initializer")
         bq = P.bias_q(np.asarray(b).reshape(-1), np.float32(x_scale), ws)
         return bq, (np.float32(x_scale) * ws).astype(np.float32)
 
@@ -429,7 +125,7 @@ class _Raiser:
     def run(self) -> Graph:
         for n in self.g.nodes:
             rule = getattr(self, "_" + n.op_type, None)
-            if n.op_type in _PASS and n.inputs[0] in self.layout:
+            if n.op_type in PASS_OPS and n.inputs[0] in self.layout:
                 self._pass(n)
             elif rule is not None and (n.op_type in INTEGER_OPS or n.op_type in DYNAMIC_OPS):
                 rule(n)
@@ -445,7 +141,7 @@ class _Raiser:
                         m.op_type in MS_OPS for m in self.o.nodes) else {})}, g.name)
         for v in g.outputs:
             if v.name in self.layout:
-                _fail(next(n for n in g.nodes if v.name in n.outputs),
+                fail(next(n for n in g.nodes if v.name in n.outputs),
                       "it writes a uint8 graph output (export the graph's float form)")
         return out
 
@@ -465,7 +161,7 @@ class _Raiser:
             self.alias[n.outputs[0]] = x
             return
         if self.layout[n.inputs[0]] == "nhwc":
-            _fail(n, "it reshapes an NHWC uint8 value (the lowering never makes this)")
+            fail(n, "it reshapes an NHWC uint8 value (the lowering never makes this)")
         if self.fmt == "qoperator":
             self.o.node(n.op_type, [x, *n.inputs[1:]], [self.define(n.outputs[0], self.qp[x])],
                         name=n.name, **n.attrs)
@@ -575,7 +271,7 @@ class _Raiser:
         dil = attrs.pop("dilations", [1, 1])
         if any(d != 1 for d in dil):     # (neither QLinearAveragePool nor opset < 19 has them)
             if self.opset < 19:
-                _fail(n, f"AveragePool has dilations {dil} only from opset 19 (asked: "
+                fail(n, f"AveragePool has dilations {dil} only from opset 19 (asked: "
                          f"{self.opset})")
             attrs["dilations"] = dil
         elif self.fmt == "qoperator":
