@@ -338,7 +338,7 @@ def test_a_qdq_graph_is_written_as_it_is(tmp_path):
             "out", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
     src = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.save(src, str(tmp_path / "src.onnx"))
-    g = qengine.from_onnx(tmp_path / "src.onnx", optimize=False)
+    g = qengine.from_onnx(tmp_path / "src.onnx", optimize=False, lower=False)
     m = qengine.export_onnx(g, tmp_path / "out.onnx")
     assert [n.op_type for n in m.graph.node] == [n.op_type for n in nodes]
     feeds = {"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}
