@@ -188,6 +188,17 @@ def _cmd_quantize(args):
     from .tools.table import format_table, human_bytes
     _check_output_path(args.output, [args.model] + ([args.calib] if args.calib else []),
                        args.force)
+    if args.onnx_out is not None:
+        # checked before the work too; onnx is needed only for this option
+        _check_output_path(args.onnx_out, [args.model, args.output] +
+                           ([args.calib] if args.calib else []), args.force)
+        if Path(args.onnx_out).resolve() == Path(args.output).resolve():
+            raise QEngineError("--onnx-out and -o name the same file; give the ONNX export "
+                               "its own name (e.g. OUT.onnx)")
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise QEngineError("--onnx-out needs the onnx package (pip install onnx)") from None
     if args.auto_keep_float != (args.target_sqnr is not None):
         raise QEngineError("--auto-keep-float and --target-sqnr DB go together")
     graph = read_model(args.model)
@@ -200,6 +211,9 @@ def _cmd_quantize(args):
     result = quantize_graph(graph, args.mode, req)
     qgraph = result.graph
     save(qgraph, args.output)
+    if args.onnx_out is not None:
+        from .export_onnx import export_onnx
+        export_onnx(qgraph, args.onnx_out, format=args.onnx_format)
     rows = quantization_report(result.float_graph, qgraph, result.report_ops)
     n_q = sum(r["quantized"] for r in rows)
     w_before, w_after = reported_weight_bytes(result.float_graph, qgraph, rows)
@@ -214,7 +228,10 @@ def _cmd_quantize(args):
                            "conversion_nodes": list(i.conversion_nodes),
                            "converted_values": i.converted_values, "ms": i.ms,
                            "share": i.share} for i in result.islands],
-        "notes": list(result.notes), "file_bytes": Path(args.output).stat().st_size}
+        "notes": list(result.notes), "file_bytes": Path(args.output).stat().st_size,
+        "onnx_output": None if args.onnx_out is None else {
+            "path": str(args.onnx_out), "format": args.onnx_format,
+            "bytes": Path(args.onnx_out).stat().st_size}}
     if args.mode == "static":
         summary["float_island_cost"] = {
             "what": f"median over {ISLAND_RUNS} profiled runs of the island's float nodes plus "
@@ -245,6 +262,10 @@ def _cmd_quantize(args):
         print(note)
     size = summary["file_bytes"]
     print(f"wrote {args.output} ({size} bytes, {human_bytes(size)})")
+    if args.onnx_out is not None:
+        size = summary["onnx_output"]["bytes"]
+        print(f"wrote {args.onnx_out} ({args.onnx_format} ONNX, {size} bytes, "
+              f"{human_bytes(size)})")
     return 0
 
 
@@ -565,9 +586,16 @@ def build_parser():
                    help="keep the most sensitive layers float until --target-sqnr is met")
     s.add_argument("--target-sqnr", type=_finite_float, metavar="DB",
                    help="output SQNR target (dB, on the calibration data) for --auto-keep-float")
+    s.add_argument("--onnx-out", metavar="PATH",
+                   help="also export the quantized model as ONNX to PATH (needs the onnx "
+                        "package; ONNX Runtime and OpenVINO run it)")
+    s.add_argument("--onnx-format", choices=("qdq", "qoperator"), default="qdq",
+                   help="with --onnx-out: qdq (QuantizeLinear/DequantizeLinear around float "
+                        "ops) or qoperator (QLinearConv, QLinearMatMul, com.microsoft QLinear*)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--force", action="store_true",
-                   help="overwrite OUTPUT if it exists (never allowed for one of the inputs)")
+                   help="overwrite OUTPUT (and --onnx-out) if it exists (never allowed for one "
+                        "of the inputs)")
     s.set_defaults(func=_cmd_quantize)
 
     s = sub.add_parser("analyze", help="per-layer quantization error, ranges, saturation and "

@@ -41,6 +41,7 @@ JSON_KEYS = {
                          "(empty in dynamic mode)",
         "float_island_cost": "static mode: {what, batch}: how the islands' ms and share were "
                              "measured",
+        "onnx_output": "null, or with --onnx-out {path, format, bytes} of the ONNX export",
     },
     "analyze": {
         "model": "input path", "method": "calibration method",
