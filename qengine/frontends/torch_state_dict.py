@@ -29,7 +29,6 @@ import numpy as np
 
 from ..errors import ConfigError, ModelError
 from ..graph.ir import Graph, Node, ValueInfo
-from ..reference.rnn import gru_weights_from_torch, lstm_weights_from_torch
 
 _ACTIVATIONS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "softmax": "Softmax",
                 "log_softmax": "LogSoftmax"}
@@ -55,6 +54,27 @@ def load_state_dict(source) -> dict[str, np.ndarray]:
         from ..engine_file import read_safetensors
         return read_safetensors(path)[0]
     raise ModelError(f"state_dict file {str(path)!r}: expected a .npz or .safetensors file")
+
+
+# Where each ONNX gate comes from in PyTorch's stacking: nn.LSTM stacks i, f, g, o and ONNX
+# i, o, f, c (g is ONNX's c); nn.GRU stacks r, z, n and ONNX z, r, h. PyTorch's GRU computes
+# ONNX's linear_before_reset = 1.
+_TORCH_GATE_OF_ONNX = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2)}
+
+
+def onnx_gate_rows(kind, hidden):
+    """Row permutation taking a PyTorch gate stack (G·hidden rows) to ONNX gate order."""
+    return np.concatenate([np.arange(g * hidden, (g + 1) * hidden)
+                           for g in _TORCH_GATE_OF_ONNX[kind]])
+
+
+def rnn_weights_from_torch(rows, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One direction of nn.LSTM / nn.GRU → ONNX (W, R, B) without the direction axis, rows from
+    `onnx_gate_rows`. Missing biases (bias=False) become zeros."""
+    W, R = np.asarray(w_ih)[rows], np.asarray(w_hh)[rows]
+    zeros = np.zeros(len(rows), W.dtype)
+    B = np.concatenate([zeros if b is None else np.asarray(b)[rows] for b in (b_ih, b_hh)])
+    return W, R, B
 
 
 class _Builder:
@@ -115,7 +135,7 @@ def _rnn(b: _Builder, kind: str, prefix: str, opts: dict, x: str):
                      ("bias", has_bias), ("input_size", w0.shape[1])):
         _check(opts, key, val, where)
     batch_first, stateful = bool(opts.get("batch_first", False)), bool(opts.get("stateful", False))
-    conv = lstm_weights_from_torch if kind == "lstm" else gru_weights_from_torch
+    rows = onnx_gate_rows(kind, H)
     if batch_first:
         x = b.node("Transpose", f"{prefix}.to_time_major", [x], perm=[1, 0, 2])
     state_names = ["h"] + (["c"] if kind == "lstm" else [])
@@ -134,7 +154,7 @@ def _rnn(b: _Builder, kind: str, prefix: str, opts: dict, x: str):
                 if w is not None and w.shape != shp:
                     raise ModelError(f"{where}: {prefix}.{name}_l{layer}{sfx} has shape "
                                      f"{w.shape}, expected {shp}")
-            parts.append(conv(*ws))
+            parts.append(rnn_weights_from_torch(rows, *ws))
         W, R, B = (np.stack([p[k] for p in parts]).astype(np.float32) for k in range(3))
         base = f"{prefix}.l{layer}"
         ins = [x, b.const(f"{base}.W", W), b.const(f"{base}.R", R), b.const(f"{base}.B", B)]

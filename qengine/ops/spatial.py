@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ModelError
-from ..reference.conv import same_pads
+from ..window import out_size, same_pads
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
@@ -113,9 +113,8 @@ class Geometry:
             if span < 0:
                 raise ValueError(f"input spatial size {i} (+ pads {b}, {en}) is smaller than "
                                  f"the dilated kernel {e}")
-            o = (-(-span // s) if ceil_mode and auto == "NOTSET" else span // s) + 1
-            if ceil_mode and auto == "NOTSET" and (o - 1) * s >= i + b:
-                o -= 1
+            # e is already the dilated extent, hence dilation 1
+            o = out_size(i, e, s, 1, b, en, ceil_mode and auto == "NOTSET")
             out.append(o)
             over.append(max(0, (o - 1) * s + e - (i + b + en)))
         return cls(kernel, strides, dil, pb, pe, tuple(out), tuple(over))

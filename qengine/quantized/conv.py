@@ -14,7 +14,7 @@ import numpy as np
 from .. import _runtime, functional
 from .._ext import _conv
 from ..errors import ConfigError, ShapeError
-from ..reference.conv import conv_out_size
+from ..window import out_size
 from . import params as S
 
 _runtime.register_kernels("dwconv_u8s8", {name: _conv.dw_kernel_name(i)
@@ -110,7 +110,7 @@ class QConv2d:
         n, h, w, _ = input_shape
         (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = (self.kernel_size, self.stride,
                                                           self.dilation, self.pads(h, w))
-        return (n, conv_out_size(h, kh, sh, dh, pt, pb), conv_out_size(w, kw, sw, dw, pl, pr),
+        return (n, out_size(h, kh, sh, dh, pt, pb), out_size(w, kw, sw, dw, pl, pr),
                 self.out_channels)
 
     def __call__(self, x, *, nthreads=0, out=None):

@@ -20,7 +20,7 @@ import numpy as np
 from .. import _runtime, functional
 from .._ext import _conv
 from ..errors import ConfigError, ShapeError
-from ..reference.conv import conv_out_size
+from ..window import out_size
 from . import params as S
 from .conv import _pack_dw
 
@@ -117,8 +117,8 @@ class DynamicConv2d:
         if geo is None:           # pads and output size depend on the input size only
             pt, pl, pb, pr = S.resolve_pads(self.padding, h, w, self.kernel_size, self.stride,
                                             self.dilation)
-            oh = conv_out_size(h, kh, sh, dh, pt, pb)
-            ow = conv_out_size(w, kw, sw, dw, pl, pr)
+            oh = out_size(h, kh, sh, dh, pt, pb)
+            ow = out_size(w, kw, sw, dw, pl, pr)
             if oh < 1 or ow < 1:
                 raise ShapeError(f"input {h}x{w} is too small for kernel {self.kernel_size}")
             if len(self._geometry) < 64:

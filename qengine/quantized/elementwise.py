@@ -4,13 +4,13 @@ requantized to the shared output qparams through a 256-entry table, or copied wh
 QLookupTable (any u8 → u8 function of one input — Sigmoid, HardSigmoid, HardSwish, LeakyRelu,
 Tanh, … — as a table built once from the input/output qparams). NumPy definitions:
 qengine.reference.conv.qadd_ref / qmul_ref / qconcat_ref / activation_table_ref / lut_ref."""
+import math
+
 import numpy as np
 
 from .. import _runtime
 from .._ext import _conv
 from ..errors import ConfigError, ShapeError
-from ..reference.conv import (activation_table_ref, add_multipliers, mul_multiplier,
-                              requant_table_ref)
 from . import params as S
 
 
@@ -54,8 +54,8 @@ class QAdd(_Binary):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._ma, self._mb = (float(m) for m in add_multipliers(self.a_scale, self.b_scale,
-                                                                 self.output_scale))
+        self._ma = float(S.rescale_multiplier(self.a_scale, self.output_scale))
+        self._mb = float(S.rescale_multiplier(self.b_scale, self.output_scale))
 
 
 class QMul(_Binary):
@@ -66,8 +66,68 @@ class QMul(_Binary):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._ma = float(mul_multiplier(self.a_scale, self.b_scale, self.output_scale))
+        self._ma = float(S.mul_multiplier(self.a_scale, self.b_scale, self.output_scale))
         self._mb = 0.0
+
+
+# The functions a QLookupTable can name, on float64 arrays. Each is evaluated once per table
+# (256 values), so they are written for agreement with qengine/reference/conv.py ACTIVATIONS —
+# the same float64 expression in the same order, checked by tests/test_architecture.py — not
+# for speed. The parameterless ones ignore alpha/beta (a QLut node may carry them), as the
+# reference does.
+def _sigmoid(r, **_):
+    return 1.0 / (1.0 + np.exp(-r))
+
+
+def _tanh(r, **_):
+    return np.tanh(r)
+
+
+def _hardsigmoid(r, alpha=0.2, beta=0.5):
+    return np.clip(alpha * r + beta, 0.0, 1.0)
+
+
+def _hardswish(r, **_):
+    return r * np.clip(r + 3.0, 0.0, 6.0) / 6.0
+
+
+def _leakyrelu(r, alpha=0.01):
+    return np.where(r >= 0, r, alpha * r)
+
+
+def _relu(r, **_):
+    return np.maximum(r, 0.0)
+
+
+def _elu(r, alpha=1.0):
+    return np.where(r > 0, r, alpha * np.expm1(np.minimum(r, 0.0)))
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)   # NumPy has no erf, and SciPy is not a dependency
+
+
+def _gelu(r, **_):
+    return 0.5 * r * (1.0 + _erf(r / math.sqrt(2.0)).astype(np.float64))
+
+
+def _silu(r, **_):
+    return r / (1.0 + np.exp(-r))
+
+
+ACTIVATIONS = {"sigmoid": _sigmoid, "tanh": _tanh, "hardsigmoid": _hardsigmoid,
+               "hardswish": _hardswish, "leakyrelu": _leakyrelu, "relu": _relu, "elu": _elu,
+               "gelu": _gelu, "silu": _silu}
+
+
+def activation_table(fn, x_scale, x_zero_point, y_scale, y_zero_point, **fn_kwargs):
+    """uint8 [256]: code q ↦ quantize(f(dequantize(q))). The float32 dequantized value is
+    widened to float64, f evaluated there and rounded once to float32, then the normative
+    quantize. fn: a name from ACTIVATIONS or a callable on float64 arrays."""
+    f = ACTIVATIONS[fn] if isinstance(fn, str) else fn
+    r = (np.arange(256, dtype=np.float32) - np.float32(x_zero_point)) * np.float32(x_scale)
+    with np.errstate(over="ignore"):   # exp(−r) overflows to inf for very negative r: σ → 0
+        fr = np.asarray(f(r.astype(np.float64), **fn_kwargs), np.float64).astype(np.float32)
+    return S.quantize_u8(fr, y_scale, y_zero_point)
 
 
 def apply_table(x, table, nthreads=0, out=None):
@@ -87,7 +147,6 @@ class QLookupTable:
 
     def __init__(self, fn, *, input_scale, input_zero_point, output_scale, output_zero_point,
                  **fn_kwargs):
-        from ..reference.conv import ACTIVATIONS
         if isinstance(fn, str) and fn.lower() not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {fn!r}; known: {', '.join(ACTIVATIONS)}")
         self.fn = fn.lower() if isinstance(fn, str) else fn
@@ -95,8 +154,8 @@ class QLookupTable:
         self.input_zero_point = S.zero_point(input_zero_point, "input_zero_point")
         self.output_scale = S.scale(output_scale, "output_scale")
         self.output_zero_point = S.zero_point(output_zero_point, "output_zero_point")
-        self.table = activation_table_ref(self.fn, self.input_scale, self.input_zero_point,
-                                          self.output_scale, self.output_zero_point, **fn_kwargs)
+        self.table = activation_table(self.fn, self.input_scale, self.input_zero_point,
+                                      self.output_scale, self.output_zero_point, **fn_kwargs)
 
     def __call__(self, x, *, nthreads=0, out=None):
         return apply_table(x, self.table, nthreads, out)
@@ -119,7 +178,7 @@ class QConcat:
         self.input_qparams = [(S.scale(s, "input scale"), S.zero_point(z, "input zero point"))
                               for s, z in input_qparams]
         self._tables = [None if (s, z) == (self.output_scale, self.output_zero_point)
-                        else requant_table_ref(s, z, self.output_scale, self.output_zero_point)
+                        else S.requant_table(s, z, self.output_scale, self.output_zero_point)
                         for s, z in self.input_qparams]
 
     def __call__(self, inputs, *, nthreads=0, out=None):

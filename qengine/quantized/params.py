@@ -1,11 +1,14 @@
 """Shared argument handling for the static-int8 layers (qengine/quantized/{conv,pool,
 elementwise,linear}.py): qparams validation, fused-activation clamps, weight quantization,
-and the bias / multiplier folding of docs/numerics.md epilogue (b)."""
+and the bias / multiplier folding of docs/numerics.md epilogue (b). The multipliers are each
+one float64 expression rounded once to float32; qengine/reference/conv.py holds the NumPy
+definitions they are tested against (tests/test_architecture.py)."""
 import numpy as np
 
 from .. import _runtime
+from .._ext import _quant
 from ..errors import ConfigError, ShapeError
-from ..reference.conv import quantize_u8_ref, same_pads
+from ..window import same_pads
 from .weights import quantize_per_channel_symmetric
 
 _AVAILABLE = tuple(_runtime.available_isas())
@@ -49,8 +52,7 @@ def clamp_range(activation, y_scale, y_zero_point):
     else:
         raise ConfigError(f"activation must be None, 'relu', 'relu6' or ('clip', min, max), "
                           f"got {activation!r}")
-    lo = int(quantize_u8_ref(np.float32(a), y_scale, y_zero_point))
-    hi = int(quantize_u8_ref(np.float32(b), y_scale, y_zero_point))
+    lo, hi = (int(q) for q in quantize_u8([a, b], y_scale, y_zero_point))
     if lo > hi:
         raise ConfigError(f"activation {activation!r}: empty output range")
     return lo, hi
@@ -96,9 +98,53 @@ def bias_q(bias, x_scale, w_scale):
     return np.clip(bq, -2**31, 2**31 - 1).astype(np.int32)
 
 
+def quantize_u8(r, scale, zero_point):
+    """uint8 array of r's shape: the normative quantize (qe_quantize_f32: float32 r / s, clamp
+    to [0, 255], half to even; ±Inf saturate, NaN lands on z) through the compiled kernel."""
+    x = np.ascontiguousarray(r, np.float32)
+    y = np.empty(x.shape, np.uint8)
+    _quant.quantize_u8(x, y, float(scale), int(zero_point), _runtime.isa_index(None))
+    return y.reshape(np.shape(r))
+
+
 def multipliers(x_scale, w_scale, y_scale):
     """float32 [cout]: M[n] = float32(s_x·s_w[n] / s_y), evaluated in float64."""
     return (np.float64(x_scale) * w_scale.astype(np.float64) / np.float64(y_scale)).astype(np.float32)
+
+
+def _f64(scale):
+    # scales are float32 by contract; widening first makes a Python float argument agree too
+    return np.float64(np.float32(scale))
+
+
+def rescale_multiplier(x_scale, y_scale):
+    """float32(s_x / s_y) in float64: moves a value at scale s_x to scale s_y (QAdd's M_a and
+    M_b, QConcat's requant tables)."""
+    return np.float32(_f64(x_scale) / _f64(y_scale))
+
+
+def mul_multiplier(a_scale, b_scale, y_scale):
+    """float32(s_a·s_b / s_y) in float64: QMul's requantize multiplier."""
+    return np.float32(_f64(a_scale) * _f64(b_scale) / _f64(y_scale))
+
+
+def avgpool_multipliers(x_scale, y_scale, ntaps):
+    """float32 [ntaps + 1] indexed by a window's tap count c: M[c] = float32(s_x / (s_y·c)) in
+    float64. M[0] = 0 is never used for a real window (one with no tap sums to 0 → z_y)."""
+    m = np.zeros(ntaps + 1, np.float32)
+    m[1:] = _f64(x_scale) / (_f64(y_scale) * np.arange(1, ntaps + 1, dtype=np.float64))
+    return m
+
+
+def requant_table(x_scale, x_zero_point, y_scale, y_zero_point):
+    """uint8 [256]: code q at (s_x, z_x) ↦ qe_requantize(q − z_x, float32(s_x / s_y), z_y, 0,
+    255) — the NumPy mirror of the normative requantize (include/qengine/qe_requant.h), which
+    is exact here: 256 float32 products, each clamped and rounded half to even once."""
+    z = np.float32(y_zero_point)
+    v = (np.arange(256, dtype=np.float32) - np.float32(x_zero_point)) \
+        * rescale_multiplier(x_scale, y_scale)
+    v = np.clip(v, -z, np.float32(255) - z)
+    return (np.rint(v) + z).astype(np.uint8)
 
 
 def pair(v, name):

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._ext import _conv
 from ..errors import ConfigError
-from ..reference.conv import avgpool_multipliers, conv_out_size
+from ..window import out_size
 from . import params as S
 
 
@@ -32,8 +32,8 @@ class _Pool:
         n, h, w, c = input_shape
         (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr) = (self.kernel_size, self.stride,
                                                           self.dilation, self.pads(h, w))
-        return (n, conv_out_size(h, kh, sh, dh, pt, pb, self.ceil_mode),
-                conv_out_size(w, kw, sw, dw, pl, pr, self.ceil_mode), c)
+        return (n, out_size(h, kh, sh, dh, pt, pb, self.ceil_mode),
+                out_size(w, kw, sw, dw, pl, pr, self.ceil_mode), c)
 
     def _prepare(self, input_shape, kind, cip, zx, zy, lo, hi, mult):
         """(output shape, fn(x, y)) for uint8 C-contiguous inputs of exactly `input_shape`."""
@@ -97,7 +97,7 @@ class QAveragePool2d(_Pool):
             "output_zero_point")
         self.lo, self.hi = S.clamp_range(activation, self.output_scale, self.output_zero_point)
         kh, kw = self.kernel_size
-        self._mult = avgpool_multipliers(self.input_scale, self.output_scale, kh * kw)
+        self._mult = S.avgpool_multipliers(self.input_scale, self.output_scale, kh * kw)
 
     def __call__(self, x, *, nthreads=0, out=None):
         return self._run(x, 1, self.count_include_pad, self.input_zero_point,
@@ -132,7 +132,8 @@ class QGlobalAveragePool:
             y[...] = self.output_zero_point
             return y
         if (h, w) not in self._cache:
-            self._cache[(h, w)] = avgpool_multipliers(self.input_scale, self.output_scale, h * w)
+            self._cache[(h, w)] = S.avgpool_multipliers(self.input_scale, self.output_scale,
+                                                        h * w)
         shape = (n, h, w, c, 1, 1, c, h, w, 1, 1, 1, 1, 0, 0, c, 1, 1)
         _conv.pool2d(1, x, shape, 0, 0, False, self.input_zero_point, self.output_zero_point,
                      self.lo, self.hi, self._cache[(h, w)], y, nthreads)
