@@ -228,12 +228,14 @@ def _torch_fx(torch, module, x, example, method):
     # version 0: plain FakeQuantize modules. The default (version 1) fuses observer and fake
     # quantizer into aten::fused_moving_avg_obs_fake_quant, which no ONNX exporter knows.
     mapping = tq.QConfigMapping().set_global(tq.get_default_qat_qconfig("x86", version=0))
-    m = prepare_qat_fx(m.train(), mapping, example)
+    m = prepare_qat_fx(m.train(), mapping, example).eval()
+    # calibrate in eval mode (observers observe in either mode): in train mode the fused
+    # Conv+BN modules would overwrite BN's running statistics with the calibration batches'
     m.apply(tq.disable_fake_quant)   # observe in float first, as post-training does
     _calibrate(torch, m, x)
     m.apply(tq.disable_observer)
     m.apply(tq.enable_fake_quant)
-    return m.eval()
+    return m
 
 
 def _torch_pt2e(torch, module, x, example):
