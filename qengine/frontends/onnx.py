@@ -344,8 +344,9 @@ def from_onnx(model, *, optimize: bool = True, lower: bool = True) -> Graph:
     graph = optimize_graph(graph) if optimize else graph
     if lower:
         from ..qdq import has_qdq, lower as lower_qdq
+        from ..qdq.canonical import canonicalize
         if has_qdq(graph):
-            graph = lower_qdq(graph)
+            graph = lower_qdq(canonicalize(graph))
     return graph
 
 

@@ -6,5 +6,6 @@ DequantizeLinear (the ops themselves, qengine/ops/qdq.py). Static PTQ writes one
 node unit into an integer op by the rules of qengine/qdq/rules.py, reporting what stays float.
 See docs/qdq.md.
 """
+from .canonical import canonicalize  # noqa: F401
 from .lower import FloatUnit, has_qdq, lower  # noqa: F401
 from .rules import RULES  # noqa: F401

@@ -45,6 +45,11 @@ class _QV:
     zero_point: np.ndarray | None
     dtype: str
     axis: int
+    #: a constant integer Clip between the Q and its DQs (PyTorch's reduce_range observers
+    #: export Q → Clip(0, 127) → DQ): the tensor's range on its own grid, and that node
+    qmin: int | None = None
+    qmax: int | None = None
+    clip: Node | None = None
 
     @property
     def unsupported(self) -> str | None:
@@ -59,7 +64,7 @@ class _QV:
     def key(self):
         z = None if self.zero_point is None else (self.zero_point.dtype.name,
                                                   self.zero_point.tobytes())
-        return (self.src, self.scale.tobytes(), z, self.dtype, self.axis)
+        return (self.src, self.scale.tobytes(), z, self.dtype, self.axis, self.qmin, self.qmax)
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,11 @@ class _Lowering:
                 first = canon.setdefault(qv.key(), qv.name)
                 alias[qv.name] = first
                 self.qvs[qv.name] = qv
+            elif n.op_type == "Clip" and n.inputs and n.inputs[0] in self.qvs:
+                qv = self._clipped(self.qvs[n.inputs[0]], n)
+                if qv is not None:
+                    alias[qv.name] = canon.setdefault(qv.key(), qv.name)
+                    self.qvs[qv.name] = qv
             elif n.op_type == "DequantizeLinear":
                 x = n.inputs[0]
                 s, z = _const(g, n.inputs[1]), _const(g, n.inputs[2] if len(n.inputs) > 2 else "")
@@ -191,6 +201,34 @@ class _Lowering:
                     self.stem.setdefault(alias[x], n.outputs[0])
         for v in self.dq.values():
             self.stem.setdefault(v, v)
+
+    def _clipped(self, qv, clip):
+        """The quantized tensor a constant integer Clip of Q output qv makes, else None."""
+        bounds = []
+        for i, default in ((1, None), (2, None)):
+            v = clip.inputs[i] if len(clip.inputs) > i else ""
+            c = _const(self.g, v)
+            if v and (c is None or c.size != 1 or c.dtype.kind not in "iu"):
+                return None
+            bounds.append(default if not v else int(c.reshape(-1)[0]))
+        lo, hi = qv.qmin, qv.qmax
+        if bounds[0] is not None:
+            lo = bounds[0] if lo is None else max(lo, bounds[0])
+        if bounds[1] is not None:
+            hi = bounds[1] if hi is None else min(hi, bounds[1])
+        return _QV(clip.outputs[0], qv.src, qv.node, qv.scale, qv.zero_point, qv.dtype, qv.axis,
+                   lo, hi, clip)
+
+    def range_u8(self, qv):
+        """(lo, hi) of quantized tensor qv on the kernels' uint8 grid."""
+        info = self.qvs[qv]
+        shift = _U8_SHIFT[info.dtype]
+        lo = 0 if info.qmin is None else max(0, info.qmin + shift)
+        hi = 255 if info.qmax is None else min(255, info.qmax + shift)
+        return lo, hi
+
+    def narrowed(self, qv):
+        return self.range_u8(qv) != (0, 255)
 
     @staticmethod
     def _same_qparams(qv, s, z, n):
@@ -227,9 +265,20 @@ class _Lowering:
         return {"x_scale": s, "x_zero_point": z, "y_scale": ys, "y_zero_point": yz}
 
     def clamp_attrs(self, u):
-        if u.clamp is None:
+        """The output clamp: an absorbed Relu/Clip, and a narrowed output range (the bounds are
+        on the output grid, so the kernels' clamp lands on them exactly)."""
+        kind, lo, hi = ("", -np.inf, np.inf) if u.clamp is None else clamp_of(self.g, u.clamp)
+        if kind == "relu":
+            kind, lo, hi = "clip", 0.0, np.inf
+        if self.narrowed(u.qout):
+            (s, z), (qlo, qhi) = self.qp(u.qout), self.range_u8(u.qout)
+            kind, lo, hi = "clip", max(lo, s * (qlo - z)), min(hi, s * (qhi - z))
+        if kind == "":
             return {"activation": ""}
-        kind, lo, hi = clamp_of(self.g, u.clamp)
+        if kind == "clip" and hi == np.inf:
+            return {"activation": "relu"} if lo == 0.0 else \
+                {"activation": "clip", "activation_min": lo,
+                 "activation_max": float(np.finfo(np.float32).max)}
         return {"activation": kind, "activation_min": lo, "activation_max": hi}
 
     def layout_of(self, qv, rank):
@@ -325,8 +374,13 @@ class _Lowering:
                       [self.get_float(d), *info.node.inputs[1:]], [qv], **info.node.attrs)
         else:
             n = info.node
-            self.emit(n.op_type, n.name, [self.get_float(n.inputs[0]), *n.inputs[1:]],
-                      n.outputs, **n.attrs)
+            if info.clip is not None:           # the Q, then its integer Clip
+                self.get_raw(info.clip.inputs[0])
+                c = info.clip
+                self.emit(c.op_type, c.name, c.inputs, c.outputs, **c.attrs)
+            else:
+                self.emit(n.op_type, n.name, [self.get_float(n.inputs[0]), *n.inputs[1:]],
+                          n.outputs, **n.attrs)
         self.float_ok.add(qv)
         return qv
 
@@ -353,7 +407,15 @@ class _Lowering:
             src = info.src if info.src is not None else self.dq_of(qv)
             s, z = self.qp(qv)
             name = self.fresh(f"{stem}.u8" + ("_nhwc" if layout == "nhwc" else ""))
-            self.emit("QuantizeU8", self.fresh(f"{stem}.quantize"), [self.get_float(src)],
+            x = self.get_float(src)
+            if self.narrowed(qv):       # clip(round(r) + z, lo, hi) = round(clip(r, ..)) + z
+                lo, hi = self.range_u8(qv)
+                bounds = [self.init(f"{stem}.min", np.asarray(np.float32(s * (lo - z)))),
+                          self.init(f"{stem}.max", np.asarray(np.float32(s * (hi - z))))]
+                clipped = self.fresh(f"{stem}.clipped")
+                self.emit("Clip", self.fresh(f"{stem}.clip"), [x, *bounds], [clipped])
+                x = clipped
+            self.emit("QuantizeU8", self.fresh(f"{stem}.quantize"), [x],
                       [name], scale=s, zero_point=z, to_nhwc=int(layout == "nhwc"))
         self.q[(qv, layout)] = name
         return name
@@ -378,8 +440,8 @@ class _Lowering:
         reason = None
         for final, clamp in cands:
             users = self.consumers.get(final, [])
-            qs = {self.alias[u.outputs[0]] for u in users if u.op_type == "QuantizeLinear" and
-                  u.outputs[0] in self.qvs}
+            qs = {self.alias[self._through_clip(u.outputs[0])] for u in users
+                  if u.op_type == "QuantizeLinear" and u.outputs[0] in self.qvs}
             floats = [u for u in users if u.op_type != "QuantizeLinear" or
                       u.outputs[0] not in self.qvs]
             if final in self.graph_outputs:
@@ -397,6 +459,13 @@ class _Lowering:
                     return qv, clamp
                 reason = bad
         return reason
+
+    def _through_clip(self, qv):
+        """A Q output read only by the integer Clip that narrows it: that Clip's tensor."""
+        users = self.consumers.get(qv, [])
+        if len(users) == 1 and users[0].op_type == "Clip" and users[0].outputs[0] in self.qvs:
+            return users[0].outputs[0]
+        return qv
 
     def lower_node(self, n):
         if n.name in self.keep_float:
@@ -420,15 +489,44 @@ class _Lowering:
         if isinstance(out, str):
             return out
         u.qout, u.clamp = out
-        if rule.same_qparams and self.qp(u.qout) != self.qp(u.qins[0]):
-            return "its output qparams differ from its input's (a data-movement op keeps them)"
+        requant = rule.same_qparams and self.qp(u.qout) != self.qp(u.qins[0])
+        if requant:                 # move the bytes at the input's qparams, then requantize
+            out, u.qout = u.qout, u.qins[0] + ".moved"
+            self.qvs[u.qout] = self.qvs[u.qins[0]]
+            self.stem[u.qout] = self.stem.get(out, out)
         reason = rule.emit(u, self)
+        if requant and reason is None:
+            (lay, name), = [(lay, nm) for (t, lay), nm in self.q.items() if t == u.qout]
+            (si, zi), (so, zo) = self.qp(u.qout), self.qp(out)
+            new = self.fresh(f"{name}.requantized")
+            self.emit("QLut", self.fresh(f"{name}.requantize"), [name], [new], function="clip",
+                      alpha=-3.0e38, beta=3.0e38, x_scale=si, x_zero_point=zi, y_scale=so,
+                      y_zero_point=zo)
+            self.q[(out, lay)] = new
+            u.qout = out
+        if reason is None and self.narrowed(u.qout) and not rule.absorbs_clamp and not (
+                rule.same_qparams and not requant and
+                self.range_u8(u.qins[0])[0] >= self.range_u8(u.qout)[0]
+                and self.range_u8(u.qins[0])[1] <= self.range_u8(u.qout)[1]):
+            self._clamp_output(u.qout)
         if reason is None:
             if u.clamp is not None:
                 self.skip.add(u.clamp.name)
             if n.op_type in ("Conv", "Gemm", "MatMul"):
                 self.layer_outputs[n.name] = self.dq_of(u.qout)
         return reason
+
+    def _clamp_output(self, qv):
+        """Clamp a just-made uint8 tensor to qv's narrowed range: a table lookup, for ops
+        without an output clamp of their own."""
+        (lay, name), = [(lay, nm) for (t, lay), nm in self.q.items() if t == qv]
+        s, z = self.qp(qv)
+        lo, hi = self.range_u8(qv)
+        out = self.fresh(f"{name}.clamped")
+        self.emit("QLut", self.fresh(f"{name}.clamp"), [name], [out], function="clip",
+                  alpha=s * (lo - z), beta=s * (hi - z), x_scale=s, x_zero_point=z, y_scale=s,
+                  y_zero_point=z)
+        self.q[(qv, lay)] = out
 
     def touches_qdq(self, n):
         return any(v in self.dq or v in self.consts for v in n.inputs) or any(
@@ -438,7 +536,7 @@ class _Lowering:
         for n in self.g.nodes:
             if n.name in self.skip:
                 continue
-            if n.op_type == "QuantizeLinear" and n.outputs[0] in self.qvs or \
+            if n.op_type in ("QuantizeLinear", "Clip") and n.outputs[0] in self.qvs or \
                     n.op_type == "DequantizeLinear" and (n.outputs[0] in self.dq or
                                                          n.outputs[0] in self.consts):
                 continue                              # materialized when someone needs them
