@@ -310,6 +310,45 @@ class QGemmOp(_QOp):
 
 
 @register_op
+class QGemmDequantOp(Op):
+    """y = s_x·s_w·((x − z_x)·Wᵀ) + B in float32, on uint8 [..., K]: a Gemm whose input is
+    quantized and whose output is not (a model's last layer in NNCF's files). Inputs x, W int8
+    [N, K], W_scale [N], B (optional; float32, or int32 at s_x·s_w)."""
+    op_type = "QGemmDequant"
+    INPUTS = (3, 4)
+    ATTRS = {"x_scale": ("float", 1.0), "x_zero_point": ("int", 0)}
+    WEIGHT_INPUTS, BIAS_INPUT = ((1, 2),), 3
+
+    def prepare(self, inits):
+        from .. import functional
+        w = self.const_input(inits, 1, True, "W")
+        ws = self.const_input(inits, 2, True, "W_scale")
+        b = self.const_input(inits, 3) if len(self.node.inputs) > 3 else None
+        try:
+            s, z, _ = check_scale_zp(self.attrs["x_scale"], self.attrs["x_zero_point"], None,
+                                     None, 0, 255)
+            w8, sw = S.weights_s8(w, ws, np.shape(w)[0])
+            if w8.ndim != 2:
+                raise ShapeError(f"W must be [N, K], got {w8.shape}")
+            self._wp = functional.pack_weights(w8)
+        except (ConfigError, ShapeError, ValueError) as e:
+            self.fail(str(e))
+        self._s, self._z, self._sw, self._k = float(s), int(z), sw, w8.shape[1]
+        if b is not None and np.asarray(b).dtype.kind in "iu":   # int32 at s_x·s_w
+            b = np.asarray(b, np.float64) * (np.float32(s) * sw).astype(np.float64)
+        self._b = None if b is None else np.ascontiguousarray(b, np.float32).reshape(-1)
+
+    def run(self, x, *_):
+        from .. import functional
+        if x is None or x.dtype != np.uint8 or x.ndim < 1 or x.shape[-1] != self._k:
+            self.fail(f"expects uint8 [..., {self._k}], got "
+                      f"{None if x is None else (x.dtype, x.shape)}", ShapeError)
+        x2 = np.ascontiguousarray(x.reshape(-1, self._k))
+        y = functional.matmul_dequant(x2, self._s, self._z, self._wp, self._sw, self._b)
+        return (y.reshape(*x.shape[:-1], y.shape[-1]),)
+
+
+@register_op
 class QMaxPoolOp(_QOp):
     op_type = "QMaxPool"
     NHWC_OUTPUT = True

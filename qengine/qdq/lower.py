@@ -486,6 +486,12 @@ class _Lowering:
         if reason is not None:
             return reason
         out = self._output(n, rule)
+        if isinstance(out, str) and rule.float_output and not any(
+                o and (o in self.graph_outputs or self.consumers.get(o)) for o in n.outputs[1:]):
+            reason = rule.emit_float_output(u, self)     # quantized in, float out
+            if reason is None:
+                self.float_ok.add(n.outputs[0])
+                return None
         if isinstance(out, str):
             return out
         u.qout, u.clamp = out

@@ -55,6 +55,7 @@ def window(a) -> dict:
 
 class Rule:
     ops: tuple = ()
+    float_output = False         # may lower with a float output (emit_float_output)
     absorbs_clamp = False        # a sole Relu/Clip consumer becomes the output clamp
     same_qparams = False         # the output is the input's bytes (data movement)
     needs_int8_input = False     # only worth it when the input already is int8 (PTQ plan)
@@ -140,6 +141,24 @@ class GemmRule(Rule):
         return None
 
 
+    float_output = True
+
+    def emit_float_output(self, u, b):
+        """The unit with a float output: a QGemmDequant writes the node's own output."""
+        n, a = u.node, u.node.attrs
+        trans_b = n.op_type == "Gemm" and a.get("transB", 0)
+        w = b.weights(u, 1, out_axis=0 if trans_b else 1, alpha=float(a.get("alpha", 1.0))
+                      if n.op_type == "Gemm" else 1.0)
+        if isinstance(w, str):
+            return w
+        ins = [b.get_q(u.qin(0), "plain"), *w]
+        if n.op_type == "Gemm" and u.has_input(2):
+            ins.append(b.bias(u, 2, u.qin(0), w[1], beta=float(a.get("beta", 1.0))))
+        s, z = b.qp(u.qin(0))
+        b.emit("QGemmDequant", n.name, ins, [n.outputs[0]], x_scale=s, x_zero_point=z)
+        return None
+
+
 class PoolRule(Rule):
     ops = ("MaxPool", "AveragePool")
 
@@ -182,6 +201,32 @@ class GlobalAveragePoolRule(Rule):
     def emit(self, u, b):
         x = b.get_q(u.qin(0), "nhwc")
         b.emit("QGlobalAveragePool", u.node.name, [x], [b.put_q(u.qout, "nhwc")], **b.xy(u))
+        return None
+
+
+class ReduceMeanRule(Rule):
+    """ReduceMean over H and W of a 4-D tensor (torch's x.mean((2, 3))) is a global average
+    pool; with keepdims=0 its [N, 1, 1, C] NHWC bytes are the [N, C] result."""
+    ops = ("ReduceMean",)
+
+    def refuse(self, u):
+        n = u.node
+        axes = u.const(1) if u.has_input(1) else n.attrs.get("axes")
+        if u.rank(n.inputs[0]) != 4 or axes is None or \
+                sorted(int(a) % 4 for a in np.asarray(axes).reshape(-1)) != [2, 3]:
+            return "only a mean over H and W of a 4-D tensor runs in int8"
+        return None
+
+    def emit(self, u, b):
+        n = u.node
+        x = b.get_q(u.qin(0), "nhwc")
+        if n.attrs.get("keepdims", 1):
+            b.emit("QGlobalAveragePool", n.name, [x], [b.put_q(u.qout, "nhwc")], **b.xy(u))
+            return None
+        pooled = b.fresh(f"{n.name}.pooled")
+        b.emit("QGlobalAveragePool", n.name, [x], [pooled], **b.xy(u))
+        b.emit("Flatten", b.fresh(f"{n.name}.flatten"), [pooled], [b.put_q(u.qout, "plain")],
+               axis=1)
         return None
 
 
@@ -316,6 +361,7 @@ class PassThroughRule(Rule):
 
 RULES: dict[str, Rule] = {}
 for _rule in (ConvRule(), GemmRule(), MaxPoolRule(), PoolRule(), GlobalAveragePoolRule(),
+              ReduceMeanRule(),
               BinaryRule(), ConcatRule(), ClampLutRule(), LutRule(), ChainRule(),
               PassThroughRule()):
     for _op in _rule.ops:
