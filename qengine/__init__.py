@@ -30,7 +30,7 @@ from .calibration import OBSERVERS, collect_stats, make_observer  # noqa: F401,E
 from .workflows.ptq import StaticQuantConfig, quantize_static  # noqa: F401,E402
 from .workflows.sensitivity import auto_keep_float, layer_sensitivity  # noqa: F401,E402
 from .workflows.islands import FloatIsland, float_islands  # noqa: F401,E402
-from .export_onnx import export_onnx  # noqa: F401,E402  (imports onnx only when called)
+from .export import export_onnx  # noqa: F401,E402  (imports onnx only when called)
 from .tools.plots import plot_sensitivity  # noqa: F401,E402  (matplotlib on call)
 
 __all__ = [

@@ -212,7 +212,7 @@ def _cmd_quantize(args):
     qgraph = result.graph
     save(qgraph, args.output)
     if args.onnx_out is not None:
-        from .export_onnx import export_onnx
+        from .export import export_onnx
         export_onnx(qgraph, args.onnx_out, format=args.onnx_format)
     rows = quantization_report(result.float_graph, qgraph, result.report_ops)
     n_q = sum(r["quantized"] for r in rows)

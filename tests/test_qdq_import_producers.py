@@ -55,6 +55,7 @@ CASES = {
     "tensorrt_style": (P.tensorrt_style_qdq, {}),
     "nncf": (P.nncf_qdq, {}),
     "torch_fx_qat": (P.torch_qdq, {"method": "fx_qat"}),
+    "torch_pt2e": (P.torch_qdq, {"method": "pt2e"}),     # needs torchao (optional): skips
 }
 
 

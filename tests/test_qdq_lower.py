@@ -251,3 +251,45 @@ def test_inspect_lists_the_float_units(tmp_path, capsys):
     assert "uint8" in d["float_units"][0]["reason"]
     assert main(["inspect", path]) == 0
     assert "QDQ units left in float (1)" in capsys.readouterr().out
+
+
+def _tiny_activation_model():
+    """Conv on inputs of ~1e-6 with a bias of ~1: at s_x·s_w ≈ 1e-13 the int32 bias would be
+    ~1e13 (a randomly initialised MobileNetV2's deep layers look like this)."""
+    w = (RNG.standard_normal((4, 3, 3, 3)) * 0.1).astype(np.float32)
+    b = np.array([1.0, -0.5, 0.25, 2.0], np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], name="conv")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     ["n", 3, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_a_bias_that_does_not_fit_int32_widens_the_weight_scale_not_saturates():
+    m = _tiny_activation_model()
+    calib = {"x": (RNG.standard_normal((8, 3, 6, 6)) * 1e-6).astype(np.float32)}
+    q = qe.quantize_static(qe.from_onnx(m), calib)
+    x = (RNG.standard_normal((2, 3, 6, 6)) * 1e-6).astype(np.float32)
+    y = qe.Session(q).run({"x": x})["y"]
+    ref = ReferenceEvaluator(m).run(None, {"x": x})[0]
+    assert 10 * np.log10((ref ** 2).sum() / ((y - ref) ** 2).sum()) > 40
+
+
+def test_lowering_refuses_a_float_bias_that_would_saturate():
+    from qengine.qdq.insert import Plan, insert_qdq
+    g = qe.from_onnx(_tiny_activation_model())
+    # qparams by hand: s_x = 1e-8, weights quantized normally → bias/(s_x·s_w) ≈ 1e11
+    qdq = insert_qdq(g, Plan(g, frozenset()), lambda v: (1e-8, 128) if v == "x" else (0.02, 128))
+    # undo the PTQ's own widening: quantize the weights at their natural scale again
+    wq = next(k for k in qdq.initializers if k.endswith("W_quantized"))
+    ws = next(k for k in qdq.initializers if k.endswith("W_scale"))
+    w = g.initializers["w"]
+    s = np.abs(w.reshape(4, -1)).max(1) / 127
+    qdq.initializers[ws] = s.astype(np.float32)
+    qdq.initializers[wq] = np.rint(w / s[:, None, None, None]).astype(np.int8)
+    low, report = lower(qdq, report=True)
+    assert [r.node for r in report] == ["conv"] and "int32" in report[0].reason
+    x = (RNG.standard_normal((2, 3, 6, 6)) * 1e-6).astype(np.float32)
+    np.testing.assert_allclose(qe.Session(low).run({"x": x})["y"],
+                               qe.Session(qdq).run({"x": x})["y"], rtol=0, atol=1e-6)

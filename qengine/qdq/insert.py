@@ -18,7 +18,7 @@ import numpy as np
 
 from ..graph.ir import Graph, Node, ValueInfo
 from ..quant import choose_qparams
-from .lower import Unit
+from .lower import _BIAS_LIMIT as BIAS_LIMIT, Unit
 from .rules import RULES, bias_vector, clamp_of
 
 
@@ -88,8 +88,13 @@ class Plan:
         return a.outputs[0] if a is not None else n.outputs[0]
 
 
-def quantize_weights(w, per_channel: bool):
-    """float [Cout, ...] → (int8 of w's shape, float32 scale: [Cout] or a scalar)."""
+def quantize_weights(w, per_channel: bool, bias=None, x_scale=None):
+    """float [Cout, ...] → (int8 of w's shape, float32 scale: [Cout] or a scalar).
+
+    With the layer's bias and input scale, a channel whose int32 bias would not fit at
+    s_x·s_w (models whose activations are tiny, e.g. a randomly initialised MobileNetV2 deep
+    down) gets the smallest weight scale that fits it, as ONNX Runtime's quantizer does: the
+    layer then loses weight precision instead of saturating its bias."""
     w = np.asarray(w, np.float32)
     flat = w.reshape(w.shape[0], -1)
     if per_channel:
@@ -98,7 +103,20 @@ def quantize_weights(w, per_channel: bool):
     else:
         qp = choose_qparams(float(flat.min()), float(flat.max()), symmetric=True)
         scale = np.asarray(np.float32(qp.scale))
-    return qp.quantize(flat).data.reshape(w.shape), scale
+    q = qp.quantize(flat).data
+    if bias is not None:
+        need = (np.abs(np.asarray(bias, np.float64)) / (np.float64(np.float32(x_scale)) *
+                                                         BIAS_LIMIT) * (1 + 2.0 ** -20))
+        need = need if per_channel else np.full(flat.shape[0], need.max())
+        grow = need > np.broadcast_to(scale, need.shape)
+        if grow.any():
+            new = np.maximum(np.broadcast_to(scale, need.shape), need).astype(np.float32)
+            scale = new if per_channel else np.asarray(np.float32(new.max()))
+            rows = np.flatnonzero(grow) if per_channel else np.arange(flat.shape[0])
+            s_rows = new[rows] if per_channel else np.full(rows.size, scale)
+            q = q.copy()
+            q[rows] = np.clip(np.rint(flat[rows] / s_rows[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(w.shape), scale
 
 
 class _Writer:
@@ -170,7 +188,8 @@ def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True) -> Graph
     for n in g.nodes:
         rule = plan.int8.get(n.name)
         if rule is not None:
-            n = _int8_node(w, n, rule, dq_name, per_channel)
+            n = _int8_node(w, n, rule, dq_name, per_channel,
+                           qp[n.inputs[0]][0] if n.inputs[0] in qp else None)
             nodes += w.pending
             w.pending = []
         n = n.replace(outputs=tuple(renamed.get(o, o) for o in n.outputs))
@@ -188,23 +207,25 @@ def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True) -> Graph
     return out
 
 
-def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel) -> Node:
+def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale) -> Node:
     """Node n reading its activations through DQ and its weights as int8 through DQ."""
     k = rule.data_inputs(n)
     ins = [dq_name.get(v, v) if v else v for v in n.inputs[:k]] + list(n.inputs[k:])
     attrs = dict(n.attrs)
     g = w.g
     if n.op_type == "Conv":
-        ins[1] = _weight(w, n.name, g.initializers[n.inputs[1]], 0, per_channel)
+        bias = g.initializers[n.inputs[2]] if len(n.inputs) > 2 and n.inputs[2] else None
+        ins[1] = _weight(w, n.name, g.initializers[n.inputs[1]], 0, per_channel, bias, x_scale)
     elif n.op_type == "Gemm":
         a = attrs
         b = g.initializers[n.inputs[1]]
         wt = (b if a.get("transB", 0) else b.T) * np.float32(a.get("alpha", 1.0))
-        ins[1] = _weight(w, n.name, wt, 0, per_channel)
+        c = None
         if len(ins) > 2 and ins[2]:
             c = bias_vector(g.initializers[ins[2]], wt.shape[0]) * \
                 np.float32(a.get("beta", 1.0))
             ins[2] = w.init(f"{n.name}.bias", np.ascontiguousarray(c, np.float32))
+        ins[1] = _weight(w, n.name, wt, 0, per_channel, c, x_scale)
         for key in ("alpha", "beta"):
             attrs.pop(key, None)
         attrs["transB"] = 1
@@ -213,10 +234,11 @@ def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel) -> Node:
     return n.replace(inputs=tuple(ins), attrs=attrs)
 
 
-def _weight(w: _Writer, node: str, wt, axis: int, per_channel: bool) -> str:
+def _weight(w: _Writer, node: str, wt, axis: int, per_channel: bool, bias=None,
+            x_scale=None) -> str:
     """DequantizeLinear of int8 weights quantized per row of wt ([Cout, ...]); stored with the
     output channels along `axis` (1 for MatMul's [K, N])."""
-    q, scale = quantize_weights(wt, per_channel)
+    q, scale = quantize_weights(wt, per_channel, bias, x_scale)
     if axis == 1:
         q = np.ascontiguousarray(q.T)
     qn = w.init(f"{node}.W_quantized", q)

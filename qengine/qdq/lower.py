@@ -25,6 +25,9 @@ from ..graph.ir import Graph, Node
 from .rules import RULES, bias_vector, clamp_of
 
 _U8_SHIFT = {"uint8": 0, "int8": 128}       # zero point in the kernels' uint8 grid
+#: largest |bias| / (s_x·s_w) a float bias may have: half of int32, the other half for the sum
+#: of products (K·255·127 < 2^30 up to K = 33000)
+_BIAS_LIMIT = 2.0 ** 30
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,11 @@ class _Lowering:
         else:
             b = self.g.initializers[v]
         b = bias_vector(b, ws.shape[0]) * np.float32(beta)
+        bscale = np.float64(np.float32(self.qp(qx)[0]) * ws)
+        if np.any(np.abs(b.astype(np.float64)) / bscale > _BIAS_LIMIT):
+            # the layer would saturate it silently: the unit stays float instead
+            return (f"its bias does not fit int32 at s_x·s_w (s_x = {self.qp(qx)[0]:.3g}): "
+                    f"the activations' scale is too small for these weights")
         return self.init(f"{u.node.name}.bias", np.ascontiguousarray(b, np.float32))
 
     # ---- moving values between float and uint8 -------------------------------------------------

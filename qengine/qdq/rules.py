@@ -93,9 +93,10 @@ class ConvRule(Rule):
         w = b.weights(u, 1, out_axis=0)
         if isinstance(w, str):
             return w
-        ins = [b.get_q(u.qin(0), "nhwc"), *w]
-        if u.has_input(2):
-            ins.append(b.bias(u, 2, u.qin(0), w[1]))
+        bias = [b.bias(u, 2, u.qin(0), w[1])] if u.has_input(2) else []
+        if bias and bias[0] not in b.inits:
+            return bias[0]
+        ins = [b.get_q(u.qin(0), "nhwc"), *w, *bias]
         b.emit("QConv", n.name, ins, [b.put_q(u.qout, "nhwc")],
                kernel_shape=list(u.const(1).shape[2:]), **window(a), group=a.get("group", 1),
                **b.xy(u), **b.clamp_attrs(u))
@@ -134,9 +135,11 @@ class GemmRule(Rule):
                       if n.op_type == "Gemm" else 1.0)
         if isinstance(w, str):
             return w
-        ins = [b.get_q(u.qin(0), "plain"), *w]
-        if n.op_type == "Gemm" and u.has_input(2):
-            ins.append(b.bias(u, 2, u.qin(0), w[1], beta=float(a.get("beta", 1.0))))
+        bias = [b.bias(u, 2, u.qin(0), w[1], beta=float(a.get("beta", 1.0)))] \
+            if n.op_type == "Gemm" and u.has_input(2) else []
+        if bias and bias[0] not in b.inits:
+            return bias[0]
+        ins = [b.get_q(u.qin(0), "plain"), *w, *bias]
         b.emit("QGemm", n.name, ins, [b.put_q(u.qout, "plain")], **b.xy(u), **b.clamp_attrs(u))
         return None
 
@@ -151,9 +154,11 @@ class GemmRule(Rule):
                       if n.op_type == "Gemm" else 1.0)
         if isinstance(w, str):
             return w
-        ins = [b.get_q(u.qin(0), "plain"), *w]
-        if n.op_type == "Gemm" and u.has_input(2):
-            ins.append(b.bias(u, 2, u.qin(0), w[1], beta=float(a.get("beta", 1.0))))
+        bias = [b.bias(u, 2, u.qin(0), w[1], beta=float(a.get("beta", 1.0)))] \
+            if n.op_type == "Gemm" and u.has_input(2) else []
+        if bias and bias[0] not in b.inits:
+            return bias[0]
+        ins = [b.get_q(u.qin(0), "plain"), *w, *bias]
         s, z = b.qp(u.qin(0))
         b.emit("QGemmDequant", n.name, ins, [n.outputs[0]], x_scale=s, x_zero_point=z)
         return None

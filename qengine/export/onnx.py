@@ -4,8 +4,8 @@
     qengine.export_onnx(g8, "model.qdq.onnx")                      # ORT, OpenVINO, TensorRT
     qengine.export_onnx(g8, "model.qop.onnx", format="qoperator")  # ORT's QLinear* ops
 
-What is written (the rules are in qengine/export_rules.py, layouts in
-export_layout.py, node emission in export_nodes.py):
+What is written (the rules are in qengine/export/rules.py, layouts in
+layout.py, node emission in nodes.py):
 - a lowered static int8 graph (quantize_static, an engine file): each integer op as its QDQ node
   unit in NCHW — DequantizeLinear on every input, the float ONNX op, QuantizeLinear at the
   op's output qparams. int8 weights + DequantizeLinear (axis 0, or per tensor when all scales
@@ -56,9 +56,9 @@ import os
 
 import numpy as np
 
-from .errors import ModelError
-from .export_rules import MS_OPS, raise_graph
-from .graph.ir import Graph
+from ..errors import ModelError
+from .rules import MS_OPS, raise_graph
+from ..graph.ir import Graph
 
 FORMATS = ("qdq", "qoperator")
 #: the opset written when nothing needs a newer one (per-axis Q/DQ need 13)
@@ -75,10 +75,10 @@ def export_onnx(graph: Graph, path, format: str = "qdq", opset: int | None = Non
     Integer ops become QDQ node units in NCHW; dynamic Linear/Conv become ORT's IntegerOps form
     (DynamicQuantizeLinear + MatMulInteger/ConvInteger); dynamic LSTM/GRU become ONNX LSTM/GRU
     with their int8 weights dequantized (ONNX has no int8 LSTM, so they run in float there);
-    a QDQ or float graph is written as it is. The module qengine/export_onnx.py says what each
+    a QDQ or float graph is written as it is. The module qengine/export/onnx.py says what each
     op becomes and why. Raises ModelError naming the node for what cannot be exported."""
     import onnx
-    from .model_files import as_graph
+    from ..model_files import as_graph
     g = as_graph(graph, "export_onnx")
     if format not in FORMATS:
         raise ModelError(f"format must be one of {FORMATS}, got {format!r}")
@@ -180,7 +180,7 @@ def to_proto(g: Graph, opset: int):
     imports = [helper.make_opsetid("", opset)]
     if any(n.domain == "com.microsoft" for n in nodes):
         imports.append(helper.make_opsetid("com.microsoft", 1))
-    from . import __version__
+    from .. import __version__
     # IR version 7 (ONNX 1.7): what opset 13 came with, so older runtimes load the file too
     model = helper.make_model(graph, opset_imports=imports, producer_name="qengine",
                               producer_version=__version__,

@@ -1,4 +1,4 @@
-"""Emitting ONNX nodes for the export (qengine/export_rules.py): the node list being built,
+"""Emitting ONNX nodes for the export (qengine/export/rules.py): the node list being built,
 float elementwise programs (ElementwiseChain / QLut) as ONNX ops, fused clamps, float nodes."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-from .errors import ModelError
-from .export_layout import DYNAMIC_OPS, INTEGER_OPS, fail
-from .graph.ir import Graph, Node
-from .quantized import params as P
+from ..errors import ModelError
+from .layout import DYNAMIC_OPS, INTEGER_OPS, fail
+from ..graph.ir import Graph, Node
+from ..quantized import params as P
 
 
 class Emitter:
@@ -111,7 +111,7 @@ def lut_nodes(o: Emitter, x: str, a: dict, base: str, opset: int) -> str:
     """The float ONNX op(s) of a QLut's function on x."""
     fn, alpha, beta = a.get("function", "relu"), a.get("alpha"), a.get("beta")
     if fn == "chain":
-        from .ops.chain import steps_of
+        from ..ops.chain import steps_of
         return chain_nodes(o, x, steps_of(a), base)
     simple = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
     if fn in simple:
@@ -170,7 +170,7 @@ def float_node(o: Emitter, n: Node, opset: int) -> None:
     activation (graph/passes.py fuse_activations) as its own node, qengine-only attributes
     dropped."""
     if n.op_type == "ElementwiseChain":
-        from .ops.chain import steps_of
+        from ..ops.chain import steps_of
         o.retarget(chain_nodes(o, n.inputs[0], steps_of(n.attrs), n.name), n.outputs[0])
         return
     if n.op_type in ("SqueezeExcite",) or n.op_type in INTEGER_OPS or n.op_type in DYNAMIC_OPS:

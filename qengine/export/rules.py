@@ -1,7 +1,7 @@
 """Raising rules for ONNX export: qengine's integer ops back to ONNX node units.
 
 `raise_graph(g, fmt, opset)` turns a lowered graph (qengine/ops/integer.py, ops/dynamic.py) into
-a Graph of standard ONNX (and com.microsoft) nodes, which qengine/export_onnx.py writes as a
+a Graph of standard ONNX (and com.microsoft) nodes, which qengine/export/onnx.py writes as a
 protobuf. It is the inverse of lowering: each integer op becomes its node unit, in NCHW.
 
 Formats. "qdq": every uint8 tensor is the output of a QuantizeLinear and every op reads
@@ -21,12 +21,12 @@ import warnings
 
 import numpy as np
 
-from .errors import ModelError, QuantizationWarning
-from .export_layout import DYNAMIC_OPS, INTEGER_OPS, PASS_OPS, fail, ranks, infer_layouts
-from .export_nodes import (Emitter, activation_nodes, clamp_is_noop, clip_node, float_node,
+from ..errors import ModelError, QuantizationWarning
+from .layout import DYNAMIC_OPS, INTEGER_OPS, PASS_OPS, fail, ranks, infer_layouts
+from .nodes import (Emitter, activation_nodes, clamp_is_noop, clip_node, float_node,
                            lut_nodes)
-from .graph.ir import Graph, Node
-from .quantized import params as P
+from ..graph.ir import Graph, Node
+from ..quantized import params as P
 
 #: com.microsoft ops the qoperator format writes
 MS_OPS = frozenset({"QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool",

@@ -1,4 +1,4 @@
-"""Which uint8 values of a lowered graph are NHWC, for ONNX export (qengine/export_rules.py).
+"""Which uint8 values of a lowered graph are NHWC, for ONNX export (qengine/export/rules.py).
 
 Layouts. Inside an int8 region 4-D values are NHWC (the kernels' layout) and the lowering puts
 uint8 Transposes where a value changes between "nhwc" and "plain" (NCHW or not 4-D). The
@@ -11,8 +11,8 @@ between are elementwise, so both readings compute the same values.
 """
 from __future__ import annotations
 
-from .errors import ModelError
-from .graph.ir import Graph, Node
+from ..errors import ModelError
+from ..graph.ir import Graph, Node
 
 #: qengine ops whose data inputs and output are NHWC uint8 (the data inputs' indices)
 _NHWC_OPS = {"QConv": (0,), "QConvAdd": (0, 1), "QMaxPool": (0,), "QAveragePool": (0,),
