@@ -210,6 +210,14 @@ def _cmd_quantize(args):
                           progress=_progress("calibrating"))
     result = quantize_graph(graph, args.mode, req)
     qgraph = result.graph
+    units = _qdq_units(args.model)
+    if units is not None:           # quantized by another tool: its Q/DQ decided, not ours
+        left = (f"{len(units)} left float: " + ", ".join(f"{u['node']} ({u['reason']})"
+                                                       for u in units[:5])
+                + (" ..." if len(units) > 5 else "")) if units else "none left float"
+        note = (f"the model was already quantized (QuantizeLinear / DequantizeLinear): its "
+                f"node units were lowered to integer ops, {left}")
+        result = dataclasses.replace(result, notes=(note,) + tuple(result.notes))
     save(qgraph, args.output)
     if args.onnx_out is not None:
         from .export import export_onnx
@@ -423,21 +431,27 @@ def _fmt_scale(value):
     return "-" if value is None else f"{value:.3e}"   # None: an empty scale tensor
 
 
-def _float_units(path) -> list:
-    """The node units of a QDQ ONNX file that the lowering leaves in float, with the reason."""
+def _qdq_units(path):
+    """None for a model that is not a quantized (QDQ) ONNX file, else the node units the
+    lowering leaves in float: [{node, op, reason}]."""
     from .model_files import sniff
     if sniff(path) != "onnx":
-        return []
+        return None
     import warnings
     from .frontends.onnx import from_onnx
-    from .qdq import has_qdq, lower
+    from .qdq import canonicalize, has_qdq, lower
     g = from_onnx(path, lower=False)
     if not has_qdq(g):
-        return []
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, report = lower(g, report=True)
+        _, report = lower(canonicalize(g), report=True)
     return [{"node": f.node, "op": f.op_type, "reason": f.reason} for f in report]
+
+
+def _float_units(path) -> list:
+    """The node units of a QDQ ONNX file that the lowering leaves in float, with the reason."""
+    return _qdq_units(path) or []
 
 
 def _cmd_inspect(args):

@@ -293,3 +293,14 @@ def test_lowering_refuses_a_float_bias_that_would_saturate():
     x = (RNG.standard_normal((2, 3, 6, 6)) * 1e-6).astype(np.float32)
     np.testing.assert_allclose(qe.Session(low).run({"x": x})["y"],
                                qe.Session(qdq).run({"x": x})["y"], rtol=0, atol=1e-6)
+
+
+def test_cli_quantize_and_run_take_a_qdq_file(float_model, tmp_path, capsys):
+    from qengine.cli import main
+    path = _ort_qdq(float_model, str(tmp_path / "q.onnx"), "QInt8", True)
+    assert main(["quantize", path, "-o", str(tmp_path / "q.qe")]) == 0
+    out = capsys.readouterr().out
+    assert "already quantized" in out and "none left float" in out
+    x = RNG.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    y_engine = qe.load(str(tmp_path / "q.qe")).run({"x": x})["y"]
+    np.testing.assert_array_equal(y_engine, qe.Session(qe.from_onnx(path)).run({"x": x})["y"])
