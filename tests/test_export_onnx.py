@@ -352,10 +352,53 @@ def test_unexportable_graphs_say_which_node_and_why(quantized, tmp_path):
     with pytest.raises(ModelError, match="opset"):
         qengine.export_onnx(quantized("cnn", "per_channel"), tmp_path / "a.onnx", opset=11)
     g = Graph([ValueInfo("x", "float32", (1, 4, 2, 2))], [ValueInfo("y", "float32", None)],
-              [Node("SqueezeExcite", "se0", ("x",), ("y",))])
-    with pytest.raises(ModelError, match="'se0'.*SqueezeExcite"):
+              [Node("QGemm", "qg0", ("x", "w", "ws"), ("y",),
+                    {"x_scale": 0.1, "x_zero_point": 0, "y_scale": 0.1, "y_zero_point": 0})])
+    with pytest.raises(ModelError, match="qg0.*initializers"):
         qengine.export_onnx(g, tmp_path / "b.onnx")
     assert not (tmp_path / "b.onnx").exists()
+
+
+def test_fused_squeeze_excite_and_float_output_gemm_export(tmp_path):
+    """qengine's fused float SqueezeExcite goes out as the nodes it was fused from; a
+    QGemmDequant (quantized input, float output) as DQ → Gemm."""
+    class SE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc1, self.fc2 = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 1)
+            self.head = nn.Linear(8, 5)
+
+        def forward(self, x):
+            x = torch.relu(self.conv(x))
+            s = nn.functional.adaptive_avg_pool2d(x, 1)
+            x = x * nn.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(s))))
+            return self.head(x.mean((2, 3)))
+
+    torch.manual_seed(0)
+    src = tmp_path / "se.onnx"
+    torch.onnx.export(SE().eval(), torch.randn(1, 3, 8, 8), str(src), dynamo=False,
+                      input_names=["x"], output_names=["y"], opset_version=13)
+    g = qengine.from_onnx(str(src))
+    assert any(n.op_type == "SqueezeExcite" for n in g.nodes)
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    qengine.export_onnx(g, tmp_path / "f.onnx")
+    np.testing.assert_allclose(_ort(tmp_path / "f.onnx", {"x": x})["y"],
+                               qengine.Session(g).run({"x": x})["y"], rtol=1e-5, atol=1e-5)
+    from qengine.qdq.insert import Plan, insert_qdq
+    from qengine.workflows.ptq import prepare_float_graph
+    fg = prepare_float_graph(g)
+    qdq = insert_qdq(fg, Plan(fg, frozenset()), lambda v: (0.05, 128))
+    out_q = next(n for n in qdq.nodes if n.op_type == "QuantizeLinear" and
+                 n.inputs[0] == "y.float")     # drop the output's Q/DQ: a float last layer
+    qdq.nodes = [n for n in qdq.nodes if n is not out_q and n.inputs[0] != out_q.outputs[0]]
+    qdq.nodes = [n.replace(outputs=("y",)) if n.outputs[0] == "y.float" else n
+                 for n in qdq.nodes]
+    g8 = qengine.qdq.lower(qdq)
+    assert any(n.op_type == "QGemmDequant" for n in g8.nodes)
+    qengine.export_onnx(g8, tmp_path / "q.onnx")
+    np.testing.assert_allclose(_ort(tmp_path / "q.onnx", {"x": x}, optimize=False)["y"],
+                               qengine.Session(g8).run({"x": x})["y"], rtol=1e-4, atol=1e-4)
 
 
 # ------------------------------------------------------------------------------ round trip

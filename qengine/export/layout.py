@@ -21,7 +21,8 @@ _NHWC_OPS = {"QConv": (0,), "QConvAdd": (0, 1), "QMaxPool": (0,), "QAveragePool"
 _SAME_LAYOUT = ("QAdd", "QMul", "QConcat", "QLut")
 #: ops that run on uint8 unchanged (no qparams of their own) when their input is uint8
 PASS_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
-INTEGER_OPS = ("QuantizeU8", "DequantizeU8", *_NHWC_OPS, "QGemm", *_SAME_LAYOUT)
+INTEGER_OPS = ("QuantizeU8", "DequantizeU8", *_NHWC_OPS, "QGemm", "QGemmDequant",
+               *_SAME_LAYOUT)
 DYNAMIC_OPS = ("DynamicQuantLinear", "DynamicQuantConv", "DynamicQuantLSTM", "DynamicQuantGRU")
 _TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 

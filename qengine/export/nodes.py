@@ -173,7 +173,10 @@ def float_node(o: Emitter, n: Node, opset: int) -> None:
         from ..ops.chain import steps_of
         o.retarget(chain_nodes(o, n.inputs[0], steps_of(n.attrs), n.name), n.outputs[0])
         return
-    if n.op_type in ("SqueezeExcite",) or n.op_type in INTEGER_OPS or n.op_type in DYNAMIC_OPS:
+    if n.op_type == "SqueezeExcite":
+        se_nodes(o, n)
+        return
+    if n.op_type in INTEGER_OPS or n.op_type in DYNAMIC_OPS:
         fail(n, "this qengine op has no ONNX export rule")
     attrs = {k: v for k, v in n.attrs.items()
              if k not in ("fused_activation", "fused_activation_params", "fused_nodes")}
@@ -190,3 +193,28 @@ def float_node(o: Emitter, n: Node, opset: int) -> None:
         o.node("LeakyRelu", [y], [n.outputs[0]], alpha=float(params[0]))
     else:
         o.retarget(clip_node(o, y, params[0], params[1], n.name), n.outputs[0])
+
+
+def se_nodes(o: Emitter, n: Node) -> None:
+    """A fused squeeze-and-excitation block (qengine/ops/squeeze_excite.py) as the ONNX nodes it
+    was fused from: pool → Conv → activation chain → Conv → gate chain → Mul."""
+    x, w1, b1, w2, b2 = n.inputs
+    base = n.name
+    p = o.name(f"{base}.pooled")
+    if n.attrs.get("pool", "GlobalAveragePool") == "ReduceMean":
+        axes = o.const([2, 3], np.int64)
+        o.node("ReduceMean", [x, axes], [p], name=f"{base}.pool", keepdims=1)
+    else:
+        o.node("GlobalAveragePool", [x], [p], name=f"{base}.pool")
+    c1 = o.name(f"{base}.squeeze")
+    o.node("Conv", [p, w1] + ([b1] if b1 else []), [c1], name=f"{base}.conv1")
+    a = chain_nodes(o, c1, _se_steps(n, "act"), f"{base}.act")
+    c2 = o.name(f"{base}.excite")
+    o.node("Conv", [a, w2] + ([b2] if b2 else []), [c2], name=f"{base}.conv2")
+    gate = chain_nodes(o, c2, _se_steps(n, "gate"), f"{base}.gate")
+    o.node("Mul", [x, gate], [n.outputs[0]], name=f"{base}.scale")
+
+
+def _se_steps(n: Node, prefix: str):
+    from ..ops.chain import steps_of
+    return steps_of({k: n.attrs[f"{prefix}_{k}"] for k in ("steps", "registers", "constants")})

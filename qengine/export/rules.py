@@ -254,6 +254,25 @@ class _Raiser:
         self.q(activation_nodes(self.o, y, a, "", n.name), n.outputs[0], a["y_scale"],
                a["y_zero_point"])
 
+    def _QGemmDequant(self, n):
+        """u8 in, float out (qengine/ops/integer.py): DQ → Gemm (or MatMul + Add) → the float
+        output, no Q (the unit NNCF writes for a model's last layer)."""
+        a = n.attrs
+        x = self.dq(n.inputs[0], a["x_scale"], a["x_zero_point"])
+        if self.rank.get(n.inputs[0]) == 2:
+            wf, bf = self.dq_weight(n, 1, n.name, a["x_scale"])
+            y = self.o.op("Gemm", [x, wf, bf] if bf else [x, wf], f"{n.name}.out", n.name,
+                          transB=1)
+        else:
+            W, s, z, _ = self.weight(n.inputs[1], n.inputs[2], n.name)
+            wt = self.o.init(f"{n.name}.W_int8_KN", self.g.initializers[W].T)
+            wf = self.o.op("DequantizeLinear", [wt, s, z], f"{n.name}.W", axis=1)
+            y = self.o.op("MatMul", [x, wf], f"{n.name}.out", n.name)
+            if len(n.inputs) > 3 and n.inputs[3]:
+                _, bf = self.dq_weight(n, 1, n.name + ".bias", a["x_scale"])
+                y = self.o.op("Add", [y, bf], f"{n.name}.out")
+        self.o.retarget(y, n.outputs[0])
+
     def _QMaxPool(self, n):
         x = self.t(n.inputs[0])
         attrs = {**self._window(n.attrs, False), "ceil_mode": int(n.attrs.get("ceil_mode", 0))}

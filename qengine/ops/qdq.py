@@ -115,7 +115,7 @@ class QuantizeLinear(_QDQ):
             q = q + z.astype(ft)
         # NaN has no integer: it becomes the zero point (qengine's documented NaN policy)
         q = np.where(np.isnan(q), 0 if z is None else z, q)
-        return (np.clip(q, lo, hi).astype(dtype),)
+        return (np.asarray(np.clip(q, lo, hi), dtype),)
 
 
 @register_op
@@ -141,4 +141,4 @@ class DequantizeLinear(_QDQ):
         d = x.astype(ft)
         if z is not None:
             d = d - z.astype(ft)
-        return ((d * s.astype(ft)).astype(ft, copy=False),)
+        return (np.asarray(d * s.astype(ft), ft),)             # 0-d stays an array

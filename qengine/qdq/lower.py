@@ -88,7 +88,7 @@ class _Weight:
         if self.zero_point is not None:
             d = d - broadcast_param(self.zero_point, self.q.shape, axis, self.block_size,
                                     "zero point").astype(np.float32)
-        return (d * s.astype(np.float32)).astype(np.float32)
+        return np.asarray(d * s.astype(np.float32), np.float32)    # 0-d stays an array
 
 
 class Unit:

@@ -211,7 +211,7 @@ class GlobalAveragePoolRule(Rule):
 
 class ReduceMeanRule(Rule):
     """ReduceMean over H and W of a 4-D tensor (torch's x.mean((2, 3))) is a global average
-    pool; with keepdims=0 its [N, 1, 1, C] NHWC bytes are the [N, C] result."""
+    pool (then flattened with keepdims=0)."""
     ops = ("ReduceMean",)
 
     def refuse(self, u):
@@ -228,9 +228,12 @@ class ReduceMeanRule(Rule):
         if n.attrs.get("keepdims", 1):
             b.emit("QGlobalAveragePool", n.name, [x], [b.put_q(u.qout, "nhwc")], **b.xy(u))
             return None
-        pooled = b.fresh(f"{n.name}.pooled")
+        pooled, plain = b.fresh(f"{n.name}.pooled"), b.fresh(f"{n.name}.pooled_nchw")
         b.emit("QGlobalAveragePool", n.name, [x], [pooled], **b.xy(u))
-        b.emit("Flatten", b.fresh(f"{n.name}.flatten"), [pooled], [b.put_q(u.qout, "plain")],
+        # the layout change is a copy of C bytes per image; it keeps every uint8 value of one
+        # layout (the ONNX export reads layouts from the graph)
+        b.emit("Transpose", b.fresh(f"{n.name}.to_plain"), [pooled], [plain], perm=[0, 3, 1, 2])
+        b.emit("Flatten", b.fresh(f"{n.name}.flatten"), [plain], [b.put_q(u.qout, "plain")],
                axis=1)
         return None
 
