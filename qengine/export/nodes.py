@@ -12,10 +12,16 @@ from ..graph.ir import Graph, Node
 from ..quantized import params as P
 
 
+#: ONNX TensorProto element types of qengine's dtype names
+ONNX_TYPES = {"float32": 1, "uint8": 2, "int8": 3, "uint16": 4, "int16": 5, "int32": 6,
+              "int64": 7, "bool": 9, "float16": 10, "float64": 11, "uint32": 12, "uint64": 13}
+
+
 class Emitter:
     """The raised graph being built: nodes, initializers and fresh names."""
 
     def __init__(self, g: Graph):
+        self.g = g
         self.nodes: list[Node] = []
         self.inits: dict[str, np.ndarray] = {}
         self.used = {v for n in g.nodes for v in (*n.inputs, *n.outputs)} | \
@@ -176,6 +182,16 @@ def float_node(o: Emitter, n: Node, opset: int) -> None:
     if n.op_type == "SqueezeExcite":
         se_nodes(o, n)
         return
+    if n.op_type == "Cast":          # qengine names the dtype, ONNX numbers it
+        n = n.replace(attrs={"to": ONNX_TYPES[n.attrs["to"]]})
+    if n.op_type == "ConstantOfShape":
+        constant_of_shape_nodes(o, n)
+        return
+    if n.op_type == "LayerNormalization" and "divide" in n.attrs:
+        if n.attrs["divide"]:
+            layer_norm_nodes(o, n)
+            return
+        n = n.replace(attrs={k: v for k, v in n.attrs.items() if k != "divide"})
     if n.op_type in INTEGER_OPS or n.op_type in DYNAMIC_OPS:
         fail(n, "this qengine op has no ONNX export rule")
     attrs = {k: v for k, v in n.attrs.items()
@@ -218,3 +234,43 @@ def se_nodes(o: Emitter, n: Node) -> None:
 def _se_steps(n: Node, prefix: str):
     from ..ops.chain import steps_of
     return steps_of({k: n.attrs[f"{prefix}_{k}"] for k in ("steps", "registers", "constants")})
+
+
+def layer_norm_nodes(o: Emitter, n: Node) -> None:
+    """qengine's LayerNormalization(divide=1) — the decomposed LayerNorm of TorchScript and
+    paddle2onnx exports, fused (qengine/graph/decomposed.py) — as those ONNX ops again, in the
+    same order, so the file computes what qengine computes."""
+    x, scale = n.inputs[0], n.inputs[1]
+    bias = n.inputs[2] if len(n.inputs) > 2 else ""
+    axis = int(n.attrs.get("axis", -1))
+    base = n.name
+    info = o.g.value_info.get(x) or next((v for v in o.g.inputs if v.name == x), None)
+    if axis >= 0:
+        if info is None or info.shape is None:
+            fail(n, "the input's rank is unknown, so axis >= 0 cannot be written as ReduceMean "
+                    "axes")
+        axis -= len(info.shape)
+    axes = o.const(list(range(axis, 0)), np.int64)
+    eps = o.const(float(n.attrs.get("epsilon", 1e-5)), np.float32)
+    mean = o.op("ReduceMean", [x, axes], f"{base}.mean", f"{base}.mean", keepdims=1)
+    d = o.op("Sub", [x, mean], f"{base}.centered", f"{base}.sub")
+    var = o.op("ReduceMean", [o.op("Mul", [d, d], f"{base}.sq", f"{base}.sq"), axes],
+               f"{base}.var", f"{base}.var", keepdims=1)
+    sd = o.op("Sqrt", [o.op("Add", [var, eps], f"{base}.var_eps", f"{base}.add_eps")],
+              f"{base}.std", f"{base}.sqrt")
+    y = o.op("Mul", [o.op("Div", [d, sd], f"{base}.normed", f"{base}.div"), scale],
+             f"{base}.scaled", f"{base}.scale")
+    if bias:
+        y = o.op("Add", [y, bias], f"{base}.out", f"{base}.bias")
+    o.retarget(y, n.outputs[0])
+
+def constant_of_shape_nodes(o: Emitter, n: Node) -> None:
+    """qengine's ConstantOfShape(value, dtype) — attributes, where ONNX wants a one-element
+    tensor attribute — as ConstantOfShape (float zeros) + Add(value) + Cast(dtype)."""
+    value, dtype = float(n.attrs.get("value", 0.0)), n.attrs.get("dtype", "float32")
+    y = o.op("ConstantOfShape", list(n.inputs), f"{n.outputs[0]}.zeros", n.name)
+    if value:
+        y = o.op("Add", [y, o.const(value, np.float32)], f"{n.outputs[0]}.filled")
+    if dtype != "float32":
+        y = o.op("Cast", [y], f"{n.outputs[0]}.cast", to=ONNX_TYPES[dtype])
+    o.retarget(y, n.outputs[0])

@@ -564,6 +564,10 @@ class _Lowering:
             self.float_ok.update(o for o in n.outputs if o)
         for v in self.g.output_names:
             self.get_float(v)
+        # float values keep their names, and so what shape inference knew of them
+        produced = {o for n in self.out.nodes for o in n.outputs}
+        self.out.value_info = {k: v for k, v in self.g.value_info.items()
+                               if k in produced and k in self.float_ok}
         self.out.toposort()
         used = {v for n in self.out.nodes for v in n.inputs}
         for k in set(self.inits) - used:
