@@ -304,3 +304,19 @@ def test_cli_quantize_and_run_take_a_qdq_file(float_model, tmp_path, capsys):
     x = RNG.standard_normal((2, 3, 16, 16)).astype(np.float32)
     y_engine = qe.load(str(tmp_path / "q.qe")).run({"x": x})["y"]
     np.testing.assert_array_equal(y_engine, qe.Session(qe.from_onnx(path)).run({"x": x})["y"])
+
+
+def test_int16_qdq_round_trips_through_export_at_opset_21(tmp_path):
+    m = _qdq_linear(np.int16)
+    g = qe.from_onnx(m, lower=False)
+    path = tmp_path / "int16.onnx"
+    qe.export_onnx(g, path)
+    out = onnx.load(str(path))
+    assert [o.version for o in out.opset_import if o.domain in ("", "ai.onnx")] == [21]
+    x = RNG.standard_normal((5, 4)).astype(np.float32)
+    y_ort = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    with pytest.warns(qe.QuantizationWarning):
+        y = qe.Session(qe.from_onnx(str(path))).run({"x": x})["y"]
+    np.testing.assert_allclose(y, y_ort, atol=0.02 * 1.001)
+    np.testing.assert_allclose(y, ReferenceEvaluator(m).run(None, {"x": x})[0], atol=0.02 * 1.001)

@@ -186,7 +186,25 @@ def to_proto(g: Graph, opset: int):
                               producer_version=__version__,
                               ir_version=7 if opset <= 13 else min(
                                   onnx.IR_VERSION, _IR_FOR_OPSET.get(opset, onnx.IR_VERSION)))
+    _fill_output_shapes(onnx, model)
     return model
+
+
+def _fill_output_shapes(onnx, model):
+    """Outputs whose rank qengine does not know get the shape onnx infers (the full checker
+    wants every graph output to have one), else a shape of unknown dims is left out."""
+    unknown = [o for o in model.graph.output if not o.type.tensor_type.HasField("shape")]
+    if not unknown:
+        return
+    try:
+        inferred = {v.name: v for v in
+                    onnx.shape_inference.infer_shapes(model).graph.output}
+    except Exception:  # noqa: BLE001 — then the checker says what is wrong
+        return
+    for o in unknown:
+        v = inferred.get(o.name)
+        if v is not None and v.type.tensor_type.HasField("shape"):
+            o.type.tensor_type.shape.CopyFrom(v.type.tensor_type.shape)
 
 
 #: the IR version each opset shipped with (onnx/helper.py VERSION_TABLE), where it grew
