@@ -20,6 +20,7 @@ import numpy as np
 
 from ..graph.ir import Graph, Node
 from ..graph.passes import remove_dead_nodes
+from .names import Names
 
 MOVERS = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"})
 
@@ -33,15 +34,8 @@ def canonicalize(graph: Graph) -> Graph:
 class _Rewriter:
     def __init__(self, g: Graph):
         self.g = g
-        self.used = {v for n in g.nodes for v in (*n.inputs, *n.outputs)} | \
-            set(g.initializers) | set(g.input_names)
+        self.fresh = Names(g).fresh
 
-    def fresh(self, base):
-        name, i = base, 1
-        while name in self.used:
-            name, i = f"{base}_{i}", i + 1
-        self.used.add(name)
-        return name
 
     def const(self, v):
         return self.g.initializers.get(v) if v else None

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..graph.ir import Graph, Node, ValueInfo
 from ..quant import choose_qparams
-from .lower import _BIAS_LIMIT as BIAS_LIMIT, Unit
+from .names import Names
+from .lower import BIAS_LIMIT, Unit
 from .rules import RULES, bias_vector, clamp_of
 
 
@@ -124,15 +125,8 @@ class _Writer:
         self.g = g
         self.out = g.copy()
         self.pending = []                # weight DQ nodes for the node being written
-        self.used = {v for n in g.nodes for v in (*n.inputs, *n.outputs)} | \
-            set(g.initializers) | set(g.input_names)
+        self.fresh = Names(g).fresh
 
-    def fresh(self, base):
-        name, i = base, 1
-        while name in self.used:
-            name, i = f"{base}_{i}", i + 1
-        self.used.add(name)
-        return name
 
     def init(self, base, value):
         name = self.fresh(base)

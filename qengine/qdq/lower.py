@@ -22,12 +22,13 @@ import numpy as np
 
 from ..errors import QuantizationWarning
 from ..graph.ir import Graph, Node
+from .names import Names
 from .rules import RULES, bias_vector, clamp_of
 
 _U8_SHIFT = {"uint8": 0, "int8": 128}       # zero point in the kernels' uint8 grid
 #: largest |bias| / (s_x·s_w) a float bias may have: half of int32, the other half for the sum
 #: of products (K·255·127 < 2^30 up to K = 33000)
-_BIAS_LIMIT = 2.0 ** 30
+BIAS_LIMIT = 2.0 ** 30
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,7 @@ class _Lowering:
         self.inits = self.out.initializers
         self.consumers = g.consumers()
         self.graph_outputs = set(g.output_names)
-        self.used_names = {v for n in g.nodes for v in (*n.inputs, *n.outputs)} | \
-            set(g.initializers) | set(g.input_names)
+        self.fresh = Names(g).fresh
         self.float_ok = set(g.input_names) | set(g.initializers)
         self.q = {}                 # (quantized tensor, layout) -> uint8 value name
         self.stem = {}              # quantized tensor -> float name its uint8 values are named by
@@ -242,12 +242,6 @@ class _Lowering:
                 and (qv.scale.size == 1 or n.attrs.get("axis", 1) == qv.axis))
 
     # ---- names, initializers, qparams ---------------------------------------------------------
-    def fresh(self, base):
-        name, i = base, 1
-        while name in self.used_names:
-            name, i = f"{base}_{i}", i + 1
-        self.used_names.add(name)
-        return name
 
     def init(self, base, value):
         name = self.fresh(base)
@@ -337,7 +331,7 @@ class _Lowering:
             b = self.g.initializers[v]
         b = bias_vector(b, ws.shape[0]) * np.float32(beta)
         bscale = np.float64(np.float32(self.qp(qx)[0]) * ws)
-        if np.any(np.abs(b.astype(np.float64)) / bscale > _BIAS_LIMIT):
+        if np.any(np.abs(b.astype(np.float64)) / bscale > BIAS_LIMIT):
             # the layer would saturate it silently: the unit stays float instead
             return (f"its bias does not fit int32 at s_x·s_w (s_x = {self.qp(qx)[0]:.3g}): "
                     f"the activations' scale is too small for these weights")

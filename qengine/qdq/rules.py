@@ -127,40 +127,39 @@ class GemmRule(Rule):
                 return "C is not a constant vector over the output features"
         return None
 
-    def emit(self, u, b):
+    float_output = True
+
+    def inputs(self, u, b):
+        """[x uint8, W int8 [N, K], W scales, (bias)], or the reason the unit stays float."""
         n, a = u.node, u.node.attrs
-        trans_b = n.op_type == "Gemm" and a.get("transB", 0)
+        gemm = n.op_type == "Gemm"
         # the kernels take W as [N, K]: rows are output features
-        w = b.weights(u, 1, out_axis=0 if trans_b else 1, alpha=float(a.get("alpha", 1.0))
-                      if n.op_type == "Gemm" else 1.0)
+        w = b.weights(u, 1, out_axis=0 if gemm and a.get("transB", 0) else 1,
+                      alpha=float(a.get("alpha", 1.0)) if gemm else 1.0)
         if isinstance(w, str):
             return w
         bias = [b.bias(u, 2, u.qin(0), w[1], beta=float(a.get("beta", 1.0)))] \
-            if n.op_type == "Gemm" and u.has_input(2) else []
+            if gemm and u.has_input(2) else []
         if bias and bias[0] not in b.inits:
             return bias[0]
-        ins = [b.get_q(u.qin(0), "plain"), *w, *bias]
-        b.emit("QGemm", n.name, ins, [b.put_q(u.qout, "plain")], **b.xy(u), **b.clamp_attrs(u))
+        return [b.get_q(u.qin(0), "plain"), *w, *bias]
+
+    def emit(self, u, b):
+        ins = self.inputs(u, b)
+        if isinstance(ins, str):
+            return ins
+        b.emit("QGemm", u.node.name, ins, [b.put_q(u.qout, "plain")], **b.xy(u),
+               **b.clamp_attrs(u))
         return None
-
-
-    float_output = True
 
     def emit_float_output(self, u, b):
         """The unit with a float output: a QGemmDequant writes the node's own output."""
-        n, a = u.node, u.node.attrs
-        trans_b = n.op_type == "Gemm" and a.get("transB", 0)
-        w = b.weights(u, 1, out_axis=0 if trans_b else 1, alpha=float(a.get("alpha", 1.0))
-                      if n.op_type == "Gemm" else 1.0)
-        if isinstance(w, str):
-            return w
-        bias = [b.bias(u, 2, u.qin(0), w[1], beta=float(a.get("beta", 1.0)))] \
-            if n.op_type == "Gemm" and u.has_input(2) else []
-        if bias and bias[0] not in b.inits:
-            return bias[0]
-        ins = [b.get_q(u.qin(0), "plain"), *w, *bias]
+        ins = self.inputs(u, b)
+        if isinstance(ins, str):
+            return ins
         s, z = b.qp(u.qin(0))
-        b.emit("QGemmDequant", n.name, ins, [n.outputs[0]], x_scale=s, x_zero_point=z)
+        b.emit("QGemmDequant", u.node.name, ins, [u.node.outputs[0]], x_scale=s,
+               x_zero_point=z)
         return None
 
 

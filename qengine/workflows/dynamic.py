@@ -24,6 +24,7 @@ from ..errors import ConfigError, QuantizationWarning
 from ..graph.fusion import _activation_of
 from ..graph.ir import Graph, Node
 from ..model_files import as_graph
+from ..qdq.rules import bias_vector
 from ..quantized.weights import quantize_per_channel_symmetric
 
 QUANTIZABLE = frozenset({"LSTM", "GRU", "Gemm", "MatMul", "Conv"})
@@ -192,18 +193,6 @@ def _linear_node(g, node, config, x, w_nk, bias, outputs, old):
                       {"per_row": int(config.per_row)})]
 
 
-def _bias_vector(c, n):
-    """c as an (n,) vector if it broadcasts over the last axis only, else None."""
-    if c is None:
-        return None
-    c = np.asarray(c)
-    if c.ndim == 0:
-        return np.full(n, c, np.float32)
-    if c.shape[-1] in (1, n) and all(d == 1 for d in c.shape[:-1]):
-        return np.broadcast_to(c.reshape(-1), (n,)).astype(np.float32)
-    return None
-
-
 def _gemm(g, node, config, consumers):
     a = node.attrs
     B = _const(g, node.inputs[1])
@@ -213,7 +202,7 @@ def _gemm(g, node, config, consumers):
     bias = None
     if len(node.inputs) > 2 and node.inputs[2]:
         c = _const(g, node.inputs[2])
-        bias = _bias_vector(c, w.shape[0])
+        bias = bias_vector(c, w.shape[0])
         if bias is None:
             return None                 # C computed at run time or a full matrix: keep float
         bias = bias * np.float32(a.get("beta", 1.0))
@@ -230,7 +219,7 @@ def _matmul(g, node, config, consumers):
             and users[0].name not in config.keep_float:
         add = users[0]
         other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
-        bias = _bias_vector(_const(g, other), B.shape[1])
+        bias = bias_vector(_const(g, other), B.shape[1])
         if bias is not None:
             return _linear_node(g, node, config, node.inputs[0], B.T, bias, add.outputs,
                                 [node, add])
