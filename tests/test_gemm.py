@@ -220,6 +220,40 @@ def test_fused_requant_kernel_tile_edges(isa, out_dtype):
                 assert np.array_equal(unfused, want), (m, n, k)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("out_dtype,lo,hi", [(np.uint8, 0, 255), (np.uint8, 7, 120),
+                                             (np.int8, -128, 127), (np.int8, 0, 100)])
+def test_fused_requant_every_row_remainder_and_range(isa, out_dtype, lo, hi):
+    """The fused requantizing kernel over every row remainder 1..MR (and 2·MR + each), N tails,
+    K not a multiple of the K-group, clamps that keep a u8 output under 128 and an s8 one
+    non-negative (the AVX2 kernel narrows with a signed or unsigned pack chosen from [lo, hi]),
+    and 255 × −128 / 255 × 127 extremes at K = 65536 that drive acc to the clamps."""
+    rng = np.random.default_rng(12)
+    r = KERNELS[isa]
+    mr, nr = r["mr"], r["nr"]
+    dt = np.dtype(out_dtype)
+    zy = 10 if dt == np.uint8 else 3
+    kind = _gemm.EPI_U8 if dt == np.uint8 else _gemm.EPI_S8
+    cases = [(m, n, k) for m in range(1, 2 * mr + 2) for n, k in ((nr + 3, 2 * r["kr"] + 1),
+                                                                  (nr - 1, 1), (3, 67))]
+    for m, n, k in cases + [(mr + 1, nr + 1, 65536)]:
+        if k == 65536:
+            a = np.full((m, k), 255, np.uint8)
+            w = np.where(np.arange(n)[:, None] % 2, 127, -128).repeat(k, 1).astype(np.int8)
+            mult = np.full(n, 1e-9, np.float32)
+            mult[::3] = 3e-7                      # these columns land inside [lo, hi]
+        else:
+            a, w = rnd(rng, (m, k), np.uint8), rnd(rng, (n, k), np.int8)
+            mult = np.exp(rng.uniform(-9, -4, n)).astype(np.float32)
+        bias = rng.integers(-3000, 3000, n).astype(np.int32)
+        wp = F.pack_weights(w, isa=isa)
+        want = R.matmul_requant_ref(a, 0, w, bias, mult, zy, dt, (lo, hi))
+        got = np.empty((m, n), dt)
+        _gemm.gemm(_runtime.ISA_NAMES.index(isa), a, wp._c(), kind, got, col_bias=bias,
+                   multiplier=mult, out_zp=zy, lo=lo, hi=hi)
+        assert np.array_equal(got, want), (m, n, k)
+
+
 @pytest.mark.parametrize("isa", [i for i in ISAS if KERNELS.get(i.values[0], {}).get("indirect")]
                          or [pytest.param("none", marks=pytest.mark.skip("no indirect kernel"))])
 @pytest.mark.parametrize("threads", [1, 2])

@@ -147,6 +147,47 @@ static void qe_conv_im2col_pack_c4(const qe_gemm_kernel_rec *r, const qe_conv_sh
     }
 }
 
+#if QE_HAVE_X86_SIMD
+/* The AVX2 records' layout (int16, K in pairs, 4 rows: qe_u8_pack_a_4c2__avx2.h) with whole
+ * K-pairs per tap (cin_g even): as qe_conv_im2col_pack_c4, panel by panel and tap by tap, each
+ * tap's 4 segments of cin_g bytes interleaved and widened by vector code. A last panel with
+ * fewer than 4 pixels reads its missing rows from zrow: rows ≥ mr are never read by a kernel. */
+static void qe_conv_im2col_pack_c2(const qe_gemm_kernel_rec *r, const qe_conv_shape *s,
+                                   const uint8_t *x, const uint8_t *zrow, size_t g, size_t m0,
+                                   size_t rows, size_t kp, uint8_t *dst) {
+    const size_t k = s->kh * s->kw * s->cin_g, panel = 4 * kp, cin_g = s->cin_g;
+    const uint8_t *img[4], *src[4];
+    ptrdiff_t iy0[4], ix0[4];
+    qe_conv_pixel px = qe_conv_pixel_at(s, m0);
+    for (size_t p0 = 0; p0 < rows; p0 += 4) {
+        int16_t *pan = (int16_t *)(void *)dst + (p0 / 4) * panel;
+        const size_t pr = rows - p0 < 4 ? rows - p0 : 4;
+        if (k != kp) memset(pan, 0, panel * sizeof(int16_t));
+        for (size_t i = 0; i < 4; i++) {
+            if (i >= pr) { img[i] = NULL; continue; }
+            img[i] = x + px.b * s->h * s->w * s->c + g * cin_g;
+            iy0[i] = (ptrdiff_t)(px.oy * s->sh) - (ptrdiff_t)s->pt;
+            ix0[i] = (ptrdiff_t)(px.ox * s->sw) - (ptrdiff_t)s->pl;
+            qe_conv_pixel_next(s, &px);
+        }
+        int16_t *d = pan;
+        for (size_t ky = 0; ky < s->kh; ky++) {
+            for (size_t kx = 0; kx < s->kw; kx++, d += 4 * cin_g) {
+                for (size_t i = 0; i < 4; i++) {
+                    const ptrdiff_t iy = iy0[i] + (ptrdiff_t)(ky * s->dh);
+                    const ptrdiff_t ix = ix0[i] + (ptrdiff_t)(kx * s->dw);
+                    src[i] = img[i] && iy >= 0 && iy < (ptrdiff_t)s->h && ix >= 0 &&
+                             ix < (ptrdiff_t)s->w
+                        ? img[i] + ((size_t)iy * s->w + (size_t)ix) * s->c : zrow;
+                }
+                qe_u8_pack_a_4c2__avx2(src, cin_g, d);
+            }
+        }
+    }
+    (void)r;
+}
+#endif
+
 /* The indirection buffer of the igemm kernels instead of the packed pixels (whole K-groups per
  * tap, cin_g % 4 == 0): for panel p, tap t = ky·kw + kx and pixel i of the panel,
  * ind[(p·kh·kw + t)·MR + i] points at the tap's cin_g input bytes, or at zrow where the tap
@@ -272,15 +313,25 @@ static void qe_conv_im2col_pack(const qe_gemm_kernel_rec *r, const qe_conv_shape
         qe_conv_im2col_pack_c4(r, s, x, zrow, g, m0, rows, kp, dst);
         return;
     }
+#if QE_HAVE_X86_SIMD
+    const int c2 = r->isa == QE_ISA_AVX2 && r->elem == 2 && r->kr == 2 && mr == 4;
+    if (!gather && c2) {
+        qe_conv_im2col_pack_c2(r, s, x, zrow, g, m0, rows, kp, dst);
+        return;
+    }
+#else
+    const int c2 = 0;
+#endif
+    /* c4, c2: all MR rows are gathered first, then packed K-group by K-group */
+    const int rows_first = c4 || c2;
     if (gather && c4 && s->kw * s->cin_g < 8 && k <= QE_CONV_BYTES_MAX_K &&
         ((s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1) *
         ((s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1) * s->cin_g <= QE_CONV_BYTES_FRAME) {
         qe_conv_im2col_pack_bytes(r, s, x, zrow[0], g, m0, rows, kp, dst);
         return;
     }
-    /* c4: all MR rows are gathered first, then packed K-group by K-group (sequential stores) */
     if (gather)
-        for (size_t i = 0; i < (c4 ? mr : 1); i++) memset(row + i * kp + k, 0, kp - k);
+        for (size_t i = 0; i < (rows_first ? mr : 1); i++) memset(row + i * kp + k, 0, kp - k);
     qe_conv_pixel px = qe_conv_pixel_at(s, m0);
     for (size_t p0 = 0; p0 < rows; p0 += mr) {
         uint8_t *pan = dst + (p0 / mr) * panel;
@@ -288,7 +339,7 @@ static void qe_conv_im2col_pack(const qe_gemm_kernel_rec *r, const qe_conv_shape
         if (pr < mr || (k != kp && !gather)) memset(pan, 0, panel);
         for (size_t i = 0; i < pr; i++, qe_conv_pixel_next(s, &px)) {
             const size_t b = px.b, oy = px.oy, ox = px.ox;
-            uint8_t *const rowi = c4 ? row + i * kp : row;
+            uint8_t *const rowi = rows_first ? row + i * kp : row;
             const uint8_t *img = x + b * s->h * s->w * s->c + g * s->cin_g;
             size_t kk = 0;
             /* the whole kernel row inside the image: with one group and no horizontal
@@ -313,8 +364,19 @@ static void qe_conv_im2col_pack(const qe_gemm_kernel_rec *r, const qe_conv_shape
                     else qe_conv_pack_segment(r, pan, i, kk, src, s->cin_g);
                 }
             }
-            if (gather && !c4) qe_conv_pack_row(r, pan, i, row, kp);
+            if (gather && !rows_first) qe_conv_pack_row(r, pan, i, row, kp);
         }
+#if QE_HAVE_X86_SIMD
+        if (gather && c2) {
+            if (pr == 4) {
+                const uint8_t *src[4] = {row, row + kp, row + 2 * kp, row + 3 * kp};
+                qe_u8_pack_a_4c2__avx2(src, kp, (int16_t *)(void *)pan);
+            } else {
+                for (size_t i = 0; i < pr; i++) qe_conv_pack_row(r, pan, i, row + i * kp, kp);
+            }
+            continue;
+        }
+#endif
         if (gather && c4 && pr == QE_GEMM_MR_MAX && mr == QE_GEMM_MR_MAX) {
             for (size_t q = 0; q < kp; q += 4)
                 _Pragma("GCC unroll 12") for (size_t i = 0; i < QE_GEMM_MR_MAX; i++)

@@ -15,6 +15,7 @@
 
 #include <string.h>
 #include "qe_gemm_params.h"
+#include "qe_u8_pack_a_4c2__avx2.h"
 
 static inline size_t qe_gemm_round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
@@ -88,6 +89,20 @@ static void qe_gemm_pack_a(const qe_gemm_kernel_rec *r, size_t m, size_t k, cons
             }
             continue;
         }
+#if QE_HAVE_X86_SIMD
+        if (r->isa == QE_ISA_AVX2 && r->elem == 2 && kr == 2 && mr == 4 && (p + 1) * mr <= m) {
+            const uint8_t *src[4];
+            for (size_t i = 0; i < 4; i++) src[i] = a + (p * 4 + i) * lda;
+            qe_u8_pack_a_4c2__avx2(src, k, (int16_t *)dst8);
+            if (rowsum)
+                for (size_t i = 0; i < 4; i++) {
+                    int32_t sum = 0;
+                    for (size_t kk = 0; kk < k; kk++) sum += src[i][kk];
+                    rowsum[p * 4 + i] = sum;
+                }
+            continue;
+        }
+#endif
         for (size_t i = 0; i < mr && p * mr + i < m; i++) {
             const size_t row = p * mr + i;
             const uint8_t *src = a + row * lda;

@@ -18,13 +18,14 @@
 #if QE_HAVE_X86_SIMD
 #define QE_AVX2_MR 4
 
-#define QE_AVX2_BODY(MRV, KS)                                                                  \
-    do {                                                                                       \
-        __m256i acc[KS * MRV][2];                                                                 \
+/* The K loop: acc[0..MRV)[2] = the tile's rows (KS accumulator sets summed), pa/pw advanced.
+ * Shared with the fused requantizing twin (qe_u8_s8_gemm_minmax_ukernel_4x16c2__avx2.h). */
+#define QE_AVX2_ACCUMULATE(MRV, KS)                                                            \
+        __m256i acc[KS * MRV][2];                                                              \
         _Pragma("GCC unroll 4") for (int s = 0; s < KS; s++)                                   \
         _Pragma("GCC unroll 4") for (int i = 0; i < MRV; i++)                                  \
-            acc[s * MRV + i][0] = acc[s * MRV + i][1] = _mm256_setzero_si256();                              \
-        for (size_t g = 0; g < kg; g += KS) { /* kg: a multiple of 4 (kpad) */                   \
+            acc[s * MRV + i][0] = acc[s * MRV + i][1] = _mm256_setzero_si256();                \
+        for (size_t g = 0; g < kg; g += KS) { /* kg: a multiple of 4 (kpad) */                 \
             _Pragma("GCC unroll 4") for (int s = 0; s < KS; s++) {                             \
                 const __m256i b0 = _mm256_loadu_si256((const __m256i *)pw);                    \
                 const __m256i b1 = _mm256_loadu_si256((const __m256i *)(pw + 16));             \
@@ -32,25 +33,32 @@
                     int32_t a2;                                                                \
                     memcpy(&a2, pa + 2 * i, 4);                                                \
                     const __m256i va = _mm256_set1_epi32(a2);                                  \
-                    acc[s * MRV + i][0] = _mm256_add_epi32(acc[s * MRV + i][0], _mm256_madd_epi16(va, b0));  \
-                    acc[s * MRV + i][1] = _mm256_add_epi32(acc[s * MRV + i][1], _mm256_madd_epi16(va, b1));  \
+                    acc[s * MRV + i][0] =                                                      \
+                        _mm256_add_epi32(acc[s * MRV + i][0], _mm256_madd_epi16(va, b0));      \
+                    acc[s * MRV + i][1] =                                                      \
+                        _mm256_add_epi32(acc[s * MRV + i][1], _mm256_madd_epi16(va, b1));      \
                 }                                                                              \
                 pa += 2 * QE_AVX2_MR;                                                          \
                 pw += 32;                                                                      \
             }                                                                                  \
         }                                                                                      \
-        _Pragma("GCC unroll 4") for (int i = 0; i < MRV; i++) {                                \
+        _Pragma("GCC unroll 4") for (int i = 0; i < MRV; i++)                                  \
             _Pragma("GCC unroll 4") for (int s = 1; s < KS; s++) {                             \
-                acc[i][0] = _mm256_add_epi32(acc[i][0], acc[s * MRV + i][0]);                   \
-                acc[i][1] = _mm256_add_epi32(acc[i][1], acc[s * MRV + i][1]);                   \
-            }                                                                                  \
+                acc[i][0] = _mm256_add_epi32(acc[i][0], acc[s * MRV + i][0]);                  \
+                acc[i][1] = _mm256_add_epi32(acc[i][1], acc[s * MRV + i][1]);                  \
+            }
+
+#define QE_AVX2_BODY(MRV, KS)                                                                  \
+    do {                                                                                       \
+        QE_AVX2_ACCUMULATE(MRV, KS)                                                            \
+        _Pragma("GCC unroll 4") for (int i = 0; i < MRV; i++) {                                \
             __m256i *ci = (__m256i *)(c + 16 * i);                                             \
             if (acc_in) {                                                                      \
-                acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_loadu_si256(ci));         \
-                acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_loadu_si256(ci + 1));     \
+                acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_loadu_si256(ci));               \
+                acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_loadu_si256(ci + 1));           \
             }                                                                                  \
-            _mm256_storeu_si256(ci, acc[i][0]);                                             \
-            _mm256_storeu_si256(ci + 1, acc[i][1]);                                         \
+            _mm256_storeu_si256(ci, acc[i][0]);                                                \
+            _mm256_storeu_si256(ci + 1, acc[i][1]);                                            \
         }                                                                                      \
     } while (0)
 
