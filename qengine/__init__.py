@@ -31,6 +31,7 @@ from .workflows.ptq import StaticQuantConfig, quantize_static  # noqa: F401,E402
 from .workflows.sensitivity import auto_keep_float, layer_sensitivity  # noqa: F401,E402
 from .workflows.islands import FloatIsland, float_islands  # noqa: F401,E402
 from .export import export_onnx  # noqa: F401,E402  (imports onnx only when called)
+from . import qdq  # noqa: F401,E402  (the quantized IR: qdq.lower, qdq.canonicalize)
 from .tools.plots import plot_sensitivity  # noqa: F401,E402  (matplotlib on call)
 
 __all__ = [
@@ -38,8 +39,8 @@ __all__ = [
     "load", "Session", "save", "load_graph",
     # import
     "from_onnx", "from_torch_state_dict", "Graph", "Node", "ValueInfo",
-    # export
-    "export_onnx",
+    # export, and the quantized IR
+    "export_onnx", "qdq",
     # quantize
     "quantize_dynamic", "DynamicQuantConfig", "quantize_static", "StaticQuantConfig",
     "calibration", "collect_stats", "make_observer", "OBSERVERS",
