@@ -179,6 +179,7 @@ def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True) -> Graph
                         Node("DequantizeLinear", w.fresh(f"{v}.dequantize"), (qv, sn, zn),
                              (dq_name[v],))]
     nodes = [m for v in need if v in g.input_names for m in qdq_nodes[v]]
+    original = {r: v for v, r in renamed.items()}
     for n in g.nodes:
         rule = plan.int8.get(n.name)
         if rule is not None:
@@ -189,7 +190,7 @@ def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True) -> Graph
         n = n.replace(outputs=tuple(renamed.get(o, o) for o in n.outputs))
         nodes.append(n)
         for o in n.outputs:
-            orig = next((v for v, r in renamed.items() if r == o), o)
+            orig = original.get(o, o)
             if orig in qdq_nodes and orig not in g.input_names:
                 nodes += qdq_nodes[orig]
     out.nodes = nodes
