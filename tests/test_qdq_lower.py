@@ -320,3 +320,64 @@ def test_int16_qdq_round_trips_through_export_at_opset_21(tmp_path):
         y = qe.Session(qe.from_onnx(str(path))).run({"x": x})["y"]
     np.testing.assert_allclose(y, y_ort, atol=0.02 * 1.001)
     np.testing.assert_allclose(y, ReferenceEvaluator(m).run(None, {"x": x})[0], atol=0.02 * 1.001)
+
+
+def test_per_channel_activation_scales_between_a_conv_and_a_depthwise_conv():
+    """NNCF's form before depthwise convs: the expand conv's ReLU6 output quantized per channel
+    (zero point 0). The conv writes it with per-channel multipliers, the depthwise conv reads
+    it with the scales folded into its own: both lower, and match onnx.reference."""
+    c = 6
+    w1 = RNG.integers(-127, 128, (c, 3, 1, 1)).astype(np.int8)
+    w2 = RNG.integers(-127, 128, (c, 1, 3, 3)).astype(np.int8)
+    # per channel, each ≤ 6/255 as a calibrated ReLU6 output is: the clip at 6 is beyond 255
+    s_mid = (RNG.uniform(0.3, 1.0, c) * 6 / 255).astype(np.float32)
+    inits = {
+        "sx": np.float32(0.02), "zx": np.uint8(128),
+        "w1": w1, "s1": (RNG.uniform(0.5, 1.5, c) * 0.002).astype(np.float32),
+        "z1": np.zeros(c, np.int8), "b1": RNG.integers(-500, 500, c).astype(np.int32),
+        "b1s": None,
+        "smid": s_mid, "zmid": np.zeros(c, np.uint8),
+        "w2": w2, "s2": (RNG.uniform(0.5, 1.5, c) * 0.004).astype(np.float32),
+        "z2": np.zeros(c, np.int8),
+        "lo": np.float32(0.0), "hi": np.float32(6.0),
+        "so": np.float32(0.05), "zo": np.uint8(100)}
+    inits["b1s"] = (np.float32(0.02) * inits["s1"]).astype(np.float32)
+    inits["zb"] = np.zeros(c, np.int32)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w1", "s1", "z1"], ["w1d"], axis=0),
+        helper.make_node("DequantizeLinear", ["b1", "b1s", "zb"], ["b1d"], axis=0),
+        helper.make_node("Conv", ["xd", "w1d", "b1d"], ["c1"], name="expand"),
+        helper.make_node("Clip", ["c1", "lo", "hi"], ["r1"]),
+        helper.make_node("QuantizeLinear", ["r1", "smid", "zmid"], ["mq"], axis=1),
+        helper.make_node("DequantizeLinear", ["mq", "smid", "zmid"], ["md"], axis=1),
+        helper.make_node("DequantizeLinear", ["w2", "s2", "z2"], ["w2d"], axis=0),
+        helper.make_node("Conv", ["md", "w2d"], ["c2"], name="dw", group=c, pads=[1, 1, 1, 1]),
+        helper.make_node("QuantizeLinear", ["c2", "so", "zo"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     ["n", 3, 7, 7])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    low, report = lower(qe.from_onnx(m, lower=False), report=True)
+    assert report == [] and sum(n.op_type == "QConv" for n in low.nodes) == 2
+    with pytest.raises(qe.ModelError, match="per-channel scales"):    # not exportable yet
+        qe.export_onnx(low, "unused.onnx")
+    x = RNG.standard_normal((3, 3, 7, 7)).astype(np.float32)
+    y = qe.Session(low).run({"x": x})["y"]
+    ref = ReferenceEvaluator(m).run(None, {"x": x})[0]
+    assert np.abs(y - ref).max() <= 0.05 * 1.001 and (np.abs(y - ref) > 1e-6).mean() < 0.05
+    # the per-channel tensor read by a float op: dequantized per channel, exactly
+    nodes2 = nodes[:8] + [helper.make_node("Sigmoid", ["md"], ["y"])]
+    g2 = helper.make_graph(nodes2, "g2", list(g.input), list(g.output), list(g.initializer))
+    m2 = helper.make_model(g2, opset_imports=[helper.make_opsetid("", 19)])
+    low2 = lower(qe.from_onnx(m2, lower=False))
+    np.testing.assert_allclose(qe.Session(low2).run({"x": x})["y"],
+                               ReferenceEvaluator(m2).run(None, {"x": x})[0], atol=1e-6)
+    # a scale whose clip at 6 falls inside the uint8 range needs a per-channel clamp: refused
+    next(t for t in m.graph.initializer if t.name == "smid").CopyFrom(
+        numpy_helper.from_array(np.full(c, 0.05, np.float32), "smid"))
+    _, report = lower(qe.from_onnx(m, lower=False), report=True)
+    assert [r.node for r in report][:1] == ["expand"] and "clamp" in report[0].reason

@@ -204,11 +204,17 @@ class _Raiser:
         self.q(activation_nodes(self.o, y, a, act, n.name), out, ys, yz)
 
     def _QConv(self, n):
+        if n.attrs.get("channel_scales"):
+            fail(n, "its activations have per-channel scales folded into its weight scales "
+                    "(an NNCF file's depthwise input); writing them back is not supported yet")
         self._conv_unit(n, 1, n.outputs[0], "y_")
 
     def _QConvAdd(self, n):
         """Conv → Q (at the conv's own qparams) → DQ → Add with the skip → [clamp] → Q."""
         a = n.attrs
+        if a.get("channel_scales"):
+            fail(n, "its input has per-channel scales folded into its weight scales (an NNCF "
+                    "file's depthwise input); writing them back is not supported yet")
         conv_out = self.o.name(f"{n.name}.conv.u8")
         self._conv_unit(n, 2, conv_out, "conv_")
         self._binary(n.replace(inputs=(conv_out, n.inputs[1])), "Add",

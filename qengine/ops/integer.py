@@ -212,7 +212,9 @@ class QConvOp(_QOp):
     op_type = "QConv"
     WEIGHT_INPUTS, BIAS_INPUT, NHWC_OUTPUT = ((1, 2),), 3, True
     INPUTS = (3, 4)
-    ATTRS = {**_WINDOW, "group": ("int", 1), **_QP, **_ACT}
+    # channel_scales=1: x_scale / y_scale are nominal (1.0) and W_scale carries per-channel
+    # activation scales folded in (qengine/qdq/lower.py channel_fold); informational
+    ATTRS = {**_WINDOW, "group": ("int", 1), **_QP, **_ACT, "channel_scales": ("int", 0)}
 
     def build(self, inits):
         return self.qconv(inits, 1, "y_", "")
@@ -255,7 +257,7 @@ class QConvAddOp(QConvOp):
              "conv_activation": ("string", ""), "conv_activation_min": ("float", 0.0),
              "conv_activation_max": ("float", 0.0),
              "skip_scale": ("float", 1.0), "skip_zero_point": ("int", 0),
-             "fused_nodes": ("strings", None)}
+             "fused_nodes": ("strings", None), "channel_scales": ("int", 0)}
 
     def build(self, inits):
         a = self.attrs

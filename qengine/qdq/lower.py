@@ -61,9 +61,21 @@ class _QV:
         if self.dtype not in _U8_SHIFT:
             return (f"{self.dtype} activations ({self.name!r}): no {self.dtype} kernels yet, "
                     f"the unit runs in float")
-        if self.scale.size != 1 or (self.zero_point is not None and self.zero_point.size != 1):
-            return f"per-axis activation qparams ({self.name!r}): the kernels take one per tensor"
+        if self.per_channel:
+            z = self.zero_point
+            if self.axis != 1 or self.scale.ndim != 1 or \
+                    (z is not None and z.size > 1 and np.any(z != z.reshape(-1)[0])):
+                return (f"per-axis activation qparams ({self.name!r}) other than per channel "
+                        f"with one zero point: the kernels cannot take them")
+            if self.qmin is not None or self.qmax is not None:
+                return f"a narrowed per-channel tensor ({self.name!r})"
         return None
+
+    @property
+    def per_channel(self) -> bool:
+        """Scales per channel (NNCF quantizes depthwise convs' inputs so): only convs can write
+        such a tensor and only depthwise convs read it (docs/qdq.md)."""
+        return self.scale.size != 1
 
     def key(self):
         z = None if self.zero_point is None else (self.zero_point.dtype.name,
@@ -349,11 +361,15 @@ class _Lowering:
             if info.unsupported is None:
                 lay, src = next(((lay, nm) for (t, lay), nm in self.q.items() if t == qv),
                                 (None, None))
-                if src is None:
+                if src is None or (info.per_channel and lay != "plain"):
                     lay, src = "plain", self.get_q(qv, "plain")
                 s, z = self.qp(qv)
-                self.emit("DequantizeU8", self.fresh(f"{v}.dequantize"), [src], [v], scale=s,
-                          zero_point=z, from_nhwc=int(lay == "nhwc"))
+                if info.per_channel:                 # per channel: the ONNX op on the bytes
+                    self.emit("DequantizeLinear", self.fresh(f"{v}.dequantize"),
+                              [src, *self.channel_qparams(qv)], [v], axis=1)
+                else:
+                    self.emit("DequantizeU8", self.fresh(f"{v}.dequantize"), [src], [v],
+                              scale=s, zero_point=z, from_nhwc=int(lay == "nhwc"))
             else:                                    # the ONNX ops, run in float
                 d = self.dq_nodes[v]
                 self.emit(d.op_type, d.name, [self.get_raw(d.inputs[0]), *d.inputs[1:]],
@@ -417,10 +433,80 @@ class _Lowering:
                 clipped = self.fresh(f"{stem}.clipped")
                 self.emit("Clip", self.fresh(f"{stem}.clip"), [x, *bounds], [clipped])
                 x = clipped
-            self.emit("QuantizeU8", self.fresh(f"{stem}.quantize"), [x],
-                      [name], scale=s, zero_point=z, to_nhwc=int(layout == "nhwc"))
+            if info.per_channel:                # per channel: the ONNX op, then the layout
+                plain = name if layout == "plain" else self.fresh(f"{stem}.u8")
+                self.emit("QuantizeLinear", self.fresh(f"{stem}.quantize"),
+                          [x, *self.channel_qparams(qv)], [plain], axis=1)
+                if layout == "nhwc":
+                    self.q[(qv, "plain")] = plain
+                    self.emit("Transpose", self.fresh(f"{stem}.to_nhwc"), [plain], [name],
+                              perm=[0, 2, 3, 1])
+            else:
+                self.emit("QuantizeU8", self.fresh(f"{stem}.quantize"), [x],
+                          [name], scale=s, zero_point=z, to_nhwc=int(layout == "nhwc"))
         self.q[(qv, layout)] = name
         return name
+
+    def channel_qparams(self, qv):
+        """(scale, uint8 zero point) initializers of per-channel tensor qv on the u8 grid."""
+        info = self.qvs[qv]
+        z = self.qp(qv)[1]
+        return (self.init(f"{qv}.scales", np.asarray(info.scale, np.float32)),
+                self.init(f"{qv}.zero_points", np.full(info.scale.size, z, np.uint8)))
+
+    def channel_fold(self, u, w, depthwise):
+        """A conv reading or writing per-channel activations: the per-channel scales go into
+        the per-channel multiplier, which the epilogue has anyway — M[c] = s_x[c]·s_w[c] /
+        s_y[c], written as W_scale'[c] with a nominal x (or y) scale of 1 — and the bias is
+        given in int32 at the true s_x[c]·s_w[c]. Returns (x_scale, y_scale, W_scale name, bias
+        name, clamp attrs) or the reason it cannot."""
+        n = u.node
+        ws = self.inits[w[1]].astype(np.float64)
+        cout = ws.shape[0]
+        xi, yi = self.qvs[u.qin(0)], self.qvs[u.qout]
+        if xi.per_channel and not depthwise:
+            return ("its input has per-channel scales, which only a depthwise conv can fold "
+                    "(a regular conv sums over channels)")
+        sx = np.broadcast_to(np.asarray(xi.scale, np.float64).reshape(-1), (cout,))
+        sy = np.broadcast_to(np.asarray(yi.scale, np.float64).reshape(-1), (cout,))
+        x_nom = 1.0 if xi.per_channel else float(sx[0])
+        y_nom = 1.0 if yi.per_channel else float(sy[0])
+        # M = float32(x_nom·W_scale'/y_nom) in float64 lands on float32(s_x·s_w/s_y) (or next
+        # to it: within one output step)
+        ws_new = (sx * ws / sy * y_nom / x_nom).astype(np.float32)
+        acc_scale = (sx * ws).astype(np.float32)
+        bias = None
+        if u.has_input(2):
+            v = n.inputs[2]
+            c = self.consts.get(v)
+            if c is not None and c.q.dtype == np.int32 and not (c.zero_point is not None and
+                                                                np.any(c.zero_point)) and \
+                    np.array_equal(np.broadcast_to(np.asarray(c.scale, np.float32).reshape(-1),
+                                                   (cout,)), acc_scale):
+                bq = c.q.reshape(-1).astype(np.int64)
+            else:
+                b = c.dequantized() if c is not None else self.g.initializers[v]
+                bq = np.rint(np.asarray(b, np.float64).reshape(-1) / acc_scale.astype(np.float64))
+            if np.any(np.abs(bq) > BIAS_LIMIT):
+                return "its bias does not fit int32 at s_x·s_w"
+            bias = self.init(f"{n.name}.B_int32", bq.astype(np.int32))
+        clamp = self.clamp_attrs(u) if not yi.per_channel else self._channel_clamp(u, sy)
+        if isinstance(clamp, str):
+            return clamp
+        return x_nom, y_nom, self.init(f"{n.name}.W_scale_folded", ws_new), bias, clamp
+
+    def _channel_clamp(self, u, sy):
+        """A clamp on a per-channel output: one uint8 range for every channel, or a reason."""
+        kind, lo, hi = ("", -np.inf, np.inf) if u.clamp is None else clamp_of(self.g, u.clamp)
+        z = self.qp(u.qout)[1]
+        if kind == "relu":
+            lo = 0.0
+        with np.errstate(divide="ignore", over="ignore"):
+            qlo = np.rint(lo / sy) + z if np.isfinite(lo) else np.full(sy.shape, -np.inf)
+            qhi = np.rint(hi / sy) + z if np.isfinite(hi) else np.full(sy.shape, np.inf)
+        if np.all(qhi >= 255) and (np.all(qlo <= 0) or (lo == 0.0)):
+            return {"activation": "relu"} if lo == 0.0 and z > 0 else {"activation": ""}
+        return "a clamp inside the uint8 range of a per-channel output (one range per channel)"
 
     def put_q(self, qv, layout):
         name = self.fresh(f"{self.stem.get(qv, qv)}.u8" + ("_nhwc" if layout == "nhwc" else ""))
@@ -487,6 +573,8 @@ class _Lowering:
         reason = rule.refuse(u)
         if reason is not None:
             return reason
+        if any(self.qvs[q].per_channel for q in u.qins) and not rule.channel_scales:
+            return "its input has per-channel scales (only a depthwise conv can fold them)"
         out = self._output(n, rule)
         if isinstance(out, str) and rule.float_output and not any(
                 o and (o in self.graph_outputs or self.consumers.get(o)) for o in n.outputs[1:]):
@@ -497,6 +585,8 @@ class _Lowering:
         if isinstance(out, str):
             return out
         u.qout, u.clamp = out
+        if self.qvs[u.qout].per_channel and not rule.channel_scales:
+            return "its output has per-channel scales (only a conv's epilogue can write them)"
         requant = rule.same_qparams and self.qp(u.qout) != self.qp(u.qins[0])
         if requant:                 # move the bytes at the input's qparams, then requantize
             out, u.qout = u.qout, u.qins[0] + ".moved"

@@ -59,6 +59,7 @@ class Rule:
     absorbs_clamp = False        # a sole Relu/Clip consumer becomes the output clamp
     same_qparams = False         # the output is the input's bytes (data movement)
     needs_int8_input = False     # only worth it when the input already is int8 (PTQ plan)
+    channel_scales = False       # reads / writes per-channel activation scales (folded)
     moves_bytes = False          # pure data movement: not worth it if the float exists too
 
     def data_inputs(self, n) -> int:
@@ -75,6 +76,7 @@ class Rule:
 class ConvRule(Rule):
     ops = ("Conv",)
     absorbs_clamp = True
+    channel_scales = True
 
     def refuse(self, u):
         w = u.const(1)
@@ -93,6 +95,20 @@ class ConvRule(Rule):
         w = b.weights(u, 1, out_axis=0)
         if isinstance(w, str):
             return w
+        if b.qvs[u.qin(0)].per_channel or b.qvs[u.qout].per_channel:
+            cin = u.const(1).shape[1] * a.get("group", 1)
+            depthwise = a.get("group", 1) == cin == u.const(1).shape[0]
+            fold = b.channel_fold(u, w, depthwise)
+            if isinstance(fold, str):
+                return fold
+            xs, ys, ws, bias, clamp = fold
+            (_, xz), (_, yz) = b.qp(u.qin(0)), b.qp(u.qout)
+            ins = [b.get_q(u.qin(0), "nhwc"), w[0], ws, *([bias] if bias else [])]
+            b.emit("QConv", n.name, ins, [b.put_q(u.qout, "nhwc")],
+                   kernel_shape=list(u.const(1).shape[2:]), **window(a),
+                   group=a.get("group", 1), x_scale=xs, x_zero_point=xz, y_scale=ys,
+                   y_zero_point=yz, channel_scales=1, **clamp)
+            return None
         bias = [b.bias(u, 2, u.qin(0), w[1])] if u.has_input(2) else []
         if bias and bias[0] not in b.inits:
             return bias[0]
