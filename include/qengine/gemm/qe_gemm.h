@@ -315,16 +315,19 @@ static int qe_gemm_ex(int isa, size_t m, const uint8_t *a, size_t lda, const qe_
     x.ntm = (x.mpanels + x.mcp - 1) / x.mcp;
     const size_t ntn = (x.npanels + x.ncp - 1) / x.ncp, ntiles = x.ntm * ntn;
     if ((size_t)nt > ntiles) nt = (int)ntiles;
-    /* One N tile (N ≤ QE_GEMM_NC_COLS: every 1×1 conv of MobileNetV2 but the widest): each A
+    /* One N tile (N ≤ QE_GEMM_NC_COLS: MobileNetV2's 1×1 convs up to 192 outputs): each A
      * block is used by one tile only, so the tile packs it into its thread's block of the
      * workspace just before use (L1/L2-resident) instead of a pass over the whole of A first
-     * (112²×16 pixels: 400 KB of packed A written, then read back from beyond L2). */
-    x.tile_pack = !x.direct && ntn == 1 && m > 1 && !w->w_zp;
+     * (112²×16 pixels: 400 KB of packed A written, then read back from beyond L2).
+     * It never needs more workspace than the whole packed A (a caller's ws, e.g.
+     * qe_gemm_linear_dynamic's, is sized for that and a larger request would move the
+     * calling thread's workspace under the caller's data). */
     const size_t apanel = (size_t)r->mr * x.kg * r->kr * r->elem;
+    const size_t need_tile = (size_t)nt * x.mcp * apanel + 64;
+    x.tile_pack = !x.direct && ntn == 1 && m > 1 && !w->w_zp &&
+                  need_tile <= qe_gemm_workspace_bytes(isa, m, k);
     /* direct: no packed A and (z_w = 0) no row sums, so no workspace */
-    const size_t need = x.direct ? 0
-                      : x.tile_pack ? (size_t)nt * x.mcp * apanel + 64
-                      : qe_gemm_workspace_bytes(isa, m, k);
+    const size_t need = x.direct ? 0 : x.tile_pack ? need_tile : qe_gemm_workspace_bytes(isa, m, k);
     if (need && (!ws || ws_bytes < need)) {
         ws = qe_workspace(QE_WS_CALL, need);
         if (!ws) return QE_GEMM_ENOMEM;
