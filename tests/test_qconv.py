@@ -421,3 +421,58 @@ def test_same_padding_is_resolved_per_input_size(isa, mode):
     with pytest.raises(ConfigError, match="same_upper"):
         QConv2d(wt, None, input_scale=0.05, input_zero_point=3, output_scale=0.7,
                 output_zero_point=117, weight_scale=0.01, padding="same")
+
+
+# The AVX2 depthwise kernel pairs taps (qe_u8_s8_dwconv_minmax_ukernel_c16__avx2.h): even and
+# odd tap counts (the odd last tap pairs with 0), 64 taps (its most) and 81 (then the c8
+# kernel), channel counts around its 16-channel blocks (the tail through c8, then scalar), and
+# 255 × −128 / 127 at every tap; equal to the scalar kernel.
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("k", [(1, 2), (2, 2), (2, 4), (3, 3), (8, 8), (9, 9)],
+                         ids=lambda k: f"{k[0]}x{k[1]}")
+def test_depthwise_tap_pairs_equal_scalar(isa, k):
+    rng = np.random.default_rng(13)
+    for c, extreme in [(15, None), (16, "wm128"), (17, "w127"), (24, None), (32, "wm128"),
+                       (40, None), (47, "w127")]:
+        x = rng.integers(0, 256, (1, 11, 12, c), dtype=np.uint8)
+        wt = rng.integers(-128, 128, (c, 1, *k), dtype=np.int8)
+        za = int(rng.integers(0, 256))
+        if extreme:
+            x[:], za = 255, 0
+            wt[:] = -128 if extreme == "wm128" else 127
+        bias = rng.integers(-2**12, 2**12, c).astype(np.int32)
+        wscale = rng.uniform(0.002, 0.02, c).astype(np.float32)
+        kw = dict(input_scale=0.05, input_zero_point=za, output_scale=0.4 if not extreme else 30.0,
+                  output_zero_point=int(rng.integers(0, 256)), weight_scale=wscale, stride=1,
+                  padding=(k[0] // 2, k[1] // 2, (k[0] - 1) // 2, (k[1] - 1) // 2), groups=c,
+                  algorithm="dw")
+        want = QConv2d(wt, bias, isa="scalar", **kw)(x)
+        L = QConv2d(wt, bias, isa=isa, **kw)
+        for nt in (1, 2):
+            y = L(x, nthreads=nt)
+            assert np.array_equal(y, want), f"c={c} nthreads={nt}: {np.count_nonzero(y != want)}"
+
+
+# 1×1 convs as GEMM with A packed per tile (qe_gemm.h, one N tile): several M tiles with a last
+# partial panel (every row remainder), K tails, N up to the one-tile limit and past it, 1 and
+# 2 threads; equal to the scalar kernel.
+@pytest.mark.parametrize("isa", ISAS)
+def test_conv1x1_tile_packed_a_equals_scalar(isa):
+    rng = np.random.default_rng(14)
+    for (h, w), cin, cout in [((9, 29), 16, 96), ((5, 31), 3, 24), ((7, 13), 33, 256),
+                              ((6, 7), 17, 257), ((11, 3), 160, 40), ((1, 1), 8, 16),
+                              ((2, 3), 24, 144)]:
+        x = rng.integers(0, 256, (1, h, w, cin), dtype=np.uint8)
+        wt = rng.integers(-128, 128, (cout, cin, 1, 1), dtype=np.int8)
+        if cin == 16:
+            x[:], wt[:] = 255, -128
+        bias = rng.integers(-2**12, 2**12, cout).astype(np.int32)
+        wscale = rng.uniform(0.002, 0.02, cout).astype(np.float32)
+        kw = dict(input_scale=0.05, input_zero_point=int(rng.integers(0, 256)), output_scale=0.4,
+                  output_zero_point=int(rng.integers(0, 256)), weight_scale=wscale,
+                  algorithm="1x1")
+        want = QConv2d(wt, bias, isa="scalar", **kw)(x)
+        L = QConv2d(wt, bias, isa=isa, **kw)
+        for nt in (1, 2):
+            y = L(x, nthreads=nt)
+            assert np.array_equal(y, want), f"{h}x{w} {cin}->{cout} nthreads={nt}"

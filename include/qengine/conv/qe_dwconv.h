@@ -28,6 +28,7 @@
 #include "qe_dwconv_params.h"
 #include "qe_u8_s8_dwconv_minmax_ukernel_c1__scalar.h"
 #include "qe_u8_s8_dwconv_minmax_ukernel_c8__avx2.h"
+#include "qe_u8_s8_dwconv_minmax_ukernel_c16__avx2.h"
 #include "qe_u8_s8_dwconv_minmax_ukernel_c64__avx512vnni.h"
 #include "qe_u8_s8_dwconv_dequant_ukernel_c1__scalar.h"
 #include "qe_u8_s8_dwconv_dequant_ukernel_c8__avx2.h"
@@ -59,8 +60,8 @@ static const qe_dwconv_kernel_rec *qe_dwconv_kernel_for_isa(int isa) {
         QE_DW_LAYOUT_I32, 1);
 #if QE_HAVE_X86_SIMD
     static const qe_dwconv_kernel_rec avx2 = QE_DW_REC(
-        qe_u8_s8_dwconv_minmax_ukernel_c8__avx2, qe_u8_s8_dwconv_dequant_ukernel_c8__avx2,
-        QE_DW_LAYOUT_I32, 8);
+        qe_u8_s8_dwconv_minmax_ukernel_c16__avx2, qe_u8_s8_dwconv_dequant_ukernel_c8__avx2,
+        QE_DW_LAYOUT_I32, 16);
     static const qe_dwconv_kernel_rec vnni = QE_DW_REC(
         qe_u8_s8_dwconv_minmax_ukernel_c64__avx512vnni,
         qe_u8_s8_dwconv_dequant_ukernel_c64__avx512vnni, QE_DW_LAYOUT_C64, 64);

@@ -114,6 +114,7 @@ typedef struct qe_gemm_ctx {
     void *out;
     size_t m, lda, ldc, kg, mcp, ncp, mpanels, npanels, ntm;
     int direct;
+    int tile_pack;                     /* A packed per tile into the thread's block of apack */
 } qe_gemm_ctx;
 
 /* The fused requantizing microkernel applies when the record has one and the epilogue is the
@@ -170,7 +171,7 @@ static void qe_gemm_residual_tile(const qe_gemm_ctx *x, size_t pm0, size_t pm1, 
                          n1 - pn0 * nr);
 }
 
-static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
+static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t, int tid) {
     const qe_gemm_kernel_rec *r = x->r;
     int32_t ct[QE_GEMM_MR_MAX * QE_GEMM_NR_MAX] __attribute__((aligned(64)));
     const size_t tm = t % x->ntm, tn = t / x->ntm;
@@ -179,6 +180,17 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
     const size_t apanel = (size_t)r->mr * x->kg * r->kr * r->elem;
     const size_t wpanel = (size_t)r->nr * x->kg * r->kr * r->elem;
     const int dequant = qe_gemm_can_dequant(r, x->w, x->ep);
+    /* panel pm of A is at ap + (pm − pbase)·apanel */
+    const uint8_t *ap = x->apack;
+    size_t pbase = 0;
+    if (x->tile_pack) {
+        uint8_t *buf = (uint8_t *)x->apack + (size_t)tid * x->mcp * apanel;
+        const size_t m0 = pm0 * (size_t)r->mr;
+        qe_gemm_pack_a(r, x->m - m0, (size_t)x->w->k, x->a + m0 * x->lda, x->lda, 0, pm1 - pm0,
+                       buf, NULL);
+        ap = buf;
+        pbase = pm0;
+    }
     if (x->m == 1 && r->gemv) {
         /* one row: several W panels per call keep independent accumulator chains busy */
         const size_t a_stride = (size_t)r->mr * r->kr * r->elem;
@@ -237,16 +249,16 @@ static void qe_gemm_run_tile(const qe_gemm_ctx *x, size_t t) {
             if (fused) {
                 const qe_gemm_requant_tile q = qe_gemm_requant_tile_at(
                     x->ep, (char *)x->out + (m0 * x->ldc + n0) * esize, x->ldc, n0, nr);
-                r->ukernel_requant(mr, x->kg, x->apack + pm * apanel, wp, &q);
+                r->ukernel_requant(mr, x->kg, ap + (pm - pbase) * apanel, wp, &q);
                 continue;
             }
             if (dequant) {
                 const qe_gemm_dequant_tile q =
                     qe_gemm_dequant_tile_at(x->w, x->ep, (float *)x->out, x->ldc, m0, n0, nr);
-                r->ukernel_dequant(mr, x->kg, x->apack + pm * apanel, wp, &q);
+                r->ukernel_dequant(mr, x->kg, ap + (pm - pbase) * apanel, wp, &q);
                 continue;
             }
-            r->ukernel(mr, x->kg, x->apack + pm * apanel, wp, ct, 0);
+            r->ukernel(mr, x->kg, ap + (pm - pbase) * apanel, wp, ct, 0);
             const qe_gemm_tile tile = {ct, (size_t)r->nr, mr, nr, m0, n0, x->rterm ? x->rterm + m0 : NULL};
             r->epilogue(&tile, x->w, x->ep, x->out, x->ldc);
         }
@@ -285,20 +297,9 @@ static int qe_gemm_ex(int isa, size_t m, const uint8_t *a, size_t lda, const qe_
     qe_gemm_ctx x;
     x.r = r; x.w = w; x.ep = ep; x.res = res; x.out = out; x.m = m; x.ldc = ldc;
     x.a = a; x.lda = lda; x.direct = qe_gemm_can_direct(r, m, w, ep);
-    /* direct: no packed A and (z_w = 0) no row sums, so no workspace */
-    const size_t need = x.direct ? 0 : qe_gemm_workspace_bytes(isa, m, k);
-    if (need && (!ws || ws_bytes < need)) {
-        ws = qe_workspace(QE_WS_CALL, need);
-        if (!ws) return QE_GEMM_ENOMEM;
-    }
     x.kg = (size_t)w->kp / r->kr;
     x.mpanels = qe_gemm_round_up(m, r->mr) / r->mr;
     x.npanels = qe_gemm_round_up(n, r->nr) / r->nr;
-    uint8_t *base = need ? (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63) : NULL;
-    x.apack = base;
-    int32_t *rowsum = need ? (int32_t *)(base + qe_gemm_packed_a_bytes(r, m, k)) : NULL;
-    x.rterm = w->w_zp ? rowsum + qe_gemm_round_up(m + 1, 16) : NULL;
-    if (!w->w_zp) rowsum = NULL;
 
     int nt = qe_threads(nthreads);
     if ((double)m * (double)n * (double)k < (double)QE_GEMM_PAR_MIN_MACS) nt = 1;
@@ -312,22 +313,47 @@ static int qe_gemm_ex(int isa, size_t m, const uint8_t *a, size_t lda, const qe_
            ((x.mpanels + x.mcp - 1) / x.mcp) * ((x.npanels + x.ncp - 1) / x.ncp) < (size_t)(4 * nt))
         x.mcp /= 2;
     x.ntm = (x.mpanels + x.mcp - 1) / x.mcp;
-    const size_t ntiles = x.ntm * ((x.npanels + x.ncp - 1) / x.ncp);
+    const size_t ntn = (x.npanels + x.ncp - 1) / x.ncp, ntiles = x.ntm * ntn;
     if ((size_t)nt > ntiles) nt = (int)ntiles;
+    /* One N tile (N ≤ QE_GEMM_NC_COLS: MobileNetV2's 1×1 convs up to 192 outputs): each A
+     * block is used by one tile only, so the tile packs it into its thread's block of the
+     * workspace just before use (L1/L2-resident) instead of a pass over the whole of A first
+     * (112²×16 pixels: 400 KB of packed A written, then read back from beyond L2).
+     * It never needs more workspace than the whole packed A (a caller's ws, e.g.
+     * qe_gemm_linear_dynamic's, is sized for that and a larger request would move the
+     * calling thread's workspace under the caller's data). */
+    const size_t apanel = (size_t)r->mr * x.kg * r->kr * r->elem;
+    const size_t need_tile = (size_t)nt * x.mcp * apanel + 64;
+    x.tile_pack = !x.direct && ntn == 1 && m > 1 && !w->w_zp &&
+                  need_tile <= qe_gemm_workspace_bytes(isa, m, k);
+    /* direct: no packed A and (z_w = 0) no row sums, so no workspace */
+    const size_t need = x.direct ? 0 : x.tile_pack ? need_tile : qe_gemm_workspace_bytes(isa, m, k);
+    if (need && (!ws || ws_bytes < need)) {
+        ws = qe_workspace(QE_WS_CALL, need);
+        if (!ws) return QE_GEMM_ENOMEM;
+    }
+    uint8_t *base = need ? (uint8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63) : NULL;
+    x.apack = base;
+    int32_t *rowsum = need && !x.tile_pack ? (int32_t *)(base + qe_gemm_packed_a_bytes(r, m, k)) : NULL;
+    x.rterm = w->w_zp ? rowsum + qe_gemm_round_up(m + 1, 16) : NULL;
+    if (!w->w_zp) rowsum = NULL;
 
-    const size_t npack = x.direct ? 0 : x.mpanels;
+    const size_t npack = x.direct || x.tile_pack ? 0 : x.mpanels;
     if (nt <= 1) {
         for (size_t p = 0; p < npack; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
-        for (size_t t = 0; t < ntiles; t++) qe_gemm_run_tile(&x, t);
+        for (size_t t = 0; t < ntiles; t++) qe_gemm_run_tile(&x, t, 0);
     } else {
 #ifdef _OPENMP
         #pragma omp parallel num_threads(nt)
         {
             qe_threads_note_team();
-            #pragma omp for schedule(static)
-            for (size_t p = 0; p < npack; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
+            const int tid = omp_get_thread_num();
+            if (npack) {
+                #pragma omp for schedule(static)
+                for (size_t p = 0; p < npack; p++) qe_gemm_pack_panel(&x, a, lda, p, rowsum);
+            }
             #pragma omp for schedule(dynamic, 1)
-            for (size_t t = 0; t < ntiles; t++) qe_gemm_run_tile(&x, t);
+            for (size_t t = 0; t < ntiles; t++) qe_gemm_run_tile(&x, t, tid);
         }
 #endif
     }
