@@ -157,7 +157,9 @@ static void qe_conv_im2col_pack_c2(const qe_gemm_kernel_rec *r, const qe_conv_sh
                                    size_t rows, size_t kp, uint8_t *dst) {
     const size_t k = s->kh * s->kw * s->cin_g, panel = 4 * kp, cin_g = s->cin_g;
     const uint8_t *img[4], *src[4];
-    ptrdiff_t iy0[4], ix0[4];
+    /* set for every row, even those past pr (img NULL: their taps read zrow): gcc's
+     * -Wmaybe-uninitialized cannot see that img[i] guards the read */
+    ptrdiff_t iy0[4] = {0, 0, 0, 0}, ix0[4] = {0, 0, 0, 0};
     qe_conv_pixel px = qe_conv_pixel_at(s, m0);
     for (size_t p0 = 0; p0 < rows; p0 += 4) {
         int16_t *pan = (int16_t *)(void *)dst + (p0 / 4) * panel;
