@@ -30,6 +30,7 @@ What each one writes (checked by tests/test_qdq_producers.py):
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import tempfile
 from pathlib import Path
@@ -92,10 +93,13 @@ def _preprocessed(model, workdir):
     offline; if it rejects the model, quantize the model as it is rather than fail."""
     q = _require("onnxruntime.quantization")
     pre = Path(workdir) / "preprocessed.onnx"
+    model = Path(model).resolve()
     try:
-        q.quant_pre_process(str(model), str(pre))
+        # its symbolic shape inference writes a temporary file into the current directory
+        with contextlib.chdir(workdir):
+            q.quant_pre_process(str(model), str(pre))
     except Exception:   # noqa: BLE001 — any failure of an optional pre-step: skip the step
-        return Path(model)
+        return model
     return pre
 
 
