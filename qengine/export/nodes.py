@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .layout import DYNAMIC_OPS, INTEGER_OPS, fail
-from ..graph.ir import Graph, Node
+from ..graph.ir import Graph, Node, fresh_name
 from ..quantized import params as P
 
 
@@ -30,20 +30,10 @@ class Emitter:
         self._consts: dict = {}
 
     def node_name(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.node_names:
-            i += 1
-            name = f"{base}_{i}"
-        self.node_names.add(name)
-        return name
+        return fresh_name(self.node_names, base)
 
     def name(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.used:
-            i += 1
-            name = f"{base}_{i}"
-        self.used.add(name)
-        return name
+        return fresh_name(self.used, base)
 
     def node(self, op, inputs, outputs, name=None, **attrs) -> None:
         self.nodes.append(Node(op, self.node_name(name or f"{outputs[0]}.{op}"), tuple(inputs),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ModelError
+from ..graph.ir import fresh_name
 
 _MS = "com.microsoft"
 _DEFAULT = ("", "ai.onnx")
@@ -111,12 +112,7 @@ class _Rewriter:
         raise ModelError(f"{self.where}: {msg}")
 
     def fresh(self, base: str) -> str:
-        name, k = base, 0
-        while name in self.names:
-            k += 1
-            name = f"{base}_{k}"
-        self.names.add(name)
-        return name
+        return fresh_name(self.names, base)
 
     def const(self, name: str, what: str, required=True):
         """The constant array behind input `name`, None when omitted (and not required)."""

@@ -73,6 +73,17 @@ def _check_attr_value(node: str, key: str, value: Any) -> None:
                      f"put arrays in initializers)")
 
 
+def fresh_name(used: set, base: str, reserve: bool = True) -> str:
+    """`base`, or `base_1`, `base_2`... : the first not in `used` (added to it by default)."""
+    name, i = base, 0
+    while name in used:
+        i += 1
+        name = f"{base}_{i}"
+    if reserve:
+        used.add(name)
+    return name
+
+
 @dataclass(frozen=True)
 class Node:
     """One operation. `inputs` may contain "" for an omitted optional input (ONNX convention)."""
@@ -175,12 +186,7 @@ class Graph:
         """A value/node name not used anywhere in the graph yet (for passes adding things)."""
         used = set(self.initializers) | set(self.input_names) | {
             x for n in self.nodes for x in (n.name, *n.inputs, *n.outputs)}
-        if base not in used:
-            return base
-        i = 1
-        while f"{base}_{i}" in used:
-            i += 1
-        return f"{base}_{i}"
+        return fresh_name(used, base, reserve=False)
 
     def replace_nodes(self, old: Sequence[Node], new: Sequence[Node]) -> None:
         """Swap the nodes `old` for `new` (e.g. Gemm → a quantized linear), then re-sort.

@@ -1,7 +1,7 @@
 """Fresh names for a graph rewrite: never one the source graph already uses."""
 from __future__ import annotations
 
-from ..graph.ir import Graph
+from ..graph.ir import Graph, fresh_name
 
 
 class Names:
@@ -10,8 +10,4 @@ class Names:
             set(g.initializers) | set(g.input_names)
 
     def fresh(self, base: str) -> str:
-        name, i = base, 1
-        while name in self.used:
-            name, i = f"{base}_{i}", i + 1
-        self.used.add(name)
-        return name
+        return fresh_name(self.used, base)
