@@ -41,13 +41,34 @@ def demo_sessions():
     return lambda batch=1: (lstm.run({"x": x[:batch]}), cnn.run({"image": xi[:batch]}))
 
 
-def test_10000_runs_of_the_demo_sessions_keep_rss_flat(demo_sessions):
+_FLAT_RUNS = textwrap.dedent("""
+    import os, qengine
+    from qengine.tools.demo import load_demo
+    from qengine.tools.demo_cnn import load_cnn_demo
+    fp32, x, _, _ = load_demo()
+    lstm = qengine.Session(qengine.quantize_dynamic(fp32))
+    g, calib, xi, _ = load_cnn_demo()
+    cfg = qengine.StaticQuantConfig(method="minmax", per_channel=True)
+    cnn = qengine.Session(qengine.quantize_static(g, {"image": calib}, cfg))
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     for _ in range(200):
-        demo_sessions()
-    before = _rss()
+        lstm.run({"x": x[:1]}), cnn.run({"image": xi[:1]})
+    before = rss()
     for _ in range(10_000):
-        demo_sessions()
-    grown = _rss() - before
+        lstm.run({"x": x[:1]}), cnn.run({"image": xi[:1]})
+    print(rss() - before)
+""")
+
+
+def test_10000_runs_of_the_demo_sessions_keep_rss_flat():
+    # in a process of its own: in the suite's process, libraries other tests imported (torch,
+    # OpenVINO, NNCF thread pools) may allocate during the window and be counted as qengine's
+    out = subprocess.run([sys.executable, "-c", _FLAT_RUNS], capture_output=True, text=True,
+                         cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr
+    grown = int(out.stdout.split()[-1])
     assert grown < 1 * MiB, f"RSS grew {grown / 1024:.0f} KiB over 10 000 runs"
 
 
