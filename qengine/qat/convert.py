@@ -19,7 +19,9 @@ class _Builder:
     def __init__(self, model: QATModel):
         self.model = model
         self.nodes, self.inits, self.vi = [], {}, {}
-        self.used = set(model.input_names) | {out for _, _, out in model.program}
+        self.used = set(model.input_names)
+        for _, _, out in model.program:
+            self.used.update([out] if isinstance(out, str) else out)
         self.qp = {}                  # quantized value -> (scale, zero point)
         self.pending = {}             # step output -> the float value its Q reads
         self.shapes = dict(model.shapes)

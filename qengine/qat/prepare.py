@@ -21,6 +21,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import ConfigError
+from . import rnn as R
 from . import steps as S
 
 _ACTS = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardtanh: "hardtanh", nn.Hardswish: "hardswish",
@@ -32,7 +33,7 @@ _ACT_FNS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.hardtanh: "h
             F.leaky_relu: "leakyrelu"}
 _ACT_METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 _PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
-_SUPPORTED = ("Conv1d", "Conv2d (+ BatchNorm + ReLU/ReLU6/Hardtanh)", "Linear", "ReLU", "ReLU6",
+_SUPPORTED = ("LSTM", "GRU", "Conv1d", "Conv2d (+ BatchNorm + ReLU/ReLU6/Hardtanh)", "Linear", "ReLU", "ReLU6",
               "Hardtanh", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU",
               "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d(1)", "mean over (2, 3)",
               "Flatten / flatten(x, 1) / view(x.size(0), -1)", "+ / torch.add", "torch.cat",
@@ -56,6 +57,10 @@ class QATConfig:
     averaging: the moving-average constant of the activation ranges.
     keep_float: names of steps left in float (module names, e.g. "features.0", or the fx node
         names of functional ops, e.g. "add_1"; `model.step_names()` lists them).
+    mode: "static" — Conv / Linear / Add / Concat / pools / activations on the int8 grid with
+        trained activation ranges (LSTM / GRU run dynamic: the static recurrent kernels are
+        not there yet); "dynamic" — Linear, LSTM and GRU with int8 (or int4) weights and
+        activations quantized per call, as quantize_dynamic runs them; the rest stays float.
     """
     weight_bits: int = 8
     per_channel: bool = True
@@ -66,8 +71,11 @@ class QATConfig:
     freeze_bn_after: int | None = None
     averaging: float = 0.01
     keep_float: frozenset = field(default_factory=frozenset)
+    mode: str = "static"
 
     def __post_init__(self):
+        if self.mode not in ("static", "dynamic"):
+            raise ConfigError(f"mode must be 'static' or 'dynamic', got {self.mode!r}")
         if self.weight_bits not in (4, 8):
             raise ConfigError(f"weight_bits must be 8 or 4, got {self.weight_bits!r}")
         for name in ("per_channel", "symmetric_activations", "learn_scales", "fold_bn"):
@@ -111,6 +119,8 @@ class QATModel(nn.Module):
         self.qsrc = {}                 # value -> key of the step whose output quantizer it has
         for key, ins, out in self.program:
             step = self.steps[key]
+            if not isinstance(out, str):
+                continue
             if step.out is not None:
                 self.qsrc[out] = key
             elif step.quantized and ins and ins[0] in self.qsrc:
@@ -133,8 +143,12 @@ class QATModel(nn.Module):
             self._apply_freezes()
         env = dict(zip(self.input_names, args))
         for key, ins, out in self.program:
-            env[out] = self.steps[key](*(env[v] for v in ins),
-                                       qin=[self.quantizer_of(v) for v in ins])
+            res = self.steps[key](*(env[v] for v in ins),
+                                  qin=[self.quantizer_of(v) for v in ins])
+            if isinstance(out, str):
+                env[out] = res
+            else:
+                env.update(zip(out, res))
         outs = [env[v] for v in self.output_names]
         return outs[0] if self.single_output else tuple(outs)
 
@@ -217,6 +231,7 @@ class _Tracer:
         self.shapes = {}
         self.absorbed = set()
         self.names_seen = set()
+        self.tuples = {}             # fx node of a multi-output step -> nested value names
 
     def value(self, node):
         if not isinstance(node, torch.fx.Node):
@@ -251,7 +266,7 @@ class _Tracer:
         while key in {k for k, *_ in self.program}:
             key += "_"
         self.program.append((key, step, ins, out))
-        if step.quantized:
+        if step.quantized and isinstance(out, str):
             self.quantized.add(out)
 
     def finish(self, node, last, step, ins):
@@ -285,6 +300,9 @@ class _Tracer:
                                   f"modules ({', '.join(_SUPPORTED)}) can be quantized")
             else:
                 self.visit(node)
+        for node, v in self.alias.items():
+            if isinstance(v, str) and v not in self.shapes:
+                self.shapes[v] = _shape(node)
         unused = cfg.keep_float - self.names_seen
         if unused:
             raise ConfigError(f"keep_float names steps that are not in the model: "
@@ -292,8 +310,13 @@ class _Tracer:
         return inputs, outputs, single
 
     def keep(self, name):
+        """True unless `name` is kept float."""
         self.names_seen.add(name)
         return name not in self.config.keep_float
+
+    def static(self, name):
+        """True when step `name` runs on the static int8 grid."""
+        return self.keep(name) and self.config.mode == "static"
 
     def visit(self, node):
         cfg, mods = self.config, self.modules
@@ -304,11 +327,33 @@ class _Tracer:
                                             node.target in (F.dropout, F.dropout2d)):
             self.alias[node] = self.value(node.args[0])
             return
+        if node.op == "call_function" and node.target is operator.getitem and \
+                node.args[0] in self.tuples:
+            v = self.tuples[node.args[0]][node.args[1]]
+            if isinstance(v, tuple):
+                self.tuples[node] = v
+            else:
+                self.alias[node] = v
+            return
+        if isinstance(m, (nn.LSTM, nn.GRU)):
+            self.rnn(node, m, name)
+            return
+        if isinstance(m, nn.Linear) and self.keep(name) and \
+                (cfg.mode == "dynamic" or len(_shape(node.args[0]) or ()) != 2):
+            # the static int8 Gemm takes [batch, features]; a Linear over a sequence (after an
+            # LSTM) runs as the dynamic layer, whose activations are quantized per call
+            step = R.DynamicLinear(name, m, cfg.weight_options())
+            self.finish(node, node, step, [self.value(node.args[0])])
+            return
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            if cfg.mode == "dynamic" and not isinstance(m, nn.Linear) and self.keep(name):
+                raise ConfigError(f"prepare: {_describe(node)}: mode='dynamic' quantizes "
+                                  f"Linear, LSTM and GRU; use mode='static' for convolutions "
+                                  f"(or keep_float={{{name!r}}})")
             self.weighted(node, m, name)
             return
         if act is not None:
-            q = self.keep(name) and (act[0] not in ("relu", "clip") or
+            q = self.static(name) and (act[0] not in ("relu", "clip") or
                                      self.value(node.args[0]) in self.quantized)
             fn = act[0]
             attrs = {"alpha": act[1]} if fn == "leakyrelu" else \
@@ -330,39 +375,39 @@ class _Tracer:
             if hit is not None:
                 last, clamp = hit
                 self.absorbed.add(last)
-            step = S.Add(name, clamp, q, cfg.act_options())
+            step = S.Add(name, clamp, q and cfg.mode == "static", cfg.act_options())
             self.finish(node, last, step, [self.value(a), self.value(b)])
             return
         if node.op == "call_function" and node.target in (torch.cat, torch.concat):
             xs = node.args[0]
             dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
             rank = len(_shape(node))
-            step = S.Cat(name, int(dim) % rank, self.keep(name), cfg.act_options())
+            step = S.Cat(name, int(dim) % rank, self.static(name), cfg.act_options())
             self.finish(node, node, step, [self.value(x) for x in xs])
             return
         if isinstance(m, nn.MaxPool2d):
             if m.return_indices:
                 raise ConfigError(f"prepare: {_describe(node)} returns indices")
             x = self.value(node.args[0])
-            step = S.MaxPool(name, m, self.keep(name) and x in self.quantized,
+            step = S.MaxPool(name, m, self.static(name) and x in self.quantized,
                              cfg.act_options())
             self.finish(node, node, step, [x])
             return
         if isinstance(m, nn.AvgPool2d):
             if m.divisor_override:
                 raise ConfigError(f"prepare: {_describe(node)} sets divisor_override")
-            step = S.AvgPool(name, m, self.keep(name), cfg.act_options())
+            step = S.AvgPool(name, m, self.static(name), cfg.act_options())
             self.finish(node, node, step, [self.value(node.args[0])])
             return
         if self.is_global_pool(node, m):
             keepdim = m is not None or node.target != "mean" or \
                 bool(node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False))
-            step = S.AvgPool(name, None, self.keep(name), cfg.act_options(), keepdim=keepdim)
+            step = S.AvgPool(name, None, self.static(name), cfg.act_options(), keepdim=keepdim)
             self.finish(node, node, step, [self.value(node.args[0])])
             return
         if self.is_flatten(node, m):
             x = self.value(node.args[0])
-            step = S.Flatten(name, self.keep(name) and x in self.quantized, cfg.act_options())
+            step = S.Flatten(name, self.static(name) and x in self.quantized, cfg.act_options())
             self.finish(node, node, step, [x])
             return
         if node.op == "call_method" and node.target == "size" or \
@@ -372,6 +417,24 @@ class _Tracer:
             return                   # shape arithmetic for a view/reshape: checked there
         raise ConfigError(f"prepare: {_describe(node)} has no int8 engine step; supported: "
                           f"{', '.join(_SUPPORTED)}")
+
+    def rnn(self, node, m, name):
+        if not self.keep(name):
+            raise ConfigError(f"prepare: keep_float of {_describe(node)}: float LSTM/GRU "
+                              f"steps are not supported yet")
+        try:
+            step = R.RNN(name, m, self.config.weight_options())
+        except ValueError as e:
+            raise ConfigError(f"prepare: {_describe(node)}: {e}") from None
+        state = node.args[1] if len(node.args) > 1 else node.kwargs.get("hx")
+        ins = [self.value(node.args[0])]
+        if state is not None:
+            raise ConfigError(f"prepare: {_describe(node)} gets an initial state; QAT "
+                              f"recurrent layers start from zeros for now")
+        y = node.name
+        outs = [y, f"{y}_h"] + ([f"{y}_c"] if step.kind == "lstm" else [])
+        self.tuples[node] = (y, (outs[1], outs[2])) if step.kind == "lstm" else (y, outs[1])
+        self.add(step, ins, outs)
 
     def is_global_pool(self, node, m):
         if isinstance(m, nn.AdaptiveAvgPool2d):
@@ -417,9 +480,6 @@ class _Tracer:
                                                                         str):
             raise ConfigError(f"prepare: {_describe(node)}: only explicit zero padding "
                               f"(padding_mode='zeros', integer padding) is supported")
-        if isinstance(m, nn.Linear) and len(_shape(node.args[0])) != 2:
-            raise ConfigError(f"prepare: {_describe(node)} reads a {len(_shape(node.args[0]))}"
-                              f"-D input; int8 Linear takes [batch, features] (flatten first)")
         if bn is not None and not cfg.fold_bn:
             m, bn = _fold_now(m, bn), None
         step = S.Weighted(name, m, bn, clamp, self.keep(name), cfg.act_options(),

@@ -1,0 +1,244 @@
+"""Dynamic-mode QAT steps: LSTM, GRU and Linear as qengine's dynamic int8 layers run them.
+
+Weights are quantized per output row (symmetric, narrow range, 8 or 4 bits); activations per
+call — every time step's input and every step's h on its own (per tensor over the batch), from
+their own min/max, as the dynamic kernels do (docs/numerics.md "Integer GEMM", epilogue (a)).
+The eval forward computes those integer sums exactly and the dequantizing epilogue in float32
+in the engine's order; the gates use torch's sigmoid/tanh, which differ from the engine's gate
+kernels by about one float32 ulp — so the converted engine agrees with the eval forward to
+float32 rounding, not bit for bit (tests/test_qat_rnn.py bounds it).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..qtypes import FLT_MIN
+from .quantizers import WeightQuant, codes, fake_quant
+
+
+def _dynamic_qparams(x):
+    """(scale, zero point) of the dynamic kernels: the finite range widened to include 0,
+    s = float32((max − min) / 255) in float64, z = clamp(−rhe(min / s), 0, 255)."""
+    f = x.detach()
+    f = f[torch.isfinite(f)] if not torch.isfinite(f).all() else f
+    lo = min(0.0, f.min().item()) if f.numel() else 0.0
+    hi = max(0.0, f.max().item()) if f.numel() else 0.0
+    d = np.float64(hi) - np.float64(lo)
+    s = np.float32(1.0) if d == 0 else np.float32(d / 255.0)
+    s = max(float(s), FLT_MIN)
+    z = float(np.clip(-np.rint(np.float64(lo) / np.float64(np.float32(s))), 0, 255))
+    return float(np.float32(s)), z
+
+
+def dynamic_matmul(x, w, bias, training, add_to=None):
+    """y = x·wᵀ (+ bias) with x quantized per call. Training: fake-quantized x (STE) times the
+    fake-quantized weights w. Eval: `w` is (codes, scales): exact integer sums, then
+    float32(acc)·float32(s_x·s_w) + bias, then add_to + y — the engine's order."""
+    s, z = _dynamic_qparams(x)
+    if training:
+        y = F.linear(fake_quant(x, torch.tensor(s), torch.tensor(z), 0, 255), w)
+        if bias is not None:
+            y = y + bias
+        return y if add_to is None else add_to + y
+    q, ws = w
+    k = codes(x, s, z, 0, 255)
+    dt = torch.float32 if q.shape[1] * 255 * 127 < 2 ** 24 else torch.float64
+    acc = F.linear(k.to(dt), q.to(dt))
+    y = acc.float() * (ws * s)             # float32(s_x·s_w): one float32 product
+    if bias is not None:
+        y = y + bias
+    return y if add_to is None else add_to + y
+
+
+class DynamicLinear(nn.Module):
+    quantized = False          # float in, float out: not on the static int8 grid
+    out = None
+
+    def __init__(self, name, module: nn.Linear, weight_options):
+        super().__init__()
+        self.name, self.module = name, module
+        w = module.weight
+        self.wq = WeightQuant(channels=w.shape[0], reduction=w.shape[1], **weight_options)
+
+    def weights(self):
+        if self.training:
+            return self.wq(self.module.weight)
+        q, s = self.wq.quantize(self.module.weight)
+        return q, s.reshape(-1)
+
+    def forward(self, x, qin):
+        b = self.module.bias
+        if self.training:
+            return dynamic_matmul(x.reshape(-1, x.shape[-1]), self.weights(), b,
+                                  True).reshape(*x.shape[:-1], -1)
+        with torch.no_grad():
+            y = dynamic_matmul(x.reshape(-1, x.shape[-1]), self.weights(),
+                               None if b is None else b.detach(), False)
+        return y.reshape(*x.shape[:-1], -1)
+
+    def emit(self, b, ins, out):
+        q, s = self.weights_numpy()
+        extra = [] if self.module.bias is None else \
+            [b.init(f"{self.name}.bias", self.module.bias.detach().numpy().astype(np.float32))]
+        b.node("DynamicQuantLinear", self.name, [ins[0], b.init(f"{self.name}.Wq", q),
+                                                 b.init(f"{self.name}.Ws", s), *extra],
+               [out], per_row=0)
+
+    def weights_numpy(self):
+        q, s = self.wq.quantize(self.module.weight)
+        return q.numpy().astype(np.int8), np.ascontiguousarray(s.numpy().reshape(-1), np.float32)
+
+
+#: torch's gate blocks in ONNX order: LSTM torch (i, f, g, o) → ONNX (i, o, f, c);
+#: GRU torch (r, z, n) → ONNX (z, r, h)
+_ONNX_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2)}
+
+
+class RNN(nn.Module):
+    """nn.LSTM / nn.GRU (any layers, bidirectional, batch_first) as DynamicQuantLSTM/GRU
+    nodes, one per layer."""
+    quantized = False          # float in, float out: not on the static int8 grid
+    out = None
+
+    def __init__(self, name, module, weight_options):
+        super().__init__()
+        if getattr(module, "proj_size", 0):
+            raise ValueError("LSTM with proj_size has no engine layer")
+        if not module.bias:
+            raise ValueError("RNN without bias: not supported")
+        self.name, self.module = name, module
+        self.kind = "lstm" if isinstance(module, nn.LSTM) else "gru"
+        self.gates = 4 if self.kind == "lstm" else 3
+        self.dirs = 2 if module.bidirectional else 1
+        self.wq = nn.ModuleDict()
+        for pname, p in module.named_parameters():
+            if pname.startswith("weight"):
+                self.wq[pname] = WeightQuant(channels=p.shape[0], reduction=p.shape[1],
+                                             **weight_options)
+
+    def _params(self, layer, d):
+        sfx = f"_l{layer}" + ("_reverse" if d else "")
+        m = self.module
+        return (f"weight_ih{sfx}", f"weight_hh{sfx}", getattr(m, f"bias_ih{sfx}"),
+                getattr(m, f"bias_hh{sfx}"))
+
+    def _weight(self, pname):
+        p = getattr(self.module, pname)
+        if self.training:
+            return self.wq[pname](p)
+        q, s = self.wq[pname].quantize(p)
+        return q, s.reshape(-1)
+
+    def forward(self, x, *state, qin=None):
+        m, train = self.module, self.training
+        if m.batch_first:
+            x = x.transpose(0, 1)
+        T, B, _ = x.shape
+        H = m.hidden_size
+        h0 = c0 = None
+        if state:
+            st = state[0]
+            h0, c0 = (st if self.kind == "lstm" else (st, None))
+        hn, cn = [], []
+        ctx = torch.enable_grad() if train else torch.no_grad()
+        with ctx:
+            for layer in range(m.num_layers):
+                outs = []
+                for d in range(self.dirs):
+                    wi, wh, bi, bh = self._params(layer, d)
+                    Wi, Wh = self._weight(wi), self._weight(wh)
+                    idx = layer * self.dirs + d
+                    h = x.new_zeros(B, H) if h0 is None else h0[idx]
+                    c = x.new_zeros(B, H) if c0 is None else c0[idx]
+                    ys = [None] * T
+                    steps = range(T - 1, -1, -1) if d else range(T)
+                    if self.kind == "lstm":
+                        gx_bias = bi + bh
+                        for t in steps:
+                            g = dynamic_matmul(x[t], Wi, gx_bias, train)
+                            g = dynamic_matmul(h, Wh, None, train, add_to=g)
+                            i, f, gg, o = g.chunk(4, 1)
+                            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+                            h = torch.sigmoid(o) * torch.tanh(c)
+                            ys[t] = h
+                        cn.append(c)
+                    else:
+                        for t in steps:
+                            g = dynamic_matmul(x[t], Wi, bi, train)
+                            s = dynamic_matmul(h, Wh, bh, train)
+                            r = torch.sigmoid(g[:, :H] + s[:, :H])
+                            z = torch.sigmoid(g[:, H:2 * H] + s[:, H:2 * H])
+                            n = torch.tanh(g[:, 2 * H:] + r * s[:, 2 * H:])
+                            h = (1.0 - z) * n + z * h
+                            ys[t] = h
+                    hn.append(h)
+                    outs.append(torch.stack(ys))
+                x = torch.cat(outs, 2) if self.dirs == 2 else outs[0]
+                if train and m.dropout and layer < m.num_layers - 1:
+                    x = F.dropout(x, m.dropout, True)
+        y = x.transpose(0, 1) if m.batch_first else x
+        if self.kind == "lstm":
+            return y, torch.stack(hn), torch.stack(cn)
+        return y, torch.stack(hn)
+
+    def _onnx_weights(self, layer):
+        """(Wq [D, G·H, I], Ws, Rq [D, G·H, H], Rs, B [D, 2·G·H]) in ONNX gate order."""
+        H = self.module.hidden_size
+        order = np.concatenate([np.arange(g * H, (g + 1) * H) for g in _ONNX_ORDER[self.kind]])
+        parts = [[] for _ in range(5)]
+        for d in range(self.dirs):
+            wi, wh, bi, bh = self._params(layer, d)
+            for k, pname in ((0, wi), (2, wh)):
+                q, s = self.wq[pname].quantize(getattr(self.module, pname))
+                parts[k].append(q.numpy().astype(np.int8)[order])
+                parts[k + 1].append(s.numpy().reshape(-1).astype(np.float32)[order])
+            parts[4].append(np.concatenate([bi.detach().numpy()[order],
+                                            bh.detach().numpy()[order]]).astype(np.float32))
+        return [np.stack(p) for p in parts]
+
+    def emit(self, b, ins, outs):
+        m = self.module
+        x = ins[0]
+        if len(ins) > 1:
+            raise NotImplementedError(f"{self.name}: initial states are not converted yet")
+        if m.batch_first:
+            xt = b.fresh(f"{x}.time_major")
+            b.node("Transpose", f"{self.name}.to_time_major", [x], [xt], perm=[1, 0, 2])
+            x = xt
+        op = "DynamicQuantLSTM" if self.kind == "lstm" else "DynamicQuantGRU"
+        direction = "bidirectional" if self.dirs == 2 else "forward"
+        hs, cs = [], []
+        for layer in range(m.num_layers):
+            Wq, Ws, Rq, Rs, B = self._onnx_weights(layer)
+            base = f"{self.name}.l{layer}"
+            y, yh = b.fresh(f"{base}.Y"), b.fresh(f"{base}.Y_h")
+            node_outs = [y, yh]
+            if self.kind == "lstm":
+                node_outs.append(b.fresh(f"{base}.Y_c"))
+                cs.append(node_outs[2])
+            attrs = dict(direction=direction, hidden_size=m.hidden_size, per_row=0)
+            if self.kind == "gru":
+                attrs["linear_before_reset"] = 1
+            b.node(op, base, [x, b.init(f"{base}.Wq", Wq), b.init(f"{base}.Ws", Ws),
+                              b.init(f"{base}.Rq", Rq), b.init(f"{base}.Rs", Rs),
+                              b.init(f"{base}.B", B)], node_outs, **attrs)
+            hs.append(yh)
+            # Y [T, D, B, H] → [T, B, D·H]: the next layer's input / the output
+            yt, x = b.fresh(f"{base}.Y_tb"), b.fresh(f"{base}.out")
+            b.node("Transpose", f"{base}.merge_directions", [y], [yt], perm=[0, 2, 1, 3])
+            b.node("Reshape", f"{base}.flatten_directions",
+                   [yt, b.init("shape", np.asarray([0, 0, -1], np.int64))], [x])
+        if m.batch_first:
+            b.node("Transpose", f"{self.name}.to_batch_first", [x], [outs[0]], perm=[1, 0, 2])
+        else:
+            b.node("Identity", f"{self.name}.output", [x], [outs[0]])
+        for states, name in ((hs, outs[1]), (cs, outs[2] if len(outs) > 2 else None)):
+            if name is None:
+                continue
+            if len(states) == 1:
+                b.node("Identity", f"{name}.state", states, [name])
+            else:
+                b.node("Concat", f"{name}.state", states, [name], axis=0)
