@@ -216,6 +216,27 @@ def test_exported_qdq_runs_in_onnxruntime_within_a_step(tmp_path):
     assert np.abs(got - ref).max() <= 4 * step + 1e-6
 
 
+def test_4bit_weights_export_as_onnx_int4_and_come_back_exact(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    q, g, x = _check_exact(SmallResNet(), (3, 12, 12), qat.QATConfig(weight_bits=4))
+    with torch.no_grad():
+        ref = q(x).numpy()
+    m = qat.export_onnx(q, tmp_path / "w4.onnx")
+    assert m.opset_import[0].version >= 21
+    int4 = [i for i in m.graph.initializer if i.data_type == onnx.TensorProto.INT4]
+    assert len(int4) == 2 * 7                          # 7 weight tensors and their zero points
+    back = qengine.from_onnx(str(tmp_path / "w4.onnx"))
+    np.testing.assert_array_equal(_engine(back, x.numpy())[q.output_names[0]], ref)
+    sess = ort.InferenceSession(str(tmp_path / "w4.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x.numpy()})[0]
+    assert np.abs(got - ref).max() <= 4 * q.quantizer_of(q.output_names[0]).qparams()[0] + 1e-6
+    q8, _, _ = _check_exact(SmallResNet(), (3, 12, 12))
+    m8 = qat.export_onnx(q8, tmp_path / "w8.onnx")      # 8-bit codes stay INT8 (opset < 21)
+    assert m8.opset_import[0].version < 21
+    assert not any(i.data_type == onnx.TensorProto.INT4 for i in m8.graph.initializer)
+
+
 def test_engine_equals_eval_forward_on_every_isa(tmp_path):
     q, g, x = _check_exact(SmallResNet(), (3, 12, 12))
     with torch.no_grad():

@@ -45,8 +45,9 @@ int16: with full-range int8 weights their outputs can then differ from qengine's
 (ORT documents this and suggests 7-bit weights, "reduce_range"); on VNNI CPUs they agree.
 
 Opset: 13 unless something needs more — HardSwish 14, AveragePool dilations 19, int16 / uint16
-or blocked Q/DQ 21, and float ops in a newer form (the lowest opset where every node's inputs
-and attributes exist). A given `opset` below what the graph needs is an error naming the node.
+or blocked Q/DQ 21, 4-bit weights 21 (a weight tensor whose codes all lie in [−7, 7] is written
+as INT4, in the QDQ format), and float ops in a newer form (the lowest opset where every node's
+inputs and attributes exist). A given `opset` below what the graph needs is an error naming the node.
 The model is checked with onnx.checker.check_model(full_check=True) before it is written.
 onnx is imported only here, when called: the runtime never needs it.
 """
@@ -58,7 +59,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .rules import MS_OPS, raise_graph
-from ..graph.ir import Graph
+from ..graph.ir import Graph, fresh_name
 
 FORMATS = ("qdq", "qoperator")
 #: the opset written when nothing needs a newer one (per-axis Q/DQ need 13)
@@ -90,17 +91,49 @@ def export_onnx(graph: Graph, path, format: str = "qdq", opset: int | None = Non
         raise ModelError(f"opset {opset} is newer than this onnx package knows ({top})")
     raised = raise_graph(g, format, opset if opset is not None else _hint(g))
     need = max([DEFAULT_OPSET] + [_node_opset(n, raised, top) for n in raised.nodes])
+    int4 = _int4_weights(raised) if format == "qdq" and (opset or 21) >= 21 else set()
+    if int4:
+        need = max(need, 21)
     if opset is not None and need > opset:
         worst = next(n for n in raised.nodes if _node_opset(n, raised, top) == need)
         raise ModelError(f"node {worst.name!r} ({worst.op_type}) needs opset {need}, more than "
                          f"the {opset} asked for")
-    model = to_proto(raised, opset or need)
+    model = to_proto(raised, opset or need, int4)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as e:  # onnx raises ValidationError or InferenceError
         raise ModelError(f"the exported model fails the ONNX checker: {e}") from e
     onnx.save(model, os.fspath(path))
     return model
+
+
+def _int4_weights(g: Graph) -> set:
+    """Weights that DequantizeLinear reads and whose int8 codes all lie in [−7, 7] — 4-bit
+    weights (QAT or PTQ with weight_bits=4): their names and their zero points' (each such DQ
+    gets a zero point of its own, the shared int8 constants stay), to be written as ONNX INT4
+    (opset 21), which holds exactly those integers in half the bytes. An all-zero tensor is
+    left int8 (nothing to gain, and it would raise the opset)."""
+    readers = {}
+    for n in g.nodes:
+        for v in n.inputs:
+            readers[v] = readers.get(v, 0) + 1
+    out, nodes = set(), []
+    for n in g.nodes:
+        w = g.initializers.get(n.inputs[0]) if n.op_type == "DequantizeLinear" else None
+        z = g.initializers.get(n.inputs[2]) if w is not None and len(n.inputs) > 2 else None
+        if z is not None and w.dtype == np.int8 and z.dtype == np.int8 and w.size and \
+                readers[n.inputs[0]] == 1 and not np.any(z) and np.any(w) and \
+                np.abs(w.astype(np.int16)).max() <= 7:
+            zn = fresh_name(set(g.initializers), f"{n.inputs[0]}_zero_point")
+            g.initializers[zn] = z
+            out.update((n.inputs[0], zn))
+            n = n.replace(inputs=(n.inputs[0], n.inputs[1], zn))
+        nodes.append(n)
+    g.nodes = nodes
+    read = {v for n in nodes for v in n.inputs}
+    for k in [k for k in g.initializers if k not in read and readers.get(k)]:
+        del g.initializers[k]          # a shared zero point every reader of which got its own
+    return out
 
 
 def _hint(g: Graph) -> int:
@@ -155,8 +188,9 @@ def _attr(onnx, n, key, value, schema):
     return onnx.helper.make_attribute(key, value, attr_type=kind)
 
 
-def to_proto(g: Graph, opset: int):
-    """The ModelProto of a raised graph (ONNX and com.microsoft nodes) at `opset`."""
+def to_proto(g: Graph, opset: int, int4=frozenset()):
+    """The ModelProto of a raised graph (ONNX and com.microsoft nodes) at `opset`; the
+    initializers named in `int4` (int8 arrays of values in [−8, 7]) are written as INT4."""
     import onnx
     from onnx import helper, numpy_helper
     nodes = []
@@ -173,7 +207,8 @@ def to_proto(g: Graph, opset: int):
                                 domain=domain)
         node.attribute.extend(_attr(onnx, n, k, v, schema) for k, v in sorted(n.attrs.items()))
         nodes.append(node)
-    inits = [numpy_helper.from_array(np.array(a, order="C"), k)
+    inits = [helper.make_tensor(k, onnx.TensorProto.INT4, a.shape, a.reshape(-1).tolist())
+             if k in int4 else numpy_helper.from_array(np.array(a, order="C"), k)
              for k, a in g.initializers.items()]
     graph = helper.make_graph(nodes, g.name, [_value_info(helper, v) for v in g.inputs],
                               [_value_info(helper, v) for v in g.outputs], inits)
