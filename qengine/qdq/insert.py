@@ -89,8 +89,9 @@ class Plan:
         return a.outputs[0] if a is not None else n.outputs[0]
 
 
-def quantize_weights(w, per_channel: bool, bias=None, x_scale=None):
-    """float [Cout, ...] → (int8 of w's shape, float32 scale: [Cout] or a scalar).
+def quantize_weights(w, per_channel: bool, bias=None, x_scale=None, bits: int = 8):
+    """float [Cout, ...] → (int8 of w's shape, float32 scale: [Cout] or a scalar); `bits` 8
+    or 4 (codes in [−7, 7], stored as int8: the kernels run them as the same integers).
 
     With the layer's bias and input scale, a channel whose int32 bias would not fit at
     s_x·s_w (models whose activations are tiny, e.g. a randomly initialised MobileNetV2 deep
@@ -99,12 +100,14 @@ def quantize_weights(w, per_channel: bool, bias=None, x_scale=None):
     w = np.asarray(w, np.float32)
     flat = w.reshape(w.shape[0], -1)
     if per_channel:
-        qp = choose_qparams(flat.min(axis=1), flat.max(axis=1), symmetric=True, axis=0)
+        qp = choose_qparams(flat.min(axis=1), flat.max(axis=1), bits=bits, symmetric=True,
+                            axis=0)
         scale = np.asarray(qp.scale, np.float32)
     else:
-        qp = choose_qparams(float(flat.min()), float(flat.max()), symmetric=True)
+        qp = choose_qparams(float(flat.min()), float(flat.max()), bits=bits, symmetric=True)
         scale = np.asarray(np.float32(qp.scale))
-    q = qp.quantize(flat).data
+    q = qp.quantize(flat).data.astype(np.int8)
+    qmax = 2 ** (bits - 1) - 1
     if bias is not None:
         need = (np.abs(np.asarray(bias, np.float64)) / (np.float64(np.float32(x_scale)) *
                                                          BIAS_LIMIT) * (1 + 2.0 ** -20))
@@ -116,7 +119,7 @@ def quantize_weights(w, per_channel: bool, bias=None, x_scale=None):
             rows = np.flatnonzero(grow) if per_channel else np.arange(flat.shape[0])
             s_rows = new[rows] if per_channel else np.full(rows.size, scale)
             q = q.copy()
-            q[rows] = np.clip(np.rint(flat[rows] / s_rows[:, None]), -127, 127).astype(np.int8)
+            q[rows] = np.clip(np.rint(flat[rows] / s_rows[:, None]), -qmax, qmax).astype(np.int8)
     return q.reshape(w.shape), scale
 
 
@@ -140,9 +143,10 @@ class _Writer:
             self.out.value_info[name] = ValueInfo(name, dtype or src.dtype, src.shape)
 
 
-def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True) -> Graph:
+def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True,
+               weight_bits: int = 8) -> Graph:
     """The QDQ graph of float graph `g` under `plan`; `qparams(v)` gives an activation's
-    (scale, uint8 zero point)."""
+    (scale, uint8 zero point); weights get `weight_bits` (8, or 4: codes in [−7, 7])."""
     w = _Writer(g)
     out = w.out
     int8_outputs = {plan.output_of(n) for n in g.nodes if n.name in plan.int8}
@@ -184,7 +188,7 @@ def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True) -> Graph
         rule = plan.int8.get(n.name)
         if rule is not None:
             n = _int8_node(w, n, rule, dq_name, per_channel,
-                           qp[n.inputs[0]][0] if n.inputs[0] in qp else None)
+                           qp[n.inputs[0]][0] if n.inputs[0] in qp else None, weight_bits)
             nodes += w.pending
             w.pending = []
         n = n.replace(outputs=tuple(renamed.get(o, o) for o in n.outputs))
@@ -202,7 +206,7 @@ def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True) -> Graph
     return out
 
 
-def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale) -> Node:
+def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale, bits=8) -> Node:
     """Node n reading its activations through DQ and its weights as int8 through DQ."""
     k = rule.data_inputs(n)
     ins = [dq_name.get(v, v) if v else v for v in n.inputs[:k]] + list(n.inputs[k:])
@@ -210,7 +214,8 @@ def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale) -> Node
     g = w.g
     if n.op_type == "Conv":
         bias = g.initializers[n.inputs[2]] if len(n.inputs) > 2 and n.inputs[2] else None
-        ins[1] = _weight(w, n.name, g.initializers[n.inputs[1]], 0, per_channel, bias, x_scale)
+        ins[1] = _weight(w, n.name, g.initializers[n.inputs[1]], 0, per_channel, bias, x_scale,
+                         bits)
     elif n.op_type == "Gemm":
         a = attrs
         b = g.initializers[n.inputs[1]]
@@ -220,20 +225,20 @@ def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale) -> Node
             c = bias_vector(g.initializers[ins[2]], wt.shape[0]) * \
                 np.float32(a.get("beta", 1.0))
             ins[2] = w.init(f"{n.name}.bias", np.ascontiguousarray(c, np.float32))
-        ins[1] = _weight(w, n.name, wt, 0, per_channel, c, x_scale)
+        ins[1] = _weight(w, n.name, wt, 0, per_channel, c, x_scale, bits)
         for key in ("alpha", "beta"):
             attrs.pop(key, None)
         attrs["transB"] = 1
     elif n.op_type == "MatMul":
-        ins[1] = _weight(w, n.name, g.initializers[n.inputs[1]].T, 1, per_channel)
+        ins[1] = _weight(w, n.name, g.initializers[n.inputs[1]].T, 1, per_channel, bits=bits)
     return n.replace(inputs=tuple(ins), attrs=attrs)
 
 
 def _weight(w: _Writer, node: str, wt, axis: int, per_channel: bool, bias=None,
-            x_scale=None) -> str:
+            x_scale=None, bits=8) -> str:
     """DequantizeLinear of int8 weights quantized per row of wt ([Cout, ...]); stored with the
     output channels along `axis` (1 for MatMul's [K, N])."""
-    q, scale = quantize_weights(wt, per_channel, bias, x_scale)
+    q, scale = quantize_weights(wt, per_channel, bias, x_scale, bits)
     if axis == 1:
         q = np.ascontiguousarray(q.T)
     qn = w.init(f"{node}.W_quantized", q)

@@ -59,6 +59,8 @@ class StaticQuantConfig:
 
     method: calibration method (minmax, moving_average, entropy, percentile, mse).
     per_channel: weights symmetric int8 per output channel (default) or one scale per tensor.
+    weight_bits: 8, or 4 (codes in [−7, 7], written as ONNX INT4 by export_onnx; the int8
+        kernels run them as the same integers).
     symmetric_activations: activations on a symmetric grid (int8 semantics, stored as uint8
         with zero point 128) instead of asymmetric uint8.
     bias_correction: fold the mean output error per channel into the biases (Nagel et al.).
@@ -70,6 +72,7 @@ class StaticQuantConfig:
     """
     method: str = "minmax"
     per_channel: bool = True
+    weight_bits: int = 8
     symmetric_activations: bool = False
     bias_correction: bool = False
     keep_float: frozenset = field(default_factory=frozenset)
@@ -80,6 +83,8 @@ class StaticQuantConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.weight_bits not in (4, 8) or isinstance(self.weight_bits, bool):
+            raise ConfigError(f"weight_bits must be 8 or 4, got {self.weight_bits!r}")
         for name in ("per_channel", "symmetric_activations", "bias_correction", "fuse_residual"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -218,7 +223,7 @@ def build_qdq(g: Graph, stats: Mapping, config: StaticQuantConfig) -> Graph:
     quantized IR, before lowering (export it with qengine.export_onnx, lower it with
     qengine.qdq.lower)."""
     return insert_qdq(g, Plan(g, config.keep_float), activation_qparams(g, stats, config),
-                      config.per_channel)
+                      config.per_channel, config.weight_bits)
 
 
 def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
