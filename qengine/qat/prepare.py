@@ -45,6 +45,8 @@ class QATConfig:
     """Options of quantization-aware training.
 
     weight_bits: 8 or 4 — weights symmetric, narrow range ([−127, 127] / [−7, 7]).
+    group_size: with 4-bit weights, one scale per group of 32 / 64 / 128 weights along K in
+        the dynamic layers (LSTM, GRU, dynamic Linear); static Conv / Linear stay per channel.
     per_channel: one weight scale per output channel (default) or per tensor.
     symmetric_activations: activations on a symmetric uint8 grid (zero point 128).
     learn_scales: LSQ (weights and activations; LSQ+ zero points for asymmetric activations),
@@ -63,6 +65,7 @@ class QATConfig:
         activations quantized per call, as quantize_dynamic runs them; the rest stays float.
     """
     weight_bits: int = 8
+    group_size: int | None = None
     per_channel: bool = True
     symmetric_activations: bool = False
     learn_scales: bool = False
@@ -78,6 +81,10 @@ class QATConfig:
             raise ConfigError(f"mode must be 'static' or 'dynamic', got {self.mode!r}")
         if self.weight_bits not in (4, 8):
             raise ConfigError(f"weight_bits must be 8 or 4, got {self.weight_bits!r}")
+        if self.group_size is not None and (self.group_size not in (32, 64, 128) or
+                                            self.weight_bits != 4):
+            raise ConfigError(f"group_size must be None, or 32, 64 or 128 with weight_bits=4; "
+                              f"got {self.group_size!r} with weight_bits={self.weight_bits}")
         for name in ("per_channel", "symmetric_activations", "learn_scales", "fold_bn"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -96,9 +103,9 @@ class QATConfig:
         return dict(symmetric=self.symmetric_activations, averaging=float(self.averaging),
                     learn=self.learn_scales)
 
-    def weight_options(self):
-        return dict(bits=self.weight_bits, per_channel=self.per_channel,
-                    learn=self.learn_scales)
+    def weight_options(self, dynamic=False):
+        return dict(bits=self.weight_bits, per_channel=self.per_channel or dynamic,
+                    learn=self.learn_scales, group_size=self.group_size if dynamic else None)
 
 
 class QATModel(nn.Module):
@@ -342,7 +349,7 @@ class _Tracer:
                 (cfg.mode == "dynamic" or len(_shape(node.args[0]) or ()) != 2):
             # the static int8 Gemm takes [batch, features]; a Linear over a sequence (after an
             # LSTM) runs as the dynamic layer, whose activations are quantized per call
-            step = R.DynamicLinear(name, m, cfg.weight_options())
+            step = R.DynamicLinear(name, m, cfg.weight_options(dynamic=True))
             self.finish(node, node, step, [self.value(node.args[0])])
             return
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
@@ -423,7 +430,7 @@ class _Tracer:
             raise ConfigError(f"prepare: keep_float of {_describe(node)}: float LSTM/GRU "
                               f"steps are not supported yet")
         try:
-            step = R.RNN(name, m, self.config.weight_options())
+            step = R.RNN(name, m, self.config.weight_options(dynamic=True))
         except ValueError as e:
             raise ConfigError(f"prepare: {_describe(node)}: {e}") from None
         state = node.args[1] if len(node.args) > 1 else node.kwargs.get("hx")

@@ -182,16 +182,25 @@ class WeightQuant(nn.Module):
 
     def _scale_shape(self, cout):
         if self.group_size:
-            return (cout, self.reduction // self.group_size)
+            return (cout, -(-self.reduction // self.group_size))
         return (cout,) if self.per_channel else ()
 
     def _view(self, w):
-        """w as [Cout, groups, group] (per channel: groups = 1; per tensor: one row)."""
+        """w as [Cout, groups, group] (per channel: groups = 1; per tensor: one row). Groups run
+        along the flattened reduction axis; a last group shorter than group_size is padded
+        with zeros, which change neither its scale nor its sums."""
         if self.group_size:
-            return w.reshape(w.shape[0], -1, self.group_size)
+            flat = w.reshape(w.shape[0], -1)
+            pad = -flat.shape[1] % self.group_size
+            if pad:
+                flat = torch.nn.functional.pad(flat, (0, pad))
+            return flat.reshape(w.shape[0], -1, self.group_size)
         if self.per_channel:
             return w.reshape(w.shape[0], 1, -1)
         return w.reshape(1, 1, -1)
+
+    def _unview(self, v, w):
+        return v.reshape(w.shape[0], -1)[:, :w[0].numel()].reshape(w.shape)
 
     def minmax_scales(self, w):
         a = self._view(w.detach()).abs().amax(-1).double()      # [Cout or 1, groups]
@@ -212,8 +221,8 @@ class WeightQuant(nn.Module):
         """Fake-quantized w (training: STE, LSQ gradient on learned scales)."""
         v = self._view(w)
         s = self.scales(w).unsqueeze(-1)
-        g = 1.0 / math.sqrt(v.shape[-1] * self.qmax) if self.learn else 1.0
-        return fake_quant(v, s, torch.zeros(()), -self.qmax, self.qmax, g).reshape(w.shape)
+        g = 1.0 / math.sqrt(min(v.shape[-1], w[0].numel()) * self.qmax) if self.learn else 1.0
+        return self._unview(fake_quant(v, s, torch.zeros(()), -self.qmax, self.qmax, g), w)
 
     def quantize(self, w):
         """(integer codes as float32 tensor of w's shape, scales [Cout or 1, groups]): the
@@ -222,4 +231,4 @@ class WeightQuant(nn.Module):
             v = self._view(w)
             s = self.scales(w).detach().float()
             q = codes(v, s.unsqueeze(-1), 0, -self.qmax, self.qmax)
-            return q.reshape(w.shape), s
+            return self._unview(q, w), s

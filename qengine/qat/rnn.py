@@ -43,11 +43,22 @@ def dynamic_matmul(x, w, bias, training, add_to=None):
         if bias is not None:
             y = y + bias
         return y if add_to is None else add_to + y
-    q, ws = w
+    q, ws = w                                 # codes [N, K], scales [N] or [N, G]
     k = codes(x, s, z, 0, 255)
     dt = torch.float32 if q.shape[1] * 255 * 127 < 2 ** 24 else torch.float64
-    acc = F.linear(k.to(dt), q.to(dt))
-    y = acc.float() * (ws * s)             # float32(s_x·s_w): one float32 product
+    if ws.ndim == 1 or ws.shape[1] == 1:      # epilogue (a)
+        acc = F.linear(k.to(dt), q.to(dt))
+        y = acc.float() * (ws.reshape(-1) * s)   # float32(s_x·s_w): one float32 product
+    else:                                     # epilogue (c): one exact sum per group
+        groups = ws.shape[1]
+        gs = -(-q.shape[1] // groups)
+        pad = groups * gs - q.shape[1]
+        kg = F.pad(k, (0, pad)).reshape(k.shape[0], groups, gs).to(dt)
+        qg = F.pad(q, (0, pad)).reshape(q.shape[0], groups, gs).to(dt)
+        p = torch.einsum("mgk,ngk->mng", kg, qg).float() * (ws * s)
+        y = p[..., 0]
+        for g in range(1, groups):
+            y = y + p[..., g]
     if bias is not None:
         y = y + bias
     return y if add_to is None else add_to + y
@@ -66,8 +77,7 @@ class DynamicLinear(nn.Module):
     def weights(self):
         if self.training:
             return self.wq(self.module.weight)
-        q, s = self.wq.quantize(self.module.weight)
-        return q, s.reshape(-1)
+        return self.wq.quantize(self.module.weight)
 
     def forward(self, x, qin):
         b = self.module.bias
@@ -129,8 +139,7 @@ class RNN(nn.Module):
         p = getattr(self.module, pname)
         if self.training:
             return self.wq[pname](p)
-        q, s = self.wq[pname].quantize(p)
-        return q, s.reshape(-1)
+        return self.wq[pname].quantize(p)
 
     def forward(self, x, *state, qin=None):
         m, train = self.module, self.training
