@@ -98,6 +98,9 @@ class DynamicLinear(nn.Module):
                [out], per_row=0)
 
     def weights_numpy(self):
+        if self.wq.group_size:
+            raise NotImplementedError("converting group-wise 4-bit weights needs the int4 "
+                                      "engine layers")
         q, s = self.wq.quantize(self.module.weight)
         return q.numpy().astype(np.int8), np.ascontiguousarray(s.numpy().reshape(-1), np.float32)
 
@@ -195,6 +198,9 @@ class RNN(nn.Module):
 
     def _onnx_weights(self, layer):
         """(Wq [D, G·H, I], Ws, Rq [D, G·H, H], Rs, B [D, 2·G·H]) in ONNX gate order."""
+        if self.module.weight_ih_l0 is not None and self.wq["weight_ih_l0"].group_size:
+            raise NotImplementedError("converting group-wise 4-bit weights needs the int4 "
+                                      "engine layers")
         H = self.module.hidden_size
         order = np.concatenate([np.arange(g * H, (g + 1) * H) for g in _ONNX_ORDER[self.kind]])
         parts = [[] for _ in range(5)]
