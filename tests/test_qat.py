@@ -173,6 +173,49 @@ class SmallResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+# MobileNetV2 as torchvision writes it (inverted residuals with a Python-level residual switch,
+# ReLU6, depthwise convs, a functional global pool, dropout + linear head), width 0.35
+
+def cbr(i, o, k=3, s=1, g=1):
+    """Conv + BatchNorm + ReLU6."""
+    return nn.Sequential(nn.Conv2d(i, o, k, s, (k - 1) // 2, groups=g, bias=False), nn.BatchNorm2d(o), nn.ReLU6(inplace=True))
+
+class InvRes(nn.Module):
+    def __init__(self, i, o, s, t):
+        super().__init__()
+        h = i * t
+        self.use_res = s == 1 and i == o
+        layers = [] if t == 1 else [cbr(i, h, 1)]
+        layers += [cbr(h, h, 3, s, h), nn.Conv2d(h, o, 1, bias=False), nn.BatchNorm2d(o)]
+        self.conv = nn.Sequential(*layers)
+    def forward(self, x):
+        return x + self.conv(x) if self.use_res else self.conv(x)
+
+class MobileNetV2(nn.Module):
+    def __init__(self, width=0.35, classes=10):
+        super().__init__()
+        c = lambda v: max(8, int(v * width + 4) // 8 * 8)
+        cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+        feats = [cbr(3, c(32), 3, 2)]
+        i = c(32)
+        for t, ch, n, s in cfg:
+            for j in range(n):
+                feats.append(InvRes(i, c(ch), s if j == 0 else 1, t)); i = c(ch)
+        feats.append(cbr(i, 1280, 1))
+        self.features = nn.Sequential(*feats)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, classes))
+    def forward(self, x):
+        x = self.features(x)
+        x = nn.functional.adaptive_avg_pool2d(x, (1, 1))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def test_mobilenet_v2_engine_equals_eval_forward():
+    q, g, _ = _check_exact(MobileNetV2(), (3, 32, 32), batch=3)
+    ops = {n.op_type for n in g.nodes}
+    assert {"QConv", "QConvAdd", "QGemm"} <= ops and not ops & {"Conv", "Gemm", "Add"}
+
+
 @pytest.mark.parametrize("cfg", sorted(CONFIGS))
 def test_whole_model_engine_equals_eval_forward(cfg):
     q, g, x = _check_exact(SmallResNet(), (3, 12, 12), CONFIGS[cfg])
