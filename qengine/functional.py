@@ -378,7 +378,7 @@ class PackedWeights4:
 
 def check_group_size(group_size):
     """None or one of INT4_GROUP_SIZES, else ConfigError."""
-    if group_size is not None and (isinstance(group_size, bool) or
+    if group_size is not None and (type(group_size) is not int or
                                    group_size not in INT4_GROUP_SIZES):
         raise ConfigError(f"group_size must be None (one scale per output row) or one of "
                           f"{INT4_GROUP_SIZES}, got {group_size!r}")

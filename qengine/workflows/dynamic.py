@@ -57,13 +57,13 @@ class DynamicQuantConfig:
     group_size: int | None = None
 
     def __post_init__(self):
-        if isinstance(self.weight_bits, bool) or self.weight_bits not in (4, 8):
+        if type(self.weight_bits) is not int or self.weight_bits not in (4, 8):
             raise ConfigError(f"weight_bits must be 8 or 4, got {self.weight_bits!r}")
         if self.group_size is not None:
             if self.weight_bits != 4:
                 raise ConfigError(f"group_size={self.group_size!r} needs weight_bits=4 "
                                   f"(8-bit weights have one scale per output row)")
-            if isinstance(self.group_size, bool) or self.group_size not in (32, 64, 128):
+            if type(self.group_size) is not int or self.group_size not in (32, 64, 128):
                 raise ConfigError(f"group_size must be None (one scale per output row), 32, 64 "
                                   f"or 128, got {self.group_size!r}")
         for name in ("per_row", "cost_model"):
