@@ -3,13 +3,17 @@ vs FP32, same weights and inputs, threads 1 and 2, in one run.
 
     python bench/compare_rnn.py [--runs 30] [--rounds 5] [--threads 1,2] [--only lstm|gru|linear]
                                 [--config lstm:256,512,2,16,100 ...] [--json PATH]
+                                [--w4 row,32,128]
 
 Every row prints the median latency of each engine, qengine's ratio to each peer, and the output
 error of each int8 engine relative to the FP32 torch output (||y − y_fp32|| / ||y_fp32||).
 ORT's model goes through quant_pre_process first, or ORT silently keeps LSTM in FP32.
 The engines are timed round-robin: `--rounds` rounds of runs/rounds calls each, every engine in
 every round, so a change of load on the (shared) machine hits them alike. The load average is
-printed before every row. --json PATH also writes every figure with the date, the git commit,
+printed before every row.
+--w4 adds qengine with 4-bit weights (DynamicQuantConfig(weight_bits=4, group_size=...); "row" =
+one scale per output row) as further engines of the same round robin, one line each below the
+int8 row, with its ratio to the same run's ORT int8 median. --json PATH also writes every figure with the date, the git commit,
 the machine configuration and the load before/after, so that runs can be compared across commits.
 """
 import argparse
@@ -95,10 +99,15 @@ def ort_quantized(fp32_path, tmp):
     return out
 
 
-def qengine_session(fp32_path):
+def qengine_session(fp32_path, config=None):
     from qengine.frontends.onnx import from_onnx
-    g = qengine.quantize_dynamic(from_onnx(fp32_path), qengine.DynamicQuantConfig())
+    g = qengine.quantize_dynamic(from_onnx(fp32_path), config or qengine.DynamicQuantConfig())
     return qengine.Session(g)
+
+
+def _w4_config(group):
+    return qengine.DynamicQuantConfig(weight_bits=4, group_size=None if group == "row" else
+                                      int(group))
 
 
 def round_robin(fns, runs, rounds, warmup=3):
@@ -118,7 +127,7 @@ def round_robin(fns, runs, rounds, warmup=3):
     return times
 
 
-def run_case(kind, cfg, threads_list, runs, rounds):
+def run_case(kind, cfg, threads_list, runs, rounds, w4=()):
     torch = _torch()
     model, x = build_model(kind, cfg)
     qmodel = torch.ao.quantization.quantize_dynamic(
@@ -131,6 +140,7 @@ def run_case(kind, cfg, threads_list, runs, rounds):
         export_onnx(model, x, fp32_path)
         ort_path = ort_quantized(fp32_path, tmp)
         qe = qengine_session(fp32_path)
+        qe4 = {grp: qengine_session(fp32_path, _w4_config(grp)) for grp in w4}
         with torch.no_grad():
             y_fp = model(x).numpy()
             y_tq = qmodel(x).numpy()
@@ -141,10 +151,12 @@ def run_case(kind, cfg, threads_list, runs, rounds):
             y_ort = ort_s.run(None, {"x": xn})[0]
             y_qe = qe.run({"x": xn})["y"]
             load = os.getloadavg()
+            fns = {"qe": lambda: qe.run({"x": xn}), "ort": lambda: ort_s.run(None, {"x": xn}),
+                   "tq": lambda: qmodel(x), "fp": lambda: model(x)}
+            for grp, sess in qe4.items():
+                fns[f"w4:{grp}"] = (lambda s_: lambda: s_.run({"x": xn}))(sess)
             with torch.no_grad():
-                t = round_robin({"qe": lambda: qe.run({"x": xn}),
-                                 "ort": lambda: ort_s.run(None, {"x": xn}),
-                                 "tq": lambda: qmodel(x), "fp": lambda: model(x)}, runs, rounds)
+                t = round_robin(fns, runs, rounds)
             r = {"kind": kind, "config": list(cfg), "threads": threads,
                  "isa": qengine.active_isa(),
                  "qengine_ms": median_ms(t["qe"]), "ort_int8_ms": median_ms(t["ort"]),
@@ -154,6 +166,11 @@ def run_case(kind, cfg, threads_list, runs, rounds):
                  "load_after": os.getloadavg(), "calls": len(t["qe"])}
             r["vs_ort"] = r["qengine_ms"] / r["ort_int8_ms"]
             r["vs_torch"] = r["qengine_ms"] / r["torch_int8_ms"]
+            r["w4"] = [{"group_size": grp, "qengine_ms": median_ms(t[f"w4:{grp}"]),
+                        "vs_ort": median_ms(t[f"w4:{grp}"]) / r["ort_int8_ms"],
+                        "vs_qengine_int8": median_ms(t[f"w4:{grp}"]) / r["qengine_ms"],
+                        "err_qengine": rel_err(sess.run({"x": xn})["y"], y_fp)}
+                       for grp, sess in qe4.items()]
             rows.append(r)
     return rows
 
@@ -197,6 +214,9 @@ def main(argv=None):
     ap.add_argument("--json", metavar="PATH",
                     help="also write every figure, the machine and the load to PATH (JSON), so "
                          "runs can be compared across commits")
+    ap.add_argument("--w4", default="", metavar="GROUPS",
+                    help="also time qengine with 4-bit weights, per group size: comma list of "
+                         "row (one scale per row), 32, 64, 128")
     args = ap.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
     cases = args.config or ([(k, c[1:]) for c in RNN_CONFIGS for k in [c[0]]] +
@@ -214,13 +234,19 @@ def main(argv=None):
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(hdr)
     for kind, cfg in cases:
-        for r in run_case(kind, cfg, threads, args.runs, args.rounds):
+        w4 = [g for g in args.w4.split(",") if g]
+        for r in run_case(kind, cfg, threads, args.runs, args.rounds, w4):
             record["rows"].append(r)
             print(f"{kind:<8}{str(tuple(cfg)):<26}{r['threads']:>4}{r['qengine_ms']:>10.3f}"
                   f"{r['ort_int8_ms']:>10.3f}{r['torch_int8_ms']:>10.3f}"
                   f"{r['torch_fp32_ms']:>10.3f}{r['vs_ort']:>7.2f}{r['vs_torch']:>7.2f}"
                   f"{r['err_qengine']:>9.2e}{r['err_ort']:>9.2e}{r['err_torch']:>9.2e}"
                   f"  {r['load_before'][0]:.2f}", flush=True)
+            for v in r["w4"]:
+                print(f"{'  W4':<8}{'group ' + v['group_size']:<26}{r['threads']:>4}"
+                      f"{v['qengine_ms']:>10.3f}{'':>30}{v['vs_ort']:>7.2f}{'':>7}"
+                      f"{v['err_qengine']:>9.2e}   (W4/int8 qengine {v['vs_qengine_int8']:.2f})",
+                      flush=True)
     if args.json:
         record["load_after"] = os.getloadavg()
         Path(args.json).write_text(json.dumps(record, indent=1, default=float))

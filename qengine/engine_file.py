@@ -8,7 +8,7 @@ The header maps each tensor name to {"dtype", "shape", "data_offsets": [begin, e
 relative to the end of the header) and holds "__metadata__", a string→string map. We store:
 
     format          "qengine.engine"
-    format_version  "1"
+    format_version  "1", or "2" for a graph with 4-bit weights (below); both are read
     producer        "qengine <version>"
     graph           JSON: {name, opset, inputs, outputs, nodes, initializers}
     tensor_crc32    JSON: {tensor name: CRC-32 of its bytes}, checked at load, so a flipped
@@ -16,7 +16,13 @@ relative to the end of the header) and holds "__metadata__", a string→string m
                     existed have none and load unverified)
 
 Initializers are the tensors, stored little-endian in a portable canonical layout (int8 weights
-are packed for the CPU at load, by the ops). Reader and writer are ours, in pure Python/NumPy,
+are packed for the CPU at load, by the ops). 4-bit weights (a node attribute weight_bits=4) are
+U8 tensors [.., N, ceil(K/2)] holding two int4 values per byte, value 2i in the low nibble
+(qengine.quantized.weights.pack_int4, the ONNX int4 order), K in a node attribute; the op
+validates them (no −8, zero padding nibble, shapes) when the Session is built. A file holding
+any is written as format_version "2", so a qengine that predates 4-bit weights refuses it by
+its version instead of misreading the bytes; every other graph is written as "1", byte for
+byte as before. Reader and writer are ours, in pure Python/NumPy,
 so the runtime needs nothing else; they interoperate with the `safetensors` package.
 
 Loading is defensive: the file is untrusted input. Everything is validated before anything
@@ -48,6 +54,8 @@ from .quant import find_nan
 
 FORMAT = "qengine.engine"
 FORMAT_VERSION = "1"
+FORMAT_VERSION_INT4 = "2"          # written when some node has weight_bits=4
+READ_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_INT4)
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors limit
 MAX_RANK = 32
 
@@ -104,7 +112,8 @@ def save(graph: Graph, path) -> None:
     graph.verify()
     for name, arr in graph.initializers.items():
         _refuse_nan(arr, f"initializer {name!r}")
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+    int4 = any(n.attrs.get("weight_bits") == 4 for n in graph.nodes)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION_INT4 if int4 else FORMAT_VERSION,
             "producer": f"qengine {__version__}",
             "graph": json.dumps(graph.to_json(), separators=(",", ":"), allow_nan=False),
             "tensor_crc32": json.dumps({k: _crc32(a) for k, a in graph.initializers.items()},
@@ -321,15 +330,20 @@ def _load_graph(path, verify: bool = True):
     if meta.get("format") != FORMAT:
         raise ModelError(f"{Path(path).name}: not a qengine engine file (metadata format is "
                          f"{meta.get('format')!r}, expected {FORMAT!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{Path(path).name}: engine format version "
-                         f"{meta.get('format_version')!r} is not supported (this qengine reads "
-                         f"version {FORMAT_VERSION}; re-export the model)")
+    version = meta.get("format_version")
+    if version not in READ_VERSIONS:
+        raise ModelError(f"{Path(path).name}: engine format version {version!r} is not "
+                         f"supported (this qengine reads versions {', '.join(READ_VERSIONS)}; "
+                         f"re-export the model)")
     if "graph" not in meta:
         raise ModelError(f"{Path(path).name}: metadata has no graph")
     if verify:
         _verify_tensors(tensors, meta, Path(path).name)
-    return graph_from_json(_strict_json(meta["graph"], "graph"), tensors), mapped
+    graph = graph_from_json(_strict_json(meta["graph"], "graph"), tensors)
+    if version == FORMAT_VERSION and any(n.attrs.get("weight_bits") == 4 for n in graph.nodes):
+        raise ModelError(f"{Path(path).name}: engine format version 1 cannot hold 4-bit "
+                         f"weights (weight_bits=4 needs version {FORMAT_VERSION_INT4})")
+    return graph, mapped
 
 
 def build_session(graph: Graph, where: str, **session_kwargs):

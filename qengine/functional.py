@@ -343,3 +343,121 @@ def quantized_linear(x, w, bias, out_scale, out_zero_point, out_dtype=np.uint8, 
     y = matmul_requant(x.data, np.asarray(x.zero_point).reshape(()), wp, bias_q, mult, zy, dt,
                        clamp, isa=isa)
     return QTensor(y, np.array(sy, np.float32), np.array(zy, np.int32), None, 8)
+
+
+# ---------------------------------------------------------------------------- 4-bit weights
+INT4_GROUP_SIZES = (32, 64, 128)
+_W4_KERNELS = {_runtime.ISA_NAMES[r["isa"]]: r["name"] for r in _gemm.w4_kernel_table()}
+_runtime.register_kernels("gemm_u8s4", _W4_KERNELS)
+
+
+class PackedWeights4:
+    """int4 weights [N, K] with group scales, packed two per byte (qe_gemm_w4_params.h).
+
+    The packed layout is the same for every ISA (the kernels unpack nibbles in registers), so
+    one PackedWeights4 runs on any of them. Attributes: n, k, group_size (None: one scale per
+    row), gs / ng (the kernels' group size and count), data, colsum, scale, nbytes.
+    """
+    __slots__ = ("n", "k", "group_size", "gs", "ng", "data", "colsum", "scale")
+
+    def __init__(self, n, k, group_size, gs, ng, data, colsum, scale):
+        self.n, self.k, self.group_size, self.gs, self.ng = n, k, group_size, gs, ng
+        self.data, self.colsum, self.scale = data, colsum, scale
+
+    @property
+    def nbytes(self):
+        return self.data.nbytes + self.colsum.nbytes + self.scale.nbytes
+
+    def _c(self):
+        return (self.data, self.colsum, self.scale, self.n, self.k, self.gs, self.ng)
+
+    def __repr__(self):
+        return (f"PackedWeights4(n={self.n}, k={self.k}, group_size={self.group_size}, "
+                f"nbytes={self.nbytes})")
+
+
+def check_group_size(group_size):
+    """None or one of INT4_GROUP_SIZES, else ConfigError."""
+    if group_size is not None and (type(group_size) is not int or
+                                   group_size not in INT4_GROUP_SIZES):
+        raise ConfigError(f"group_size must be None (one scale per output row) or one of "
+                          f"{INT4_GROUP_SIZES}, got {group_size!r}")
+
+
+def pack_weights_int4(w_s4, w_scale, group_size=None):
+    """pack_weights_int4(w_s4 int8 [N, K] in [-7, 7], w_scale float32 [N, G], group_size=None)
+    -> PackedWeights4
+
+    G = 1 (group_size None) or ceil(K / group_size) with group_size in 32, 64, 128; a group_size
+    that does not divide K zero-pads the last group. -8 is refused: int4 weights are symmetric
+    narrow range (numerics.md "4-bit weights").
+    """
+    check_group_size(group_size)
+    w = _array2d(w_s4, "w", (np.int8,))
+    n, k = w.shape
+    if n < 1 or k < 1 or k > _gemm.W4_MAX_K:
+        raise ShapeError(f"int4 weights must be [N >= 1, 1 <= K <= {_gemm.W4_MAX_K}], got "
+                         f"{w.shape}")
+    if w.min() < -7 or w.max() > 7:
+        raise ConfigError(f"int4 weights must lie in [-7, 7], got values in [{w.min()}, "
+                          f"{w.max()}]")
+    gs, ng = _gemm.w4_layout(k, 0 if group_size is None else group_size)
+    s = np.ascontiguousarray(w_scale, np.float32)
+    if s.shape != (n, ng):
+        raise ShapeError(f"int4 weight scales must have shape ({n}, {ng}) for K = {k} and "
+                         f"group_size {group_size}, got {np.shape(w_scale)}")
+    if not (np.all(np.isfinite(s)) and np.all(s >= np.finfo(np.float32).tiny)):
+        raise ConfigError("int4 weight scales must be finite normal positive float32")
+    data, colsum, pscale = _gemm.w4_pack(w, s, gs)
+    return PackedWeights4(n, k, group_size, gs, ng, data, colsum, pscale)
+
+
+def linear_dynamic_int4(x_f32, w_packed, bias=None, per_row=False, isa=None, out=None,
+                        accumulate=False):
+    """linear_dynamic_int4(x_f32 [M, K], w_packed PackedWeights4, bias=None, per_row=False,
+    isa=None, out=None, accumulate=False) -> float32 [M, N]
+
+    x quantized per call (u8, per tensor or per row) against 4-bit weights, epilogue (c) of
+    numerics.md, on the ISA's kernel (every ISA gives the same bits).
+    """
+    if not isinstance(w_packed, PackedWeights4):
+        raise ConfigError(f"w_packed must be a PackedWeights4 (pack_weights_int4), got "
+                          f"{type(w_packed).__name__}")
+    w = w_packed
+    x = _array2d(x_f32, "x", (np.float32,))
+    if x.shape[1] != w.k:
+        raise ShapeError(f"x has {x.shape[1]} columns but the weights have K = {w.k}")
+    b = None if bias is None else _floats(bias, "bias", w.n, "one per output channel", False)[0]
+    if b is not None and b.shape[0] != w.n:
+        raise ShapeError(f"bias must have shape ({w.n},), got {np.shape(bias)}")
+    if accumulate and out is None:
+        raise ConfigError("accumulate=True needs out= (the float32 array to add into)")
+    out = _out(out, (x.shape[0], w.n), np.float32)
+    idx = _isa_index(isa)
+    m, kp = x.shape[0], w.gs * w.ng
+    q = np.zeros((m, kp), np.uint8)
+    rows = m if per_row else 1
+    s, z = np.empty(max(rows, 1), np.float32), np.empty(max(rows, 1), np.int32)
+    if m:
+        _gemm.dynq(idx, np.ascontiguousarray(x), bool(per_row), q, s, z)
+    return _gemm.w4_dequant(idx, q, s, z, 1 if per_row else 0, w._c(), b, out,
+                            bool(accumulate))
+
+
+def matmul_dequant_int4(a_u8, a_scale, a_zero_point, w_packed, bias=None, per_row=False,
+                        isa=None):
+    """The kernel alone on given u8 activations [M, K] and their qparams (scalar, or [M] with
+    per_row): float32 [M, N] by epilogue (c). For tests and the reference chain."""
+    w = w_packed
+    a = _array2d(a_u8, "a", (np.uint8,))
+    if a.shape[1] != w.k:
+        raise ShapeError(f"a has {a.shape[1]} columns but the weights have K = {w.k}")
+    m, kp = a.shape[0], w.gs * w.ng
+    q = np.zeros((m, kp), np.uint8)
+    q[:, :w.k] = a
+    n = m if per_row else 1
+    s = np.ascontiguousarray(np.broadcast_to(np.asarray(a_scale, np.float32).reshape(-1), (n,)))
+    z = np.ascontiguousarray(np.broadcast_to(np.asarray(a_zero_point, np.int32).reshape(-1), (n,)))
+    b = None if bias is None else np.ascontiguousarray(bias, np.float32)
+    out = np.empty((m, w.n), np.float32)
+    return _gemm.w4_dequant(_isa_index(isa), q, s, z, 1 if per_row else 0, w._c(), b, out)

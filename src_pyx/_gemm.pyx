@@ -139,3 +139,77 @@ def linear_dynamic(int isa, cnp.ndarray x, bint per_row, tuple wp, cnp.ndarray w
                                     nthreads, NULL, 0)
     _check(rc)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 4-bit weights (include/qengine/gemm/qe_gemm_w4.h)
+W4_NR = QE_W4_NR
+W4_MAX_K = QE_W4_MAX_K
+
+
+def w4_kernel_table():
+    """Every compiled 4-bit-weight kernel (qe_gemm_w4_kernels.inc) as dicts."""
+    return [dict(name=qe_gemm_w4_kernels[i].name.decode(), isa=qe_gemm_w4_kernels[i].isa)
+            for i in range(QE_GEMM_W4_NKERNELS)]
+
+
+def w4_layout(size_t k, size_t group):
+    """(group size, number of groups) the kernels use for K (group 0: one per row)."""
+    cdef size_t gs = 0, ng = 0
+    _check(qe_gemm_w4_layout(k, group, &gs, &ng))
+    return gs, ng
+
+
+def w4_pack(cnp.ndarray w, cnp.ndarray scale, size_t gs):
+    """w int8 [N, K] in [-7, 7], scale float32 [N, NG] (both C-contiguous) ->
+    (data uint8, colsum int32, scale float32) in the packed layout of qe_gemm_w4_params.h."""
+    cdef size_t n = w.shape[0], k = w.shape[1], ng = scale.shape[1]
+    cdef size_t np_ = (n + QE_W4_NR - 1) // QE_W4_NR
+    data = np.empty(qe_gemm_w4_packed_bytes(n, gs * ng), np.uint8)
+    colsum = np.empty(np_ * ng * QE_W4_NR, np.int32)
+    pscale = np.empty(np_ * ng * QE_W4_NR, np.float32)
+    cdef const int8_t *pw = <const int8_t *>cnp.PyArray_DATA(w)
+    cdef const float *ps = <const float *>cnp.PyArray_DATA(scale)
+    cdef uint8_t *pd = <uint8_t *>cnp.PyArray_DATA(data)
+    cdef int32_t *pc = <int32_t *>cnp.PyArray_DATA(colsum)
+    cdef float *pp = <float *>cnp.PyArray_DATA(pscale)
+    cdef int rc
+    with nogil:
+        rc = qe_gemm_w4_pack(n, k, pw, k, ps, gs, pd, pc, pp)
+    _check(rc)
+    return data, colsum, pscale
+
+
+cdef qe_packed_w4 w4_view(tuple wp) except *:
+    """wp = (data, colsum, scale, n, k, gs, ng) -> the C view (the arrays own the memory)."""
+    cdef qe_packed_w4 w
+    w.data = <const uint8_t *>_p(wp[0])
+    w.colsum = <const int32_t *>_p(wp[1])
+    w.scale = <const float *>_p(wp[2])
+    w.n, w.k, w.gs, w.ng = wp[3], wp[4], wp[5], wp[6]
+    return w
+
+
+def w4_dequant(int isa, cnp.ndarray a, a_scale, a_zp, int row_step, tuple wp, bias,
+               cnp.ndarray out, bint accumulate=False, int nthreads=0):
+    """a uint8 [M, KP] C-contiguous (zero padded past K), a_scale f32 / a_zp int32 ([M] or
+    [1]) -> out float32 [M, >=N] (rows contiguous): epilogue (c) on the ISA's kernel."""
+    cdef qe_packed_w4 w = w4_view(wp)
+    cdef size_t m = a.shape[0], lda = a.strides[0]
+    rterm = np.empty((max(m, 1), w.ng), np.int32)
+    cdef const uint8_t *pa = <const uint8_t *>cnp.PyArray_DATA(a)
+    cdef int32_t *pr = <int32_t *>cnp.PyArray_DATA(rterm)
+    cdef const float *psa = <const float *>_p(a_scale)
+    cdef const int32_t *pza = <const int32_t *>_p(a_zp)
+    cdef const float *pb = <const float *>_p(bias)
+    cdef float *po = <float *>cnp.PyArray_DATA(out)
+    cdef size_t ldc = out.strides[0] // 4
+    cdef int rc
+    if lda < <size_t>(w.gs * w.ng):
+        raise ValueError(f"w4_dequant: activation rows must hold {w.gs * w.ng} bytes")
+    with nogil:
+        qe_gemm_w4_row_terms(m, pa, lda, &w, pr)
+        rc = qe_gemm_w4_dequant(isa, m, pa, lda, pr, psa, pza, row_step, &w, pb, po, ldc,
+                                accumulate, nthreads)
+    _check(rc)
+    return out

@@ -54,7 +54,8 @@ def lstm_cell(gates, c_prev, int isa):
 # Dynamic-int8 recurrent layers (include/qengine/rnn/qe_rnn_dynamic.h)
 from libc.stdint cimport int8_t, uint8_t, int32_t
 from libc.string cimport memset
-from qe_gemm cimport qe_packed_w, qe_gemm_epilogue, qe_gemm, qe_dynq_u8, QE_EPI_F32
+from qe_gemm cimport (qe_packed_w, qe_gemm_epilogue, qe_gemm, qe_dynq_u8, QE_EPI_F32,
+                      qe_packed_w4, qe_gemm_w4_row_terms, qe_gemm_w4_dequant)
 from qengine._runtime import ISA_NAMES
 
 cdef extern from "qengine/rnn/qe_rnn_dynamic.h" nogil:
@@ -80,6 +81,7 @@ cdef extern from "qengine/rnn/qe_rnn_dynamic.h" nogil:
         const qe_packed_w *w
         const float *w_scale
         const float *w_bias
+        const qe_packed_w4 *r4
     int qe_rnn_layer_run(const qe_rnn_layer *L)
 
 BLOCK = QE_RNN_NB
@@ -157,6 +159,65 @@ def project(x, int group, pw, w_scale, bias, int nthreads):
     return out
 
 
+cdef qe_packed_w4 _packed4(pw) except *:
+    """The C view of a qengine.functional.PackedWeights4 (which owns the buffers)."""
+    cdef const uint8_t[::1] dv = pw.data
+    cdef const int32_t[::1] cv = pw.colsum
+    cdef const float[::1] sv = pw.scale
+    cdef qe_packed_w4 w
+    w.data = &dv[0]
+    w.colsum = &cv[0]
+    w.scale = &sv[0]
+    w.n = pw.n
+    w.k = pw.k
+    w.gs = pw.gs
+    w.ng = pw.ng
+    return w
+
+
+def project4(x, int group, pw4, bias, int isa, int nthreads):
+    """project() for 4-bit weights (qe_gemm_w4.h): x f32 [M, K] → f32 [M, n], rows quantized in
+    groups of `group` rows as in project(), epilogue (c)."""
+    cdef const float[:, ::1] xv = x
+    cdef size_t m = xv.shape[0], k = xv.shape[1], g = group
+    cdef qe_packed_w4 w = _packed4(pw4)
+    cdef size_t kp = <size_t>w.gs * w.ng
+    if <int>k != w.k:
+        raise ValueError(f"project4: x has {k} columns, weights expect {w.k}")
+    cdef const float[::1] bv = bias
+    out = np.empty((m, w.n), np.float32)
+    if m == 0:
+        return out
+    if g < 1 or m % g:
+        raise ValueError(f"project4: {m} rows do not split into groups of {g}")
+    q = np.empty((m, kp), np.uint8)
+    rterm = np.empty((m, w.ng), np.int32)
+    a_scale = np.empty(m, np.float32)
+    a_zp = np.empty(m, np.int32)
+    cdef uint8_t[:, ::1] qv = q
+    cdef int32_t[:, ::1] rv = rterm
+    cdef float[::1] asv = a_scale
+    cdef int32_t[::1] azv = a_zp
+    cdef float[:, ::1] ov = out
+    cdef size_t i, j
+    cdef int rc = 0
+    with nogil:
+        i = 0
+        while i < m and rc == 0:
+            rc = qe_dynq_u8(isa, g, k, &xv[i, 0], k, 0, &qv[i, 0], kp, &asv[i], &azv[i])
+            for j in range(i + 1, i + g):
+                asv[j] = asv[i]
+                azv[j] = azv[i]
+            i += g
+        if rc == 0:
+            qe_gemm_w4_row_terms(m, &qv[0, 0], kp, &w, &rv[0, 0])
+            rc = qe_gemm_w4_dequant(isa, m, &qv[0, 0], kp, &rv[0, 0], &asv[0], &azv[0], 1, &w,
+                                    &bv[0], &ov[0, 0], w.n, 0, nthreads)
+    if rc != 0:
+        raise MemoryError(f"dynamic 4-bit linear failed (code {rc})")
+    return out
+
+
 def recur(int kind, float[:, :, :] gx, rpw, r_scale, r_bias, float[:, ::1] h, c, lens, y,
           int H, bint per_row, bint linear_before_reset, bint reverse, int nthreads,
           const float[:, :, ::1] x=None, wpw=None, w_scale=None, w_bias=None, int w_row0=0):
@@ -167,7 +228,8 @@ def recur(int kind, float[:, :, :] gx, rpw, r_scale, r_bias, float[:, ::1] h, c,
     each step then projects its own x (qe_rnn_dynamic.h)."""
     cdef int G = 4 if kind == QE_RNN_LSTM else 3
     cdef int T, B, Hp = h.shape[1]
-    cdef qe_packed_w r = _packed(rpw)
+    cdef qe_packed_w r
+    cdef qe_packed_w4 r4
     cdef qe_packed_w w
     cdef const float[::1] wsv
     cdef const float[::1] wbv
@@ -177,13 +239,24 @@ def recur(int kind, float[:, :, :] gx, rpw, r_scale, r_bias, float[:, ::1] h, c,
         T, B = x.shape[0], x.shape[1]
     else:
         T, B = gx.shape[0], gx.shape[1]
-    cdef int isa = r.isa
-    cdef const float[::1] rs = r_scale
+    cdef int isa
+    cdef const float[::1] rs
     cdef const float[::1] rb
     cdef float[:, ::1] cv
     cdef float[:, :, :] yv
     cdef const int32_t[::1] lv
     cdef qe_rnn_layer L
+    L.r4 = NULL
+    if isinstance(rpw, tuple):     # (PackedWeights4, isa index): 4-bit R, scales inside
+        r4 = _packed4(rpw[0])
+        isa = rpw[1]
+        L.r4 = &r4
+        memset(&r, 0, sizeof(r))
+        r.isa = isa
+    else:
+        r = _packed(rpw)
+        isa = r.isa
+        rs = r_scale
     if (gx is not None and (gx.strides[2] != 4 or gx.shape[2] != G * Hp)) or h.shape[0] != B:
         raise ValueError("recur: inconsistent gx/h shapes")
     L.kind = kind
@@ -222,7 +295,7 @@ def recur(int kind, float[:, :, :] gx, rpw, r_scale, r_bias, float[:, ::1] h, c,
     L.c = NULL
     L.lens = NULL
     L.r = &r
-    L.r_scale = &rs[0]
+    L.r_scale = &rs[0] if L.r4 == NULL else NULL
     L.r_bias = NULL
     L.isa = isa
     L.nthreads = nthreads

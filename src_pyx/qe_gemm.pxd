@@ -47,3 +47,30 @@ cdef extern from "qengine/gemm/qe_gemm_dynamic.h" nogil:
                                const qe_packed_w *w, const float *w_scale, const float *bias,
                                float *out, size_t ldc, int accumulate, int nthreads,
                                void *ws, size_t ws_bytes)
+
+cdef extern from "qengine/gemm/qe_gemm_w4.h" nogil:
+    enum:
+        QE_W4_NR, QE_W4_MR, QE_W4_MAX_K, QE_GEMM_W4_NKERNELS
+
+    ctypedef struct qe_packed_w4:
+        const uint8_t *data
+        const int32_t *colsum
+        const float *scale
+        int32_t n, k, gs, ng
+
+    ctypedef struct qe_w4_kernel_rec:
+        const char *name
+        int32_t isa
+
+    const qe_w4_kernel_rec qe_gemm_w4_kernels[]
+    const qe_w4_kernel_rec *qe_gemm_w4_kernel_for_isa(int isa)
+    int qe_gemm_w4_layout(size_t k, size_t group, size_t *gs, size_t *ng)
+    size_t qe_gemm_w4_packed_bytes(size_t n, size_t kp)
+    int qe_gemm_w4_pack(size_t n, size_t k, const int8_t *w, size_t ldw, const float *scale,
+                        size_t gs, uint8_t *data, int32_t *colsum, float *pscale)
+    void qe_gemm_w4_row_terms(size_t m, const uint8_t *a, size_t lda, const qe_packed_w4 *w,
+                              int32_t *rterm)
+    int qe_gemm_w4_dequant(int isa, size_t m, const uint8_t *a, size_t lda, const int32_t *rterm,
+                           const float *a_scale, const int32_t *a_zp, size_t row_step,
+                           const qe_packed_w4 *w, const float *bias, float *out, size_t ldc,
+                           int accumulate, int nthreads)

@@ -8,6 +8,11 @@ DynamicQuantLSTM / DynamicQuantGRU inputs:
     X, Wq, Ws, Rq, Rs, B, sequence_lens, initial_h[, initial_c]   (optional ones may be "")
 DynamicQuantLinear inputs: X, Wq [N, K], Ws [N], bias [N] (optional); Y = X·Wᵀ + bias on the
     last axis of X.
+4-bit weights (attribute weight_bits=4; default 8): Wq is the int4 storage of
+qengine.quantized.weights.pack_int4, uint8 [.., N, ceil(K/2)] (two values per byte, low nibble
+first, the narrow range [−7, 7]: a nibble 8 (−8) is refused), K given by the attribute
+in_features (Linear) / input_size (LSTM/GRU W; R's K is H); Ws [.., N, groups] with
+group_size 0 (one scale per row) or 32 / 64 / 128 (ceil(K / group_size) scales per row).
 DynamicQuantConv inputs: X (NCHW), Wq int8 OIHW, Ws [Cout], B (optional); 2-D convolution with
     explicit pads (the ONNX Conv attributes after auto_pad was resolved), or 1-D (X [N, C, L],
     Wq [Cout, Cin/g, k]) run as 2-D with H = 1; an optional fused activation
@@ -18,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ModelError, ShapeError
+from ..quantized.weights import unpack_int4
 from ..quantized.dynamic_conv import DynamicConv2d
 from ..quantized.dynamic_linear import DynamicLinear
 from ..quantized.rnn import DynamicRNN
@@ -27,17 +33,48 @@ from .base import Op, register_op
 from .rnn import GRU, LSTM
 
 
+_W4_ATTRS = {"weight_bits": ("int", 8), "group_size": ("int", 0)}
+
+
+def check_weight_bits(attrs, node, k_attr):
+    """weight_bits 8, or 4 with group_size 0 / 32 / 64 / 128 and K (attribute k_attr) ≥ 1."""
+    where = f"node {node.name!r} ({node.op_type})"
+    bits, gs = attrs["weight_bits"], attrs["group_size"]
+    if bits not in (4, 8):
+        raise ModelError(f"{where}: weight_bits must be 4 or 8, got {bits}")
+    if gs not in (0, 32, 64, 128) or (bits == 8 and gs):
+        raise ModelError(f"{where}: group_size must be 0 (per row), 32, 64 or 128, and 0 with "
+                         f"8-bit weights; got {gs} with weight_bits={bits}")
+    if bits == 4 and attrs[k_attr] < 1:
+        raise ModelError(f"{where}: 4-bit weights need the attribute {k_attr} (K) >= 1, got "
+                         f"{attrs[k_attr]}")
+
+
+def int4_weights(op, packed, k, what):
+    """The op's int4 storage as int8 values [.., K] (ModelError naming the op if malformed)."""
+    try:
+        return unpack_int4(packed, k)
+    except ValueError as e:
+        op.fail(f"{what}: {e}")
+
+
 class _DynamicRNNOp(Op):
     KIND = ""
     FLOAT_OP = LSTM
     ATTRS = {"direction": ("string", "forward"), "hidden_size": ("int", None),
-             "layout": ("int", 0), "per_row": ("int", 0)}
+             "layout": ("int", 0), "per_row": ("int", 0), **_W4_ATTRS,
+             "input_size": ("int", 0)}
 
     @classmethod
     def check_attrs(cls, attrs, node):
         LSTM.check_attrs({**{k: None for k in ("activation_alpha", "activation_beta",
                                                "activations", "clip")},
-                          "input_forget": 0, **attrs}, node)
+                          "input_forget": 0, **cls._float_attrs(attrs)}, node)
+        check_weight_bits(attrs, node, "input_size")
+
+    @staticmethod
+    def _float_attrs(attrs):
+        return {k: v for k, v in attrs.items() if k not in (*_W4_ATTRS, "input_size")}
 
     def prepare(self, initializers):
         arrs = [self.const_input(initializers, i, True, what)
@@ -45,10 +82,19 @@ class _DynamicRNNOp(Op):
         B = self.const_input(initializers, 5)
         if self.input_name(5) and B is None:
             self.fail("input 5 (B) must be an initializer")
+        a = self.attrs
+        w4 = {}
+        if a["weight_bits"] == 4:
+            if arrs[3].ndim != 3 or arrs[3].shape[1] % (4 if self.KIND == "lstm" else 3):
+                self.fail(f"Rs must be [D, G·H, groups], got shape {arrs[3].shape}")
+            H = arrs[3].shape[1] // (4 if self.KIND == "lstm" else 3)
+            arrs[0] = int4_weights(self, arrs[0], a["input_size"], "Wq")
+            arrs[2] = int4_weights(self, arrs[2], H, "Rq")
+            w4 = {"weight_bits": 4, "group_size": a["group_size"] or None}
         try:
-            self.layer = DynamicRNN(self.KIND, *arrs, B, direction=self.attrs["direction"],
-                                    linear_before_reset=self.attrs.get("linear_before_reset", 0),
-                                    per_row=bool(self.attrs["per_row"]))
+            self.layer = DynamicRNN(self.KIND, *arrs, B, direction=a["direction"],
+                                    linear_before_reset=a.get("linear_before_reset", 0),
+                                    per_row=bool(a["per_row"]), **w4)
         except (ShapeError, ValueError) as e:
             self.fail(str(e))
         if self.attrs["hidden_size"] not in (None, self.layer.H):
@@ -94,7 +140,9 @@ class DynamicQuantGRU(_DynamicRNNOp):
     @classmethod
     def check_attrs(cls, attrs, node):
         GRU.check_attrs({**{k: None for k in ("activation_alpha", "activation_beta",
-                                              "activations", "clip")}, **attrs}, node)
+                                              "activations", "clip")},
+                         **cls._float_attrs(attrs)}, node)
+        check_weight_bits(attrs, node, "input_size")
 
     def run(self, X, Wq=None, Ws=None, Rq=None, Rs=None, B=None, lens=None, h0=None):
         return super().run(X, Wq, Ws, Rq, Rs, B, lens, h0, None)
@@ -105,7 +153,11 @@ class DynamicQuantLinear(Op):
     op_type = "DynamicQuantLinear"
     WEIGHT_INPUTS = ((1, 2),)
     INPUTS = (3, 4)
-    ATTRS = {"per_row": ("int", 0)}
+    ATTRS = {"per_row": ("int", 0), **_W4_ATTRS, "in_features": ("int", 0)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        check_weight_bits(attrs, node, "in_features")
 
     def prepare(self, initializers):
         Wq = self.const_input(initializers, 1, True, "Wq")
@@ -113,8 +165,12 @@ class DynamicQuantLinear(Op):
         bias = self.const_input(initializers, 3)
         if self.input_name(3) and bias is None:
             self.fail("input 3 (bias) must be an initializer")
+        a, w4 = self.attrs, {}
+        if a["weight_bits"] == 4:
+            Wq = int4_weights(self, Wq, a["in_features"], "Wq")
+            w4 = {"weight_bits": 4, "group_size": a["group_size"] or None}
         try:
-            self.layer = DynamicLinear(Wq, Ws, bias, per_row=bool(self.attrs["per_row"]))
+            self.layer = DynamicLinear(Wq, Ws, bias, per_row=bool(a["per_row"]), **w4)
         except (ShapeError, ValueError) as e:
             self.fail(str(e))
 

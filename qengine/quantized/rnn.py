@@ -11,7 +11,7 @@ import numpy as np
 from .. import _runtime, functional
 from .._ext import _rnn
 from ..errors import ConfigError, ShapeError
-from .weights import quantize_per_channel_symmetric
+from .weights import int4_groups, quantize_int4, quantize_per_channel_symmetric
 
 GATES = {"lstm": 4, "gru": 3}
 _DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
@@ -42,6 +42,11 @@ def _permute(a, src, axis=0):
     return out
 
 
+def _pad_scales(scales, src):
+    """Padding units' rows (all-zero weights) get scale 1.0: any valid scale gives them 0."""
+    return np.ascontiguousarray(np.where((src >= 0)[:, None], scales, np.float32(1)), np.float32)
+
+
 class DynamicRNN:
     """A dynamic-int8 LSTM/GRU layer with ONNX semantics.
 
@@ -51,6 +56,11 @@ class DynamicRNN:
     handles layout=1) and optional sequence_lens [B], initial_h / initial_c [D, B, H]; returns
     (Y [T, D, B, H], Y_h [D, B, H], Y_c [D, B, H] or None).
 
+    weight_bits=4: Wq and Rq hold int4 values in [−7, 7] (still int8 arrays) and the scales have
+    a last axis of groups, Ws [D, G·H, ceil(I / group_size)] and Rs [D, G·H, ceil(H /
+    group_size)] (one group with group_size None); both are packed two per byte (qe_gemm_w4.h)
+    and every product uses epilogue (c) of docs/numerics.md.
+
     Activations: each time step's input (and each step's h) is quantized as a tensor of its own
     (u8, asymmetric), or each batch row separately with per_row=True. Either way no quantization
     parameter spans time steps, so feeding a sequence in chunks (state carried between calls)
@@ -58,7 +68,8 @@ class DynamicRNN:
     """
 
     def __init__(self, kind, Wq, Ws, Rq, Rs, B=None, *, direction="forward",
-                 linear_before_reset=0, per_row=False, isa=None):
+                 linear_before_reset=0, per_row=False, isa=None, weight_bits=8,
+                 group_size=None):
         if kind not in GATES:
             raise ConfigError(f"recurrent kind must be 'lstm' or 'gru', got {kind!r}")
         if direction not in _DIRECTIONS:
@@ -75,11 +86,21 @@ class DynamicRNN:
         if Wq.shape[1] != G * H or Rq.shape[1] != G * H or H < 1 or Wq.shape[2] < 1:
             raise ShapeError(f"{kind.upper()} weights: W {Wq.shape} / R {Rq.shape} do not match "
                              f"{G} gates of hidden size {H}")
+        if weight_bits not in (4, 8):
+            raise ConfigError(f"weight_bits must be 4 or 8, got {weight_bits!r}")
+        functional.check_group_size(group_size)
+        if weight_bits == 8 and group_size is not None:
+            raise ConfigError("group_size applies to weight_bits=4 only")
         Ws = np.asarray(Ws, np.float32)
         Rs = np.asarray(Rs, np.float32)
-        if Ws.shape != (D, G * H) or Rs.shape != (D, G * H):
-            raise ShapeError(f"{kind.upper()} weight scales: expected [{D}, {G * H}], got "
-                             f"{Ws.shape} and {Rs.shape}")
+        if weight_bits == 8:
+            ws_shape, rs_shape = (D, G * H), (D, G * H)
+        else:
+            ws_shape = (D, G * H, int4_groups(Wq.shape[2], group_size))
+            rs_shape = (D, G * H, int4_groups(H, group_size))
+        if Ws.shape != ws_shape or Rs.shape != rs_shape:
+            raise ShapeError(f"{kind.upper()} weight scales: expected {list(ws_shape)} and "
+                             f"{list(rs_shape)}, got {list(Ws.shape)} and {list(Rs.shape)}")
         if not (np.all(np.isfinite(Ws)) and np.all(Ws > 0) and np.all(np.isfinite(Rs))
                 and np.all(Rs > 0)):
             raise ConfigError(f"{kind.upper()}: weight scales must be finite and positive")
@@ -92,6 +113,7 @@ class DynamicRNN:
         self.direction = direction
         self.linear_before_reset = int(bool(linear_before_reset))
         self.per_row = bool(per_row)
+        self.weight_bits, self.group_size = weight_bits, group_size
         self.isa_name = _runtime.active_isa() if isa is None else isa
         self.isa = _runtime.isa_index(self.isa_name)
         nb = _rnn.BLOCK
@@ -109,13 +131,23 @@ class DynamicRNN:
             else:
                 gx_bias.append(_permute(wb, src))
                 r_bias = np.ascontiguousarray(_permute(rb, src))
-            self._r.append((functional.pack_weights(rq, isa=self.isa_name), r_scale, r_bias))
+            if weight_bits == 4:   # R's scales travel inside its packing
+                r4 = functional.pack_weights_int4(rq, _pad_scales(r_scale, src), group_size)
+                self._r.append(((r4, self.isa), None, r_bias))
+            else:
+                self._r.append((functional.pack_weights(rq, isa=self.isa_name), r_scale, r_bias))
         w_all = np.concatenate([_permute(Wq[d], src) for d in range(D)])
-        self._w = functional.pack_weights(w_all, isa=self.isa_name)
         self._w_scale = np.ascontiguousarray(
             np.concatenate([_permute(Ws[d], src) for d in range(D)]), np.float32)
+        if weight_bits == 4:
+            self._w = functional.pack_weights_int4(
+                w_all, np.concatenate([_pad_scales(_permute(Ws[d], src), src) for d in range(D)]),
+                group_size)
+        else:
+            self._w = functional.pack_weights(w_all, isa=self.isa_name)
         self._gx_bias = np.ascontiguousarray(np.concatenate(gx_bias), np.float32)
-        self.nbytes = self._w.nbytes + sum(r[0].nbytes for r in self._r)
+        self.nbytes = self._w.nbytes + sum(
+            (r[0][0] if weight_bits == 4 else r[0]).nbytes for r in self._r)
 
     # From this batch on an LSTM projects each step's x inside the time loop (fused; the same
     # bits as the up-front projection, qe_rnn_dynamic.h says why it is faster); tests lower it.
@@ -123,12 +155,18 @@ class DynamicRNN:
 
     @classmethod
     def from_float(cls, kind, W, R, B=None, **kw):
-        """Quantize float W [D, G·H, I] and R [D, G·H, H] per output row and build the layer."""
+        """Quantize float W [D, G·H, I] and R [D, G·H, H] per output row (weight_bits=4: per
+        row or per group of group_size) and build the layer."""
         W, R = np.asarray(W, np.float32), np.asarray(R, np.float32)
         if W.ndim != 3 or R.ndim != 3:
             raise ShapeError(f"{kind.upper()} weights must be 3-D, got {W.shape} and {R.shape}")
-        wq, ws = zip(*(quantize_per_channel_symmetric(w) for w in W)) if len(W) else ((), ())
-        rq, rs = zip(*(quantize_per_channel_symmetric(r) for r in R)) if len(R) else ((), ())
+        if kw.get("weight_bits", 8) == 4:
+            functional.check_group_size(kw.get("group_size"))
+            quant = lambda m: quantize_int4(m, kw.get("group_size"))  # noqa: E731
+        else:
+            quant = quantize_per_channel_symmetric
+        wq, ws = zip(*(quant(w) for w in W)) if len(W) else ((), ())
+        rq, rs = zip(*(quant(r) for r in R)) if len(R) else ((), ())
         return cls(kind, np.stack(wq), np.stack(ws), np.stack(rq), np.stack(rs), B, **kw)
 
     def __call__(self, X, sequence_lens=None, initial_h=None, initial_c=None, *, nthreads=0):
@@ -169,10 +207,15 @@ class DynamicRNN:
         if T == 0 or Bt == 0:
             return self._finish(Y, h, c)
         # ragged reverse directions gather gx (below): they keep the up-front projection
-        fused = self.kind == "lstm" and Bt >= self._fuse_min_b and not ragged_reverse
+        fused = self.kind == "lstm" and Bt >= self._fuse_min_b and not ragged_reverse and \
+            self.weight_bits == 8
         if not fused:
-            gx = _rnn.project(X.reshape(T * Bt, self.I), 1 if self.per_row else Bt, self._w,
-                              self._w_scale, self._gx_bias, nthreads)
+            if self.weight_bits == 4:
+                gx = _rnn.project4(X.reshape(T * Bt, self.I), 1 if self.per_row else Bt, self._w,
+                                   self._gx_bias, self.isa, nthreads)
+            else:
+                gx = _rnn.project(X.reshape(T * Bt, self.I), 1 if self.per_row else Bt,
+                                  self._w, self._w_scale, self._gx_bias, nthreads)
             gx = gx.reshape(T, Bt, D * G * Hp)
         for d in range(D):
             reverse = self.direction == "reverse" or d == 1

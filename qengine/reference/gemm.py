@@ -104,3 +104,43 @@ def quantize_activations_ref(x_f32, per_row=False):
 def linear_dynamic_ref(x_f32, w_s8, w_scale, bias=None, per_row=False):
     q, s, z = quantize_activations_ref(x_f32, per_row)
     return matmul_dequant_ref(q, s, z, w_s8, w_scale, bias)
+
+
+def int4_group_sums_ref(a_u8, a_zero_point, w_s8, group_size=None):
+    """acc_g[m, n, g] = Σ_{k∈g} (a[m,k] − z_a[m])·w[n,k] in int64 (exact), G groups of
+    group_size consecutive K values (None: one group)."""
+    m, k = a_u8.shape
+    gs = k if group_size is None else group_size
+    a = a_u8.astype(np.int64) - _rows(a_zero_point, m, np.int64)
+    w = w_s8.astype(np.int64)
+    return np.stack([a[:, j:j + gs] @ w[:, j:j + gs].T for j in range(0, k, gs)], axis=-1)
+
+
+def dequant_groups_epilogue_ref(acc_g, a_scale, w_scale, bias=None, out=None):
+    """Epilogue (c), numerics.md "4-bit weights": p_g = float32(acc_g)·float32(s_a[m]·s_w[n, g]);
+    y = p_0, then y = y + p_g for g = 1.. in order; y = y + bias[n]; out + y when accumulating.
+    One group is epilogue (a)."""
+    m = acc_g.shape[0]
+    sa = _rows(a_scale, m, np.float32)                       # [M, 1]
+    ws = np.asarray(w_scale, np.float32)                     # [N, G]
+    y = None
+    for g in range(acc_g.shape[2]):
+        p = acc_g[:, :, g].astype(np.float32) * (sa * ws[None, :, g])
+        y = p if y is None else (y + p).astype(np.float32)
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=np.float32)[None, :]
+    if out is not None:
+        y = out.astype(np.float32) + y
+    return y.astype(np.float32)
+
+
+def matmul_dequant_int4_ref(a_u8, a_scale, a_zero_point, w_s8, w_scale, group_size=None,
+                            bias=None, out=None):
+    acc = int4_group_sums_ref(a_u8, a_zero_point, w_s8, group_size)
+    assert np.all(np.abs(acc) < 2**31)
+    return dequant_groups_epilogue_ref(acc, a_scale, w_scale, bias, out)
+
+
+def linear_dynamic_int4_ref(x_f32, w_s8, w_scale, group_size=None, bias=None, per_row=False):
+    q, s, z = quantize_activations_ref(x_f32, per_row)
+    return matmul_dequant_int4_ref(q, s, z, w_s8, w_scale, group_size, bias)

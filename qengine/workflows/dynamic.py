@@ -5,7 +5,8 @@ weights are initializers for DynamicQuantLSTM / DynamicQuantGRU / DynamicQuantLi
 DynamicQuantConv (qengine/ops/dynamic.py). Weights become int8 per output row
 (symmetric, narrow range) plus float32 scales; biases stay float32. A MatMul followed by an Add
 of a constant bias (what the exporters emit for nn.Linear on 3-D inputs) becomes one linear with
-that bias; a Relu / Clip / LeakyRelu that is a Conv's only reader runs in the dynamic conv's
+that bias; with weight_bits=4 the LSTM / GRU / Gemm / MatMul weights are int4 instead
+(docs/numerics.md "4-bit weights"; Conv keeps int8 weights). A Relu / Clip / LeakyRelu that is a Conv's only reader runs in the dynamic conv's
 output pass. Nodes the int8 kernels cannot run exactly as the float op would (LSTM peepholes or
 clip, Gemm with transA, weights computed at run time) stay in float, as do the nodes named in
 `keep_float`, and — the keep-float rule — every Conv / Gemm / MatMul whose int8 form the cost
@@ -25,7 +26,7 @@ from ..graph.fusion import _activation_of
 from ..graph.ir import Graph, Node
 from ..model_files import as_graph
 from ..qdq.rules import bias_vector
-from ..quantized.weights import quantize_per_channel_symmetric
+from ..quantized.weights import pack_int4, quantize_int4, quantize_per_channel_symmetric
 
 QUANTIZABLE = frozenset({"LSTM", "GRU", "Gemm", "MatMul", "Conv"})
 
@@ -41,13 +42,30 @@ class DynamicQuantConfig:
     keep_float: node names to leave in float (mixed precision).
     cost_model: keep a Conv / Gemm / MatMul in float when the cost model predicts its int8
         form would be slower (reported in a QuantizationWarning); False quantizes them anyway.
+    weight_bits: 8 (int8 weights, the default) or 4: LSTM, GRU, Gemm and MatMul weights become
+        int4, symmetric narrow range [-7, 7], stored and held two per byte (Conv keeps 8).
+    group_size: with weight_bits=4, None (one scale per output row) or 32, 64 or 128 (one
+        scale per row and group of that many consecutive input features). When group_size
+        does not divide K the last group is shorter: it is zero-padded in the kernels and
+        scaled over its own values, so any K works.
     """
     per_row: bool = False
     op_types: frozenset = QUANTIZABLE
     keep_float: frozenset = field(default_factory=frozenset)
     cost_model: bool = True
+    weight_bits: int = 8
+    group_size: int | None = None
 
     def __post_init__(self):
+        if type(self.weight_bits) is not int or self.weight_bits not in (4, 8):
+            raise ConfigError(f"weight_bits must be 8 or 4, got {self.weight_bits!r}")
+        if self.group_size is not None:
+            if self.weight_bits != 4:
+                raise ConfigError(f"group_size={self.group_size!r} needs weight_bits=4 "
+                                  f"(8-bit weights have one scale per output row)")
+            if type(self.group_size) is not int or self.group_size not in (32, 64, 128):
+                raise ConfigError(f"group_size must be None (one scale per output row), 32, 64 "
+                                  f"or 128, got {self.group_size!r}")
         for name in ("per_row", "cost_model"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -163,13 +181,17 @@ def _rnn(g, node, config, consumers, kind):
         P = _const(g, ins[7])
         if P is None or np.any(P):
             return None                                   # peepholes: keep float
-    qs = [quantize_per_channel_symmetric(m) for m in W.astype(np.float32)]
-    rs = [quantize_per_channel_symmetric(m) for m in R.astype(np.float32)]
+    w4 = config.weight_bits == 4
+    quant = (lambda m: quantize_int4(m, config.group_size)) if w4 else \
+        quantize_per_channel_symmetric
+    qs = [quant(m) for m in W.astype(np.float32)]
+    rs = [quant(m) for m in R.astype(np.float32)]
+    store = pack_int4 if w4 else (lambda q: q)
     base = node.name
     new_in = [ins[0],
-              _add_init(g, f"{base}.Wq", np.stack([q for q, _ in qs])),
+              _add_init(g, f"{base}.Wq", store(np.stack([q for q, _ in qs]))),
               _add_init(g, f"{base}.Ws", np.stack([s for _, s in qs])),
-              _add_init(g, f"{base}.Rq", np.stack([q for q, _ in rs])),
+              _add_init(g, f"{base}.Rq", store(np.stack([q for q, _ in rs]))),
               _add_init(g, f"{base}.Rs", np.stack([s for _, s in rs])),
               ins[3], ins[4], ins[5]] + ([ins[6]] if kind == "lstm" else [])
     while new_in and not new_in[-1]:
@@ -180,17 +202,24 @@ def _rnn(g, node, config, consumers, kind):
         attrs["hidden_size"] = a["hidden_size"]
     if kind == "gru":
         attrs["linear_before_reset"] = a.get("linear_before_reset", 0)
+    if w4:
+        attrs.update(weight_bits=4, group_size=config.group_size or 0, input_size=W.shape[2])
     op = "DynamicQuantLSTM" if kind == "lstm" else "DynamicQuantGRU"
     return [node], [Node(op, node.name, tuple(new_in), node.outputs, attrs)]
 
 
 def _linear_node(g, node, config, x, w_nk, bias, outputs, old):
-    wq, ws = quantize_per_channel_symmetric(w_nk.astype(np.float32))
+    attrs = {"per_row": int(config.per_row)}
+    if config.weight_bits == 4:
+        wq, ws = quantize_int4(w_nk.astype(np.float32), config.group_size)
+        attrs.update(weight_bits=4, group_size=config.group_size or 0, in_features=wq.shape[1])
+        wq = pack_int4(wq)
+    else:
+        wq, ws = quantize_per_channel_symmetric(w_nk.astype(np.float32))
     ins = [x, _add_init(g, f"{node.name}.Wq", wq), _add_init(g, f"{node.name}.Ws", ws)]
     if bias is not None:
         ins.append(_add_init(g, f"{node.name}.bias", np.ascontiguousarray(bias, np.float32)))
-    return old, [Node("DynamicQuantLinear", node.name, tuple(ins), outputs,
-                      {"per_row": int(config.per_row)})]
+    return old, [Node("DynamicQuantLinear", node.name, tuple(ins), outputs, attrs)]
 
 
 def _gemm(g, node, config, consumers):

@@ -15,7 +15,11 @@
  *             epilogues (F32, U8, S8; fused requant), im2col and depthwise convolution (vs a direct
  *             int64 convolution + qe_requantize), the residual QAdd fused into the conv and the
  *             1×1 GEMM (vs the conv then qe_u8_binary); dynamic linear, dynamic LSTM/GRU time loop,
- *             quantize/dequantize, QAdd/QMul, gates, calibration histogram: every ISA vs scalar.
+ *             quantize/dequantize, QAdd/QMul, gates, calibration histogram: every ISA vs scalar;
+ *             4-bit weights (qe_gemm_w4.h): the scalar kernel vs an int64 group-sum reference
+ *             with epilogue (c) written out here, every ISA's kernel vs scalar (M, N, K tails,
+ *             group boundaries, 255 × ±7 extremes, long K, threads), the LSTM/GRU time loop
+ *             with a 4-bit R vs scalar.
  *             (Where an ISA has no kernel of its own, e.g. NEON outside the GEMM, the dispatch
  *             gives it the scalar twin: the case then checks that choice, and the digest below
  *             checks the scalar code itself on that architecture.)
@@ -44,6 +48,7 @@
 #include "qengine/rnn/qe_gates.h"
 #include "qengine/rnn/qe_rnn_dynamic.h"
 #include "qengine/calib/qe_hist.h"
+#include "qengine/gemm/qe_gemm_w4.h"
 
 static const char *const ISA_NAMES[QE_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "neondot"};
 static uint32_t g_avail;     /* compiled ∧ runnable, bit per QE_ISA_* */
@@ -97,9 +102,10 @@ static void *xmalloc(size_t n) {
 }
 
 /* digests of the scalar outputs of the fixed cases, one per family */
-enum { D_EPI, D_CONV, D_DW, D_DYN, D_RNN, D_QUANT, D_ELT, D_GATES, D_HIST, D_COUNT };
+enum { D_EPI, D_CONV, D_DW, D_DYN, D_RNN, D_QUANT, D_ELT, D_GATES, D_HIST, D_W4, D_COUNT };
 static const char *const D_NAMES[D_COUNT] = {"gemm-epilogues", "conv", "dwconv", "linear-dynamic",
-                                             "rnn-dynamic", "quant", "eltwise", "gates", "hist"};
+                                             "rnn-dynamic", "quant", "eltwise", "gates", "hist",
+                                             "w4-dynamic"};
 static uint64_t g_digest[D_COUNT];
 
 static void digest(int d, const void *p, size_t bytes) {
@@ -1063,6 +1069,203 @@ static void test_hist(void) {
 }
 
 /* ------------------------------------------------------------------ main */
+/* ------------------------------------------------------------------ 4-bit weights */
+typedef struct {
+    qe_packed_w4 pw;
+    uint8_t *data;
+    int32_t *colsum;
+    float *scale;
+} packed4;
+
+static packed4 pack4(size_t n, size_t k, const int8_t *w, const float *scale, size_t group) {
+    size_t gs = 0, ng = 0;
+    expect_rc("qe_gemm_w4_layout", qe_gemm_w4_layout(k, group, &gs, &ng));
+    const size_t np = (n + QE_W4_NR - 1) / QE_W4_NR;
+    packed4 p;
+    p.data = xmalloc(qe_gemm_w4_packed_bytes(n, gs * ng));
+    p.colsum = xmalloc(np * ng * QE_W4_NR * 4);
+    p.scale = xmalloc(np * ng * QE_W4_NR * 4);
+    expect_rc("qe_gemm_w4_pack", qe_gemm_w4_pack(n, k, w, k, scale, gs, p.data, p.colsum, p.scale));
+    p.pw.data = p.data; p.pw.colsum = p.colsum; p.pw.scale = p.scale;
+    p.pw.n = (int32_t)n; p.pw.k = (int32_t)k; p.pw.gs = (int32_t)gs; p.pw.ng = (int32_t)ng;
+    return p;
+}
+
+static void unpack4(packed4 *p) { free(p->data); free(p->colsum); free(p->scale); }
+
+/* numerics.md epilogue (c) from exact int64 group sums, written out independently of the
+ * kernels: p_g = float32(acc_g)·float32(s_a·s_w[n,g]); y = p_0 + p_1 + … in order; + bias;
+ * out + y when accumulating. a: [m, k], ws: [n][ng] with groups of gs along K. */
+static void ref_w4(size_t m, size_t n, size_t k, size_t gs, size_t ng, const uint8_t *a,
+                   const float *sa, const int32_t *za, size_t rs, const int8_t *w,
+                   const float *ws, const float *bias, int accumulate, float *out) {
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            float y = 0.0f;
+            for (size_t g = 0; g < ng; g++) {
+                int64_t acc = 0;
+                for (size_t q = g * gs; q < (g + 1) * gs && q < k; q++)
+                    acc += ((int64_t)a[i * k + q] - za[i * rs]) * w[j * k + q];
+                const float c = sa[i * rs] * ws[j * ng + g];
+                const float p = (float)(int32_t)acc * c;
+                y = g ? y + p : p;
+            }
+            if (bias) y = y + bias[j];
+            out[i * n + j] = accumulate ? out[i * n + j] + y : y;
+        }
+}
+
+/* a [m, k] → rows of KP bytes (zero tail) and their offset terms, then qe_gemm_w4_dequant. */
+static void run_w4(int isa, size_t m, const uint8_t *a, size_t k, const packed4 *p,
+                   const float *sa, const int32_t *za, size_t rs, const float *bias,
+                   int accumulate, float *out, int nthreads) {
+    const size_t kp = (size_t)p->pw.gs * (size_t)p->pw.ng;
+    uint8_t *q = xmalloc(m * kp + 1);
+    int32_t *rt = xmalloc((m * (size_t)p->pw.ng + 1) * 4);
+    memset(q, 0, m * kp + 1);
+    for (size_t i = 0; i < m; i++) memcpy(q + i * kp, a + i * k, k);
+    qe_gemm_w4_row_terms(m, q, kp, &p->pw, rt);
+    expect_rc("qe_gemm_w4_dequant", qe_gemm_w4_dequant(isa, m, q, kp, rt, sa, za, rs, &p->pw, bias,
+                                                       out, (size_t)p->pw.n, accumulate, nthreads));
+    free(q); free(rt);
+}
+
+/* weights: 0 random in [−7, 7], else the value itself (±7), or 8 = alternating −7, +7 */
+static void test_w4(void) {
+    static const size_t MS[] = {1, 2, 3, 4, 5, 9}, NS[] = {1, 15, 16, 17, 33, 64};
+    static const size_t KS[] = {1, 7, 8, 15, 16, 17, 31, 32, 33, 100, 128, 129, 300, 4099};
+    static const size_t GROUPS[] = {0, 32, 64, 128};
+    static const int PATTERNS[][3] = {   /* a (−1 random), z_a, w */
+        {-1, 7, 0}, {255, 0, 7}, {255, 0, -7}, {255, 0, 8}, {0, 255, -7}, {255, 255, 7}, {128, 3, 8}};
+    long c = 0;
+    for (size_t gi = 0; gi < 4; gi++)
+        for (size_t ki = 0; ki < sizeof KS / sizeof KS[0]; ki++)
+            for (size_t ni = 0; ni < sizeof NS / sizeof NS[0]; ni++)
+                for (size_t mi = 0; mi < sizeof MS / sizeof MS[0]; mi++, c++) {
+                    const size_t m = MS[mi], n = NS[ni], k = KS[ki], group = GROUPS[gi];
+                    /* all shapes with random data; the extremes on a spread of them */
+                    const size_t npat = (c % 5 == 0) ? 7 : 1;
+                    for (size_t pi = 0; pi < npat; pi++) {
+                        const int *pat = PATTERNS[pi];
+                        const int per_row = (int)((c + pi) & 1), acc = (int)((c >> 1) & 1);
+                        const int bias_on = (int)(((c + pi) >> 2) & 1) == 0;
+                        const int threads = k >= 1000 && n >= 33 ? 2 : 1;
+                        size_t gs = 0, ng = 0;
+                        expect_rc("qe_gemm_w4_layout", qe_gemm_w4_layout(k, group, &gs, &ng));
+                        const size_t rg = group ? group : k;   /* the reference's K groups */
+                        uint8_t *a = xmalloc(m * k);
+                        int8_t *w = xmalloc(n * k);
+                        float *ws = xmalloc(n * ng * 4), *bias = xmalloc(n * 4), *sa = xmalloc(m * 4);
+                        float *want = xmalloc(m * n * 4), *base = xmalloc(m * n * 4), *got = xmalloc(m * n * 4);
+                        int32_t *za = xmalloc(m * 4);
+                        for (size_t i = 0; i < m * k; i++) a[i] = pat[0] < 0 ? (uint8_t)rnd_int(0, 255) : (uint8_t)pat[0];
+                        for (size_t j = 0; j < n; j++)
+                            for (size_t q = 0; q < k; q++)
+                                w[j * k + q] = (int8_t)(pat[2] == 0 ? rnd_int(-7, 7) : pat[2] == 8 ? (q % 2 ? 7 : -7) : pat[2]);
+                        for (size_t i = 0; i < n * ng; i++) ws[i] = (rnd_f32(1.0f) + 1.1f) * 3e-3f;
+                        for (size_t j = 0; j < n; j++) bias[j] = rnd_f32(2.0f);
+                        for (size_t i = 0; i < m; i++) {
+                            sa[i] = (rnd_f32(1.0f) + 1.1f) * 1e-2f;
+                            za[i] = pat[0] < 0 ? rnd_int(0, 255) : pat[1];
+                        }
+                        fill_f32(base, m * n, 3.0f, 0);
+                        for (size_t i = 0; i < m * n; i++) if (!(base[i] == base[i]) || base[i] > 1e30f || base[i] < -1e30f) base[i] = 1.0f;
+                        const size_t rs = per_row ? 1 : 0;
+                        const float *b = bias_on ? bias : NULL;
+                        memcpy(want, base, m * n * 4);
+                        ref_w4(m, n, k, rg, ng, a, sa, za, rs, w, ws, b, acc, want);
+                        char ctx[128];
+                        snprintf(ctx, sizeof ctx, "m=%zu n=%zu k=%zu group=%zu a=%d za=%d w=%d per_row=%d acc=%d bias=%d",
+                                 m, n, k, group, pat[0], pat[1], pat[2], per_row, acc, bias_on);
+                        packed4 p = pack4(n, k, w, ws, group);
+                        float *sc = xmalloc(m * n * 4);
+                        memcpy(sc, base, m * n * 4);
+                        run_w4(QE_ISA_SCALAR, m, a, k, &p, sa, za, rs, b, acc, sc, threads);
+                        expect_same("qe_u8_s4_gemm_dequant_ukernel_4x16c8__scalar [vs int64 + epilogue (c)]", ctx, sc, want, m * n, 4);
+                        digest(D_W4, sc, m * n * 4);
+                        for (int i = 0; i < QE_GEMM_W4_NKERNELS; i++) {
+                            const qe_w4_kernel_rec *r = &qe_gemm_w4_kernels[i];
+                            if (r->isa == QE_ISA_SCALAR || !(g_avail & (1u << r->isa))) continue;
+                            memcpy(got, base, m * n * 4);
+                            run_w4(r->isa, m, a, k, &p, sa, za, rs, b, acc, got, threads);
+                            expect_same(r->name, ctx, got, sc, m * n, 4);
+                        }
+                        unpack4(&p);
+                        free(a); free(w); free(ws); free(bias); free(sa); free(want); free(base); free(got); free(za); free(sc);
+                    }
+                }
+    /* −8 is not a narrow-range weight: the packer refuses it */
+    {
+        int8_t w[32];
+        float ws[2] = {1.0f, 1.0f};
+        memset(w, 0, sizeof w);
+        w[5] = -8;
+        uint8_t d[512];
+        int32_t cs[64];
+        float ps[64];
+        tally *t = tally_of("qe_gemm_w4_pack [refuses -8]");
+        t->cases++;
+        if (qe_gemm_w4_pack(1, 32, w, 32, ws, 32, d, cs, ps) != QE_GEMM_EARG) { t->failures++; g_failures++; }
+    }
+    /* the time loop with a 4-bit R: every ISA vs scalar */
+    static const int CASES[][5] = {   /* B, H, T, threads, group */
+        {1, 20, 4, 1, 0}, {1, 96, 3, 2, 32}, {3, 64, 3, 1, 64}, {5, 130, 2, 2, 128}, {2, 33, 3, 1, 32}};
+    for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++)
+        for (int v = 0; v < 4; v++) {
+            const int kind = v < 2 ? QE_RNN_LSTM : QE_RNN_GRU, lbr = v == 3, per_row = v & 1;
+            const int B = CASES[ci][0], H = CASES[ci][1], T = CASES[ci][2], G = kind == QE_RNN_LSTM ? 4 : 3;
+            const int Hp = (H + QE_RNN_NB - 1) / QE_RNN_NB * QE_RNN_NB;
+            size_t gs = 0, ng = 0;
+            expect_rc("qe_gemm_w4_layout", qe_gemm_w4_layout((size_t)Hp, (size_t)CASES[ci][4], &gs, &ng));
+            const size_t ngx = (size_t)T * B * G * Hp, nh = (size_t)B * Hp, ny = (size_t)T * B * H;
+            float *gx0 = xmalloc(ngx * 4), *gx = xmalloc(ngx * 4), *rs = xmalloc((size_t)G * Hp * ng * 4);
+            float *rb = xmalloc((size_t)G * Hp * 4), *h0 = xmalloc(nh * 4), *c0 = xmalloc(nh * 4);
+            float *h[2], *c[2], *y[2];
+            int8_t *r = xmalloc((size_t)G * Hp * Hp);
+            for (int t = 0; t < 2; t++) { h[t] = xmalloc(nh * 4); c[t] = xmalloc(nh * 4); y[t] = xmalloc(ny * 4); }
+            fill_f32(gx0, ngx, 2.0f, 0);
+            memset(r, 0, (size_t)G * Hp * Hp);
+            memset(rb, 0, (size_t)G * Hp * 4);
+            for (int row = 0; row < G * Hp; row++) {
+                if (row % Hp < H)
+                    for (int k = 0; k < H; k++) r[(size_t)row * Hp + k] = (int8_t)rnd_int(-7, 7);
+                if (row % Hp < H) rb[row] = rnd_f32(0.5f);
+            }
+            for (size_t i = 0; i < (size_t)G * Hp * ng; i++) rs[i] = (rnd_f32(1.0f) + 1.1f) * 2e-2f;
+            for (size_t i = 0; i < nh; i++) { h0[i] = 0.0f; c0[i] = 0.0f; }
+            for (int b = 0; b < B; b++)
+                for (int u = 0; u < H; u++) { h0[b * Hp + u] = rnd_f32(0.9f); c0[b * Hp + u] = rnd_f32(2.0f); }
+            packed4 p = pack4((size_t)G * Hp, (size_t)Hp, r, rs, (size_t)CASES[ci][4]);
+            char ctx[96];
+            snprintf(ctx, sizeof ctx, "%s lbr=%d B=%d H=%d T=%d per_row=%d group=%d", kind ? "GRU" : "LSTM", lbr,
+                     B, H, T, per_row, CASES[ci][4]);
+            for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                if (!(g_avail & (1u << isa))) continue;
+                const int t = isa != QE_ISA_SCALAR;
+                memcpy(gx, gx0, ngx * 4); memcpy(h[t], h0, nh * 4); memcpy(c[t], c0, nh * 4);
+                memset(y[t], 0, ny * 4);
+                qe_packed_w dummy;
+                memset(&dummy, 0, sizeof dummy);
+                dummy.isa = isa;
+                qe_rnn_layer L;
+                memset(&L, 0, sizeof L);
+                L.kind = kind; L.T = T; L.B = B; L.H = H; L.Hp = Hp; L.per_row = per_row;
+                L.linear_before_reset = lbr; L.gx = gx; L.gx_s = (ptrdiff_t)B * G * Hp; L.gx_b = G * Hp;
+                L.y = y[t]; L.y_s = (ptrdiff_t)B * H; L.y_b = H; L.h = h[t]; L.c = kind == QE_RNN_LSTM ? c[t] : NULL;
+                L.r = &dummy; L.r4 = &p.pw; L.r_bias = kind == QE_RNN_GRU ? rb : NULL;
+                L.isa = isa; L.nthreads = CASES[ci][3];
+                expect_rc("qe_rnn_layer_run (4-bit R)", qe_rnn_layer_run(&L));
+                if (!t) { digest(D_W4, y[0], ny * 4); digest(D_W4, h[0], nh * 4); continue; }
+                expect_same(per_isa(isa, "qe_rnn_layer_run, 4-bit R (y)"), ctx, y[1], y[0], ny, 4);
+                expect_same(per_isa(isa, "qe_rnn_layer_run, 4-bit R (h)"), ctx, h[1], h[0], nh, 4);
+                if (kind == QE_RNN_LSTM) expect_same(per_isa(isa, "qe_rnn_layer_run, 4-bit R (c)"), ctx, c[1], c[0], nh, 4);
+            }
+            unpack4(&p);
+            for (int t = 0; t < 2; t++) { free(h[t]); free(c[t]); free(y[t]); }
+            free(gx0); free(gx); free(rs); free(rb); free(h0); free(c0); free(r);
+        }
+}
+
 int main(int argc, char **argv) {
     const char *expect = NULL;
     for (int i = 1; i < argc; i++) {
@@ -1079,7 +1282,7 @@ int main(int argc, char **argv) {
     /* the fixed cases: each family starts its own random stream, so its inputs (and the digest
      * of its scalar outputs) do not depend on which ISAs ran before it */
     void (*const fixed[D_COUNT])(void) = {test_epilogues, test_conv, test_dwconv, test_dynamic, test_rnn,
-                                          test_quant, test_eltwise, test_gates, test_hist};
+                                          test_quant, test_eltwise, test_gates, test_hist, test_w4};
     for (int d = 0; d < D_COUNT; d++) {
         g_rng = 0x9e3779b97f4a7c15ull * (uint64_t)(d + 1);
         fixed[d]();

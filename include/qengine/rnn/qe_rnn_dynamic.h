@@ -45,6 +45,7 @@
 #endif
 #include "../gemm/qe_gemm.h"
 #include "../gemm/qe_gemm_dynamic.h"
+#include "../gemm/qe_gemm_w4.h"
 #include "qe_gates.h"
 
 #define QE_RNN_NB 32                   /* multiple of every GEMM kernel's NR */
@@ -84,6 +85,9 @@ typedef struct qe_rnn_layer {
     int32_t input_size, w_row0;   /* I (complex.h makes "I" a macro) */
     const qe_packed_w *w;
     const float *w_scale, *w_bias;
+    /* 4-bit R (qe_gemm_w4.h), block order [G·Hp, Hp], its group scales inside; NULL: R is the
+     * int8 r / r_scale above (then unused). No fused projection with a 4-bit R. */
+    const qe_packed_w4 *r4;
 } qe_rnn_layer;
 
 enum { QE_RNN_OK = 0, QE_RNN_EARG = -1, QE_RNN_ENOMEM = -2, QE_RNN_EISA = -3 };
@@ -112,23 +116,34 @@ typedef struct qe_rnn_shared {
  * the others, which the fixed ranges of a batch-1 step cannot do). */
 typedef struct qe_rnn_local {
     uint8_t *hq, *apack;
+    int32_t *rterm;                    /* 4-bit R: the rows' offset terms, [B, ng] */
     float *a_scale;
     int32_t *a_zp;
     int32_t *tile;
     float *gt;                         /* fused projection: the block's gates, [B, 4·NB] */
 } qe_rnn_local;
 
-static size_t qe_rnn_local_bytes(const qe_gemm_kernel_rec *r, size_t B, size_t Hp) {
+/* The row stride of the quantized h: K padded for the int8 kernels' packing, or to the 4-bit
+ * R's KP (the w4 kernels read h rows in place). */
+static size_t qe_rnn_hq_stride(const qe_gemm_kernel_rec *r, const qe_packed_w4 *r4, size_t Hp) {
     const size_t kp = qe_gemm_round_up(Hp, r->kpad);
+    const size_t kp4 = r4 ? (size_t)r4->gs * (size_t)r4->ng : 0;
+    return kp4 > kp ? kp4 : kp;
+}
+
+static size_t qe_rnn_local_bytes(const qe_gemm_kernel_rec *r, const qe_packed_w4 *r4, size_t B,
+                                 size_t Hp) {
+    const size_t kp = qe_rnn_hq_stride(r, r4, Hp);
+    const size_t ng = r4 ? (size_t)r4->ng : 0;
     return qe_gemm_round_up(B * kp, 64) + qe_gemm_round_up(qe_gemm_packed_a_bytes(r, B, Hp), 64) +
            qe_gemm_round_up(B * 8, 64) + (size_t)QE_GEMM_MR_MAX * QE_GEMM_NR_MAX * 4 +
-           B * 4 * QE_RNN_NB * sizeof(float);
+           B * 4 * QE_RNN_NB * sizeof(float) + qe_gemm_round_up(B * ng * 4, 64);
 }
 
 /* mem: qe_rnn_local_bytes(), 64-aligned */
-static void qe_rnn_local_init(qe_rnn_local *x, const qe_gemm_kernel_rec *r, size_t B, size_t Hp,
-                              void *mem) {
-    const size_t kp = qe_gemm_round_up(Hp, r->kpad);
+static void qe_rnn_local_init(qe_rnn_local *x, const qe_gemm_kernel_rec *r,
+                              const qe_packed_w4 *r4, size_t B, size_t Hp, void *mem) {
+    const size_t kp = qe_rnn_hq_stride(r, r4, Hp);
     const size_t hq = qe_gemm_round_up(B * kp, 64);
     const size_t ap = qe_gemm_round_up(qe_gemm_packed_a_bytes(r, B, Hp), 64);
     const size_t tl = (size_t)QE_GEMM_MR_MAX * QE_GEMM_NR_MAX * 4;
@@ -139,6 +154,7 @@ static void qe_rnn_local_init(qe_rnn_local *x, const qe_gemm_kernel_rec *r, size
     x->a_scale = (float *)p;
     x->a_zp = (int32_t *)(p + B * 4);
     x->gt = (float *)(p + qe_gemm_round_up(B * 8, 64));
+    x->rterm = (int32_t *)(x->gt + B * 4 * QE_RNN_NB);
     memset(x->hq, 0, hq);
     memset(x->apack, 0, ap);
 }
@@ -175,7 +191,14 @@ static void qe_rnn_quantize_rows(const qe_rnn_shared *sh, const float *src0, siz
 }
 
 static void qe_rnn_quantize_h(const qe_rnn_shared *sh, qe_rnn_local *x, const float *h) {
-    const size_t Hp = (size_t)sh->L->Hp;
+    const qe_rnn_layer *L = sh->L;
+    const size_t Hp = (size_t)L->Hp;
+    if (L->r4) {   /* rows stay in place (stride hq_stride, zero tail) for the w4 kernels */
+        const size_t kq = qe_rnn_hq_stride(sh->rec, L->r4, Hp);
+        qe_dynq_u8(L->isa, (size_t)L->B, Hp, h, Hp, L->per_row, x->hq, kq, x->a_scale, x->a_zp);
+        qe_gemm_w4_row_terms((size_t)L->B, x->hq, kq, L->r4, x->rterm);
+        return;
+    }
     qe_rnn_quantize_rows(sh, h, Hp, Hp, x->hq, x->apack, x->a_scale, x->a_zp);
 }
 
@@ -247,11 +270,38 @@ static void qe_rnn_dot(const qe_rnn_shared *sh, const qe_rnn_operand *op, int32_
     }
 }
 
+/* 4-bit R rows [n0, n1) (whole panels) against the quantized h rows, into
+ * out[b*ldo + n − ocol] (+ bias[n]), epilogue (c). */
+static void qe_rnn_dot4(const qe_rnn_shared *sh, qe_rnn_local *x, size_t n0, size_t n1,
+                        float *out, size_t ldo, size_t ocol, const float *bias, int accumulate) {
+    const qe_rnn_layer *L = sh->L;
+    const qe_w4_kernel_rec *r = qe_gemm_w4_kernel_for_isa(L->isa);
+    const size_t B = (size_t)L->B, kq = qe_rnn_hq_stride(sh->rec, L->r4, (size_t)L->Hp);
+    const size_t rs = L->per_row ? 1 : 0;
+    for (size_t p = n0 / QE_W4_NR; p < n1 / QE_W4_NR; p++)
+        for (size_t m0 = 0; m0 < B; m0 += QE_W4_MR) {
+            const size_t mr = B - m0 < QE_W4_MR ? B - m0 : QE_W4_MR;
+            qe_w4_tile t = qe_gemm_w4_tile_at(L->r4, x->hq, kq, x->rterm, x->a_scale, x->a_zp,
+                                              rs, bias, out - ocol, ldo, accumulate, m0, p);
+            r->ukernel(mr, &t);
+        }
+}
+
+/* R-rows [n0, n1) against the quantized h, into out[b*ldo + n − ocol]. */
+static void qe_rnn_rdot(const qe_rnn_shared *sh, qe_rnn_local *x, size_t n0, size_t n1,
+                        float *out, size_t ldo, size_t ocol, const float *bias, int accumulate) {
+    if (sh->L->r4) {
+        qe_rnn_dot4(sh, x, n0, n1, out, ldo, ocol, bias, accumulate);
+        return;
+    }
+    const qe_rnn_operand op = {sh->L->r, sh->L->r_scale, x->apack, x->a_scale, x->a_zp};
+    qe_rnn_dot(sh, &op, x->tile, n0, n1, out, ldo, ocol, bias, accumulate);
+}
+
 /* R-rows [n0, n1) against the packed h, into out[b*ldo + n]. */
 static void qe_rnn_gemv(const qe_rnn_shared *sh, qe_rnn_local *x, size_t n0, size_t n1,
                         float *out, size_t ldo, const float *bias, int accumulate) {
-    const qe_rnn_operand op = {sh->L->r, sh->L->r_scale, x->apack, x->a_scale, x->a_zp};
-    qe_rnn_dot(sh, &op, x->tile, n0, n1, out, ldo, 0, bias, accumulate);
+    qe_rnn_rdot(sh, x, n0, n1, out, ldo, 0, bias, accumulate);
 }
 
 static inline int qe_rnn_active(const qe_rnn_layer *L, int s, size_t b) {
@@ -279,8 +329,7 @@ static void qe_rnn_lstm_block(const qe_rnn_shared *sh, qe_rnn_local *x, int s, s
         ldg = (size_t)L->gx_b;
         c0 = 0;
     }
-    const qe_rnn_operand ro = {L->r, L->r_scale, x->apack, x->a_scale, x->a_zp};
-    qe_rnn_dot(sh, &ro, x->tile, n0, n0 + 4 * NB, g, ldg, c0, NULL, 1);
+    qe_rnn_rdot(sh, x, n0, n0 + 4 * NB, g, ldg, c0, NULL, 1);
     for (size_t b = 0; b < B; b++) {
         if (!qe_rnn_active(L, s, b)) {
             memcpy(hn + b * Hp + j * NB, hp + b * Hp + j * NB, NB * sizeof(float));
@@ -529,10 +578,13 @@ static void qe_rnn_quantize_x(const qe_rnn_shared *sh, uint8_t *tmp, long s0, lo
 
 static int qe_rnn_layer_run(const qe_rnn_layer *L) {
     const qe_gemm_kernel_rec *rec = qe_gemm_kernel_for_isa(L->isa);
-    if (!rec || L->r->isa != L->isa) return QE_RNN_EISA;
+    if (!rec || (L->r4 ? !qe_gemm_w4_kernel_for_isa(L->isa) : L->r->isa != L->isa))
+        return QE_RNN_EISA;
     const int G = L->kind == QE_RNN_LSTM ? 4 : 3;
+    const int32_t rn = L->r4 ? L->r4->n : L->r->n, rk = L->r4 ? L->r4->k : L->r->k;
     if (L->T < 0 || L->B < 1 || L->H < 1 || L->Hp % QE_RNN_NB || L->Hp < L->H ||
-        L->r->n != G * L->Hp || L->r->k != L->Hp || (L->kind == QE_RNN_GRU && !L->r_bias))
+        rn != G * L->Hp || rk != L->Hp || (L->kind == QE_RNN_GRU && !L->r_bias) ||
+        (L->r4 && (L->x || L->r4->gs % 16 || (size_t)L->r4->gs * L->r4->ng < (size_t)L->Hp)))
         return QE_RNN_EARG;
     const int fused = L->x != NULL;
     if (fused && (!L->w || L->w->isa != L->isa)) return QE_RNN_EISA;
@@ -553,7 +605,7 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
     const size_t BH = (size_t)L->B * L->Hp;
     const size_t nf = qe_gemm_round_up(BH * (L->kind == QE_RNN_GRU ? 3 + G : 2) * sizeof(float), 64);
     const size_t nc = 2 * (size_t)nt * sizeof(qe_rnn_counter);
-    const size_t nl = qe_gemm_round_up(qe_rnn_local_bytes(rec, (size_t)L->B, (size_t)L->Hp), 64);
+    const size_t nl = qe_gemm_round_up(qe_rnn_local_bytes(rec, L->r4, (size_t)L->B, (size_t)L->Hp), 64);
     /* fused: every step's packed x and qparams, and per member a row buffer to quantize into */
     const size_t nin = fused ? (size_t)L->input_size : 0, kpi = qe_gemm_round_up(nin, rec->kpad);
     const size_t xstep = qe_gemm_round_up(qe_gemm_packed_a_bytes(rec, (size_t)L->B, nin), 64);
@@ -599,7 +651,7 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
 
     if (nt <= 1) {
         qe_rnn_local loc;
-        qe_rnn_local_init(&loc, rec, (size_t)L->B, (size_t)L->Hp, scratch);
+        qe_rnn_local_init(&loc, rec, L->r4, (size_t)L->B, (size_t)L->Hp, scratch);
         if (fused) qe_rnn_quantize_x(&sh, xtmp, 0, L->T);
         qe_rnn_member_fixed(&sh, &loc, tm.nstages, 0, 1);
     } else {
@@ -609,7 +661,7 @@ static int qe_rnn_layer_run(const qe_rnn_layer *L) {
             qe_threads_note_team();
             const int t = omp_get_thread_num();
             qe_rnn_local loc;
-            qe_rnn_local_init(&loc, rec, (size_t)L->B, (size_t)L->Hp, scratch + (size_t)t * nl);
+            qe_rnn_local_init(&loc, rec, L->r4, (size_t)L->B, (size_t)L->Hp, scratch + (size_t)t * nl);
             if (fused) {   /* the one barrier of a sharing team: every step's x before step 0 */
                 const int n = omp_get_num_threads();
                 qe_rnn_quantize_x(&sh, xtmp + (size_t)t * nxt, (long)L->T * t / n,
