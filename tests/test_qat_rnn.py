@@ -1,8 +1,9 @@
 """qengine.qat for recurrent models: LSTM / GRU / Linear as the dynamic int8 layers run them.
 
-The eval forward computes the dynamic kernels' integer sums exactly and their float32
-epilogue in the engine's order; only the gate functions differ (torch's sigmoid/tanh vs the
-engine's gate kernels, ~1 float32 ulp), so the engine agrees with it to float32 rounding."""
+The eval forward computes the dynamic kernels' integer sums exactly in torch, their float32
+epilogue (a) / (c) in the engine's order and the gates with the engine's compiled gate
+functions, so the converted engine equals it bit for bit — with 8-bit, 4-bit and group-wise
+4-bit weights."""
 import numpy as np
 import pytest
 
@@ -49,26 +50,61 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("bits", [8, 4, "4g32"])
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_engine_equals_eval_forward_to_float32_rounding(name, mode, bits):
+def test_engine_equals_eval_forward_bit_for_bit(name, mode, bits):
     kind, kw = VARIANTS[name]
     torch.manual_seed(1)
-    x = torch.randn(9, 3, 12) * 2
-    q = _trained(LM(kind, **kw), x, qat.QATConfig(mode=mode, weight_bits=bits))
+    group = 32 if bits == "4g32" else None
+    bits = 4 if group else bits
+    # 40 inputs, 48 hidden units: group 32 leaves a short last group along both K
+    x = torch.randn(9, 3, 40) * 2
+    q = _trained(LM(kind, inp=40, hidden=48, out=40, **kw), x,
+                 qat.QATConfig(mode=mode, weight_bits=bits, group_size=group))
     with torch.no_grad():
         ref = q(x).numpy()
     g = qat.convert(q)
     assert {"DynamicQuantLinear", "DynamicQuantLSTM" if kind is nn.LSTM else
             "DynamicQuantGRU"} <= {n.op_type for n in g.nodes}
     out = qengine.Session(g).run({"x": x.numpy()})[q.output_names[0]]
-    # one float32 ulp in a gate may move one activation code of a later step by one
-    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_array_equal(out, ref)
     for n in g.nodes:
         if n.op_type.startswith("DynamicQuant"):
-            w = g.initializers[n.inputs[1]]
-            assert w.dtype == np.int8 and np.abs(w).max() == 2 ** (bits - 1) - 1
+            w, s = g.initializers[n.inputs[1]], g.initializers[n.inputs[2]]
+            if bits == 8:
+                assert w.dtype == np.int8 and np.abs(w).max() == 127
+            else:                        # the engine's int4 storage: two codes per byte
+                k = n.attrs.get("in_features") or n.attrs.get("input_size")
+                assert n.attrs["weight_bits"] == 4 and w.dtype == np.uint8
+                assert w.shape[-1] == -(-k // 2)
+                assert s.shape[-1] == (1 if group is None else -(-k // group))
+
+
+def test_recurrent_engine_equals_eval_forward_on_every_isa(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from qengine import _runtime
+    torch.manual_seed(2)
+    x = torch.randn(7, 2, 40)
+    q = _trained(LM(nn.LSTM, inp=40, hidden=48, out=40, num_layers=2, bidirectional=True), x,
+                 qat.QATConfig(mode="dynamic", weight_bits=4, group_size=32))
+    with torch.no_grad():
+        ref = q(x).numpy()
+    qengine.save(qat.convert(q), tmp_path / "m.qe")
+    np.save(tmp_path / "x.npy", x.numpy())
+    child = ("import sys, numpy as np, qengine; s = qengine.load(sys.argv[1]); "
+             "sys.stdout.buffer.write(next(iter(s.run({'x': np.load(sys.argv[2])}).values()))"
+             ".tobytes())")
+    for isa in _runtime.available_isas():
+        env = dict(os.environ, QENGINE_ISA=isa, PYTHONPATH=str(Path(qengine.__file__).parents[1]))
+        r = subprocess.run([sys.executable, "-c", child, str(tmp_path / "m.qe"),
+                            str(tmp_path / "x.npy")], capture_output=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr.decode()[-800:]
+        assert r.stdout == ref.tobytes(), isa
 
 
 def test_untrained_convert_has_the_weights_quantize_dynamic_would_choose():

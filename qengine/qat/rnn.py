@@ -3,10 +3,10 @@
 Weights are quantized per output row (symmetric, narrow range, 8 or 4 bits); activations per
 call — every time step's input and every step's h on its own (per tensor over the batch), from
 their own min/max, as the dynamic kernels do (docs/numerics.md "Integer GEMM", epilogue (a)).
-The eval forward computes those integer sums exactly and the dequantizing epilogue in float32
-in the engine's order; the gates use torch's sigmoid/tanh, which differ from the engine's gate
-kernels by about one float32 ulp — so the converted engine agrees with the eval forward to
-float32 rounding, not bit for bit (tests/test_qat_rnn.py bounds it).
+The eval forward computes those integer sums exactly, the dequantizing epilogue (a) / (c) in
+float32 in the engine's order, and the gates with the engine's own compiled sigmoid / tanh
+(training uses torch's: they differ by about one float32 ulp), so the converted engine equals
+it bit for bit.
 """
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._ext import _rnn
+from .._runtime import isa_index
 from ..qtypes import FLT_MIN
+from ..quantized.weights import pack_int4
 from .quantizers import WeightQuant, codes, fake_quant
 
 
@@ -35,7 +38,7 @@ def _dynamic_qparams(x):
 
 def dynamic_matmul(x, w, bias, training, add_to=None):
     """y = x·wᵀ (+ bias) with x quantized per call. Training: fake-quantized x (STE) times the
-    fake-quantized weights w. Eval: `w` is (codes, scales): exact integer sums, then
+    fake-quantized weights w. Eval: `w` is (codes, scales, group size): exact integer sums, then
     float32(acc)·float32(s_x·s_w) + bias, then add_to + y — the engine's order."""
     s, z = _dynamic_qparams(x)
     if training:
@@ -43,7 +46,7 @@ def dynamic_matmul(x, w, bias, training, add_to=None):
         if bias is not None:
             y = y + bias
         return y if add_to is None else add_to + y
-    q, ws = w                                 # codes [N, K], scales [N] or [N, G]
+    q, ws, gs = w                             # codes [N, K], scales [N, G], group size
     k = codes(x, s, z, 0, 255)
     dt = torch.float32 if q.shape[1] * 255 * 127 < 2 ** 24 else torch.float64
     if ws.ndim == 1 or ws.shape[1] == 1:      # epilogue (a)
@@ -51,7 +54,6 @@ def dynamic_matmul(x, w, bias, training, add_to=None):
         y = acc.float() * (ws.reshape(-1) * s)   # float32(s_x·s_w): one float32 product
     else:                                     # epilogue (c): one exact sum per group
         groups = ws.shape[1]
-        gs = -(-q.shape[1] // groups)
         pad = groups * gs - q.shape[1]
         kg = F.pad(k, (0, pad)).reshape(k.shape[0], groups, gs).to(dt)
         qg = F.pad(q, (0, pad)).reshape(q.shape[0], groups, gs).to(dt)
@@ -77,7 +79,7 @@ class DynamicLinear(nn.Module):
     def weights(self):
         if self.training:
             return self.wq(self.module.weight)
-        return self.wq.quantize(self.module.weight)
+        return (*self.wq.quantize(self.module.weight), self.wq.group_size)
 
     def forward(self, x, qin):
         b = self.module.bias
@@ -90,19 +92,33 @@ class DynamicLinear(nn.Module):
         return y.reshape(*x.shape[:-1], -1)
 
     def emit(self, b, ins, out):
-        q, s = self.weights_numpy()
+        with torch.no_grad():
+            q, s = self.wq.quantize(self.module.weight)
+        q, s = q.numpy().astype(np.int8), s.numpy().astype(np.float32)
         extra = [] if self.module.bias is None else \
             [b.init(f"{self.name}.bias", self.module.bias.detach().numpy().astype(np.float32))]
-        b.node("DynamicQuantLinear", self.name, [ins[0], b.init(f"{self.name}.Wq", q),
-                                                 b.init(f"{self.name}.Ws", s), *extra],
-               [out], per_row=0)
+        wq, ws, attrs = _weight_storage(self.wq, q, s)
+        b.node("DynamicQuantLinear", self.name, [ins[0], b.init(f"{self.name}.Wq", wq),
+                                                 b.init(f"{self.name}.Ws", ws), *extra],
+               [out], per_row=0, **attrs, **({"in_features": q.shape[1]} if attrs else {}))
 
-    def weights_numpy(self):
-        if self.wq.group_size:
-            raise NotImplementedError("converting group-wise 4-bit weights needs the int4 "
-                                      "engine layers")
-        q, s = self.wq.quantize(self.module.weight)
-        return q.numpy().astype(np.int8), np.ascontiguousarray(s.numpy().reshape(-1), np.float32)
+
+def _weight_storage(wq: WeightQuant, q, s):
+    """(Wq, Ws, attributes) of a dynamic node: int8 codes and per-row scales, or for 4-bit
+    weights the engine's int4 storage (two per byte) and [.., N, groups] scales."""
+    if wq.bits == 8:
+        return q, np.ascontiguousarray(s.reshape(s.shape[:-1])), {}
+    return (pack_int4(q), np.ascontiguousarray(s),
+            {"weight_bits": 4, "group_size": wq.group_size or 0})
+
+
+def _engine_sigmoid(t):
+    """The engine's compiled sigmoid (the gate kernels: bit-identical on every ISA)."""
+    return torch.from_numpy(_rnn.sigmoid(t.numpy(), isa_index(None)).reshape(t.shape))
+
+
+def _engine_tanh(t):
+    return torch.from_numpy(_rnn.tanh(t.numpy(), isa_index(None)).reshape(t.shape))
 
 
 #: torch's gate blocks in ONNX order: LSTM torch (i, f, g, o) → ONNX (i, o, f, c);
@@ -142,7 +158,7 @@ class RNN(nn.Module):
         p = getattr(self.module, pname)
         if self.training:
             return self.wq[pname](p)
-        return self.wq[pname].quantize(p)
+        return (*self.wq[pname].quantize(p), self.wq[pname].group_size)
 
     def forward(self, x, *state, qin=None):
         m, train = self.module, self.training
@@ -155,6 +171,7 @@ class RNN(nn.Module):
             st = state[0]
             h0, c0 = (st if self.kind == "lstm" else (st, None))
         hn, cn = [], []
+        sig, tanh = (torch.sigmoid, torch.tanh) if train else (_engine_sigmoid, _engine_tanh)
         ctx = torch.enable_grad() if train else torch.no_grad()
         with ctx:
             for layer in range(m.num_layers):
@@ -173,17 +190,17 @@ class RNN(nn.Module):
                             g = dynamic_matmul(x[t], Wi, gx_bias, train)
                             g = dynamic_matmul(h, Wh, None, train, add_to=g)
                             i, f, gg, o = g.chunk(4, 1)
-                            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-                            h = torch.sigmoid(o) * torch.tanh(c)
+                            c = sig(f) * c + sig(i) * tanh(gg)
+                            h = sig(o) * tanh(c)
                             ys[t] = h
                         cn.append(c)
                     else:
                         for t in steps:
                             g = dynamic_matmul(x[t], Wi, bi, train)
                             s = dynamic_matmul(h, Wh, bh, train)
-                            r = torch.sigmoid(g[:, :H] + s[:, :H])
-                            z = torch.sigmoid(g[:, H:2 * H] + s[:, H:2 * H])
-                            n = torch.tanh(g[:, 2 * H:] + r * s[:, 2 * H:])
+                            r = sig(g[:, :H] + s[:, :H])
+                            z = sig(g[:, H:2 * H] + s[:, H:2 * H])
+                            n = tanh(g[:, 2 * H:] + r * s[:, 2 * H:])
                             h = (1.0 - z) * n + z * h
                             ys[t] = h
                     hn.append(h)
@@ -198,9 +215,6 @@ class RNN(nn.Module):
 
     def _onnx_weights(self, layer):
         """(Wq [D, G·H, I], Ws, Rq [D, G·H, H], Rs, B [D, 2·G·H]) in ONNX gate order."""
-        if self.module.weight_ih_l0 is not None and self.wq["weight_ih_l0"].group_size:
-            raise NotImplementedError("converting group-wise 4-bit weights needs the int4 "
-                                      "engine layers")
         H = self.module.hidden_size
         order = np.concatenate([np.arange(g * H, (g + 1) * H) for g in _ONNX_ORDER[self.kind]])
         parts = [[] for _ in range(5)]
@@ -209,7 +223,7 @@ class RNN(nn.Module):
             for k, pname in ((0, wi), (2, wh)):
                 q, s = self.wq[pname].quantize(getattr(self.module, pname))
                 parts[k].append(q.numpy().astype(np.int8)[order])
-                parts[k + 1].append(s.numpy().reshape(-1).astype(np.float32)[order])
+                parts[k + 1].append(s.numpy().astype(np.float32)[order])
             parts[4].append(np.concatenate([bi.detach().numpy()[order],
                                             bh.detach().numpy()[order]]).astype(np.float32))
         return [np.stack(p) for p in parts]
@@ -228,13 +242,18 @@ class RNN(nn.Module):
         hs, cs = [], []
         for layer in range(m.num_layers):
             Wq, Ws, Rq, Rs, B = self._onnx_weights(layer)
+            wq = self.wq["weight_ih_l0"]
+            Wq, Ws, w4 = _weight_storage(wq, Wq, Ws)
+            Rq, Rs, _ = _weight_storage(wq, Rq, Rs)
+            if w4:
+                w4["input_size"] = getattr(m, f"weight_ih_l{layer}").shape[1]
             base = f"{self.name}.l{layer}"
             y, yh = b.fresh(f"{base}.Y"), b.fresh(f"{base}.Y_h")
             node_outs = [y, yh]
             if self.kind == "lstm":
                 node_outs.append(b.fresh(f"{base}.Y_c"))
                 cs.append(node_outs[2])
-            attrs = dict(direction=direction, hidden_size=m.hidden_size, per_row=0)
+            attrs = dict(direction=direction, hidden_size=m.hidden_size, per_row=0, **w4)
             if self.kind == "gru":
                 attrs["linear_before_reset"] = 1
             b.node(op, base, [x, b.init(f"{base}.Wq", Wq), b.init(f"{base}.Ws", Ws),
