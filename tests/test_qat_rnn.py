@@ -171,3 +171,28 @@ def test_initial_state_is_refused_clearly():
 
     with pytest.raises(ConfigError, match="initial state"):
         qat.prepare(WithState(), (torch.randn(3, 1, 4), torch.zeros(1, 1, 5)))
+
+
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("bits, group", [(8, None), (4, None), (4, 32)])
+def test_export_runs_in_onnxruntime_and_imports_back(kind, bits, group, tmp_path):
+    """ONNX has no int8 LSTM/GRU: they export with (INT4 when 4-bit, blocked when group-wise)
+    DequantizeLinear weights and run in float there; qengine reads its export back."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    x = torch.randn(9, 3, 40)
+    q = _trained(LM(kind, inp=40, hidden=48, out=40, num_layers=2, bidirectional=True), x,
+                 qat.QATConfig(mode="dynamic", weight_bits=bits, group_size=group))
+    m = qat.export_onnx(q, tmp_path / "m.onnx")
+    int4 = sum(i.data_type == onnx.TensorProto.INT4 for i in m.graph.initializer)
+    assert (int4 > 0) == (bits == 4) and (m.opset_import[0].version >= 21) == (bits == 4)
+    with torch.no_grad():
+        ref = q(x).numpy()
+    back = qengine.Session(qengine.from_onnx(str(tmp_path / "m.onnx"))).run({"x": x.numpy()})
+    # the export's LSTM runs float activations: within the dynamic quantization error
+    assert np.abs(back[q.output_names[0]] - ref).max() < 0.05 * np.abs(ref).max()
+    if bits == 4:       # (8-bit codes saturate ORT's u8s8 MatMulInteger on AVX2: docs/qat.md)
+        sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"x": x.numpy()})[0]
+        assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()

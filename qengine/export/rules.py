@@ -27,6 +27,7 @@ from .nodes import (Emitter, activation_nodes, clamp_is_noop, clip_node, float_n
                            lut_nodes)
 from ..graph.ir import Graph, Node
 from ..quantized import params as P
+from ..quantized.weights import unpack_int4
 
 #: com.microsoft ops the qoperator format writes
 MS_OPS = frozenset({"QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool",
@@ -399,10 +400,36 @@ class _Raiser:
                 bias, np.float32).reshape(shape))], f"{n.name}.out")
         return y
 
+    def _codes(self, n, i, k):
+        """Input i's weights as int8 codes [.., N, K] and float32 scales [.., N, groups] (8-bit
+        weights: one group), whatever the storage (int4: qengine's two-per-byte form)."""
+        w, s = self.g.initializers[n.inputs[i]], np.asarray(self.g.initializers[n.inputs[i + 1]],
+                                                            np.float32)
+        if n.attrs.get("weight_bits", 8) == 4:
+            return unpack_int4(w, k), s
+        return w, s[..., None]
+
     def _DynamicQuantLinear(self, n):
         g = self.g
-        wq, ws = g.initializers[n.inputs[1]], np.asarray(g.initializers[n.inputs[2]], np.float32)
+        wq, ws = self._codes(n, 1, n.attrs.get("in_features", 0))
         bias = g.initializers.get(n.inputs[3]) if len(n.inputs) > 3 and n.inputs[3] else None
+        if ws.shape[-1] > 1:
+            # group-wise scales: ONNX has no integer matmul with them; the weights go out as
+            # INT4 with blocked DequantizeLinear (opset 21) and the product runs in float
+            gs = n.attrs["group_size"]
+            wf = self.o.op("DequantizeLinear", [
+                self.o.init(f"{n.name}.W_int4_KN", np.ascontiguousarray(wq.T)),
+                self.o.init(f"{n.name}.W_scale", np.ascontiguousarray(ws.T)),
+                self.o.init(f"{n.name}.W_zero_point", np.zeros(ws.T.shape, np.int8))],
+                f"{n.name}.W", axis=0, block_size=gs)
+            y = self.o.op("MatMul", [n.inputs[0], wf], f"{n.name}.out", n.name)
+            if bias is not None:
+                y = self.o.op("Add", [y, self.o.init(f"{n.name}.B", np.asarray(bias,
+                                                                           np.float32))],
+                              f"{n.name}.out")
+            self.o.retarget(y, n.outputs[0])
+            return
+        ws = ws[:, 0]
         xq, xs, xz = self._dynamic_x(n)
         acc = self.o.op("MatMulInteger", [xq, self.o.init(f"{n.name}.W_int8_KN", wq.T), xz],
                         f"{n.name}.acc")
@@ -429,22 +456,34 @@ class _Raiser:
         self.o.retarget(y, n.outputs[0])
 
     def _rnn(self, n, op):
-        """ONNX LSTM / GRU has no int8 form: weights are int8 initializers dequantized by
-        DequantizeLinear (per row, [D·G·H, K] then reshaped to [D, G·H, K]), run in float."""
-        g = self.g
+        """ONNX LSTM / GRU has no int8 form: weights are int8 (or INT4) initializers dequantized
+        by DequantizeLinear (per row, or blocked along K for group-wise 4-bit weights;
+        [D·G·H, K] then reshaped to [D, G·H, K]), run in float."""
         ins = list(n.inputs)
+        hidden = None
         for i in (1, 3):
-            q = g.initializers[ins[i]]
-            s = np.asarray(g.initializers[ins[i + 1]], np.float32).reshape(-1)
+            k = n.attrs.get("input_size", 0) if i == 1 else hidden
+            q, s = self._codes(n, i, k)
+            hidden = q.shape[1] // (4 if op == "LSTM" else 3)
             base = f"{n.name}.{'W' if i == 1 else 'R'}"
-            f = self.o.op("DequantizeLinear",
-                          [self.o.init(f"{base}_int8", q.reshape(-1, q.shape[2])),
-                           self.o.init(f"{base}_scale", s),
-                           self.o.init(f"{base}_zero_point", np.zeros(s.shape, np.int8))],
-                          f"{base}.rows", axis=0)
+            rows, groups = q.reshape(-1, q.shape[2]), s.reshape(-1, s.shape[-1])
+            if groups.shape[1] == 1:              # per row (4-bit codes become INT4 on export)
+                f = self.o.op("DequantizeLinear",
+                              [self.o.init(f"{base}_int8", rows),
+                               self.o.init(f"{base}_scale", groups[:, 0]),
+                               self.o.init(f"{base}_zero_point",
+                                           np.zeros(groups.shape[0], np.int8))],
+                              f"{base}.rows", axis=0)
+            else:                                 # group-wise: blocked DequantizeLinear
+                f = self.o.op("DequantizeLinear",
+                              [self.o.init(f"{base}_int4", rows),
+                               self.o.init(f"{base}_scale", groups),
+                               self.o.init(f"{base}_zero_point", np.zeros(groups.shape, np.int8))],
+                              f"{base}.rows", axis=1, block_size=n.attrs["group_size"])
             ins[i] = self.o.op("Reshape", [f, self.o.const(q.shape, np.int64)], base)
         rest = ins[5:]
-        attrs = {k: v for k, v in n.attrs.items() if k != "per_row"}
+        attrs = {k: v for k, v in n.attrs.items()
+                 if k not in ("per_row", "weight_bits", "group_size", "input_size")}
         self.o.node(op, [ins[0], ins[1], ins[3], *rest], n.outputs, name=n.name,
                     **attrs)
 

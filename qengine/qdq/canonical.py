@@ -13,6 +13,11 @@ rules read. Each rewrite keeps the graph's ONNX meaning (folded scales up to flo
    Mul / Div by a per-channel constant, Add of a per-channel bias — fold into the DQ's
    per-channel scale (sign into the int8 values) and a float bias: conv(x, s·q)·k + b =
    conv(x, (s·|k|)·(sign(k)·q)) + b.
+4. Recurrent weights through DQ (qengine's own export of dynamic LSTM / GRU, weight-only
+   quantized files): ONNX LSTM / GRU take W, R and B as tensors their layers prepack, so a
+   DequantizeLinear of a constant (then a Reshape by a constant shape) feeding them becomes the
+   float initializer it computes, (q − z)·s in float32 — what ONNX Runtime runs. The LSTM stays
+   float; quantize_dynamic quantizes it again (to the same codes when they span ±127 per row).
 """
 from __future__ import annotations
 
@@ -50,7 +55,54 @@ class _Rewriter:
     def run(self):
         self._movers()
         self._fold_affine()
+        self._recurrent_weights()
         self.g.toposort()
+
+    # ---- 4 --------------------------------------------------------------------------------------
+    def _recurrent_weights(self):
+        g = self.g
+        producers = g.producers()
+        nodes = []
+        for n in g.nodes:
+            if n.op_type in ("LSTM", "GRU"):
+                ins = list(n.inputs)
+                for i in (1, 2, 3):
+                    w = self._constant_dq(ins[i], producers) if i < len(ins) and ins[i] else None
+                    if w is not None:
+                        ins[i] = self.fresh(f"{n.name}.{'WRB'[i - 1]}")
+                        g.initializers[ins[i]] = w
+                n = n.replace(inputs=tuple(ins))
+            nodes.append(n)
+        g.nodes = nodes
+
+    def _constant_dq(self, v, producers):
+        """The float32 value of v when it is DQ(constants) or Reshape(DQ(constants), shape)."""
+        p = producers.get(v)
+        shape = None
+        if p is not None and p.op_type == "Reshape" and self.const(p.inputs[1]) is not None:
+            shape = [int(d) for d in self.const(p.inputs[1])]
+            p = producers.get(p.inputs[0])
+        if p is None or p.op_type != "DequantizeLinear" or \
+                any(self.const(x) is None for x in p.inputs if x):
+            return None
+        q = self.const(p.inputs[0]).astype(np.float32)
+        s = np.asarray(self.const(p.inputs[1]), np.float32)
+        z = self.const(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] else None
+        z = np.zeros(s.shape, np.float32) if z is None else z.astype(np.float32)
+        axis = p.attrs.get("axis", 1) % max(q.ndim, 1)
+        block = p.attrs.get("block_size", 0)
+        if block:                                      # blocked: one scale per block
+            s = np.repeat(s, block, axis=axis).take(range(q.shape[axis]), axis=axis)
+            z = np.repeat(z, block, axis=axis).take(range(q.shape[axis]), axis=axis)
+        elif s.ndim == 1 and s.size > 1:               # per axis
+            bshape = [1] * q.ndim
+            bshape[axis] = s.size
+            s, z = s.reshape(bshape), z.reshape(bshape)
+        w = ((q - z) * s).astype(np.float32)
+        if shape is not None:
+            shape = [w.shape[k] if d == 0 else d for k, d in enumerate(shape)]
+            w = w.reshape(shape)
+        return np.ascontiguousarray(w)
 
     # ---- 1 and 2 --------------------------------------------------------------------------------
     def _movers(self):
