@@ -202,7 +202,8 @@ def _cmd_quantize(args):
     if args.auto_keep_float != (args.target_sqnr is not None):
         raise QEngineError("--auto-keep-float and --target-sqnr DB go together")
     graph = read_model(args.model)
-    req = QuantizeRequest(per_row=args.per_row, keep_float=args.keep_float,
+    req = QuantizeRequest(per_row=args.per_row, weight_bits=args.weight_bits,
+                          group_size=args.group_size, keep_float=args.keep_float,
                           calib=None if args.calib is None else Path(args.calib),
                           method=args.method, per_channel=not args.per_tensor,
                           symmetric_activations=args.symmetric_activations,
@@ -254,8 +255,11 @@ def _cmd_quantize(args):
     if table:
         print(format_table(["node", "op", "runs in", "bytes before", "bytes after"], table,
                            "lllrr"))
-    extra = {"dynamic": ", per-row activations" if args.per_row else "",
-             "static": f", {args.method} calibration, weights "
+    bits = f", {args.weight_bits}-bit weights" + (f" in groups of {args.group_size}"
+                                                  if args.group_size else "") \
+        if args.weight_bits != 8 else ""
+    extra = {"dynamic": bits + (", per-row activations" if args.per_row else ""),
+             "static": f", {args.method} calibration{bits}, weights "
                        f"{'per tensor' if args.per_tensor else 'per channel'}"
                        f"{', bias correction' if args.bias_correction else ''}"}.get(args.mode, "")
     print(f"quantized {n_q} of {len(rows)} quantizable nodes ({args.mode} mode{extra}), "
@@ -590,6 +594,12 @@ def build_parser():
                         "static: calibrated int8 activations (needs --calib)")
     s.add_argument("--per-row", action="store_true",
                    help="quantize activations per row instead of per tensor (dynamic mode)")
+    s.add_argument("--weight-bits", type=int, choices=(8, 4), default=8,
+                   help="weight precision: 8, or 4 (symmetric [-7, 7]; dynamic layers store "
+                        "them two per byte)")
+    s.add_argument("--group-size", type=int, choices=(32, 64, 128), default=None,
+                   help="with --weight-bits 4 in dynamic mode: one weight scale per group of "
+                        "this many weights along K (default: one per output row)")
     s.add_argument("--keep-float", type=_names, default=frozenset(), metavar="NODE,...",
                    help="node names to leave in float")
     s.add_argument("--calib", metavar="DATA.npz",

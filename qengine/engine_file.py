@@ -19,8 +19,11 @@ Initializers are the tensors, stored little-endian in a portable canonical layou
 are packed for the CPU at load, by the ops). 4-bit weights (a node attribute weight_bits=4) are
 U8 tensors [.., N, ceil(K/2)] holding two int4 values per byte, value 2i in the low nibble
 (qengine.quantized.weights.pack_int4, the ONNX int4 order), K in a node attribute; the op
-validates them (no −8, zero padding nibble, shapes) when the Session is built. A file holding
-any is written as format_version "2", so a qengine that predates 4-bit weights refuses it by
+validates them (no −8, zero padding nibble, shapes) when the Session is built. The 4-bit
+weights of static layers stay int8 in the graph (the static kernels take int8): an int8 tensor
+whose values all lie in [−7, 7] is stored the same two-per-byte way, flattened, and listed in
+the metadata entry "int4_tensors" ({name: shape}); it is unpacked at load. A file holding
+either is written as format_version "2", so a qengine that predates 4-bit weights refuses it by
 its version instead of misreading the bytes; every other graph is written as "1", byte for
 byte as before. Reader and writer are ours, in pure Python/NumPy,
 so the runtime needs nothing else; they interoperate with the `safetensors` package.
@@ -112,13 +115,52 @@ def save(graph: Graph, path) -> None:
     graph.verify()
     for name, arr in graph.initializers.items():
         _refuse_nan(arr, f"initializer {name!r}")
-    int4 = any(n.attrs.get("weight_bits") == 4 for n in graph.nodes)
+    tensors, packed = _pack_int4_tensors(graph.initializers)
+    int4 = bool(packed) or any(n.attrs.get("weight_bits") == 4 for n in graph.nodes)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION_INT4 if int4 else FORMAT_VERSION,
             "producer": f"qengine {__version__}",
             "graph": json.dumps(graph.to_json(), separators=(",", ":"), allow_nan=False),
-            "tensor_crc32": json.dumps({k: _crc32(a) for k, a in graph.initializers.items()},
+            "tensor_crc32": json.dumps({k: _crc32(a) for k, a in tensors.items()},
                                        separators=(",", ":"))}
-    write_safetensors(path, graph.initializers, meta)
+    if packed:
+        meta["int4_tensors"] = json.dumps(packed, separators=(",", ":"))
+    write_safetensors(path, tensors, meta)
+
+
+def _pack_int4_tensors(inits):
+    """(tensors to store, {name: shape} of those stored as int4). An int8 tensor whose values
+    all lie in [−7, 7] — the 4-bit weights of static layers (StaticQuantConfig(weight_bits=4),
+    QAT) — is stored two values per byte (pack_int4 over the flattened tensor) and unpacked to
+    the same int8 values at load: the static kernels take int8, the file takes half the bytes.
+    All-zero and tiny tensors stay as they are."""
+    from .quantized.weights import pack_int4
+    out, packed = {}, {}
+    for k, a in inits.items():
+        if a.dtype == np.int8 and a.size >= 16 and np.any(a) and \
+                int(np.abs(a.astype(np.int16)).max()) <= 7:
+            out[k] = pack_int4(np.ascontiguousarray(a).reshape(-1))
+            packed[k] = list(a.shape)
+        else:
+            out[k] = a
+    return out, packed
+
+
+def _unpack_int4_tensors(tensors, meta, where):
+    from .quantized.weights import unpack_int4
+    spec = _strict_json(meta["int4_tensors"], "int4_tensors")
+    if not isinstance(spec, dict):
+        raise ModelError(f"{where}: int4_tensors must map tensor names to shapes")
+    for name, shape in spec.items():
+        if name not in tensors or not isinstance(shape, list) or len(shape) > MAX_RANK or \
+                not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                        for d in shape):
+            raise ModelError(f"{where}: int4_tensors entry {name!r}: no such tensor, or the "
+                             f"shape {shape!r} is not a list of dims")
+        size = int(np.prod(shape, dtype=np.int64))
+        try:
+            tensors[name] = unpack_int4(tensors[name], size).reshape(shape)
+        except ValueError as e:
+            raise ModelError(f"{where}: int4 tensor {name!r} (shape {shape}): {e}") from None
 
 
 def _crc32(arr: np.ndarray) -> int:
@@ -339,6 +381,11 @@ def _load_graph(path, verify: bool = True):
         raise ModelError(f"{Path(path).name}: metadata has no graph")
     if verify:
         _verify_tensors(tensors, meta, Path(path).name)
+    if "int4_tensors" in meta:
+        if version == FORMAT_VERSION:
+            raise ModelError(f"{Path(path).name}: engine format version 1 cannot hold int4 "
+                             f"tensors (version {FORMAT_VERSION_INT4} can)")
+        _unpack_int4_tensors(tensors, meta, Path(path).name)
     graph = graph_from_json(_strict_json(meta["graph"], "graph"), tensors)
     if version == FORMAT_VERSION and any(n.attrs.get("weight_bits") == 4 for n in graph.nodes):
         raise ModelError(f"{Path(path).name}: engine format version 1 cannot hold 4-bit "

@@ -83,3 +83,47 @@ def test_w4_export_is_int4_and_onnxruntime_agrees(digits, tmp_path):
 def test_weight_bits_is_validated():
     with pytest.raises(ConfigError, match="weight_bits must be 8 or 4"):
         qengine.StaticQuantConfig(weight_bits=5)
+
+
+def test_w4_engine_file_stores_two_weights_per_byte_and_loads_the_same(digits, tmp_path):
+    import json
+
+    from qengine.engine_file import read_safetensors
+    g, xc, x, _ = digits
+    q4 = qengine.quantize_static(g, {"image": xc}, qengine.StaticQuantConfig(weight_bits=4))
+    q8 = qengine.quantize_static(g, {"image": xc})
+    qengine.save(q4, tmp_path / "w4.qe")
+    qengine.save(q8, tmp_path / "w8.qe")
+    wbytes = sum(w.nbytes for w in _weights(q4).values())
+    size4, size8 = (tmp_path / "w4.qe").stat().st_size, (tmp_path / "w8.qe").stat().st_size
+    assert size8 - size4 > 0.45 * wbytes              # the int8 weights' bytes halved
+    tensors, meta = read_safetensors(tmp_path / "w4.qe")[:2]
+    assert meta["format_version"] == "2" and set(json.loads(meta["int4_tensors"])) >= \
+        {n.inputs[1] for n in q4.nodes if n.op_type in ("QConv", "QGemm")}
+    back = qengine.load(tmp_path / "w4.qe")
+    for name, w in q4.initializers.items():
+        np.testing.assert_array_equal(back.graph.initializers[name], w)
+    np.testing.assert_array_equal(back.run({"image": x})["logits"],
+                                  qengine.Session(q4).run({"image": x})["logits"])
+    assert read_safetensors(tmp_path / "w8.qe")[1]["format_version"] == "1"
+
+
+def test_malformed_int4_tensor_entries_are_refused(digits, tmp_path):
+    import json
+
+    from qengine.engine_file import read_safetensors, write_safetensors
+    from qengine.errors import ModelError
+    g, xc, _, _ = digits
+    q4 = qengine.quantize_static(g, {"image": xc}, qengine.StaticQuantConfig(weight_bits=4))
+    qengine.save(q4, tmp_path / "w4.qe")
+    tensors, meta = read_safetensors(tmp_path / "w4.qe")[:2]
+    spec = json.loads(meta["int4_tensors"])
+    name = next(iter(spec))
+    bad = [dict(meta, int4_tensors=json.dumps({**spec, name: [3, 3]})),       # wrong shape
+           dict(meta, int4_tensors=json.dumps({**spec, "nope": [4]})),        # no such tensor
+           dict(meta, int4_tensors=json.dumps([1, 2])),                       # not a map
+           dict(meta, format_version="1")]                                    # v1 cannot
+    for i, m in enumerate(bad):
+        write_safetensors(tmp_path / f"bad{i}.qe", tensors, m)
+        with pytest.raises(ModelError):
+            qengine.load(tmp_path / f"bad{i}.qe", verify=False)

@@ -23,6 +23,8 @@ from .sizes import initializer_bytes, node_initializers, node_weight_bytes
 class QuantizeRequest:
     """What the user asked for; each mode uses the fields that apply to it."""
     per_row: bool = False
+    weight_bits: int = 8                # 8, or 4 (both modes)
+    group_size: int | None = None       # dynamic, 4-bit: one scale per group along K
     keep_float: frozenset = field(default_factory=frozenset)
     calib: Path | None = None           # calibration data (.npz), static mode
     method: str = "minmax"              # static: calibration method
@@ -72,7 +74,9 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", QuantizationWarning)
         q = quantize_dynamic(graph, DynamicQuantConfig(per_row=req.per_row,
-                                                       keep_float=req.keep_float))
+                                                       keep_float=req.keep_float,
+                                                       weight_bits=req.weight_bits,
+                                                       group_size=req.group_size))
     notes = []
     for w in seen:          # the keep-float rule's report goes into the summary
         if issubclass(w.category, QuantizationWarning):
@@ -100,10 +104,14 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
     if req.per_row:
         raise ConfigError("--per-row is for dynamic mode; static mode fixes activation "
                           "qparams at calibration")
+    if req.group_size is not None:
+        raise ConfigError("--group-size is for dynamic mode (LSTM / GRU / Linear); static "
+                          "4-bit weights have one scale per output channel")
     if req.calib is None:
         raise ConfigError("static mode needs --calib DATA.npz (calibration inputs)")
     data = load_calibration(req.calib, graph)
     cfg = StaticQuantConfig(method=req.method, per_channel=req.per_channel,
+                            weight_bits=req.weight_bits,
                             symmetric_activations=req.symmetric_activations,
                             bias_correction=req.bias_correction, keep_float=req.keep_float)
     float_graph = prepare_float_graph(graph)
