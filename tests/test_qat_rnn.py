@@ -196,3 +196,16 @@ def test_export_runs_in_onnxruntime_and_imports_back(kind, bits, group, tmp_path
         sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
         got = sess.run(None, {"x": x.numpy()})[0]
         assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_converted_graph_takes_other_lengths_and_batches_than_the_example():
+    """Only ranks come from the example input: a time-major LSTM's batch (dim 1) and length
+    (dim 0) are free in the converted graph."""
+    torch.manual_seed(0)
+    q = _trained(LM(nn.LSTM), torch.randn(10, 2, 12), qat.QATConfig(mode="dynamic"))
+    s = qengine.Session(qat.convert(q))
+    for shape in [(33, 5, 12), (1, 1, 12)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            ref = q(x).numpy()
+        np.testing.assert_array_equal(s.run({"x": x.numpy()})[q.output_names[0]], ref)

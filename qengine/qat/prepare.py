@@ -531,7 +531,9 @@ def prepare(model: nn.Module, example_inputs, config: QATConfig | None = None) -
     model.train(was_training)
     t = _Tracer(gm, config)
     inputs, outputs, single = t.run()
-    shapes = {v: ("N",) + tuple(s[1:]) if s else s for v, s in t.shapes.items()}
+    # only ranks are kept: the example's sizes (batch, sequence length, time-major batch,
+    # image size) must not be baked into the converted graph
+    shapes = {v: (None,) * len(s) if s else s for v, s in t.shapes.items()}
     qm = QATModel(config, inputs, outputs, t.program, shapes, single)
     qm.train(was_training)
     return qm
