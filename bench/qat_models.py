@@ -246,10 +246,53 @@ def char_split(codes, test_fraction=0.1):
     return codes[:n], codes[n:]
 
 
-def streams(codes, batch):
-    """codes cut into `batch` equal contiguous streams: int64 [T, batch] (time-major)."""
-    t = len(codes) // batch
-    return np.ascontiguousarray(codes[:t * batch].reshape(batch, t).T)
+class CharLSTM(nn.Module):
+    """forward(x [T, B, V]) -> logits [T, B, V], from a zero state. Stateless on purpose:
+    qengine.qat's recurrent layers start from zeros, so training (FP32 and QAT alike) and
+    evaluation all read windows of text from a zero state."""
+
+    def __init__(self, vocab=V, hidden=256, layers=1):
+        super().__init__()
+        self.rnn = nn.LSTM(vocab, hidden, layers)
+        self.fc = nn.Linear(hidden, vocab)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(y)
+
+
+def train_lm(model, codes, *, steps=600, bptt=100, batch=32, lr=5e-3, seed=0, vocab=V, log=None):
+    """Each step: `batch` windows of bptt+1 characters at random offsets of the training text
+    (numpy Generator(seed)), zero initial state, next-character cross entropy; Adam with cosine
+    decay, gradient norm clipped to 1. `model(x [T, B, V]) -> logits` (a CharLSTM or its
+    QAT-prepared form). Returns the model in eval mode."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    eye = torch.eye(vocab)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    model.train()
+    for step in range(1, steps + 1):
+        start = rng.integers(0, len(codes) - bptt - 1, size=batch)
+        win = torch.from_numpy(codes[start[None, :] + np.arange(bptt + 1)[:, None]])
+        out = model(eye[win[:-1]])
+        loss = nn.functional.cross_entropy(out.reshape(-1, vocab), win[1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if log and (step % 100 == 0 or step == steps):
+            log(f"step {step}/{steps} train loss {loss.item():.3f}")
+    return model.eval()
+
+
+def lm_windows(codes, bptt=100):
+    """The text cut into non-overlapping windows: int64 [bptt + 1, N] (time-major); window i
+    is codes[i·bptt : i·bptt + bptt + 1] (inputs are rows :-1, targets rows 1:)."""
+    n = (len(codes) - 1) // bptt
+    idx = np.arange(n)[None, :] * bptt + np.arange(bptt + 1)[:, None]
+    return np.ascontiguousarray(codes[idx])
 
 
 def one_hot(idx, v=V):
@@ -257,53 +300,6 @@ def one_hot(idx, v=V):
     out = np.zeros(idx.shape + (v,), np.float32)
     np.put_along_axis(out, idx[..., None], 1.0, axis=-1)
     return out
-
-
-class CharLSTM(nn.Module):
-    def __init__(self, vocab=V, hidden=256, layers=1):
-        super().__init__()
-        self.rnn = nn.LSTM(vocab, hidden, layers)
-        self.fc = nn.Linear(hidden, vocab)
-
-    def forward(self, x, state=None):
-        y, state = self.rnn(x, state)
-        return self.fc(y), state
-
-
-def train_lm(model, codes, *, steps=600, bptt=100, batch=32, lr=2e-3, seed=0, log=None):
-    """Truncated BPTT over `batch` contiguous streams of the training text, state carried
-    between windows (detached), Adam with cosine decay, gradient norm clipped to 1."""
-    torch.manual_seed(seed)
-    data = torch.from_numpy(streams(codes, batch))
-    eye = torch.eye(model.fc.out_features)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    state, pos, step = None, 0, 0
-    model.train()
-    while step < steps:
-        if pos + bptt + 1 > len(data):
-            state, pos = None, 0
-        x, y = data[pos:pos + bptt], data[pos + 1:pos + bptt + 1]
-        pos += bptt
-        out, state = model(eye[x], state)
-        state = tuple(s.detach() for s in state)
-        loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        step += 1
-        if log and (step % 100 == 0 or step == steps):
-            log(f"step {step}/{steps} train loss {loss.item():.3f}")
-    return model.eval()
-
-
-def lm_eval_data(codes, batch=16):
-    """(x one-hot [T, batch, V], targets [T, batch]) of the text cut into `batch` streams,
-    each read from its start with a zero state."""
-    s = streams(codes, batch)
-    return one_hot(s[:-1]), s[1:]
 
 
 def nats_per_char(logits, targets):
@@ -315,26 +311,32 @@ def nats_per_char(logits, targets):
     return float(np.mean(lse - z[np.arange(len(t)), t]))
 
 
-@torch.no_grad()
-def lm_logits(model, x):
-    model.eval()
-    return model(torch.from_numpy(x))[0].numpy()
+def lm_logits(run, windows, chunk=256):
+    """Logits [T, N, V] of `run(one-hot [T, n, V]) -> logits` over windows [T + 1, N], fed
+    `chunk` windows at a time."""
+    return np.concatenate([run(one_hot(windows[:-1, i:i + chunk]))
+                           for i in range(0, windows.shape[1], chunk)], axis=1)
 
 
-def export_lm_onnx(model, path, input_name="input", output_name="output"):
-    """ONNX of the LM, time and batch dynamic, zero initial state."""
-    class Wrap(nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
+def torch_run(model):
+    """A `run` for lm_logits from a torch module."""
+    @torch.no_grad()
+    def run(x):
+        model.eval()
+        return model(torch.from_numpy(x)).numpy()
+    return run
 
-        def forward(self, x):
-            return self.m(x)[0]
-    x = torch.zeros(5, 2, model.fc.out_features)
-    torch.onnx.export(Wrap(model).eval(), (x,), str(path), dynamo=False, opset_version=17,
-                      input_names=[input_name], output_names=[output_name],
-                      dynamic_axes={input_name: {0: "time", 1: "batch"},
-                                    output_name: {0: "time", 1: "batch"}})
+
+def export_lm_onnx(model, path):
+    """ONNX of a CharLSTM, input "input" [time, batch, V] -> "output", both axes dynamic."""
+    import warnings
+    x = torch.zeros(5, 1, model.fc.out_features)
+    with warnings.catch_warnings():    # the batch-size warning: the state here is implicit
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (x,), str(path), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "time", 1: "batch"},
+                                        "output": {0: "time", 1: "batch"}})
     return str(path)
 
 
