@@ -106,7 +106,7 @@ class Ctx:
         path = self.tmp / f"{label.replace(' ', '_')}.qe"
         qe.save(graph, path)
         sess = qe.load(path)
-        logits = run_test(sess)
+        logits = self.last_logits = run_test(sess)
         feeds = {sess.inputs[0].name: self.x_lat}
         out0 = sess.output_names[0]
         qe_ms = median_ms(measure(lambda: sess.run(feeds, [out0]), runs=self.args.runs))
@@ -128,6 +128,13 @@ class Ctx:
                 onnx_note = f"ORT: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
         return Row(label, self.score(logits), sqnr_db(logits, self.ref), os.path.getsize(path),
                    qe_ms, ort_ms, "; ".join(n for n in (note, onnx_note) if n))
+
+
+def fidelity(engine, qat_eval):
+    """Note text: how closely the engine reproduces the QAT model's eval forward."""
+    d = np.abs(np.asarray(engine, np.float64) - qat_eval)
+    return (f"; engine vs QAT eval forward: SQNR {sqnr_db(engine, qat_eval):.1f} dB, "
+            f"max |Δ| {d.max():.2g}")
 
 
 def guarded(label, fn):
@@ -160,7 +167,7 @@ def qat_cnn(args, model, data, weight_bits, log):
     """HOOK (QAT int8 / QAT W4A8 of the CNN): static-mode QAT fine-tuned from the FP32 weights
     (BN folded as deployed, BN statistics and activation ranges frozen for the last third of the
     steps, Krishnamoorthi 2018's recipe), converted to an integer engine graph.
-    Returns (graph, onnx_path or None, note)."""
+    Returns (qmodel, graph, onnx_path or None, note)."""
     qat = import_qat()
     import torch
     xtr, _, ytr, _ = data
@@ -174,7 +181,7 @@ def qat_cnn(args, model, data, weight_bits, log):
                  augment=(1, args.noise))
     log(f"CNN: QAT W{weight_bits} fine-tuned in {time.perf_counter() - t0:.1f} s")
     qmodel.eval()
-    return (qat.convert(qmodel), _qat_onnx(qat, qmodel, args, f"cnn_w{weight_bits}"),
+    return (qmodel, qat.convert(qmodel), _qat_onnx(qat, qmodel, args, f"cnn_w{weight_bits}"),
             f"QAT {args.qat_epochs} epochs, lr {args.qat_lr}, freeze after {freeze} steps")
 
 
@@ -216,8 +223,10 @@ def cnn_table(args, tmp, log):
     rows.append(ctx.graph_row("PTQ int8", g8, run, note="static, minmax, per-channel"))
 
     def qat_row(label, bits):
-        g, path, note = qat_cnn(args, model, data, bits, log)
-        return ctx.graph_row(label, g, run, path, note=note)
+        qmodel, g, path, note = qat_cnn(args, model, data, bits, log)
+        row = ctx.graph_row(label, g, run, path, note=note)
+        row.note += fidelity(ctx.last_logits, qm.torch_logits(qmodel, xte))
+        return row
 
     rows.append(guarded("QAT int8", lambda: qat_row("QAT int8", 8)))
     rows.append(guarded("PTQ W4A8", lambda: ctx.graph_row("PTQ W4A8", ptq_w4_cnn(g32, calib),
@@ -265,7 +274,8 @@ def lm_graph(model):
 def qat_lm(args, model, train, weight_bits, log):
     """HOOK (QAT int8 / QAT W4A8 of the LM): dynamic-mode QAT (weights fake-quantized per
     channel, activations per call/step as the dynamic kernels quantize them), fine-tuned from
-    the FP32 weights, converted to an engine graph. Returns (graph, onnx_path or None, note)."""
+    the FP32 weights, converted to an engine graph.
+    Returns (qmodel, graph, onnx_path or None, note)."""
     qat = import_qat()
     import torch
     if weight_bits == 4 and args.group_size and not has_field(qat.QATConfig, "group_size"):
@@ -280,7 +290,7 @@ def qat_lm(args, model, train, weight_bits, log):
     log(f"LM: QAT W{weight_bits} fine-tuned in {time.perf_counter() - t0:.1f} s")
     qmodel.eval()
     # ORT runs qe.export_onnx of the time-major graph (qat.export_onnx fixes the batch too)
-    return (time_major(qat.convert(qmodel)), None,
+    return (qmodel, time_major(qat.convert(qmodel)), None,
             f"dynamic-mode QAT, {args.qat_lm_steps} steps, lr {args.qat_lm_lr}")
 
 
@@ -325,8 +335,10 @@ def lm_table(args, tmp, log):
     rows.append(ctx.graph_row("PTQ int8", g8, run, note="dynamic, per-channel weights"))
 
     def qat_row(label, bits):
-        g, path, note = qat_lm(args, model, train, bits, log)
-        return ctx.graph_row(label, g, run, path, note=note)
+        qmodel, g, path, note = qat_lm(args, model, train, bits, log)
+        row = ctx.graph_row(label, g, run, path, note=note)
+        row.note += fidelity(ctx.last_logits, qm.lm_logits(qm.torch_run(qmodel), windows))
+        return row
 
     rows.append(guarded("QAT int8", lambda: qat_row("QAT int8", 8)))
     rows.append(guarded("PTQ W4A8", lambda: ctx.graph_row(
@@ -422,6 +434,8 @@ def parse(argv):
                     "training, a test subset for the LM, fewer timing runs")
     ap.add_argument("--out", help="also write the Markdown tables to this file")
     ap.add_argument("--cache", help="directory to keep trained FP32 weights between runs")
+    ap.add_argument("--train-only", action="store_true", help="train the FP32 models into "
+                    "--cache and stop (so that a later timed run under flock trains no FP32)")
     ap.add_argument("--models", default="cnn,lm", help="comma-separated: cnn, lm")
     ap.add_argument("--threads", type=int, default=1, help="engine threads for latency")
     ap.add_argument("--train-threads", type=int, default=1, help="torch threads for training")
@@ -449,6 +463,8 @@ def parse(argv):
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if args.train_only and not args.cache:
+        ap.error("--train-only needs --cache")
     return args
 
 
@@ -459,6 +475,13 @@ def main(argv=None):
     qe.set_num_threads(args.threads)
     log = lambda s: print(f"  [{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr,  # noqa: E731
                           flush=True)
+    if args.train_only:
+        for name in args.models.split(","):
+            if name.strip() == "cnn":
+                cnn_fp32(args, log)
+            else:
+                lm_fp32(args, lm_data(args)[0], log)
+        return
     out = [environment(args), ""]
     print(out[0] + "\n", flush=True)
     builders = {"cnn": cnn_table, "lm": lm_table}
