@@ -150,7 +150,8 @@ def guarded(label, fn):
 def cnn_fp32(args, log):
     import torch
     xtr, xte, ytr, yte = qm.noisy_digits(copies=args.test_copies, noise=args.noise)
-    key = f"cnn-w{args.width}-e{args.epochs}-n{args.noise}-s{args.seed}"
+    key = f"cnn-v2-w{args.width}-e{args.epochs}-n{args.noise}-s{args.seed}"
+    torch.manual_seed(args.seed)             # the initial weights too
     model = qm.DigitsCNN(args.width)
     if not _load_cached(args, key, model):
         t0 = time.perf_counter()
@@ -158,9 +159,7 @@ def cnn_fp32(args, log):
                      augment=(1, args.noise))
         log(f"CNN: trained FP32 in {time.perf_counter() - t0:.1f} s")
         _save_cached(args, key, model)
-    model.eval()
-    torch.manual_seed(args.seed)
-    return model, (xtr, xte, ytr, yte)
+    return model.eval(), (xtr, xte, ytr, yte)
 
 
 def qat_cnn(args, model, data, weight_bits, log):
@@ -173,8 +172,9 @@ def qat_cnn(args, model, data, weight_bits, log):
     xtr, _, ytr, _ = data
     steps = args.qat_epochs * -(-len(xtr) // 64)
     freeze = (2 * steps) // 3
-    cfg = qat.QATConfig(weight_bits=weight_bits, per_channel=True, learn_scales=False,
-                        fold_bn=True, freeze_observers_after=freeze, freeze_bn_after=freeze)
+    cfg = qat.QATConfig(weight_bits=weight_bits, per_channel=True,
+                        learn_scales=args.learn_scales, fold_bn=True,
+                        freeze_observers_after=freeze, freeze_bn_after=freeze)
     qmodel = qat.prepare(copy.deepcopy(model), (torch.from_numpy(xtr[:2]),), cfg)
     t0 = time.perf_counter()
     qm.train_cnn(qmodel, xtr, ytr, epochs=args.qat_epochs, lr=args.qat_lr, seed=args.seed + 1,
@@ -182,7 +182,8 @@ def qat_cnn(args, model, data, weight_bits, log):
     log(f"CNN: QAT W{weight_bits} fine-tuned in {time.perf_counter() - t0:.1f} s")
     qmodel.eval()
     return (qmodel, qat.convert(qmodel), _qat_onnx(qat, qmodel, args, f"cnn_w{weight_bits}"),
-            f"QAT {args.qat_epochs} epochs, lr {args.qat_lr}, freeze after {freeze} steps")
+            f"QAT {args.qat_epochs} epochs, lr {args.qat_lr}, freeze after {freeze} steps"
+            f"{', LSQ' if args.learn_scales else ''}")
 
 
 def _qat_onnx(qat, qmodel, args, name):
@@ -232,11 +233,21 @@ def cnn_table(args, tmp, log):
     rows.append(guarded("PTQ W4A8", lambda: ctx.graph_row("PTQ W4A8", ptq_w4_cnn(g32, calib),
                                                           run, note="static, per-channel")))
     rows.append(guarded("QAT W4A8", lambda: qat_row("QAT W4A8", 4)))
+    control = None
+    if rows[2].metric is not None:   # the same extra training without quantization
+        ft = copy.deepcopy(model)
+        qm.train_cnn(ft, xtr, ytr, epochs=args.qat_epochs, lr=args.qat_lr, seed=args.seed + 1,
+                     augment=(1, args.noise))
+        control = qm.accuracy(qm.torch_logits(ft, xte), yte)
     nparams = sum(p.numel() for p in model.parameters())
     title = (f"CNN: DigitsCNN(width={args.width}), {nparams} parameters; noisy digits "
              f"(shift ±1, σ {args.noise}), {len(yte)} test samples; accuracy %")
     extra = [f"W4 emulation (PyTorch, BN folded, weights per channel in [-7, 7], float "
              f"activations): {emu:.2f}% ({emu - fp32_acc:+.2f} pt vs FP32)"]
+    if control is not None:
+        extra.append(f"control: the FP32 model fine-tuned as QAT is ({args.qat_epochs} epochs, "
+                     f"lr {args.qat_lr}, same seed) without quantization: {control:.2f}% "
+                     f"({control - fp32_acc:+.2f} pt)")
     return title, "accuracy %", rows, extra
 
 
@@ -254,8 +265,10 @@ def lm_data(args):
 
 
 def lm_fp32(args, train, log):
+    import torch
+    torch.manual_seed(args.seed)             # the initial weights too
     model = qm.CharLSTM(qm.V, args.hidden, args.layers)
-    key = (f"lm-h{args.hidden}-l{args.layers}-t{args.bptt}-s{args.lm_steps}-lr{args.lm_lr}"
+    key = (f"lm-v2-h{args.hidden}-l{args.layers}-t{args.bptt}-s{args.lm_steps}-lr{args.lm_lr}"
            f"-s{args.seed}")
     if not _load_cached(args, key, model):
         t0 = time.perf_counter()
@@ -281,8 +294,8 @@ def qat_lm(args, model, train, weight_bits, log):
     if weight_bits == 4 and args.group_size and not has_field(qat.QATConfig, "group_size"):
         raise Unavailable("QATConfig has no group_size yet")
     kw = {"group_size": args.group_size} if args.group_size else {}
-    cfg = qat.QATConfig(weight_bits=weight_bits, per_channel=True, learn_scales=False,
-                        mode="dynamic", **kw)
+    cfg = qat.QATConfig(weight_bits=weight_bits, per_channel=True,
+                        learn_scales=args.learn_scales, mode="dynamic", **kw)
     qmodel = qat.prepare(copy.deepcopy(model), (torch.zeros(args.bptt, 2, qm.V),), cfg)
     t0 = time.perf_counter()
     qm.train_lm(qmodel, train, steps=args.qat_lm_steps, bptt=args.bptt, lr=args.qat_lm_lr,
@@ -291,7 +304,8 @@ def qat_lm(args, model, train, weight_bits, log):
     qmodel.eval()
     # ORT runs qe.export_onnx of the time-major graph (qat.export_onnx fixes the batch too)
     return (qmodel, time_major(qat.convert(qmodel)), None,
-            f"dynamic-mode QAT, {args.qat_lm_steps} steps, lr {args.qat_lm_lr}")
+            f"dynamic-mode QAT, {args.qat_lm_steps} steps, lr {args.qat_lm_lr}"
+            f"{', LSQ' if args.learn_scales else ''}")
 
 
 def time_major(g):
@@ -345,6 +359,12 @@ def lm_table(args, tmp, log):
         "PTQ W4A8", ptq_w4_lm(args, g32), run,
         note=f"dynamic, {f'group size {args.group_size}' if args.group_size else 'per channel'}")))
     rows.append(guarded("QAT W4A8", lambda: qat_row("QAT W4A8", 4)))
+    control = None
+    if rows[2].metric is not None:   # the same extra training without quantization
+        ft = copy.deepcopy(model)
+        qm.train_lm(ft, train, steps=args.qat_lm_steps, bptt=args.bptt, lr=args.qat_lm_lr,
+                    seed=args.seed + 1)
+        control = qm.nats_per_char(qm.lm_logits(qm.torch_run(ft), windows), targets)
     title = (f"char LM: CharLSTM(V={qm.V}, hidden={args.hidden}, layers={args.layers}), "
              f"{args.lm_steps} training steps of 32×{args.bptt} chars; test: "
              f"{targets.shape[1]} windows of {args.bptt} chars from a zero state; loss nats/char")
@@ -354,6 +374,10 @@ def lm_table(args, tmp, log):
              f"an untrained model scores ln {qm.V} = {np.log(qm.V):.4f} nats/char",
              f"W4 emulation (PyTorch, weights per channel in [-7, 7], float activations): "
              f"{emu:.4f} nats/char ({emu - fp32_loss:+.4f} vs FP32)"]
+    if control is not None:
+        extra.append(f"control: the FP32 model fine-tuned as QAT is ({args.qat_lm_steps} steps, "
+                     f"lr {args.qat_lm_lr}, same seed) without quantization: {control:.4f} "
+                     f"({control - fp32_loss:+.4f})")
     return title, "loss nats/char", rows, extra
 
 
@@ -447,6 +471,7 @@ def parse(argv):
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--qat-epochs", type=int, default=None)
     ap.add_argument("--qat-lr", type=float, default=1e-3)
+    ap.add_argument("--learn-scales", action="store_true", help="QAT with LSQ scales")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--bptt", type=int, default=100)
