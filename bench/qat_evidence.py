@@ -11,9 +11,10 @@ Models and data (bench/qat_models.py; all offline, nothing downloaded):
   ±1 px, Gaussian noise σ 0.1), tested on 4 fixed perturbations of each of the 540 test images
   (2160 samples). Plain digits were too easy: 4-bit weights lost < 2 pt there for most widths
   and seeds (see docs/qat.md). Static PTQ calibrates on 256 clean training images.
-* LM: CharLSTM (one-hot [T, B, 98] → LSTM(256) → Linear(98)) trained with truncated BPTT on
-  the first 90 % of 41 CPython stdlib sources (qat_models.STDLIB_FILES), tested on the last
-  10 % read as 16 streams from a zero state. Dynamic PTQ quantizes every layer
+* LM: CharLSTM (one-hot [T, B, 98] → LSTM(256) → Linear(98)) trained on random 100-char
+  windows of the first 90 % of 41 CPython stdlib sources (qat_models.STDLIB_FILES), tested on
+  the last 10 % as non-overlapping 100-char windows; every window starts from a zero state
+  (qengine.qat's recurrent layers take no initial state). Dynamic PTQ quantizes every layer
   (cost_model=False) so all quantized rows quantize the same layers.
 
 Rows whose API does not exist yet print "n/a" (the QAT rows need `qengine.qat`, the W4A8 rows
