@@ -2,9 +2,9 @@
 
 Each step has two forwards. Training: the float op on fake-quantized weights and inputs, its
 output fake-quantized (straight-through gradients). Eval: what the integer engine computes —
-the same integer codes, exact integer sums (convolutions in float64 — every product and partial
-sum of int8 × int8 codes is an exact integer there — or in float32 where the sums are provably
-below 2^24), then docs/numerics.md's requantize in float32 with the multipliers, bias
+the same integer codes, exact integer sums (convolutions in float64, where every product and
+partial sum of int8 × int8 codes is an exact integer; GEMMs in float32 where the sums are
+provably below 2^24), then docs/numerics.md's requantize in float32 with the multipliers, bias
 quantization, clamps and lookup tables the engine's own layers compute
 (qengine/quantized/params.py, qengine/quantized/elementwise.py). So `qat.convert(model)` run by
 qengine gives eval-mode model(x) bit for bit (tests/test_qat.py).
@@ -140,10 +140,11 @@ class Weighted(Step):
         sy, zy = self.out.qparams()
         q, sw, bq = self.integer_weights(sx)
         k = codes(x.detach(), sx, zx, QMIN, QMAX)
-        # float32 sums are exact below 2^24: every |code product| <= 255·127 per tap
-        k_taps = q[0].size
-        dt = torch.float32 if k_taps * 255 * 127 + np.abs(bq).max(initial=0) < 2 ** 24 \
-            else torch.float64
+        # exact integer sums: a float32 GEMM is exact while K·255·127 < 2^24 (every partial
+        # sum an integer below 2^24); convolutions always run in float64, because a float32
+        # convolution may be computed by Winograd transforms (oneDNN), which are not exact
+        exact32 = self.kind == "linear" and q[0].size * 255 * 127 < 2 ** 24
+        dt = torch.float32 if exact32 else torch.float64
         acc = self._op(k.to(dt), torch.from_numpy(q).to(dt)).double()
         acc = acc + torch.from_numpy(bq.astype(np.float64)).reshape((1, -1) + (1,) *
                                                                     (acc.ndim - 2))
