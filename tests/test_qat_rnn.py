@@ -82,29 +82,15 @@ def test_engine_equals_eval_forward_bit_for_bit(name, mode, bits):
 
 
 def test_recurrent_engine_equals_eval_forward_on_every_isa(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from qengine import _runtime
+    from isa_children import first_output_bytes_per_isa
     torch.manual_seed(2)
     x = torch.randn(7, 2, 40)
     q = _trained(LM(nn.LSTM, inp=40, hidden=48, out=40, num_layers=2, bidirectional=True), x,
                  qat.QATConfig(mode="dynamic", weight_bits=4, group_size=32))
     with torch.no_grad():
         ref = q(x).numpy()
-    qengine.save(qat.convert(q), tmp_path / "m.qe")
-    np.save(tmp_path / "x.npy", x.numpy())
-    child = ("import sys, numpy as np, qengine; s = qengine.load(sys.argv[1]); "
-             "sys.stdout.buffer.write(next(iter(s.run({'x': np.load(sys.argv[2])}).values()))"
-             ".tobytes())")
-    for isa in _runtime.available_isas():
-        env = dict(os.environ, QENGINE_ISA=isa, PYTHONPATH=str(Path(qengine.__file__).parents[1]))
-        r = subprocess.run([sys.executable, "-c", child, str(tmp_path / "m.qe"),
-                            str(tmp_path / "x.npy")], capture_output=True, env=env, timeout=300)
-        assert r.returncode == 0, r.stderr.decode()[-800:]
-        assert r.stdout == ref.tobytes(), isa
+    for isa, got in first_output_bytes_per_isa(qat.convert(q), x.numpy(), tmp_path).items():
+        assert got == ref.tobytes(), isa
 
 
 def test_untrained_convert_has_the_weights_quantize_dynamic_would_choose():
