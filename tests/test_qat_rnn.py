@@ -146,17 +146,63 @@ def test_dynamic_mode_refuses_convolutions_by_name():
         qat.prepare(m, torch.randn(1, 3, 4, 4), qat.QATConfig(mode="dynamic"))
 
 
-def test_initial_state_is_refused_clearly():
-    class WithState(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.rnn = nn.GRU(4, 5)
+class Streaming(nn.Module):
+    """A language model that carries its state between chunks."""
 
-        def forward(self, x, h):
-            return self.rnn(x, h)[0]
+    def __init__(self, kind, **kw):
+        super().__init__()
+        self.rnn = kind(12, 16, **kw)
+        self.fc = nn.Linear(16 * (2 if kw.get("bidirectional") else 1), 12)
 
-    with pytest.raises(ConfigError, match="initial state"):
-        qat.prepare(WithState(), (torch.randn(3, 1, 4), torch.zeros(1, 1, 5)))
+    def forward(self, x, h0, c0=None):
+        if isinstance(self.rnn, nn.LSTM):
+            y, (h, c) = self.rnn(x, (h0, c0))
+            return self.fc(y), h, c
+        y, h = self.rnn(x, h0)
+        return self.fc(y), h
+
+
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU])
+def test_initial_states_stream_chunks_exactly(kind):
+    """State in, state out: two chunks with the state carried give the final state of one run
+    of the whole sequence, bit for bit (the recurrent layer's quantization never spans steps;
+    the Linear head's does span its call, so the logits are compared call by call), and the
+    engine equals the QAT model on every call."""
+    torch.manual_seed(4)
+    layers = 2
+    shape = (layers, 3, 16)
+    m = Streaming(kind, num_layers=layers)
+    states = [torch.zeros(shape)] * (2 if kind is nn.LSTM else 1)
+    x = torch.randn(10, 3, 12)
+    q = qat.prepare(m, (x, *states), qat.QATConfig(mode="dynamic", weight_bits=4))
+    q.train()
+    opt = torch.optim.SGD(q.parameters(), 0.05)
+    for _ in range(3):
+        out = q(torch.randn(10, 3, 12), *[torch.randn(shape) for _ in states])
+        loss = out[0].pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    q.eval()
+    s = qengine.Session(qat.convert(q))
+    names = q.input_names
+
+    def engine(x, st):
+        res = s.run(dict(zip(names, [x.numpy(), *[t.numpy() for t in st]])))
+        return [torch.from_numpy(res[n]) for n in q.output_names]
+
+    with torch.no_grad():
+        whole = q(x, *states)
+        first = q(x[:4], *states)
+        second = q(x[4:], *first[1:])
+    e_whole = engine(x, states)
+    e_first = engine(x[:4], states)
+    e_second = engine(x[4:], e_first[1:])
+    for a, b in zip(second[1:], whole[1:]):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for ours, theirs in ((e_whole, whole), (e_first, first), (e_second, second)):
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 @pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU])

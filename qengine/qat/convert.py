@@ -110,6 +110,14 @@ class _Builder:
         self.quantize(pre, y, self.qp[x])
         return y
 
+    def slice0(self, v, start, end, name):
+        """v[start:end] along axis 0 (one layer's rows of an RNN initial state)."""
+        y = self.fresh(name)
+        self.node("Slice", f"{name}.slice", [v, self.init("starts", np.asarray([start])),
+                                             self.init("ends", np.asarray([end])),
+                                             self.axes([0])], [y])
+        return y
+
     def activation(self, act, name, x, y, like):
         if act[0] == "relu":
             self.node("Relu", name, [x], [y], like=like)

@@ -112,10 +112,12 @@ class QATModel(nn.Module):
     """A prepared model: run it, train it, then `qat.convert` it. Steps run in the traced
     order; `steps_seen` counts training-mode forward calls (for the freeze options)."""
 
-    def __init__(self, config: QATConfig, inputs, outputs, program, shapes, single_output):
+    def __init__(self, config: QATConfig, inputs, outputs, program, shapes, single_output,
+                 arg_names=None):
         super().__init__()
         self.config = config
         self.input_names, self.output_names = list(inputs), list(outputs)
+        self.arg_names = list(arg_names or inputs)
         self.steps = nn.ModuleDict()
         self.program = []              # (key, input value names, output value name)
         for key, step, ins, out in program:
@@ -142,13 +144,15 @@ class QATModel(nn.Module):
         return None if key is None else self.steps[key].out
 
     def forward(self, *args):
-        if len(args) != len(self.input_names):
-            raise TypeError(f"expected {len(self.input_names)} inputs "
-                            f"({', '.join(self.input_names)}), got {len(args)}")
+        given = dict(zip(self.arg_names, args))
+        missing = [v for v in self.input_names if v not in given]
+        if missing or len(args) > len(self.arg_names):
+            raise TypeError(f"expected the inputs ({', '.join(self.arg_names)}) of which "
+                            f"{', '.join(self.input_names)} are used; got {len(args)}")
         if self.training:
             self.steps_seen += 1
             self._apply_freezes()
-        env = dict(zip(self.input_names, args))
+        env = {v: given[v] for v in self.input_names}
         for key, ins, out in self.program:
             res = self.steps[key](*(env[v] for v in ins),
                                   qin=[self.quantizer_of(v) for v in ins])
@@ -239,6 +243,7 @@ class _Tracer:
         self.absorbed = set()
         self.names_seen = set()
         self.tuples = {}             # fx node of a multi-output step -> nested value names
+        self.arg_names = []          # every forward argument, used or not
 
     def value(self, node):
         if not isinstance(node, torch.fx.Node):
@@ -295,7 +300,9 @@ class _Tracer:
             if node.op == "placeholder":
                 self.alias[node] = node.name
                 self.shapes[node.name] = _shape(node)
-                inputs.append(node.name)
+                self.arg_names.append(node.name)
+                if node.users:            # an unused argument (a default None) is no input
+                    inputs.append(node.name)
             elif node.op == "output":
                 res = node.args[0]
                 single = isinstance(res, torch.fx.Node)
@@ -435,9 +442,12 @@ class _Tracer:
             raise ConfigError(f"prepare: {_describe(node)}: {e}") from None
         state = node.args[1] if len(node.args) > 1 else node.kwargs.get("hx")
         ins = [self.value(node.args[0])]
-        if state is not None:
-            raise ConfigError(f"prepare: {_describe(node)} gets an initial state; QAT "
-                              f"recurrent layers start from zeros for now")
+        if state is not None:         # (h0, c0) for an LSTM, h0 for a GRU: [layers·D, B, H]
+            parts = list(state) if isinstance(state, (tuple, list)) else [state]
+            if len(parts) != (2 if step.kind == "lstm" else 1):
+                raise ConfigError(f"prepare: {_describe(node)}: the initial state must be "
+                                  f"{'(h0, c0)' if step.kind == 'lstm' else 'h0'}")
+            ins += [self.value(v) for v in parts]
         y = node.name
         outs = [y, f"{y}_h"] + ([f"{y}_c"] if step.kind == "lstm" else [])
         self.tuples[node] = (y, (outs[1], outs[2])) if step.kind == "lstm" else (y, outs[1])
@@ -534,6 +544,6 @@ def prepare(model: nn.Module, example_inputs, config: QATConfig | None = None) -
     # only ranks are kept: the example's sizes (batch, sequence length, time-major batch,
     # image size) must not be baked into the converted graph
     shapes = {v: (None,) * len(s) if s else s for v, s in t.shapes.items()}
-    qm = QATModel(config, inputs, outputs, t.program, shapes, single)
+    qm = QATModel(config, inputs, outputs, t.program, shapes, single, t.arg_names)
     qm.train(was_training)
     return qm

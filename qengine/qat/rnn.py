@@ -166,10 +166,8 @@ class RNN(nn.Module):
             x = x.transpose(0, 1)
         T, B, _ = x.shape
         H = m.hidden_size
-        h0 = c0 = None
-        if state:
-            st = state[0]
-            h0, c0 = (st if self.kind == "lstm" else (st, None))
+        h0 = state[0] if state else None
+        c0 = state[1] if len(state) > 1 else None
         hn, cn = [], []
         sig, tanh = (torch.sigmoid, torch.tanh) if train else (_engine_sigmoid, _engine_tanh)
         ctx = torch.enable_grad() if train else torch.no_grad()
@@ -231,8 +229,6 @@ class RNN(nn.Module):
     def emit(self, b, ins, outs):
         m = self.module
         x = ins[0]
-        if len(ins) > 1:
-            raise NotImplementedError(f"{self.name}: initial states are not converted yet")
         if m.batch_first:
             xt = b.fresh(f"{x}.time_major")
             b.node("Transpose", f"{self.name}.to_time_major", [x], [xt], perm=[1, 0, 2])
@@ -254,11 +250,15 @@ class RNN(nn.Module):
                 node_outs.append(b.fresh(f"{base}.Y_c"))
                 cs.append(node_outs[2])
             attrs = dict(direction=direction, hidden_size=m.hidden_size, per_row=0, **w4)
+            # this layer's rows [layer·D, (layer + 1)·D) of the initial h0 (and c0)
+            states = [b.slice0(v, layer * self.dirs, (layer + 1) * self.dirs, f"{base}.{k}0")
+                      for v, k in zip(ins[1:], "hc")]
             if self.kind == "gru":
                 attrs["linear_before_reset"] = 1
             b.node(op, base, [x, b.init(f"{base}.Wq", Wq), b.init(f"{base}.Ws", Ws),
                               b.init(f"{base}.Rq", Rq), b.init(f"{base}.Rs", Rs),
-                              b.init(f"{base}.B", B)], node_outs, **attrs)
+                              b.init(f"{base}.B", B), *(["", *states] if states else [])],
+                   node_outs, **attrs)
             hs.append(yh)
             # Y [T, D, B, H] → [T, B, D·H]: the next layer's input / the output
             yt, x = b.fresh(f"{base}.Y_tb"), b.fresh(f"{base}.out")
