@@ -247,9 +247,9 @@ def char_split(codes, test_fraction=0.1):
 
 
 class CharLSTM(nn.Module):
-    """forward(x [T, B, V]) -> logits [T, B, V], from a zero state. Stateless on purpose:
-    qengine.qat's recurrent layers start from zeros, so training (FP32 and QAT alike) and
-    evaluation all read windows of text from a zero state."""
+    """forward(x [T, B, V]) -> logits [T, B, V], from a zero state: training (FP32 and QAT
+    alike) and evaluation all read windows of text from a zero state (written when qengine.qat's
+    recurrent layers took no initial state; they do now)."""
 
     def __init__(self, vocab=V, hidden=256, layers=1):
         super().__init__()
