@@ -47,7 +47,8 @@ int16: with full-range int8 weights their outputs can then differ from qengine's
 Opset: 13 unless something needs more — HardSwish 14, AveragePool dilations 19, int16 / uint16
 or blocked Q/DQ 21, 4-bit weights 21 (a weight tensor whose codes all lie in [−7, 7] is written
 as INT4, in the QDQ format), and float ops in a newer form (the lowest opset where every node's
-inputs and attributes exist). A given `opset` below what the graph needs is an error naming the node.
+inputs and attributes exist). A given `opset` below what the graph needs is an error naming the
+node.
 The model is checked with onnx.checker.check_model(full_check=True) before it is written.
 onnx is imported only here, when called: the runtime never needs it.
 """
