@@ -33,7 +33,8 @@ _ACT_FNS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.hardtanh: "h
             F.leaky_relu: "leakyrelu"}
 _ACT_METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 _PASS_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
-_SUPPORTED = ("LSTM", "GRU", "Conv1d", "Conv2d (+ BatchNorm + ReLU/ReLU6/Hardtanh)", "Linear", "ReLU", "ReLU6",
+_SUPPORTED = ("LSTM", "GRU", "Conv1d", "Conv2d (+ BatchNorm + ReLU/ReLU6/Hardtanh)", "Linear",
+              "ReLU", "ReLU6",
               "Hardtanh", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "LeakyReLU",
               "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d(1)", "mean over (2, 3)",
               "Flatten / flatten(x, 1) / view(x.size(0), -1)", "+ / torch.add", "torch.cat",
