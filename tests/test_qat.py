@@ -209,6 +209,54 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+class BasicBlock(nn.Module):
+    """torchvision's ResNet BasicBlock, as written there (in-place ReLU, `out += identity`)."""
+
+    def __init__(self, i, o, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(i, o, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(o)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(o, o, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(o)
+        self.downsample = nn.Sequential(nn.Conv2d(i, o, 1, stride, bias=False),
+                                        nn.BatchNorm2d(o)) if stride != 1 or i != o else None
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        out = self.relu(out)
+        return out
+
+
+class ResNetSmall(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = nn.Sequential(BasicBlock(8, 8, 1), BasicBlock(8, 8, 1))
+        self.layer2 = nn.Sequential(BasicBlock(8, 16, 2))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer2(self.layer1(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def test_resnet_written_as_torchvision_engine_equals_eval_forward():
+    q, g, _ = _check_exact(ResNetSmall(), (3, 32, 32), batch=3)
+    ops = [n.op_type for n in g.nodes]
+    assert ops.count("QConvAdd") == 3 and not {"Conv", "Add", "Gemm"} & set(ops)
+
+
 def test_mobilenet_v2_engine_equals_eval_forward():
     q, g, _ = _check_exact(MobileNetV2(), (3, 32, 32), batch=3)
     ops = {n.op_type for n in g.nodes}
