@@ -1,27 +1,14 @@
 """4-bit weights in static PTQ: StaticQuantConfig(weight_bits=4) on the digits demo CNN.
 
 The codes are choose_qparams's 4-bit ones (checked against choose_qparams itself), the int8
-kernels run them unchanged, the QDQ export stores them as ONNX INT4 and ONNX Runtime runs it."""
-from pathlib import Path
-
+kernels run them unchanged, the QDQ export stores them as ONNX INT4 and ONNX Runtime runs it.
+`digits` is tests/conftest.py's fixture."""
 import numpy as np
 import pytest
 
 import qengine
-from qengine.engine_file import load_graph, read_safetensors
 from qengine.errors import ConfigError
 from qengine.quant import choose_qparams
-
-DATA = Path(qengine.__file__).parent / "data"
-
-
-@pytest.fixture(scope="module")
-def digits():
-    g = load_graph(DATA / "demo_cnn_digits.qe")
-    calib = read_safetensors(DATA / "digits_calib.safetensors")[0]["calib.x_u8"]
-    test = read_safetensors(DATA / "demo_lstm_digits.safetensors")[0]
-    x = test["test.x_u8"][:, None].astype(np.float32) / 16
-    return g, calib[:, None].astype(np.float32) / 16, x, test["test.y"]
 
 
 def _weights(q):

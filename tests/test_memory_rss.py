@@ -39,53 +39,50 @@ def demo_sessions():
     return lambda batch=1: (lstm.run({"x": x[:batch]}), cnn.run({"image": xi[:batch]}))
 
 
-_FLAT_RUNS = textwrap.dedent("""
-    import os, qengine
-    from qengine.tools.demo import load_demo
-    from qengine.tools.demo_cnn import load_cnn_demo
-    fp32, x, _, _ = load_demo()
-    lstm = qengine.Session(qengine.quantize_dynamic(fp32))
-    g, calib, xi, _ = load_cnn_demo()
-    cfg = qengine.StaticQuantConfig(method="minmax", per_channel=True)
-    cnn = qengine.Session(qengine.quantize_static(g, {"image": calib}, cfg))
-    def rss():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    for _ in range(200):
-        lstm.run({"x": x[:1]}), cnn.run({"image": xi[:1]})
-    before = rss()
-    for _ in range(10_000):
-        lstm.run({"x": x[:1]}), cnn.run({"image": xi[:1]})
-    print(rss() - before)
-""")
+# The demo sessions and an RSS reader, for the checks that run in a process of their own: in the
+# suite's process, libraries other tests imported (torch, OpenVINO, NNCF thread pools) may
+# allocate during the window and be counted as qengine's
+_CHILD_SETUP = """
+import os, sys, threading, time, qengine
+from qengine._ext import _cpu
+from qengine.tools.demo import load_demo
+from qengine.tools.demo_cnn import load_cnn_demo
+fp32, x, _, _ = load_demo()
+lstm = qengine.Session(qengine.quantize_dynamic(fp32))
+g, calib, xi, _ = load_cnn_demo()
+cfg = qengine.StaticQuantConfig(method="minmax", per_channel=True)
+cnn = qengine.Session(qengine.quantize_static(g, {"image": calib}, cfg))
+def demo(batch=1):
+    lstm.run({"x": x[:batch]}), cnn.run({"image": xi[:batch]})
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+"""
+
+
+def _child_rss_growth(body, *args):
+    """Run _CHILD_SETUP + body in a fresh interpreter; the RSS growth (bytes) it prints."""
+    out = subprocess.run([sys.executable, "-c", _CHILD_SETUP + textwrap.dedent(body),
+                          *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split()[-1])
 
 
 def test_10000_runs_of_the_demo_sessions_keep_rss_flat():
-    # in a process of its own: in the suite's process, libraries other tests imported (torch,
-    # OpenVINO, NNCF thread pools) may allocate during the window and be counted as qengine's
-    out = subprocess.run([sys.executable, "-c", _FLAT_RUNS], capture_output=True, text=True,
-                         cwd=ROOT, timeout=600)
-    assert out.returncode == 0, out.stderr
-    grown = int(out.stdout.split()[-1])
+    grown = _child_rss_growth("""
+        for _ in range(200):
+            demo()
+        before = rss()
+        for _ in range(10_000):
+            demo()
+        print(rss() - before)
+    """)
     assert grown < 1 * MiB, f"RSS grew {grown / 1024:.0f} KiB over 10 000 runs"
 
 
-_THREAD_WAVES = textwrap.dedent("""
-    import os, sys, threading, time, qengine
-    from qengine._ext import _cpu
-    from qengine.tools.demo import load_demo
-    from qengine.tools.demo_cnn import load_cnn_demo
+_THREAD_WAVES = """
     threads, batch, runs = (int(v) for v in sys.argv[1:4])
-    fp32, x, _, _ = load_demo()
-    lstm = qengine.Session(qengine.quantize_dynamic(fp32))
-    g, calib, xi, _ = load_cnn_demo()
-    cfg = qengine.StaticQuantConfig(method="minmax", per_channel=True)
-    cnn = qengine.Session(qengine.quantize_static(g, {"image": calib}, cfg))
-    def demo():
-        lstm.run({"x": x[:batch]}), cnn.run({"image": xi[:batch]})
-    def rss():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     def settled(mine, timeout=10.0):
         # a pthread key destructor runs as its thread ends, a moment after join() returned
         end = time.monotonic() + timeout
@@ -94,11 +91,11 @@ _THREAD_WAVES = textwrap.dedent("""
         assert _cpu.workspace_bytes() == mine, (_cpu.workspace_bytes(), mine)
     def wave(count):
         for _ in range(count):
-            t = threading.Thread(target=lambda: [demo() for _ in range(runs)])
+            t = threading.Thread(target=lambda: [demo(batch) for _ in range(runs)])
             t.start()
             t.join()
     qengine.set_num_threads(threads)
-    demo()
+    demo(batch)
     mine = _cpu.workspace_bytes()          # the main thread's (and its team's)
     assert mine > 0
     _cpu.max_team(reset=True)
@@ -110,7 +107,7 @@ _THREAD_WAVES = textwrap.dedent("""
     wave(200)
     settled(mine)
     print(rss() - before)
-""")
+"""
 
 
 # batch 16 makes the LSTM step threaded (its OpenMP workers get scratch of their own)
@@ -118,12 +115,9 @@ _THREAD_WAVES = textwrap.dedent("""
 def test_threads_that_end_free_their_workspaces(threads, batch, runs):
     """A server spawning a thread per request: each thread's kernel scratch (and that of its
     OpenMP workers) is freed when it ends, so neither the workspaces nor the RSS accumulate.
-    In a process of its own, as the 10 000-run check: in the suite's process, other libraries'
-    allocations during the window were counted (2.4 MiB once, in a full run)."""
-    out = subprocess.run([sys.executable, "-c", _THREAD_WAVES, str(threads), str(batch),
-                          str(runs)], capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    grown = int(out.stdout.split()[-1])
+    In a process of its own, as the 10 000-run check (in the suite's process a full run once
+    counted 2.4 MiB of other libraries' allocations)."""
+    grown = _child_rss_growth(_THREAD_WAVES, threads, batch, runs)
     assert grown < 1 * MiB, f"RSS grew {grown / 1024:.0f} KiB over 200 short-lived threads"
 
 

@@ -10,19 +10,9 @@ import pytest
 
 import qengine
 from qengine import _runtime
-from qengine.engine_file import load_graph, read_safetensors
 from qengine.graph import Graph, Node, ValueInfo
 
-DATA = Path(qengine.__file__).parent / "data"
-
-
-@pytest.fixture(scope="module")
-def digits():
-    g = load_graph(DATA / "demo_cnn_digits.qe")
-    calib = read_safetensors(DATA / "digits_calib.safetensors")[0]["calib.x_u8"]
-    test = read_safetensors(DATA / "demo_lstm_digits.safetensors")[0]
-    x = test["test.x_u8"][:, None].astype(np.float32) / 16
-    return g, calib[:, None].astype(np.float32) / 16, x, test["test.y"]
+# `digits` (the demo CNN and its data) is tests/conftest.py's fixture
 
 
 def _sqnr(y, ref):

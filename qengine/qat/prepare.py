@@ -501,7 +501,7 @@ class _Tracer:
         if bn is not None and not cfg.fold_bn:
             m, bn = _fold_now(m, bn), None
         step = S.Weighted(name, m, bn, clamp, self.keep(name), cfg.act_options(),
-                          cfg.weight_options(), cfg.fold_bn)
+                          cfg.weight_options())
         self.finish(node, last, step, [self.value(node.args[0])])
 
 

@@ -62,19 +62,19 @@ class Step(nn.Module):
         self.name, self.quantized = name, quantized
         self.out = ActQuant(**act_options) if quantized and self.produces_qparams else None
 
-    def output(self, y, qin):
-        """Fake-quantized y (training) / its qparams (eval) — the output quantizer."""
+    def output(self, y):
+        """y through the output quantizer (fake quant in training); y itself in float."""
         return self.out(y) if self.out is not None else y
 
 
 class Weighted(Step):
-    """Conv1d / Conv2d / Linear, with the BatchNorm after it folded (fold_bn) and a Relu /
+    """Conv1d / Conv2d / Linear, with the BatchNorm after it folded (bn: None when there is none
+    or prepare folded it already, fold_bn=False) and a Relu /
     ReLU6 / Hardtanh after it absorbed as the output clamp — as the engine runs them."""
 
-    def __init__(self, name, module, bn, act, quantized, act_options, weight_options,
-                 fold_bn=True):
+    def __init__(self, name, module, bn, act, quantized, act_options, weight_options):
         super().__init__(name, quantized, act_options)
-        self.module, self.bn, self.act, self.fold_bn = module, bn, act, fold_bn
+        self.module, self.bn, self.act = module, bn, act
         self.register_buffer("bn_frozen", torch.tensor(False))
         w = module.weight
         self.wq = WeightQuant(channels=w.shape[0], reduction=w[0].numel(), **weight_options)
@@ -124,7 +124,7 @@ class Weighted(Step):
         else:
             w, b = self.folded()
             y = self._op(x, self.wq(w), b)
-        return self.output(_apply_act(y, self.act), qin)
+        return self.output(_apply_act(y, self.act))
 
     def integer_weights(self, sx: float):
         """(int8 codes, float32 [Cout] weight scales, int32 bias) the engine stores."""
@@ -208,7 +208,7 @@ class Add(Step):
             lo, hi = clamp_range(_clamp_tuple(self.act), sy, zy)
             return torch.round(torch.clamp(v, lo - zy, hi - zy)) * sy
         y = _apply_act(a + c, self.act)
-        return self.output(y, qin) if self.quantized else y
+        return self.output(y)
 
     def emit(self, b, ins, out):
         y = b.fresh(f"{out}.pre") if self.act is not None else b.result(out, self)
@@ -233,7 +233,7 @@ class Cat(Step):
                 parts.append(torch.round(torch.clamp(v, -zy, QMAX - zy)))
             return torch.cat(parts, self.dim) * sy
         y = torch.cat(xs, self.dim)
-        return self.output(y, qin) if self.quantized else y
+        return self.output(y)
 
     def emit(self, b, ins, out):
         b.node("Concat", self.name, list(ins), [b.result(out, self)], like=out, axis=self.dim)
@@ -278,7 +278,7 @@ class AvgPool(Step):
     def forward(self, x, qin):
         if not (self.quantized and not self.training):
             y = self._float(x)
-            return self.output(y, qin) if self.quantized else y
+            return self.output(y)
         (sx, zx), (sy, zy) = qin[0].qparams(), self.out.qparams()
         k = codes(x, sx, zx, QMIN, QMAX).double()
         if self.module is None:
@@ -333,7 +333,7 @@ class Lut(Step):
     def forward(self, x, qin):
         if not (self.quantized and not self.training):
             y = self._torch(x)
-            return self.output(y, qin) if self.quantized else y
+            return self.output(y)
         (sx, zx), (sy, zy) = qin[0].qparams(), self.out.qparams()
         if self.fn == "clip":
             lo, hi = self.attrs["alpha"], self.attrs["beta"]

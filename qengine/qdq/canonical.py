@@ -25,6 +25,7 @@ import numpy as np
 
 from ..graph.ir import Graph, Node
 from ..graph.passes import remove_dead_nodes
+from .lower import _Weight
 from .names import Names
 
 MOVERS = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"})
@@ -85,20 +86,10 @@ class _Rewriter:
         if p is None or p.op_type != "DequantizeLinear" or \
                 any(self.const(x) is None for x in p.inputs if x):
             return None
-        q = self.const(p.inputs[0]).astype(np.float32)
-        s = np.asarray(self.const(p.inputs[1]), np.float32)
-        z = self.const(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] else None
-        z = np.zeros(s.shape, np.float32) if z is None else z.astype(np.float32)
-        axis = p.attrs.get("axis", 1) % max(q.ndim, 1)
-        block = p.attrs.get("block_size", 0)
-        if block:                                      # blocked: one scale per block
-            s = np.repeat(s, block, axis=axis).take(range(q.shape[axis]), axis=axis)
-            z = np.repeat(z, block, axis=axis).take(range(q.shape[axis]), axis=axis)
-        elif s.ndim == 1 and s.size > 1:               # per axis
-            bshape = [1] * q.ndim
-            bshape[axis] = s.size
-            s, z = s.reshape(bshape), z.reshape(bshape)
-        w = ((q - z) * s).astype(np.float32)
+        z = p.inputs[2] if len(p.inputs) > 2 else ""
+        w = _Weight(self.const(p.inputs[0]), np.asarray(self.const(p.inputs[1])),
+                    self.const(z), p.attrs.get("axis", 1),
+                    p.attrs.get("block_size", 0)).dequantized()
         if shape is not None:
             shape = [w.shape[k] if d == 0 else d for k, d in enumerate(shape)]
             w = w.reshape(shape)
