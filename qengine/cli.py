@@ -595,8 +595,8 @@ def build_parser():
     s.add_argument("--per-row", action="store_true",
                    help="quantize activations per row instead of per tensor (dynamic mode)")
     s.add_argument("--weight-bits", type=int, choices=(8, 4), default=8,
-                   help="weight precision: 8, or 4 (symmetric [-7, 7]; dynamic layers store "
-                        "them two per byte)")
+                   help="weight precision: 8, or 4 (symmetric [-7, 7], two per byte in the "
+                        "file and in memory; static depthwise convs keep int8)")
     s.add_argument("--group-size", type=int, choices=(32, 64, 128), default=None,
                    help="with --weight-bits 4 in dynamic mode: one weight scale per group of "
                         "this many weights along K (default: one per output row)")

@@ -131,7 +131,8 @@ def _pack_int4_tensors(inits):
     """(tensors to store, {name: shape} of those stored as int4). An int8 tensor whose values
     all lie in [−7, 7] — the 4-bit weights of static layers (StaticQuantConfig(weight_bits=4),
     QAT) — is stored two values per byte (pack_int4 over the flattened tensor) and unpacked to
-    the same int8 values at load: the static kernels take int8, the file takes half the bytes.
+    the same int8 values at load (the ops then pack them for the 4-bit kernels): the file takes
+    half the bytes.
     All-zero and tiny tensors stay as they are."""
     from .quantized.weights import pack_int4
     out, packed = {}, {}

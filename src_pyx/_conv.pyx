@@ -97,6 +97,12 @@ cdef extern from "qengine/conv/qe_conv.h" nogil:
                    int nthreads, void *ws, size_t ws_bytes)
 
 
+cdef extern from "qengine/conv/qe_conv_w4.h" nogil:
+    int qe_conv2d_w4(int isa, const qe_conv_shape *s, const uint8_t *x, int32_t a_zp,
+                     const qe_packed_w4 *w, const qe_gemm_epilogue *ep, const qe_u8_residual *res,
+                     uint8_t *y, int nthreads)
+
+
 cdef inline void *_d(cnp.ndarray a):
     return cnp.PyArray_DATA(a)
 
@@ -198,6 +204,43 @@ def conv2d_gemm(int isa, cnp.ndarray x, tuple shape, int a_zp, list packs,
         raise ValueError("qengine conv kernel: the residual must have the output's shape")
     _residual(&res, isa, skip, add, y.shape[y.ndim - 1])
     _conv_gemm(isa, shape, x, a_zp, packs, &ep, y, nthreads, False, -INFINITY, INFINITY, &res)
+
+
+def conv2d_w4(int isa, cnp.ndarray x, tuple shape, int a_zp, list packs,
+              cnp.ndarray col_bias, cnp.ndarray mult, int zp, int lo, int hi,
+              cnp.ndarray y, int nthreads=0, cnp.ndarray skip=None, tuple add=None):
+    """conv2d_gemm with 4-bit weights (include/qengine/conv/qe_conv_w4.h): packs[g] =
+    (data, colsum, scale, n, k, gs, ng) from _gemm.w4_pack with one group per row."""
+    cdef qe_conv_shape s = _shape(shape)
+    cdef qe_gemm_epilogue ep
+    cdef qe_u8_residual res
+    cdef const qe_u8_residual *pres = NULL
+    memset(&ep, 0, sizeof(ep))
+    ep.col_bias = <const int32_t *>_d(col_bias)
+    ep.multiplier = <const float *>_d(mult)
+    ep.kind = QE_EPI_U8
+    ep.out_zp, ep.lo, ep.hi = zp, lo, hi
+    if skip is not None:
+        if skip.size != y.size:
+            raise ValueError("qengine conv kernel: the residual must have the output's shape")
+        _residual(&res, isa, skip, add, y.shape[y.ndim - 1])
+        pres = &res
+    cdef size_t g, ngr = len(packs)
+    cdef qe_packed_w4 *w = <qe_packed_w4 *>malloc(sizeof(qe_packed_w4) * ngr)
+    if w == NULL:
+        raise MemoryError()
+    for g in range(ngr):
+        w[g].data = <const uint8_t *>_d(packs[g][0])
+        w[g].colsum = <const int32_t *>_d(packs[g][1])
+        w[g].scale = <const float *>_d(packs[g][2])
+        w[g].n, w[g].k, w[g].gs, w[g].ng = packs[g][3], packs[g][4], packs[g][5], packs[g][6]
+    cdef const uint8_t *px = <const uint8_t *>_d(x)
+    cdef uint8_t *py = <uint8_t *>_d(y)
+    cdef int rc
+    with nogil:
+        rc = qe_conv2d_w4(isa, &s, px, a_zp, w, &ep, pres, py, nthreads)
+    free(w)
+    _check(rc)
 
 
 def conv2d_gemm_f32(int isa, cnp.ndarray x, tuple shape, int a_zp, float a_scale, list packs,

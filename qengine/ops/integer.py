@@ -8,6 +8,9 @@ graph's NCHW at the region's edges. Weights are initializers in a portable form 
 when a Session is built. Fused activations become the output clamp: `activation` is "",
 "relu" or "clip" (with `activation_min` / `activation_max`). QConv and the pools take ONNX's
 `auto_pad`: SAME_UPPER / SAME_LOWER are resolved for each input's spatial size at run time.
+QConv / QConvAdd / QGemm take `weight_bits` (0: 4 when every int8 weight lies in [−7, 7], else 8;
+8; 4): how the layer holds its weights in memory — the same output bytes either way
+(qengine/quantized/conv.py).
 """
 from __future__ import annotations
 
@@ -31,6 +34,14 @@ _ACT = {"activation": ("string", ""), "activation_min": ("float", 0.0),
 _WINDOW = {"kernel_shape": ("ints", None), "strides": ("ints", None), "pads": ("ints", None),
            "dilations": ("ints", None), "auto_pad": ("string", "NOTSET")}
 _POOL_WINDOW = {**_WINDOW, "kernel_shape": ("ints", REQUIRED)}  # conv takes it from W
+_WBITS = {"weight_bits": ("int", 0)}
+
+
+def _weight_bits(attrs):
+    bits = attrs["weight_bits"]
+    if bits not in (0, 4, 8):
+        raise ConfigError(f"weight_bits must be 0 (chosen from the weights), 4 or 8, got {bits}")
+    return bits or None
 
 
 def _activation(attrs, prefix=""):
@@ -214,7 +225,8 @@ class QConvOp(_QOp):
     INPUTS = (3, 4)
     # channel_scales=1: x_scale / y_scale are nominal (1.0) and W_scale carries per-channel
     # activation scales folded in (qengine/qdq/lower.py channel_fold); informational
-    ATTRS = {**_WINDOW, "group": ("int", 1), **_QP, **_ACT, "channel_scales": ("int", 0)}
+    ATTRS = {**_WINDOW, "group": ("int", 1), **_QP, **_ACT, "channel_scales": ("int", 0),
+             **_WBITS}
 
     def build(self, inits):
         return self.qconv(inits, 1, "y_", "")
@@ -233,7 +245,7 @@ class QConvOp(_QOp):
                        output_zero_point=a[f"{out}zero_point"],
                        stride=tuple(a["strides"] or (1, 1)), padding=_padding(a),
                        dilation=tuple(a["dilations"] or (1, 1)), groups=a["group"],
-                       activation=_activation(a, act))
+                       activation=_activation(a, act), weight_bits=_weight_bits(a))
 
     def run(self, x, *_, arena=None):
         return (self.call(x, arena=arena),)
@@ -257,7 +269,7 @@ class QConvAddOp(QConvOp):
              "conv_activation": ("string", ""), "conv_activation_min": ("float", 0.0),
              "conv_activation_max": ("float", 0.0),
              "skip_scale": ("float", 1.0), "skip_zero_point": ("int", 0),
-             "fused_nodes": ("strings", None), "channel_scales": ("int", 0)}
+             "fused_nodes": ("strings", None), "channel_scales": ("int", 0), **_WBITS}
 
     def build(self, inits):
         a = self.attrs
@@ -296,7 +308,7 @@ class QGemmOp(_QOp):
     op_type = "QGemm"
     WEIGHT_INPUTS, BIAS_INPUT = ((1, 2),), 3
     INPUTS = (3, 4)
-    ATTRS = {**_QP, **_ACT}
+    ATTRS = {**_QP, **_ACT, **_WBITS}
 
     def build(self, inits):
         w = self.const_input(inits, 1, True, "W")
@@ -305,7 +317,8 @@ class QGemmOp(_QOp):
         a = self.attrs
         return QLinear(w, b, weight_scale=ws, input_scale=a["x_scale"],
                        input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
-                       output_zero_point=a["y_zero_point"], activation=_activation(a))
+                       output_zero_point=a["y_zero_point"], activation=_activation(a),
+                       weight_bits=_weight_bits(a))
 
     def run(self, x, *_, arena=None):
         return (self.call(x, arena=arena),)

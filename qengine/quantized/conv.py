@@ -7,6 +7,10 @@ folded into one int32 per output channel, so a call is one compiled, GIL-free ke
   'dw'     depthwise (groups = Cin, Cout = multiplier·Cin): per-channel kernel (qe_dwconv.h);
   '1x1'    1×1, stride 1, no padding: GEMM straight over the NHWC pixels (no im2col);
   'im2col' everything else: im2col written into the GEMM's packed layout per thread (qe_conv.h).
+Weights whose int8 values all lie in [−7, 7] (StaticQuantConfig(weight_bits=4), QAT W4, INT4 QDQ
+imports) are held two per byte instead, in the 4-bit kernels' layout, and '1x1' / 'im2col' run
+qe_conv_w4.h: the same int32 sums and requantize, hence the same bytes (depthwise stays int8:
+its weights are kh·kw bytes per channel).
 The NumPy definition is qengine.reference.conv.qconv2d_ref.
 """
 import numpy as np
@@ -33,12 +37,14 @@ class QConv2d:
     or 'same_upper' / 'same_lower' (ONNX auto_pad, resolved for each input's size).
     activation: None | 'relu' | 'relu6' | ('clip', min, max), fused as the output clamp.
     algorithm: None (chosen from the shape) or force 'im2col' / '1x1' / 'dw' where valid.
+    weight_bits: None (4 when every int8 weight lies in [−7, 7] and the algorithm is not 'dw',
+    else 8), 8 (the int8 kernels) or 4 (int4 in memory; the weights must lie in [−7, 7]).
     Call: x uint8 NHWC [N, H, W, Cin] -> uint8 NHWC [N, OH, OW, Cout]; nthreads=0 = default.
     """
 
     def __init__(self, weight, bias=None, *, input_scale, input_zero_point, output_scale,
                  output_zero_point, weight_scale=None, stride=1, padding=0, dilation=1,
-                 groups=1, activation=None, isa=None, algorithm=None):
+                 groups=1, activation=None, isa=None, algorithm=None, weight_bits=None):
         w = np.asarray(weight)
         if w.ndim != 4:
             raise ShapeError(f"QConv2d weight must be OIHW [Cout, Cin/groups, kh, kw], got {w.shape}")
@@ -70,11 +76,19 @@ class QConv2d:
             self._wdw, self._bias, self._mult = _pack_dw(self._layout, taps, bias,
                                                          self.multiplier, kw)
             self.kernel = _conv.dw_kernel_name(self._isa)
+            self.weight_bits = 8
         else:
             k = kh * kw * cin_g
             functional._check_k(k)
             # K order (ky, kx, ci): the order the im2col (and NHWC 1×1 rows) present the inputs
             wk = self.weight_int8.transpose(0, 2, 3, 1).reshape(g, cout // g, k)
+            self.weight_bits = S.static_weight_bits(self.weight_int8, weight_bits)
+            self._mult = np.ascontiguousarray(self.multiplier)
+            if self.weight_bits == 4:
+                self._packs, self.kernel = S.pack_w4(wk, self._isa)
+                self._bias = _wrap32(self.bias_int32.astype(np.int64)
+                                     - za * wk.reshape(cout, k).sum(axis=1, dtype=np.int64))
+                return
             self._packs, cols = [], []
             for gi in range(g):
                 pw = functional.pack_weights(np.ascontiguousarray(wk[gi]), isa=self.isa)
@@ -83,7 +97,6 @@ class QConv2d:
             self._bias = _wrap32(self.bias_int32.astype(np.int64)
                                  - za * np.concatenate(cols).astype(np.int64))
             self.kernel = pw.kernel
-            self._mult = np.ascontiguousarray(self.multiplier)
 
     def _choose(self, algorithm):
         cout, (kh, kw), g = self.out_channels, self.kernel_size, self.groups
@@ -134,6 +147,12 @@ class QConv2d:
             shape = (n, h, w, cout, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, cout, 1, 1)
             _conv.dwconv(self._isa, x, shape, zx, self._wdw, self._layout, self._bias,
                          self._mult, zy, self.lo, self.hi, y, nthreads)
+        elif self.weight_bits == 4:
+            g = self.groups
+            shape = (n, h, w, c, oh, ow, cout, kh, kw, sh, sw, dh, dw, pt, pl, g, c // g,
+                     cout // g)
+            _conv.conv2d_w4(self._isa, x, shape, zx, self._packs, self._bias, self._mult, zy,
+                            self.lo, self.hi, y, nthreads, skip, add)
         elif self.algorithm == "1x1":
             _conv.conv1x1(self._isa, x, n * h * w, c, self._packs, self._bias, self._mult, zy,
                           self.lo, self.hi, y, cout, nthreads, skip, add)
@@ -167,6 +186,10 @@ class QConv2d:
             args = (self._wdw, self._layout, self._bias, self._mult, zy, lo, hi)
             kernel = _conv.dwconv
             return out_shape, lambda x, y: kernel(isa, x, shape, zx, *args, y, 0)
+        if self.weight_bits == 4:
+            packs, bias, mult, kernel = self._packs, self._bias, self._mult, _conv.conv2d_w4
+            return out_shape, lambda x, y: kernel(isa, x, shape, zx, packs, bias, mult, zy, lo,
+                                                  hi, y, 0)
         if self.algorithm == "1x1":
             m, packs, bias, mult = n * h * w, self._packs, self._bias, self._mult
             kernel = _conv.conv1x1
@@ -187,6 +210,10 @@ class QConv2d:
         zx, zy, lo, hi, isa = self.input_zero_point, self.output_zero_point, self.lo, self.hi, \
             self._isa
         packs, bias, mult = self._packs, self._bias, self._mult
+        if self.weight_bits == 4:
+            kernel = _conv.conv2d_w4
+            return out_shape, lambda x, skip, y: kernel(isa, x, shape, zx, packs, bias, mult, zy,
+                                                        lo, hi, y, 0, skip, add)
         if self.algorithm == "1x1":
             m, kernel = n * h * w, _conv.conv1x1
             return out_shape, lambda x, skip, y: kernel(isa, x, m, c, packs, bias, mult, zy, lo,
@@ -200,7 +227,8 @@ class QConv2d:
     def __repr__(self):
         return (f"QConv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size},"
                 f" stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
-                f"groups={self.groups}, algorithm={self.algorithm!r}, kernel={self.kernel!r})")
+                f"groups={self.groups}, algorithm={self.algorithm!r}, "
+                f"weight_bits={self.weight_bits}, kernel={self.kernel!r})")
 
 
 class QConvAdd2d:

@@ -1,24 +1,27 @@
 """QLinear: static-int8 Gemm / MatMul (u8 activations × s8 per-channel weights → u8), the GEMM
 driver's requant epilogue with bias_q − z_x·colsum folded at construction
-(functional.matmul_requant's arithmetic; reference: reference.gemm.matmul_requant_ref)."""
+(functional.matmul_requant's arithmetic; reference: reference.gemm.matmul_requant_ref).
+Weights in [−7, 7] are held two per byte and run the 4-bit kernels (qe_conv_w4.h, as a 1×1
+convolution over M pixels): the same sums and requantize, the same bytes."""
 import numpy as np
 
 from .. import _runtime, functional
-from .._ext import _gemm
+from .._ext import _conv, _gemm
 from ..errors import ShapeError
 from . import params as S
 
 
 class QLinear:
     """QLinear(weight, bias=None, *, input_scale, input_zero_point, output_scale,
-    output_zero_point, weight_scale=None, activation=None, isa=None)
+    output_zero_point, weight_scale=None, activation=None, isa=None, weight_bits=None)
 
     weight: float [N, K] (quantized symmetric per output row, narrow range) or int8 [N, K] with
-    weight_scale; bias: None, float [N] or int32 [N] (bias_q). Call: uint8 [..., K] -> uint8
-    [..., N]."""
+    weight_scale; bias: None, float [N] or int32 [N] (bias_q); weight_bits: as QConv2d's.
+    Call: uint8 [..., K] -> uint8 [..., N]."""
 
     def __init__(self, weight, bias=None, *, input_scale, input_zero_point, output_scale,
-                 output_zero_point, weight_scale=None, activation=None, isa=None):
+                 output_zero_point, weight_scale=None, activation=None, isa=None,
+                 weight_bits=None):
         w = np.asarray(weight)
         if w.ndim != 2:
             raise ShapeError(f"QLinear weight must be [N, K], got {w.shape}")
@@ -33,8 +36,26 @@ class QLinear:
         self.multiplier = S.multipliers(self.input_scale, self.weight_scale, self.output_scale)
         self._isa = S.isa_index(isa)
         self.isa = _runtime.ISA_NAMES[self._isa]
-        self._w = functional.pack_weights(self.weight_int8, isa=self.isa)
-        self._col = functional.fold_bias(self.bias_int32, self.input_zero_point, self._w)
+        self.weight_bits = S.static_weight_bits(self.weight_int8, weight_bits)
+        if self.weight_bits == 4:
+            self._packs, self.kernel = S.pack_w4(self.weight_int8[None], self._isa)
+            colsum = self.weight_int8.sum(axis=1, dtype=np.int64)
+            self._col = ((self.bias_int32.astype(np.int64) - self.input_zero_point * colsum
+                          + 2**31) % 2**32 - 2**31).astype(np.int32)
+            self._mult = np.ascontiguousarray(self.multiplier, np.float32)
+        else:
+            self._w = functional.pack_weights(self.weight_int8, isa=self.isa)
+            self._col = functional.fold_bias(self.bias_int32, self.input_zero_point, self._w)
+            self.kernel = self._w.kernel
+
+    def _w4_call(self, m):
+        """fn(a [m, K], y [m, N]) on the 4-bit kernels: a 1×1 convolution over 1 × m pixels."""
+        k, n = self.in_features, self.out_features
+        shape = (1, 1, m, k, 1, m, n, 1, 1, 1, 1, 1, 1, 0, 0, 1, k, n)
+        isa, packs, col, mult = self._isa, self._packs, self._col, self._mult
+        zx, zy, lo, hi = self.input_zero_point, self.output_zero_point, self.lo, self.hi
+        return lambda a, y, nthreads=0: _conv.conv2d_w4(isa, a, shape, zx, packs, col, mult, zy,
+                                                        lo, hi, y, nthreads)
 
     def __call__(self, x, *, nthreads=0, out=None):
         if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim < 1 \
@@ -45,7 +66,9 @@ class QLinear:
         a = np.ascontiguousarray(x.reshape(-1, self.in_features))
         y = S.output(None if out is None else out.reshape(-1, out.shape[-1]),
                      (a.shape[0], self.out_features))
-        if a.shape[0]:
+        if a.shape[0] and self.weight_bits == 4:
+            self._w4_call(a.shape[0])(a, y, nthreads)
+        elif a.shape[0]:
             # a_zp is already folded into _col: the epilogue adds it as the column bias
             _gemm.gemm(self._isa, a, self._w._c(), _gemm.EPI_U8, y, col_bias=self._col,
                        multiplier=self.multiplier, out_zp=self.output_zero_point, lo=self.lo,
@@ -65,6 +88,9 @@ class QLinear:
         if m == 0:
             return out_shape, lambda x, y: None
         rows, n = (m, k), (m, self.out_features)
+        if self.weight_bits == 4:
+            fn = self._w4_call(m)
+            return out_shape, lambda x, y: fn(x.reshape(rows), y.reshape(n))
         gemm, isa, wp, epi = _gemm.gemm, self._isa, self._w._c(), _gemm.EPI_U8
         kw = dict(col_bias=self._col, multiplier=self.multiplier, out_zp=self.output_zero_point,
                   lo=self.lo, hi=self.hi, nthreads=0)

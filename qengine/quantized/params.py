@@ -81,6 +81,37 @@ def weights_s8(weight, weight_scale, cout):
     return q.reshape(w.shape), np.asarray(s, np.float32).reshape(cout)
 
 
+def static_weight_bits(w, requested):
+    """The weight storage of a static GEMM layer: `requested` 8 or 4, or None = 4 exactly when
+    every int8 weight lies in [−7, 7] (and one is nonzero). Both run the same integer sums and
+    the same requantize, so the choice changes memory and speed, never the output bytes."""
+    small = bool(np.any(w)) and int(np.abs(w.astype(np.int16)).max()) <= 7
+    if requested is None:
+        return 4 if small else 8
+    if requested not in (4, 8) or isinstance(requested, bool):
+        raise ConfigError(f"weight_bits must be None, 8 or 4, got {requested!r}")
+    if requested == 4 and not (small or not np.any(w)):
+        raise ConfigError("weight_bits=4 needs int8 weights in [-7, 7] (narrow-range int4); "
+                          f"these reach {int(np.abs(w.astype(np.int16)).max())}")
+    return requested
+
+
+def pack_w4(wk, isa):
+    """int8 weights [groups, N, K] in [−7, 7] → ([(data, colsum, scale, n, k, gs, 1)] per group
+    for _conv.conv2d_w4, the ISA's 4-bit kernel name); one group of K per row (the scales are
+    the layer's multipliers, so the packing's own are 1)."""
+    from .._ext import _gemm
+    g, n, k = wk.shape
+    if k > _gemm.W4_MAX_K:
+        raise ShapeError(f"K = {k} exceeds the 4-bit kernels' limit {_gemm.W4_MAX_K}")
+    gs, _ = _gemm.w4_layout(k, 0)
+    ones = np.ones((n, 1), np.float32)
+    packs = [_gemm.w4_pack(np.ascontiguousarray(wk[i]), ones, gs) + (n, k, gs, 1)
+             for i in range(g)]
+    names = {r["isa"]: r["name"] for r in _gemm.w4_kernel_table()}
+    return packs, names[isa]
+
+
 def bias_q(bias, x_scale, w_scale):
     """int32 [cout]: an int32 bias is taken as already quantized at scale s_x·s_w (ONNX
     QLinearConv B); a float bias becomes rhe(bias / float32(s_x·s_w[n])) (division in float64)."""

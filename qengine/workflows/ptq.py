@@ -59,8 +59,9 @@ class StaticQuantConfig:
 
     method: calibration method (minmax, moving_average, entropy, percentile, mse).
     per_channel: weights symmetric int8 per output channel (default) or one scale per tensor.
-    weight_bits: 8, or 4 (codes in [−7, 7], written as ONNX INT4 by export_onnx; the int8
-        kernels run them as the same integers).
+    weight_bits: 8, or 4 (codes in [−7, 7], written as ONNX INT4 by export_onnx; Conv / Gemm /
+        MatMul hold them two per byte and run the 4-bit kernels, depthwise convs the int8 ones:
+        the same integers either way).
     symmetric_activations: activations on a symmetric grid (int8 semantics, stored as uint8
         with zero point 128) instead of asymmetric uint8.
     bias_correction: fold the mean output error per channel into the biases (Nagel et al.).

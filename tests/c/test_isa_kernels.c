@@ -19,7 +19,9 @@
  *             4-bit weights (qe_gemm_w4.h): the scalar kernel vs an int64 group-sum reference
  *             with epilogue (c) written out here, every ISA's kernel vs scalar (M, N, K tails,
  *             group boundaries, 255 × ±7 extremes, long K, threads), the LSTM/GRU time loop
- *             with a 4-bit R vs scalar.
+ *             with a 4-bit R vs scalar; static 4-bit convolution / GEMM (qe_conv_w4.h, the
+ *             kernels' integer mode + the requantizing epilogue, with and without the fused
+ *             residual) vs the direct int64 convolution + qe_requantize, on every ISA.
  *             (Where an ISA has no kernel of its own, e.g. NEON outside the GEMM, the dispatch
  *             gives it the scalar twin: the case then checks that choice, and the digest below
  *             checks the scalar code itself on that architecture.)
@@ -49,6 +51,7 @@
 #include "qengine/rnn/qe_rnn_dynamic.h"
 #include "qengine/calib/qe_hist.h"
 #include "qengine/gemm/qe_gemm_w4.h"
+#include "qengine/conv/qe_conv_w4.h"
 
 static const char *const ISA_NAMES[QE_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "neondot"};
 static uint32_t g_avail;     /* compiled ∧ runnable, bit per QE_ISA_* */
@@ -102,10 +105,10 @@ static void *xmalloc(size_t n) {
 }
 
 /* digests of the scalar outputs of the fixed cases, one per family */
-enum { D_EPI, D_CONV, D_DW, D_DYN, D_RNN, D_QUANT, D_ELT, D_GATES, D_HIST, D_W4, D_COUNT };
+enum { D_EPI, D_CONV, D_DW, D_DYN, D_RNN, D_QUANT, D_ELT, D_GATES, D_HIST, D_W4, D_W4S, D_COUNT };
 static const char *const D_NAMES[D_COUNT] = {"gemm-epilogues", "conv", "dwconv", "linear-dynamic",
                                              "rnn-dynamic", "quant", "eltwise", "gates", "hist",
-                                             "w4-dynamic"};
+                                             "w4-dynamic", "w4-static"};
 static uint64_t g_digest[D_COUNT];
 
 static void digest(int d, const void *p, size_t bytes) {
@@ -1130,6 +1133,95 @@ static void run_w4(int isa, size_t m, const uint8_t *a, size_t k, const packed4 
     free(q); free(rt);
 }
 
+/* Static convolution / GEMM with 4-bit weights (qe_conv2d_w4) vs the direct int64 convolution
+ * and qe_requantize, every ISA, with and without the fused residual; extremes: x = 255 with
+ * z_a = 0 against w = ±7 everywhere. */
+static void test_conv_w4(void) {
+    static const conv_case CASES[] = {
+        /* n  h  w  c cout kh kw sh sw dh dw pt pl pb pr g  thr */
+        {1, 5, 5, 3, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},       /* K = 27: zero tail to 32 */
+        {2, 7, 6, 8, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1},      /* batch, stride 2 */
+        {1, 9, 9, 4, 17, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1, 1},      /* dilation */
+        {1, 6, 6, 8, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, 1},       /* 1×1, groups */
+        {1, 11, 11, 3, 16, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 1, 1},    /* RGB stem */
+        {1, 4, 5, 6, 33, 2, 3, 1, 1, 1, 1, 1, 0, 0, 2, 3, 1},      /* asymmetric padding, groups 3 */
+        {1, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},     /* deep K, two threads */
+        {1, 7, 7, 160, 320, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 2},   /* 1×1, rows read in place */
+        {1, 1, 70, 4099, 19, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 2},  /* a Gemm: long odd K */
+        {1, 1, 9, 48, 31, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1},     /* a Gemm in place, N tail */
+    };
+    static const int PATTERNS[][3] = {{-1, -1, 0}, {255, 0, 7}, {255, 0, -7}, {0, 255, 7}};
+    for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++)
+        for (size_t pi = 0; pi < 4; pi++) {
+            if (pi && ci % 3) continue;        /* the extremes on a spread of the shapes */
+            const int *pat = PATTERNS[pi];
+            const qe_conv_shape s = conv_shape(&CASES[ci]);
+            const size_t K = s.kh * s.kw * s.cin_g, nx = s.n * s.h * s.w * s.c, ny = s.n * s.oh * s.ow * s.cout;
+            uint8_t *x = xmalloc(nx);
+            int8_t *w = xmalloc(s.cout * K);
+            int32_t *bq = xmalloc(s.cout * 4), *folded = xmalloc(s.cout * 4);
+            float *mult = xmalloc(s.cout * 4), *ones = xmalloc(s.cout * 4);
+            int64_t *acc = xmalloc(ny * 8);
+            uint8_t *want8 = xmalloc(ny), *got8 = xmalloc(ny), *skip = xmalloc(ny), *wanta = xmalloc(ny);
+            for (size_t i = 0; i < nx; i++) x[i] = pat[0] < 0 ? (uint8_t)rnd_int(0, 255) : (uint8_t)pat[0];
+            for (size_t i = 0; i < s.cout * K; i++) w[i] = (int8_t)(pat[2] ? pat[2] : rnd_int(-7, 7));
+            fill_u8(skip, ny);
+            const int32_t za = pat[1] < 0 ? rnd_int(0, 255) : pat[1], zy = 7;
+            for (size_t o = 0; o < s.cout; o++) {
+                int32_t cs = 0;
+                for (size_t q = 0; q < K; q++) cs += w[o * K + q];
+                bq[o] = rnd_int(-20000, 20000);
+                folded[o] = (int32_t)((uint32_t)bq[o] - (uint32_t)za * (uint32_t)cs);
+                mult[o] = (rnd_f32(1.0f) + 1.1f) * (1.0f / 32768.0f);
+                ones[o] = 1.0f;
+            }
+            ref_conv(&s, x, za, w, bq, acc);
+            for (size_t i = 0; i < ny; i++)
+                want8[i] = (uint8_t)qe_requantize((int32_t)acc[i], mult[i % s.cout], zy, 0, 255);
+            const qe_u8_binary_params ap = {zy, 201, 90, 90, 255, (float)(0.05 / 0.07), (float)(0.03 / 0.07)};
+            qe_u8_vadd_minmax_ukernel__scalar(ny, want8, skip, wanta, &ap);
+            packed4 *p = xmalloc(s.groups * sizeof(packed4));
+            qe_packed_w4 *pw = xmalloc(s.groups * sizeof(qe_packed_w4));
+            for (size_t g = 0; g < s.groups; g++) { p[g] = pack4(s.cout_g, K, w + g * s.cout_g * K, ones, 0); pw[g] = p[g].pw; }
+            qe_gemm_epilogue ep;
+            memset(&ep, 0, sizeof ep);
+            ep.kind = QE_EPI_U8; ep.col_bias = folded; ep.multiplier = mult; ep.out_zp = zy; ep.lo = 0; ep.hi = 255;
+            char ctx[160];
+            snprintf(ctx, sizeof ctx, "conv case %zu: %zux%zux%zux%zu -> %zu, %zux%zu/%zu, g=%zu, x=%d za=%d w=%d", ci,
+                     s.n, s.h, s.w, s.c, s.cout, s.kh, s.kw, s.sh, s.groups, pat[0], pat[1], pat[2]);
+            for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                if (!(g_avail & (1u << isa))) continue;
+                const qe_w4_kernel_rec *r = qe_gemm_w4_kernel_for_isa(isa);
+                char name[160];
+                memset(got8, 0, ny);
+                expect_rc("qe_conv2d_w4", qe_conv2d_w4(isa, &s, x, za, pw, &ep, NULL, got8, CASES[ci].threads));
+                snprintf(name, sizeof name, "%s: %s [qe_conv2d_w4 U8]", ISA_NAMES[isa], r->name);
+                expect_same(name, ctx, got8, want8, ny, 1);
+                if (isa == QE_ISA_SCALAR) digest(D_W4S, got8, ny);
+                const qe_u8_residual res = {skip, s.cout, qe_u8_binary_for_isa(QE_BINARY_ADD, isa), ap};
+                memset(got8, 0, ny);
+                expect_rc("qe_conv2d_w4", qe_conv2d_w4(isa, &s, x, za, pw, &ep, &res, got8, CASES[ci].threads));
+                snprintf(name, sizeof name, "%s: %s [qe_conv2d_w4 + residual]", ISA_NAMES[isa], r->name);
+                expect_same(name, ctx, got8, wanta, ny, 1);
+            }
+            /* what the driver refuses: several groups per row, an epilogue that is not U8/S8 */
+            if (ci == 0 && pi == 0) {
+                tally *t = tally_of("qe_conv2d_w4 [refuses ng > 1, F32]");
+                qe_packed_w4 bad = pw[0];
+                bad.ng = 2;
+                t->cases += 2;
+                if (qe_conv2d_w4(QE_ISA_SCALAR, &s, x, za, &bad, &ep, NULL, got8, 1) != QE_GEMM_EARG) { t->failures++; g_failures++; }
+                qe_gemm_epilogue ef = ep;
+                ef.kind = QE_EPI_F32;
+                if (qe_conv2d_w4(QE_ISA_SCALAR, &s, x, za, pw, &ef, NULL, got8, 1) != QE_GEMM_EARG) { t->failures++; g_failures++; }
+            }
+            for (size_t g = 0; g < s.groups; g++) unpack4(&p[g]);
+            free(p); free(pw);
+            free(x); free(w); free(bq); free(folded); free(mult); free(ones); free(acc);
+            free(want8); free(got8); free(skip); free(wanta);
+        }
+}
+
 /* weights: 0 random in [−7, 7], else the value itself (±7), or 8 = alternating −7, +7 */
 static void test_w4(void) {
     static const size_t MS[] = {1, 2, 3, 4, 5, 9}, NS[] = {1, 15, 16, 17, 33, 64};
@@ -1282,7 +1374,8 @@ int main(int argc, char **argv) {
     /* the fixed cases: each family starts its own random stream, so its inputs (and the digest
      * of its scalar outputs) do not depend on which ISAs ran before it */
     void (*const fixed[D_COUNT])(void) = {test_epilogues, test_conv, test_dwconv, test_dynamic, test_rnn,
-                                          test_quant, test_eltwise, test_gates, test_hist, test_w4};
+                                          test_quant, test_eltwise, test_gates, test_hist, test_w4,
+                                          test_conv_w4};
     for (int d = 0; d < D_COUNT; d++) {
         g_rng = 0x9e3779b97f4a7c15ull * (uint64_t)(d + 1);
         fixed[d]();

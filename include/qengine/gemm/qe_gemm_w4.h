@@ -113,7 +113,7 @@ static inline qe_w4_tile qe_gemm_w4_tile_at(const qe_packed_w4 *w, const uint8_t
                           a_zp ? a_zp + m0 * row_step : NULL, row_step,
                           w->data + p * QE_W4_NR * kp / 2, w->colsum + p * ng * 16,
                           w->scale + p * ng * 16, bias ? bias + n0 : NULL, out + m0 * ldc + n0,
-                          ldc, nr, ng, (size_t)w->gs / 8, accumulate};
+                          ldc, nr, ng, (size_t)w->gs / 8, accumulate, NULL, 0};
     return t;
 }
 

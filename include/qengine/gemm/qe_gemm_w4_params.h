@@ -45,7 +45,11 @@ typedef struct qe_packed_w4 {
  *   a_scale, a_zp   row i's activation qparams at [i·row_step]; a_zp NULL = 0
  *   w, colsum, scale   the panel's blocks and its [NG][16] group terms
  *   bias    [nr] or NULL;  out row i at out + i·ldc, nr ≤ 16 columns written;
- *   accumulate: out += y instead of out = y (LSTM gate pre-activations) */
+ *   accumulate: out += y instead of out = y (LSTM gate pre-activations)
+ *   acc_out NULL: the float epilogue (c) above. Else the integer result instead (static
+ *           quantization, qe_conv_w4.h): acc_out[i·acc_ld + j] = Σ_g (Σ_{k∈g} (a − z_a)·w),
+ *           the wrapping int32 sum of the groups' exact partial sums, for all 16 panel rows j
+ *           (acc_ld ≥ 16); a_scale, bias, out and accumulate are then unused. */
 typedef struct qe_w4_tile {
     const uint8_t *a;
     size_t lda;
@@ -60,6 +64,8 @@ typedef struct qe_w4_tile {
     float *out;
     size_t ldc, nr, ng, gb;    /* gb = 8-K blocks per group = gs / 8 (even) */
     int32_t accumulate;
+    int32_t *acc_out;
+    size_t acc_ld;
 } qe_w4_tile;
 
 typedef void (*qe_w4_ukernel_fn)(size_t mr, const qe_w4_tile *t);

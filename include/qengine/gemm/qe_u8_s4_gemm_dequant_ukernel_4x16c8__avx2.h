@@ -53,17 +53,23 @@ QE_TARGET_AVX2 QE_INLINE void qe_w4_rows__avx2(const qe_w4_tile *t, const int MR
         _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) {
             const __m256i rt = _mm256_set1_epi32(t->rterm[(size_t)i * ng + g]);
             const __m256i za = _mm256_set1_epi32(t->a_zp ? t->a_zp[(size_t)i * t->row_step] : 0);
-            const __m256 sa = _mm256_set1_ps(t->a_scale[(size_t)i * t->row_step]);
+            const __m256 sa = _mm256_set1_ps(t->acc_out ? 0.0f : t->a_scale[(size_t)i * t->row_step]);
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
                 const __m256i cs = _mm256_loadu_si256((const __m256i *)(t->colsum + g * 16 + 8 * h));
                 const __m256i v = _mm256_sub_epi32(_mm256_add_epi32(acc[i][h], rt),
                                                    _mm256_mullo_epi32(za, cs));
+                if (t->acc_out) {   /* integer result: the groups' sums added in L1 */
+                    __m256i *o = (__m256i *)(t->acc_out + (size_t)i * t->acc_ld + 8 * h);
+                    _mm256_storeu_si256(o, g ? _mm256_add_epi32(_mm256_loadu_si256(o), v) : v);
+                    continue;
+                }
                 const __m256 c = _mm256_mul_ps(sa, _mm256_loadu_ps(t->scale + g * 16 + 8 * h));
                 const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(v), c);
                 y[i][h] = g ? _mm256_add_ps(y[i][h], p) : p;
             }
         }
     }
+    if (t->acc_out) return;
     _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) {
         float *o = t->out + (size_t)i * t->ldc;
         _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {

@@ -45,14 +45,22 @@ QE_TARGET_AVX512VNNI QE_INLINE void qe_w4_rows__avx512vnni(const qe_w4_tile *t, 
         _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) {
             const __m512i rt = _mm512_set1_epi32(t->rterm[(size_t)i * ng + g]);
             const __m512i za = _mm512_set1_epi32(t->a_zp ? t->a_zp[(size_t)i * t->row_step] : 0);
-            const __m512 c = _mm512_mul_ps(_mm512_set1_ps(t->a_scale[(size_t)i * t->row_step]), ws);
+            const __m512 c = _mm512_mul_ps(
+                _mm512_set1_ps(t->acc_out ? 0.0f : t->a_scale[(size_t)i * t->row_step]), ws);
             const __m512i v = _mm512_sub_epi32(
                 _mm512_add_epi32(_mm512_add_epi32(acc[i][0], acc[i][1]), rt),
                 _mm512_mullo_epi32(za, cs));
+            if (t->acc_out) {   /* integer result: the groups' sums added in L1 */
+                int32_t *o = t->acc_out + (size_t)i * t->acc_ld;
+                _mm512_storeu_si512((void *)o,
+                                    g ? _mm512_add_epi32(_mm512_loadu_si512((const void *)o), v) : v);
+                continue;
+            }
             const __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(v), c);
             y[i] = g ? _mm512_add_ps(y[i], p) : p;
         }
     }
+    if (t->acc_out) return;
     const __mmask16 k = t->nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << t->nr) - 1);
     _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) {
         float *o = t->out + (size_t)i * t->ldc;

@@ -47,17 +47,23 @@ static void qe_u8_s4_gemm_dequant_ukernel_4x16c8__neondot(size_t mr, const qe_w4
         for (size_t i = 0; i < mr; i++) {
             const int32x4_t rt = vdupq_n_s32(t->rterm[i * ng + g]);
             const int32x4_t za = vdupq_n_s32(t->a_zp ? t->a_zp[i * t->row_step] : 0);
-            const float32x4_t sa = vdupq_n_f32(t->a_scale[i * t->row_step]);
+            const float32x4_t sa = vdupq_n_f32(t->acc_out ? 0.0f : t->a_scale[i * t->row_step]);
             for (int q = 0; q < 4; q++) {
                 const int32x4_t cs = vld1q_s32(t->colsum + g * 16 + 4 * q);
                 const int32x4_t v = vsubq_s32(vaddq_s32(vreinterpretq_s32_u32(acc[i][q]), rt),
                                               vmulq_s32(za, cs));
+                if (t->acc_out) {   /* integer result: the groups' sums added in L1 */
+                    int32_t *o = t->acc_out + i * t->acc_ld + 4 * q;
+                    vst1q_s32(o, g ? vaddq_s32(vld1q_s32(o), v) : v);
+                    continue;
+                }
                 const float32x4_t c = vmulq_f32(sa, vld1q_f32(t->scale + g * 16 + 4 * q));
                 const float32x4_t p = vmulq_f32(vcvtq_f32_s32(v), c);
                 y[i][q] = g ? vaddq_f32(y[i][q], p) : p;
             }
         }
     }
+    if (t->acc_out) return;
     for (size_t i = 0; i < mr; i++) {
         float yv[16];
         for (int q = 0; q < 4; q++) vst1q_f32(yv + 4 * q, y[i][q]);

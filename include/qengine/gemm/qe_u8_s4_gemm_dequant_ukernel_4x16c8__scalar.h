@@ -24,6 +24,15 @@ static inline int32_t qe_w4_group_acc(const qe_w4_tile *t, size_t i, size_t j, s
 }
 
 static void qe_u8_s4_gemm_dequant_ukernel_4x16c8__scalar(size_t mr, const qe_w4_tile *t) {
+    if (t->acc_out) {
+        for (size_t i = 0; i < mr; i++)
+            for (size_t j = 0; j < QE_W4_NR; j++) {
+                uint32_t s = 0;
+                for (size_t g = 0; g < t->ng; g++) s += (uint32_t)qe_w4_group_acc(t, i, j, g);
+                t->acc_out[i * t->acc_ld + j] = (int32_t)s;
+            }
+        return;
+    }
     for (size_t i = 0; i < mr; i++) {
         const float sa = t->a_scale[i * t->row_step];
         for (size_t j = 0; j < t->nr; j++) {
