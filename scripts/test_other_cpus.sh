@@ -135,7 +135,7 @@ if ((!C_ONLY)); then
     hpy -m pytest -q -p no:cacheprovider -rs \
         tests/test_gemm.py tests/test_quant.py tests/test_qconv.py tests/test_qconv_ops.py \
         tests/test_gates.py tests/test_dynamic_rnn.py tests/test_calib_histogram.py \
-        tests/test_dynamic_conv.py \
+        tests/test_dynamic_conv.py tests/test_dynamic_int4.py tests/test_static_w4.py \
         tests/test_fused_residual.py::test_fused_layer_is_bit_exact_with_the_unfused_pair_and_the_reference \
         tests/test_fused_residual.py::test_every_isa_gives_the_same_fused_bytes \
         tests/test_cli.py::test_demo_numbers \

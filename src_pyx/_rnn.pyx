@@ -333,3 +333,101 @@ def recur(int kind, float[:, :, :] gx, rpw, r_scale, r_bias, float[:, ::1] h, c,
         raise MemoryError("recurrent layer: out of memory")
     if rc != QE_RNN_OK:
         raise ValueError(f"recurrent layer: invalid arguments (code {rc})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Integer (static) LSTM / GRU (include/qengine/rnn/qe_rnn_static.h)
+from libc.stdint cimport int16_t, int64_t
+
+cdef extern from "qengine/rnn/qe_rnn_static.h" nogil:
+    enum:
+        QE_S16S8_KB, QE_RNN_LUT_SIZE
+    ctypedef void (*qe_s16s8_dot_fn)(size_t n, size_t kp, const int16_t *a, const int8_t *w,
+                                    size_t ldw, int64_t *out)
+    qe_s16s8_dot_fn qe_s16s8_dot_for_isa(int isa)
+    const char *qe_s16s8_dot_names[4]
+    const int32_t qe_rnn_sigmoid_lut[]
+    const int32_t qe_rnn_tanh_lut[]
+    ctypedef struct qe_srnn_layer:
+        int32_t kind, scheme, T, B, H, input_size
+        int32_t reverse, linear_before_reset, e_c, z_h
+        float mo, mq
+        const int16_t *x
+        size_t kpx
+        const int8_t *w
+        const int8_t *r
+        const float *mx
+        const float *mh
+        const float *bx
+        const float *bh
+        const int32_t *lens
+        int16_t *h
+        int16_t *c
+        int16_t *y
+        int32_t isa
+    int qe_srnn_run(const qe_srnn_layer *L)
+
+SRNN_KB = QE_S16S8_KB
+
+
+def srnn_luts():
+    """The compiled (sigmoid, tanh) tables, int32 [QE_RNN_LUT_SIZE] each."""
+    return (np.array([qe_rnn_sigmoid_lut[i] for i in range(QE_RNN_LUT_SIZE)], np.int32),
+            np.array([qe_rnn_tanh_lut[i] for i in range(QE_RNN_LUT_SIZE)], np.int32))
+
+
+def s16s8_dot_name(int isa):
+    return qe_s16s8_dot_names[isa].decode()
+
+
+def s16s8_dot(int isa, cnp.ndarray a, cnp.ndarray w):
+    """a int16 [kp], w int8 [n, kp] (C-contiguous, kp a multiple of SRNN_KB) -> int64 [n]."""
+    cdef size_t n = w.shape[0], kp = w.shape[1]
+    if a.dtype != np.int16 or w.dtype != np.int8 or a.shape[0] != kp or kp % QE_S16S8_KB or \
+            not a.flags.c_contiguous or not w.flags.c_contiguous:
+        raise ValueError("s16s8_dot: a int16 [kp], w int8 [n, kp], kp a multiple of "
+                         f"{QE_S16S8_KB}, C-contiguous")
+    out = np.empty(n, np.int64)
+    cdef qe_s16s8_dot_fn fn = qe_s16s8_dot_for_isa(isa)
+    cdef const int16_t *pa = <const int16_t *>cnp.PyArray_DATA(a)
+    cdef const int8_t *pw = <const int8_t *>cnp.PyArray_DATA(w)
+    cdef int64_t *po = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        fn(n, kp, pa, pw, kp, po)
+    return out
+
+
+def srnn_run(int isa, int kind, int scheme, cnp.ndarray x, cnp.ndarray w, cnp.ndarray r,
+             cnp.ndarray mx, cnp.ndarray mh, cnp.ndarray bx, cnp.ndarray bh, object lens,
+             cnp.ndarray h, object c, object y, int I, int reverse, int linear_before_reset,
+             int e_c, int z_h, float mo, float mq):
+    """One direction: x int16 [T, B, kpx] centered codes; w int8 [G·H, kpx]; r int8 [G·H, kph];
+    mx, mh, bx, bh float32 [G·H]; lens int32 [B] or None; h int16 [B, H] (in/out); c int16
+    [B, H] (LSTM, in/out) or None; y int16 [T, B, H] or None (steps past a row's length are left
+    as they are). All C-contiguous, checked by qengine/quantized/static_rnn.py."""
+    cdef qe_srnn_layer L
+    memset(&L, 0, sizeof(L))
+    L.kind, L.scheme, L.T, L.B, L.H = kind, scheme, x.shape[0], x.shape[1], h.shape[1]
+    L.input_size = I
+    L.reverse, L.linear_before_reset, L.e_c, L.z_h = reverse, linear_before_reset, e_c, z_h
+    L.mo, L.mq = mo, mq
+    L.x = <const int16_t *>cnp.PyArray_DATA(x)
+    L.kpx = x.shape[2]
+    L.w = <const int8_t *>cnp.PyArray_DATA(w)
+    L.r = <const int8_t *>cnp.PyArray_DATA(r)
+    L.mx = <const float *>cnp.PyArray_DATA(mx)
+    L.mh = <const float *>cnp.PyArray_DATA(mh)
+    L.bx = <const float *>cnp.PyArray_DATA(bx)
+    L.bh = <const float *>cnp.PyArray_DATA(bh)
+    L.lens = NULL if lens is None else <const int32_t *>cnp.PyArray_DATA(<cnp.ndarray>lens)
+    L.h = <int16_t *>cnp.PyArray_DATA(h)
+    L.c = NULL if c is None else <int16_t *>cnp.PyArray_DATA(<cnp.ndarray>c)
+    L.y = NULL if y is None else <int16_t *>cnp.PyArray_DATA(<cnp.ndarray>y)
+    L.isa = isa
+    cdef int rc
+    with nogil:
+        rc = qe_srnn_run(&L)
+    if rc == -2:
+        raise MemoryError("qengine static RNN: out of memory for the scratch buffers")
+    if rc != 0:
+        raise ValueError(f"qengine static RNN kernel: inconsistent arguments (error {rc})")

@@ -1,0 +1,173 @@
+/* The integer (static) LSTM and GRU: one direction of one layer, the whole time loop in C,
+ * GIL-free. Definition: docs/numerics.md "Integer LSTM and GRU"; NumPy twin:
+ * qengine/reference/static_rnn.py (direction_ref), which this equals bit for bit on every ISA.
+ *
+ * Integer parts are exact: the dot products (qe_s16_s8_dot.h, the only ISA-specific code, all
+ * returning the same int64) and the Q-format gate arithmetic below (int64, arithmetic shifts).
+ * The float32 parts are single IEEE operations in the definition's order (-ffp-contract=off).
+ *
+ *   gx[t, n] = float32(Σ_k xc[t, k]·W[n, k])·mx[n] + bx[n]               all steps up front
+ *   per step and active batch row: hc = h − z_h (int16, zero past H),
+ *   LSTM  q = q12(gx + float32(Σ hc·R)·mh); i, o, f = σ(q), g = tanh(q)
+ *         c = sat16(rsr(f·c, 15) + rsr(i·g, 15 + e_c));  h = h_out(o·tanh(c in Q3.12))
+ *   GRU   z, r = σ(q12(gx + float32(Σ hc·R)·mh)) on the z / r rows;
+ *         linear_before_reset: n = tanh(q12(gx + float32(rsr(r·q12(float32(Σ hc·Rn)·mh + bh), 15))))
+ *         else:                n = tanh(q12(gx + float32(Σ rsr(r·hc, 15)·Rn)·mh))
+ *         h = h_out((32768 − z)·n + z·h15)      h15 = hc (int16) or rhe(float32(hc)·mq) (int8)
+ *   h_out(v) = int16: sat16(rsr(v, 15));  int8: Quantize(float32(v)·mo) onto (0..255, z_h).
+ * Rows past their sequence length keep their state; their y stays at z_h (the caller's fill).
+ */
+#ifndef QE_RNN_STATIC_H
+#define QE_RNN_STATIC_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../qe_threads.h"
+#include "qe_rnn_luts.h"
+#include "qe_s16_s8_dot.h"
+
+enum { QE_SRNN_LSTM = 0, QE_SRNN_GRU = 1 };
+enum { QE_SRNN_INT16 = 0, QE_SRNN_INT8 = 1 };
+enum { QE_SRNN_OK = 0, QE_SRNN_EARG = -1, QE_SRNN_ENOMEM = -2 };
+
+typedef struct qe_srnn_layer {
+    int32_t kind, scheme, T, B, H, input_size;   /* not "I": complex.h's macro */
+    int32_t reverse, linear_before_reset, e_c, z_h;
+    float mo, mq;                      /* int8 scheme: float32(2^-30 / s_h), float32(s_h·32768) */
+    const int16_t *x;                  /* centered input codes x − z_x, [T][B][kpx], time order */
+    size_t kpx;                        /* I padded to QE_S16S8_KB (zeros) */
+    const int8_t *w;                   /* [G·H][kpx] */
+    const int8_t *r;                   /* [G·H][kph], kph = H padded to QE_S16S8_KB */
+    const float *mx, *mh, *bx, *bh;    /* [G·H]; bh: GRU linear_before_reset (else unused) */
+    const int32_t *lens;               /* [B] or NULL (all T) */
+    int16_t *h, *c;                    /* [B][H] codes in and out (c: LSTM) */
+    int16_t *y;                        /* [T][B][H] codes out, or NULL */
+    int32_t isa;
+} qe_srnn_layer;
+
+static inline int64_t qe_srnn_rsr(int64_t x, int s) {   /* floor((x + 2^(s-1)) / 2^s) */
+    return s == 0 ? x : (x + ((int64_t)1 << (s - 1))) >> s;   /* gcc/clang: arithmetic >> */
+}
+
+static inline int64_t qe_srnn_sat16(int64_t x) {
+    return x < -32768 ? -32768 : (x > 32767 ? 32767 : x);
+}
+
+static inline int64_t qe_srnn_q12(float p) {
+    p = p < -32768.0f ? -32768.0f : p;
+    p = p > 32767.0f ? 32767.0f : p;
+    return (int64_t)lrintf(p);
+}
+
+static inline int64_t qe_srnn_lut(const int32_t *t, int64_t q) {
+    const int64_t u = q + 32768, i = u >> QE_RNN_LUT_SHIFT;
+    const int64_t f = u & ((1 << QE_RNN_LUT_SHIFT) - 1);
+    const int64_t t0 = t[i], t1 = t[i + 1 < QE_RNN_LUT_SIZE ? i + 1 : QE_RNN_LUT_SIZE - 1];
+    return t0 + (((t1 - t0) * f + (1 << (QE_RNN_LUT_SHIFT - 1))) >> QE_RNN_LUT_SHIFT);
+}
+
+static inline int16_t qe_srnn_h_out(const qe_srnn_layer *L, int64_t v) {
+    if (L->scheme == QE_SRNN_INT16) return (int16_t)qe_srnn_sat16(qe_srnn_rsr(v, 15));
+    float f = (float)v * L->mo;
+    const float lo = (float)(0 - L->z_h), hi = (float)(255 - L->z_h);
+    f = f < lo ? lo : f;
+    f = f > hi ? hi : f;
+    return (int16_t)(lrintf(f) + L->z_h);
+}
+
+static inline size_t qe_srnn_pad(size_t k) {
+    return (k + QE_S16S8_KB - 1) / QE_S16S8_KB * QE_S16S8_KB;
+}
+
+static int qe_srnn_run(const qe_srnn_layer *L) {
+    const int G = L->kind == QE_SRNN_LSTM ? 4 : 3;
+    const size_t T = (size_t)L->T, B = (size_t)L->B, H = (size_t)L->H;
+    const size_t GH = (size_t)G * H, kph = qe_srnn_pad(H);
+    if (L->T < 0 || L->B < 0 || L->H < 1 || L->input_size < 1 || L->e_c < 0 || L->e_c > 15 ||
+        (L->kind != QE_SRNN_LSTM && L->kind != QE_SRNN_GRU) ||
+        (L->scheme != QE_SRNN_INT16 && L->scheme != QE_SRNN_INT8) ||
+        L->kpx != qe_srnn_pad((size_t)L->input_size) || (L->scheme == QE_SRNN_INT16 && L->z_h) ||
+        L->z_h < 0 || L->z_h > 255)
+        return QE_SRNN_EARG;
+    if (T == 0 || B == 0) return QE_SRNN_OK;
+    const qe_s16s8_dot_fn dot = qe_s16s8_dot_for_isa(L->isa);
+    /* scratch: gx [T·B][GH] f32, acc [GH] i64, hc [kph] i16, gates [GH] i64 */
+    const size_t bytes = T * B * GH * sizeof(float) + GH * sizeof(int64_t) +
+                         kph * sizeof(int16_t) + GH * sizeof(int64_t) + 256;
+    uint8_t *ws = (uint8_t *)qe_workspace(QE_WS_CALL, bytes);
+    if (!ws) return QE_SRNN_ENOMEM;
+    float *gx = (float *)(void *)ws;
+    int64_t *acc = (int64_t *)(void *)(ws + (T * B * GH * sizeof(float) + 63) / 64 * 64);
+    int64_t *q = acc + GH;
+    int16_t *hc = (int16_t *)(void *)(q + GH);
+    memset(hc, 0, kph * sizeof(int16_t));
+    for (size_t tb = 0; tb < T * B; tb++) {
+        dot(GH, L->kpx, L->x + tb * L->kpx, L->w, L->kpx, acc);
+        float *g = gx + tb * GH;
+        for (size_t n = 0; n < GH; n++) g[n] = (float)acc[n] * L->mx[n] + L->bx[n];
+    }
+    const int e = L->e_c;
+    for (size_t s = 0; s < T; s++) {
+        for (size_t b = 0; b < B; b++) {
+            const size_t len = L->lens ? (size_t)L->lens[b] : T;
+            if (s >= len) continue;
+            const size_t t = L->reverse ? len - 1 - s : s;
+            const float *g = gx + (t * B + b) * GH;
+            int16_t *h = L->h + b * H;
+            for (size_t k = 0; k < H; k++) hc[k] = (int16_t)(h[k] - L->z_h);
+            if (L->kind == QE_SRNN_LSTM) {
+                int16_t *c = L->c + b * H;
+                dot(GH, kph, hc, L->r, kph, acc);
+                for (size_t n = 0; n < GH; n++) q[n] = qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]);
+                for (size_t u = 0; u < H; u++) {
+                    const int64_t i = qe_srnn_lut(qe_rnn_sigmoid_lut, q[u]);
+                    const int64_t o = qe_srnn_lut(qe_rnn_sigmoid_lut, q[H + u]);
+                    const int64_t f = qe_srnn_lut(qe_rnn_sigmoid_lut, q[2 * H + u]);
+                    const int64_t gg = qe_srnn_lut(qe_rnn_tanh_lut, q[3 * H + u]);
+                    const int64_t cn = qe_srnn_sat16(qe_srnn_rsr(f * c[u], 15) +
+                                                     qe_srnn_rsr(i * gg, 15 + e));
+                    c[u] = (int16_t)cn;
+                    const int64_t tin = e <= 3 ? qe_srnn_rsr(cn, 3 - e)
+                                               : qe_srnn_sat16(cn * ((int64_t)1 << (e - 3)));
+                    h[u] = qe_srnn_h_out(L, o * qe_srnn_lut(qe_rnn_tanh_lut, tin));
+                }
+            } else {
+                dot(L->linear_before_reset ? GH : 2 * H, kph, hc, L->r, kph, acc);
+                for (size_t n = 0; n < 2 * H; n++) q[n] = qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]);
+                /* q[u] becomes z, q[H + u] r (Q0.15) */
+                for (size_t n = 0; n < 2 * H; n++) q[n] = qe_srnn_lut(qe_rnn_sigmoid_lut, q[n]);
+                int64_t *pn = q + 2 * H;        /* the candidate's Q3.12 codes */
+                if (L->linear_before_reset) {
+                    for (size_t u = 0; u < H; u++) {
+                        const size_t n = 2 * H + u;
+                        const int64_t ph = qe_srnn_q12((float)acc[n] * L->mh[n] + L->bh[n]);
+                        const int64_t rh = qe_srnn_rsr(q[H + u] * ph, 15);
+                        pn[u] = qe_srnn_q12(g[n] + (float)rh);
+                    }
+                } else {
+                    /* hc ← rsr(r·hc, 15) for the candidate's product; h itself is kept */
+                    for (size_t u = 0; u < H; u++)
+                        hc[u] = (int16_t)qe_srnn_rsr(q[H + u] * (int64_t)hc[u], 15);
+                    dot(H, kph, hc, L->r + 2 * H * kph, kph, acc + 2 * H);
+                    for (size_t u = 0; u < H; u++) {
+                        const size_t n = 2 * H + u;
+                        pn[u] = qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]);
+                    }
+                }
+                for (size_t u = 0; u < H; u++) {
+                    const int64_t z = q[u], nn = qe_srnn_lut(qe_rnn_tanh_lut, pn[u]);
+                    const int64_t hcu = (int64_t)h[u] - L->z_h;
+                    const int64_t h15 = L->scheme == QE_SRNN_INT16 ? hcu
+                                                                   : (int64_t)lrintf((float)hcu * L->mq);
+                    h[u] = qe_srnn_h_out(L, (32768 - z) * nn + z * h15);
+                }
+            }
+            if (L->y) memcpy(L->y + (t * B + b) * H, h, H * sizeof(int16_t));
+        }
+    }
+    return QE_SRNN_OK;
+}
+
+#endif

@@ -1,0 +1,139 @@
+/* Exact int16 × int8 dot products for the integer LSTM / GRU (qe_rnn_static.h):
+ *   out[j] = Σ_{k < kp} a[k] · w[j·ldw + k]        j < n, as an exact int64
+ * a: int16 [kp] (the layer's centered activation codes, zero past K); w: int8 rows, zero past K;
+ * kp a multiple of QE_S16S8_KB. Every product is ≤ 32768·128 = 2^22 in magnitude, so an int32
+ * lane holding at most 512 of them cannot overflow: each kernel adds its int32 lanes into int64
+ * at least every QE_S16S8_CHUNK K values, and every ISA returns the same exact integers (the
+ * scalar kernel sums in int64 directly). Rows go 4 at a time so that a is loaded once per 4.
+ *   AVX2 / AVX-512: 16 / 32 weights sign-extended to int16 (vpmovsxbw), vpmaddwd against a;
+ *   NEON: 8 weights widened (vmovl_s8), vmlal_s16 against a.
+ */
+#ifndef QE_S16_S8_DOT_H
+#define QE_S16_S8_DOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../qe_target.h"
+
+#define QE_S16S8_KB 32          /* kp granularity (the widest kernel's step) */
+#define QE_S16S8_CHUNK 512      /* K values between int32 → int64 flushes (≤ 512 products a lane) */
+
+typedef void (*qe_s16s8_dot_fn)(size_t n, size_t kp, const int16_t *a, const int8_t *w,
+                                size_t ldw, int64_t *out);
+
+static void qe_s16s8_dot__scalar(size_t n, size_t kp, const int16_t *a, const int8_t *w,
+                                 size_t ldw, int64_t *out) {
+    for (size_t j = 0; j < n; j++) {
+        int64_t s = 0;
+        const int8_t *r = w + j * ldw;
+        for (size_t k = 0; k < kp; k++) s += (int64_t)a[k] * r[k];
+        out[j] = s;
+    }
+}
+
+#if QE_HAVE_X86_SIMD
+QE_TARGET_AVX2 QE_INLINE int64_t qe_s16s8_hsum64__avx2(__m256i v) {
+    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
+    const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1));
+    const __m256i s = _mm256_add_epi64(lo, hi);
+    const __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    return _mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1);
+}
+
+QE_TARGET_AVX2
+static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8_t *w,
+                               size_t ldw, int64_t *out) {
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        int64_t s[4] = {0, 0, 0, 0};
+        for (size_t k0 = 0; k0 < kp; k0 += QE_S16S8_CHUNK) {
+            const size_t k1 = k0 + QE_S16S8_CHUNK < kp ? k0 + QE_S16S8_CHUNK : kp;
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (size_t k = k0; k < k1; k += 16) {
+                const __m256i va = _mm256_loadu_si256((const __m256i *)(a + k));
+                _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+                    const __m128i b = _mm_loadu_si128((const __m128i *)(w + (j + q) * ldw + k));
+                    acc[q] = _mm256_add_epi32(acc[q],
+                                              _mm256_madd_epi16(va, _mm256_cvtepi8_epi16(b)));
+                }
+            }
+            for (int q = 0; q < 4; q++) s[q] += qe_s16s8_hsum64__avx2(acc[q]);
+        }
+        for (int q = 0; q < 4; q++) out[j + q] = s[q];
+    }
+    if (j < n) qe_s16s8_dot__scalar(n - j, kp, a, w + j * ldw, ldw, out + j);
+}
+
+QE_TARGET_AVX512VNNI
+static void qe_s16s8_dot__avx512(size_t n, size_t kp, const int16_t *a, const int8_t *w,
+                                 size_t ldw, int64_t *out) {
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        int64_t s[4] = {0, 0, 0, 0};
+        for (size_t k0 = 0; k0 < kp; k0 += QE_S16S8_CHUNK) {
+            const size_t k1 = k0 + QE_S16S8_CHUNK < kp ? k0 + QE_S16S8_CHUNK : kp;
+            __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(),
+                              _mm512_setzero_si512(), _mm512_setzero_si512()};
+            for (size_t k = k0; k < k1; k += 32) {
+                const __m512i va = _mm512_loadu_si512((const void *)(a + k));
+                _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+                    const __m256i b = _mm256_loadu_si256((const __m256i *)(w + (j + q) * ldw + k));
+                    acc[q] = _mm512_dpwssd_epi32(acc[q], va, _mm512_cvtepi8_epi16(b));
+                }
+            }
+            for (int q = 0; q < 4; q++) {
+                const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc[q]));
+                const __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc[q], 1));
+                s[q] += _mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi));
+            }
+        }
+        for (int q = 0; q < 4; q++) out[j + q] = s[q];
+    }
+    if (j < n) qe_s16s8_dot__scalar(n - j, kp, a, w + j * ldw, ldw, out + j);
+}
+#endif
+
+#if QE_HAVE_NEONDOT
+QE_TARGET_NEONDOT
+static void qe_s16s8_dot__neon(size_t n, size_t kp, const int16_t *a, const int8_t *w,
+                               size_t ldw, int64_t *out) {
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        int64_t s[4] = {0, 0, 0, 0};
+        for (size_t k0 = 0; k0 < kp; k0 += QE_S16S8_CHUNK) {
+            const size_t k1 = k0 + QE_S16S8_CHUNK < kp ? k0 + QE_S16S8_CHUNK : kp;
+            int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+            for (size_t k = k0; k < k1; k += 8) {
+                const int16x8_t va = vld1q_s16(a + k);
+                for (int q = 0; q < 4; q++) {
+                    const int16x8_t b = vmovl_s8(vld1_s8(w + (j + q) * ldw + k));
+                    acc[q] = vmlal_s16(acc[q], vget_low_s16(va), vget_low_s16(b));
+                    acc[q] = vmlal_high_s16(acc[q], va, b);
+                }
+            }
+            for (int q = 0; q < 4; q++) s[q] += vaddlvq_s32(acc[q]);
+        }
+        for (int q = 0; q < 4; q++) out[j + q] = s[q];
+    }
+    if (j < n) qe_s16s8_dot__scalar(n - j, kp, a, w + j * ldw, ldw, out + j);
+}
+#endif
+
+static const char *const qe_s16s8_dot_names[4] = {"qe_s16s8_dot__scalar", "qe_s16s8_dot__avx2",
+                                                  "qe_s16s8_dot__avx512", "qe_s16s8_dot__neon"};
+
+/* The kernel for a runnable ISA (QE_ISA_*); the scalar one for anything else compiled out. */
+static qe_s16s8_dot_fn qe_s16s8_dot_for_isa(int isa) {
+#if QE_HAVE_X86_SIMD
+    if (isa == QE_ISA_AVX2) return qe_s16s8_dot__avx2;
+    if (isa == QE_ISA_AVX512VNNI) return qe_s16s8_dot__avx512;
+#endif
+#if QE_HAVE_NEONDOT
+    if (isa == QE_ISA_NEONDOT) return qe_s16s8_dot__neon;
+#endif
+    (void)isa;
+    return qe_s16s8_dot__scalar;
+}
+
+#endif
