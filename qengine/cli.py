@@ -208,7 +208,7 @@ def _cmd_quantize(args):
                           method=args.method, per_channel=not args.per_tensor,
                           symmetric_activations=args.symmetric_activations,
                           bias_correction=args.bias_correction, target_sqnr=args.target_sqnr,
-                          progress=_progress("calibrating"))
+                          rnn=args.rnn, progress=_progress("calibrating"))
     result = quantize_graph(graph, args.mode, req)
     qgraph = result.graph
     units = _qdq_units(args.model)
@@ -602,6 +602,10 @@ def build_parser():
                         "this many weights along K (default: one per output row)")
     s.add_argument("--keep-float", type=_names, default=frozenset(), metavar="NODE,...",
                    help="node names to leave in float")
+    s.add_argument("--rnn", choices=("int16", "int8", "dynamic", "float"), default="int16",
+                   help="static mode: LSTM / GRU become integer with 16-bit (int16) or 8-bit "
+                        "(int8) activations and an int16 cell, dynamic int8 layers, or stay "
+                        "float")
     s.add_argument("--calib", metavar="DATA.npz",
                    help="calibration inputs (static mode): one array per model input, samples "
                         "along the first axis")

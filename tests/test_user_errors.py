@@ -143,28 +143,46 @@ def test_quantize_summary_lists_float_islands_with_their_cost(cnn, tmp_path):
 
 # ---- honest summaries: static LSTM --------------------------------------------------------------
 @pytest.mark.parametrize("export", ["ts", "dynamo"])
-def test_static_lstm_says_it_stays_float_and_what_to_use(lstms, export, tmp_path):
+def test_static_lstm_becomes_integer_or_says_it_stays_float(lstms, export, tmp_path):
     model, out = lstms["dir"] / f"{export}.onnx", tmp_path / "s.qe"
+    ref = lstms["ref"]
+
+    def sqnr(got):
+        return 10 * np.log10(np.sum(ref ** 2) / np.sum((got - ref) ** 2))
+    # the default: the integer LSTM (16-bit activations), reported as quantized
     p = qe("quantize", model, "-o", out, "--mode", "static", "--calib", lstms["calib"],
            "--json", check_rc=0)
     r = json.loads(p.stdout)
-    notes = " ".join(r["notes"])
-    assert "static int8 LSTM/GRU is not supported yet" in notes and "--mode dynamic" in notes
     lstm_rows = [n for n in r["nodes"] if n["op"] == "LSTM"]
-    assert len(lstm_rows) == 1 and not lstm_rows[0]["quantized"]
+    assert len(lstm_rows) == 1 and lstm_rows[0]["quantized"]
+    assert lstm_rows[0]["new_op"] == "StaticQuantLSTM"
+    assert sqnr(qengine.load(out).run({"x": lstms["x"]})["y"]) > 30     # oracle: torch
+    # --rnn float: it stays float and the summary says so, and what to use
+    out = tmp_path / "f.qe"
+    p = qe("quantize", model, "-o", out, "--mode", "static", "--calib", lstms["calib"],
+           "--rnn", "float", "--json", check_rc=0)
+    r = json.loads(p.stdout)
+    notes = " ".join(r["notes"])
+    assert "static quantization leaves LSTM" in notes and "--rnn" in notes
+    assert not [n for n in r["nodes"] if n["op"] == "LSTM"][0]["quantized"]
     assert r["kept_float"] >= 1
-    # the float LSTM is exact: the model's error is the int8 Gemm's alone (oracle: torch)
-    got = qengine.load(out).run({"x": lstms["x"]})["y"]
-    ref = lstms["ref"]
-    assert 10 * np.log10(np.sum(ref ** 2) / np.sum((got - ref) ** 2)) > 30
+    # the float LSTM is exact: the model's error is the int8 Gemm's alone
+    assert sqnr(qengine.load(out).run({"x": lstms["x"]})["y"]) > 30
     # the advice works: quantizing the static result dynamically makes the LSTM int8
     hybrid = tmp_path / "h.qe"
     qe("quantize", out, "-o", hybrid, "--mode", "dynamic", check_rc=0)
     ops = [n.op_type for n in qengine.load_graph(hybrid).nodes]
     assert "DynamicQuantLSTM" in ops and "QGemm" in ops and "LSTM" not in ops
+    # and so does --rnn dynamic, in one step
+    out = tmp_path / "d.qe"
+    qe("quantize", model, "-o", out, "--mode", "static", "--calib", lstms["calib"],
+       "--rnn", "dynamic", check_rc=0)
+    assert "DynamicQuantLSTM" in [n.op_type for n in qengine.load_graph(out).nodes]
     # the Python API warns with the same words
-    with pytest.warns(qengine.QuantizationWarning, match="LSTM/GRU is not supported yet"):
-        qengine.quantize_static(model, {"x": lstms["x"]})
+    with pytest.warns(qengine.QuantizationWarning, match="static quantization leaves LSTM"):
+        qengine.quantize_static(model, {"x": lstms["x"]}, qengine.StaticQuantConfig(rnn="float"))
+    with pytest.raises(qengine.ConfigError, match="rnn must be one of int16, int8, dynamic"):
+        qengine.StaticQuantConfig(rnn="int4")
 
 
 # ---- honest summaries: shared weights -------------------------------------------------------------

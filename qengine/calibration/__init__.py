@@ -16,3 +16,4 @@ from .minmax import (MinMaxObserver, MovingAverageMinMaxObserver,  # noqa: F401
 from .mse import MSEObserver  # noqa: F401
 from .percentile import PercentileObserver  # noqa: F401
 from .registry import OBSERVERS, make_observer, observer_from_dict  # noqa: F401
+from .rnn import RNNObserver, carry_state  # noqa: F401

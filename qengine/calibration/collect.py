@@ -115,7 +115,8 @@ def _warn_nan(dropped: Mapping[str, int], shown: int = 8) -> None:
 def collect_stats(model, calibration_data, tensor_names=None, method: str = "minmax",
                   progress: Callable[[int, int | None], None] | None = None, *,
                   batch_size: int | None = None, observer_options: Mapping | None = None,
-                  observers: Mapping[str, Observer] | None = None) -> dict[str, Observer]:
+                  observers: Mapping[str, Observer] | None = None,
+                  node_hooks: Mapping | None = None) -> dict[str, Observer]:
     """Observe activations of a float model over calibration data.
 
     model             qengine.Session or Graph (run in float32)
@@ -128,10 +129,12 @@ def collect_stats(model, calibration_data, tensor_names=None, method: str = "min
     batch_size        batch size for dynamic-batch models (default 32); a fixed batch dim wins
     observers         existing {name: Observer} to continue (e.g. loaded with from_dict); new
                       ones are created for names it lacks
+    node_hooks        {node name: fn(*inputs)} called with those nodes' inputs as they run
+                      (RNN calibration, qengine/calibration/rnn.py)
     Returns {name: Observer}, in tensor_names order.
     """
     graph = _graph_of(model)
-    session = TapSession(graph, tensor_names)
+    session = TapSession(graph, tensor_names, node_hooks)
     explicit = tensor_names is not None
     options = dict(observer_options or {})
     make_observer(method, **options)                    # validate the method/options up front

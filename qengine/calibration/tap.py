@@ -5,6 +5,7 @@ outputs, which is what inference wants. Calibration needs to see chosen intermed
 keeping them all alive: `TapSession` is a Session whose executor plan has the ops that produce
 a watched value wrapped, so each watched value is handed to a callback the moment it exists
 (and can be freed as usual afterwards). Graph inputs are handed over from the validated feeds.
+`node_hooks` {node name: fn(*inputs)} also hand chosen nodes' inputs over as they run.
 
 It swaps the wrapped ops in with `Executor.replace_ops`; the executor is otherwise unchanged. One TapSession is meant for one calibration loop: the callback is per
 instance, so do not run one TapSession from several threads at once.
@@ -35,12 +36,25 @@ class _TapOp:
         return results
 
 
+class _HookOp:
+    """Hands the op's inputs to `hook(*inputs)`, then runs it (RNN calibration: the observer
+    replays the node on exactly what it was given)."""
+
+    def __init__(self, op, hook):
+        self._op, self._hook = op, hook
+        self.name, self.node = op.name, op.node
+
+    def run(self, *args, **kwargs):
+        self._hook(*args)
+        return self._op.run(*args, **kwargs)
+
+
 class TapSession(Session):
     """A Session that calls `callback(name, array)` for each watched value during `run_tapped`.
     It lets NaN in (nan="allow"): the observers count what they drop and the calibration
     driver reports it (collect.py)."""
 
-    def __init__(self, graph: Graph, names: Iterable[str] | None = None):
+    def __init__(self, graph: Graph, names: Iterable[str] | None = None, node_hooks=None):
         super().__init__(graph, nan="allow")
         produced = [o for n in graph.nodes for o in n.outputs if o]
         if names is None:
@@ -60,8 +74,13 @@ class TapSession(Session):
         watched = set(self.tapped)
         self._callback = None
         ex = self._executor
+        hooks = dict(node_hooks or {})
+        unknown = set(hooks) - {n.name for n in graph.nodes}
+        if unknown:
+            raise ConfigError(f"node_hooks name nodes that are not in the graph: {sorted(unknown)}")
+        ops = [_HookOp(op, hooks[op.name]) if op.name in hooks else op for op, _, _ in ex.plan]
         ex.replace_ops(_TapOp(op, outs, watched, self) if watched.intersection(outs) else op
-                       for op, ins, outs in ex.plan)
+                       for op, (_, ins, outs) in zip(ops, ex.plan))
 
     def _emit(self, name, value):
         self._callback(name, value)

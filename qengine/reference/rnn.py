@@ -52,7 +52,8 @@ def _from_layout0(Y, states, layout):
     return Y, states
 
 
-def _run_directions(cell, X, W, R, B, sequence_lens, initial, direction, layout, n_state, H):
+def _run_directions(cell, X, W, R, B, sequence_lens, initial, direction, layout, n_state, H,
+                    trace=None):
     X, initial = _to_layout0(np.asarray(X, np.float64), initial, layout)
     T, batch, _ = X.shape
     lens = np.full(batch, T) if sequence_lens is None else np.asarray(sequence_lens)
@@ -66,6 +67,8 @@ def _run_directions(cell, X, W, R, B, sequence_lens, initial, direction, layout,
         for t in steps:
             new = cell(X[t], state, d)
             active = (t < lens)[:, None]
+            if trace is not None:                 # the new states of the rows that step
+                trace.append([n[active[:, 0]] for n in new])
             state = [np.where(active, n, s) for n, s in zip(new, state)]
             Y[t, d] = np.where(active, state[0], 0.0)
         for k in range(n_state):
@@ -74,8 +77,9 @@ def _run_directions(cell, X, W, R, B, sequence_lens, initial, direction, layout,
 
 
 def lstm_ref(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, *,
-             direction="forward", layout=0, clip=None):
-    """ONNX LSTM in float64. Returns (Y, Y_h, Y_c)."""
+             direction="forward", layout=0, clip=None, trace=None):
+    """ONNX LSTM in float64. Returns (Y, Y_h, Y_c). trace: a list that gets [h, c] of the rows
+    that step, per step and direction (calibration of the integer LSTM)."""
     W, R = np.asarray(W, np.float64), np.asarray(R, np.float64)
     D, H = W.shape[0], R.shape[-1]
     B = np.zeros((D, 8 * H)) if B is None else np.asarray(B, np.float64)
@@ -95,13 +99,13 @@ def lstm_ref(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None
         return o * np.tanh(c_new), c_new
 
     Y, (Yh, Yc) = _run_directions(cell, X, W, R, B, sequence_lens, [initial_h, initial_c],
-                                  direction, layout, 2, H)
+                                  direction, layout, 2, H, trace)
     return Y, Yh, Yc
 
 
 def gru_ref(X, W, R, B=None, sequence_lens=None, initial_h=None, *, direction="forward",
-            layout=0, clip=None, linear_before_reset=0):
-    """ONNX GRU in float64. Returns (Y, Y_h)."""
+            layout=0, clip=None, linear_before_reset=0, trace=None):
+    """ONNX GRU in float64. Returns (Y, Y_h). trace: as lstm_ref's, [h] per step."""
     W, R = np.asarray(W, np.float64), np.asarray(R, np.float64)
     D, H = W.shape[0], R.shape[-1]
     B = np.zeros((D, 6 * H)) if B is None else np.asarray(B, np.float64)
@@ -121,7 +125,7 @@ def gru_ref(X, W, R, B=None, sequence_lens=None, initial_h=None, *, direction="f
         return ((1.0 - z) * n + z * h,)
 
     Y, (Yh,) = _run_directions(cell, X, W, R, B, sequence_lens, [initial_h], direction, layout,
-                               1, H)
+                               1, H, trace)
     return Y, Yh
 
 

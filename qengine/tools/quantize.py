@@ -32,6 +32,7 @@ class QuantizeRequest:
     symmetric_activations: bool = False
     bias_correction: bool = False
     target_sqnr: float | None = None    # static: auto keep-float until this output SQNR (dB)
+    rnn: str = "int16"                  # static: what LSTM / GRU become (StaticQuantConfig.rnn)
     progress: Callable | None = field(default=None, compare=False)
 
 
@@ -65,7 +66,8 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                                            ("--per-tensor", not req.per_channel),
                                            ("--symmetric-activations",
                                             req.symmetric_activations),
-                                           ("--method", req.method != "minmax")) if used]
+                                           ("--method", req.method != "minmax"),
+                                           ("--rnn", req.rnn != "int16")) if used]
     if static_only:
         raise ConfigError(f"{', '.join(static_only)}: static mode only, and the mode is "
                           f"dynamic (the default): add --mode static to calibrate, or leave "
@@ -90,7 +92,7 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
 ISLAND_RUNS = 3
 
 #: float op types the static report lists: the ones a lowering rule makes integer compute
-#: nodes of (not data movement nor table lookups), and LSTM/GRU (float in static mode, yet)
+#: nodes of (not data movement nor table lookups), and LSTM/GRU
 STATIC_REPORTED = frozenset({op for op, r in RULES.items() if not r.same_qparams or
                              op == "MaxPool"} - set(LUT_FUNCTIONS) - {"ElementwiseChain"} |
                             {"LSTM", "GRU"})
@@ -113,7 +115,8 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
     cfg = StaticQuantConfig(method=req.method, per_channel=req.per_channel,
                             weight_bits=req.weight_bits,
                             symmetric_activations=req.symmetric_activations,
-                            bias_correction=req.bias_correction, keep_float=req.keep_float)
+                            bias_correction=req.bias_correction, keep_float=req.keep_float,
+                            rnn=req.rnn)
     float_graph = prepare_float_graph(graph)
     observe_shapes(float_graph, data, cfg.batch_size)   # dtypes: the report skips integer ops
     notes = []

@@ -167,7 +167,10 @@ def _add_init(g: Graph, base: str, value: np.ndarray) -> str:
     return name
 
 
-def _rnn(g, node, config, consumers, kind):
+def rnn_operands(g, node):
+    """(inputs padded to 8, W, R) of an ONNX LSTM / GRU node the quantized layers can run —
+    constant W, R (and B), default activations, no clip, input_forget or nonzero peepholes —
+    or None (the node stays float)."""
     a = node.attrs
     if a.get("clip") is not None or a.get("input_forget", 0) or a.get("activations") is not None:
         return None
@@ -177,10 +180,19 @@ def _rnn(g, node, config, consumers, kind):
         return None
     if ins[3] and _const(g, ins[3]) is None:
         return None
-    if kind == "lstm" and ins[7]:
+    if node.op_type == "LSTM" and ins[7]:
         P = _const(g, ins[7])
         if P is None or np.any(P):
             return None                                   # peepholes: keep float
+    return ins, W, R
+
+
+def _rnn(g, node, config, consumers, kind):
+    a = node.attrs
+    ops = rnn_operands(g, node)
+    if ops is None:
+        return None
+    ins, W, R = ops
     w4 = config.weight_bits == 4
     quant = (lambda m: quantize_int4(m, config.group_size)) if w4 else \
         quantize_per_channel_symmetric

@@ -53,6 +53,9 @@ METHODS = ("minmax", "moving_average", "entropy", "percentile", "mse")
 STATIC_INT8_OPS = tuple(op for op in RULES if op != "ElementwiseChain")
 
 
+RNN_MODES = ("int16", "int8", "dynamic", "float")
+
+
 @dataclass(frozen=True)
 class StaticQuantConfig:
     """Options of static quantization.
@@ -70,6 +73,10 @@ class StaticQuantConfig:
     batch_size: calibration batch size for models with a dynamic batch dimension.
     fuse_residual: run each QConv whose output only a residual QAdd reads together with that
         add, as one QConvAdd node (the same bytes, one pass less over memory).
+    rnn: what LSTM / GRU nodes become: "int16" (integer, 16-bit activations, int16 cell;
+        the default), "int8" (integer, 8-bit activations, int16 cell), "dynamic" (the dynamic
+        int8 kernels inside the static graph) or "float" (left as they are);
+        docs/numerics.md "Integer LSTM and GRU".
     """
     method: str = "minmax"
     per_channel: bool = True
@@ -80,8 +87,11 @@ class StaticQuantConfig:
     observer_options: tuple = ()
     batch_size: int | None = None
     fuse_residual: bool = True
+    rnn: str = "int16"
 
     def __post_init__(self):
+        if self.rnn not in RNN_MODES:
+            raise ConfigError(f"rnn must be one of {', '.join(RNN_MODES)}, got {self.rnn!r}")
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.weight_bits not in (4, 8) or isinstance(self.weight_bits, bool):
@@ -164,13 +174,14 @@ _Plan = Plan
 
 
 def calibrate(g: Graph, calibration_data, config: StaticQuantConfig,
-              progress: Callable | None = None, names=None) -> dict:
-    """{value name: Observer} for the values the int8 graph needs (or `names`)."""
+              progress: Callable | None = None, names=None, node_hooks=None) -> dict:
+    """{value name: Observer} for the values the int8 graph needs (or `names`); node_hooks:
+    see collect_stats (the recurrent layers' observers)."""
     plan = _Plan(g, config.keep_float)
     return collect_stats(g, calibration_data, plan.watch if names is None else names,
                          method=config.method, progress=progress,
                          observer_options=dict(config.observer_options),
-                         batch_size=config.batch_size)
+                         batch_size=config.batch_size, node_hooks=node_hooks)
 
 
 # ---------------------------------------------------------------------------- rewrite
@@ -178,23 +189,20 @@ def calibrate(g: Graph, calibration_data, config: StaticQuantConfig,
 _NOT_YET = ("LSTM", "GRU")
 
 
-def warn_float_rnns(g: Graph, keep_float) -> None:
-    """One QuantizationWarning naming the LSTM/GRU nodes static mode leaves float, and what
-    to use instead. Static int8 recurrent layers would need calibrated gate and state ranges
-    (int16 state, per the design notes); the dynamic kernels run them in int8 today."""
-    rnns = [n for n in g.nodes if n.op_type in _NOT_YET and n.name not in keep_float]
+def warn_float_rnns(g: Graph, skip, why: str = "StaticQuantConfig(rnn='float')") -> None:
+    """One QuantizationWarning naming the LSTM/GRU nodes (other than `skip`) static mode leaves
+    float, why, and what to use instead."""
+    rnns = [n for n in g.nodes if n.op_type in _NOT_YET and n.name not in skip]
     if not rnns:
         return
     nbytes = sum(g.initializers[v].nbytes for v in {v for n in rnns for v in n.inputs
                                                      if v in g.initializers})
     names = ", ".join(f"{n.op_type} {n.name!r}" for n in rnns)
-    warnings.warn(f"static int8 LSTM/GRU is not supported yet: {names} "
-                  f"{'stays' if len(rnns) == 1 else 'stay'} float ({nbytes / 1024:.1f} KiB of "
-                  f"float weights); for int8 LSTM/GRU weights use --mode dynamic (Python: "
-                  f"quantize_dynamic), or quantize the static result again with --mode dynamic "
-                  f"to keep the other layers static (Python: quantize_dynamic(result, "
-                  f"DynamicQuantConfig(op_types={{'LSTM', 'GRU'}})))", QuantizationWarning,
-                  stacklevel=3)
+    warnings.warn(f"static quantization leaves {names} float ({nbytes / 1024:.1f} KiB of float "
+                  f"weights): {why}; integer LSTM/GRU: StaticQuantConfig(rnn='int16' or 'int8') "
+                  f"(CLI --rnn); int8 weights with dynamic activations: --mode dynamic or --rnn "
+                  f"dynamic (Python: quantize_dynamic, or StaticQuantConfig(rnn='dynamic'))",
+                  QuantizationWarning, stacklevel=3)
 
 
 def activation_qparams(g: Graph, stats: Mapping, config: StaticQuantConfig):
@@ -252,15 +260,29 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
     missing = config.keep_float - {n.name for n in g.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
-    warn_float_rnns(g, config.keep_float)
+    from .static_rnn import lower_rnns, node_hooks, rnn_observers
+    rnn_obs = rnn_observers(g, config.keep_float) if config.rnn in ("int16", "int8") else {}
+    if config.rnn == "float":
+        warn_float_rnns(g, config.keep_float)
+    elif config.rnn != "dynamic":
+        warn_float_rnns(g, config.keep_float | set(rnn_obs),
+                        "clip, non-default activations, input_forget, peepholes or weights "
+                        "computed at run time have no integer form")
     if config.bias_correction:
         calibration_data = reusable(calibration_data)
     calibration_data = observe_shapes(g, calibration_data, config.batch_size)
-    stats = calibrate(g, calibration_data, config, progress)
+    stats = calibrate(g, calibration_data, config, progress, node_hooks=node_hooks(rnn_obs))
     q, layers = build_int8(g, stats, config, with_layers=True)
     if config.bias_correction:
         from .bias_correction import correct_biases
         q = correct_biases(g, q, layers, calibration_data, config.batch_size)
     if config.fuse_residual:                # last: bias correction taps the QConv outputs
         q = fuse_residual_add(q)
+    if rnn_obs:
+        q = lower_rnns(q, rnn_obs, config.rnn)
+    elif config.rnn == "dynamic" and any(n.op_type in _NOT_YET for n in q.nodes):
+        from .dynamic import DynamicQuantConfig, quantize_dynamic
+        keep = config.keep_float & {n.name for n in q.nodes}
+        q = quantize_dynamic(q, DynamicQuantConfig(op_types=frozenset(_NOT_YET),
+                                                   keep_float=keep))
     return q

@@ -21,7 +21,10 @@
  *             group boundaries, 255 × ±7 extremes, long K, threads), the LSTM/GRU time loop
  *             with a 4-bit R vs scalar; static 4-bit convolution / GEMM (qe_conv_w4.h, the
  *             kernels' integer mode + the requantizing epilogue, with and without the fused
- *             residual) vs the direct int64 convolution + qe_requantize, on every ISA.
+ *             residual) vs the direct int64 convolution + qe_requantize, on every ISA;
+ *             integer LSTM / GRU (qe_rnn_static.h): the int16 × int8 dot kernels vs int64
+ *             (extremes ±32767 / −32768 × −128 / 127, K up to 4160, n tails), the time loop on
+ *             every ISA vs scalar (both schemes, GRU both resets, reverse, ragged lengths).
  *             (Where an ISA has no kernel of its own, e.g. NEON outside the GEMM, the dispatch
  *             gives it the scalar twin: the case then checks that choice, and the digest below
  *             checks the scalar code itself on that architecture.)
@@ -52,6 +55,7 @@
 #include "qengine/calib/qe_hist.h"
 #include "qengine/gemm/qe_gemm_w4.h"
 #include "qengine/conv/qe_conv_w4.h"
+#include "qengine/rnn/qe_rnn_static.h"
 
 static const char *const ISA_NAMES[QE_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "neondot"};
 static uint32_t g_avail;     /* compiled ∧ runnable, bit per QE_ISA_* */
@@ -105,10 +109,10 @@ static void *xmalloc(size_t n) {
 }
 
 /* digests of the scalar outputs of the fixed cases, one per family */
-enum { D_EPI, D_CONV, D_DW, D_DYN, D_RNN, D_QUANT, D_ELT, D_GATES, D_HIST, D_W4, D_W4S, D_COUNT };
+enum { D_EPI, D_CONV, D_DW, D_DYN, D_RNN, D_QUANT, D_ELT, D_GATES, D_HIST, D_W4, D_W4S, D_SRNN, D_COUNT };
 static const char *const D_NAMES[D_COUNT] = {"gemm-epilogues", "conv", "dwconv", "linear-dynamic",
                                              "rnn-dynamic", "quant", "eltwise", "gates", "hist",
-                                             "w4-dynamic", "w4-static"};
+                                             "w4-dynamic", "w4-static", "rnn-static"};
 static uint64_t g_digest[D_COUNT];
 
 static void digest(int d, const void *p, size_t bytes) {
@@ -1222,6 +1226,91 @@ static void test_conv_w4(void) {
         }
 }
 
+/* Integer LSTM / GRU: the exact dot kernels vs int64, then whole time loops vs scalar. */
+static void test_srnn(void) {
+    static const size_t NS[] = {1, 3, 4, 5, 9, 64}, KS[] = {32, 64, 96, 512, 544, 4160};
+    for (size_t ki = 0; ki < sizeof KS / sizeof KS[0]; ki++)
+        for (size_t ni = 0; ni < sizeof NS / sizeof NS[0]; ni++)
+            for (int pat = 0; pat < 3; pat++) {
+                const size_t n = NS[ni], k = KS[ki];
+                int16_t *a = xmalloc(k * 2);
+                int8_t *w = xmalloc(n * k);
+                int64_t *want = xmalloc(n * 8), *got = xmalloc(n * 8);
+                for (size_t i = 0; i < k; i++) a[i] = (int16_t)(pat == 0 ? rnd_int(-32768, 32767) : pat == 1 ? 32767 : -32768);
+                for (size_t i = 0; i < n * k; i++) w[i] = (int8_t)(pat == 0 ? rnd_int(-128, 127) : pat == 1 ? 127 : -128);
+                for (size_t j = 0; j < n; j++) {
+                    int64_t s = 0;
+                    for (size_t q = 0; q < k; q++) s += (int64_t)a[q] * w[j * k + q];
+                    want[j] = s;
+                }
+                char ctx[96];
+                snprintf(ctx, sizeof ctx, "n=%zu k=%zu pattern=%d", n, k, pat);
+                for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                    if (!(g_avail & (1u << isa))) continue;
+                    qe_s16s8_dot_for_isa(isa)(n, k, a, w, k, got);
+                    expect_same(per_isa(isa, qe_s16s8_dot_names[isa]),
+                                ctx, got, want, n, 8);
+                }
+                free(a); free(w); free(want); free(got);
+            }
+    static const int CASES[][7] = {   /* kind, scheme, lbr, reverse, B, H, I */
+        {QE_SRNN_LSTM, QE_SRNN_INT16, 0, 0, 1, 40, 19}, {QE_SRNN_LSTM, QE_SRNN_INT8, 0, 1, 3, 33, 64},
+        {QE_SRNN_GRU, QE_SRNN_INT16, 1, 0, 2, 50, 7}, {QE_SRNN_GRU, QE_SRNN_INT8, 0, 1, 3, 17, 40},
+        {QE_SRNN_GRU, QE_SRNN_INT16, 0, 0, 1, 96, 33}, {QE_SRNN_LSTM, QE_SRNN_INT16, 0, 0, 2, 130, 600}};
+    for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++)
+        for (int e = 0; e <= 15; e += 5) {
+            const int *cs = CASES[ci];
+            const int G = cs[0] == QE_SRNN_LSTM ? 4 : 3, T = 6, B = cs[4], H = cs[5], I = cs[6];
+            const size_t GH = (size_t)G * H, kpx = qe_srnn_pad((size_t)I), kph = qe_srnn_pad((size_t)H);
+            const int zh = cs[1] == QE_SRNN_INT8 ? 120 : 0, amax = cs[1] == QE_SRNN_INT8 ? 255 : 32767;
+            int16_t *x = xmalloc((size_t)T * B * kpx * 2), *h0 = xmalloc((size_t)B * H * 2), *c0 = xmalloc((size_t)B * H * 2);
+            int8_t *w = xmalloc(GH * kpx), *r = xmalloc(GH * kph);
+            float *mx = xmalloc(GH * 4), *mh = xmalloc(GH * 4), *bx = xmalloc(GH * 4), *bh = xmalloc(GH * 4);
+            int32_t lens[3] = {T, T - 2, 1};
+            memset(x, 0, (size_t)T * B * kpx * 2); memset(w, 0, GH * kpx); memset(r, 0, GH * kph);
+            for (size_t tb = 0; tb < (size_t)T * B; tb++)
+                for (int q = 0; q < I; q++) x[tb * kpx + q] = (int16_t)(rnd_int(0, amax) - (cs[1] == QE_SRNN_INT8 ? 128 : amax / 2));
+            for (size_t n = 0; n < GH; n++) {
+                for (int q = 0; q < I; q++) w[n * kpx + q] = (int8_t)rnd_int(-127, 127);
+                for (int q = 0; q < H; q++) r[n * kph + q] = (int8_t)rnd_int(-127, 127);
+                mx[n] = (rnd_f32(1.0f) + 1.1f) * (cs[1] == QE_SRNN_INT8 ? 0.3f : 3e-4f) / (float)I;
+                mh[n] = (rnd_f32(1.0f) + 1.1f) * (cs[1] == QE_SRNN_INT8 ? 0.3f : 3e-4f) / (float)H;
+                bx[n] = rnd_f32(4000.0f); bh[n] = rnd_f32(4000.0f);
+            }
+            for (int i = 0; i < B * H; i++) { h0[i] = (int16_t)(cs[1] == QE_SRNN_INT8 ? rnd_int(0, 255) : rnd_int(-32767, 32767)); c0[i] = (int16_t)rnd_int(-32768, 32767); }
+            int16_t *out[QE_ISA_COUNT][3];
+            char ctx[128];
+            snprintf(ctx, sizeof ctx, "case %zu e_c=%d", ci, e);
+            for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                out[isa][0] = out[isa][1] = out[isa][2] = NULL;
+                if (!(g_avail & (1u << isa))) continue;
+                int16_t *h = xmalloc((size_t)B * H * 2), *c = xmalloc((size_t)B * H * 2), *y = xmalloc((size_t)T * B * H * 2);
+                memcpy(h, h0, (size_t)B * H * 2); memcpy(c, c0, (size_t)B * H * 2);
+                for (size_t i = 0; i < (size_t)T * B * H; i++) y[i] = (int16_t)zh;
+                qe_srnn_layer L;
+                memset(&L, 0, sizeof L);
+                L.kind = cs[0]; L.scheme = cs[1]; L.T = T; L.B = B; L.H = H; L.input_size = I;
+                L.reverse = cs[3]; L.linear_before_reset = cs[2]; L.e_c = e; L.z_h = zh;
+                L.mo = 2.0e-7f; L.mq = 200.0f;
+                L.x = x; L.kpx = kpx; L.w = w; L.r = r; L.mx = mx; L.mh = mh; L.bx = bx; L.bh = bh;
+                L.lens = lens; L.h = h; L.c = cs[0] == QE_SRNN_LSTM ? c : NULL; L.y = y; L.isa = isa;
+                expect_rc("qe_srnn_run", qe_srnn_run(&L));
+                out[isa][0] = h; out[isa][1] = c; out[isa][2] = y;
+                if (isa == QE_ISA_SCALAR) {
+                    digest(D_SRNN, y, (size_t)T * B * H * 2); digest(D_SRNN, h, (size_t)B * H * 2); digest(D_SRNN, c, (size_t)B * H * 2);
+                    continue;
+                }
+                char name[128];
+                snprintf(name, sizeof name, "%s: qe_srnn_run (y, h, c)", ISA_NAMES[isa]);
+                expect_same(name, ctx, y, out[0][2], (size_t)T * B * H, 2);
+                expect_same(name, ctx, h, out[0][0], (size_t)B * H, 2);
+                expect_same(name, ctx, c, out[0][1], (size_t)B * H, 2);
+            }
+            for (int isa = 0; isa < QE_ISA_COUNT; isa++) for (int q = 0; q < 3; q++) free(out[isa][q]);
+            free(x); free(h0); free(c0); free(w); free(r); free(mx); free(mh); free(bx); free(bh);
+        }
+}
+
 /* weights: 0 random in [−7, 7], else the value itself (±7), or 8 = alternating −7, +7 */
 static void test_w4(void) {
     static const size_t MS[] = {1, 2, 3, 4, 5, 9}, NS[] = {1, 15, 16, 17, 33, 64};
@@ -1375,7 +1464,7 @@ int main(int argc, char **argv) {
      * of its scalar outputs) do not depend on which ISAs ran before it */
     void (*const fixed[D_COUNT])(void) = {test_epilogues, test_conv, test_dwconv, test_dynamic, test_rnn,
                                           test_quant, test_eltwise, test_gates, test_hist, test_w4,
-                                          test_conv_w4};
+                                          test_conv_w4, test_srnn};
     for (int d = 0; d < D_COUNT; d++) {
         g_rng = 0x9e3779b97f4a7c15ull * (uint64_t)(d + 1);
         fixed[d]();

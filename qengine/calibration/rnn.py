@@ -1,0 +1,111 @@
+"""Calibration of the integer LSTM / GRU (qengine/quantized/static_rnn.py): the ranges its
+schemes need, observed on the float layer as it runs over the calibration data.
+
+A Graph's LSTM returns every step's h (Y) but only the last cell state, and the integer layer
+needs the range of every cell state (its int16 grid) as well as of every h (the uint8 grid of
+the "int8" scheme) and of the input. RNNObserver therefore replays each call of the float node
+through the float64 ONNX reference with a trace of the states (reference/rnn.py), on the very
+inputs the node got (its X, sequence_lens and initial states, so a stream calibrated chunk by
+chunk with its state carried in is observed in its steady state). The ranges merge exactly
+(min / max), so shards of the data calibrated apart and merged give the same parameters.
+
+The gate pre-activations need no calibration: their format is fixed (Q3.12, ±8, where sigmoid
+and tanh are flat to 3.4e-4 and 2e-7); the observer counts how often they leave it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..reference import rnn as F
+from ..reference.static_rnn import Params
+
+
+class RNNObserver:
+    """Ranges of one ONNX LSTM / GRU node's input, h and cell over the calibration data."""
+
+    def __init__(self, kind, W, R, B=None, *, direction="forward", layout=0,
+                 linear_before_reset=0):
+        self.kind, self.W, self.R, self.B = kind, W, R, B
+        self.direction, self.layout, self.lbr = direction, layout, linear_before_reset
+        self.x_min = self.h_min = np.inf
+        self.x_max = self.h_max = -np.inf
+        self.c_absmax = 0.0
+        self.calls = 0
+
+    def observe(self, X, sequence_lens=None, initial_h=None, initial_c=None):
+        X = np.asarray(X, np.float64)
+        if X.size == 0:
+            return
+        trace = []
+        kw = dict(direction=self.direction, layout=self.layout, trace=trace)
+        if self.kind == "lstm":
+            F.lstm_ref(X, self.W, self.R, self.B, sequence_lens, initial_h, initial_c, **kw)
+        else:
+            F.gru_ref(X, self.W, self.R, self.B, sequence_lens, initial_h,
+                      linear_before_reset=self.lbr, **kw)
+        finite = X[np.isfinite(X)]
+        if finite.size:
+            self.x_min = min(self.x_min, float(finite.min()))
+            self.x_max = max(self.x_max, float(finite.max()))
+        hs = [t[0] for t in trace if t[0].size] + ([] if initial_h is None else
+                                                   [np.asarray(initial_h, np.float64)])
+        if hs:
+            self.h_min = min(self.h_min, min(float(h.min()) for h in hs))
+            self.h_max = max(self.h_max, max(float(h.max()) for h in hs))
+        if self.kind == "lstm":
+            cs = [t[1] for t in trace if t[1].size] + ([] if initial_c is None else
+                                                       [np.asarray(initial_c, np.float64)])
+            if cs:
+                self.c_absmax = max(self.c_absmax, max(float(np.abs(c).max()) for c in cs))
+        self.calls += 1
+
+    def merge(self, other: "RNNObserver") -> "RNNObserver":
+        self.x_min, self.x_max = min(self.x_min, other.x_min), max(self.x_max, other.x_max)
+        self.h_min, self.h_max = min(self.h_min, other.h_min), max(self.h_max, other.h_max)
+        self.c_absmax = max(self.c_absmax, other.c_absmax)
+        self.calls += other.calls
+        return self
+
+    def params(self, scheme: str) -> Params:
+        """The layer's Params for `scheme` ("int16" or "int8") from the ranges seen."""
+        from ..quant import choose_qparams
+        from ..quantized.static_rnn import cell_exponent
+        if not self.calls or not np.isfinite(self.x_min):
+            raise ConfigError("the recurrent layer saw no finite calibration input")
+        e_c = cell_exponent(self.c_absmax)
+        if scheme == "int16":
+            amax = max(abs(self.x_min), abs(self.x_max))
+            s_x = np.float32(amax / 32767) if amax > 0 else np.float32(1.0)
+            return Params("int16", s_x, 0, 2.0 ** -15, 0, e_c)
+        if scheme != "int8":
+            raise ConfigError(f"scheme must be 'int16' or 'int8', got {scheme!r}")
+        px = choose_qparams(self.x_min, self.x_max, bits=8, symmetric=False, signed=False)
+        hmin = self.h_min if np.isfinite(self.h_min) else 0.0
+        hmax = self.h_max if np.isfinite(self.h_max) else 0.0
+        ph = choose_qparams(hmin, hmax, bits=8, symmetric=False, signed=False)
+        return Params("int8", px.scale, int(px.zero_point), ph.scale, int(ph.zero_point), e_c)
+
+
+def carry_state(model, chunks, state):
+    """Calibration feeds for a streaming model: each feed of `chunks` (an iterable of feed
+    dicts, one chunk of the stream after the other) gets the state inputs named by `state`
+    ({state input: state output}, e.g. {"h0": "hn", "c0": "cn"}) set to what the float model
+    returned for the previous chunk (the first chunk keeps its own, or zeros). Pass the result
+    as quantize_static's calibration_data: the recurrent layers are then calibrated in their
+    steady state, as they will run."""
+    from ..model_files import as_graph
+    from ..session import Session
+    sess = model if isinstance(model, Session) else Session(as_graph(model, "carry_state"))
+    missing = [k for k in state if k not in sess.input_names]
+    if missing:
+        raise ConfigError(f"carry_state: {missing} are not inputs of the model (inputs: "
+                          f"{sess.input_names})")
+    carried = None
+    for feeds in chunks:
+        feeds = dict(feeds)
+        if carried is not None:
+            feeds.update(carried)
+        yield feeds
+        out = sess.run(feeds)
+        carried = {k: out[v] for k, v in state.items()}
