@@ -325,6 +325,10 @@ def _cmd_analyze(args):
         report = analyze(graph, calib, method=args.method, per_channel=not args.per_tensor,
                          symmetric_activations=args.symmetric_activations, eval_data=evald,
                          labels=labels, progress=_progress("calibrating"))
+    from .workflows.static_rnn import COLLAPSE_DB, rnn_report
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NaNWarning)
+        rnns = rnn_report(graph, calib, evald, warn=False)
     paths = None
     if args.plots is not None:
         from .tools.plots import plot_sensitivity
@@ -338,6 +342,11 @@ def _cmd_analyze(args):
                      "layers": [{f.name: _json_float(getattr(r, f.name))
                                  for f in dataclasses.fields(r) if f.name != "histogram"}
                                 for r in report],
+                     "rnn_layers": [{"node": r.name, "op": r.op,
+                                     "h_sqnr_db": {k: _json_float(v) for k, v in r.h_sqnr.items()},
+                                     "c_sqnr_db": {k: _json_float(v) for k, v in r.c_sqnr.items()},
+                                     "cell_saturated": r.cell_saturated,
+                                     "int8_collapses": r.collapsed} for r in rnns],
                      "plots": None if paths is None else [str(p) for p in paths]})
         return 0
     headers, rows, align = report_rows(report)
@@ -351,6 +360,19 @@ def _cmd_analyze(args):
     print("sqnr alone: model output with only that layer in int8; in model: the layer's output "
           "inside the full int8 model; saturated: calibration values clipped (more than half a "
           "step outside the int8 range)")
+    if rnns:
+        print("\nrecurrent layers (StaticQuantConfig(rnn=...)): SQNR vs FP32 of every step's h "
+              "and of the final cell state; cell saturated: values outside the int16 cell grid")
+        rows = [[r.name, r.op, *(f"{r.h_sqnr[k]:.1f}" for k in ("dynamic", "int16", "int8")),
+                 *((f"{r.c_sqnr[k]:.1f}" for k in ("int16", "int8")) if r.c_sqnr else ("-", "-")),
+                 f"{100 * r.cell_saturated:.2f}%"] for r in rnns]
+        print(format_table(["node", "op", "h dynamic", "h int16", "h int8", "c int16",
+                            "c int8", "cell saturated"], rows, "llrrrrrr"))
+        for r in rnns:
+            if r.collapsed:
+                print(f"WARNING: {r.op} {r.name!r}: the 8-bit scheme collapses (h SQNR "
+                      f"{r.h_sqnr['int8']:.1f} dB < {COLLAPSE_DB:g} dB, int16 "
+                      f"{r.h_sqnr['int16']:.1f} dB): quantize with --rnn int16 (the default)")
     if report.nan:
         print("NaN left out of the calibration ranges (an int8 model reads NaN as 0.0): " +
               ", ".join(f"{k} {n}" for k, n in report.nan.items()))

@@ -269,3 +269,35 @@ def test_calibration_merges_exactly_and_carries_state(stream_models):
     assert carried.params("int16").tuple() == whole.params("int16").tuple()
     with pytest.raises(ConfigError, match="not inputs of the model"):
         list(carry_state(g, chunks, {"state": "hn"}))
+
+
+def test_report_compares_the_schemes_and_warns_when_8_bit_collapses(stream_models, tmp_path):
+    import json
+    import subprocess
+    import sys
+    import qengine
+    from qengine.workflows.static_rnn import rnn_report
+    m = stream_models
+    feeds = [{"x": m["xs"], "h0": m["z"], "c0": m["z"]}]
+    (r,) = rnn_report(m["stream"], feeds)
+    assert r.op == "LSTM" and not r.collapsed and r.cell_saturated == 0
+    assert r.h_sqnr["int16"] > 40 and r.h_sqnr["int8"] > 25 and r.h_sqnr["dynamic"] > 30
+    assert set(r.c_sqnr) == {"dynamic", "int16", "int8"}
+    # one outlier frame in the calibration data stretches the 8-bit input grid until most
+    # inputs round to a handful of codes: the 8-bit scheme collapses, int16 does not
+    spiky = m["xs"].copy()
+    spiky[0, 0] = 400.0
+    with pytest.warns(qengine.QuantizationWarning, match="8-bit scheme collapses"):
+        (r,) = rnn_report(m["stream"], [{**feeds[0], "x": spiky}], feeds)
+    assert r.collapsed and r.h_sqnr["int16"] > 35 and r.h_sqnr["int8"] < 20
+    (g,) = rnn_report(m["cls"], {"x": m["xc"]})
+    assert g.op == "GRU" and g.c_sqnr == {} and g.h_sqnr["int16"] > 35
+    # the CLI: qengine analyze prints the same comparison
+    np.savez(tmp_path / "c.npz", x=m["xc"])
+    p = subprocess.run([sys.executable, "-m", "qengine", "analyze", str(m["cls"]), "--calib",
+                        str(tmp_path / "c.npz"), "--json"], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+    (row,) = json.loads(p.stdout)["rnn_layers"]
+    assert row["op"] == "GRU" and row["int8_collapses"] is False
+    assert row["h_sqnr_db"]["int16"] == pytest.approx(g.h_sqnr["int16"])

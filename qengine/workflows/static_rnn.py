@@ -2,6 +2,8 @@
 calibrate them, and their rewrite into the integer ops of qengine/ops/static_rnn.py."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..calibration.rnn import RNNObserver
@@ -80,3 +82,113 @@ def lower_rnns(q: Graph, observers: dict, scheme: str) -> Graph:
         q.initializers.pop(name, None)
     q.verify()
     return q
+
+
+# ---------------------------------------------------------------------------- the report
+@dataclass
+class RNNLayerReport:
+    """One LSTM / GRU node on the analysed data: SQNR (dB) of every step's h (Y) and of the
+    final cell state (LSTM) against the float64 ONNX reference, per scheme; the fraction of
+    cell values outside the calibrated int16 cell grid (saturated); the calibrated parameters."""
+    name: str
+    op: str
+    h_sqnr: dict                        # scheme ("dynamic", "int16", "int8") -> dB
+    c_sqnr: dict                        # LSTM only
+    cell_saturated: float
+    params: dict                        # scheme -> Params.tuple()
+    collapsed: bool                     # see COLLAPSE_DB
+
+
+#: the 8-bit scheme "collapses" on a layer when its h SQNR is below COLLAPSE_DB (noise above a
+#: tenth of the signal) while int16 does at least COLLAPSE_GAP_DB better
+COLLAPSE_DB, COLLAPSE_GAP_DB = 20.0, 6.0
+
+
+def _sqnr(y, ref):
+    y, ref = np.asarray(y, np.float64), np.asarray(ref, np.float64)
+    noise = float(np.sum((y - ref) ** 2))
+    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(ref ** 2) / noise))
+
+
+def rnn_report(model, calibration_data, eval_data=None, *, keep_float=frozenset(),
+               warn=True) -> list:
+    """Per LSTM / GRU node: FP32 (the float64 ONNX reference) against dynamic int8 and the
+    integer layers "int16" and "int8" calibrated on `calibration_data`, evaluated on the
+    recurrent layer's own inputs over `eval_data` (default: the calibration data). Warns
+    (QuantizationWarning) for each layer where the 8-bit scheme collapses — h SQNR below
+    COLLAPSE_DB with int16 at least COLLAPSE_GAP_DB better — as 8-bit activations did for
+    DeepSpeech in TFLite."""
+    import warnings
+    from ..calibration.collect import collect_stats
+    from ..errors import QuantizationWarning
+    from ..quantized.rnn import DynamicRNN
+    from ..quantized.static_rnn import StaticRNN
+    from ..reference import rnn as F
+    from .ptq import prepare_float_graph
+    g = prepare_float_graph(model, "rnn_report")
+    observers = rnn_observers(g, keep_float)
+    if not observers:
+        return []
+    collect_stats(g, calibration_data, [], node_hooks=node_hooks(observers))
+    calls = {name: [] for name in observers}
+
+    def keep(name):
+        def run(X, W=None, R=None, B=None, lens=None, h0=None, c0=None):
+            calls[name].append((np.array(X), None if lens is None else np.array(lens),
+                                None if h0 is None else np.array(h0),
+                                None if c0 is None else np.array(c0)))
+        return run
+    collect_stats(g, calibration_data if eval_data is None else eval_data, [],
+                  node_hooks={name: keep(name) for name in observers})
+    nodes = {n.name: n for n in g.nodes}
+    out = []
+    for name, obs in observers.items():
+        n, a = nodes[name], nodes[name].attrs
+        kind, layout = obs.kind, a.get("layout", 0)
+        kw = dict(direction=obs.direction, linear_before_reset=obs.lbr)
+        params = {s: obs.params(s) for s in ("int16", "int8")}
+        layers = {"dynamic": DynamicRNN.from_float(kind, obs.W, obs.R, obs.B, **kw),
+                  **{s: StaticRNN.from_float(kind, obs.W, obs.R, obs.B, p, **kw)
+                     for s, p in params.items()}}
+        ys = {k: [] for k in layers}
+        cs = {k: [] for k in layers}
+        ref_y, ref_c, sat, total = [], [], 0, 0
+        for X, lens, h0, c0 in calls[name]:
+            if layout == 1:
+                X = np.swapaxes(X, 0, 1)
+                h0 = None if h0 is None else np.swapaxes(h0, 0, 1)
+                c0 = None if c0 is None else np.swapaxes(c0, 0, 1)
+            trace = []
+            if kind == "lstm":
+                y, _, c = F.lstm_ref(X, obs.W, obs.R, obs.B, lens, h0, c0,
+                                     direction=obs.direction, trace=trace)
+                lim = 2.0 ** params["int16"].e_c
+                for t in trace:
+                    sat += int(np.sum(np.abs(t[1]) >= lim))
+                    total += t[1].size
+                ref_c.append(c)
+            else:
+                y, _ = F.gru_ref(X, obs.W, obs.R, obs.B, lens, h0, **kw)
+            ref_y.append(y)
+            for k, layer in layers.items():
+                Y, _, Yc = layer(X.astype(np.float32), lens, h0, c0)
+                ys[k].append(Y)
+                if Yc is not None:
+                    cs[k].append(Yc)
+        cat = np.concatenate
+        h_sqnr = {k: _sqnr(cat([v.ravel() for v in ys[k]]), cat([v.ravel() for v in ref_y]))
+                  for k in layers}
+        c_sqnr = ({k: _sqnr(cat([v.ravel() for v in cs[k]]), cat([v.ravel() for v in ref_c]))
+                   for k in layers} if kind == "lstm" else {})
+        collapsed = (h_sqnr["int8"] < COLLAPSE_DB and
+                     h_sqnr["int16"] >= h_sqnr["int8"] + COLLAPSE_GAP_DB)
+        r = RNNLayerReport(name, n.op_type, h_sqnr, c_sqnr, sat / total if total else 0.0,
+                           {s: p.tuple() for s, p in params.items()}, collapsed)
+        out.append(r)
+        if warn and collapsed:
+            warnings.warn(f"{n.op_type} {name!r}: the 8-bit scheme collapses — h SQNR "
+                          f"{h_sqnr['int8']:.1f} dB with int8 activations against "
+                          f"{h_sqnr['int16']:.1f} dB with int16; keep StaticQuantConfig("
+                          f"rnn='int16') (the default) for this model", QuantizationWarning,
+                          stacklevel=2)
+    return out

@@ -1228,7 +1228,7 @@ static void test_conv_w4(void) {
 
 /* Integer LSTM / GRU: the exact dot kernels vs int64, then whole time loops vs scalar. */
 static void test_srnn(void) {
-    static const size_t NS[] = {1, 3, 4, 5, 9, 64}, KS[] = {32, 64, 96, 512, 544, 4160};
+    static const size_t NS[] = {1, 3, 4, 5, 8, 9, 17, 64}, KS[] = {32, 64, 96, 256, 288, 512, 544, 4160};
     for (size_t ki = 0; ki < sizeof KS / sizeof KS[0]; ki++)
         for (size_t ni = 0; ni < sizeof NS / sizeof NS[0]; ni++)
             for (int pat = 0; pat < 3; pat++) {

@@ -55,10 +55,20 @@ static inline int64_t qe_srnn_sat16(int64_t x) {
     return x < -32768 ? -32768 : (x > 32767 ? 32767 : x);
 }
 
+/* round half to even of a float within int32 range: cvtss2si (SSE, the default MXCSR mode)
+ * inline on x86 — lrintf is a libm call there without SSE4.1 — and lrintf elsewhere */
+static inline int32_t qe_srnn_rint(float v) {
+#if QE_HAVE_X86_SIMD
+    return _mm_cvtss_si32(_mm_set_ss(v));
+#else
+    return (int32_t)lrintf(v);
+#endif
+}
+
 static inline int64_t qe_srnn_q12(float p) {
     p = p < -32768.0f ? -32768.0f : p;
     p = p > 32767.0f ? 32767.0f : p;
-    return (int64_t)lrintf(p);
+    return qe_srnn_rint(p);
 }
 
 static inline int64_t qe_srnn_lut(const int32_t *t, int64_t q) {
@@ -74,7 +84,7 @@ static inline int16_t qe_srnn_h_out(const qe_srnn_layer *L, int64_t v) {
     const float lo = (float)(0 - L->z_h), hi = (float)(255 - L->z_h);
     f = f < lo ? lo : f;
     f = f > hi ? hi : f;
-    return (int16_t)(lrintf(f) + L->z_h);
+    return (int16_t)(qe_srnn_rint(f) + L->z_h);
 }
 
 static inline size_t qe_srnn_pad(size_t k) {
@@ -103,10 +113,16 @@ static int qe_srnn_run(const qe_srnn_layer *L) {
     int64_t *q = acc + GH;
     int16_t *hc = (int16_t *)(void *)(q + GH);
     memset(hc, 0, kph * sizeof(int16_t));
-    for (size_t tb = 0; tb < T * B; tb++) {
-        dot(GH, L->kpx, L->x + tb * L->kpx, L->w, L->kpx, acc);
-        float *g = gx + tb * GH;
-        for (size_t n = 0; n < GH; n++) g[n] = (float)acc[n] * L->mx[n] + L->bx[n];
+    /* the input projection of every step, a block of W rows at a time: the block (≤ 16 KiB)
+     * stays in L1 while every step's x passes it, instead of all of W streaming once a step */
+    const size_t rb = L->kpx * 32 <= (16u << 10) ? 32 : ((16u << 10) / L->kpx + 3) / 4 * 4;
+    for (size_t n0 = 0; n0 < GH; n0 += rb) {
+        const size_t nr = GH - n0 < rb ? GH - n0 : rb;
+        for (size_t tb = 0; tb < T * B; tb++) {
+            dot(nr, L->kpx, L->x + tb * L->kpx, L->w + n0 * L->kpx, L->kpx, acc);
+            float *g = gx + tb * GH + n0;
+            for (size_t n = 0; n < nr; n++) g[n] = (float)acc[n] * L->mx[n0 + n] + L->bx[n0 + n];
+        }
     }
     const int e = L->e_c;
     for (size_t s = 0; s < T; s++) {
@@ -160,7 +176,7 @@ static int qe_srnn_run(const qe_srnn_layer *L) {
                     const int64_t z = q[u], nn = qe_srnn_lut(qe_rnn_tanh_lut, pn[u]);
                     const int64_t hcu = (int64_t)h[u] - L->z_h;
                     const int64_t h15 = L->scheme == QE_SRNN_INT16 ? hcu
-                                                                   : (int64_t)lrintf((float)hcu * L->mq);
+                                                                   : (int64_t)qe_srnn_rint((float)hcu * L->mq);
                     h[u] = qe_srnn_h_out(L, (32768 - z) * nn + z * h15);
                 }
             }

@@ -2,9 +2,10 @@
  *   out[j] = Σ_{k < kp} a[k] · w[j·ldw + k]        j < n, as an exact int64
  * a: int16 [kp] (the layer's centered activation codes, zero past K); w: int8 rows, zero past K;
  * kp a multiple of QE_S16S8_KB. Every product is ≤ 32768·128 = 2^22 in magnitude, so an int32
- * lane holding at most 512 of them cannot overflow: each kernel adds its int32 lanes into int64
- * at least every QE_S16S8_CHUNK K values, and every ISA returns the same exact integers (the
- * scalar kernel sums in int64 directly). Rows go 4 at a time so that a is loaded once per 4.
+ * holding the sum of at most 256 of them (≤ 2^30) cannot overflow: each kernel adds its int32
+ * partial sums into int64 at least every QE_S16S8_CHUNK K values, and every ISA returns the same
+ * exact integers (the scalar kernel sums in int64 directly). Rows go 4 or 8 at a time, so that
+ * a is loaded once for them.
  *   AVX2 / AVX-512: 16 / 32 weights sign-extended to int16 (vpmovsxbw), vpmaddwd against a;
  *   NEON: 8 weights widened (vmovl_s8), vmlal_s16 against a.
  */
@@ -16,7 +17,7 @@
 #include "../qe_target.h"
 
 #define QE_S16S8_KB 32          /* kp granularity (the widest kernel's step) */
-#define QE_S16S8_CHUNK 512      /* K values between int32 → int64 flushes (≤ 512 products a lane) */
+#define QE_S16S8_CHUNK 256      /* K values between int32 → int64 flushes */
 
 typedef void (*qe_s16s8_dot_fn)(size_t n, size_t kp, const int16_t *a, const int8_t *w,
                                 size_t ldw, int64_t *out);
@@ -40,27 +41,38 @@ QE_TARGET_AVX2 QE_INLINE int64_t qe_s16s8_hsum64__avx2(__m256i v) {
     return _mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1);
 }
 
+/* 8 rows at a time: the 8 accumulators reduce to one vector of the 8 rows' int32 sums (a
+ * vphaddd tree: a row's chunk sum is ≤ 256·2^22 = 2^30) and widen to int64 once per chunk */
 QE_TARGET_AVX2
 static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8_t *w,
                                size_t ldw, int64_t *out) {
     size_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        int64_t s[4] = {0, 0, 0, 0};
+    for (; j + 8 <= n; j += 8) {
+        __m256i s_lo = _mm256_setzero_si256(), s_hi = _mm256_setzero_si256();
         for (size_t k0 = 0; k0 < kp; k0 += QE_S16S8_CHUNK) {
             const size_t k1 = k0 + QE_S16S8_CHUNK < kp ? k0 + QE_S16S8_CHUNK : kp;
-            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
-                              _mm256_setzero_si256(), _mm256_setzero_si256()};
+            __m256i acc[8];
+            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) acc[q] = _mm256_setzero_si256();
             for (size_t k = k0; k < k1; k += 16) {
                 const __m256i va = _mm256_loadu_si256((const __m256i *)(a + k));
-                _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+                _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) {
                     const __m128i b = _mm_loadu_si128((const __m128i *)(w + (j + q) * ldw + k));
                     acc[q] = _mm256_add_epi32(acc[q],
                                               _mm256_madd_epi16(va, _mm256_cvtepi8_epi16(b)));
                 }
             }
-            for (int q = 0; q < 4; q++) s[q] += qe_s16s8_hsum64__avx2(acc[q]);
+            /* lanes of hadd(hadd(a0, a1), hadd(a2, a3)): per 128-bit half, rows 0..3 */
+            const __m256i r03 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]),
+                                                  _mm256_hadd_epi32(acc[2], acc[3]));
+            const __m256i r47 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[4], acc[5]),
+                                                  _mm256_hadd_epi32(acc[6], acc[7]));
+            const __m256i rows = _mm256_add_epi32(_mm256_permute2x128_si256(r03, r47, 0x20),
+                                                  _mm256_permute2x128_si256(r03, r47, 0x31));
+            s_lo = _mm256_add_epi64(s_lo, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(rows)));
+            s_hi = _mm256_add_epi64(s_hi, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(rows, 1)));
         }
-        for (int q = 0; q < 4; q++) out[j + q] = s[q];
+        _mm256_storeu_si256((__m256i *)(out + j), s_lo);
+        _mm256_storeu_si256((__m256i *)(out + j + 4), s_hi);
     }
     if (j < n) qe_s16s8_dot__scalar(n - j, kp, a, w + j * ldw, ldw, out + j);
 }
