@@ -366,6 +366,17 @@ cdef extern from "qengine/rnn/qe_rnn_static.h" nogil:
         int16_t *y
         int32_t isa
     int qe_srnn_run(const qe_srnn_layer *L)
+    ctypedef struct qe_srnn_io:
+        const float *xf
+        const float *h0f
+        const float *c0f
+        float s_x, s_h, s_c
+        int32_t z_x, lo, hi
+        float *yf
+        float *hf
+        float *cf
+        size_t y_t
+    int qe_srnn_forward(qe_srnn_layer *L, const qe_srnn_io *io)
 
 SRNN_KB = QE_S16S8_KB
 
@@ -397,22 +408,23 @@ def s16s8_dot(int isa, cnp.ndarray a, cnp.ndarray w):
     return out
 
 
-def srnn_run(int isa, int kind, int scheme, cnp.ndarray x, cnp.ndarray w, cnp.ndarray r,
-             cnp.ndarray mx, cnp.ndarray mh, cnp.ndarray bx, cnp.ndarray bh, object lens,
-             cnp.ndarray h, object c, object y, int I, int reverse, int linear_before_reset,
-             int e_c, int z_h, float mo, float mq):
-    """One direction: x int16 [T, B, kpx] centered codes; w int8 [G·H, kpx]; r int8 [G·H, kph];
-    mx, mh, bx, bh float32 [G·H]; lens int32 [B] or None; h int16 [B, H] (in/out); c int16
-    [B, H] (LSTM, in/out) or None; y int16 [T, B, H] or None (steps past a row's length are left
-    as they are). All C-contiguous, checked by qengine/quantized/static_rnn.py."""
+def srnn_forward(int isa, int kind, int scheme, cnp.ndarray x, cnp.ndarray w, cnp.ndarray r,
+                 cnp.ndarray mx, cnp.ndarray mh, cnp.ndarray bx, cnp.ndarray bh, object lens,
+                 object h0, object c0, cnp.ndarray Y, int d, cnp.ndarray hn, object cn,
+                 int reverse, int linear_before_reset, int e_c, int z_h, float mo, float mq,
+                 float s_x, int z_x, int lo, int hi, float s_h, float s_c):
+    """One direction, float in and out (qe_srnn_forward): x float32 [T, B, I]; h0 / c0 float32
+    [B, H] or None; writes Y[:, d] (float32 [T, D, B, H]), hn and cn (float32 [B, H]). All
+    C-contiguous, checked by qengine/quantized/static_rnn.py."""
     cdef qe_srnn_layer L
+    cdef qe_srnn_io io
     memset(&L, 0, sizeof(L))
-    L.kind, L.scheme, L.T, L.B, L.H = kind, scheme, x.shape[0], x.shape[1], h.shape[1]
-    L.input_size = I
+    memset(&io, 0, sizeof(io))
+    L.kind, L.scheme, L.T, L.B, L.H = kind, scheme, x.shape[0], x.shape[1], hn.shape[1]
+    L.input_size = x.shape[2]
     L.reverse, L.linear_before_reset, L.e_c, L.z_h = reverse, linear_before_reset, e_c, z_h
     L.mo, L.mq = mo, mq
-    L.x = <const int16_t *>cnp.PyArray_DATA(x)
-    L.kpx = x.shape[2]
+    L.kpx = w.shape[1]
     L.w = <const int8_t *>cnp.PyArray_DATA(w)
     L.r = <const int8_t *>cnp.PyArray_DATA(r)
     L.mx = <const float *>cnp.PyArray_DATA(mx)
@@ -420,13 +432,18 @@ def srnn_run(int isa, int kind, int scheme, cnp.ndarray x, cnp.ndarray w, cnp.nd
     L.bx = <const float *>cnp.PyArray_DATA(bx)
     L.bh = <const float *>cnp.PyArray_DATA(bh)
     L.lens = NULL if lens is None else <const int32_t *>cnp.PyArray_DATA(<cnp.ndarray>lens)
-    L.h = <int16_t *>cnp.PyArray_DATA(h)
-    L.c = NULL if c is None else <int16_t *>cnp.PyArray_DATA(<cnp.ndarray>c)
-    L.y = NULL if y is None else <int16_t *>cnp.PyArray_DATA(<cnp.ndarray>y)
     L.isa = isa
+    io.xf = <const float *>cnp.PyArray_DATA(x)
+    io.h0f = NULL if h0 is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>h0)
+    io.c0f = NULL if c0 is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>c0)
+    io.s_x, io.s_h, io.s_c, io.z_x, io.lo, io.hi = s_x, s_h, s_c, z_x, lo, hi
+    io.y_t = Y.shape[1] * Y.shape[2] * Y.shape[3]
+    io.yf = <float *>cnp.PyArray_DATA(Y) + d * Y.shape[2] * Y.shape[3]
+    io.hf = <float *>cnp.PyArray_DATA(hn)
+    io.cf = NULL if cn is None else <float *>cnp.PyArray_DATA(<cnp.ndarray>cn)
     cdef int rc
     with nogil:
-        rc = qe_srnn_run(&L)
+        rc = qe_srnn_forward(&L, &io)
     if rc == -2:
         raise MemoryError("qengine static RNN: out of memory for the scratch buffers")
     if rc != 0:

@@ -117,27 +117,20 @@ class StaticRNN:
             if s is not None and np.shape(s) != (D, nb, H):
                 raise ShapeError(f"{name} must be [{D}, {nb}, {H}], got {np.shape(s)}")
         lo, hi = R.act_range(p.scheme)
-        xc = R.quantize(X, p.s_x, p.z_x, lo, hi) - p.z_x
-        xc = _pad_cols(xc.astype(np.int16), _kp(self.I))
-        Y = np.zeros((T, D, nb, H), _F)
+        X = np.ascontiguousarray(X, _F)
+        Y = np.empty((T, D, nb, H), _F)
         Yh = np.empty((D, nb, H), _F)
         Yc = np.empty((D, nb, H), _F) if self.kind == "lstm" else None
         for d in range(D):
-            h = (np.full((nb, H), p.z_h, np.int16) if initial_h is None else
-                 R.quantize(initial_h[d], p.s_h, p.z_h, lo, hi).astype(np.int16))
-            c = None
-            if self.kind == "lstm":
-                c = (np.zeros((nb, H), np.int16) if initial_c is None else
-                     R.quantize(initial_c[d], p.s_c, 0, -32768, 32767).astype(np.int16))
-            y = np.full((T, nb, H), p.z_h, np.int16)
+            h0 = None if initial_h is None else np.ascontiguousarray(initial_h[d], _F)
+            c0 = None if initial_c is None or Yc is None else \
+                np.ascontiguousarray(initial_c[d], _F)
             mx, mh = self._m[d]
             bx, bh = self._b[d]
-            _rnn.srnn_run(self._isa, _KIND[self.kind], _SCHEME[p.scheme], xc, self._w[d],
-                          self._r[d], mx, mh, bx, bh, lens, h, c, y, self.I,
-                          int(self.direction == "reverse" or d == 1), self.lbr, p.e_c, p.z_h,
-                          self._mo, self._mq)
-            Y[:, d] = p.s_h * (y - p.z_h).astype(_F)
-            Yh[d] = p.s_h * (h - p.z_h).astype(_F)
-            if c is not None:
-                Yc[d] = p.s_c * c.astype(_F)
+            _rnn.srnn_forward(self._isa, _KIND[self.kind], _SCHEME[p.scheme], X, self._w[d],
+                              self._r[d], mx, mh, bx, bh, lens, h0, c0, Y, d, Yh[d],
+                              None if Yc is None else Yc[d],
+                              int(self.direction == "reverse" or d == 1), self.lbr, p.e_c,
+                              p.z_h, self._mo, self._mq, float(p.s_x), p.z_x, lo, hi,
+                              float(p.s_h), float(p.s_c))
         return Y, Yh, Yc

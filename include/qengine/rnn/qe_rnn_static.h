@@ -186,4 +186,60 @@ static int qe_srnn_run(const qe_srnn_layer *L) {
     return QE_SRNN_OK;
 }
 
+/* numerics.md "Quantize" into int16 codes: v = x / s (float32), NaN → 0, clamp to
+ * [lo − z, hi − z] in float, rhe, + z; `sub` is subtracted after (centered codes) */
+static void qe_srnn_quantize(size_t n, const float *x, float s, int32_t z, int32_t lo, int32_t hi,
+                             int32_t sub, int16_t *q) {
+    const float vlo = (float)(lo - z), vhi = (float)(hi - z);
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] / s;
+        v = v != v ? 0.0f : v;
+        v = v < vlo ? vlo : v;
+        v = v > vhi ? vhi : v;
+        q[i] = (int16_t)(qe_srnn_rint(v) + z - sub);
+    }
+}
+
+/* One direction, float in and out (the op's boundary; numerics.md "Integer LSTM and GRU"):
+ * xf [T][B][input_size] quantized with (s_x, z_x) onto [lo, hi]; h0f / c0f [B][H] or NULL (z_h / 0);
+ * outputs s·(code − z): yf[t·y_t + b·H + u] (0.0 at the steps past a row's length), hf, cf
+ * [B][H] (cf: LSTM). L's x, h, c, y are set here (scratch from malloc). */
+typedef struct qe_srnn_io {
+    const float *xf, *h0f, *c0f;
+    float s_x, s_h, s_c;
+    int32_t z_x, lo, hi;
+    float *yf, *hf, *cf;
+    size_t y_t;
+} qe_srnn_io;
+
+static int qe_srnn_forward(qe_srnn_layer *L, const qe_srnn_io *io) {
+    const size_t T = (size_t)L->T, B = (size_t)L->B, H = (size_t)L->H, K = (size_t)L->input_size;
+    if (L->T < 0 || L->B < 0 || L->H < 1 || L->input_size < 1 || L->kpx != qe_srnn_pad(K))
+        return QE_SRNN_EARG;
+    int16_t *buf = (int16_t *)malloc((T * B * L->kpx + 2 * B * H + T * B * H + 1) * sizeof(int16_t));
+    if (!buf) return QE_SRNN_ENOMEM;
+    int16_t *x = buf, *h = x + T * B * L->kpx, *c = h + B * H, *y = c + B * H;
+    for (size_t tb = 0; tb < T * B; tb++) {
+        int16_t *row = x + tb * L->kpx;
+        qe_srnn_quantize(K, io->xf + tb * K, io->s_x, io->z_x, io->lo, io->hi, io->z_x, row);
+        memset(row + K, 0, (L->kpx - K) * sizeof(int16_t));
+    }
+    if (io->h0f) qe_srnn_quantize(B * H, io->h0f, io->s_h, L->z_h, io->lo, io->hi, 0, h);
+    else for (size_t i = 0; i < B * H; i++) h[i] = (int16_t)L->z_h;
+    if (io->c0f) qe_srnn_quantize(B * H, io->c0f, io->s_c, 0, -32768, 32767, 0, c);
+    else memset(c, 0, B * H * sizeof(int16_t));
+    for (size_t i = 0; i < T * B * H; i++) y[i] = (int16_t)L->z_h;   /* skipped steps: 0.0 */
+    L->x = x; L->h = h; L->c = L->kind == QE_SRNN_LSTM ? c : NULL; L->y = y;
+    const int rc = qe_srnn_run(L);
+    if (rc == QE_SRNN_OK) {
+        for (size_t t = 0; t < T; t++)
+            for (size_t i = 0; i < B * H; i++)
+                io->yf[t * io->y_t + i] = io->s_h * (float)(y[t * B * H + i] - L->z_h);
+        for (size_t i = 0; i < B * H; i++) io->hf[i] = io->s_h * (float)(h[i] - L->z_h);
+        if (io->cf) for (size_t i = 0; i < B * H; i++) io->cf[i] = io->s_c * (float)c[i];
+    }
+    free(buf);
+    return rc;
+}
+
 #endif
