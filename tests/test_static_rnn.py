@@ -301,3 +301,28 @@ def test_report_compares_the_schemes_and_warns_when_8_bit_collapses(stream_model
     (row,) = json.loads(p.stdout)["rnn_layers"]
     assert row["op"] == "GRU" and row["int8_collapses"] is False
     assert row["h_sqnr_db"]["int16"] == pytest.approx(g.h_sqnr["int16"])
+
+
+@pytest.mark.parametrize("rnn", ["int16", "int8"])
+def test_export_writes_the_integer_rnn_as_qdq_around_a_float_op(stream_models, rnn, tmp_path):
+    """ONNX cannot express the integer recurrence: the export is the float op with dequantized
+    int8 weights and a Q/DQ pair on X (numerics.md); ONNX Runtime then runs it close to the
+    engine, not equal to it."""
+    import qengine
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    m = stream_models
+    q = qengine.quantize_static(m["cls"], {"x": m["xc"]}, qengine.StaticQuantConfig(rnn=rnn))
+    model = qengine.export_onnx(q, tmp_path / "g.onnx", opset=21)
+    ops = [n.op_type for n in model.graph.node]
+    assert "GRU" in ops and "QuantizeLinear" in ops
+    gru = next(n for n in model.graph.node if n.op_type == "GRU")
+    assert {a.name for a in gru.attribute} <= {"direction", "hidden_size", "layout",
+                                               "linear_before_reset"}
+    x_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and
+               n.output[0].startswith(gru.name))
+    zp = next(i for i in model.graph.initializer if i.name == x_q.input[2])
+    assert zp.data_type == (onnx.TensorProto.INT16 if rnn == "int16" else onnx.TensorProto.UINT8)
+    y = ort.InferenceSession(str(tmp_path / "g.onnx")).run(None, {"x": m["xc"]})[0]
+    mine = qengine.Session(q).run({"x": m["xc"]})["y"]
+    assert _sqnr(y, mine) > 25

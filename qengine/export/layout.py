@@ -23,7 +23,8 @@ _SAME_LAYOUT = ("QAdd", "QMul", "QConcat", "QLut")
 PASS_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
 INTEGER_OPS = ("QuantizeU8", "DequantizeU8", *_NHWC_OPS, "QGemm", "QGemmDequant",
                *_SAME_LAYOUT)
-DYNAMIC_OPS = ("DynamicQuantLinear", "DynamicQuantConv", "DynamicQuantLSTM", "DynamicQuantGRU")
+DYNAMIC_OPS = ("DynamicQuantLinear", "DynamicQuantConv", "DynamicQuantLSTM", "DynamicQuantGRU",
+               "StaticQuantLSTM", "StaticQuantGRU")   # (the integer RNNs: float at the edges)
 _TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 
 

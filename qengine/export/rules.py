@@ -455,11 +455,14 @@ class _Raiser:
             y = self.o.op("LeakyRelu", [y], f"{n.name}.leakyrelu", alpha=float(params[0]))
         self.o.retarget(y, n.outputs[0])
 
-    def _rnn(self, n, op):
+    def _rnn(self, n, op, x=None, drop=()):
         """ONNX LSTM / GRU has no int8 form: weights are int8 (or INT4) initializers dequantized
         by DequantizeLinear (per row, or blocked along K for group-wise 4-bit weights;
-        [D·G·H, K] then reshaped to [D, G·H, K]), run in float."""
+        [D·G·H, K] then reshaped to [D, G·H, K]), run in float. x: another X input; drop:
+        attributes of the qengine op that are not ONNX's."""
         ins = list(n.inputs)
+        if x is not None:
+            ins[0] = x
         hidden = None
         for i in (1, 3):
             k = n.attrs.get("input_size", 0) if i == 1 else hidden
@@ -483,7 +486,7 @@ class _Raiser:
             ins[i] = self.o.op("Reshape", [f, self.o.const(q.shape, np.int64)], base)
         rest = ins[5:]
         attrs = {k: v for k, v in n.attrs.items()
-                 if k not in ("per_row", "weight_bits", "group_size", "input_size")}
+                 if k not in ("per_row", "weight_bits", "group_size", "input_size", *drop)}
         self.o.node(op, [ins[0], ins[1], ins[3], *rest], n.outputs, name=n.name,
                     **attrs)
 
@@ -492,6 +495,29 @@ class _Raiser:
 
     def _DynamicQuantGRU(self, n):
         self._rnn(n, "GRU")
+
+    def _static_rnn(self, n, op):
+        """ONNX has no integer LSTM / GRU (no Q3.12 gates, table sigmoid / tanh or int16 cell):
+        the layer is written as the float op with its int8 weights DequantizeLinear-ed, its input
+        X through QuantizeLinear → DequantizeLinear on the calibrated grid (uint8 for "int8";
+        int16 for "int16", from opset 21 — older opsets get no Q/DQ on X). A runtime then runs
+        the recurrence in float: close to qengine's numbers, not equal to them."""
+        a = n.attrs
+        x = None
+        if a["scheme"] == "int8" or self.opset >= 21:
+            dtype = np.uint8 if a["scheme"] == "int8" else np.int16
+            s = self.o.const(np.float32(a["x_scale"]), np.float32)
+            z = self.o.init(f"{n.name}.x_zero_point", np.array(a["x_zero_point"], dtype))
+            q = self.o.op("QuantizeLinear", [n.inputs[0], s, z], f"{n.name}.xq")
+            x = self.o.op("DequantizeLinear", [q, s, z], f"{n.name}.xdq")
+        self._rnn(n, op, x, ("scheme", "x_scale", "x_zero_point", "h_scale", "h_zero_point",
+                             "cell_exponent"))
+
+    def _StaticQuantLSTM(self, n):
+        self._static_rnn(n, "LSTM")
+
+    def _StaticQuantGRU(self, n):
+        self._static_rnn(n, "GRU")
 
 
 def raise_graph(g: Graph, fmt: str = "qdq", opset: int = 13) -> Graph:
