@@ -53,6 +53,8 @@ JSON_KEYS = {
         "layers": "[{name, op_type, output, sqnr_db, metric, observed_min, observed_max, "
                   "range_min, range_max, scale, zero_point, saturation, layer_sqnr_db, rank, "
                   "nan}] in graph order ('inf' for an exact layer's SQNR)",
+        "rnn_layers": "[{node, op, h_sqnr_db: {dynamic, int16, int8}, c_sqnr_db (LSTM), "
+                      "cell_saturated, int8_collapses}] per LSTM / GRU (static schemes vs FP32)",
         "plots": "paths written with --plots, else null",
     },
     "run": {

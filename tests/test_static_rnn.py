@@ -7,7 +7,7 @@ import pytest
 
 from qengine import ConfigError, ShapeError, _runtime
 from qengine._ext import _rnn
-from qengine.quantized.static_rnn import StaticRNN, cell_exponent
+from qengine.quantized.static_rnn import Params, StaticRNN, cell_exponent
 from qengine.reference import rnn as F
 from qengine.reference import static_rnn as S
 
@@ -58,9 +58,9 @@ def _layer(rng, kind, D, I, H, scale=0.5):
 
 def _params(scheme, X, e_c=2):
     if scheme == "int16":
-        return S.Params("int16", float(np.abs(X).max()) / 32767, 0, 2.0 ** -15, 0, e_c)
+        return Params("int16", float(np.abs(X).max()) / 32767, 0, 2.0 ** -15, 0, e_c)
     lo, hi = float(X.min()), float(X.max())
-    return S.Params("int8", (hi - lo) / 255, int(round(-lo * 255 / (hi - lo))), 2 / 255, 128, e_c)
+    return Params("int8", (hi - lo) / 255, int(round(-lo * 255 / (hi - lo))), 2 / 255, 128, e_c)
 
 
 VARIANTS = [("lstm", 0), ("gru", 0), ("gru", 1)]
@@ -111,7 +111,7 @@ def test_accuracy_against_the_float64_reference(kind, lbr, scheme, tol):
     p = _params(scheme, X, e_c)
     if scheme == "int8":            # h's grid from its observed range, as calibration does
         lo, hi = min(float(y.min()), 0.0), max(float(y.max()), 0.0)
-        p = S.Params("int8", p.s_x, p.z_x, (hi - lo) / 255, int(round(-lo * 255 / (hi - lo))),
+        p = Params("int8", p.s_x, p.z_x, (hi - lo) / 255, int(round(-lo * 255 / (hi - lo))),
                      e_c)
     got = StaticRNN.from_float(kind, W, R, B, p, linear_before_reset=lbr)(X)[0]
     rel = np.sqrt(np.mean((got - y) ** 2) / np.mean(y ** 2))
@@ -142,12 +142,12 @@ def test_cell_exponent_and_errors():
     with pytest.raises(ConfigError, match="not finite"):
         cell_exponent(np.inf)
     with pytest.raises(ValueError, match="scheme"):
-        S.Params("int4", 1.0, 0, 1.0, 0, 0)
+        Params("int4", 1.0, 0, 1.0, 0, 0)
     with pytest.raises(ValueError, match="int16 scheme"):
-        S.Params("int16", 1.0, 3, 2.0 ** -15, 0, 0)
+        Params("int16", 1.0, 3, 2.0 ** -15, 0, 0)
     rng = np.random.default_rng(0)
     W, R, B = _layer(rng, "lstm", 1, 4, 8)
-    m = StaticRNN.from_float("lstm", W, R, B, S.Params("int16", 1e-3, 0, 2.0 ** -15, 0, 1))
+    m = StaticRNN.from_float("lstm", W, R, B, Params("int16", 1e-3, 0, 2.0 ** -15, 0, 1))
     with pytest.raises(ShapeError, match=r"X must be float \[T, batch, 4\]"):
         m(np.zeros((3, 1, 5), np.float32))
     with pytest.raises(ShapeError, match="sequence_lens"):

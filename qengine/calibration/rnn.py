@@ -4,8 +4,8 @@ schemes need, observed on the float layer as it runs over the calibration data.
 A Graph's LSTM returns every step's h (Y) but only the last cell state, and the integer layer
 needs the range of every cell state (its int16 grid) as well as of every h (the uint8 grid of
 the "int8" scheme) and of the input. RNNObserver therefore replays each call of the float node
-through the float64 ONNX reference with a trace of the states (reference/rnn.py), on the very
-inputs the node got (its X, sequence_lens and initial states, so a stream calibrated chunk by
+in float64 (`replay`, the ONNX equations), keeping every step's states, on the very inputs the
+node got (its X, sequence_lens and initial states, so a stream calibrated chunk by
 chunk with its state carried in is observed in its steady state). The ranges merge exactly
 (min / max), so shards of the data calibrated apart and merged give the same parameters.
 
@@ -17,8 +17,55 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from ..reference import rnn as F
-from ..reference.static_rnn import Params
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def replay(kind, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, *,
+           direction="forward", layout=0, linear_before_reset=0):
+    """ONNX LSTM / GRU (default activations, no clip, no peepholes) in float64. Returns
+    (steps, h_n, c_n): steps = [(h, c or None)] of the rows that step, per direction and step in
+    processing order (direction 0 first); h_n, c_n [D, batch, H] the final states (layout 0)."""
+    X = np.asarray(X, np.float64)
+    if layout == 1:
+        X = np.swapaxes(X, 0, 1)
+        initial_h = None if initial_h is None else np.swapaxes(initial_h, 0, 1)
+        initial_c = None if initial_c is None else np.swapaxes(initial_c, 0, 1)
+    W, R = np.asarray(W, np.float64), np.asarray(R, np.float64)
+    D, H = W.shape[0], R.shape[-1]
+    G = 4 if kind == "lstm" else 3
+    B = np.zeros((D, 2 * G * H)) if B is None else np.asarray(B, np.float64)
+    T, nb, _ = X.shape
+    lens = np.full(nb, T) if sequence_lens is None else np.asarray(sequence_lens)
+    out, h_n, c_n = [], np.zeros((D, nb, H)), np.zeros((D, nb, H))
+    for d in range(D):
+        h = np.zeros((nb, H)) if initial_h is None else np.asarray(initial_h[d], np.float64)
+        c = np.zeros((nb, H)) if initial_c is None else np.asarray(initial_c[d], np.float64)
+        wb, rb = B[d, :G * H], B[d, G * H:]
+        reverse = direction == "reverse" or d == 1
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            gx = X[t] @ W[d].T + wb
+            if kind == "lstm":
+                p = gx + h @ R[d].T + rb
+                i, o = _sigmoid(p[:, :H]), _sigmoid(p[:, H:2 * H])
+                f, g = _sigmoid(p[:, 2 * H:3 * H]), np.tanh(p[:, 3 * H:])
+                cn = f * c + i * g
+                hn = o * np.tanh(cn)
+            else:
+                gh = h @ R[d, :2 * H].T + rb[:2 * H]
+                z, r = _sigmoid(gx[:, :H] + gh[:, :H]), _sigmoid(gx[:, H:2 * H] + gh[:, H:])
+                if linear_before_reset:
+                    n = np.tanh(gx[:, 2 * H:] + r * (h @ R[d, 2 * H:].T + rb[2 * H:]))
+                else:
+                    n = np.tanh(gx[:, 2 * H:] + (r * h) @ R[d, 2 * H:].T + rb[2 * H:])
+                hn, cn = (1.0 - z) * n + z * h, c
+            active = (t < lens)[:, None]
+            h, c = np.where(active, hn, h), np.where(active, cn, c)
+            out.append((hn[active[:, 0]], cn[active[:, 0]] if kind == "lstm" else None))
+        h_n[d], c_n[d] = h, c
+    return out, h_n, c_n
 
 
 class RNNObserver:
@@ -37,13 +84,9 @@ class RNNObserver:
         X = np.asarray(X, np.float64)
         if X.size == 0:
             return
-        trace = []
-        kw = dict(direction=self.direction, layout=self.layout, trace=trace)
-        if self.kind == "lstm":
-            F.lstm_ref(X, self.W, self.R, self.B, sequence_lens, initial_h, initial_c, **kw)
-        else:
-            F.gru_ref(X, self.W, self.R, self.B, sequence_lens, initial_h,
-                      linear_before_reset=self.lbr, **kw)
+        trace, _, _ = replay(self.kind, X, self.W, self.R, self.B, sequence_lens, initial_h,
+                             initial_c, direction=self.direction, layout=self.layout,
+                             linear_before_reset=self.lbr)
         finite = X[np.isfinite(X)]
         if finite.size:
             self.x_min = min(self.x_min, float(finite.min()))
@@ -70,7 +113,7 @@ class RNNObserver:
     def params(self, scheme: str) -> Params:
         """The layer's Params for `scheme` ("int16" or "int8") from the ranges seen."""
         from ..quant import choose_qparams
-        from ..quantized.static_rnn import cell_exponent
+        from ..quantized.static_rnn import Params, cell_exponent
         if not self.calls or not np.isfinite(self.x_min):
             raise ConfigError("the recurrent layer saw no finite calibration input")
         e_c = cell_exponent(self.c_absmax)

@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from ..quantized.static_rnn import StaticRNN
-from ..reference.static_rnn import Params
+from ..quantized.static_rnn import Params, StaticRNN
 from .base import Op, register_op
 from .rnn import GRU, LSTM
 

@@ -11,13 +11,56 @@ import numpy as np
 from .. import _runtime
 from .._ext import _rnn
 from ..errors import ConfigError, ShapeError
-from ..reference import static_rnn as R
 from .weights import quantize_per_channel_symmetric
 
 _F = np.float32
 _KIND = {"lstm": 0, "gru": 1}
 _SCHEME = {"int16": 0, "int8": 1}
 GATES = {"lstm": 4, "gru": 3}
+
+
+class Params:
+    """What calibration fixes for one layer: the scheme, s_x / z_x of the input, s_h / z_h of h
+    and the cell exponent e_c (s_c = 2^(e_c − 15)); numerics.md "Integer LSTM and GRU"."""
+
+    def __init__(self, scheme, s_x, z_x, s_h, z_h, e_c):
+        if scheme not in _SCHEME:
+            raise ValueError(f"scheme must be 'int16' or 'int8', got {scheme!r}")
+        if scheme == "int16" and (z_x or z_h or s_h != 2.0 ** -15):
+            raise ValueError("int16 scheme: z_x = z_h = 0 and s_h = 2^-15")
+        if not 0 <= int(e_c) <= 15:
+            raise ValueError(f"e_c must be in [0, 15], got {e_c}")
+        self.scheme, self.s_x, self.z_x = scheme, _F(s_x), int(z_x)
+        self.s_h, self.z_h, self.e_c = _F(s_h), int(z_h), int(e_c)
+
+    @property
+    def s_c(self):
+        return _F(2.0 ** (self.e_c - 15))
+
+    def tuple(self):
+        return (self.scheme, float(self.s_x), self.z_x, float(self.s_h), self.z_h, self.e_c)
+
+
+def act_range(scheme):
+    """The activation codes' range: int16 narrow [−32767, 32767], or uint8."""
+    return (-32767, 32767) if scheme == "int16" else (0, 255)
+
+
+def _multipliers(p, Ws, Rs):
+    """mx = float32(s_x·s_w·4096), mh = float32(s_h·s_r·4096): float64 products, one rounding."""
+    return ((np.float64(p.s_x) * np.asarray(Ws, np.float64) * 4096).astype(_F),
+            (np.float64(p.s_h) * np.asarray(Rs, np.float64) * 4096).astype(_F))
+
+
+def _biases(kind, B, GH, lbr):
+    """(bx, bh) in Q3.12 units, float32: Wb + Rb on every row of bx, except a GRU with
+    linear_before_reset, whose candidate rows take Wb in bx and Rb in bh."""
+    B = np.asarray(B, np.float64)
+    bx, bh = B[:GH] + B[GH:], np.zeros(GH)
+    if kind == "gru" and lbr:
+        H = GH // 3
+        bx[2 * H:], bh[2 * H:] = B[2 * H:GH], B[GH + 2 * H:]
+    return (bx * 4096).astype(_F), (bh * 4096).astype(_F)
 
 
 def _pad_cols(a, kp):
@@ -47,7 +90,7 @@ class StaticRNN:
 
     Wq int8 [D, G·H, I] / Rq int8 [D, G·H, H] with per-row scales Ws / Rs [D, G·H] (symmetric,
     narrow range), B float [D, 2·G·H] or None (ONNX gate order: LSTM i,o,f,c; GRU z,r,h);
-    params: reference.static_rnn.Params (scheme, input / h qparams, cell exponent). Call with
+    params: Params (scheme, input / h qparams, cell exponent). Call with
     X float [T, batch, I], optional sequence_lens [batch], initial_h / initial_c [D, batch, H];
     returns float32 (Y [T, D, batch, H], Y_h [D, batch, H], Y_c [D, batch, H] or None)."""
 
@@ -58,8 +101,8 @@ class StaticRNN:
         if direction not in ("forward", "reverse", "bidirectional"):
             raise ConfigError(f"direction must be forward, reverse or bidirectional, got "
                               f"{direction!r}")
-        if not isinstance(params, R.Params):
-            raise ConfigError("params must be a qengine.reference.static_rnn.Params")
+        if not isinstance(params, Params):
+            raise ConfigError("params must be a qengine.quantized.static_rnn.Params")
         Wq, Rq = np.asarray(Wq), np.asarray(Rq)
         G = GATES[kind]
         if Wq.dtype != np.int8 or Rq.dtype != np.int8 or Wq.ndim != 3 or Rq.ndim != 3 or \
@@ -85,9 +128,9 @@ class StaticRNN:
         self._m, self._b = [], []
         for d in range(D):
             self._m.append(tuple(np.ascontiguousarray(m) for m in
-                                 R.multipliers(params, Ws[d], Rs[d])))
+                                 _multipliers(params, Ws[d], Rs[d])))
             self._b.append(tuple(np.ascontiguousarray(b) for b in
-                                 R.biases(kind, B[d], GH, self.lbr)))
+                                 _biases(kind, B[d], GH, self.lbr)))
         p = params
         self._mo = float(_F(2.0 ** -30 / np.float64(p.s_h)))
         self._mq = float(_F(np.float64(p.s_h) * 32768))
@@ -116,7 +159,7 @@ class StaticRNN:
         for name, s in (("initial_h", initial_h), ("initial_c", initial_c)):
             if s is not None and np.shape(s) != (D, nb, H):
                 raise ShapeError(f"{name} must be [{D}, {nb}, {H}], got {np.shape(s)}")
-        lo, hi = R.act_range(p.scheme)
+        lo, hi = act_range(p.scheme)
         X = np.ascontiguousarray(X, _F)
         Y = np.empty((T, D, nb, H), _F)
         Yh = np.empty((D, nb, H), _F)

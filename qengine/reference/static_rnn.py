@@ -74,26 +74,8 @@ def act_range(scheme):
     return (-32767, 32767) if scheme == "int16" else (0, 255)
 
 
-class Params:
-    """The quantities of one layer that calibration fixes (see quantized/static_rnn.py):
-    scheme, s_x / z_x of the input, s_h / z_h of h, e_c of the cell (s_c = 2^(e_c − 15))."""
-
-    def __init__(self, scheme, s_x, z_x, s_h, z_h, e_c):
-        if scheme not in ("int16", "int8"):
-            raise ValueError(f"scheme must be 'int16' or 'int8', got {scheme!r}")
-        if scheme == "int16" and (z_x or z_h or s_h != 2.0 ** -15):
-            raise ValueError("int16 scheme: z_x = z_h = 0 and s_h = 2^-15")
-        if not 0 <= int(e_c) <= 15:
-            raise ValueError(f"e_c must be in [0, 15], got {e_c}")
-        self.scheme, self.s_x, self.z_x = scheme, _F(s_x), int(z_x)
-        self.s_h, self.z_h, self.e_c = _F(s_h), int(z_h), int(e_c)
-
-    @property
-    def s_c(self):
-        return _F(2.0 ** (self.e_c - 15))
-
-    def tuple(self):
-        return (self.scheme, float(self.s_x), self.z_x, float(self.s_h), self.z_h, self.e_c)
+def s_c(p):
+    return _F(2.0 ** (p.e_c - 15))
 
 
 def multipliers(p, Ws, Rs):
@@ -187,8 +169,9 @@ def direction_ref(kind, p, xq, Wq, Ws, Rq, Rs, B, lens, h0, c0, *, reverse=False
 def static_rnn_ref(kind, scheme_params, X, Wq, Ws, Rq, Rs, B=None, sequence_lens=None,
                    initial_h=None, initial_c=None, *, direction="forward",
                    linear_before_reset=0):
-    """Float in, float out, integer inside: X float32 [T, batch, I] is quantized with the
-    layer's input qparams, initial states with the h / cell grids; returns float32
+    """Float in, float out, integer inside. scheme_params: any object with the attributes
+    scheme, s_x, z_x, s_h, z_h, e_c (qengine.quantized.static_rnn.Params). X float32 [T, batch,
+    I] is quantized with the layer's input qparams, initial states with the h / cell grids; returns float32
     (Y [T, D, batch, H], Y_h [D, batch, H], Y_c [D, batch, H] or None), the dequantized codes
     (inactive steps of Y are 0)."""
     p = scheme_params
@@ -207,11 +190,11 @@ def static_rnn_ref(kind, scheme_params, X, Wq, Ws, Rq, Rs, B=None, sequence_lens
         h0 = (np.full((nb, H), p.z_h, np.int64) if initial_h is None else
               quantize(initial_h[d], p.s_h, p.z_h, lo, hi))
         c0 = (np.zeros((nb, H), np.int64) if initial_c is None else
-              quantize(initial_c[d], p.s_c, 0, -32768, 32767))
+              quantize(initial_c[d], s_c(p), 0, -32768, 32767))
         y, h, c = direction_ref(kind, p, xq, Wq[d], Ws[d], Rq[d], Rs[d], B[d], lens, h0, c0,
                                 reverse=direction == "reverse" or d == 1,
                                 linear_before_reset=linear_before_reset)
         Y[:, d] = (p.s_h * (y - p.z_h).astype(_F)).astype(_F)
         Yh[d] = (p.s_h * (h - p.z_h).astype(_F)).astype(_F)
-        Yc[d] = (p.s_c * c.astype(_F)).astype(_F)
+        Yc[d] = (s_c(p) * c.astype(_F)).astype(_F)
     return Y, Yh, (Yc if kind == "lstm" else None)

@@ -268,7 +268,8 @@ def auto_keep_float(model, calibration_data, target_sqnr_db: float,
         raise ConfigError(f"on_unreachable must be 'warn' or 'error', got {on_unreachable!r}")
     st = _Study(model, calibration_data, config, eval_data, None, None, progress,
                 "auto_keep_float")
-    warn_float_rnns(st.g, st.config.keep_float)
+    warn_float_rnns(st.g, st.config.keep_float, "the keep-float search works on the other "
+                    "layers and leaves recurrent ones float")
     kept = set(st.config.keep_float)
     q = st.build(kept)
     achieved = st.score(q)[0]

@@ -88,7 +88,7 @@ def lower_rnns(q: Graph, observers: dict, scheme: str) -> Graph:
 @dataclass
 class RNNLayerReport:
     """One LSTM / GRU node on the analysed data: SQNR (dB) of every step's h (Y) and of the
-    final cell state (LSTM) against the float64 ONNX reference, per scheme; the fraction of
+    final cell state (LSTM) against the float64 layer (calibration.rnn.replay), per scheme; the fraction of
     cell values outside the calibrated int16 cell grid (saturated); the calibrated parameters."""
     name: str
     op: str
@@ -112,7 +112,7 @@ def _sqnr(y, ref):
 
 def rnn_report(model, calibration_data, eval_data=None, *, keep_float=frozenset(),
                warn=True) -> list:
-    """Per LSTM / GRU node: FP32 (the float64 ONNX reference) against dynamic int8 and the
+    """Per LSTM / GRU node: FP32 (the float64 ONNX equations) against dynamic int8 and the
     integer layers "int16" and "int8" calibrated on `calibration_data`, evaluated on the
     recurrent layer's own inputs over `eval_data` (default: the calibration data). Warns
     (QuantizationWarning) for each layer where the 8-bit scheme collapses — h SQNR below
@@ -123,7 +123,7 @@ def rnn_report(model, calibration_data, eval_data=None, *, keep_float=frozenset(
     from ..errors import QuantizationWarning
     from ..quantized.rnn import DynamicRNN
     from ..quantized.static_rnn import StaticRNN
-    from ..reference import rnn as F
+    from ..calibration.rnn import replay
     from .ptq import prepare_float_graph
     g = prepare_float_graph(model, "rnn_report")
     observers = rnn_observers(g, keep_float)
@@ -153,33 +153,31 @@ def rnn_report(model, calibration_data, eval_data=None, *, keep_float=frozenset(
         ys = {k: [] for k in layers}
         cs = {k: [] for k in layers}
         ref_y, ref_c, sat, total = [], [], 0, 0
+        lim = 2.0 ** params["int16"].e_c
         for X, lens, h0, c0 in calls[name]:
             if layout == 1:
                 X = np.swapaxes(X, 0, 1)
                 h0 = None if h0 is None else np.swapaxes(h0, 0, 1)
                 c0 = None if c0 is None else np.swapaxes(c0, 0, 1)
-            trace = []
+            steps, _, c_n = replay(kind, X, obs.W, obs.R, obs.B, lens, h0, c0, **kw)
+            ref_y += [h.ravel() for h, _ in steps]
             if kind == "lstm":
-                y, _, c = F.lstm_ref(X, obs.W, obs.R, obs.B, lens, h0, c0,
-                                     direction=obs.direction, trace=trace)
-                lim = 2.0 ** params["int16"].e_c
-                for t in trace:
-                    sat += int(np.sum(np.abs(t[1]) >= lim))
-                    total += t[1].size
-                ref_c.append(c)
-            else:
-                y, _ = F.gru_ref(X, obs.W, obs.R, obs.B, lens, h0, **kw)
-            ref_y.append(y)
+                ref_c.append(c_n.ravel())
+                sat += sum(int(np.sum(np.abs(c) >= lim)) for _, c in steps)
+                total += sum(c.size for _, c in steps)
+            T, nb = X.shape[:2]
+            nl = np.full(nb, T) if lens is None else np.asarray(lens)
+            order = [(d, t) for d in range(obs.W.shape[0])
+                     for t in (range(T - 1, -1, -1) if obs.direction == "reverse" or d == 1
+                               else range(T))]
             for k, layer in layers.items():
                 Y, _, Yc = layer(X.astype(np.float32), lens, h0, c0)
-                ys[k].append(Y)
+                ys[k] += [Y[t, d, t < nl].ravel() for d, t in order]   # replay's order
                 if Yc is not None:
-                    cs[k].append(Yc)
+                    cs[k].append(Yc.ravel())
         cat = np.concatenate
-        h_sqnr = {k: _sqnr(cat([v.ravel() for v in ys[k]]), cat([v.ravel() for v in ref_y]))
-                  for k in layers}
-        c_sqnr = ({k: _sqnr(cat([v.ravel() for v in cs[k]]), cat([v.ravel() for v in ref_c]))
-                   for k in layers} if kind == "lstm" else {})
+        h_sqnr = {k: _sqnr(cat(ys[k]), cat(ref_y)) for k in layers}
+        c_sqnr = {k: _sqnr(cat(cs[k]), cat(ref_c)) for k in layers} if kind == "lstm" else {}
         collapsed = (h_sqnr["int8"] < COLLAPSE_DB and
                      h_sqnr["int16"] >= h_sqnr["int8"] + COLLAPSE_GAP_DB)
         r = RNNLayerReport(name, n.op_type, h_sqnr, c_sqnr, sat / total if total else 0.0,
