@@ -1257,9 +1257,10 @@ static void test_srnn(void) {
         {QE_SRNN_LSTM, QE_SRNN_INT16, 0, 0, 1, 40, 19}, {QE_SRNN_LSTM, QE_SRNN_INT8, 0, 1, 3, 33, 64},
         {QE_SRNN_GRU, QE_SRNN_INT16, 1, 0, 2, 50, 7}, {QE_SRNN_GRU, QE_SRNN_INT8, 0, 1, 3, 17, 40},
         {QE_SRNN_GRU, QE_SRNN_INT16, 0, 0, 1, 96, 33}, {QE_SRNN_LSTM, QE_SRNN_INT16, 0, 0, 2, 130, 600}};
+    static const int ES[] = {0, 2, 3, 4, 9, 15};   /* cell exponents: both sides of 3 */
     for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++)
-        for (int e = 0; e <= 15; e += 5) {
-            const int *cs = CASES[ci];
+        for (size_t ei = 0; ei < sizeof ES / sizeof ES[0]; ei++) {
+            const int e = ES[ei], *cs = CASES[ci];
             const int G = cs[0] == QE_SRNN_LSTM ? 4 : 3, T = 6, B = cs[4], H = cs[5], I = cs[6];
             const size_t GH = (size_t)G * H, kpx = qe_srnn_pad((size_t)I), kph = qe_srnn_pad((size_t)H);
             const int zh = cs[1] == QE_SRNN_INT8 ? 120 : 0, amax = cs[1] == QE_SRNN_INT8 ? 255 : 32767;

@@ -91,6 +91,104 @@ static inline size_t qe_srnn_pad(size_t k) {
     return (k + QE_S16S8_KB - 1) / QE_S16S8_KB * QE_S16S8_KB;
 }
 
+/* LSTM units [u0, u1) of one batch row: gate rows n = x·H + u of g (gx) and acc (Σ hc·R) */
+static void qe_srnn_lstm_units(const qe_srnn_layer *L, size_t u0, size_t u1, const float *g,
+                               const int64_t *acc, int16_t *c, int16_t *h) {
+    const size_t H = (size_t)L->H;
+    const int e = L->e_c;
+    for (size_t u = u0; u < u1; u++) {
+        int64_t q[4];
+        for (size_t x = 0; x < 4; x++) {
+            const size_t n = x * H + u;
+            q[x] = qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]);
+        }
+        const int64_t i = qe_srnn_lut(qe_rnn_sigmoid_lut, q[0]);
+        const int64_t o = qe_srnn_lut(qe_rnn_sigmoid_lut, q[1]);
+        const int64_t f = qe_srnn_lut(qe_rnn_sigmoid_lut, q[2]);
+        const int64_t gg = qe_srnn_lut(qe_rnn_tanh_lut, q[3]);
+        const int64_t cn = qe_srnn_sat16(qe_srnn_rsr(f * c[u], 15) + qe_srnn_rsr(i * gg, 15 + e));
+        c[u] = (int16_t)cn;
+        const int64_t tin = e <= 3 ? qe_srnn_rsr(cn, 3 - e)
+                                   : qe_srnn_sat16(cn * ((int64_t)1 << (e - 3)));
+        h[u] = qe_srnn_h_out(L, o * qe_srnn_lut(qe_rnn_tanh_lut, tin));
+    }
+}
+
+#if QE_HAVE_X86_SIMD
+/* qe_srnn_lstm_units 8 units at a time, the same integers: every intermediate of the
+ * definition fits int32 here (products of two Q0.15 values ≤ 2^30, rounding offsets ≤ 2^29,
+ * cell codes shifted by ≤ 12 bits), and the float steps are the same single operations
+ * (mul, add, max, min, cvtps2dq = rhe). Tables through vpgatherdd. */
+QE_TARGET_AVX2 QE_INLINE __m256i qe_srnn_lut8__avx2(const int32_t *t, __m256i q) {
+    const __m256i u = _mm256_add_epi32(q, _mm256_set1_epi32(32768));
+    const __m256i i = _mm256_srli_epi32(u, QE_RNN_LUT_SHIFT);
+    const __m256i f = _mm256_and_si256(u, _mm256_set1_epi32((1 << QE_RNN_LUT_SHIFT) - 1));
+    const __m256i t0 = _mm256_i32gather_epi32((const int *)t, i, 4);
+    const __m256i t1 = _mm256_i32gather_epi32((const int *)(t + 1), i, 4);   /* i ≤ 1023 */
+    const __m256i d = _mm256_mullo_epi32(_mm256_sub_epi32(t1, t0), f);
+    return _mm256_add_epi32(t0, _mm256_srai_epi32(
+        _mm256_add_epi32(d, _mm256_set1_epi32(1 << (QE_RNN_LUT_SHIFT - 1))), QE_RNN_LUT_SHIFT));
+}
+
+QE_TARGET_AVX2 QE_INLINE __m256i qe_srnn_rsr8__avx2(__m256i x, int s) {
+    if (s == 0) return x;
+    return _mm256_sra_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(1 << (s - 1))),
+                            _mm_cvtsi32_si128(s));
+}
+
+QE_TARGET_AVX2 QE_INLINE __m256i qe_srnn_sat16x8__avx2(__m256i x) {
+    return _mm256_max_epi32(_mm256_min_epi32(x, _mm256_set1_epi32(32767)),
+                            _mm256_set1_epi32(-32768));
+}
+
+QE_TARGET_AVX2 QE_INLINE void qe_srnn_store16x8__avx2(int16_t *d, __m256i v) {
+    _mm_storeu_si128((__m128i *)d, _mm_packs_epi32(_mm256_castsi256_si128(v),
+                                                   _mm256_extracti128_si256(v, 1)));
+}
+
+QE_TARGET_AVX2
+static size_t qe_srnn_lstm_units__avx2(const qe_srnn_layer *L, const float *g,
+                                       const int64_t *acc, int16_t *c, int16_t *h) {
+    const size_t H = (size_t)L->H, H8 = H / 8 * 8;
+    const int e = L->e_c;
+    const __m256 lo = _mm256_set1_ps(-32768.0f), hi = _mm256_set1_ps(32767.0f);
+    for (size_t u = 0; u < H8; u += 8) {
+        __m256i q[4];
+        for (size_t x = 0; x < 4; x++) {
+            const size_t n = x * H + u;
+            float a[8];
+            for (int j = 0; j < 8; j++) a[j] = (float)acc[n + (size_t)j];
+            __m256 p = _mm256_add_ps(_mm256_loadu_ps(g + n),
+                                     _mm256_mul_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(L->mh + n)));
+            q[x] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(p, lo), hi));
+        }
+        const __m256i i = qe_srnn_lut8__avx2(qe_rnn_sigmoid_lut, q[0]);
+        const __m256i o = qe_srnn_lut8__avx2(qe_rnn_sigmoid_lut, q[1]);
+        const __m256i f = qe_srnn_lut8__avx2(qe_rnn_sigmoid_lut, q[2]);
+        const __m256i gg = qe_srnn_lut8__avx2(qe_rnn_tanh_lut, q[3]);
+        const __m256i c0 = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(c + u)));
+        const __m256i cn = qe_srnn_sat16x8__avx2(_mm256_add_epi32(
+            qe_srnn_rsr8__avx2(_mm256_mullo_epi32(f, c0), 15),
+            qe_srnn_rsr8__avx2(_mm256_mullo_epi32(i, gg), 15 + e)));
+        qe_srnn_store16x8__avx2(c + u, cn);
+        const __m256i tin = e <= 3 ? qe_srnn_rsr8__avx2(cn, 3 - e)
+                                   : qe_srnn_sat16x8__avx2(_mm256_sll_epi32(cn, _mm_cvtsi32_si128(e - 3)));
+        const __m256i h30 = _mm256_mullo_epi32(o, qe_srnn_lut8__avx2(qe_rnn_tanh_lut, tin));
+        __m256i hq;
+        if (L->scheme == QE_SRNN_INT16) {
+            hq = qe_srnn_sat16x8__avx2(qe_srnn_rsr8__avx2(h30, 15));
+        } else {
+            __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(h30), _mm256_set1_ps(L->mo));
+            v = _mm256_max_ps(v, _mm256_set1_ps((float)(0 - L->z_h)));
+            v = _mm256_min_ps(v, _mm256_set1_ps((float)(255 - L->z_h)));
+            hq = _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(L->z_h));
+        }
+        qe_srnn_store16x8__avx2(h + u, hq);
+    }
+    return H8;
+}
+#endif
+
 static int qe_srnn_run(const qe_srnn_layer *L) {
     const int G = L->kind == QE_SRNN_LSTM ? 4 : 3;
     const size_t T = (size_t)L->T, B = (size_t)L->B, H = (size_t)L->H;
@@ -124,7 +222,6 @@ static int qe_srnn_run(const qe_srnn_layer *L) {
             for (size_t n = 0; n < nr; n++) g[n] = (float)acc[n] * L->mx[n0 + n] + L->bx[n0 + n];
         }
     }
-    const int e = L->e_c;
     for (size_t s = 0; s < T; s++) {
         for (size_t b = 0; b < B; b++) {
             const size_t len = L->lens ? (size_t)L->lens[b] : T;
@@ -136,19 +233,12 @@ static int qe_srnn_run(const qe_srnn_layer *L) {
             if (L->kind == QE_SRNN_LSTM) {
                 int16_t *c = L->c + b * H;
                 dot(GH, kph, hc, L->r, kph, acc);
-                for (size_t n = 0; n < GH; n++) q[n] = qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]);
-                for (size_t u = 0; u < H; u++) {
-                    const int64_t i = qe_srnn_lut(qe_rnn_sigmoid_lut, q[u]);
-                    const int64_t o = qe_srnn_lut(qe_rnn_sigmoid_lut, q[H + u]);
-                    const int64_t f = qe_srnn_lut(qe_rnn_sigmoid_lut, q[2 * H + u]);
-                    const int64_t gg = qe_srnn_lut(qe_rnn_tanh_lut, q[3 * H + u]);
-                    const int64_t cn = qe_srnn_sat16(qe_srnn_rsr(f * c[u], 15) +
-                                                     qe_srnn_rsr(i * gg, 15 + e));
-                    c[u] = (int16_t)cn;
-                    const int64_t tin = e <= 3 ? qe_srnn_rsr(cn, 3 - e)
-                                               : qe_srnn_sat16(cn * ((int64_t)1 << (e - 3)));
-                    h[u] = qe_srnn_h_out(L, o * qe_srnn_lut(qe_rnn_tanh_lut, tin));
-                }
+                size_t u0 = 0;
+#if QE_HAVE_X86_SIMD
+                if (L->isa == QE_ISA_AVX2 || L->isa == QE_ISA_AVX512VNNI)
+                    u0 = qe_srnn_lstm_units__avx2(L, g, acc, c, h);
+#endif
+                qe_srnn_lstm_units(L, u0, H, g, acc, c, h);
             } else {
                 dot(L->linear_before_reset ? GH : 2 * H, kph, hc, L->r, kph, acc);
                 for (size_t n = 0; n < 2 * H; n++) q[n] = qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]);
