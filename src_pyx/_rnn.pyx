@@ -355,6 +355,7 @@ cdef extern from "qengine/rnn/qe_rnn_static.h" nogil:
         const int16_t *x
         size_t kpx
         const int8_t *w
+        const int16_t *w16
         const int8_t *r
         const float *mx
         const float *mh
@@ -408,7 +409,8 @@ def s16s8_dot(int isa, cnp.ndarray a, cnp.ndarray w):
     return out
 
 
-def srnn_forward(int isa, int kind, int scheme, cnp.ndarray x, cnp.ndarray w, cnp.ndarray r,
+def srnn_forward(int isa, int kind, int scheme, cnp.ndarray x, cnp.ndarray w, object w16,
+                 cnp.ndarray r,
                  cnp.ndarray mx, cnp.ndarray mh, cnp.ndarray bx, cnp.ndarray bh, object lens,
                  object h0, object c0, cnp.ndarray Y, int d, cnp.ndarray hn, object cn,
                  int reverse, int linear_before_reset, int e_c, int z_h, float mo, float mq,
@@ -426,6 +428,7 @@ def srnn_forward(int isa, int kind, int scheme, cnp.ndarray x, cnp.ndarray w, cn
     L.mo, L.mq = mo, mq
     L.kpx = w.shape[1]
     L.w = <const int8_t *>cnp.PyArray_DATA(w)
+    L.w16 = NULL if w16 is None else <const int16_t *>cnp.PyArray_DATA(<cnp.ndarray>w16)
     L.r = <const int8_t *>cnp.PyArray_DATA(r)
     L.mx = <const float *>cnp.PyArray_DATA(mx)
     L.mh = <const float *>cnp.PyArray_DATA(mh)

@@ -124,6 +124,10 @@ class StaticRNN:
         B = np.zeros((D, 2 * GH), _F) if B is None else np.asarray(B, _F).reshape(D, 2 * GH)
         self.Wq, self.Ws, self.Rq, self.Rs, self.B = Wq, Ws, Rq, Rs, B
         self._w = [_pad_cols(Wq[d], _kp(I)) for d in range(D)]
+        # AVX2 multiplies int16 pairs: W, reused by every step, is kept widened as well (the
+        # streamed R stays int8: a step is bound by its bytes)
+        avx2 = _runtime.ISA_NAMES[self._isa] == "avx2"
+        self._w16 = [w.astype(np.int16) if avx2 else None for w in self._w]
         self._r = [_pad_cols(Rq[d], _kp(self.H)) for d in range(D)]
         self._m, self._b = [], []
         for d in range(D):
@@ -171,7 +175,7 @@ class StaticRNN:
             mx, mh = self._m[d]
             bx, bh = self._b[d]
             _rnn.srnn_forward(self._isa, _KIND[self.kind], _SCHEME[p.scheme], X, self._w[d],
-                              self._r[d], mx, mh, bx, bh, lens, h0, c0, Y, d, Yh[d],
+                              self._w16[d], self._r[d], mx, mh, bx, bh, lens, h0, c0, Y, d, Yh[d],
                               None if Yc is None else Yc[d],
                               int(self.direction == "reverse" or d == 1), self.lbr, p.e_c,
                               p.z_h, self._mo, self._mq, float(p.s_x), p.z_x, lo, hi,

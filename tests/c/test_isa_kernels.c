@@ -1251,6 +1251,19 @@ static void test_srnn(void) {
                     expect_same(per_isa(isa, qe_s16s8_dot_names[isa]),
                                 ctx, got, want, n, 8);
                 }
+                {   /* the int16-weight twins (AVX2's input projection) */
+                    int16_t *w16 = xmalloc(n * k * 2);
+                    for (size_t i = 0; i < n * k; i++) w16[i] = w[i];
+                    qe_s16s16_dot__scalar(n, k, a, w16, k, got);
+                    expect_same("qe_s16s16_dot__scalar", ctx, got, want, n, 8);
+#if QE_HAVE_X86_SIMD
+                    if (g_avail & (1u << QE_ISA_AVX2)) {
+                        qe_s16s16_dot__avx2(n, k, a, w16, k, got);
+                        expect_same("qe_s16s16_dot__avx2", ctx, got, want, n, 8);
+                    }
+#endif
+                    free(w16);
+                }
                 free(a); free(w); free(want); free(got);
             }
     static const int CASES[][7] = {   /* kind, scheme, lbr, reverse, B, H, I */
@@ -1294,8 +1307,15 @@ static void test_srnn(void) {
                 L.reverse = cs[3]; L.linear_before_reset = cs[2]; L.e_c = e; L.z_h = zh;
                 L.mo = 2.0e-7f; L.mq = 200.0f;
                 L.x = x; L.kpx = kpx; L.w = w; L.r = r; L.mx = mx; L.mh = mh; L.bx = bx; L.bh = bh;
+                int16_t *w16 = NULL;
+                if (isa == QE_ISA_AVX2) {      /* as qengine/quantized/static_rnn.py does */
+                    w16 = xmalloc(GH * kpx * 2);
+                    for (size_t i = 0; i < GH * kpx; i++) w16[i] = w[i];
+                    L.w16 = w16;
+                }
                 L.lens = lens; L.h = h; L.c = cs[0] == QE_SRNN_LSTM ? c : NULL; L.y = y; L.isa = isa;
                 expect_rc("qe_srnn_run", qe_srnn_run(&L));
+                free(w16);
                 out[isa][0] = h; out[isa][1] = c; out[isa][2] = y;
                 if (isa == QE_ISA_SCALAR) {
                     digest(D_SRNN, y, (size_t)T * B * H * 2); digest(D_SRNN, h, (size_t)B * H * 2); digest(D_SRNN, c, (size_t)B * H * 2);

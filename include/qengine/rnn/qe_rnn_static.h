@@ -39,6 +39,7 @@ typedef struct qe_srnn_layer {
     const int16_t *x;                  /* centered input codes x − z_x, [T][B][kpx], time order */
     size_t kpx;                        /* I padded to QE_S16S8_KB (zeros) */
     const int8_t *w;                   /* [G·H][kpx] */
+    const int16_t *w16;                /* AVX2: the same W widened to int16 (or NULL) */
     const int8_t *r;                   /* [G·H][kph], kph = H padded to QE_S16S8_KB */
     const float *mx, *mh, *bx, *bh;    /* [G·H]; bh: GRU linear_before_reset (else unused) */
     const int32_t *lens;               /* [B] or NULL (all T) */
@@ -211,12 +212,19 @@ static int qe_srnn_run(const qe_srnn_layer *L) {
     int64_t *q = acc + GH;
     int16_t *hc = (int16_t *)(void *)(q + GH);
     memset(hc, 0, kph * sizeof(int16_t));
-    /* the input projection of every step, a block of W rows at a time: the block (≤ 16 KiB)
-     * stays in L1 while every step's x passes it, instead of all of W streaming once a step */
-    const size_t rb = L->kpx * 32 <= (16u << 10) ? 32 : ((16u << 10) / L->kpx + 3) / 4 * 4;
+    /* the input projection of every step, a block of W rows at a time: the block (≤ 32 KiB as
+     * int16) stays in L1 while every step's x passes it, instead of all of W streaming once a
+     * step */
+    const size_t rb = L->kpx * 64 <= (32u << 10) ? 32 : ((32u << 10) / (2 * L->kpx) + 7) / 8 * 8;
     for (size_t n0 = 0; n0 < GH; n0 += rb) {
         const size_t nr = GH - n0 < rb ? GH - n0 : rb;
         for (size_t tb = 0; tb < T * B; tb++) {
+#if QE_HAVE_X86_SIMD
+            if (L->w16 && L->isa == QE_ISA_AVX2)
+                qe_s16s16_dot__avx2(nr, L->kpx, L->x + tb * L->kpx, L->w16 + n0 * L->kpx,
+                                    L->kpx, acc);
+            else
+#endif
             dot(nr, L->kpx, L->x + tb * L->kpx, L->w + n0 * L->kpx, L->kpx, acc);
             float *g = gx + tb * GH + n0;
             for (size_t n = 0; n < nr; n++) g[n] = (float)acc[n] * L->mx[n0 + n] + L->bx[n0 + n];

@@ -77,6 +77,48 @@ static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8
     if (j < n) qe_s16s8_dot__scalar(n - j, kp, a, w + j * ldw, ldw, out + j);
 }
 
+/* The same products with the weights already widened to int16 [n][ldw] (the input
+ * projection on AVX2, whose W block is reused by every step: no vpmovsxbw per use). */
+static void qe_s16s16_dot__scalar(size_t n, size_t kp, const int16_t *a, const int16_t *w,
+                                  size_t ldw, int64_t *out) {
+    for (size_t j = 0; j < n; j++) {
+        int64_t s = 0;
+        for (size_t k = 0; k < kp; k++) s += (int64_t)a[k] * w[j * ldw + k];
+        out[j] = s;
+    }
+}
+
+QE_TARGET_AVX2
+static void qe_s16s16_dot__avx2(size_t n, size_t kp, const int16_t *a, const int16_t *w,
+                                size_t ldw, int64_t *out) {
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256i s_lo = _mm256_setzero_si256(), s_hi = _mm256_setzero_si256();
+        for (size_t k0 = 0; k0 < kp; k0 += QE_S16S8_CHUNK) {
+            const size_t k1 = k0 + QE_S16S8_CHUNK < kp ? k0 + QE_S16S8_CHUNK : kp;
+            __m256i acc[8];
+            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) acc[q] = _mm256_setzero_si256();
+            for (size_t k = k0; k < k1; k += 16) {
+                const __m256i va = _mm256_loadu_si256((const __m256i *)(a + k));
+                _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
+                    acc[q] = _mm256_add_epi32(acc[q], _mm256_madd_epi16(
+                        va, _mm256_loadu_si256((const __m256i *)(w + (j + q) * ldw + k))));
+            }
+            const __m256i r03 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]),
+                                                  _mm256_hadd_epi32(acc[2], acc[3]));
+            const __m256i r47 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[4], acc[5]),
+                                                  _mm256_hadd_epi32(acc[6], acc[7]));
+            const __m256i rows = _mm256_add_epi32(_mm256_permute2x128_si256(r03, r47, 0x20),
+                                                  _mm256_permute2x128_si256(r03, r47, 0x31));
+            s_lo = _mm256_add_epi64(s_lo, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(rows)));
+            s_hi = _mm256_add_epi64(s_hi, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(rows, 1)));
+        }
+        _mm256_storeu_si256((__m256i *)(out + j), s_lo);
+        _mm256_storeu_si256((__m256i *)(out + j + 4), s_hi);
+    }
+    if (j < n) qe_s16s16_dot__scalar(n - j, kp, a, w + j * ldw, ldw, out + j);
+}
+
 QE_TARGET_AVX512VNNI
 static void qe_s16s8_dot__avx512(size_t n, size_t kp, const int16_t *a, const int8_t *w,
                                  size_t ldw, int64_t *out) {
