@@ -124,8 +124,9 @@ class StaticRNN:
         B = np.zeros((D, 2 * GH), _F) if B is None else np.asarray(B, _F).reshape(D, 2 * GH)
         self.Wq, self.Ws, self.Rq, self.Rs, self.B = Wq, Ws, Rq, Rs, B
         self._w = [_pad_cols(Wq[d], _kp(I)) for d in range(D)]
-        # AVX2 multiplies int16 pairs: W, reused by every step, is kept widened as well (the
-        # streamed R stays int8: a step is bound by its bytes)
+        # AVX2 multiplies int16 pairs: W, which every step's projection reuses from L1, is kept
+        # widened as well (no vpmovsxbw per use); R stays int8 — a recurrent step streams it,
+        # and int16 R measured slower (bytes, not instructions, bound the step)
         avx2 = _runtime.ISA_NAMES[self._isa] == "avx2"
         self._w16 = [w.astype(np.int16) if avx2 else None for w in self._w]
         self._r = [_pad_cols(Rq[d], _kp(self.H)) for d in range(D)]

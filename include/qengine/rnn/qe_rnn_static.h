@@ -88,6 +88,25 @@ static inline int16_t qe_srnn_h_out(const qe_srnn_layer *L, int64_t v) {
     return (int16_t)(qe_srnn_rint(f) + L->z_h);
 }
 
+#if QE_HAVE_X86_SIMD
+/* 4 at a time: int64 → double exactly (|v| < 2^51: add the bits of 2^52 + 2^51, subtract it as
+ * a double), then one rounding to float32 — the same value as the scalar int64 → float32 */
+QE_TARGET_AVX2
+static size_t qe_srnn_affine__avx2(size_t n, const int64_t *acc, const float *m, const float *b,
+                                   float *g) {
+    const __m256i magic = _mm256_set1_epi64x(0x4338000000000000LL);
+    const __m256d magic_d = _mm256_set1_pd(6755399441055744.0);   /* 2^52 + 2^51 */
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(acc + j));
+        const __m256d d = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(v, magic)), magic_d);
+        const __m128 f = _mm256_cvtpd_ps(d);
+        _mm_storeu_ps(g + j, _mm_add_ps(_mm_mul_ps(f, _mm_loadu_ps(m + j)), _mm_loadu_ps(b + j)));
+    }
+    return j;
+}
+#endif
+
 static inline size_t qe_srnn_pad(size_t k) {
     return (k + QE_S16S8_KB - 1) / QE_S16S8_KB * QE_S16S8_KB;
 }
@@ -190,6 +209,18 @@ static size_t qe_srnn_lstm_units__avx2(const qe_srnn_layer *L, const float *g,
 }
 #endif
 
+/* g[j] = float32(acc[j])·m[j] + b[j] (int64 → float32 rounded once, then mul, add) */
+static void qe_srnn_affine(int isa, size_t n, const int64_t *acc, const float *m,
+                           const float *b, float *g) {
+    size_t j = 0;
+#if QE_HAVE_X86_SIMD
+    if (isa == QE_ISA_AVX2 || isa == QE_ISA_AVX512VNNI) j = qe_srnn_affine__avx2(n, acc, m, b, g);
+#else
+    (void)isa;
+#endif
+    for (; j < n; j++) g[j] = (float)acc[j] * m[j] + b[j];
+}
+
 static int qe_srnn_run(const qe_srnn_layer *L) {
     const int G = L->kind == QE_SRNN_LSTM ? 4 : 3;
     const size_t T = (size_t)L->T, B = (size_t)L->B, H = (size_t)L->H;
@@ -226,8 +257,7 @@ static int qe_srnn_run(const qe_srnn_layer *L) {
             else
 #endif
             dot(nr, L->kpx, L->x + tb * L->kpx, L->w + n0 * L->kpx, L->kpx, acc);
-            float *g = gx + tb * GH + n0;
-            for (size_t n = 0; n < nr; n++) g[n] = (float)acc[n] * L->mx[n0 + n] + L->bx[n0 + n];
+            qe_srnn_affine(L->isa, nr, acc, L->mx + n0, L->bx + n0, gx + tb * GH + n0);
         }
     }
     for (size_t s = 0; s < T; s++) {
