@@ -3,7 +3,7 @@ vs FP32, same weights and inputs, threads 1 and 2, in one run.
 
     python bench/compare_rnn.py [--runs 30] [--rounds 5] [--threads 1,2] [--only lstm|gru|linear]
                                 [--config lstm:256,512,2,16,100 ...] [--json PATH]
-                                [--w4 row,32,128]
+                                [--w4 row,32,128] [--static int16,int8]
 
 Every row prints the median latency of each engine, qengine's ratio to each peer, and the output
 error of each int8 engine relative to the FP32 torch output (||y − y_fp32|| / ||y_fp32||).
@@ -11,6 +11,9 @@ ORT's model goes through quant_pre_process first, or ORT silently keeps LSTM in 
 The engines are timed round-robin: `--rounds` rounds of runs/rounds calls each, every engine in
 every round, so a change of load on the (shared) machine hits them alike. The load average is
 printed before every row.
+--static adds qengine's integer LSTM / GRU (quantize_static with StaticQuantConfig(rnn=...),
+calibrated on 8 random batches of the input's shape) the same way, one line each with its ratio
+to the same run's qengine dynamic int8 median.
 --w4 adds qengine with 4-bit weights (DynamicQuantConfig(weight_bits=4, group_size=...); "row" =
 one scale per output row) as further engines of the same round robin, one line each below the
 int8 row, with its ratio to the same run's ORT int8 median. --json PATH also writes every figure with the date, the git commit,
@@ -127,7 +130,15 @@ def round_robin(fns, runs, rounds, warmup=3):
     return times
 
 
-def run_case(kind, cfg, threads_list, runs, rounds, w4=()):
+def _static_session(fp32_path, x, scheme):
+    rng = np.random.default_rng(1)
+    calib = [{"x": rng.standard_normal(x.shape).astype(np.float32)} for _ in range(8)]
+    g = qengine.quantize_static(qengine.from_onnx(fp32_path), calib,
+                                qengine.StaticQuantConfig(rnn=scheme))
+    return qengine.Session(g)
+
+
+def run_case(kind, cfg, threads_list, runs, rounds, w4=(), static=()):
     torch = _torch()
     model, x = build_model(kind, cfg)
     qmodel = torch.ao.quantization.quantize_dynamic(
@@ -141,6 +152,8 @@ def run_case(kind, cfg, threads_list, runs, rounds, w4=()):
         ort_path = ort_quantized(fp32_path, tmp)
         qe = qengine_session(fp32_path)
         qe4 = {grp: qengine_session(fp32_path, _w4_config(grp)) for grp in w4}
+        qes = ({sc: _static_session(fp32_path, xn, sc) for sc in static}
+               if kind != "linear" else {})
         with torch.no_grad():
             y_fp = model(x).numpy()
             y_tq = qmodel(x).numpy()
@@ -155,6 +168,8 @@ def run_case(kind, cfg, threads_list, runs, rounds, w4=()):
                    "tq": lambda: qmodel(x), "fp": lambda: model(x)}
             for grp, sess in qe4.items():
                 fns[f"w4:{grp}"] = (lambda s_: lambda: s_.run({"x": xn}))(sess)
+            for sc, sess in qes.items():
+                fns[f"static:{sc}"] = (lambda s_: lambda: s_.run({"x": xn}))(sess)
             with torch.no_grad():
                 t = round_robin(fns, runs, rounds)
             r = {"kind": kind, "config": list(cfg), "threads": threads,
@@ -171,6 +186,11 @@ def run_case(kind, cfg, threads_list, runs, rounds, w4=()):
                         "vs_qengine_int8": median_ms(t[f"w4:{grp}"]) / r["qengine_ms"],
                         "err_qengine": rel_err(sess.run({"x": xn})["y"], y_fp)}
                        for grp, sess in qe4.items()]
+            r["static"] = [{"scheme": sc, "qengine_ms": median_ms(t[f"static:{sc}"]),
+                            "vs_qengine_dynamic": median_ms(t[f"static:{sc}"]) / r["qengine_ms"],
+                            "vs_ort": median_ms(t[f"static:{sc}"]) / r["ort_int8_ms"],
+                            "err_qengine": rel_err(sess.run({"x": xn})["y"], y_fp)}
+                           for sc, sess in qes.items()]
             rows.append(r)
     return rows
 
@@ -217,6 +237,8 @@ def main(argv=None):
     ap.add_argument("--w4", default="", metavar="GROUPS",
                     help="also time qengine with 4-bit weights, per group size: comma list of "
                          "row (one scale per row), 32, 64, 128")
+    ap.add_argument("--static", default="", metavar="SCHEMES",
+                    help="also time qengine's integer LSTM / GRU: comma list of int16, int8")
     args = ap.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
     cases = args.config or ([(k, c[1:]) for c in RNN_CONFIGS for k in [c[0]]] +
@@ -235,7 +257,8 @@ def main(argv=None):
     print(hdr)
     for kind, cfg in cases:
         w4 = [g for g in args.w4.split(",") if g]
-        for r in run_case(kind, cfg, threads, args.runs, args.rounds, w4):
+        static = [sc for sc in args.static.split(",") if sc]
+        for r in run_case(kind, cfg, threads, args.runs, args.rounds, w4, static):
             record["rows"].append(r)
             print(f"{kind:<8}{str(tuple(cfg)):<26}{r['threads']:>4}{r['qengine_ms']:>10.3f}"
                   f"{r['ort_int8_ms']:>10.3f}{r['torch_int8_ms']:>10.3f}"
@@ -247,6 +270,11 @@ def main(argv=None):
                       f"{v['qengine_ms']:>10.3f}{'':>30}{v['vs_ort']:>7.2f}{'':>7}"
                       f"{v['err_qengine']:>9.2e}   (W4/int8 qengine {v['vs_qengine_int8']:.2f})",
                       flush=True)
+            for v in r["static"]:
+                print(f"{'  static':<8}{' ' + v['scheme']:<26}{r['threads']:>4}"
+                      f"{v['qengine_ms']:>10.3f}{'':>30}{v['vs_ort']:>7.2f}{'':>7}"
+                      f"{v['err_qengine']:>9.2e}   (static/dynamic qengine "
+                      f"{v['vs_qengine_dynamic']:.2f})", flush=True)
     if args.json:
         record["load_after"] = os.getloadavg()
         Path(args.json).write_text(json.dumps(record, indent=1, default=float))
