@@ -32,6 +32,17 @@ static void qe_s16s8_dot__scalar(size_t n, size_t kp, const int16_t *a, const in
     }
 }
 
+/* The same products with the weights already widened to int16 [n][ldw] (the input
+ * projection on AVX2, whose W block is reused by every step: no vpmovsxbw per use). */
+static void qe_s16s16_dot__scalar(size_t n, size_t kp, const int16_t *a, const int16_t *w,
+                                  size_t ldw, int64_t *out) {
+    for (size_t j = 0; j < n; j++) {
+        int64_t s = 0;
+        for (size_t k = 0; k < kp; k++) s += (int64_t)a[k] * w[j * ldw + k];
+        out[j] = s;
+    }
+}
+
 #if QE_HAVE_X86_SIMD
 QE_TARGET_AVX2 QE_INLINE int64_t qe_s16s8_hsum64__avx2(__m256i v) {
     const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
@@ -77,17 +88,7 @@ static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8
     if (j < n) qe_s16s8_dot__scalar(n - j, kp, a, w + j * ldw, ldw, out + j);
 }
 
-/* The same products with the weights already widened to int16 [n][ldw] (the input
- * projection on AVX2, whose W block is reused by every step: no vpmovsxbw per use). */
-static void qe_s16s16_dot__scalar(size_t n, size_t kp, const int16_t *a, const int16_t *w,
-                                  size_t ldw, int64_t *out) {
-    for (size_t j = 0; j < n; j++) {
-        int64_t s = 0;
-        for (size_t k = 0; k < kp; k++) s += (int64_t)a[k] * w[j * ldw + k];
-        out[j] = s;
-    }
-}
-
+/* qe_s16s16_dot__scalar's AVX2 twin */
 QE_TARGET_AVX2
 static void qe_s16s16_dot__avx2(size_t n, size_t kp, const int16_t *a, const int16_t *w,
                                 size_t ldw, int64_t *out) {
