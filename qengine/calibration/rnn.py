@@ -110,8 +110,9 @@ class RNNObserver:
         self.calls += other.calls
         return self
 
-    def params(self, scheme: str) -> Params:
-        """The layer's Params for `scheme` ("int16" or "int8") from the ranges seen."""
+    def params(self, scheme: str):
+        """The layer's quantized.static_rnn.Params for `scheme` ("int16" or "int8") from the
+        ranges seen."""
         from ..quant import choose_qparams
         from ..quantized.static_rnn import Params, cell_exponent
         if not self.calls or not np.isfinite(self.x_min):

@@ -171,9 +171,9 @@ def static_rnn_ref(kind, scheme_params, X, Wq, Ws, Rq, Rs, B=None, sequence_lens
                    linear_before_reset=0):
     """Float in, float out, integer inside. scheme_params: any object with the attributes
     scheme, s_x, z_x, s_h, z_h, e_c (qengine.quantized.static_rnn.Params). X float32 [T, batch,
-    I] is quantized with the layer's input qparams, initial states with the h / cell grids; returns float32
-    (Y [T, D, batch, H], Y_h [D, batch, H], Y_c [D, batch, H] or None), the dequantized codes
-    (inactive steps of Y are 0)."""
+    I] is quantized with the layer's input qparams, initial states with the h / cell grids;
+    returns float32 (Y [T, D, batch, H], Y_h [D, batch, H], Y_c [D, batch, H] or None), the
+    dequantized codes (inactive steps of Y are 0)."""
     p = scheme_params
     T, nb, _ = X.shape
     D, GH, _ = Wq.shape

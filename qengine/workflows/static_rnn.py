@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..calibration.rnn import RNNObserver
+from ..calibration.rnn import RNNObserver, replay
 from ..graph.ir import Graph, Node
 from ..quantized.weights import quantize_per_channel_symmetric
 from .dynamic import _add_init, _const, rnn_operands
@@ -88,8 +88,8 @@ def lower_rnns(q: Graph, observers: dict, scheme: str) -> Graph:
 @dataclass
 class RNNLayerReport:
     """One LSTM / GRU node on the analysed data: SQNR (dB) of every step's h (Y) and of the
-    final cell state (LSTM) against the float64 layer (calibration.rnn.replay), per scheme; the fraction of
-    cell values outside the calibrated int16 cell grid (saturated); the calibrated parameters."""
+    final cell state (LSTM) against the float64 layer (calibration.rnn.replay), per scheme; the
+    fraction of cell values outside the calibrated int16 cell grid; the calibrated parameters."""
     name: str
     op: str
     h_sqnr: dict                        # scheme ("dynamic", "int16", "int8") -> dB
@@ -123,12 +123,14 @@ def rnn_report(model, calibration_data, eval_data=None, *, keep_float=frozenset(
     from ..errors import QuantizationWarning
     from ..quantized.rnn import DynamicRNN
     from ..quantized.static_rnn import StaticRNN
-    from ..calibration.rnn import replay
+    from ..calibration.collect import reusable
     from .ptq import prepare_float_graph
     g = prepare_float_graph(model, "rnn_report")
     observers = rnn_observers(g, keep_float)
     if not observers:
         return []
+    if eval_data is None:
+        calibration_data = reusable(calibration_data)     # read twice: a generator would not be
     collect_stats(g, calibration_data, [], node_hooks=node_hooks(observers))
     calls = {name: [] for name in observers}
 
