@@ -21,7 +21,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median_ms, ort_session  # noqa: E402
 from compare_cnn import N_CALIB, sqnr_db  # noqa: E402
+from compare_rnn import round_robin  # noqa: E402
 
 import qengine  # noqa: E402
 
@@ -47,22 +47,6 @@ def packed_weight_bytes(sess):
         if getattr(layer, "_w", None) is not None and hasattr(layer._w, "data"):
             total += layer._w.data.nbytes
     return total
-
-
-def round_robin(fns, runs, rounds, warmup=3):
-    for f in fns.values():
-        for _ in range(warmup):
-            f()
-    per = max(1, -(-runs // rounds))
-    times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
-            time.sleep(0.2)          # the previous engine's spinning threads park
-            for _ in range(per):
-                t0 = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t0)
-    return times
 
 
 def bench(name, threads, runs, rounds, tmp):

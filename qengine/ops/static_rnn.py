@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..quantized.static_rnn import Params, StaticRNN
-from .base import Op, register_op
+from .base import register_op
+from .dynamic import _DynamicRNNOp
 from .rnn import GRU, LSTM
 
 _QP = {"scheme": ("string", "int16"), "x_scale": ("float", 1.0), "x_zero_point": ("int", 0),
@@ -23,7 +24,8 @@ _QP = {"scheme": ("string", "int16"), "x_scale": ("float", 1.0), "x_zero_point":
        "cell_exponent": ("int", 0)}
 
 
-class _StaticRNNOp(Op):
+class _StaticRNNOp(_DynamicRNNOp):
+    """The dynamic op's run (layouts, outputs) over a StaticRNN."""
     KIND = ""
     FLOAT_OP = LSTM
     ATTRS = {"direction": ("string", "forward"), "hidden_size": ("int", None),
@@ -56,24 +58,6 @@ class _StaticRNNOp(Op):
             self.fail(str(e))
         if a["hidden_size"] not in (None, self.layer.H):
             self.fail(f"hidden_size={a['hidden_size']} but R has {self.layer.H} columns")
-
-    def run(self, X, Wq=None, Ws=None, Rq=None, Rs=None, B=None, lens=None, h0=None, c0=None):
-        layout = self.attrs["layout"]
-        if X is None or X.ndim != 3:
-            self.fail(f"X must be 3-D, got {None if X is None else X.shape}", ShapeError)
-        if layout == 1:
-            X = np.swapaxes(X, 0, 1)
-            h0 = None if h0 is None else np.swapaxes(h0, 0, 1)
-            c0 = None if c0 is None else np.swapaxes(c0, 0, 1)
-        try:
-            Y, Yh, Yc = self.layer(X, lens, h0, c0)
-        except ShapeError as e:
-            self.fail(str(e), ShapeError)
-        finals = [Yh] if Yc is None else [Yh, Yc]
-        if layout == 1:
-            Y = np.transpose(Y, (2, 0, 1, 3))
-            finals = [np.swapaxes(f, 0, 1) for f in finals]
-        return (Y, *finals)[:len(self.node.outputs)]
 
 
 @register_op

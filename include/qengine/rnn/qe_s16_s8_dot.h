@@ -44,16 +44,22 @@ static void qe_s16s16_dot__scalar(size_t n, size_t kp, const int16_t *a, const i
 }
 
 #if QE_HAVE_X86_SIMD
-QE_TARGET_AVX2 QE_INLINE int64_t qe_s16s8_hsum64__avx2(__m256i v) {
-    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
-    const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1));
-    const __m256i s = _mm256_add_epi64(lo, hi);
-    const __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    return _mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1);
+/* 8 rows' int32 lane accumulators → one vector of the 8 rows' chunk sums (a vphaddd tree: a
+ * row's chunk sum is ≤ 256·2^22 = 2^30), widened and added to the int64 row sums lo (rows 0-3)
+ * and hi (rows 4-7) */
+QE_TARGET_AVX2 QE_INLINE void qe_s16s8_reduce8__avx2(const __m256i acc[8], __m256i *lo,
+                                                    __m256i *hi) {
+    const __m256i r03 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]),
+                                          _mm256_hadd_epi32(acc[2], acc[3]));
+    const __m256i r47 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[4], acc[5]),
+                                          _mm256_hadd_epi32(acc[6], acc[7]));
+    const __m256i rows = _mm256_add_epi32(_mm256_permute2x128_si256(r03, r47, 0x20),
+                                          _mm256_permute2x128_si256(r03, r47, 0x31));
+    *lo = _mm256_add_epi64(*lo, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(rows)));
+    *hi = _mm256_add_epi64(*hi, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(rows, 1)));
 }
 
-/* 8 rows at a time: the 8 accumulators reduce to one vector of the 8 rows' int32 sums (a
- * vphaddd tree: a row's chunk sum is ≤ 256·2^22 = 2^30) and widen to int64 once per chunk */
+/* 8 rows at a time, the 8 accumulators reduced once per chunk (qe_s16s8_reduce8__avx2) */
 QE_TARGET_AVX2
 static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8_t *w,
                                size_t ldw, int64_t *out) {
@@ -72,15 +78,7 @@ static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8
                                               _mm256_madd_epi16(va, _mm256_cvtepi8_epi16(b)));
                 }
             }
-            /* lanes of hadd(hadd(a0, a1), hadd(a2, a3)): per 128-bit half, rows 0..3 */
-            const __m256i r03 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]),
-                                                  _mm256_hadd_epi32(acc[2], acc[3]));
-            const __m256i r47 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[4], acc[5]),
-                                                  _mm256_hadd_epi32(acc[6], acc[7]));
-            const __m256i rows = _mm256_add_epi32(_mm256_permute2x128_si256(r03, r47, 0x20),
-                                                  _mm256_permute2x128_si256(r03, r47, 0x31));
-            s_lo = _mm256_add_epi64(s_lo, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(rows)));
-            s_hi = _mm256_add_epi64(s_hi, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(rows, 1)));
+            qe_s16s8_reduce8__avx2(acc, &s_lo, &s_hi);
         }
         _mm256_storeu_si256((__m256i *)(out + j), s_lo);
         _mm256_storeu_si256((__m256i *)(out + j + 4), s_hi);
@@ -105,14 +103,7 @@ static void qe_s16s16_dot__avx2(size_t n, size_t kp, const int16_t *a, const int
                     acc[q] = _mm256_add_epi32(acc[q], _mm256_madd_epi16(
                         va, _mm256_loadu_si256((const __m256i *)(w + (j + q) * ldw + k))));
             }
-            const __m256i r03 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]),
-                                                  _mm256_hadd_epi32(acc[2], acc[3]));
-            const __m256i r47 = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[4], acc[5]),
-                                                  _mm256_hadd_epi32(acc[6], acc[7]));
-            const __m256i rows = _mm256_add_epi32(_mm256_permute2x128_si256(r03, r47, 0x20),
-                                                  _mm256_permute2x128_si256(r03, r47, 0x31));
-            s_lo = _mm256_add_epi64(s_lo, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(rows)));
-            s_hi = _mm256_add_epi64(s_hi, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(rows, 1)));
+            qe_s16s8_reduce8__avx2(acc, &s_lo, &s_hi);
         }
         _mm256_storeu_si256((__m256i *)(out + j), s_lo);
         _mm256_storeu_si256((__m256i *)(out + j + 4), s_hi);
