@@ -166,6 +166,27 @@ QE_TARGET_AVX2 QE_INLINE void qe_srnn_store16x8__avx2(int16_t *d, __m256i v) {
                                                    _mm256_extracti128_si256(v, 1)));
 }
 
+/* out[n] = table(q12(g[n] + float32(acc[n])·m[n])) for n < n8 = n / 8·8 (GRU's z and r rows);
+ * returns n8 */
+QE_TARGET_AVX2
+static size_t qe_srnn_gate_lut__avx2(size_t n, const float *g, const int64_t *acc,
+                                     const float *m, const int32_t *table, int64_t *out) {
+    const size_t n8 = n / 8 * 8;
+    const __m256 lo = _mm256_set1_ps(-32768.0f), hi = _mm256_set1_ps(32767.0f);
+    for (size_t j = 0; j < n8; j += 8) {
+        float a[8];
+        for (int k = 0; k < 8; k++) a[k] = (float)acc[j + (size_t)k];
+        __m256 p = _mm256_add_ps(_mm256_loadu_ps(g + j),
+                                 _mm256_mul_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(m + j)));
+        const __m256i y = qe_srnn_lut8__avx2(
+            table, _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(p, lo), hi)));
+        _mm256_storeu_si256((__m256i *)(out + j), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(y)));
+        _mm256_storeu_si256((__m256i *)(out + j + 4),
+                            _mm256_cvtepi32_epi64(_mm256_extracti128_si256(y, 1)));
+    }
+    return n8;
+}
+
 QE_TARGET_AVX2
 static size_t qe_srnn_lstm_units__avx2(const qe_srnn_layer *L, const float *g,
                                        const int64_t *acc, int16_t *c, int16_t *h) {
@@ -279,9 +300,15 @@ static int qe_srnn_run(const qe_srnn_layer *L) {
                 qe_srnn_lstm_units(L, u0, H, g, acc, c, h);
             } else {
                 dot(L->linear_before_reset ? GH : 2 * H, kph, hc, L->r, kph, acc);
-                for (size_t n = 0; n < 2 * H; n++) q[n] = qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]);
-                /* q[u] becomes z, q[H + u] r (Q0.15) */
-                for (size_t n = 0; n < 2 * H; n++) q[n] = qe_srnn_lut(qe_rnn_sigmoid_lut, q[n]);
+                /* q[u] = z, q[H + u] = r (Q0.15) */
+                size_t n0 = 0;
+#if QE_HAVE_X86_SIMD
+                if (L->isa == QE_ISA_AVX2 || L->isa == QE_ISA_AVX512VNNI)
+                    n0 = qe_srnn_gate_lut__avx2(2 * H, g, acc, L->mh, qe_rnn_sigmoid_lut, q);
+#endif
+                for (size_t n = n0; n < 2 * H; n++)
+                    q[n] = qe_srnn_lut(qe_rnn_sigmoid_lut,
+                                       qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]));
                 int64_t *pn = q + 2 * H;        /* the candidate's Q3.12 codes */
                 if (L->linear_before_reset) {
                     for (size_t u = 0; u < H; u++) {
