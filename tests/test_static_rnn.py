@@ -326,3 +326,18 @@ def test_export_writes_the_integer_rnn_as_qdq_around_a_float_op(stream_models, r
     y = ort.InferenceSession(str(tmp_path / "g.onnx")).run(None, {"x": m["xc"]})[0]
     mine = qengine.Session(q).run({"x": m["xc"]})["y"]
     assert _sqnr(y, mine) > 25
+
+
+def test_rnn_observer_leaves_nan_out_of_the_ranges():
+    from qengine.calibration import RNNObserver
+    rng = np.random.default_rng(5)
+    W, R, B = _layer(rng, "lstm", 1, 6, 10)
+    X = rng.normal(0, 1, (12, 2, 6)).astype(np.float32)
+    clean, dirty = RNNObserver("lstm", W, R, B), RNNObserver("lstm", W, R, B)
+    clean.observe(X[:, :1])
+    bad = X.copy()
+    bad[:, 1] = np.nan                        # one whole sequence is NaN
+    dirty.observe(bad)
+    for scheme in ("int16", "int8"):
+        p = dirty.params(scheme)
+        assert np.isfinite(p.s_x) and p.tuple() == clean.params(scheme).tuple()

@@ -68,6 +68,15 @@ def replay(kind, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=
     return out, h_n, c_n
 
 
+def _finite_range(arrays):
+    """(min, max) of the finite values of `arrays`, (inf, -inf) when there are none."""
+    vals = [a[np.isfinite(a)] for a in (np.asarray(a, np.float64) for a in arrays)]
+    vals = [v for v in vals if v.size]
+    if not vals:
+        return np.inf, -np.inf
+    return min(float(v.min()) for v in vals), max(float(v.max()) for v in vals)
+
+
 class RNNObserver:
     """Ranges of one ONNX LSTM / GRU node's input, h and cell over the calibration data."""
 
@@ -84,23 +93,24 @@ class RNNObserver:
         X = np.asarray(X, np.float64)
         if X.size == 0:
             return
-        trace, _, _ = replay(self.kind, X, self.W, self.R, self.B, sequence_lens, initial_h,
-                             initial_c, direction=self.direction, layout=self.layout,
-                             linear_before_reset=self.lbr)
+        with np.errstate(over="ignore", invalid="ignore"):    # exp of huge inputs → 0 / 1
+            trace, _, _ = replay(self.kind, X, self.W, self.R, self.B, sequence_lens, initial_h,
+                                 initial_c, direction=self.direction, layout=self.layout,
+                                 linear_before_reset=self.lbr)
         finite = X[np.isfinite(X)]
         if finite.size:
             self.x_min = min(self.x_min, float(finite.min()))
             self.x_max = max(self.x_max, float(finite.max()))
-        hs = [t[0] for t in trace if t[0].size] + ([] if initial_h is None else
-                                                   [np.asarray(initial_h, np.float64)])
-        if hs:
-            self.h_min = min(self.h_min, min(float(h.min()) for h in hs))
-            self.h_max = max(self.h_max, max(float(h.max()) for h in hs))
+        # NaN in the data (an int8 model reads it as 0.0) is left out of the ranges, as the
+        # other observers leave it out
+        hs = [t[0] for t in trace] + ([] if initial_h is None else [initial_h])
+        lo, hi = _finite_range(hs)
+        self.h_min, self.h_max = min(self.h_min, lo), max(self.h_max, hi)
         if self.kind == "lstm":
-            cs = [t[1] for t in trace if t[1].size] + ([] if initial_c is None else
-                                                       [np.asarray(initial_c, np.float64)])
-            if cs:
-                self.c_absmax = max(self.c_absmax, max(float(np.abs(c).max()) for c in cs))
+            cs = [t[1] for t in trace] + ([] if initial_c is None else [initial_c])
+            lo, hi = _finite_range(cs)
+            if np.isfinite(lo):
+                self.c_absmax = max(self.c_absmax, abs(lo), abs(hi))
         self.calls += 1
 
     def merge(self, other: "RNNObserver") -> "RNNObserver":
