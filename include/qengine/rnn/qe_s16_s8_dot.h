@@ -59,10 +59,12 @@ QE_TARGET_AVX2 QE_INLINE void qe_s16s8_reduce8__avx2(const __m256i acc[8], __m25
     *hi = _mm256_add_epi64(*hi, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(rows, 1)));
 }
 
-/* 8 rows at a time, the 8 accumulators reduced once per chunk (qe_s16s8_reduce8__avx2) */
-QE_TARGET_AVX2
-static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8_t *w,
-                               size_t ldw, int64_t *out) {
+/* 8 rows at a time, the 8 accumulators reduced once per chunk (qe_s16s8_reduce8__avx2); rows
+ * [0, n8) only. `wide`: w holds int16 (the widened projection weights) instead of int8, which
+ * then need one vpmovsxbw per 16. Inlined with a constant `wide` into the two kernels below. */
+QE_TARGET_AVX2 QE_INLINE size_t qe_s16_dot8__avx2(size_t n, size_t kp, const int16_t *a,
+                                                  const void *w, size_t ldw, int64_t *out,
+                                                  const int wide) {
     size_t j = 0;
     for (; j + 8 <= n; j += 8) {
         __m256i s_lo = _mm256_setzero_si256(), s_hi = _mm256_setzero_si256();
@@ -73,9 +75,11 @@ static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8
             for (size_t k = k0; k < k1; k += 16) {
                 const __m256i va = _mm256_loadu_si256((const __m256i *)(a + k));
                 _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) {
-                    const __m128i b = _mm_loadu_si128((const __m128i *)(w + (j + q) * ldw + k));
-                    acc[q] = _mm256_add_epi32(acc[q],
-                                              _mm256_madd_epi16(va, _mm256_cvtepi8_epi16(b)));
+                    const size_t o = (j + (size_t)q) * ldw + k;
+                    const __m256i b = wide
+                        ? _mm256_loadu_si256((const __m256i *)((const int16_t *)w + o))
+                        : _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((const int8_t *)w + o)));
+                    acc[q] = _mm256_add_epi32(acc[q], _mm256_madd_epi16(va, b));
                 }
             }
             qe_s16s8_reduce8__avx2(acc, &s_lo, &s_hi);
@@ -83,6 +87,13 @@ static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8
         _mm256_storeu_si256((__m256i *)(out + j), s_lo);
         _mm256_storeu_si256((__m256i *)(out + j + 4), s_hi);
     }
+    return j;
+}
+
+QE_TARGET_AVX2
+static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8_t *w,
+                               size_t ldw, int64_t *out) {
+    const size_t j = qe_s16_dot8__avx2(n, kp, a, w, ldw, out, 0);
     if (j < n) qe_s16s8_dot__scalar(n - j, kp, a, w + j * ldw, ldw, out + j);
 }
 
@@ -90,24 +101,7 @@ static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8
 QE_TARGET_AVX2
 static void qe_s16s16_dot__avx2(size_t n, size_t kp, const int16_t *a, const int16_t *w,
                                 size_t ldw, int64_t *out) {
-    size_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m256i s_lo = _mm256_setzero_si256(), s_hi = _mm256_setzero_si256();
-        for (size_t k0 = 0; k0 < kp; k0 += QE_S16S8_CHUNK) {
-            const size_t k1 = k0 + QE_S16S8_CHUNK < kp ? k0 + QE_S16S8_CHUNK : kp;
-            __m256i acc[8];
-            _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) acc[q] = _mm256_setzero_si256();
-            for (size_t k = k0; k < k1; k += 16) {
-                const __m256i va = _mm256_loadu_si256((const __m256i *)(a + k));
-                _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++)
-                    acc[q] = _mm256_add_epi32(acc[q], _mm256_madd_epi16(
-                        va, _mm256_loadu_si256((const __m256i *)(w + (j + q) * ldw + k))));
-            }
-            qe_s16s8_reduce8__avx2(acc, &s_lo, &s_hi);
-        }
-        _mm256_storeu_si256((__m256i *)(out + j), s_lo);
-        _mm256_storeu_si256((__m256i *)(out + j + 4), s_hi);
-    }
+    const size_t j = qe_s16_dot8__avx2(n, kp, a, w, ldw, out, 1);
     if (j < n) qe_s16s16_dot__scalar(n - j, kp, a, w + j * ldw, ldw, out + j);
 }
 
