@@ -348,6 +348,8 @@ cdef extern from "qengine/rnn/qe_rnn_static.h" nogil:
     const char *qe_s16s8_dot_names[4]
     const int32_t qe_rnn_sigmoid_lut[]
     const int32_t qe_rnn_tanh_lut[]
+    size_t qe_s16_panels_bytes(size_t n, size_t kp)
+    void qe_s16_pack_panels(size_t n, size_t kp, const int8_t *w, size_t ldw, int16_t *out)
     ctypedef struct qe_srnn_layer:
         int32_t kind, scheme, T, B, H, input_size
         int32_t reverse, linear_before_reset, e_c, z_h
@@ -366,6 +368,7 @@ cdef extern from "qengine/rnn/qe_rnn_static.h" nogil:
         int16_t *c
         int16_t *y
         int32_t isa
+        int32_t nthreads
     int qe_srnn_run(const qe_srnn_layer *L)
     ctypedef struct qe_srnn_io:
         const float *xf
@@ -392,6 +395,18 @@ def s16s8_dot_name(int isa):
     return qe_s16s8_dot_names[isa].decode()
 
 
+def s16_pack_panels(cnp.ndarray w):
+    """w int8 [n, kp] (C-contiguous) -> the AVX2 projection's int16 panels (qe_s16_pack_panels),
+    a flat int16 array."""
+    if w.dtype != np.int8 or w.ndim != 2 or not w.flags.c_contiguous or w.shape[1] % 2:
+        raise ValueError("s16_pack_panels: w int8 [n, kp], kp even, C-contiguous")
+    cdef size_t n = w.shape[0], kp = w.shape[1]
+    out = np.empty(qe_s16_panels_bytes(n, kp) // 2, np.int16)
+    qe_s16_pack_panels(n, kp, <const int8_t *>cnp.PyArray_DATA(w), kp,
+                       <int16_t *>cnp.PyArray_DATA(out))
+    return out
+
+
 def s16s8_dot(int isa, cnp.ndarray a, cnp.ndarray w):
     """a int16 [kp], w int8 [n, kp] (C-contiguous, kp a multiple of SRNN_KB) -> int64 [n]."""
     cdef size_t n = w.shape[0], kp = w.shape[1]
@@ -414,10 +429,11 @@ def srnn_forward(int isa, int kind, int scheme, cnp.ndarray x, cnp.ndarray w, ob
                  cnp.ndarray mx, cnp.ndarray mh, cnp.ndarray bx, cnp.ndarray bh, object lens,
                  object h0, object c0, cnp.ndarray Y, int d, cnp.ndarray hn, object cn,
                  int reverse, int linear_before_reset, int e_c, int z_h, float mo, float mq,
-                 float s_x, int z_x, int lo, int hi, float s_h, float s_c):
+                 float s_x, int z_x, int lo, int hi, float s_h, float s_c, int nthreads=0):
     """One direction, float in and out (qe_srnn_forward): x float32 [T, B, I]; h0 / c0 float32
     [B, H] or None; writes Y[:, d] (float32 [T, D, B, H]), hn and cn (float32 [B, H]). All
-    C-contiguous, checked by qengine/quantized/static_rnn.py."""
+    C-contiguous, checked by qengine/quantized/static_rnn.py. nthreads: the team's size (0 = the
+    process setting, one thread below QE_SRNN_PAR_MIN_MACS per step); any size, the same bits."""
     cdef qe_srnn_layer L
     cdef qe_srnn_io io
     memset(&L, 0, sizeof(L))
@@ -436,6 +452,7 @@ def srnn_forward(int isa, int kind, int scheme, cnp.ndarray x, cnp.ndarray w, ob
     L.bh = <const float *>cnp.PyArray_DATA(bh)
     L.lens = NULL if lens is None else <const int32_t *>cnp.PyArray_DATA(<cnp.ndarray>lens)
     L.isa = isa
+    L.nthreads = nthreads
     io.xf = <const float *>cnp.PyArray_DATA(x)
     io.h0f = NULL if h0 is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>h0)
     io.c0f = NULL if c0 is None else <const float *>cnp.PyArray_DATA(<cnp.ndarray>c0)

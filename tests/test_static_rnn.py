@@ -2,6 +2,8 @@
 bit for bit against its NumPy definition (reference/static_rnn.py) on every ISA, the tables
 against their definition and float64, the dot kernels against int64, accuracy against the
 float64 ONNX reference, and streaming (chunked runs equal one run)."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -116,6 +118,42 @@ def test_accuracy_against_the_float64_reference(kind, lbr, scheme, tol):
     got = StaticRNN.from_float(kind, W, R, B, p, linear_before_reset=lbr)(X)[0]
     rel = np.sqrt(np.mean((got - y) ** 2) / np.mean(y ** 2))
     assert rel < tol, rel
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kind,lbr", VARIANTS)
+def test_any_team_gives_the_same_bits(isa, kind, lbr):
+    """The time loop divides the units among a team (groups of 8, one or two barriers a step):
+    teams of 1, 2 and 3 (H = 61: uneven ranges, a tail of 5) equal the NumPy definition, with
+    ragged lengths in both directions; 0 = automatic gives a layer this size a team of 2."""
+    from qengine._ext import _cpu
+    rng = np.random.default_rng(zlib.crc32(repr(("team", isa, kind, lbr)).encode()))
+    T, nb, I, H = 6, 3, 20, 61
+    W, R, B = _layer(rng, kind, 2, I, H, scale=0.3)
+    X = rng.normal(0, 1, (T, nb, I)).astype(np.float32)
+    lens = np.array([6, 4, 1])
+    p = _params("int16", X, 3)
+    m = StaticRNN.from_float(kind, W, R, B, p, direction="bidirectional", linear_before_reset=lbr,
+                             isa=isa)
+    want = S.static_rnn_ref(kind, p, X, m.Wq, m.Ws, m.Rq, m.Rs, B, lens,
+                            direction="bidirectional", linear_before_reset=lbr)
+    old = _runtime.get_num_threads()
+    _runtime.set_num_threads(3)
+    try:
+        for nt in (1, 2, 3):
+            _cpu.max_team(reset=True)
+            got = m(X, lens, nthreads=nt)
+            assert _cpu.max_team() == (nt if nt > 1 else 0), nt
+            for g, w in zip(got, want):
+                if w is not None:
+                    np.testing.assert_array_equal(g, w, err_msg=f"team of {nt}")
+        big = StaticRNN.from_float(kind, *_layer(rng, kind, 1, 8, 256, 0.05), p, isa=isa)
+        _runtime.set_num_threads(2)
+        _cpu.max_team(reset=True)
+        big(rng.normal(0, 1, (2, 1, 8)).astype(np.float32))
+        assert _cpu.max_team() == 2     # 3·256·256 MACs a step and more: worth a team
+    finally:
+        _runtime.set_num_threads(old)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

@@ -92,7 +92,9 @@ class StaticRNN:
     narrow range), B float [D, 2·G·H] or None (ONNX gate order: LSTM i,o,f,c; GRU z,r,h);
     params: Params (scheme, input / h qparams, cell exponent). Call with
     X float [T, batch, I], optional sequence_lens [batch], initial_h / initial_c [D, batch, H];
-    returns float32 (Y [T, D, batch, H], Y_h [D, batch, H], Y_c [D, batch, H] or None)."""
+    returns float32 (Y [T, D, batch, H], Y_h [D, batch, H], Y_c [D, batch, H] or None).
+    nthreads: the time loop's team (0 = the process setting for layers worth it); the units are
+    divided among it and every team size gives the same bits."""
 
     def __init__(self, kind, Wq, Ws, Rq, Rs, B, params, *, direction="forward",
                  linear_before_reset=0, isa=None):
@@ -125,10 +127,11 @@ class StaticRNN:
         self.Wq, self.Ws, self.Rq, self.Rs, self.B = Wq, Ws, Rq, Rs, B
         self._w = [_pad_cols(Wq[d], _kp(I)) for d in range(D)]
         # AVX2 multiplies int16 pairs: W, which every step's projection reuses from L1, is kept
-        # widened as well (no vpmovsxbw per use); R stays int8 — a recurrent step streams it,
-        # and int16 R measured slower (bytes, not instructions, bound the step)
+        # widened as well, in 16-row panels (no vpmovsxbw per use, no horizontal sums); R stays
+        # int8 — a recurrent step streams it, and int16 R measured slower (bytes, not
+        # instructions, bound the step)
         avx2 = _runtime.ISA_NAMES[self._isa] == "avx2"
-        self._w16 = [w.astype(np.int16) if avx2 else None for w in self._w]
+        self._w16 = [_rnn.s16_pack_panels(w) if avx2 else None for w in self._w]
         self._r = [_pad_cols(Rq[d], _kp(self.H)) for d in range(D)]
         self._m, self._b = [], []
         for d in range(D):
@@ -149,7 +152,7 @@ class StaticRNN:
         return cls(kind, np.stack([q for q, _ in qs]), np.stack([s for _, s in qs]),
                    np.stack([q for q, _ in rs]), np.stack([s for _, s in rs]), B, params, **kw)
 
-    def __call__(self, X, sequence_lens=None, initial_h=None, initial_c=None):
+    def __call__(self, X, sequence_lens=None, initial_h=None, initial_c=None, *, nthreads=0):
         X = np.asarray(X)
         if X.ndim != 3 or X.shape[2] != self.I or X.dtype.kind != "f":
             raise ShapeError(f"{self.kind}: X must be float [T, batch, {self.I}], got "
@@ -180,5 +183,5 @@ class StaticRNN:
                               None if Yc is None else Yc[d],
                               int(self.direction == "reverse" or d == 1), self.lbr, p.e_c,
                               p.z_h, self._mo, self._mq, float(p.s_x), p.z_x, lo, hi,
-                              float(p.s_h), float(p.s_c))
+                              float(p.s_h), float(p.s_c), int(nthreads))
         return Y, Yh, Yc

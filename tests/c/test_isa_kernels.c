@@ -1251,18 +1251,31 @@ static void test_srnn(void) {
                     expect_same(per_isa(isa, qe_s16s8_dot_names[isa]),
                                 ctx, got, want, n, 8);
                 }
-                {   /* the int16-weight twins (AVX2's input projection) */
-                    int16_t *w16 = xmalloc(n * k * 2);
-                    for (size_t i = 0; i < n * k; i++) w16[i] = w[i];
-                    qe_s16s16_dot__scalar(n, k, a, w16, k, got);
-                    expect_same("qe_s16s16_dot__scalar", ctx, got, want, n, 8);
+                {   /* the int16 panels (AVX2's input projection): m = 5 activation rows (a,
+                     * reversed, and the pattern again), the panels' zero rows past n */
+                    const size_t m = 5, np = (n + 15) / 16;
+                    int16_t *am = xmalloc(m * k * 2), *wp = xmalloc(qe_s16_panels_bytes(n, k));
+                    int64_t *wantm = xmalloc(m * np * 16 * 8), *gotm = xmalloc(m * np * 16 * 8);
+                    for (size_t i = 0; i < m; i++)
+                        for (size_t q = 0; q < k; q++) am[i * k + q] = i % 2 ? a[k - 1 - q] : a[q];
+                    for (size_t i = 0; i < m; i++)
+                        for (size_t j = 0; j < np * 16; j++) {
+                            int64_t s = 0;
+                            for (size_t q = 0; j < n && q < k; q++) s += (int64_t)am[i * k + q] * w[j * k + q];
+                            wantm[i * np * 16 + j] = s;
+                        }
+                    qe_s16_pack_panels(n, k, w, k, wp);
+                    qe_s16_panels__scalar(m, k, am, k, wp, np, gotm, np * 16);
+                    expect_same("qe_s16_panels__scalar", ctx, gotm, wantm, m * np * 16, 8);
 #if QE_HAVE_X86_SIMD
-                    if (g_avail & (1u << QE_ISA_AVX2)) {
-                        qe_s16s16_dot__avx2(n, k, a, w16, k, got);
-                        expect_same("qe_s16s16_dot__avx2", ctx, got, want, n, 8);
-                    }
+                    if (g_avail & (1u << QE_ISA_AVX2))
+                        for (size_t mm = 1; mm <= m; mm++) {
+                            memset(gotm, 0x5a, m * np * 16 * 8);
+                            qe_s16_panels__avx2(mm, k, am, k, wp, np, gotm, np * 16);
+                            expect_same("qe_s16_panels__avx2", ctx, gotm, wantm, mm * np * 16, 8);
+                        }
 #endif
-                    free(w16);
+                    free(am); free(wp); free(wantm); free(gotm);
                 }
                 free(a); free(w); free(want); free(got);
             }
@@ -1309,12 +1322,27 @@ static void test_srnn(void) {
                 L.x = x; L.kpx = kpx; L.w = w; L.r = r; L.mx = mx; L.mh = mh; L.bx = bx; L.bh = bh;
                 int16_t *w16 = NULL;
                 if (isa == QE_ISA_AVX2) {      /* as qengine/quantized/static_rnn.py does */
-                    w16 = xmalloc(GH * kpx * 2);
-                    for (size_t i = 0; i < GH * kpx; i++) w16[i] = w[i];
+                    w16 = xmalloc(qe_s16_panels_bytes(GH, kpx));
+                    qe_s16_pack_panels(GH, kpx, w, kpx, w16);
                     L.w16 = w16;
                 }
                 L.lens = lens; L.h = h; L.c = cs[0] == QE_SRNN_LSTM ? c : NULL; L.y = y; L.isa = isa;
                 expect_rc("qe_srnn_run", qe_srnn_run(&L));
+                {   /* a team of 3 divides the units (explicit: these layers are below the size
+                     * that gets a team by default): the same bits as one thread */
+                    int16_t *h3 = xmalloc((size_t)B * H * 2), *c3 = xmalloc((size_t)B * H * 2), *y3 = xmalloc((size_t)T * B * H * 2);
+                    memcpy(h3, h0, (size_t)B * H * 2); memcpy(c3, c0, (size_t)B * H * 2);
+                    for (size_t i = 0; i < (size_t)T * B * H; i++) y3[i] = (int16_t)zh;
+                    qe_srnn_layer L3 = L;
+                    L3.h = h3; L3.c = cs[0] == QE_SRNN_LSTM ? c3 : NULL; L3.y = y3; L3.nthreads = 3;
+                    expect_rc("qe_srnn_run", qe_srnn_run(&L3));
+                    char name3[128];
+                    snprintf(name3, sizeof name3, "%s: qe_srnn_run, 3 threads = 1 thread", ISA_NAMES[isa]);
+                    expect_same(name3, ctx, y3, y, (size_t)T * B * H, 2);
+                    expect_same(name3, ctx, h3, h, (size_t)B * H, 2);
+                    expect_same(name3, ctx, c3, c, (size_t)B * H, 2);
+                    free(h3); free(c3); free(y3);
+                }
                 free(w16);
                 out[isa][0] = h; out[isa][1] = c; out[isa][2] = y;
                 if (isa == QE_ISA_SCALAR) {

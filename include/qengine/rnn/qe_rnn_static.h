@@ -39,13 +39,14 @@ typedef struct qe_srnn_layer {
     const int16_t *x;                  /* centered input codes x − z_x, [T][B][kpx], time order */
     size_t kpx;                        /* I padded to QE_S16S8_KB (zeros) */
     const int8_t *w;                   /* [G·H][kpx] */
-    const int16_t *w16;                /* AVX2: the same W widened to int16 (or NULL) */
+    const int16_t *w16;                /* AVX2: W as int16 panels, qe_s16_pack_panels (or NULL) */
     const int8_t *r;                   /* [G·H][kph], kph = H padded to QE_S16S8_KB */
     const float *mx, *mh, *bx, *bh;    /* [G·H]; bh: GRU linear_before_reset (else unused) */
     const int32_t *lens;               /* [B] or NULL (all T) */
     int16_t *h, *c;                    /* [B][H] codes in and out (c: LSTM) */
     int16_t *y;                        /* [T][B][H] codes out, or NULL */
     int32_t isa;
+    int32_t nthreads;                  /* 0: the process setting when a step is worth a team */
 } qe_srnn_layer;
 
 static inline int64_t qe_srnn_rsr(int64_t x, int s) {   /* floor((x + 2^(s-1)) / 2^s) */
@@ -188,12 +189,12 @@ static size_t qe_srnn_gate_lut__avx2(size_t n, const float *g, const int64_t *ac
 }
 
 QE_TARGET_AVX2
-static size_t qe_srnn_lstm_units__avx2(const qe_srnn_layer *L, const float *g,
-                                       const int64_t *acc, int16_t *c, int16_t *h) {
-    const size_t H = (size_t)L->H, H8 = H / 8 * 8;
+static size_t qe_srnn_lstm_units__avx2(const qe_srnn_layer *L, size_t u0, size_t u1,
+                                       const float *g, const int64_t *acc, int16_t *c, int16_t *h) {
+    const size_t H = (size_t)L->H, u8 = u0 + (u1 - u0) / 8 * 8;
     const int e = L->e_c;
     const __m256 lo = _mm256_set1_ps(-32768.0f), hi = _mm256_set1_ps(32767.0f);
-    for (size_t u = 0; u < H8; u += 8) {
+    for (size_t u = u0; u < u8; u += 8) {
         __m256i q[4];
         for (size_t x = 0; x < 4; x++) {
             const size_t n = x * H + u;
@@ -226,7 +227,7 @@ static size_t qe_srnn_lstm_units__avx2(const qe_srnn_layer *L, const float *g,
         }
         qe_srnn_store16x8__avx2(h + u, hq);
     }
-    return H8;
+    return u8;
 }
 #endif
 
@@ -242,6 +243,201 @@ static void qe_srnn_affine(int isa, size_t n, const int64_t *acc, const float *m
     for (; j < n; j++) g[j] = (float)acc[j] * m[j] + b[j];
 }
 
+/* ---- the time loop and its threads ----------------------------------------------------------
+ * The units are divided among the team in groups of 8 (the AVX2 gate width): member t owns
+ * units [u0, u1) of every batch row — their gate rows x·H + u of R, their c and their slice of
+ * the new h and of y. It copies the whole previous h (the dot products need all of it) into its
+ * own hc, so h is double-buffered (hb[s & 1] → hb[(s + 1) & 1]) and a step ends with one
+ * barrier; a GRU without linear_before_reset has a second one, after every member has written
+ * its units of r ⊙ h (the candidate's dot products need all of them). At batch 1 a step streams
+ * R: each member's rows stay in its own core's cache from step to step (int8 R of a 512-unit
+ * LSTM is 1 MiB, 512 KiB per core on two). Which member computes a value changes nothing in
+ * it: any team size gives the same bits. */
+#define QE_SRNN_PAR_MIN_MACS (1 << 17)   /* per step (B·G·H·H); below it one thread is faster */
+
+typedef struct qe_srnn_shared {
+    const qe_srnn_layer *L;
+    qe_s16s8_dot_fn dot;
+    size_t G, GH, kph, nacc;
+    float *gx;                         /* [T·B][GH], the input projection of every step */
+    int16_t *hb[2];                    /* [B][H] h codes, double-buffered (hb[0] = L->h) */
+    int16_t *rh;                       /* [B][kph] GRU lbr=0: rsr(r·hc, 15), zero past H */
+} qe_srnn_shared;
+
+typedef struct qe_srnn_member {
+    size_t u0, u1;                     /* its units */
+    int64_t *acc;                      /* [nacc]: GH (its rows only are used), ≥ the projection's */
+    int64_t *q;                        /* [B][GH] gate values: a GRU's z outlives its stage */
+    int16_t *hc;                       /* [kph] the previous h, centered, zero past H */
+} qe_srnn_member;
+
+static size_t qe_srnn_member_bytes(size_t nacc, size_t B, size_t GH, size_t kph) {
+    return ((nacc + B * GH) * sizeof(int64_t) + kph * sizeof(int16_t) + 63) / 64 * 64;
+}
+
+static void qe_srnn_member_init(qe_srnn_member *m, char *mem, size_t nacc, size_t B, size_t GH,
+                                size_t kph, size_t H, int t, int n) {
+    const size_t ng = (H + 7) / 8, g0 = ng * (size_t)t / (size_t)n, g1 = ng * (size_t)(t + 1) / (size_t)n;
+    m->u0 = 8 * g0;
+    m->u1 = 8 * g1 < H ? 8 * g1 : H;
+    m->acc = (int64_t *)(void *)mem;
+    m->q = m->acc + nacc;
+    m->hc = (int16_t *)(void *)(m->q + B * GH);
+    memset(m->hc, 0, kph * sizeof(int16_t));
+}
+
+/* The input projection of every step, member t of n. AVX2 (W as int16 panels,
+ * qe_s16_pack_panels): the member's panels a block of ≤ 16 KiB at a time, which stays in L1
+ * while the steps pass it 4 at a time. Elsewhere: blocks of rb rows (≤ 32 KiB of int8 rows),
+ * every step's x against a block. */
+static size_t qe_srnn_panel_block(size_t kpx) {
+    const size_t pb = (16u << 10) / (32 * kpx);
+    return pb ? pb : 1;
+}
+
+static void qe_srnn_project(const qe_srnn_shared *sh, size_t rb, int t, int n, int64_t *acc) {
+    const qe_srnn_layer *L = sh->L;
+    const size_t TB = (size_t)L->T * (size_t)L->B, kpx = L->kpx;
+#if QE_HAVE_X86_SIMD
+    if (L->w16 && L->isa == QE_ISA_AVX2) {
+        const size_t np = (sh->GH + 15) / 16, pb = qe_srnn_panel_block(kpx);
+        const size_t p0 = np * (size_t)t / (size_t)n, p1 = np * (size_t)(t + 1) / (size_t)n;
+        for (size_t pa = p0; pa < p1; pa += pb) {
+            const size_t npb = p1 - pa < pb ? p1 - pa : pb, n0 = 16 * pa;
+            const size_t nr = sh->GH - n0 < 16 * npb ? sh->GH - n0 : 16 * npb;
+            for (size_t tb = 0; tb < TB; tb += 4) {
+                const size_t m = TB - tb < 4 ? TB - tb : 4;
+                qe_s16_panels__avx2(m, kpx, L->x + tb * kpx, kpx, L->w16 + pa * kpx * 16, npb,
+                                    acc, 16 * npb);
+                for (size_t i = 0; i < m; i++)
+                    qe_srnn_affine(L->isa, nr, acc + i * 16 * npb, L->mx + n0, L->bx + n0,
+                                   sh->gx + (tb + i) * sh->GH + n0);
+            }
+        }
+        return;
+    }
+#endif
+    const size_t nblk = (sh->GH + rb - 1) / rb;
+    for (size_t j = nblk * (size_t)t / (size_t)n; j < nblk * (size_t)(t + 1) / (size_t)n; j++) {
+        const size_t n0 = j * rb, nr = sh->GH - n0 < rb ? sh->GH - n0 : rb;
+        for (size_t tb = 0; tb < TB; tb++) {
+            sh->dot(nr, kpx, L->x + tb * kpx, L->w + n0 * kpx, kpx, acc);
+            qe_srnn_affine(L->isa, nr, acc, L->mx + n0, L->bx + n0, sh->gx + tb * sh->GH + n0);
+        }
+    }
+}
+
+/* dot products of rows x·H + [u0, u1) for gates x in [x0, x1) against a */
+static void qe_srnn_gate_dots(const qe_srnn_shared *sh, const qe_srnn_member *m, size_t x0,
+                              size_t x1, const int16_t *a, int64_t *acc) {
+    const size_t H = (size_t)sh->L->H, n = m->u1 - m->u0;
+    for (size_t x = x0; x < x1; x++) {
+        const size_t r0 = x * H + m->u0;
+        sh->dot(n, sh->kph, a, sh->L->r + r0 * sh->kph, sh->kph, acc + r0);
+    }
+}
+
+/* Step s of batch row b, stage `phase` (GRU lbr=0: 0 = z, r and r ⊙ h, 1 = candidate and h) for
+ * the member's units; hp / hn: the previous / new h of the row. */
+static void qe_srnn_step(const qe_srnn_shared *sh, qe_srnn_member *m, size_t s, size_t b,
+                         int phase) {
+    const qe_srnn_layer *L = sh->L;
+    const size_t T = (size_t)L->T, B = (size_t)L->B, H = (size_t)L->H, GH = sh->GH;
+    const size_t u0 = m->u0, u1 = m->u1;
+    const int16_t *hp = sh->hb[s & 1] + b * H;
+    int16_t *hn = sh->hb[(s + 1) & 1] + b * H;
+    const size_t len = L->lens ? (size_t)L->lens[b] : T;
+    if (s >= len) {                    /* the state is kept (y stays at z_h) */
+        if (phase == 0) memcpy(hn + u0, hp + u0, (u1 - u0) * sizeof(int16_t));
+        return;
+    }
+    const size_t t = L->reverse ? len - 1 - s : s;
+    const float *g = sh->gx + (t * B + b) * GH;
+    int64_t *acc = m->acc, *q = m->q + b * GH;
+    int16_t *hc = m->hc;
+    if (phase == 0)
+        for (size_t k = 0; k < H; k++) hc[k] = (int16_t)(hp[k] - L->z_h);
+    if (L->kind == QE_SRNN_LSTM) {
+        int16_t *c = L->c + b * H;
+        qe_srnn_gate_dots(sh, m, 0, 4, hc, acc);
+        size_t v = u0;
+#if QE_HAVE_X86_SIMD
+        if (L->isa == QE_ISA_AVX2 || L->isa == QE_ISA_AVX512VNNI)
+            v = qe_srnn_lstm_units__avx2(L, u0, u1, g, acc, c, hn);
+#endif
+        qe_srnn_lstm_units(L, v, u1, g, acc, c, hn);
+    } else if (phase == 0) {
+        /* z and r: q[u] = z, q[H + u] = r (Q0.15) */
+        qe_srnn_gate_dots(sh, m, 0, L->linear_before_reset ? 3 : 2, hc, acc);
+        for (size_t x = 0; x < 2; x++) {
+            const size_t n0 = x * H + u0, n1 = x * H + u1;
+            size_t n = n0;
+#if QE_HAVE_X86_SIMD
+            if (L->isa == QE_ISA_AVX2 || L->isa == QE_ISA_AVX512VNNI)
+                n += qe_srnn_gate_lut__avx2(n1 - n0, g + n0, acc + n0, L->mh + n0,
+                                            qe_rnn_sigmoid_lut, q + n0);
+#endif
+            for (; n < n1; n++)
+                q[n] = qe_srnn_lut(qe_rnn_sigmoid_lut, qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]));
+        }
+        if (!L->linear_before_reset) {  /* the candidate's product, for every member's dots */
+            int16_t *rh = sh->rh + b * sh->kph;
+            for (size_t u = u0; u < u1; u++)
+                rh[u] = (int16_t)qe_srnn_rsr(q[H + u] * (int64_t)hc[u], 15);
+        }
+    }
+    if (L->kind == QE_SRNN_GRU && phase == (L->linear_before_reset ? 0 : 1)) {
+        int64_t *pn = q + 2 * H;        /* the candidate's Q3.12 codes */
+        if (L->linear_before_reset) {
+            for (size_t u = u0; u < u1; u++) {
+                const size_t n = 2 * H + u;
+                const int64_t ph = qe_srnn_q12((float)acc[n] * L->mh[n] + L->bh[n]);
+                const int64_t rh = qe_srnn_rsr(q[H + u] * ph, 15);
+                pn[u] = qe_srnn_q12(g[n] + (float)rh);
+            }
+        } else {
+            qe_srnn_gate_dots(sh, m, 2, 3, sh->rh + b * sh->kph, acc);
+            for (size_t u = u0; u < u1; u++) {
+                const size_t n = 2 * H + u;
+                pn[u] = qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]);
+            }
+        }
+        for (size_t u = u0; u < u1; u++) {
+            const int64_t z = q[u], nn = qe_srnn_lut(qe_rnn_tanh_lut, pn[u]);
+            const int64_t hcu = (int64_t)hp[u] - L->z_h;
+            const int64_t h15 = L->scheme == QE_SRNN_INT16 ? hcu
+                                                           : (int64_t)qe_srnn_rint((float)hcu * L->mq);
+            hn[u] = qe_srnn_h_out(L, (32768 - z) * nn + z * h15);
+        }
+    }
+    if (L->y && phase == (L->kind == QE_SRNN_GRU && !L->linear_before_reset ? 1 : 0))
+        memcpy(L->y + (t * B + b) * H + u0, hn + u0, (u1 - u0) * sizeof(int16_t));
+}
+
+/* member t of a team of n (n = 1: no barriers) */
+static void qe_srnn_member_run(const qe_srnn_shared *sh, char *mem, size_t rb, int t, int n) {
+    const qe_srnn_layer *L = sh->L;
+    qe_srnn_member m;
+    qe_srnn_member_init(&m, mem, sh->nacc, (size_t)L->B, sh->GH, sh->kph, (size_t)L->H, t, n);
+    qe_srnn_project(sh, rb, t, n, m.acc);
+    const int P = L->kind == QE_SRNN_GRU && !L->linear_before_reset ? 2 : 1;
+#ifdef _OPENMP
+    if (n > 1) {
+        #pragma omp barrier
+    }
+#endif
+    for (size_t s = 0; s < (size_t)L->T; s++)
+        for (int phase = 0; phase < P; phase++) {
+            if (m.u0 < m.u1)
+                for (size_t b = 0; b < (size_t)L->B; b++) qe_srnn_step(sh, &m, s, b, phase);
+#ifdef _OPENMP
+            if (n > 1) {
+                #pragma omp barrier
+            }
+#endif
+        }
+}
+
 static int qe_srnn_run(const qe_srnn_layer *L) {
     const int G = L->kind == QE_SRNN_LSTM ? 4 : 3;
     const size_t T = (size_t)L->T, B = (size_t)L->B, H = (size_t)L->H;
@@ -250,94 +446,49 @@ static int qe_srnn_run(const qe_srnn_layer *L) {
         (L->kind != QE_SRNN_LSTM && L->kind != QE_SRNN_GRU) ||
         (L->scheme != QE_SRNN_INT16 && L->scheme != QE_SRNN_INT8) ||
         L->kpx != qe_srnn_pad((size_t)L->input_size) || (L->scheme == QE_SRNN_INT16 && L->z_h) ||
-        L->z_h < 0 || L->z_h > 255)
+        L->z_h < 0 || L->z_h > 255 || L->nthreads < 0)
         return QE_SRNN_EARG;
     if (T == 0 || B == 0) return QE_SRNN_OK;
-    const qe_s16s8_dot_fn dot = qe_s16s8_dot_for_isa(L->isa);
-    /* scratch: gx [T·B][GH] f32, acc [GH] i64, hc [kph] i16, gates [GH] i64 */
-    const size_t bytes = T * B * GH * sizeof(float) + GH * sizeof(int64_t) +
-                         kph * sizeof(int16_t) + GH * sizeof(int64_t) + 256;
-    uint8_t *ws = (uint8_t *)qe_workspace(QE_WS_CALL, bytes);
+    /* a team: as many as asked (0 = the process setting, when a step is worth it), at most one
+     * per group of 8 units */
+    int nt = qe_threads(L->nthreads);
+    if (L->nthreads == 0 && (double)B * (double)GH * (double)H < (double)QE_SRNN_PAR_MIN_MACS) nt = 1;
+    if ((size_t)nt > (H + 7) / 8) nt = (int)((H + 7) / 8);
+#ifndef _OPENMP
+    nt = 1;
+#endif
+    /* scratch: gx [T·B][GH] f32, h's second buffer [B][H], rh [B][kph], per member its own */
+    const size_t ngx = (T * B * GH * sizeof(float) + 63) / 64 * 64;
+    const size_t nh = (B * H * sizeof(int16_t) + 63) / 64 * 64;
+    const size_t nrh = (B * kph * sizeof(int16_t) + 63) / 64 * 64;
+    const size_t rb = L->kpx * 32 <= (32u << 10) ? 32 : ((32u << 10) / L->kpx + 7) / 8 * 8;
+    const size_t npa = 4 * 16 * qe_srnn_panel_block(L->kpx);   /* 4 steps × a panel block */
+    const size_t nacc = GH > rb ? (GH > npa ? GH : npa) : (rb > npa ? rb : npa);
+    const size_t nm = qe_srnn_member_bytes(nacc, B, GH, kph);
+    char *ws = (char *)qe_workspace(QE_WS_CALL, ngx + nh + nrh + (size_t)nt * nm);
     if (!ws) return QE_SRNN_ENOMEM;
-    float *gx = (float *)(void *)ws;
-    int64_t *acc = (int64_t *)(void *)(ws + (T * B * GH * sizeof(float) + 63) / 64 * 64);
-    int64_t *q = acc + GH;
-    int16_t *hc = (int16_t *)(void *)(q + GH);
-    memset(hc, 0, kph * sizeof(int16_t));
-    /* the input projection of every step, a block of W rows at a time: the block (≤ 32 KiB as
-     * int16) stays in L1 while every step's x passes it, instead of all of W streaming once a
-     * step */
-    const size_t rb = L->kpx * 64 <= (32u << 10) ? 32 : ((32u << 10) / (2 * L->kpx) + 7) / 8 * 8;
-    for (size_t n0 = 0; n0 < GH; n0 += rb) {
-        const size_t nr = GH - n0 < rb ? GH - n0 : rb;
-        for (size_t tb = 0; tb < T * B; tb++) {
-#if QE_HAVE_X86_SIMD
-            if (L->w16 && L->isa == QE_ISA_AVX2)
-                qe_s16s16_dot__avx2(nr, L->kpx, L->x + tb * L->kpx, L->w16 + n0 * L->kpx,
-                                    L->kpx, acc);
-            else
-#endif
-            dot(nr, L->kpx, L->x + tb * L->kpx, L->w + n0 * L->kpx, L->kpx, acc);
-            qe_srnn_affine(L->isa, nr, acc, L->mx + n0, L->bx + n0, gx + tb * GH + n0);
+    qe_srnn_shared sh;
+    sh.L = L; sh.dot = qe_s16s8_dot_for_isa(L->isa);
+    sh.G = (size_t)G; sh.GH = GH; sh.kph = kph; sh.nacc = nacc;
+    sh.gx = (float *)(void *)ws;
+    sh.hb[0] = L->h;
+    sh.hb[1] = (int16_t *)(void *)(ws + ngx);
+    sh.rh = (int16_t *)(void *)(ws + ngx + nh);
+    memset(sh.rh, 0, B * kph * sizeof(int16_t));
+    char *mem = ws + ngx + nh + nrh;
+    if (nt <= 1) {
+        qe_srnn_member_run(&sh, mem, rb, 0, 1);
+    } else {
+#ifdef _OPENMP
+        #pragma omp parallel num_threads(nt)
+        {
+            qe_threads_note_team();
+            const int t = omp_get_thread_num(), n = omp_get_num_threads();
+            qe_srnn_member_run(&sh, mem + (size_t)t * nm, rb, t, n);
         }
-    }
-    for (size_t s = 0; s < T; s++) {
-        for (size_t b = 0; b < B; b++) {
-            const size_t len = L->lens ? (size_t)L->lens[b] : T;
-            if (s >= len) continue;
-            const size_t t = L->reverse ? len - 1 - s : s;
-            const float *g = gx + (t * B + b) * GH;
-            int16_t *h = L->h + b * H;
-            for (size_t k = 0; k < H; k++) hc[k] = (int16_t)(h[k] - L->z_h);
-            if (L->kind == QE_SRNN_LSTM) {
-                int16_t *c = L->c + b * H;
-                dot(GH, kph, hc, L->r, kph, acc);
-                size_t u0 = 0;
-#if QE_HAVE_X86_SIMD
-                if (L->isa == QE_ISA_AVX2 || L->isa == QE_ISA_AVX512VNNI)
-                    u0 = qe_srnn_lstm_units__avx2(L, g, acc, c, h);
 #endif
-                qe_srnn_lstm_units(L, u0, H, g, acc, c, h);
-            } else {
-                dot(L->linear_before_reset ? GH : 2 * H, kph, hc, L->r, kph, acc);
-                /* q[u] = z, q[H + u] = r (Q0.15) */
-                size_t n0 = 0;
-#if QE_HAVE_X86_SIMD
-                if (L->isa == QE_ISA_AVX2 || L->isa == QE_ISA_AVX512VNNI)
-                    n0 = qe_srnn_gate_lut__avx2(2 * H, g, acc, L->mh, qe_rnn_sigmoid_lut, q);
-#endif
-                for (size_t n = n0; n < 2 * H; n++)
-                    q[n] = qe_srnn_lut(qe_rnn_sigmoid_lut,
-                                       qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]));
-                int64_t *pn = q + 2 * H;        /* the candidate's Q3.12 codes */
-                if (L->linear_before_reset) {
-                    for (size_t u = 0; u < H; u++) {
-                        const size_t n = 2 * H + u;
-                        const int64_t ph = qe_srnn_q12((float)acc[n] * L->mh[n] + L->bh[n]);
-                        const int64_t rh = qe_srnn_rsr(q[H + u] * ph, 15);
-                        pn[u] = qe_srnn_q12(g[n] + (float)rh);
-                    }
-                } else {
-                    /* hc ← rsr(r·hc, 15) for the candidate's product; h itself is kept */
-                    for (size_t u = 0; u < H; u++)
-                        hc[u] = (int16_t)qe_srnn_rsr(q[H + u] * (int64_t)hc[u], 15);
-                    dot(H, kph, hc, L->r + 2 * H * kph, kph, acc + 2 * H);
-                    for (size_t u = 0; u < H; u++) {
-                        const size_t n = 2 * H + u;
-                        pn[u] = qe_srnn_q12(g[n] + (float)acc[n] * L->mh[n]);
-                    }
-                }
-                for (size_t u = 0; u < H; u++) {
-                    const int64_t z = q[u], nn = qe_srnn_lut(qe_rnn_tanh_lut, pn[u]);
-                    const int64_t hcu = (int64_t)h[u] - L->z_h;
-                    const int64_t h15 = L->scheme == QE_SRNN_INT16 ? hcu
-                                                                   : (int64_t)qe_srnn_rint((float)hcu * L->mq);
-                    h[u] = qe_srnn_h_out(L, (32768 - z) * nn + z * h15);
-                }
-            }
-            if (L->y) memcpy(L->y + (t * B + b) * H, h, H * sizeof(int16_t));
-        }
     }
+    if (T & 1) memcpy(L->h, sh.hb[1], B * H * sizeof(int16_t));
     return QE_SRNN_OK;
 }
 

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "../qe_target.h"
 
 #define QE_S16S8_KB 32          /* kp granularity (the widest kernel's step) */
@@ -32,15 +33,31 @@ static void qe_s16s8_dot__scalar(size_t n, size_t kp, const int16_t *a, const in
     }
 }
 
-/* The same products with the weights already widened to int16 [n][ldw] (the input
- * projection on AVX2, whose W block is reused by every step: no vpmovsxbw per use). */
-static void qe_s16s16_dot__scalar(size_t n, size_t kp, const int16_t *a, const int16_t *w,
-                                  size_t ldw, int64_t *out) {
-    for (size_t j = 0; j < n; j++) {
-        int64_t s = 0;
-        for (size_t k = 0; k < kp; k++) s += (int64_t)a[k] * w[j * ldw + k];
-        out[j] = s;
-    }
+/* The input projection on AVX2 multiplies int16 pairs against W widened to int16 in panels of
+ * 16 rows, K-pair interleaved: panel p, pair g, row c, element e at
+ * ((p·kp/2 + g)·16 + c)·2 + e; rows past n are zero. Every step's x pair is broadcast against
+ * a panel (no horizontal sums, no vpmovsxbw per use: the panel stays in L1 while the steps
+ * pass it). */
+static size_t qe_s16_panels_bytes(size_t n, size_t kp) { return (n + 15) / 16 * 16 * kp * 2; }
+
+static void qe_s16_pack_panels(size_t n, size_t kp, const int8_t *w, size_t ldw, int16_t *out) {
+    memset(out, 0, qe_s16_panels_bytes(n, kp));
+    for (size_t r = 0; r < n; r++)
+        for (size_t k = 0; k < kp; k++)
+            out[((r / 16 * (kp / 2) + k / 2) * 16 + r % 16) * 2 + k % 2] = w[r * ldw + k];
+}
+
+/* out[i·ldo + 16·p + c] = Σ_k a[i·lda + k] · row 16·p + c, for i < m, p < np (panels at wp) */
+static void qe_s16_panels__scalar(size_t m, size_t kp, const int16_t *a, size_t lda,
+                                  const int16_t *wp, size_t np, int64_t *out, size_t ldo) {
+    for (size_t i = 0; i < m; i++)
+        for (size_t p = 0; p < np; p++)
+            for (size_t c = 0; c < 16; c++) {
+                int64_t s = 0;
+                for (size_t k = 0; k < kp; k++)
+                    s += (int64_t)a[i * lda + k] * wp[((p * (kp / 2) + k / 2) * 16 + c) * 2 + k % 2];
+                out[i * ldo + 16 * p + c] = s;
+            }
 }
 
 #if QE_HAVE_X86_SIMD
@@ -59,12 +76,10 @@ QE_TARGET_AVX2 QE_INLINE void qe_s16s8_reduce8__avx2(const __m256i acc[8], __m25
     *hi = _mm256_add_epi64(*hi, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(rows, 1)));
 }
 
-/* 8 rows at a time, the 8 accumulators reduced once per chunk (qe_s16s8_reduce8__avx2); rows
- * [0, n8) only. `wide`: w holds int16 (the widened projection weights) instead of int8, which
- * then need one vpmovsxbw per 16. Inlined with a constant `wide` into the two kernels below. */
-QE_TARGET_AVX2 QE_INLINE size_t qe_s16_dot8__avx2(size_t n, size_t kp, const int16_t *a,
-                                                  const void *w, size_t ldw, int64_t *out,
-                                                  const int wide) {
+/* 8 rows at a time, the 8 accumulators reduced once per chunk (qe_s16s8_reduce8__avx2) */
+QE_TARGET_AVX2
+static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8_t *w,
+                               size_t ldw, int64_t *out) {
     size_t j = 0;
     for (; j + 8 <= n; j += 8) {
         __m256i s_lo = _mm256_setzero_si256(), s_hi = _mm256_setzero_si256();
@@ -75,10 +90,8 @@ QE_TARGET_AVX2 QE_INLINE size_t qe_s16_dot8__avx2(size_t n, size_t kp, const int
             for (size_t k = k0; k < k1; k += 16) {
                 const __m256i va = _mm256_loadu_si256((const __m256i *)(a + k));
                 _Pragma("GCC unroll 8") for (int q = 0; q < 8; q++) {
-                    const size_t o = (j + (size_t)q) * ldw + k;
-                    const __m256i b = wide
-                        ? _mm256_loadu_si256((const __m256i *)((const int16_t *)w + o))
-                        : _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((const int8_t *)w + o)));
+                    const __m256i b = _mm256_cvtepi8_epi16(
+                        _mm_loadu_si128((const __m128i *)(w + (j + (size_t)q) * ldw + k)));
                     acc[q] = _mm256_add_epi32(acc[q], _mm256_madd_epi16(va, b));
                 }
             }
@@ -87,22 +100,60 @@ QE_TARGET_AVX2 QE_INLINE size_t qe_s16_dot8__avx2(size_t n, size_t kp, const int
         _mm256_storeu_si256((__m256i *)(out + j), s_lo);
         _mm256_storeu_si256((__m256i *)(out + j + 4), s_hi);
     }
-    return j;
-}
-
-QE_TARGET_AVX2
-static void qe_s16s8_dot__avx2(size_t n, size_t kp, const int16_t *a, const int8_t *w,
-                               size_t ldw, int64_t *out) {
-    const size_t j = qe_s16_dot8__avx2(n, kp, a, w, ldw, out, 0);
     if (j < n) qe_s16s8_dot__scalar(n - j, kp, a, w + j * ldw, ldw, out + j);
 }
 
-/* qe_s16s16_dot__scalar's AVX2 twin */
+/* qe_s16_panels__scalar, M activation rows (a constant after inlining) × one panel at a time:
+ * 2·M accumulators of 8 rows' int32 lane sums, flushed into the int64 outputs every
+ * QE_S16S8_CHUNK K values (a lane holds ≤ 256 products of ≤ 2^22) */
+QE_TARGET_AVX2 QE_INLINE void qe_s16_panels_m__avx2(size_t kp, const int16_t *a, size_t lda,
+                                                    const int16_t *wp, size_t np, int64_t *out,
+                                                    size_t ldo, const int M) {
+    for (size_t p = 0; p < np; p++) {
+        const int16_t *w = wp + p * kp * 16;
+        for (size_t k0 = 0; k0 < kp; k0 += QE_S16S8_CHUNK) {
+            const size_t k1 = k0 + QE_S16S8_CHUNK < kp ? k0 + QE_S16S8_CHUNK : kp;
+            __m256i acc[4][2];
+            _Pragma("GCC unroll 4") for (int i = 0; i < M; i++)
+                acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+            for (size_t g = k0 / 2; g < k1 / 2; g++) {
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + g * 32));
+                const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + g * 32 + 16));
+                _Pragma("GCC unroll 4") for (int i = 0; i < M; i++) {
+                    int32_t pair;
+                    memcpy(&pair, a + (size_t)i * lda + 2 * g, 4);
+                    const __m256i va = _mm256_set1_epi32(pair);
+                    acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(va, w0));
+                    acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(va, w1));
+                }
+            }
+            _Pragma("GCC unroll 4") for (int i = 0; i < M; i++) {
+                int64_t *o = out + (size_t)i * ldo + 16 * p;
+                const __m256i v[4] = {
+                    _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc[i][0])),
+                    _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc[i][0], 1)),
+                    _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc[i][1])),
+                    _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc[i][1], 1))};
+                for (int r = 0; r < 4; r++) {
+                    __m256i *d = (__m256i *)(o + 4 * r);
+                    _mm256_storeu_si256(d, k0 ? _mm256_add_epi64(_mm256_loadu_si256(d), v[r]) : v[r]);
+                }
+            }
+        }
+    }
+}
+
 QE_TARGET_AVX2
-static void qe_s16s16_dot__avx2(size_t n, size_t kp, const int16_t *a, const int16_t *w,
-                                size_t ldw, int64_t *out) {
-    const size_t j = qe_s16_dot8__avx2(n, kp, a, w, ldw, out, 1);
-    if (j < n) qe_s16s16_dot__scalar(n - j, kp, a, w + j * ldw, ldw, out + j);
+static void qe_s16_panels__avx2(size_t m, size_t kp, const int16_t *a, size_t lda,
+                                const int16_t *wp, size_t np, int64_t *out, size_t ldo) {
+    for (; m >= 4; m -= 4, a += 4 * lda, out += 4 * ldo)
+        qe_s16_panels_m__avx2(kp, a, lda, wp, np, out, ldo, 4);
+    switch (m) {
+    case 3: qe_s16_panels_m__avx2(kp, a, lda, wp, np, out, ldo, 3); break;
+    case 2: qe_s16_panels_m__avx2(kp, a, lda, wp, np, out, ldo, 2); break;
+    case 1: qe_s16_panels_m__avx2(kp, a, lda, wp, np, out, ldo, 1); break;
+    default: break;
+    }
 }
 
 QE_TARGET_AVX512VNNI
