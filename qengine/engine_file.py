@@ -69,8 +69,8 @@ _TAG_OF = {np.dtype(v).name: k for k, v in _DTYPES.items()}
 
 
 # ---- writing ---------------------------------------------------------------------------------
-def write_safetensors(path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-    """Write `tensors` and string `metadata` as a safetensors file (atomically)."""
+def _safetensors_parts(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> list[bytes]:
+    """The pieces of a safetensors file, in order: length field, header, tensor data."""
     entries, blobs, offset = {}, [], 0
     # largest items first keeps every tensor aligned to its itemsize (the data start is 8-aligned)
     for name in sorted(tensors, key=lambda k: (-np.asarray(tensors[k]).dtype.itemsize, k)):
@@ -87,6 +87,12 @@ def write_safetensors(path, tensors: dict[str, np.ndarray], metadata: dict[str, 
     header = {"__metadata__": dict(metadata), **entries}
     raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     raw += b" " * (-(8 + len(raw)) % 8)
+    return [len(raw).to_bytes(8, "little"), raw, *blobs]
+
+
+def write_safetensors(path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """Write `tensors` and string `metadata` as a safetensors file (atomically)."""
+    parts = _safetensors_parts(tensors, metadata)
     path = Path(path)
     # Written beside the target and renamed over it, so a reader never sees half a file. Not
     # tempfile.mkstemp: it creates mode 0600 whatever the umask, and a serving account other
@@ -96,9 +102,7 @@ def write_safetensors(path, tensors: dict[str, np.ndarray], metadata: dict[str, 
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(len(raw).to_bytes(8, "little"))
-            f.write(raw)
-            for b in blobs:
+            for b in parts:
                 f.write(b)
         os.replace(tmp, path)
     except BaseException:
@@ -109,9 +113,18 @@ def write_safetensors(path, tensors: dict[str, np.ndarray], metadata: dict[str, 
 
 def save(graph: Graph, path) -> None:
     """Verify `graph` and write it to `path` as an engine file."""
+    write_safetensors(path, *_engine_contents(graph, "save"))
+
+
+def dumps(graph: Graph) -> bytes:
+    """The engine file of `graph` as bytes (what `save` writes); `loads` reads it back."""
+    return b"".join(_safetensors_parts(*_engine_contents(graph, "dumps")))
+
+
+def _engine_contents(graph: Graph, what: str):
     from . import __version__
     from .model_files import require_graph
-    require_graph(graph, "save")            # a Session or a ModelProto: say what to call
+    require_graph(graph, what)              # a Session or a ModelProto: say what to call
     graph.verify()
     for name, arr in graph.initializers.items():
         _refuse_nan(arr, f"initializer {name!r}")
@@ -124,7 +137,7 @@ def save(graph: Graph, path) -> None:
                                        separators=(",", ":"))}
     if packed:
         meta["int4_tensors"] = json.dumps(packed, separators=(",", ":"))
-    write_safetensors(path, tensors, meta)
+    return tensors, meta
 
 
 def _pack_int4_tensors(inits):
@@ -240,29 +253,36 @@ def _read_safetensors(path):
     with f:
         if size < 8:
             raise ModelError(f"{path.name}: file is {size} bytes, too short for a header length")
-        n = int.from_bytes(f.read(8), "little")
-        if n == 0 or n > size - 8 or n > MAX_HEADER_BYTES:
-            raise ModelError(f"{path.name}: header length {n} is invalid (file has {size - 8} "
-                             f"bytes after the length field; limit {MAX_HEADER_BYTES})")
-        raw = f.read(n)
-        if len(raw) != n:
-            raise ModelError(f"{path.name}: file shrank while reading the header")
-        data_len = size - 8 - n
-        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if data_len else b""
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return _parse_safetensors(buf, path.name)
+
+
+def _parse_safetensors(buf, where: str):
+    """Validate and read a whole safetensors file held in `buf` (a memory map or bytes); the
+    tensors are read-only views of it. Returns (tensors, metadata, buf)."""
+    size = len(buf)
+    if size < 8:
+        raise ModelError(f"{where}: {size} bytes, too short for a header length")
+    n = int.from_bytes(buf[:8], "little")
+    if n == 0 or n > size - 8 or n > MAX_HEADER_BYTES:
+        raise ModelError(f"{where}: header length {n} is invalid (file has {size - 8} "
+                         f"bytes after the length field; limit {MAX_HEADER_BYTES})")
+    raw = bytes(buf[8:8 + n])
+    data_len = size - 8 - n
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ModelError(f"{path.name}: header is not UTF-8 ({e})") from None
-    header = _strict_json(text, f"{path.name}: header")
+        raise ModelError(f"{where}: header is not UTF-8 ({e})") from None
+    header = _strict_json(text, f"{where}: header")
     if not isinstance(header, dict):
-        raise ModelError(f"{path.name}: header must be a JSON object")
+        raise ModelError(f"{where}: header must be a JSON object")
     metadata = header.pop("__metadata__", {})
     if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                  for k, v in metadata.items()):
-        raise ModelError(f"{path.name}: __metadata__ must map strings to strings")
+        raise ModelError(f"{where}: __metadata__ must map strings to strings")
     specs = []
     for name, e in header.items():
-        where = f"{path.name}: tensor {name!r}"
+        where = f"{where}: tensor {name!r}"
         if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
             raise ModelError(f"{where}: entry must have exactly dtype, shape, data_offsets")
         if e["dtype"] not in _DTYPES:
@@ -287,11 +307,11 @@ def _read_safetensors(path):
     pos = 0
     for begin, end, name, _, _ in specs:
         if begin != pos:
-            raise ModelError(f"{path.name}: tensor {name!r} starts at {begin} but the previous "
+            raise ModelError(f"{where}: tensor {name!r} starts at {begin} but the previous "
                              f"data ends at {pos} ({'overlap' if begin < pos else 'gap'})")
         pos = end
     if pos != data_len:
-        raise ModelError(f"{path.name}: tensors cover {pos} bytes but the file has {data_len} "
+        raise ModelError(f"{where}: tensors cover {pos} bytes but the file has {data_len} "
                          f"bytes of data (trailing garbage or truncation)")
     tensors = {}
     for begin, end, name, dtype, shape in specs:
@@ -370,28 +390,32 @@ def _load_graph(path, verify: bool = True):
     from .model_files import refuse_non_engine_file
     refuse_non_engine_file(path)            # an ONNX or NumPy file: say what it is, what to call
     tensors, meta, mapped = _read_safetensors(path)
+    return _engine_graph(tensors, meta, Path(path).name, verify), mapped
+
+
+def _engine_graph(tensors, meta, where: str, verify: bool) -> Graph:
     if meta.get("format") != FORMAT:
-        raise ModelError(f"{Path(path).name}: not a qengine engine file (metadata format is "
+        raise ModelError(f"{where}: not a qengine engine file (metadata format is "
                          f"{meta.get('format')!r}, expected {FORMAT!r})")
     version = meta.get("format_version")
     if version not in READ_VERSIONS:
-        raise ModelError(f"{Path(path).name}: engine format version {version!r} is not "
+        raise ModelError(f"{where}: engine format version {version!r} is not "
                          f"supported (this qengine reads versions {', '.join(READ_VERSIONS)}; "
                          f"re-export the model)")
     if "graph" not in meta:
-        raise ModelError(f"{Path(path).name}: metadata has no graph")
+        raise ModelError(f"{where}: metadata has no graph")
     if verify:
-        _verify_tensors(tensors, meta, Path(path).name)
+        _verify_tensors(tensors, meta, where)
     if "int4_tensors" in meta:
         if version == FORMAT_VERSION:
-            raise ModelError(f"{Path(path).name}: engine format version 1 cannot hold int4 "
+            raise ModelError(f"{where}: engine format version 1 cannot hold int4 "
                              f"tensors (version {FORMAT_VERSION_INT4} can)")
-        _unpack_int4_tensors(tensors, meta, Path(path).name)
+        _unpack_int4_tensors(tensors, meta, where)
     graph = graph_from_json(_strict_json(meta["graph"], "graph"), tensors)
     if version == FORMAT_VERSION and any(n.attrs.get("weight_bits") == 4 for n in graph.nodes):
-        raise ModelError(f"{Path(path).name}: engine format version 1 cannot hold 4-bit "
+        raise ModelError(f"{where}: engine format version 1 cannot hold 4-bit "
                          f"weights (weight_bits=4 needs version {FORMAT_VERSION_INT4})")
-    return graph, mapped
+    return graph
 
 
 def build_session(graph: Graph, where: str, **session_kwargs):
@@ -425,3 +449,13 @@ def load(path, *, nan="error", verify: bool = True, **session_kwargs):
     if isinstance(mapped, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
         mapped.madvise(mmap.MADV_DONTNEED)
     return session
+
+
+def loads(data, *, nan="error", verify: bool = True, **session_kwargs):
+    """`load` for an engine file held in memory (bytes, e.g. from `dumps`, a network message or
+    a pickled Session): the same checks, and the Session's tensors view `data`."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ModelError(f"loads expects the bytes of an engine file, got {type(data).__name__}")
+    tensors, meta, _ = _parse_safetensors(bytes(data), "engine bytes")
+    graph = _engine_graph(tensors, meta, "engine bytes", verify)
+    return build_session(graph, "engine bytes", nan=nan, **session_kwargs)

@@ -82,6 +82,7 @@ class Session:
         active_isa()        # a bad QENGINE_ISA fails here, even for a graph of float ops only
         self.nan = nan
         self.graph = graph
+        self._float_dtype = np.dtype(float_dtype)
         self._executor = Executor(graph, float_dtype=float_dtype)
         self._inputs = list(graph.inputs)
         self._names = tuple(v.name for v in self._inputs)
@@ -92,6 +93,13 @@ class Session:
                         if v.shape is not None and all(isinstance(d, int) for d in v.shape)]
         if len(self._static) != len(self._inputs):
             self._static = None
+
+    def __reduce__(self):
+        """A Session pickles as its engine file's bytes (engine_file.dumps) and is rebuilt, with
+        every check `engine_file.loads` makes, where it is unpickled: how a Session ships to Ray
+        or Dask workers. The engine file format itself holds no pickle."""
+        from .engine_file import dumps
+        return (_session_from_engine, (dumps(self.graph), self.nan, self._float_dtype.str))
 
     def __repr__(self) -> str:
         return (f"<Session {self.graph.name!r}: {len(self.graph.nodes)} nodes, inputs "
@@ -195,3 +203,8 @@ class Session:
             out = self._executor.run(feeds, names, profile=p)
             profiles.append(p)
         return out, profiles
+
+
+def _session_from_engine(data: bytes, nan: str, float_dtype: str) -> Session:
+    from .engine_file import loads
+    return loads(data, nan=nan, float_dtype=np.dtype(float_dtype))
