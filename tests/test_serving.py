@@ -222,3 +222,29 @@ def test_a_session_pickles_as_its_engine_bytes(sessions, tmp_path):
         loads(data[:-7])                                       # truncated
     with pytest.raises(ModelError, match="bytes of an engine file"):
         loads("not bytes")
+
+
+def _classify(session, part):
+    """map_partitions body: a list of (batch, x) → [(batch, logits argmax)] on the worker."""
+    return [(b, session.run({"image": x})[session.output_names[0]].argmax(1)) for b, x in part]
+
+
+def test_dask_map_partitions_on_a_local_cluster():
+    """The CNN engine ships to a LocalCluster's worker processes as its engine bytes (Session
+    pickling) and classifies batches there, equal to running them here."""
+    distributed = pytest.importorskip("distributed")
+    import dask.bag as db
+    sess = qengine.load(str(demo_path().with_name("demo_cnn_digits.qe")))
+    rng = np.random.default_rng(8)
+    batches = [(i, rng.random((5, 1, 8, 8), np.float32)) for i in range(6)]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        got = db.from_sequence(batches, npartitions=3).map_partitions(
+            lambda part, s: _classify(s, part), sess).compute(scheduler=client)
+        pids = set(client.run(lambda: __import__("os").getpid()).values())
+    want = _classify(sess, batches)
+    assert [b for b, _ in got] == [b for b, _ in want]
+    for (_, g), (_, w) in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    assert len(pids) == 2 and __import__("os").getpid() not in pids
