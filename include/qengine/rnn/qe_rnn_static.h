@@ -258,7 +258,7 @@ static void qe_srnn_affine(int isa, size_t n, const int64_t *acc, const float *m
 typedef struct qe_srnn_shared {
     const qe_srnn_layer *L;
     qe_s16s8_dot_fn dot;
-    size_t G, GH, kph, nacc;
+    size_t GH, kph, nacc;
     float *gx;                         /* [T·B][GH], the input projection of every step */
     int16_t *hb[2];                    /* [B][H] h codes, double-buffered (hb[0] = L->h) */
     int16_t *rh;                       /* [B][kph] GRU lbr=0: rsr(r·hc, 15), zero past H */
@@ -469,7 +469,7 @@ static int qe_srnn_run(const qe_srnn_layer *L) {
     if (!ws) return QE_SRNN_ENOMEM;
     qe_srnn_shared sh;
     sh.L = L; sh.dot = qe_s16s8_dot_for_isa(L->isa);
-    sh.G = (size_t)G; sh.GH = GH; sh.kph = kph; sh.nacc = nacc;
+    sh.GH = GH; sh.kph = kph; sh.nacc = nacc;
     sh.gx = (float *)(void *)ws;
     sh.hb[0] = L->h;
     sh.hb[1] = (int16_t *)(void *)(ws + ngx);
