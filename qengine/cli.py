@@ -593,6 +593,26 @@ def _print_cnn_demo(c):
     print(format_table(["", "FP32", "INT8 (static)", "INT8 + bias corr."], rows, "lrrr"))
 
 
+# ---- serve ------------------------------------------------------------------------------------
+def _state_map(text):
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, sep, nxt = item.partition("=")
+        if not sep or not name or not nxt:
+            raise argparse.ArgumentTypeError(f"expected INPUT=OUTPUT[,...], got {item!r}")
+        out[name] = nxt
+    return out
+
+
+def _cmd_serve(args):
+    from .serving.server import serve
+    serve(args.model, host=args.host, port=args.port, threads=args.threads, state=args.state,
+          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+          max_streams=args.max_streams, max_inflight=args.max_inflight,
+          idle_timeout=args.idle_timeout or None)
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser():
     from .tools.quantize import MODES
@@ -692,6 +712,30 @@ def build_parser():
     s.add_argument("model", help="MODEL.qe or MODEL.onnx")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_inspect)
+
+    s = sub.add_parser("serve", help="serve an engine file over HTTP and WebSocket (one-shot "
+                                     "runs; streams with dynamic batching); needs the serve "
+                                     "extra")
+    s.add_argument("model", help="MODEL.qe")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=_non_negative_int, default=8000, help="TCP port")
+    s.add_argument("--threads", type=_positive_int, help="OpenMP threads for the kernels")
+    s.add_argument("--state", type=_state_map, default=None, metavar="INPUT=OUTPUT,...",
+                   help="state inputs and the outputs that carry them (default: found by name, "
+                        "<p>.h0=<p>.h_n and c0 likewise)")
+    s.add_argument("--max-batch", type=_positive_int, default=32,
+                   help="streams per batch at most")
+    s.add_argument("--max-wait-ms", type=_finite_float, default=5.0,
+                   help="how long the oldest waiting chunk waits for company")
+    s.add_argument("--max-queue", type=_positive_int, default=1024,
+                   help="chunks waiting at most; more are answered 'overloaded'")
+    s.add_argument("--max-streams", type=_positive_int, default=1024, help="open streams at most")
+    s.add_argument("--max-inflight", type=_positive_int, default=64,
+                   help="one-shot requests running at once at most; more are answered "
+                        "'overloaded' (503)")
+    s.add_argument("--idle-timeout", type=_finite_float, default=600.0,
+                   help="close streams idle this many seconds (0: never)")
+    s.set_defaults(func=_cmd_serve)
 
     s = sub.add_parser("demo", help="FP32 vs INT8 on the bundled digit classifiers (LSTM: "
                                     "dynamic, CNN: static)")
