@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "cli.md"
 
 #: top-level keys of each command's --json object, with what they hold
+#: commands without --json, and why
+NO_JSON = {"serve": "a long-running server: its state is GET /health and GET /metrics"}
+
 JSON_KEYS = {
     "info": {
         "qengine": "version", "numpy": "NumPy version",
