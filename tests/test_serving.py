@@ -248,3 +248,17 @@ def test_dask_map_partitions_on_a_local_cluster():
     for (_, g), (_, w) in zip(got, want):
         np.testing.assert_array_equal(g, w)
     assert len(pids) == 2 and __import__("os").getpid() not in pids
+
+
+def test_batcher_does_not_wait_for_streams_that_cannot_come(sessions):
+    """Once every open stream has a chunk waiting, the batch runs: no stream is left waiting the
+    whole max_wait (a minute here) for company that does not exist."""
+    pool = StreamPool(sessions[1], STATE)
+    ids = [pool.open() for _ in range(3)]
+    batcher = DynamicBatcher(pool, max_batch=8, max_wait_ms=60_000)
+    x = np.random.default_rng(9).random((4, 8), np.float32)
+    futures = [batcher.submit(i, x) for i in ids]
+    for f in futures:
+        f.result(timeout=30)
+    batcher.close()
+    assert batcher.stats()["batch_sizes"] == {3: 1}

@@ -2,8 +2,8 @@
 StreamPool in batches.
 
 A worker thread takes the oldest waiting chunk, then waits up to `max_wait_ms` for more, until
-`max_batch` streams are in hand; a stream with several chunks waiting has them run in order, one
-per batch. The queue is bounded (`max_queue`): a chunk that does not fit is refused at once
+`max_batch` streams — or every open stream — are in hand; a stream with several chunks waiting
+has them run in order, one per batch. The queue is bounded (`max_queue`): a chunk that does not fit is refused at once
 with OverloadedError rather than left to wait without limit. close() stops taking chunks,
 finishes every one already accepted, and joins the worker.
 """
@@ -97,8 +97,10 @@ class DynamicBatcher:
                 self._cv.wait()
             if not self._queue:
                 return None
+            # waiting for company is pointless once every open stream has a chunk in hand
             deadline = self._queue[0][3] + self.max_wait
-            while len(self._distinct()) < self.max_batch and not self._closing:
+            while len(self._distinct()) < min(self.max_batch, self.pool.open_streams) \
+                    and not self._closing:
                 left = deadline - time.perf_counter()
                 if left <= 0 or not self._cv.wait(left):
                     break
