@@ -262,3 +262,61 @@ def test_batcher_does_not_wait_for_streams_that_cannot_come(sessions):
         f.result(timeout=30)
     batcher.close()
     assert batcher.stats()["batch_sizes"] == {3: 1}
+
+
+class _Classify:
+    """A Ray Data map_batches UDF holding the engine (shipped as engine bytes)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def __call__(self, batch):
+        out = self.session.run({"image": np.stack(batch["image"])})
+        return {"i": batch["i"], "pred": out[self.session.output_names[0]].argmax(1)}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    import sys
+    from ray import cloudpickle
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers cannot import tests/
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_data_map_batches_and_a_ray_serve_stream_pool(ray_local, sessions):
+    """Ray Data classifies batches with the CNN engine in a worker (equal to running here); a
+    Ray Serve deployment of the StreamPool serves 3 streams, each output equal to the stream
+    run alone."""
+    from ray import serve
+    from qengine.serving.ray_serve import stream_deployment
+    cnn = qengine.load(str(demo_path().with_name("demo_cnn_digits.qe")))
+    x = np.random.default_rng(10).random((20, 1, 8, 8), np.float32)
+    ds = ray_local.data.from_items([{"i": i, "image": x[i]} for i in range(len(x))])
+    rows = ds.map_batches(_Classify, fn_constructor_args=(cnn,), batch_size=6,
+                          concurrency=1).take_all()
+    want = _classify(cnn, [(0, x)])[0][1]
+    got = np.zeros(len(x), np.int64)
+    for r in rows:
+        got[r["i"]] = r["pred"]
+    np.testing.assert_array_equal(got, want)
+
+    sess = sessions[1]
+    data = _streams(11, 3, [[4, 6], [4, 4]])
+    expect = [_alone(sess, d) for d in data]
+    handle = serve.run(stream_deployment(sess, STATE, max_batch=4, max_wait_ms=20),
+                       name="qengine-test", route_prefix=None)
+    try:
+        ids = [handle.open.remote().result() for _ in data]
+        for k in range(2):
+            pending = [handle.step.remote(ids[i], data[i][k]) for i in range(len(data))]
+            for i, p in enumerate(pending):
+                np.testing.assert_array_equal(p.result()["logits"], expect[i][k][0])
+        for i in ids:
+            handle.close.remote(i).result()
+        assert handle.stats.remote().result()["requests"] == 6
+    finally:
+        serve.shutdown()
