@@ -14,7 +14,10 @@ from qengine import ConfigError, ModelError, ShapeError, UsageError
 from qengine.engine_file import dumps, loads, read_safetensors
 from qengine.frontends.torch_state_dict import from_torch_state_dict
 from qengine.serving import DynamicBatcher, OverloadedError, StreamPool
+from qengine.calibration import collect_stats
+from qengine.calibration.registry import observer_from_dict
 from qengine.tools.demo import demo_path
+from qengine.tools.demo_cnn import load_cnn_demo
 
 STATE = {"rnn.h0": "rnn.h_n", "rnn.c0": "rnn.c_n"}
 
@@ -229,9 +232,15 @@ def _classify(session, part):
     return [(b, session.run({"image": x})[session.output_names[0]].argmax(1)) for b, x in part]
 
 
+def _shard_stats(graph, images, method):
+    from qengine.calibration import collect_stats
+    return {k: v.to_dict() for k, v in collect_stats(graph, [{"image": images}], method=method).items()}
+
+
 def test_dask_map_partitions_on_a_local_cluster():
     """The CNN engine ships to a LocalCluster's worker processes as its engine bytes (Session
-    pickling) and classifies batches there, equal to running them here."""
+    pickling) and classifies batches there, equal to running them here; calibration sharded
+    over the workers and merged gives the observers and qparams of one pass."""
     distributed = pytest.importorskip("distributed")
     import dask.bag as db
     sess = qengine.load(str(demo_path().with_name("demo_cnn_digits.qe")))
@@ -243,6 +252,23 @@ def test_dask_map_partitions_on_a_local_cluster():
         got = db.from_sequence(batches, npartitions=3).map_partitions(
             lambda part, s: _classify(s, part), sess).compute(scheduler=client)
         pids = set(client.run(lambda: __import__("os").getpid()).values())
+        # calibration sharded over the workers: statistics per shard (sent back as the
+        # observers' JSON dicts), merged here, equal one pass over all the data
+        g, calib, _, _ = load_cnn_demo()
+        shards = [calib[i::3] for i in range(3)]
+        for method in ("minmax", "entropy", "percentile"):
+            parts = client.gather(client.map(_shard_stats, [g] * 3, shards, [method] * 3))
+            merged = {k: observer_from_dict(v) for k, v in parts[0].items()}
+            for part in parts[1:]:
+                for k, v in part.items():
+                    merged[k].merge(observer_from_dict(v))
+            one = collect_stats(g, [{"image": s} for s in shards], method=method)
+            assert merged.keys() == one.keys()
+            for k, obs in one.items():
+                assert merged[k].to_dict() == obs.to_dict(), (method, k)
+                qm, qo = merged[k].qparams(), obs.qparams()
+                np.testing.assert_array_equal(qm.scale, qo.scale)
+                np.testing.assert_array_equal(qm.zero_point, qo.zero_point)
     want = _classify(sess, batches)
     assert [b for b, _ in got] == [b for b, _ in want]
     for (_, g), (_, w) in zip(got, want):
