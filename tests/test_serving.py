@@ -346,3 +346,21 @@ def test_ray_data_map_batches_and_a_ray_serve_stream_pool(ray_local, sessions):
         assert handle.stats.remote().result()["requests"] == 6
     finally:
         serve.shutdown()
+
+
+def test_a_cancelled_chunk_is_dropped_and_the_batcher_goes_on(sessions):
+    pool = StreamPool(sessions[1], STATE)
+    a, b = pool.open(), pool.open()
+    batcher = DynamicBatcher(pool, max_batch=4, max_wait_ms=60_000)
+    x = np.random.default_rng(12).random((4, 8), np.float32)
+    gone = batcher.submit(a, x)            # waits for b's chunk (max_wait is a minute)
+    assert gone.cancel()                   # its caller gave up before it ran
+    kept = batcher.submit(b, x)
+    np.testing.assert_array_equal(kept.result(timeout=30)["logits"],
+                                  _alone(sessions[1], [x])[0][0])
+    snap = pool.snapshot(a)                # a's state never moved
+    assert not snap["rnn.h0"].any() and not snap["rnn.c0"].any()
+    pool.close(b)                          # (else a would wait for b, open and idle)
+    np.testing.assert_array_equal(batcher.run(a, x, timeout=30)["logits"],
+                                  _alone(sessions[1], [x])[0][0])
+    batcher.close()

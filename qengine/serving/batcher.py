@@ -108,8 +108,11 @@ class DynamicBatcher:
             while self._queue:
                 item = self._queue.popleft()
                 if len(batch) < self.max_batch and item[0] not in seen:
-                    seen.add(item[0])
-                    batch.append(item)
+                    # a caller that gave up (a cancelled Future, e.g. an asyncio task
+                    # cancelled while it awaited) is dropped; a running one cannot be cancelled
+                    if item[2].set_running_or_notify_cancel():
+                        seen.add(item[0])
+                        batch.append(item)
                 else:
                     keep.append(item)
             self._queue = keep

@@ -246,8 +246,10 @@ def create_app(session, *, state=None, max_batch: int = 32, max_wait_ms: float =
         except WebSocketDisconnect:
             pass
         finally:
-            if pool.is_open(sid):
+            try:
                 pool.close(sid)
+            except UsageError:      # its chunk is still running: idle eviction frees it later
+                pass
 
     async def evictor():
         while True:
