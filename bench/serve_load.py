@@ -240,7 +240,8 @@ def main():
     if a.ort_server:
         import uvicorn
         uvicorn.run(ort_app(a.ort_server, a.threads, a.max_batch, a.max_wait_ms),
-                    host="127.0.0.1", port=a.port, log_level="warning")
+                    host="127.0.0.1", port=a.port, log_level="warning",
+                    ws_per_message_deflate=False)       # as qengine serve
         return
     rows = []
     with tempfile.TemporaryDirectory(prefix="qengine-serve-load-") as d:

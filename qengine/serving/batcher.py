@@ -46,6 +46,19 @@ class DynamicBatcher:
     def submit(self, stream_id: Hashable, chunk) -> Future:
         """Queue one chunk of a stream; the Future's result is its outputs dict (StreamPool.step)."""
         fut: Future = Future()
+        self._put(stream_id, chunk, _ThreadWaiter(fut))
+        return fut
+
+    async def asubmit(self, stream_id: Hashable, chunk) -> dict:
+        """submit() for an asyncio loop: awaits the outputs without blocking the loop. The
+        worker settles a batch's futures of one loop with one call_soon_threadsafe (one wake-up
+        of the loop per batch, not one per chunk)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._put(stream_id, chunk, _LoopWaiter(loop, fut))
+        return await fut
+
+    def _put(self, stream_id, chunk, waiter):
         chunk = self.pool.check_chunk(chunk)        # a bad chunk fails its caller, not a batch
         with self._cv:
             if self._closing:
@@ -54,14 +67,9 @@ class DynamicBatcher:
                 self._stats["refused"] += 1
                 raise OverloadedError(f"{len(self._queue)} chunks waiting (max_queue "
                                       f"{self.max_queue})")
-            self._queue.append((stream_id, chunk, fut, time.perf_counter()))
+            self._queue.append((stream_id, chunk, waiter, time.perf_counter()))
             self._stats["requests"] += 1
             self._cv.notify()
-        return fut
-
-    async def asubmit(self, stream_id: Hashable, chunk) -> dict:
-        """submit() for an asyncio loop: awaits the outputs without blocking the loop."""
-        return await asyncio.wrap_future(self.submit(stream_id, chunk))
 
     def run(self, stream_id: Hashable, chunk, timeout: float | None = None) -> dict:
         """submit() and wait."""
@@ -110,7 +118,7 @@ class DynamicBatcher:
                 if len(batch) < self.max_batch and item[0] not in seen:
                     # a caller that gave up (a cancelled Future, e.g. an asyncio task
                     # cancelled while it awaited) is dropped; a running one cannot be cancelled
-                    if item[2].set_running_or_notify_cancel():
+                    if item[2].start():
                         seen.add(item[0])
                         batch.append(item)
                 else:
@@ -127,14 +135,14 @@ class DynamicBatcher:
             if batch is None:
                 return
             gone = [b for b in batch if not self.pool.is_open(b[0])]
-            for b in gone:              # closed while its chunk waited: fail that chunk alone
-                b[2].set_exception(UsageError(f"stream {b[0]!r} is not open"))
-            batch = [b for b in batch if self.pool.is_open(b[0])]
+            _settle([(b[2], None, UsageError(f"stream {b[0]!r} is not open")) for b in gone])
+            batch = [b for b in batch if self.pool.is_open(b[0])]   # closed while it waited
             if not batch:
                 continue
             t_run = time.perf_counter()
             try:
-                outs, err = self.pool.step([b[1] for b in batch], [b[0] for b in batch]), None
+                outs = self.pool._step([b[1] for b in batch], [b[0] for b in batch], checked=True)
+                err = None
             except Exception as e:      # unexpected (inputs were checked at submit)
                 outs, err = None, e
             t_end = time.perf_counter()
@@ -145,8 +153,52 @@ class DynamicBatcher:
                 for b in batch:
                     self._queue_wait.append(t_run - b[3])
                     self._latency.append(t_end - b[3])
-            for k, b in enumerate(batch):
-                if outs is None:
-                    b[2].set_exception(err)
-                else:
-                    b[2].set_result(outs[k])
+            _settle([(b[2], None if outs is None else outs[k], err)
+                     for k, b in enumerate(batch)])
+
+
+class _ThreadWaiter:
+    """A concurrent.futures.Future's side of a queued chunk."""
+
+    def __init__(self, fut: Future):
+        self.fut = fut
+
+    def start(self) -> bool:          # False: its caller cancelled it before it ran
+        return self.fut.set_running_or_notify_cancel()
+
+
+class _LoopWaiter:
+    """An asyncio future's side of a queued chunk (settled on its own loop)."""
+
+    def __init__(self, loop, fut):
+        self.loop, self.fut = loop, fut
+
+    def start(self) -> bool:
+        return not self.fut.cancelled()
+
+
+def _settle(results):
+    """Set (waiter, value, error) results: thread futures directly, asyncio futures with one
+    call into each loop."""
+    loops: dict = {}
+    for w, value, err in results:
+        if isinstance(w, _LoopWaiter):
+            loops.setdefault(w.loop, []).append((w.fut, value, err))
+        elif err is not None:
+            w.fut.set_exception(err)
+        else:
+            w.fut.set_result(value)
+    for loop, items in loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle_in_loop, items)
+        except RuntimeError:          # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _settle_in_loop(items):
+    for fut, value, err in items:
+        if not fut.done():            # cancelled while it ran: nobody to tell
+            if err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(value)

@@ -214,6 +214,10 @@ class StreamPool:
         """Run one chunk of each stream (a chunk is the model input without its batch axis;
         lengths may differ) and advance their states. Returns, per stream in order, its
         outputs {name: array without the batch axis}."""
+        return self._step(chunks, stream_ids, checked=False)
+
+    def _step(self, chunks, stream_ids, checked: bool):
+        """step(); checked=True: every chunk came through check_chunk already (the batcher)."""
         if len(chunks) != len(stream_ids):
             raise UsageError(f"{len(chunks)} chunks for {len(stream_ids)} stream ids")
         if len(set(stream_ids)) != len(stream_ids):
@@ -225,7 +229,8 @@ class StreamPool:
                 raise UsageError(f"streams {busy} are running a step already")
             self._busy.update(stream_ids)
         try:
-            chunks = [self.check_chunk(c) for c in chunks]    # all checked before any runs
+            if not checked:                                     # all, before any runs
+                chunks = [self.check_chunk(c) for c in chunks]
             groups: dict[tuple, list[int]] = {}
             for j, c in enumerate(chunks):
                 groups.setdefault(c.shape, []).append(j)

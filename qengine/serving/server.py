@@ -307,5 +307,7 @@ def serve(path, *, host: str = "127.0.0.1", port: int = 8000, threads: int | Non
     if threads:
         set_num_threads(threads)
     app = create_app(load(path), **options)
+    # no permessage-deflate: the payloads are float arrays, which it barely shrinks, and it
+    # took 15 % of the server's CPU in bench/serve_load.py
     uvicorn.run(app, host=host, port=port, log_level="warning", ws_max_size=_MAX_BODY,
-                timeout_graceful_shutdown=30)
+                ws_per_message_deflate=False, timeout_graceful_shutdown=30)
