@@ -22,7 +22,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 ws_sync = pytest.importorskip("websockets.sync.client")
 
-from test_serving import STATE, _alone, _stream_graph, _streams  # noqa: E402
+from test_serving import _alone, _stream_graph, _streams  # noqa: E402
 
 
 def _free_port():

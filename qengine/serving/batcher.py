@@ -3,9 +3,9 @@ StreamPool in batches.
 
 A worker thread takes the oldest waiting chunk, then waits up to `max_wait_ms` for more, until
 `max_batch` streams — or every open stream — are in hand; a stream with several chunks waiting
-has them run in order, one per batch. The queue is bounded (`max_queue`): a chunk that does not fit is refused at once
-with OverloadedError rather than left to wait without limit. close() stops taking chunks,
-finishes every one already accepted, and joins the worker.
+has them run in order, one per batch. The queue is bounded (`max_queue`): a chunk that does not
+fit is refused at once with OverloadedError rather than left to wait without limit. close()
+stops taking chunks, finishes every one already accepted, and joins the worker.
 """
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ _LATENCIES_KEPT = 4096          # recent per-chunk latencies behind the p50 / p9
 
 
 class DynamicBatcher:
+    """DynamicBatcher(pool, *, max_batch=32, max_wait_ms=5.0, max_queue=1024): see the module
+    docstring. submit() / run() from threads, asubmit() from an asyncio loop; stats()."""
+
     def __init__(self, pool: StreamPool, *, max_batch: int = 32, max_wait_ms: float = 5.0,
                  max_queue: int = 1024):
         if not isinstance(pool, StreamPool):
@@ -34,7 +37,7 @@ class DynamicBatcher:
         self.pool, self.max_batch = pool, int(max_batch)
         self.max_wait, self.max_queue = max_wait_ms / 1e3, int(max_queue)
         self._cv = threading.Condition()
-        self._queue: collections.deque = collections.deque()   # (stream, chunk, future, t0)
+        self._queue: collections.deque = collections.deque()   # (stream, chunk, waiter, t0)
         self._closing = False
         self._stats = {"requests": 0, "refused": 0, "batches": 0, "failed": 0}
         self._batch_sizes = collections.Counter()
@@ -136,6 +139,9 @@ class DynamicBatcher:
                 return
             gone = [b for b in batch if not self.pool.is_open(b[0])]
             _settle([(b[2], None, UsageError(f"stream {b[0]!r} is not open")) for b in gone])
+            if gone:
+                with self._cv:
+                    self._stats["failed"] += len(gone)
             batch = [b for b in batch if self.pool.is_open(b[0])]   # closed while it waited
             if not batch:
                 continue
