@@ -45,8 +45,6 @@
 #include "qe_gemm_epilogue__avx512.h"
 #include "qe_u8_s8_gemm_ukernel_4x4c4__scalar.h"
 #include "qe_u8_s8_gemm_ukernel_4x16c2__avx2.h"
-#include "qe_u8_s8_gemm_dequant_ukernel_4x16c2__avx2.h"
-#include "qe_u8_s8_gemv_dequant_ukernel_1x4p__avx2.h"
 #include "qe_u8_s8_gemm_minmax_ukernel_4x16c2__avx2.h"
 #include "qe_u8_s8_gemm_ukernel_12x32c4__avx512vnni.h"
 #include "qe_u8_s8_gemm_minmax_ukernel_12x32c4__avx512vnni.h"

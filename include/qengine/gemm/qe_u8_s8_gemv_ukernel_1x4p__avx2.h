@@ -12,9 +12,8 @@
 #include "../qe_target.h"
 
 #if QE_HAVE_X86_SIMD
-/* The K loop: acc[p][0..1] = panel p's 16 columns (shared with the dequantizing twin,
- * qe_u8_s8_gemv_dequant_ukernel_1x4p__avx2.h). */
-#define QE_GEMV_AVX2_ACCUMULATE(NP)                                                          \
+#define QE_GEMV_AVX2_BODY(NP)                                                                \
+    do {                                                                                     \
         __m256i acc[NP][2];                                                                  \
         _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++)                                 \
             acc[p][0] = acc[p][1] = _mm256_setzero_si256();                                  \
@@ -29,11 +28,7 @@
                 acc[p][1] = _mm256_add_epi32(                                                \
                     acc[p][1], _mm256_madd_epi16(va, _mm256_loadu_si256(wp + 1)));           \
             }                                                                                \
-        }
-
-#define QE_GEMV_AVX2_BODY(NP)                                                                \
-    do {                                                                                     \
-        QE_GEMV_AVX2_ACCUMULATE(NP)                                                          \
+        }                                                                                    \
         _Pragma("GCC unroll 4") for (int p = 0; p < NP; p++) {                               \
             _mm256_storeu_si256((__m256i *)(c + 16 * p), acc[p][0]);                         \
             _mm256_storeu_si256((__m256i *)(c + 16 * p + 8), acc[p][1]);                     \
