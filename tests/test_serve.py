@@ -117,6 +117,21 @@ def test_bad_requests_get_400_with_a_reason(server, body, match):
     assert r.status_code == 400 and match in r.json()["error"], r.text
 
 
+def test_an_oversized_body_is_refused_unread(server):
+    """A declared 1 TiB body: 413 at once, nothing read (a raw socket: httpx would refuse to
+    send a Content-Length it does not hold)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"POST /v1/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1099511627776\r\n\r\n{}")
+        reply = b""
+        while b"limit" not in reply:            # headers and body may come in two pieces
+            piece = s.recv(65536)
+            if not piece:
+                break
+            reply += piece
+    assert reply.startswith(b"HTTP/1.1 413") and b"limit" in reply, reply
+
+
 def test_streams_over_websockets_equal_each_stream_alone(server, models):
     """4 concurrent clients, 3 chunks each (JSON b64 and binary frames): every output equals the
     stream run alone; the batcher did batch them; closing a connection frees its stream."""

@@ -18,7 +18,8 @@ Protocol (docs/serving.md):
                         connection closes the stream.
 An array is a nested list, or {"dtype", "shape", "b64"} (little-endian bytes, base64); replies
 use the request's form (binary frames get b64). Errors: HTTP 400 with {"error"} for bad input,
-503 {"error": "overloaded"} when the queue / in-flight limit is reached.
+413 for a body over 64 MiB, 503 {"error": "overloaded"} when the queue / in-flight limit is
+reached.
 """
 from __future__ import annotations
 
@@ -173,9 +174,12 @@ def create_app(session, *, state=None, max_batch: int = 32, max_wait_ms: float =
         inflight[0] += 1
         t0 = time.perf_counter()
         try:
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > _MAX_BODY:    # refused before reading it
+                return error(413, f"request of {declared} bytes (limit {_MAX_BODY})")
             body = await request.body()
             if len(body) > _MAX_BODY:
-                raise ShapeError(f"request of {len(body)} bytes (limit {_MAX_BODY})")
+                return error(413, f"request of {len(body)} bytes (limit {_MAX_BODY})")
             try:
                 msg = json.loads(body)
             except (ValueError, UnicodeDecodeError) as e:
