@@ -43,6 +43,20 @@ def text_lines(n, seed=0, height=64):
     return out
 
 
+def logits_agreement(session, name, xs, refs):
+    """(SQNR in dB of `session`'s first output against `refs` over the inputs `xs` — inf when
+    equal —, % of frames whose argmax equals the reference's)."""
+    num = den = 0.0
+    same = frames = 0
+    for x, r in zip(xs, refs):
+        y = next(iter(session.run({name: x}).values()))
+        num += float(np.sum(r.astype(np.float64) ** 2))
+        den += float(np.sum((y.astype(np.float64) - r) ** 2))
+        same += int(np.sum(y.argmax(-1) == r.argmax(-1)))
+        frames += r.argmax(-1).size
+    return (float("inf") if den == 0 else 10 * np.log10(num / den)), 100 * same / frames
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=64)
@@ -73,15 +87,8 @@ def main(argv=None):
             f = Path(tmp) / "m.qe"
             qe.save(g, f)
             s = qe.load(f)
-            num = den = 0.0
-            same = frames = 0
-            for x, r in zip(xs, refs):
-                y = next(iter(s.run({name: x}).values()))
-                num += float(np.sum(r.astype(np.float64) ** 2))
-                den += float(np.sum((y.astype(np.float64) - r) ** 2))
-                same += int(np.sum(y.argmax(-1) == r.argmax(-1)))
-                frames += r.argmax(-1).size
-            sqnr = "inf" if den == 0 else f"{10 * np.log10(num / den):.1f}"
+            db, pct = logits_agreement(s, name, xs, refs)
+            sqnr = "inf" if np.isinf(db) else f"{db:.1f}"
             ms = ""
             if a.latency:
                 x = xs[0]
@@ -93,7 +100,7 @@ def main(argv=None):
                     s.run({name: x})
                     t.append(time.perf_counter() - t0)
                 ms = f"{1e3 * float(np.median(t)):.2f}"
-            print(f"| {label} | {sqnr} | {100 * same / frames:.1f} % | "
+            print(f"| {label} | {sqnr} | {pct:.1f} % | "
                   f"{f.stat().st_size / 1024:.0f} KiB | {ms} |", flush=True)
 
 

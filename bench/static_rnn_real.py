@@ -10,11 +10,9 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_models  # noqa: E402
-from int4_real import text_lines  # noqa: E402
+from int4_real import logits_agreement, text_lines  # noqa: E402
 
 import qengine as qe  # noqa: E402
 
@@ -33,17 +31,9 @@ def main():
     print("|---|---:|---:|---|")
     for rnn in ("float", "dynamic", "int16", "int8"):
         q = qe.quantize_static(fp32, calib, qe.StaticQuantConfig(rnn=rnn))
-        s = qe.Session(q)
-        num = den = 0.0
-        same = frames = 0
-        for x, r in zip(xs, refs):
-            y = next(iter(s.run({name: x}).values()))
-            num += float(np.sum(r.astype(np.float64) ** 2))
-            den += float(np.sum((y.astype(np.float64) - r) ** 2))
-            same += int(np.sum(y.argmax(-1) == r.argmax(-1)))
-            frames += r.argmax(-1).size
+        db, pct = logits_agreement(qe.Session(q), name, xs, refs)
         ops = sorted({n.op_type for n in q.nodes if "LSTM" in n.op_type})
-        print(f"| rnn={rnn} | {10 * np.log10(num / den):.1f} | {100 * same / frames:.1f} % | "
+        print(f"| rnn={rnn} | {db:.1f} | {pct:.1f} % | "
               f"{', '.join(ops)} |", flush=True)
 
 

@@ -82,7 +82,8 @@ class StreamPool:
                               f"{batch_axis}")
         chunk_shape = list(info.shape)
         del chunk_shape[batch_axis]
-        self._chunk_shape, self._chunk_dtype = tuple(chunk_shape), np.dtype(info.dtype)
+        # a chunk: the model input without its batch axis (str dims are free)
+        self.chunk_shape, self.chunk_dtype = tuple(chunk_shape), np.dtype(info.dtype)
         self.outputs = [n for n in outs if n not in set(state.values())]
         self.batch_axis, self.state_batch_axis = batch_axis, state_batch_axis
         self.max_streams, self.idle_timeout = max_streams, idle_timeout
@@ -199,10 +200,10 @@ class StreamPool:
         """`chunk` as the model's input dtype, or ShapeError saying what was expected: the model
         input without its batch axis (static dims must match), finite values."""
         try:
-            a = np.asarray(chunk, self._chunk_dtype)
+            a = np.asarray(chunk, self.chunk_dtype)
         except (TypeError, ValueError) as e:
             raise ShapeError(f"chunk for {self.input!r}: not a numeric array ({e})") from None
-        want = self._chunk_shape
+        want = self.chunk_shape
         if a.ndim != len(want) or any(isinstance(d, int) and d != n for d, n in zip(want, a.shape)):
             raise ShapeError(f"chunk for {self.input!r}: shape {a.shape}, expected "
                              f"{tuple(d if isinstance(d, int) else '?' for d in want)}")

@@ -288,7 +288,7 @@ def create_app(session, *, state=None, max_batch: int = 32, max_wait_ms: float =
 def _chunk_from_bytes(pool: StreamPool, raw: bytes) -> np.ndarray:
     """A binary frame: the chunk's little-endian bytes in the model input's dtype; the one
     dim that is not static is inferred from the length."""
-    shape, dtype = pool._chunk_shape, pool._chunk_dtype
+    shape, dtype = pool.chunk_shape, pool.chunk_dtype
     fixed = int(np.prod([d for d in shape if isinstance(d, int)]))
     free = [i for i, d in enumerate(shape) if not isinstance(d, int)]
     per = fixed * dtype.itemsize

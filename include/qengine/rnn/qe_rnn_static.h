@@ -463,7 +463,8 @@ static int qe_srnn_run(const qe_srnn_layer *L) {
     const size_t nrh = (B * kph * sizeof(int16_t) + 63) / 64 * 64;
     const size_t rb = L->kpx * 32 <= (32u << 10) ? 32 : ((32u << 10) / L->kpx + 7) / 8 * 8;
     const size_t npa = 4 * 16 * qe_srnn_panel_block(L->kpx);   /* 4 steps × a panel block */
-    const size_t nacc = GH > rb ? (GH > npa ? GH : npa) : (rb > npa ? rb : npa);
+    size_t nacc = GH > rb ? GH : rb;                              /* max(GH, rb, npa) */
+    nacc = nacc > npa ? nacc : npa;
     const size_t nm = qe_srnn_member_bytes(nacc, B, GH, kph);
     char *ws = (char *)qe_workspace(QE_WS_CALL, ngx + nh + nrh + (size_t)nt * nm);
     if (!ws) return QE_SRNN_ENOMEM;
