@@ -44,7 +44,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calib", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--study", action="store_true",
+                    help="the calibration study instead: every method on every model of "
+                         "bench/accuracy_models.py, next to ONNX Runtime's")
+    ap.add_argument("--models", default=None, help="comma-separated subset for --study")
     args = ap.parse_args(argv)
+    if args.study:
+        return study(args)
     import onnxruntime as ort
     import torch
     tr = load_trainer()
@@ -82,6 +88,52 @@ def main(argv=None):
                 print(f"| ONNX Runtime | {method} | {'per-channel' if pc else 'per-tensor'} | "
                       f"no | {acc(y):.2f} | {acc(ref) - acc(y):+.2f} | {sqnr(y, ref):.1f} |",
                       flush=True)
+
+
+#: (label, method, observer options) of the study's qengine rows
+STUDY_METHODS = (("minmax", "minmax", {}), ("entropy", "entropy", {}),
+                 ("entropy, pure KL", "entropy", {"mse_floor": False}),
+                 ("percentile", "percentile", {}), ("mse", "mse", {}), ("auto", "auto", {}))
+
+
+def study(args):
+    import onnxruntime as ort
+    from accuracy_models import cases
+    names = tuple(args.models.split(",")) if args.models else None
+    print("| model | engine | method | SQNR dB | accuracy % |")
+    print("|---|---|---|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases(tmp, **({"names": names} if names else {}), epochs=args.epochs,
+                          calib=args.calib):
+            def run_ort(path, optimize=True):
+                so = ort.SessionOptions()
+                if not optimize:     # QDQ run as Dequantize -> float op -> Quantize
+                    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+                s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+                return np.concatenate([s.run(None, {case.input_name: x})[0]
+                                       for x in case.test])
+
+            ref = run_ort(case.path)
+
+            def row(engine, label, y):
+                acc = "" if case.labels is None else \
+                    f"{100.0 * float((y.argmax(1) == case.labels).mean()):.2f}"
+                print(f"| {case.name} | {engine} | {label} | {sqnr(y, ref):.2f} | {acc} |",
+                      flush=True)
+            row("FP32", "", ref)
+            g = qengine.from_onnx(case.path)
+            feeds = [{case.input_name: x} for x in case.calib]
+            for label, method, opts in STUDY_METHODS:
+                cfg = qengine.StaticQuantConfig(method=method, observer_options=opts)
+                s = qengine.Session(qengine.quantize_static(g, feeds, cfg))
+                out = s.output_names[0]
+                row("qengine", label, np.concatenate([s.run({case.input_name: x})[out]
+                                                      for x in case.test]))
+            for method in ("minmax", "entropy"):
+                qdq = ort_qdq(case.path, case.input_name, case.calib, tmp, method, True)
+                row("ONNX Runtime", f"{method} (its int8 kernels)", run_ort(qdq))
+                row("ONNX Runtime", f"{method} (its QDQ model run in float)",
+                    run_ort(qdq, optimize=False))
 
 
 if __name__ == "__main__":

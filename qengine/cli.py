@@ -75,8 +75,9 @@ def _finite_float(text):
 
 def _static_options(s, bias=True):
     from .workflows.ptq import METHODS
-    s.add_argument("--method", choices=METHODS, default="minmax",
-                   help="calibration method (static mode)")
+    s.add_argument("--method", choices=METHODS if bias else [m for m in METHODS if m != "auto"], default="minmax",
+                   help="calibration method (static mode); auto: per activation, the method "
+                        "whose range makes the int8 model closest to the float one")
     s.add_argument("--per-tensor", action="store_true",
                    help="one weight scale per tensor instead of per output channel")
     s.add_argument("--symmetric-activations", action="store_true",

@@ -35,7 +35,8 @@ def test_digits_cnn_is_integer_only_and_keeps_accuracy(digits):
     assert _sqnr(q8, fp) > 30
 
 
-@pytest.mark.parametrize("method", ["minmax", "moving_average", "entropy", "percentile", "mse"])
+@pytest.mark.parametrize("method", ["minmax", "moving_average", "entropy", "percentile", "mse",
+                                    "auto"])
 def test_every_calibration_method_works(digits, method):
     g, xc, x, y = digits
     q = qengine.quantize_static(g, {"image": xc}, qengine.StaticQuantConfig(method=method))

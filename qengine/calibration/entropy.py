@@ -32,7 +32,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._ext import _calib
+from ..errors import ConfigError
 from .hist_observer import HistogramObserver
+from .mse import MSEObserver
 
 KL_EPS = 1e-4
 
@@ -52,6 +54,15 @@ def kl_threshold_bins(abs_counts: np.ndarray, levels: int):
 class EntropyObserver(HistogramObserver):
     method = "entropy"
 
+    def __init__(self, bins: int = 2048, mse_floor: bool = True):
+        if not isinstance(mse_floor, bool):
+            raise ConfigError(f"mse_floor must be a bool, got {mse_floor!r}")
+        super().__init__(bins)
+        self.mse_floor = mse_floor
+
+    def _config(self):
+        return {"bins": self.bins, "mse_floor": self.mse_floor}
+
     def levels(self, bits: int, symmetric: bool) -> int:
         h = self.histogram
         one_signed = h.min >= 0.0 or h.max <= 0.0
@@ -60,4 +71,10 @@ class EntropyObserver(HistogramObserver):
     def _search(self, bits, symmetric):
         h = self.histogram
         i, _ = kl_threshold_bins(h.abs_counts(), self.levels(bits, symmetric))
-        return self._clip(i * h.width)
+        lo, hi = self._clip(i * h.width)
+        if self.mse_floor:
+            mse = MSEObserver(self.bins)
+            mse.histogram = h                  # read only: the same counts, no copy
+            mlo, mhi = mse._search(bits, symmetric)
+            lo, hi = min(lo, mlo), max(hi, mhi)
+        return lo, hi

@@ -124,7 +124,16 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
         warnings.simplefilter("always", NaNWarning)
         warnings.simplefilter("always", QuantizationWarning)
         if req.target_sqnr is None:
-            q = quantize_static(graph, data, cfg, progress=req.progress)
+            q, chosen = quantize_static(graph, data, cfg, progress=req.progress,
+                                        return_report=True)
+            counts = {}
+            for c in chosen:
+                counts[c.method] = counts.get(c.method, 0) + 1
+            if chosen:
+                notes.append("auto calibration chose: " + ", ".join(
+                    f"{k} for {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) +
+                    " (of " + f"{len(chosen)} activations; per tensor: quantize_static(..., "
+                    "return_report=True))")
         else:
             from ..workflows.sensitivity import auto_keep_float
             # an all-float "quantized" model is an error here: nothing is written, rc 2

@@ -47,7 +47,7 @@ from ..qdq.insert import Plan, insert_qdq, is_float_value  # noqa: F401 (is_floa
 from ..qdq.lower import lower_with_layers
 from ..qdq.rules import RULES
 
-METHODS = ("minmax", "moving_average", "entropy", "percentile", "mse")
+METHODS = ("minmax", "moving_average", "entropy", "percentile", "mse", "auto")
 #: every ONNX op static quantization can run in int8 (each under the conditions its lowering
 #: rule checks, qengine/qdq/rules.py); docs/supported_ops.md is generated from it
 STATIC_INT8_OPS = tuple(op for op in RULES if op != "ElementwiseChain")
@@ -60,7 +60,10 @@ RNN_MODES = ("int16", "int8", "dynamic", "float")
 class StaticQuantConfig:
     """Options of static quantization.
 
-    method: calibration method (minmax, moving_average, entropy, percentile, mse).
+    method: calibration method (minmax, moving_average, entropy, percentile, mse), or "auto":
+        per activation, the candidate range (min-max, percentiles, MSE, entropy, KL) that
+        least disturbs the outputs of the nodes reading it (qengine/calibration/auto.py;
+        quantize_static(..., return_report=True) says what it chose).
     per_channel: weights symmetric int8 per output channel (default) or one scale per tensor.
     weight_bits: 8, or 4 (codes in [−7, 7], written as ONNX INT4 by export_onnx; Conv / Gemm /
         MatMul hold them two per byte and run the 4-bit kernels, depthwise convs the int8 ones:
@@ -106,11 +109,17 @@ class StaticQuantConfig:
         opts = self.observer_options
         opts = tuple(sorted(dict(opts).items())) if opts else ()
         object.__setattr__(self, "observer_options", opts)
-        make_observer(self.method, **dict(opts))          # validates the options now
+        # validates the options now (auto collects histograms and chooses among methods later)
+        make_observer(_observed_method(self.method), **dict(opts))
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or
                                             isinstance(self.batch_size, bool) or
                                             self.batch_size < 1):
             raise ConfigError(f"batch_size must be a positive int, got {self.batch_size!r}")
+
+
+def _observed_method(method: str) -> str:
+    """The observers calibration runs for `method` (auto chooses from histograms)."""
+    return "histogram" if method == "auto" else method
 
 
 # ---------------------------------------------------------------------------- the plan
@@ -179,7 +188,7 @@ def calibrate(g: Graph, calibration_data, config: StaticQuantConfig,
     see collect_stats (the recurrent layers' observers)."""
     plan = _Plan(g, config.keep_float)
     return collect_stats(g, calibration_data, plan.watch if names is None else names,
-                         method=config.method, progress=progress,
+                         method=_observed_method(config.method), progress=progress,
                          observer_options=dict(config.observer_options),
                          batch_size=config.batch_size, node_hooks=node_hooks)
 
@@ -245,14 +254,18 @@ def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
 
 
 def quantize_static(model, calibration_data, config: StaticQuantConfig | None = None, *,
-                    progress: Callable | None = None) -> Graph:
+                    progress: Callable | None = None, return_report: bool = False):
     """Calibrate `model` (a Graph, an onnx.ModelProto, or the path of an ONNX or engine file)
     on `calibration_data` ({input name: samples along axis 0} or an iterable of feed dicts) and
     return the int8 graph.
 
     A generator of batches is streamed (memory stays flat), except with bias_correction, which
     runs the data again after calibrating: the batches are then read into a list first, so
-    they must fit in memory together."""
+    they must fit in memory together. So does method="auto", whose readers run again on the
+    first batches.
+
+    return_report=True returns (graph, report): report is method="auto"'s list of AutoChoice
+    (qengine.calibration.auto; format_report prints it), [] for the other methods."""
     config = StaticQuantConfig() if config is None else config
     if not isinstance(config, StaticQuantConfig):
         raise ConfigError(f"config must be a StaticQuantConfig, got {type(config).__name__}")
@@ -268,10 +281,13 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
         warn_float_rnns(g, config.keep_float | set(rnn_obs),
                         "clip, non-default activations, input_forget, peepholes or weights "
                         "computed at run time have no integer form")
-    if config.bias_correction:
+    if config.bias_correction or config.method == "auto":
         calibration_data = reusable(calibration_data)
     calibration_data = observe_shapes(g, calibration_data, config.batch_size)
     stats = calibrate(g, calibration_data, config, progress, node_hooks=node_hooks(rnn_obs))
+    report = []
+    if config.method == "auto":
+        stats, report = _auto_ranges(g, stats, calibration_data, config)
     q, layers = build_int8(g, stats, config, with_layers=True)
     if config.bias_correction:
         from .bias_correction import correct_biases
@@ -285,4 +301,16 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
         keep = config.keep_float & {n.name for n in q.nodes}
         q = quantize_dynamic(q, DynamicQuantConfig(op_types=frozenset(_NOT_YET),
                                                    keep_float=keep))
-    return q
+    return (q, report) if return_report else q
+
+
+def _auto_ranges(g: Graph, stats: Mapping, calibration_data, config: StaticQuantConfig):
+    """method="auto": the histograms' candidate ranges judged at the readers' outputs."""
+    from ..calibration.auto import choose_ranges
+    from ._measure import feed_batches
+    hists = {v: o for v, o in stats.items() if o.method == "histogram"}
+    chosen, report = choose_ranges(
+        g, hists, feed_batches(g, calibration_data, config.batch_size),
+        lambda ranges: build_int8(g, {**stats, **ranges}, config),
+        symmetric=config.symmetric_activations)
+    return {**stats, **chosen}, report

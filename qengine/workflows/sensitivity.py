@@ -147,6 +147,10 @@ class _Study:
         if not isinstance(self.config, StaticQuantConfig):
             raise ConfigError(f"config must be a StaticQuantConfig, got "
                               f"{type(self.config).__name__}")
+        if self.config.method == "auto":
+            raise ConfigError(f"{who}: method='auto' scores whole int8 models itself and is not "
+                              f"combined with per-layer studies yet; use a single method here "
+                              f"(e.g. 'minmax' or 'mse')")
         g = prepare_float_graph(model, who)
         missing = self.config.keep_float - {n.name for n in g.nodes}
         if missing:
