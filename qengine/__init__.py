@@ -28,6 +28,7 @@ from .workflows.dynamic import DynamicQuantConfig, quantize_dynamic  # noqa: F40
 from . import calibration  # noqa: F401,E402
 from .calibration import OBSERVERS, collect_stats, make_observer  # noqa: F401,E402
 from .workflows.ptq import StaticQuantConfig, quantize_static  # noqa: F401,E402
+from .graph.equalize import EqualizeReport, equalize  # noqa: F401,E402
 from .workflows.sensitivity import auto_keep_float, layer_sensitivity  # noqa: F401,E402
 from .workflows.islands import FloatIsland, float_islands  # noqa: F401,E402
 from .export import export_onnx  # noqa: F401,E402  (imports onnx only when called)

@@ -85,6 +85,9 @@ def _static_options(s, bias=True):
     if bias:
         s.add_argument("--bias-correction", action="store_true",
                        help="fold each layer's mean output error into its bias")
+        s.add_argument("--equalize", action="store_true",
+                       help="cross-layer equalization before calibrating (function-preserving "
+                            "rescaling of Conv/Gemm pairs through ReLU)")
 
 
 def _names(text):
@@ -208,7 +211,8 @@ def _cmd_quantize(args):
                           calib=None if args.calib is None else Path(args.calib),
                           method=args.method, per_channel=not args.per_tensor,
                           symmetric_activations=args.symmetric_activations,
-                          bias_correction=args.bias_correction, target_sqnr=args.target_sqnr,
+                          bias_correction=args.bias_correction, equalize=args.equalize,
+                          target_sqnr=args.target_sqnr,
                           rnn=args.rnn, progress=_progress("calibrating"))
     result = quantize_graph(graph, args.mode, req)
     qgraph = result.graph

@@ -31,6 +31,7 @@ class QuantizeRequest:
     per_channel: bool = True            # static: weights per output channel
     symmetric_activations: bool = False
     bias_correction: bool = False
+    equalize: bool = False              # static: cross-layer equalization first
     target_sqnr: float | None = None    # static: auto keep-float until this output SQNR (dB)
     rnn: str = "int16"                  # static: what LSTM / GRU become (StaticQuantConfig.rnn)
     progress: Callable | None = field(default=None, compare=False)
@@ -63,6 +64,7 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
     static_only = [flag for flag, used in (("--calib", req.calib is not None),
                                            ("--target-sqnr", req.target_sqnr is not None),
                                            ("--bias-correction", req.bias_correction),
+                                           ("--equalize", req.equalize),
                                            ("--per-tensor", not req.per_channel),
                                            ("--symmetric-activations",
                                             req.symmetric_activations),
@@ -115,7 +117,8 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
     cfg = StaticQuantConfig(method=req.method, per_channel=req.per_channel,
                             weight_bits=req.weight_bits,
                             symmetric_activations=req.symmetric_activations,
-                            bias_correction=req.bias_correction, keep_float=req.keep_float,
+                            bias_correction=req.bias_correction, equalize=req.equalize,
+                            keep_float=req.keep_float,
                             rnn=req.rnn)
     float_graph = prepare_float_graph(graph)
     observe_shapes(float_graph, data, cfg.batch_size)   # dtypes: the report skips integer ops

@@ -71,6 +71,10 @@ class StaticQuantConfig:
     symmetric_activations: activations on a symmetric grid (int8 semantics, stored as uint8
         with zero point 128) instead of asymmetric uint8.
     bias_correction: fold the mean output error per channel into the biases (Nagel et al.).
+    equalize: cross-layer equalization first (qengine.equalize, Nagel et al. 2019): consecutive
+        Conv/Gemm pairs through ReLU/pools rescaled so each channel's weight range is shared
+        between them; function-preserving, it rescues models whose channels have very
+        unequal ranges. Pairs through Clip/ReLU6 are left as they are.
     keep_float: node names left in float (mixed precision).
     observer_options: extra options for the observers, e.g. {"percentile": 99.9}.
     batch_size: calibration batch size for models with a dynamic batch dimension.
@@ -86,6 +90,7 @@ class StaticQuantConfig:
     weight_bits: int = 8
     symmetric_activations: bool = False
     bias_correction: bool = False
+    equalize: bool = False
     keep_float: frozenset = field(default_factory=frozenset)
     observer_options: tuple = ()
     batch_size: int | None = None
@@ -99,7 +104,8 @@ class StaticQuantConfig:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.weight_bits not in (4, 8) or isinstance(self.weight_bits, bool):
             raise ConfigError(f"weight_bits must be 8 or 4, got {self.weight_bits!r}")
-        for name in ("per_channel", "symmetric_activations", "bias_correction", "fuse_residual"):
+        for name in ("per_channel", "symmetric_activations", "bias_correction", "equalize",
+                     "fuse_residual"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
         kf = self.keep_float
@@ -270,6 +276,9 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
     if not isinstance(config, StaticQuantConfig):
         raise ConfigError(f"config must be a StaticQuantConfig, got {type(config).__name__}")
     g = prepare_float_graph(model)
+    if config.equalize:
+        from ..graph.equalize import equalize
+        g = equalize(g)[0]
     missing = config.keep_float - {n.name for n in g.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")

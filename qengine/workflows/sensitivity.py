@@ -152,6 +152,9 @@ class _Study:
                               f"combined with per-layer studies yet; use a single method here "
                               f"(e.g. 'minmax' or 'mse')")
         g = prepare_float_graph(model, who)
+        if self.config.equalize:
+            from ..graph.equalize import equalize
+            g = equalize(g)[0]
         missing = self.config.keep_float - {n.name for n in g.nodes}
         if missing:
             raise ConfigError(f"keep_float names nodes that are not in the graph: "

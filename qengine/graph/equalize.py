@@ -1,0 +1,154 @@
+"""Cross-layer equalization (Nagel et al. 2019, "Data-Free Quantization Through Weight
+Equalization and Bias Correction", section 4.1).
+
+Two layers y = W2 · f(W1 x + b1) + b2 with f positively homogeneous (ReLU, or nothing) compute
+the same function after output channel c of layer 1 is divided by s_c > 0 and input channel c
+of layer 2 multiplied by it: f(z / s) = f(z) / s. With r1_c = max|W1[c]| and r2_c = max|W2[:, c]|,
+s_c = sqrt(r1_c / r2_c) gives both channels the same range sqrt(r1_c r2_c), which is what
+per-tensor (and helps per-channel) int8 weights and the activation between the layers need:
+no channel left with a few levels while another uses the whole grid. A layer in two pairs
+(the middle of a chain) is pulled both ways, so the pairs are swept until the factors settle.
+
+Pairs are Conv -> [Relu, MaxPool, AveragePool] -> Conv (the second may be depthwise: its input channel c is its
+output channel c), Gemm/MatMul with constant weights -> [Relu] -> Gemm/MatMul, where the value
+between them has no other reader and is not a graph output. Clip / ReLU6 is not positively
+homogeneous (min(z/s, 6) != min(z, 6)/s): scaling its bound per channel would need a
+per-channel Min the int8 graph has no form for, so those pairs are skipped and reported.
+High-bias absorption (the paper's 4.2) is not done: with zero-padded convolutions the
+absorbed constant is not exactly function-preserving at the borders.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ir import Graph, Node
+
+#: ops that may stand between the two layers: they commute with a positive per-channel scale
+#: (a max or an average of scaled values is the scaled max or average)
+HOMOGENEOUS = frozenset({"Relu", "MaxPool", "AveragePool"})
+LAYERS = ("Conv", "Gemm", "MatMul")
+MAX_SWEEPS = 100
+TOLERANCE = 1e-6
+
+
+@dataclass
+class EqualizeReport:
+    pairs: list = field(default_factory=list)      # (first node, second node)
+    skipped: list = field(default_factory=list)    # (first node, second node, why)
+    sweeps: int = 0
+
+
+def _axes(g: Graph, n: Node):
+    """(output-channel axis, input-channel axis, weight name) of a layer with constant weights,
+    or None."""
+    if n.op_type == "Conv" and len(n.inputs) > 1 and n.inputs[1] in g.initializers:
+        w = g.initializers[n.inputs[1]]
+        group = int(n.attrs.get("group", 1))
+        if group == 1:
+            return 0, 1, n.inputs[1]
+        if w.shape[1] == 1 and group == w.shape[0]:       # depthwise, multiplier 1
+            return 0, 0, n.inputs[1]
+        return None
+    if n.op_type == "Gemm" and n.inputs[1] in g.initializers and not n.attrs.get("transA", 0):
+        return (0, 1, n.inputs[1]) if n.attrs.get("transB", 0) else (1, 0, n.inputs[1])
+    if n.op_type == "MatMul" and n.inputs[1] in g.initializers and \
+            g.initializers[n.inputs[1]].ndim == 2:
+        return 1, 0, n.inputs[1]
+    return None
+
+
+def _bias(g: Graph, n: Node, channels: int):
+    """The name of n's per-output-channel bias initializer, '' when it has none, None when its
+    bias cannot be scaled per channel (computed, or broadcast from fewer elements)."""
+    if n.op_type == "MatMul" or len(n.inputs) < 3 or not n.inputs[2]:
+        return ""
+    b = g.initializers.get(n.inputs[2])
+    return n.inputs[2] if b is not None and b.shape == (channels,) else None
+
+
+def _pairs(g: Graph, report: EqualizeReport):
+    readers = {}
+    for n in g.nodes:
+        for v in n.inputs:
+            readers.setdefault(v, []).append(n)
+    outputs = set(g.output_names)
+
+    def only_reader(v):
+        r = readers.get(v, [])
+        return r[0] if len(r) == 1 and v not in outputs else None
+
+    pairs = []
+    for n1 in g.nodes:
+        a1 = _axes(g, n1)
+        if a1 is None:
+            continue
+        between, last, mid = [], n1, only_reader(n1.outputs[0])
+        while mid is not None and mid.op_type not in LAYERS and len(between) < 4:
+            between.append(mid)
+            last, mid = mid, only_reader(mid.outputs[0])
+        if mid is None or mid.inputs[0] != last.outputs[0]:
+            continue
+        a2 = _axes(g, mid)
+        if a2 is None or (n1.op_type == "Conv") != (mid.op_type == "Conv"):
+            continue
+        bad = [b.op_type for b in between if b.op_type not in HOMOGENEOUS or
+               any(u for u in b.inputs[1:])]
+        if bad:
+            report.skipped.append((n1.name, mid.name, f"{bad[0]} between them does not "
+                                   f"commute with a per-channel scale"))
+            continue
+        channels = g.initializers[a1[2]].shape[a1[0]]
+        bias = _bias(g, n1, channels)
+        if bias is None or g.initializers[a2[2]].shape[a2[1]] != channels:
+            report.skipped.append((n1.name, mid.name, "bias or channel counts do not match"))
+            continue
+        pairs.append((n1, mid, a1, a2, bias))
+    return pairs
+
+
+def _channel_max(w, axis):
+    return np.max(np.abs(np.moveaxis(w, axis, 0)).reshape(w.shape[axis], -1), axis=1)
+
+
+def _scale(w, axis, s):
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    return w * s.reshape(shape)
+
+
+def equalize(graph: Graph) -> tuple[Graph, EqualizeReport]:
+    """(the equalized graph, what was paired and skipped). The graph should have BatchNorm
+    folded (optimize does it) so that each conv carries its channel scales; the input graph's
+    arrays are not modified."""
+    report = EqualizeReport()
+    pairs = _pairs(graph, report)
+    if not pairs:
+        return graph, report
+    inits = dict(graph.initializers)
+    work = {}                                   # float64 copies of the arrays being changed
+    for n1, n2, (_, _, w1), (_, _, w2), b in pairs:
+        for name in (w1, w2, b):
+            if name and name not in work:
+                work[name] = np.asarray(inits[name], np.float64)
+    for sweep in range(1, MAX_SWEEPS + 1):
+        change = 0.0
+        for n1, n2, (o1, _, w1), (_, i2, w2), b in pairs:
+            r1, r2 = _channel_max(work[w1], o1), _channel_max(work[w2], i2)
+            ok = (r1 > 0) & (r2 > 0)          # a dead channel stays as it is
+            s = np.where(ok, np.sqrt(np.where(ok, r1, 1.0) / np.where(ok, r2, 1.0)), 1.0)
+            work[w1] = _scale(work[w1], o1, 1.0 / s)
+            if b:
+                work[b] = work[b] / s
+            work[w2] = _scale(work[w2], i2, s)
+            change = max(change, float(np.max(np.abs(np.log(s)))))
+        report.sweeps = sweep
+        if change < TOLERANCE:
+            break
+    for name, arr in work.items():
+        inits[name] = arr.astype(graph.initializers[name].dtype)
+    report.pairs = [(n1.name, n2.name) for n1, n2, *_ in pairs]
+    out = Graph(list(graph.inputs), list(graph.outputs), list(graph.nodes), inits,
+                dict(graph.opset), graph.name, dict(graph.value_info))
+    return out, report
