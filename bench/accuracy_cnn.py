@@ -90,10 +90,17 @@ def main(argv=None):
                       flush=True)
 
 
-#: (label, method, observer options) of the study's qengine rows
-STUDY_METHODS = (("minmax", "minmax", {}), ("entropy", "entropy", {}),
-                 ("entropy, pure KL", "entropy", {"mse_floor": False}),
-                 ("percentile", "percentile", {}), ("mse", "mse", {}), ("auto", "auto", {}))
+#: (label, StaticQuantConfig options) of the study's qengine rows (weights per channel unless
+#: the label says per-tensor)
+STUDY_METHODS = (("minmax", {}), ("entropy", {"method": "entropy"}),
+                 ("entropy, pure KL", {"method": "entropy",
+                                       "observer_options": {"mse_floor": False}}),
+                 ("percentile", {"method": "percentile"}), ("mse", {"method": "mse"}),
+                 ("auto", {"method": "auto"}),
+                 ("minmax + equalize", {"equalize": True}),
+                 ("minmax, per-tensor weights", {"per_channel": False}),
+                 ("minmax + equalize, per-tensor weights", {"per_channel": False,
+                                                            "equalize": True}))
 
 
 def study(args):
@@ -123,8 +130,8 @@ def study(args):
             row("FP32", "", ref)
             g = qengine.from_onnx(case.path)
             feeds = [{case.input_name: x} for x in case.calib]
-            for label, method, opts in STUDY_METHODS:
-                cfg = qengine.StaticQuantConfig(method=method, observer_options=opts)
+            for label, opts in STUDY_METHODS:
+                cfg = qengine.StaticQuantConfig(**opts)
                 s = qengine.Session(qengine.quantize_static(g, feeds, cfg))
                 out = s.output_names[0]
                 row("qengine", label, np.concatenate([s.run({case.input_name: x})[out]
