@@ -75,7 +75,8 @@ def _finite_float(text):
 
 def _static_options(s, bias=True):
     from .workflows.ptq import METHODS
-    s.add_argument("--method", choices=METHODS if bias else [m for m in METHODS if m != "auto"], default="minmax",
+    methods = METHODS if bias else [m for m in METHODS if m != "auto"]   # analyze: no auto
+    s.add_argument("--method", choices=methods, default="minmax",
                    help="calibration method (static mode); auto: per activation, the method "
                         "whose range makes the int8 model closest to the float one")
     s.add_argument("--per-tensor", action="store_true",

@@ -116,3 +116,14 @@ def test_gemm_pairs_either_layout():
                                atol=1e-5 * np.abs(y0).max())
     np.testing.assert_allclose(_chmax(ge.initializers["w1"], 1), _chmax(ge.initializers["w2t"], 1),
                                rtol=1e-5)
+
+
+def test_shared_weights_are_left_alone():
+    g, _ = _chain()
+    nodes = list(g.nodes)
+    nodes[-1] = Node("Conv", "c4", ("r3", "w1"), ("y",), {"pads": [1, 1, 1, 1]})  # reuses w1
+    g2 = Graph(g.inputs, [ValueInfo("y", "float32", None)], nodes, dict(g.initializers))
+    ge, rep = qengine.equalize(g2)
+    assert ("c1", "c2") not in rep.pairs
+    assert any(a == "c1" and "shared" in why for a, _, why in rep.skipped)
+    np.testing.assert_array_equal(ge.initializers["w1"], g.initializers["w1"])

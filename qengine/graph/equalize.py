@@ -9,9 +9,10 @@ per-tensor (and helps per-channel) int8 weights and the activation between the l
 no channel left with a few levels while another uses the whole grid. A layer in two pairs
 (the middle of a chain) is pulled both ways, so the pairs are swept until the factors settle.
 
-Pairs are Conv -> [Relu, MaxPool, AveragePool] -> Conv (the second may be depthwise: its input channel c is its
-output channel c), Gemm/MatMul with constant weights -> [Relu] -> Gemm/MatMul, where the value
-between them has no other reader and is not a graph output. Clip / ReLU6 is not positively
+Pairs are Conv -> [Relu, MaxPool, AveragePool] -> Conv (the second may be depthwise: its input
+channel c is its output channel c), Gemm/MatMul with constant weights -> [Relu] -> Gemm/MatMul,
+where the values between them have no other reader and are not graph outputs, and neither
+layer shares its weights or bias with another node. Clip / ReLU6 is not positively
 homogeneous (min(z/s, 6) != min(z, 6)/s): scaling its bound per channel would need a
 per-channel Min the int8 graph has no form for, so those pairs are skipped and reported.
 High-bias absorption (the paper's 4.2) is not done: with zero-padded convolutions the
@@ -73,6 +74,7 @@ def _pairs(g: Graph, report: EqualizeReport):
     for n in g.nodes:
         for v in n.inputs:
             readers.setdefault(v, []).append(n)
+    shared = {v for v, r in readers.items() if v in g.initializers and len(r) > 1}
     outputs = set(g.output_names)
 
     def only_reader(v):
@@ -103,6 +105,9 @@ def _pairs(g: Graph, report: EqualizeReport):
         bias = _bias(g, n1, channels)
         if bias is None or g.initializers[a2[2]].shape[a2[1]] != channels:
             report.skipped.append((n1.name, mid.name, "bias or channel counts do not match"))
+            continue
+        if {a1[2], a2[2], bias} & shared:
+            report.skipped.append((n1.name, mid.name, "weights shared with another node"))
             continue
         pairs.append((n1, mid, a1, a2, bias))
     return pairs
