@@ -9,7 +9,6 @@ Prints a markdown table: test accuracy (540 held-out images) and output SQNR (dB
 FP32). Needs torch, onnx, onnxruntime and scikit-learn (to train and export the model).
 """
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -23,16 +22,8 @@ import qengine
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+from accuracy_models import load_trainer  # noqa: E402
 from compare_cnn import ort_qdq  # noqa: E402
-
-
-def load_trainer():
-    spec = importlib.util.spec_from_file_location("train_demo_cnn",
-                                                  ROOT / "scripts" / "train_demo_cnn.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["train_demo_cnn"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def sqnr(y, ref):

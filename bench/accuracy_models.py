@@ -112,19 +112,7 @@ def cases(tmp, names=("digits", "digits_outlier", "digits_dw", "resnet18", "mobi
                 model = rescale_channels(copy.deepcopy(digits), f)
         elif name == "digits_dw":
             torch.manual_seed(0)
-            model = _dw_model()
-            opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-            x = torch.from_numpy(xtr[:, None].astype(np.float32) / 16)
-            y = torch.from_numpy(ytr).long()
-            for _ in range(epochs):
-                model.train()
-                perm = torch.randperm(len(x))
-                for i in range(0, len(x), 64):
-                    idx = perm[i:i + 64]
-                    opt.zero_grad()
-                    torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-                    opt.step()
-            model.eval()
+            model, *_ = tr.train(epochs=epochs, model=_dw_model())
         else:
             sys.path.insert(0, str(ROOT / "bench"))
             from models import build

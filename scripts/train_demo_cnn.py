@@ -47,11 +47,12 @@ def digits_split():
                             stratify=d.target)
 
 
-def train(seed=0, epochs=40):
-    """Return (eval-mode model, x_train_u8, x_test_u8, y_train, y_test)."""
+def train(seed=0, epochs=40, model=None):
+    """Return (eval-mode model, x_train_u8, x_test_u8, y_train, y_test); `model` (default a new
+    DigitsCNN) is any module taking (N, 1, 8, 8) images to 10 logits."""
     torch.manual_seed(seed)
     xtr, xte, ytr, yte = digits_split()
-    model = DigitsCNN()
+    model = DigitsCNN() if model is None else model
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     xt = torch.from_numpy(xtr[:, None].astype(np.float32) / 16)
     yt = torch.from_numpy(ytr).long()
