@@ -113,3 +113,35 @@ def test_auto_config_errors():
         choose_ranges(None, {}, [], None, samples=0)
     with pytest.raises(ConfigError, match="histograms"):
         choose_ranges(None, {"x": make_observer("minmax")}, [], None)
+
+
+@pytest.mark.parametrize("method,opts", [("mse", {}), ("entropy", {}), ("percentile", {}),
+                                         ("entropy", {"mse_floor": False})])
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("lo,hi", [(0.5, 1.0), (-1.0, -0.5), (2.0, 2.001)])
+def test_one_signed_data_away_from_zero_gets_a_valid_range(method, opts, symmetric, lo, hi):
+    """The case that raised "rmin > rmax at channel 0" (MSE on a text recognizer): every
+    candidate threshold below the data's smallest magnitude made an inverted range."""
+    x = np.random.default_rng(0).uniform(lo, hi, 20_000).astype(np.float32)
+    o = make_observer(method, **opts)
+    o.observe(x)
+    rmin, rmax = o.range(symmetric=symmetric)
+    assert rmin <= rmax
+    o.qparams(symmetric=symmetric)
+    if method == "mse" and not symmetric:     # and it is no worse than min-max there
+        x64 = x.astype(np.float64)
+        assert _sqerr(x64, rmin, rmax) <= _sqerr(x64, float(x.min()), float(x.max())) * 1.001
+
+
+def test_mse_calibrates_a_tensor_far_from_zero_end_to_end():
+    from qengine.graph import Graph, Node, ValueInfo
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 8)).astype(np.float32)
+    g = Graph([ValueInfo("x", "float32", ("N", 8))], [ValueInfo("y", "float32", ("N", 4))],
+              [Node("Add", "shift", ("x", "two"), ("s",)),
+               Node("Gemm", "fc", ("s", "w"), ("y",), {"transB": 1})],
+              {"two": np.array(2.0, np.float32), "w": w})
+    x = rng.uniform(0.0, 1e-3, (256, 8)).astype(np.float32)
+    q = qengine.quantize_static(g, {"x": x}, qengine.StaticQuantConfig(method="mse"))
+    ref = qengine.Session(g).run({"x": x})["y"]
+    assert _sqnr(qengine.Session(q).run({"x": x})["y"], ref) > 30

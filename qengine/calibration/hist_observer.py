@@ -62,9 +62,11 @@ class HistogramObserver(Observer):
         return self.histogram.min, self.histogram.max
 
     def _clip(self, t):
-        """Symmetric threshold t as a range clipped to the data: (max(-t, min), min(t, max))."""
+        """Symmetric threshold t as a range clipped to the data: (max(-t, min), min(t, max)),
+        kept ordered when all the data lies beyond t on one side (then both ends are ±t)."""
         h = self.histogram
-        return max(-t, h.min), min(t, h.max)
+        hi = min(t, h.max)
+        return min(max(-t, h.min), hi), max(hi, -t)
 
     def _config(self):
         return {"bins": self.bins}

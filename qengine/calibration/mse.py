@@ -59,12 +59,18 @@ class MSEObserver(HistogramObserver):
         if symmetric:
             t = self._candidates(0.0, max(abs(h.min), abs(h.max)))
             return self._clip(t[int(np.argmin(self.errors(-t, t, **kw)))])
+        # One-signed data: the grid always reaches 0 (choose_qparams widens the range to it),
+        # so the candidates are [0, T], scored as such; T may lie below the data's smallest
+        # magnitude (data away from 0), and the range returned is then [T, T] rather than the
+        # invalid [min, T].
         if h.min >= 0.0:
             hi = self._candidates(0.0, h.max)
-            return h.min, hi[int(np.argmin(self.errors(np.full_like(hi, h.min), hi, **kw)))]
+            t = hi[int(np.argmin(self.errors(np.zeros_like(hi), hi, **kw)))]
+            return min(h.min, t), t
         if h.max <= 0.0:
             lo = -self._candidates(0.0, -h.min)
-            return lo[int(np.argmin(self.errors(lo, np.full_like(lo, h.max), **kw)))], h.max
+            t = lo[int(np.argmin(self.errors(lo, np.zeros_like(lo), **kw)))]
+            return t, max(h.max, t)
         los = -self._candidates(0.0, -h.min)
         his = self._candidates(0.0, h.max)
         cl = los[np.unique(np.linspace(0, len(los) - 1, min(COARSE, len(los))).round()
