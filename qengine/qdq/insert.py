@@ -144,9 +144,12 @@ class _Writer:
 
 
 def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True,
-               weight_bits: int = 8) -> Graph:
+               weight_bits: int = 8, weight_codes=None) -> Graph:
     """The QDQ graph of float graph `g` under `plan`; `qparams(v)` gives an activation's
-    (scale, uint8 zero point); weights get `weight_bits` (8, or 4: codes in [−7, 7])."""
+    (scale, uint8 zero point); weights get `weight_bits` (8, or 4: codes in [−7, 7]).
+    weight_codes: {node name: (int codes, scale)} chosen elsewhere (AdaRound) for the weights
+    as _int8_node orients them ([Cout, ...]); used where the scale is the one quantization
+    gives (a bias that needs a wider scale wins, with nearest rounding)."""
     w = _Writer(g)
     out = w.out
     int8_outputs = {plan.output_of(n) for n in g.nodes if n.name in plan.int8}
@@ -188,7 +191,8 @@ def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True,
         rule = plan.int8.get(n.name)
         if rule is not None:
             n = _int8_node(w, n, rule, dq_name, per_channel,
-                           qp[n.inputs[0]][0] if n.inputs[0] in qp else None, weight_bits)
+                           qp[n.inputs[0]][0] if n.inputs[0] in qp else None, weight_bits,
+                           (weight_codes or {}).get(n.name))
             nodes += w.pending
             w.pending = []
         n = n.replace(outputs=tuple(renamed.get(o, o) for o in n.outputs))
@@ -206,7 +210,8 @@ def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True,
     return out
 
 
-def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale, bits=8) -> Node:
+def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale, bits=8,
+               codes=None) -> Node:
     """Node n reading its activations through DQ and its weights as int8 through DQ."""
     k = rule.data_inputs(n)
     ins = [dq_name.get(v, v) if v else v for v in n.inputs[:k]] + list(n.inputs[k:])
@@ -215,7 +220,7 @@ def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale, bits=8)
     if n.op_type == "Conv":
         bias = g.initializers[n.inputs[2]] if len(n.inputs) > 2 and n.inputs[2] else None
         ins[1] = _weight(w, n.name, g.initializers[n.inputs[1]], 0, per_channel, bias, x_scale,
-                         bits)
+                         bits, codes)
     elif n.op_type == "Gemm":
         a = attrs
         b = g.initializers[n.inputs[1]]
@@ -225,20 +230,23 @@ def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale, bits=8)
             c = bias_vector(g.initializers[ins[2]], wt.shape[0]) * \
                 np.float32(a.get("beta", 1.0))
             ins[2] = w.init(f"{n.name}.bias", np.ascontiguousarray(c, np.float32))
-        ins[1] = _weight(w, n.name, wt, 0, per_channel, c, x_scale, bits)
+        ins[1] = _weight(w, n.name, wt, 0, per_channel, c, x_scale, bits, codes)
         for key in ("alpha", "beta"):
             attrs.pop(key, None)
         attrs["transB"] = 1
     elif n.op_type == "MatMul":
-        ins[1] = _weight(w, n.name, g.initializers[n.inputs[1]].T, 1, per_channel, bits=bits)
+        ins[1] = _weight(w, n.name, g.initializers[n.inputs[1]].T, 1, per_channel, bits=bits,
+                         codes=codes)
     return n.replace(inputs=tuple(ins), attrs=attrs)
 
 
 def _weight(w: _Writer, node: str, wt, axis: int, per_channel: bool, bias=None,
-            x_scale=None, bits=8) -> str:
+            x_scale=None, bits=8, codes=None) -> str:
     """DequantizeLinear of int8 weights quantized per row of wt ([Cout, ...]); stored with the
     output channels along `axis` (1 for MatMul's [K, N])."""
     q, scale = quantize_weights(wt, per_channel, bias, x_scale, bits)
+    if codes is not None and codes[0].shape == q.shape and np.array_equal(codes[1], scale):
+        q = codes[0]
     if axis == 1:
         q = np.ascontiguousarray(q.T)
     qn = w.init(f"{node}.W_quantized", q)

@@ -32,6 +32,7 @@ class QuantizeRequest:
     symmetric_activations: bool = False
     bias_correction: bool = False
     equalize: bool = False              # static: cross-layer equalization first
+    rounding: str = "nearest"           # static: "adaround" learns the weight rounding
     target_sqnr: float | None = None    # static: auto keep-float until this output SQNR (dB)
     rnn: str = "int16"                  # static: what LSTM / GRU become (StaticQuantConfig.rnn)
     progress: Callable | None = field(default=None, compare=False)
@@ -65,6 +66,7 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                                            ("--target-sqnr", req.target_sqnr is not None),
                                            ("--bias-correction", req.bias_correction),
                                            ("--equalize", req.equalize),
+                                           ("--rounding", req.rounding != "nearest"),
                                            ("--per-tensor", not req.per_channel),
                                            ("--symmetric-activations",
                                             req.symmetric_activations),
@@ -118,6 +120,7 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                             weight_bits=req.weight_bits,
                             symmetric_activations=req.symmetric_activations,
                             bias_correction=req.bias_correction, equalize=req.equalize,
+                            rounding=req.rounding,
                             keep_float=req.keep_float,
                             rnn=req.rnn)
     float_graph = prepare_float_graph(graph)

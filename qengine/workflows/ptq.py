@@ -75,6 +75,9 @@ class StaticQuantConfig:
         Conv/Gemm pairs through ReLU/pools rescaled so each channel's weight range is shared
         between them; function-preserving, it rescues models whose channels have very
         unequal ranges. Pairs through Clip/ReLU6 are left as they are.
+    rounding: how weights round to their grid: "nearest", or "adaround" (learned per layer to
+        reconstruct each Conv/Gemm/MatMul output on the calibration data; Nagel et al. 2020,
+        qengine/workflows/adaround.py), which matters most for 4-bit weights.
     keep_float: node names left in float (mixed precision).
     observer_options: extra options for the observers, e.g. {"percentile": 99.9}.
     batch_size: calibration batch size for models with a dynamic batch dimension.
@@ -91,6 +94,7 @@ class StaticQuantConfig:
     symmetric_activations: bool = False
     bias_correction: bool = False
     equalize: bool = False
+    rounding: str = "nearest"
     keep_float: frozenset = field(default_factory=frozenset)
     observer_options: tuple = ()
     batch_size: int | None = None
@@ -102,6 +106,8 @@ class StaticQuantConfig:
             raise ConfigError(f"rnn must be one of {', '.join(RNN_MODES)}, got {self.rnn!r}")
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.rounding not in ("nearest", "adaround"):
+            raise ConfigError(f"rounding must be 'nearest' or 'adaround', got {self.rounding!r}")
         if self.weight_bits not in (4, 8) or isinstance(self.weight_bits, bool):
             raise ConfigError(f"weight_bits must be 8 or 4, got {self.weight_bits!r}")
         for name in ("per_channel", "symmetric_activations", "bias_correction", "equalize",
@@ -242,20 +248,22 @@ def activation_qparams(g: Graph, stats: Mapping, config: StaticQuantConfig):
     return qparams
 
 
-def build_qdq(g: Graph, stats: Mapping, config: StaticQuantConfig) -> Graph:
+def build_qdq(g: Graph, stats: Mapping, config: StaticQuantConfig,
+              weight_codes=None) -> Graph:
     """The QDQ graph of the optimized float graph `g` with calibration `stats`: qengine's
     quantized IR, before lowering (export it with qengine.export_onnx, lower it with
     qengine.qdq.lower)."""
     return insert_qdq(g, Plan(g, config.keep_float), activation_qparams(g, stats, config),
-                      config.per_channel, config.weight_bits)
+                      config.per_channel, config.weight_bits, weight_codes)
 
 
 def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
-               with_layers: bool = False):
+               with_layers: bool = False, weight_codes=None):
     """The int8 graph of the optimized float graph `g` with calibration `stats`: its QDQ
     graph (build_qdq), lowered. with_layers=True also returns {QConv/QGemm node: float value
     its output stands for}."""
-    q, _, layers = lower_with_layers(build_qdq(g, stats, config), config.keep_float)
+    q, _, layers = lower_with_layers(build_qdq(g, stats, config, weight_codes),
+                                     config.keep_float)
     return (q, layers) if with_layers else q
 
 
@@ -290,14 +298,21 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
         warn_float_rnns(g, config.keep_float | set(rnn_obs),
                         "clip, non-default activations, input_forget, peepholes or weights "
                         "computed at run time have no integer form")
-    if config.bias_correction or config.method == "auto":
+    if config.bias_correction or config.method == "auto" or config.rounding == "adaround":
         calibration_data = reusable(calibration_data)
     calibration_data = observe_shapes(g, calibration_data, config.batch_size)
     stats = calibrate(g, calibration_data, config, progress, node_hooks=node_hooks(rnn_obs))
     report = []
     if config.method == "auto":
         stats, report = _auto_ranges(g, stats, calibration_data, config)
-    q, layers = build_int8(g, stats, config, with_layers=True)
+    codes = None
+    if config.rounding == "adaround":
+        from ._measure import feed_batches
+        from .adaround import adaround_codes
+        codes = adaround_codes(g, feed_batches(g, calibration_data, config.batch_size),
+                               set(Plan(g, config.keep_float).int8), config.per_channel,
+                               config.weight_bits)
+    q, layers = build_int8(g, stats, config, with_layers=True, weight_codes=codes)
     if config.bias_correction:
         from .bias_correction import correct_biases
         q = correct_biases(g, q, layers, calibration_data, config.batch_size)
