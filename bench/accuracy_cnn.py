@@ -39,6 +39,10 @@ def main(argv=None):
                     help="the calibration study instead: every method on every model of "
                          "bench/accuracy_models.py, next to ONNX Runtime's")
     ap.add_argument("--models", default=None, help="comma-separated subset for --study")
+    ap.add_argument("--rounding", action="store_true",
+                    help="with --study: W8/W4 weights with nearest rounding and AdaRound instead "
+                         "of the calibration methods (the digits models: AdaRound in NumPy is "
+                         "too slow for ResNet-18's 4608-wide layers)")
     args = ap.parse_args(argv)
     if args.study:
         return study(args)
@@ -94,10 +98,18 @@ STUDY_METHODS = (("minmax", {}), ("entropy", {"method": "entropy"}),
                                                             "equalize": True}))
 
 
+#: the --rounding rows
+ROUNDING_ROWS = tuple((f"W{b}{', per-tensor' if not pc else ''}, {r}",
+                       {"weight_bits": b, "per_channel": pc, "rounding": r})
+                      for b in (8, 4) for pc in (True, False) for r in ("nearest", "adaround"))
+
+
 def study(args):
     import onnxruntime as ort
     from accuracy_models import cases
     names = tuple(args.models.split(",")) if args.models else None
+    if args.rounding and names is None:
+        names = ("digits", "digits_outlier", "digits_dw")
     print("| model | engine | method | SQNR dB | accuracy % |")
     print("|---|---|---|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,13 +133,13 @@ def study(args):
             row("FP32", "", ref)
             g = qengine.from_onnx(case.path)
             feeds = [{case.input_name: x} for x in case.calib]
-            for label, opts in STUDY_METHODS:
+            for label, opts in (ROUNDING_ROWS if args.rounding else STUDY_METHODS):
                 cfg = qengine.StaticQuantConfig(**opts)
                 s = qengine.Session(qengine.quantize_static(g, feeds, cfg))
                 out = s.output_names[0]
                 row("qengine", label, np.concatenate([s.run({case.input_name: x})[out]
                                                       for x in case.test]))
-            for method in ("minmax", "entropy"):
+            for method in () if args.rounding else ("minmax", "entropy"):
                 qdq = ort_qdq(case.path, case.input_name, case.calib, tmp, method, True)
                 row("ONNX Runtime", f"{method} (its int8 kernels)", run_ort(qdq))
                 row("ONNX Runtime", f"{method} (its QDQ model run in float)",
