@@ -1,6 +1,7 @@
 """Evidence for the integer LSTM / GRU (issue 12 item 4): accuracy / loss and batch-1 latency of
 FP32, dynamic int8, static int16 and static int8, beside torch's and ONNX Runtime's dynamic
-int8 where they exist, on three models:
+int8 where they exist, on three models (the RNN twin of bench/accuracy_cnn.py; the digits
+models also print the logits' SQNR against torch's FP32 output):
 
 * the demo LSTM (`qengine demo`: 2-layer LSTM(8, 128) digit classifier, rows as time steps),
   accuracy on its bundled 540-image test split;
@@ -140,19 +141,25 @@ def digits_table(name, model, x, y, calib_x, args, tmp):
     graphs = engines(g32, {"x": calib_x})
     rows = []
     x1 = x[:1]
+    with torch.no_grad():                   # the reference of every row's SQNR
+        ref = model(torch.from_numpy(x)).numpy().astype(np.float64)
+
+    def sqnr(logits):
+        noise = np.sum((logits.astype(np.float64) - ref) ** 2)
+        return float("inf") if noise == 0 else float(10 * np.log10(np.sum(ref ** 2) / noise))
     for mode, g in graphs.items():
         s = qe.Session(g)
         logits = s.run({"x": x})["y"]
         rows.append({"model": name, "engine": f"qengine {mode}",
                      "metric": 100 * float((logits.argmax(1) == y).mean()),
-                     "ms": latency(lambda: s.run({"x": x1}), args.runs)})
+                     "sqnr": sqnr(logits), "ms": latency(lambda: s.run({"x": x1}), args.runs)})
     with torch.no_grad():
         for label, m in (("torch FP32", model), ("torch dynamic int8", torch_dynamic(model))):
             logits = m(torch.from_numpy(x)).numpy()
             xt = torch.from_numpy(x1)
             rows.append({"model": name, "engine": label,
                          "metric": 100 * float((logits.argmax(1) == y).mean()),
-                         "ms": latency(lambda: m(xt), args.runs)})
+                         "sqnr": sqnr(logits), "ms": latency(lambda: m(xt), args.runs)})
     ort_path = ort_dynamic(path, tmp)
     import onnx
     has_int8 = any(n.op_type == "DynamicQuantizeLSTM" for n in onnx.load(ort_path).graph.node)
@@ -161,7 +168,7 @@ def digits_table(name, model, x, y, calib_x, args, tmp):
     rows.append({"model": name, "engine": "ORT dynamic int8" + ("" if has_int8 else
                                                                 " (RNN left FP32 by ORT)"),
                  "metric": 100 * float((logits.argmax(1) == y).mean()),
-                 "ms": latency(lambda: s.run(None, {"x": x1}), args.runs)})
+                 "sqnr": sqnr(logits), "ms": latency(lambda: s.run(None, {"x": x1}), args.runs)})
     return rows
 
 
@@ -247,10 +254,11 @@ def main(argv=None):
             lm_rows, desc, nwin = lm_table(args, tmp)
             rows += lm_rows
             print(f"char LM corpus: {desc}; test: {nwin} windows of 100 characters")
-    print(f"{'model':<12}{'engine':<44}{'metric':>10}{'ms':>9}")
+    print(f"{'model':<12}{'engine':<44}{'metric':>10}{'SQNR dB':>9}{'ms':>9}")
     for r in rows:
         unit = "%" if r["model"] != "char LM" else " nats/char"
-        print(f"{r['model']:<12}{r['engine']:<44}{r['metric']:>10.4f}{r['ms']:>9.3f}  {unit}")
+        db = f"{r['sqnr']:>9.1f}" if "sqnr" in r else f"{'':>9}"
+        print(f"{r['model']:<12}{r['engine']:<44}{r['metric']:>10.4f}{db}{r['ms']:>9.3f}  {unit}")
     print(f"load after: {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
