@@ -89,6 +89,9 @@ def _static_options(s, bias=True):
         s.add_argument("--rounding", choices=("nearest", "adaround"), default="nearest",
                        help="weight rounding: nearest, or learned per layer to reconstruct its "
                             "output on the calibration data (AdaRound; best for 4-bit)")
+        s.add_argument("--smooth-quant", type=float, metavar="ALPHA", default=None,
+                       help="SmoothQuant: move activation outliers read by MatMul/Gemm into "
+                            "their weights, ALPHA in (0, 1), e.g. 0.5")
         s.add_argument("--equalize", action="store_true",
                        help="cross-layer equalization before calibrating (function-preserving "
                             "rescaling of Conv/Gemm pairs through ReLU)")
@@ -216,7 +219,7 @@ def _cmd_quantize(args):
                           method=args.method, per_channel=not args.per_tensor,
                           symmetric_activations=args.symmetric_activations,
                           bias_correction=args.bias_correction, equalize=args.equalize,
-                          rounding=args.rounding,
+                          rounding=args.rounding, smooth_quant=args.smooth_quant,
                           target_sqnr=args.target_sqnr,
                           rnn=args.rnn, progress=_progress("calibrating"))
     result = quantize_graph(graph, args.mode, req)

@@ -33,6 +33,7 @@ class QuantizeRequest:
     bias_correction: bool = False
     equalize: bool = False              # static: cross-layer equalization first
     rounding: str = "nearest"           # static: "adaround" learns the weight rounding
+    smooth_quant: float | None = None   # static: SmoothQuant's alpha
     target_sqnr: float | None = None    # static: auto keep-float until this output SQNR (dB)
     rnn: str = "int16"                  # static: what LSTM / GRU become (StaticQuantConfig.rnn)
     progress: Callable | None = field(default=None, compare=False)
@@ -67,6 +68,7 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                                            ("--bias-correction", req.bias_correction),
                                            ("--equalize", req.equalize),
                                            ("--rounding", req.rounding != "nearest"),
+                                           ("--smooth-quant", req.smooth_quant is not None),
                                            ("--per-tensor", not req.per_channel),
                                            ("--symmetric-activations",
                                             req.symmetric_activations),
@@ -120,7 +122,7 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                             weight_bits=req.weight_bits,
                             symmetric_activations=req.symmetric_activations,
                             bias_correction=req.bias_correction, equalize=req.equalize,
-                            rounding=req.rounding,
+                            rounding=req.rounding, smooth_quant=req.smooth_quant,
                             keep_float=req.keep_float,
                             rnn=req.rnn)
     float_graph = prepare_float_graph(graph)

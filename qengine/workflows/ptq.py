@@ -75,6 +75,9 @@ class StaticQuantConfig:
         Conv/Gemm pairs through ReLU/pools rescaled so each channel's weight range is shared
         between them; function-preserving, it rescues models whose channels have very
         unequal ranges. Pairs through Clip/ReLU6 are left as they are.
+    smooth_quant: None, or SmoothQuant's α in (0, 1) (0.5 is the paper's): activation
+        outliers read by MatMul/Gemm moved into their weights, folded into the LayerNorm or
+        layer that makes them (qengine/workflows/smoothquant.py).
     rounding: how weights round to their grid: "nearest", or "adaround" (learned per layer to
         reconstruct each Conv/Gemm/MatMul output on the calibration data; Nagel et al. 2020,
         qengine/workflows/adaround.py), which matters most for 4-bit weights.
@@ -95,6 +98,7 @@ class StaticQuantConfig:
     bias_correction: bool = False
     equalize: bool = False
     rounding: str = "nearest"
+    smooth_quant: float | None = None
     keep_float: frozenset = field(default_factory=frozenset)
     observer_options: tuple = ()
     batch_size: int | None = None
@@ -106,6 +110,11 @@ class StaticQuantConfig:
             raise ConfigError(f"rnn must be one of {', '.join(RNN_MODES)}, got {self.rnn!r}")
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.smooth_quant is not None and (isinstance(self.smooth_quant, bool) or not
+                                              isinstance(self.smooth_quant, (int, float)) or
+                                              not 0.0 < self.smooth_quant < 1.0):
+            raise ConfigError(f"smooth_quant must be None or a float in (0, 1), got "
+                              f"{self.smooth_quant!r}")
         if self.rounding not in ("nearest", "adaround"):
             raise ConfigError(f"rounding must be 'nearest' or 'adaround', got {self.rounding!r}")
         if self.weight_bits not in (4, 8) or isinstance(self.weight_bits, bool):
@@ -287,6 +296,10 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
     if config.equalize:
         from ..graph.equalize import equalize
         g = equalize(g)[0]
+    if config.smooth_quant is not None:
+        from .smoothquant import smooth
+        calibration_data = reusable(calibration_data)
+        g = smooth(g, calibration_data, config.smooth_quant, config.batch_size)[0]
     missing = config.keep_float - {n.name for n in g.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")

@@ -155,6 +155,10 @@ class _Study:
         if self.config.equalize:
             from ..graph.equalize import equalize
             g = equalize(g)[0]
+        if self.config.smooth_quant is not None:
+            from .smoothquant import smooth
+            calibration_data = reusable(calibration_data)
+            g = smooth(g, calibration_data, self.config.smooth_quant, self.config.batch_size)[0]
         missing = self.config.keep_float - {n.name for n in g.nodes}
         if missing:
             raise ConfigError(f"keep_float names nodes that are not in the graph: "
