@@ -23,7 +23,7 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from accuracy_models import load_trainer  # noqa: E402
-from compare_cnn import ort_qdq  # noqa: E402
+from compare_cnn import ort_qdq, torch_int8  # noqa: E402
 
 
 def sqnr(y, ref):
@@ -139,6 +139,13 @@ def study(args):
                 out = s.output_names[0]
                 row("qengine", label, np.concatenate([s.run({case.input_name: x})[out]
                                                       for x in case.test]))
+            if not args.rounding:       # torch.ao's FX int8 (x86 backend, its default qconfig)
+                import torch
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.simplefilter("ignore")
+                    tm = torch_int8(case.torch_model, case.calib)
+                    row("torch.ao", "x86 default qconfig (histogram)", np.concatenate(
+                        [tm(torch.from_numpy(x)).numpy() for x in case.test]))
             for method in () if args.rounding else ("minmax", "entropy"):
                 qdq = ort_qdq(case.path, case.input_name, case.calib, tmp, method, True)
                 row("ONNX Runtime", f"{method} (its int8 kernels)", run_ort(qdq))
