@@ -92,6 +92,9 @@ def _static_options(s, bias=True):
         s.add_argument("--smooth-quant", type=float, metavar="ALPHA", default=None,
                        help="SmoothQuant: move activation outliers read by MatMul/Gemm into "
                             "their weights, ALPHA in (0, 1), e.g. 0.5")
+        s.add_argument("--float-weights", choices=("float32", "float16"), default="float32",
+                       help="storage of the weights of Conv/Gemm/MatMul left float "
+                            "(--keep-float, --auto-keep-float): float16 halves them")
         s.add_argument("--equalize", action="store_true",
                        help="cross-layer equalization before calibrating (function-preserving "
                             "rescaling of Conv/Gemm pairs through ReLU)")
@@ -220,6 +223,7 @@ def _cmd_quantize(args):
                           symmetric_activations=args.symmetric_activations,
                           bias_correction=args.bias_correction, equalize=args.equalize,
                           rounding=args.rounding, smooth_quant=args.smooth_quant,
+                          float_weights=args.float_weights,
                           target_sqnr=args.target_sqnr,
                           rnn=args.rnn, progress=_progress("calibrating"))
     result = quantize_graph(graph, args.mode, req)

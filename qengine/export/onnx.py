@@ -90,7 +90,8 @@ def export_onnx(graph: Graph, path, format: str = "qdq", opset: int | None = Non
     top = onnx.defs.onnx_opset_version()
     if opset is not None and opset > top:
         raise ModelError(f"opset {opset} is newer than this onnx package knows ({top})")
-    raised = raise_graph(g, format, opset if opset is not None else _hint(g))
+    raised = _cast_float16_weights(raise_graph(g, format, opset if opset is not None else
+                                               _hint(g)))
     need = max([DEFAULT_OPSET] + [_node_opset(n, raised, top) for n in raised.nodes])
     int4 = _int4_weights(raised) if format == "qdq" and (opset or 21) >= 21 else set()
     if int4:
@@ -106,6 +107,23 @@ def export_onnx(graph: Graph, path, format: str = "qdq", opset: int | None = Non
         raise ModelError(f"the exported model fails the ONNX checker: {e}") from e
     onnx.save(model, os.fspath(path))
     return model
+
+
+def _cast_float16_weights(g: Graph) -> Graph:
+    """Float ops whose constant weights qengine stores in float16 (StaticQuantConfig(
+    float_weights="float16")) read them in ONNX through a Cast to float32: ONNX wants one
+    type across an op's inputs. The file keeps the float16 bytes."""
+    from ..graph.ir import Node
+    halves = {v for n in g.nodes if n.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose")
+              for v in n.inputs[1:2] if v in g.initializers and
+              g.initializers[v].dtype == np.float16}
+    if not halves:
+        return g
+    inits = {(f"{k}_float16" if k in halves else k): v for k, v in g.initializers.items()}
+    casts = [Node("Cast", f"{k}_to_float32", (f"{k}_float16",), (k,), {"to": 1})
+             for k in sorted(halves)]
+    return Graph(list(g.inputs), list(g.outputs), casts + list(g.nodes), inits, dict(g.opset),
+                 g.name, dict(g.value_info))
 
 
 def _int4_weights(g: Graph) -> set:

@@ -34,6 +34,7 @@ class QuantizeRequest:
     equalize: bool = False              # static: cross-layer equalization first
     rounding: str = "nearest"           # static: "adaround" learns the weight rounding
     smooth_quant: float | None = None   # static: SmoothQuant's alpha
+    float_weights: str = "float32"      # static: storage of the weights left float
     target_sqnr: float | None = None    # static: auto keep-float until this output SQNR (dB)
     rnn: str = "int16"                  # static: what LSTM / GRU become (StaticQuantConfig.rnn)
     progress: Callable | None = field(default=None, compare=False)
@@ -69,6 +70,7 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                                            ("--equalize", req.equalize),
                                            ("--rounding", req.rounding != "nearest"),
                                            ("--smooth-quant", req.smooth_quant is not None),
+                                           ("--float-weights", req.float_weights != "float32"),
                                            ("--per-tensor", not req.per_channel),
                                            ("--symmetric-activations",
                                             req.symmetric_activations),
@@ -123,6 +125,7 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                             symmetric_activations=req.symmetric_activations,
                             bias_correction=req.bias_correction, equalize=req.equalize,
                             rounding=req.rounding, smooth_quant=req.smooth_quant,
+                            float_weights=req.float_weights,
                             keep_float=req.keep_float,
                             rnn=req.rnn)
     float_graph = prepare_float_graph(graph)

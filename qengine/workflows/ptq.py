@@ -82,6 +82,9 @@ class StaticQuantConfig:
         reconstruct each Conv/Gemm/MatMul output on the calibration data; Nagel et al. 2020,
         qengine/workflows/adaround.py), which matters most for 4-bit weights.
     keep_float: node names left in float (mixed precision).
+    float_weights: how the weights of Conv/Gemm/MatMul left float are stored: "float32", or
+        "float16" (half the bytes in the engine file; widened to float32 when a Session packs
+        them, so they cost fp16 rounding — about 1e-3 relative — and no speed).
     observer_options: extra options for the observers, e.g. {"percentile": 99.9}.
     batch_size: calibration batch size for models with a dynamic batch dimension.
     fuse_residual: run each QConv whose output only a residual QAdd reads together with that
@@ -99,6 +102,7 @@ class StaticQuantConfig:
     equalize: bool = False
     rounding: str = "nearest"
     smooth_quant: float | None = None
+    float_weights: str = "float32"
     keep_float: frozenset = field(default_factory=frozenset)
     observer_options: tuple = ()
     batch_size: int | None = None
@@ -115,6 +119,9 @@ class StaticQuantConfig:
                                               not 0.0 < self.smooth_quant < 1.0):
             raise ConfigError(f"smooth_quant must be None or a float in (0, 1), got "
                               f"{self.smooth_quant!r}")
+        if self.float_weights not in ("float32", "float16"):
+            raise ConfigError(f"float_weights must be 'float32' or 'float16', got "
+                              f"{self.float_weights!r}")
         if self.rounding not in ("nearest", "adaround"):
             raise ConfigError(f"rounding must be 'nearest' or 'adaround', got {self.rounding!r}")
         if self.weight_bits not in (4, 8) or isinstance(self.weight_bits, bool):
@@ -331,6 +338,8 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
         q = correct_biases(g, q, layers, calibration_data, config.batch_size)
     if config.fuse_residual:                # last: bias correction taps the QConv outputs
         q = fuse_residual_add(q)
+    if config.float_weights == "float16":
+        q = float16_weights(q)
     if rnn_obs:
         q = lower_rnns(q, rnn_obs, config.rnn)
     elif config.rnn == "dynamic" and any(n.op_type in _NOT_YET for n in q.nodes):
@@ -339,6 +348,32 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
         q = quantize_dynamic(q, DynamicQuantConfig(op_types=frozenset(_NOT_YET),
                                                    keep_float=keep))
     return (q, report) if return_report else q
+
+
+#: float ops whose constant weights (input 1) may be stored in float16
+_FP16_WEIGHT_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+
+
+def float16_weights(g: Graph) -> Graph:
+    """g with the float32 weights of its float Conv/Gemm/MatMul stored as float16 (the ops
+    widen them to float32 when they pack). Weights beyond float16's range stay float32, and
+    so do weights another kind of node also reads."""
+    readers = {}
+    for n in g.nodes:
+        for v in n.inputs:
+            readers.setdefault(v, set()).add(n.op_type)
+    fp16_max = float(np.finfo(np.float16).max)
+    inits = dict(g.initializers)
+    for n in g.nodes:
+        if n.op_type not in _FP16_WEIGHT_OPS or len(n.inputs) < 2:
+            continue
+        w = inits.get(n.inputs[1])
+        if w is None or w.dtype != np.float32 or not readers[n.inputs[1]] <= set(
+                _FP16_WEIGHT_OPS) or not np.all(np.abs(w) <= fp16_max):
+            continue
+        inits[n.inputs[1]] = w.astype(np.float16)
+    return Graph(list(g.inputs), list(g.outputs), list(g.nodes), inits, dict(g.opset), g.name,
+                 dict(g.value_info))
 
 
 def _auto_ranges(g: Graph, stats: Mapping, calibration_data, config: StaticQuantConfig):

@@ -37,8 +37,8 @@ from ..errors import ConfigError, QuantizationWarning
 from ..graph.ir import Graph
 from ._measure import (TeeObserver, feed_batches, layer_output_sqnr, run_batches, saturation,
                        sqnr_db)
-from .ptq import (StaticQuantConfig, _data_inputs, _Plan, build_int8, observe_shapes,
-                     prepare_float_graph, warn_float_rnns)
+from .ptq import (StaticQuantConfig, _data_inputs, _Plan, build_int8, float16_weights,
+                  observe_shapes, prepare_float_graph, warn_float_rnns)
 
 
 
@@ -147,6 +147,9 @@ class _Study:
         if not isinstance(self.config, StaticQuantConfig):
             raise ConfigError(f"config must be a StaticQuantConfig, got "
                               f"{type(self.config).__name__}")
+        if self.config.rounding != "nearest":
+            raise ConfigError(f"{who}: rounding={self.config.rounding!r} is not combined with "
+                              f"per-layer studies yet; use rounding='nearest' here")
         if self.config.method == "auto":
             raise ConfigError(f"{who}: method='auto' scores whole int8 models itself and is not "
                               f"combined with per-layer studies yet; use a single method here "
@@ -198,7 +201,7 @@ class _Study:
         if cfg.bias_correction and layers:
             from .bias_correction import correct_biases
             q = correct_biases(self.g, q, layers, self.calib, cfg.batch_size)
-        return q
+        return float16_weights(q) if cfg.float_weights == "float16" else q
 
     def score(self, q: Graph):
         """(output SQNR vs FP32 in dB, metric or None)."""
