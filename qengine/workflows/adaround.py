@@ -25,7 +25,7 @@ import numpy as np
 from ..calibration.tap import TapSession
 from ..graph.ir import Graph, Node
 from ..qdq.insert import quantize_weights
-from ..reference.conv import conv_out_size, same_pads
+from ..window import out_size, same_pads
 
 ZETA, GAMMA = 1.1, -0.1
 LAMBDA = 0.01
@@ -61,7 +61,7 @@ def _patches(n: Node, x: np.ndarray, kshape) -> np.ndarray:
                             same_pads(w, kw, sw, dw, auto == "SAME_UPPER"))
     else:
         t, l_, b_, r = n.attrs.get("pads", (0, 0, 0, 0))
-    oh, ow = conv_out_size(h, kh, sh, dh, t, b_), conv_out_size(w, kw, sw, dw, l_, r)
+    oh, ow = out_size(h, kh, sh, dh, t, b_), out_size(w, kw, sw, dw, l_, r)
     xp = np.pad(x, ((0, 0), (0, 0), (t, b_), (l_, r)))
     cols = np.empty((c, kh, kw, x.shape[0], oh, ow), x.dtype)
     for i in range(kh):
