@@ -62,8 +62,10 @@ class StaticQuantConfig:
 
     method: calibration method (minmax, moving_average, entropy, percentile, mse), or "auto":
         per activation, the candidate range (min-max, percentiles, MSE, entropy, KL) that
-        least disturbs the outputs of the nodes reading it (qengine/calibration/auto.py;
-        quantize_static(..., return_report=True) says what it chose).
+        brings the int8 model's output closest to the float one's on the first calibration
+        rows (qengine/calibration/auto.py; quantize_static(..., return_report=True) says what
+        it chose). It builds an int8 graph per candidate tried: seconds on small CNNs,
+        minutes on large models.
     per_channel: weights symmetric int8 per output channel (default) or one scale per tensor.
     weight_bits: 8, or 4 (codes in [−7, 7], written as ONNX INT4 by export_onnx; Conv / Gemm /
         MatMul hold them two per byte and run the 4-bit kernels, depthwise convs the int8 ones:
@@ -291,8 +293,8 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
 
     A generator of batches is streamed (memory stays flat), except with bias_correction, which
     runs the data again after calibrating: the batches are then read into a list first, so
-    they must fit in memory together. So does method="auto", whose readers run again on the
-    first batches.
+    they must fit in memory together. So do method="auto", smooth_quant and
+    rounding="adaround", which go over the data more than once too.
 
     return_report=True returns (graph, report): report is method="auto"'s list of AutoChoice
     (qengine.calibration.auto; format_report prints it), [] for the other methods."""
