@@ -37,6 +37,7 @@ from .hist_observer import HistogramObserver
 from .mse import MSEObserver
 
 KL_EPS = 1e-4
+MAX_ABS_BINS = 8192
 
 
 def kl_threshold_bins(abs_counts: np.ndarray, levels: int):
@@ -70,8 +71,15 @@ class EntropyObserver(HistogramObserver):
 
     def _search(self, bits, symmetric):
         h = self.histogram
-        i, _ = kl_threshold_bins(h.abs_counts(), self.levels(bits, symmetric))
-        lo, hi = self._clip(i * h.width)
+        counts, width = h.abs_counts(), h.width
+        # Data far from zero for its spread (values in [2.0, 2.001]) puts max|x| millions of
+        # bins from 0, and the search is quadratic in that: merge |x| bins in powers of two
+        # (exactly) down to MAX_ABS_BINS. Data reaching near 0 never has more than 2x bins.
+        while counts.size > MAX_ABS_BINS:
+            counts = np.add.reduceat(counts, np.arange(0, counts.size, 2))
+            width *= 2.0
+        i, _ = kl_threshold_bins(counts, self.levels(bits, symmetric))
+        lo, hi = self._clip(i * width)
         if self.mse_floor:
             mse = MSEObserver(self.bins)
             mse.histogram = h                  # read only: the same counts, no copy

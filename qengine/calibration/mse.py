@@ -23,6 +23,7 @@ from ..quant import choose_qparams
 from .hist_observer import HistogramObserver
 
 COARSE = 64
+MAX_CANDIDATES = 4096
 MAX_DESCENT = 8
 
 
@@ -48,7 +49,11 @@ class MSEObserver(HistogramObserver):
     def _candidates(self, lo_end, hi_end):
         """Edges strictly inside (lo_end, hi_end] on the positive side of 0, plus hi_end."""
         w = self.histogram.width
-        j = np.arange(1, int(np.ceil(hi_end / w)) + 1, dtype=np.float64) * w
+        n = int(np.ceil(hi_end / w))
+        # at most MAX_CANDIDATES edges: data far from zero for its spread has millions of
+        # edges between 0 and it (the histogram's own bins still place every point)
+        step = -(-n // MAX_CANDIDATES)
+        j = np.arange(step, n + 1, step, dtype=np.float64) * w
         return np.unique(np.append(j[(j > lo_end) & (j < hi_end)], hi_end))
 
     def _search(self, bits, symmetric):
