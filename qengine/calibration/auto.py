@@ -116,9 +116,10 @@ def choose_ranges(g: Graph, hists: dict, batches, build, *, bits=8, symmetric=Fa
 
     cands = {v: _candidates(h, bits, symmetric) for v, h in hists.items()}
     order = {v: i for i, v in enumerate(g.input_names + [o for n in g.nodes for o in n.outputs])}
+    in_order = sorted(cands, key=lambda v: order.get(v, -1))
     chosen = {v: c[0] for v, c in cands.items()}               # min-max everywhere
     best = score({v: c[1] for v, c in chosen.items()})
-    todo = [v for v in sorted(cands, key=lambda v: order.get(v, -1)) if len(cands[v]) > 1]
+    todo = [v for v in in_order if len(cands[v]) > 1]
     relative = {}
     for step, v in enumerate(todo):
         errs = {}
@@ -139,8 +140,7 @@ def choose_ranges(g: Graph, hists: dict, batches, build, *, bits=8, symmetric=Fa
         if e < best:
             best, chosen = e, single
     stats = {v: FixedRangeObserver(*c[1]) for v, c in chosen.items()}
-    report = [AutoChoice(v, chosen[v][0], chosen[v][1], relative.get(v, {}))
-              for v in sorted(cands, key=lambda v: order.get(v, -1))]
+    report = [AutoChoice(v, chosen[v][0], chosen[v][1], relative.get(v, {})) for v in in_order]
     return stats, report
 
 

@@ -119,11 +119,12 @@ def _cast_float16_weights(g: Graph) -> Graph:
               g.initializers[v].dtype == np.float16}
     if not halves:
         return g
-    inits = {(f"{k}_float16" if k in halves else k): v for k, v in g.initializers.items()}
-    casts = [Node("Cast", f"{k}_to_float32", (f"{k}_float16",), (k,), {"to": 1})
-             for k in sorted(halves)]
-    return Graph(list(g.inputs), list(g.outputs), casts + list(g.nodes), inits, dict(g.opset),
-                 g.name, dict(g.value_info))
+    out = g.copy()
+    out.initializers = {(f"{k}_float16" if k in halves else k): v
+                        for k, v in g.initializers.items()}
+    out.nodes = [Node("Cast", f"{k}_to_float32", (f"{k}_float16",), (k,), {"to": 1})
+                 for k in sorted(halves)] + out.nodes
+    return out
 
 
 def _int4_weights(g: Graph) -> set:

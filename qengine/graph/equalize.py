@@ -70,10 +70,7 @@ def _bias(g: Graph, n: Node, channels: int):
 
 
 def _pairs(g: Graph, report: EqualizeReport):
-    readers = {}
-    for n in g.nodes:
-        for v in n.inputs:
-            readers.setdefault(v, []).append(n)
+    readers = g.consumers()
     shared = {v for v, r in readers.items() if v in g.initializers and len(r) > 1}
     outputs = set(g.output_names)
 
@@ -117,7 +114,8 @@ def _channel_max(w, axis):
     return np.max(np.abs(np.moveaxis(w, axis, 0)).reshape(w.shape[axis], -1), axis=1)
 
 
-def _scale(w, axis, s):
+def scale_axis(w, axis, s):
+    """w with its slices along `axis` multiplied by the vector s."""
     shape = [1] * w.ndim
     shape[axis] = -1
     return w * s.reshape(shape)
@@ -131,29 +129,27 @@ def equalize(graph: Graph) -> tuple[Graph, EqualizeReport]:
     pairs = _pairs(graph, report)
     if not pairs:
         return graph, report
-    inits = dict(graph.initializers)
+    out = graph.copy()
     work = {}                                   # float64 copies of the arrays being changed
     for n1, n2, (_, _, w1), (_, _, w2), b in pairs:
         for name in (w1, w2, b):
             if name and name not in work:
-                work[name] = np.asarray(inits[name], np.float64)
+                work[name] = np.asarray(graph.initializers[name], np.float64)
     for sweep in range(1, MAX_SWEEPS + 1):
         change = 0.0
         for n1, n2, (o1, _, w1), (_, i2, w2), b in pairs:
             r1, r2 = _channel_max(work[w1], o1), _channel_max(work[w2], i2)
             ok = (r1 > 0) & (r2 > 0)          # a dead channel stays as it is
             s = np.where(ok, np.sqrt(np.where(ok, r1, 1.0) / np.where(ok, r2, 1.0)), 1.0)
-            work[w1] = _scale(work[w1], o1, 1.0 / s)
+            work[w1] = scale_axis(work[w1], o1, 1.0 / s)
             if b:
                 work[b] = work[b] / s
-            work[w2] = _scale(work[w2], i2, s)
+            work[w2] = scale_axis(work[w2], i2, s)
             change = max(change, float(np.max(np.abs(np.log(s)))))
         report.sweeps = sweep
         if change < TOLERANCE:
             break
     for name, arr in work.items():
-        inits[name] = arr.astype(graph.initializers[name].dtype)
+        out.initializers[name] = arr.astype(graph.initializers[name].dtype)
     report.pairs = [(n1.name, n2.name) for n1, n2, *_ in pairs]
-    out = Graph(list(graph.inputs), list(graph.outputs), list(graph.nodes), inits,
-                dict(graph.opset), graph.name, dict(graph.value_info))
     return out, report

@@ -94,7 +94,7 @@ def loss_and_grad(v, w, s, base, H, P, qmin, qmax, beta, lam=LAMBDA):
     return loss, grad_h * (ZETA - GAMMA) * sig * (1.0 - sig) * live
 
 
-def adaround_layer(w, s, H, P, bits=8, iters=1000, lr=1e-2, seed=None):
+def adaround_layer(w, s, H, P, bits=8, iters=1000, lr=1e-2):
     """Integer codes [Cout, K] for float weights w [Cout, K] with per-row scale s [Cout, 1],
     input Gram matrix H [K, K] over P patches."""
     w = np.asarray(w, np.float64)

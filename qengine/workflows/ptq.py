@@ -212,6 +212,20 @@ def _data_inputs(n: Node) -> int:
 _Plan = Plan
 
 
+def rescaled_float_graph(g: Graph, calibration_data, config: StaticQuantConfig):
+    """(g after the function-preserving rescalings `config` asks for — equalization, then
+    SmoothQuant —, the calibration data in a form that can be read again when SmoothQuant
+    read it)."""
+    if config.equalize:
+        from ..graph.equalize import equalize
+        g = equalize(g)[0]
+    if config.smooth_quant is not None:
+        from .smoothquant import smooth
+        calibration_data = reusable(calibration_data)
+        g = smooth(g, calibration_data, config.smooth_quant, config.batch_size)[0]
+    return g, calibration_data
+
+
 def calibrate(g: Graph, calibration_data, config: StaticQuantConfig,
               progress: Callable | None = None, names=None, node_hooks=None) -> dict:
     """{value name: Observer} for the values the int8 graph needs (or `names`); node_hooks:
@@ -301,14 +315,8 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
     config = StaticQuantConfig() if config is None else config
     if not isinstance(config, StaticQuantConfig):
         raise ConfigError(f"config must be a StaticQuantConfig, got {type(config).__name__}")
-    g = prepare_float_graph(model)
-    if config.equalize:
-        from ..graph.equalize import equalize
-        g = equalize(g)[0]
-    if config.smooth_quant is not None:
-        from .smoothquant import smooth
-        calibration_data = reusable(calibration_data)
-        g = smooth(g, calibration_data, config.smooth_quant, config.batch_size)[0]
+    g, calibration_data = rescaled_float_graph(prepare_float_graph(model), calibration_data,
+                                               config)
     missing = config.keep_float - {n.name for n in g.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
@@ -360,22 +368,19 @@ def float16_weights(g: Graph) -> Graph:
     """g with the float32 weights of its float Conv/Gemm/MatMul stored as float16 (the ops
     widen them to float32 when they pack). Weights beyond float16's range stay float32, and
     so do weights another kind of node also reads."""
-    readers = {}
-    for n in g.nodes:
-        for v in n.inputs:
-            readers.setdefault(v, set()).add(n.op_type)
+    readers = g.consumers()
     fp16_max = float(np.finfo(np.float16).max)
-    inits = dict(g.initializers)
+    out = g.copy()
     for n in g.nodes:
         if n.op_type not in _FP16_WEIGHT_OPS or len(n.inputs) < 2:
             continue
-        w = inits.get(n.inputs[1])
-        if w is None or w.dtype != np.float32 or not readers[n.inputs[1]] <= set(
-                _FP16_WEIGHT_OPS) or not np.all(np.abs(w) <= fp16_max):
+        w = out.initializers.get(n.inputs[1])
+        if w is None or w.dtype != np.float32 or not all(
+                r.op_type in _FP16_WEIGHT_OPS for r in readers[n.inputs[1]]) or \
+                not np.all(np.abs(w) <= fp16_max):
             continue
-        inits[n.inputs[1]] = w.astype(np.float16)
-    return Graph(list(g.inputs), list(g.outputs), list(g.nodes), inits, dict(g.opset), g.name,
-                 dict(g.value_info))
+        out.initializers[n.inputs[1]] = w.astype(np.float16)
+    return out
 
 
 def _auto_ranges(g: Graph, stats: Mapping, calibration_data, config: StaticQuantConfig):

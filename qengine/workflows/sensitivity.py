@@ -38,7 +38,7 @@ from ..graph.ir import Graph
 from ._measure import (TeeObserver, feed_batches, layer_output_sqnr, run_batches, saturation,
                        sqnr_db)
 from .ptq import (StaticQuantConfig, _data_inputs, _Plan, build_int8, float16_weights,
-                  observe_shapes, prepare_float_graph, warn_float_rnns)
+                  observe_shapes, prepare_float_graph, rescaled_float_graph, warn_float_rnns)
 
 
 
@@ -154,14 +154,8 @@ class _Study:
             raise ConfigError(f"{who}: method='auto' scores whole int8 models itself and is not "
                               f"combined with per-layer studies yet; use a single method here "
                               f"(e.g. 'minmax' or 'mse')")
-        g = prepare_float_graph(model, who)
-        if self.config.equalize:
-            from ..graph.equalize import equalize
-            g = equalize(g)[0]
-        if self.config.smooth_quant is not None:
-            from .smoothquant import smooth
-            calibration_data = reusable(calibration_data)
-            g = smooth(g, calibration_data, self.config.smooth_quant, self.config.batch_size)[0]
+        g, calibration_data = rescaled_float_graph(prepare_float_graph(model, who),
+                                                   calibration_data, self.config)
         missing = self.config.keep_float - {n.name for n in g.nodes}
         if missing:
             raise ConfigError(f"keep_float names nodes that are not in the graph: "

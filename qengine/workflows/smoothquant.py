@@ -20,6 +20,7 @@ import numpy as np
 
 from ..calibration.collect import collect_stats
 from ..errors import ConfigError
+from ..graph.equalize import scale_axis
 from ..graph.ir import Graph, Node
 
 MIN_SCALE = 1e-5
@@ -81,12 +82,7 @@ def smooth(g: Graph, calibration_data, alpha: float = 0.5, batch_size=None):
     """(the smoothed graph, SmoothReport). Function-preserving up to float rounding."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
         raise ConfigError(f"smooth_quant alpha must be in (0, 1), got {alpha!r}")
-    readers, producers = {}, {}
-    for n in g.nodes:
-        for v in n.inputs:
-            readers.setdefault(v, []).append(n)
-        for o in n.outputs:
-            producers[o] = n
+    readers, producers = g.consumers(), g.producers()
     report = SmoothReport()
     plans = {}
     for v, rs in readers.items():
@@ -111,7 +107,8 @@ def smooth(g: Graph, calibration_data, alpha: float = 0.5, batch_size=None):
         return g, report
     stats = collect_stats(g, calibration_data, sorted(plans), "minmax_per_channel",
                           observer_options={"axis": -1}, batch_size=batch_size)
-    inits = dict(g.initializers)
+    out = g.copy()
+    inits = out.initializers
     for v, (rs, target) in plans.items():
         lo, hi = stats[v].range()
         xmax = np.maximum(np.abs(lo), np.abs(hi))
@@ -122,16 +119,11 @@ def smooth(g: Graph, calibration_data, alpha: float = 0.5, batch_size=None):
                      np.power(np.where(ok, wmax, 1.0), 1.0 - alpha), 1.0)
         s = np.maximum(s, MIN_SCALE)
         for name, axis in target:            # the producer: channel j divided by s_j
-            a = np.asarray(inits[name], np.float64)
-            shape = [1] * a.ndim
-            shape[axis] = -1
-            inits[name] = (a / s.reshape(shape)).astype(inits[name].dtype)
+            inits[name] = scale_axis(np.asarray(inits[name], np.float64), axis,
+                                     1.0 / s).astype(inits[name].dtype)
         for r in rs:                         # the readers: row j of W (as [K, N]) times s_j
             name, t = _w_rows(g, r)
-            a = np.asarray(inits[name], np.float64)
-            a = a * (s[None, :] if t else s[:, None])
-            inits[name] = a.astype(g.initializers[name].dtype)
+            inits[name] = scale_axis(np.asarray(inits[name], np.float64), 1 if t else 0,
+                                     s).astype(inits[name].dtype)
         report.smoothed.append((v, [r.name for r in rs], float(s.max() / s.min())))
-    out = Graph(list(g.inputs), list(g.outputs), list(g.nodes), inits, dict(g.opset), g.name,
-                dict(g.value_info))
     return out, report
