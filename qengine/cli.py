@@ -213,8 +213,10 @@ def _cmd_quantize(args):
             import onnx  # noqa: F401
         except ImportError:
             raise QEngineError("--onnx-out needs the onnx package (pip install onnx)") from None
-    if args.auto_keep_float != (args.target_sqnr is not None):
-        raise QEngineError("--auto-keep-float and --target-sqnr DB go together")
+    budgets = (args.target_sqnr is not None) + (args.max_agreement_drop is not None)
+    if args.auto_keep_float != bool(budgets) or budgets > 1:
+        raise QEngineError("--auto-keep-float goes with one budget: --target-sqnr DB or "
+                           "--max-agreement-drop FRACTION")
     graph = read_model(args.model)
     req = QuantizeRequest(per_row=args.per_row, weight_bits=args.weight_bits,
                           group_size=args.group_size, keep_float=args.keep_float,
@@ -225,6 +227,7 @@ def _cmd_quantize(args):
                           rounding=args.rounding, smooth_quant=args.smooth_quant,
                           float_weights=args.float_weights,
                           target_sqnr=args.target_sqnr,
+                          max_agreement_drop=args.max_agreement_drop,
                           rnn=args.rnn, progress=_progress("calibrating"))
     result = quantize_graph(graph, args.mode, req)
     qgraph = result.graph
@@ -670,9 +673,14 @@ def build_parser():
                         "along the first axis")
     _static_options(s)
     s.add_argument("--auto-keep-float", action="store_true",
-                   help="keep the most sensitive layers float until --target-sqnr is met")
+                   help="keep the most sensitive layers float until --target-sqnr or "
+                        "--max-agreement-drop is met")
     s.add_argument("--target-sqnr", type=_finite_float, metavar="DB",
                    help="output SQNR target (dB, on the calibration data) for --auto-keep-float")
+    s.add_argument("--max-agreement-drop", type=_finite_float, metavar="FRACTION",
+                   help="or this budget for --auto-keep-float: the share of calibration "
+                        "samples whose output argmax differs from FP32's (0.01: 99 %% agree); "
+                        "with --float-weights float16, float layers choose float16 or float32")
     s.add_argument("--onnx-out", metavar="PATH",
                    help="also export the quantized model as ONNX to PATH (needs the onnx "
                         "package; ONNX Runtime and OpenVINO run it)")

@@ -227,3 +227,22 @@ def test_bad_arguments_one_line(files, capsys, tmp_path):
         rc, _, err = cli(capsys, *argv)
         assert_one_line_error(rc, err, *fragments)
     assert not out.exists()
+
+
+def test_auto_keep_float_cli_on_an_agreement_budget(files, capsys, tmp_path):
+    out = tmp_path / "q.qe"
+    rc, stdout, err = cli(capsys, "quantize", MODEL, "-o", out, "--mode", "static", "--calib",
+                          files["dir"] / "calib.npz", "--auto-keep-float",
+                          "--max-agreement-drop", "0", "--float-weights", "float16")
+    assert rc == 0, err
+    q, kept, achieved = auto_keep_float(
+        files["g"], {"image": files["xc"]}, config=qengine.StaticQuantConfig(
+            float_weights="float16"), max_metric_drop=0.0)
+    np.testing.assert_array_equal(_logits(out, files["x"]), _logits(q, files["x"]))
+    fp = _logits(files["g"], files["xc"])
+    assert np.array_equal(_logits(out, files["xc"]).argmax(1), fp.argmax(1))
+    assert "argmax agreement with FP32 100.00 %" in stdout and "FP32 -> all-int8" in stdout
+    rc, _, err = cli(capsys, "quantize", MODEL, "-o", out, "--force", "--mode", "static",
+                     "--calib", files["dir"] / "calib.npz", "--auto-keep-float",
+                     "--max-agreement-drop", "0", "--target-sqnr", "40")
+    assert rc == 2 and "one budget" in err

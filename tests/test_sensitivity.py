@@ -169,3 +169,90 @@ def test_one_shot_generators_give_the_same_report_as_lists(digits):
     with pytest.warns(qengine.QuantizationWarning, match="only met with every layer float"):
         q2, kept2, s2 = auto_keep_float(g, (b for b in batches), 60.0)
     assert (kept2, s2) == (kept1, s1)
+
+
+def _agreement(y, ref):
+    return float(np.mean(np.argmax(y, 1) == np.argmax(ref, 1)))
+
+
+def test_auto_keep_float_on_a_task_metric_budget(digits):
+    """max_metric_drop: by default the share of argmaxes equal to FP32's; with labels, the
+    accuracy. Both checked against the graphs run here."""
+    g, calib, x, y = digits
+    g = _outlier_model(g)
+    fp = qengine.Session(g).run(calib)["logits"]
+    full = qengine.Session(qengine.quantize_static(g, calib, PER_TENSOR)).run(calib)["logits"]
+    assert _agreement(full, fp) < 0.9                 # all-int8 misses the budget
+    q, kept, achieved, rep = auto_keep_float(g, calib, config=PER_TENSOR, max_metric_drop=0.01,
+                                             return_report=True)
+    got = qengine.Session(q).run(calib)["logits"]
+    assert _agreement(got, fp) >= 0.99
+    assert rep.metric == pytest.approx(_agreement(got, fp))
+    assert rep.int8_metric == pytest.approx(_agreement(full, fp))
+    assert rep.float_metric == 1.0 and achieved == pytest.approx(_sqnr(got, fp), abs=1e-6)
+    assert CONV2 in kept and not {CONV1, CONV2, CONV3, FC} <= kept
+    # real labels on held-out data: at most half a point below FP32's accuracy
+    acc_fp = np.mean(qengine.Session(g).run({"image": x})["logits"].argmax(1) == y)
+    q, kept, _ = auto_keep_float(g, calib, config=PER_TENSOR, eval_data={"image": x},
+                                 labels=y, max_metric_drop=0.005)
+    acc = np.mean(qengine.Session(q).run({"image": x})["logits"].argmax(1) == y)
+    assert acc >= acc_fp - 0.005 and CONV2 in kept
+
+
+def test_auto_keep_float_chooses_float16_or_float32_per_layer(digits, tmp_path):
+    """With float16 allowed, layers leaving int8 store float16 weights, except conv2 whose
+    weights are made tiny (1e-6 times, compensated in conv3: the float function is unchanged),
+    where float16 would lose them; a near-lossless target moves layers to float32."""
+    g, calib, _, _ = digits
+    g = _outlier_model(g)
+    g.initializers = dict(g.initializers)
+    c2, c3 = (next(n for n in g.nodes if n.name == k) for k in (CONV2, CONV3))
+    for v in c2.inputs[1:]:
+        g.initializers[v] = g.initializers[v] * np.float32(1e-6)
+    g.initializers[c3.inputs[1]] = g.initializers[c3.inputs[1]] * np.float32(1e6)
+    cfg = replace(PER_TENSOR, float_weights="float16")
+    fp = qengine.Session(g).run(calib)["logits"]
+    q, kept, achieved, rep = auto_keep_float(g, calib, 30.0, cfg, return_report=True)
+    assert achieved >= 30.0 and achieved == pytest.approx(
+        _sqnr(qengine.Session(q).run(calib)["logits"], fp), abs=1e-6)
+    by = {c.name: c for c in rep.layers}
+    assert CONV2 in kept and by[CONV2].precision == "float32"
+    assert q.initializers[c2.inputs[1]].dtype == np.float32
+    for c in rep.layers:
+        node = next(n for n in q.nodes if n.name == c.name)
+        if c.precision == "int8":
+            assert node.op_type.startswith("Q")
+        elif c.op_type in ("Conv", "Gemm"):
+            assert q.initializers[node.inputs[1]].dtype.name == c.precision
+    qengine.save(q, tmp_path / "q.qe")
+    assert rep.engine_bytes["chosen"] == (tmp_path / "q.qe").stat().st_size
+    assert rep.engine_bytes["int8"] < rep.engine_bytes["chosen"] < rep.engine_bytes["float32"]
+    assert all(v > 0 for v in rep.latency_ms.values())
+    again = qengine.quantize_static(g, calib, replace(cfg, keep_float=kept))
+    np.testing.assert_array_equal(qengine.Session(again).run(calib)["logits"],
+                                  qengine.Session(q).run(calib)["logits"])
+    # 65 dB: float16 everywhere is not enough (its rounding alone costs more): float32 where needed
+    g0 = digits[0]
+    fp0 = qengine.Session(g0).run(calib)["logits"]
+    with pytest.warns(qengine.QuantizationWarning, match="every layer float"):
+        q, kept, achieved, rep = auto_keep_float(g0, calib, 65.0, qengine.StaticQuantConfig(
+            float_weights="float16"), return_report=True)
+    assert achieved >= 65.0 and achieved == pytest.approx(
+        _sqnr(qengine.Session(q).run(calib)["logits"], fp0), abs=1e-6)
+    weighted = [c.precision for c in rep.layers if c.op_type in ("Conv", "Gemm")]
+    assert "float32" in weighted and "float16" in weighted
+    assert "float16" in str(rep) and "MB" in str(rep)
+
+
+def test_auto_keep_float_budget_errors(digits):
+    g, calib, _, y = digits
+    with pytest.raises(qengine.ConfigError, match="one budget"):
+        auto_keep_float(g, calib)
+    with pytest.raises(qengine.ConfigError, match="one budget"):
+        auto_keep_float(g, calib, 30.0, max_metric_drop=0.01)
+    with pytest.raises(qengine.ConfigError, match="max_metric_drop must be a finite"):
+        auto_keep_float(g, calib, max_metric_drop=float("inf"))
+    with pytest.raises(qengine.ConfigError, match="metric and labels"):
+        auto_keep_float(g, calib, 30.0, metric=_agreement)
+    with pytest.raises(qengine.ConfigError, match="precisions"):
+        auto_keep_float(g, calib, 30.0, precisions=("float16",))

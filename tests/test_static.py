@@ -366,3 +366,21 @@ def test_layers_kept_float_can_store_float16_weights(digits, tmp_path):
                                  providers=["CPUExecutionProvider"])
         outs.append(s.run(None, {"image": x})[0])
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_float16_keeps_weights_it_would_store_badly_in_float32(digits):
+    """Weights in float16's subnormals (here ~1e-7) lose most of their bits: they stay float32;
+    the rest of the graph still converts."""
+    g, xc, x, _ = digits
+    g = g.copy()
+    g.initializers = dict(g.initializers)
+    c1, fc = (next(n for n in g.nodes if n.name == k)
+              for k in ("/features/features.0/Conv", "/fc/Gemm"))
+    g.initializers[fc.inputs[1]] = g.initializers[fc.inputs[1]] * np.float32(1e-6)
+    w16 = g.initializers[fc.inputs[1]].astype(np.float16).astype(np.float64)
+    w = g.initializers[fc.inputs[1]].astype(np.float64)
+    assert 10 * np.log10(np.sum(w ** 2) / np.sum((w16 - w) ** 2)) < 40   # what it would cost
+    q = qengine.quantize_static(g, {"image": xc}, qengine.StaticQuantConfig(
+        keep_float={c1.name, fc.name}, float_weights="float16"))
+    assert q.initializers[fc.inputs[1]].dtype == np.float32
+    assert q.initializers[c1.inputs[1]].dtype == np.float16

@@ -36,6 +36,8 @@ class QuantizeRequest:
     smooth_quant: float | None = None   # static: SmoothQuant's alpha
     float_weights: str = "float32"      # static: storage of the weights left float
     target_sqnr: float | None = None    # static: auto keep-float until this output SQNR (dB)
+    max_agreement_drop: float | None = None  # ... or until argmax agreement with FP32 is
+    #                                          at least 1 - this
     rnn: str = "int16"                  # static: what LSTM / GRU become (StaticQuantConfig.rnn)
     progress: Callable | None = field(default=None, compare=False)
 
@@ -66,6 +68,8 @@ def register_mode(name: str):
 def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
     static_only = [flag for flag, used in (("--calib", req.calib is not None),
                                            ("--target-sqnr", req.target_sqnr is not None),
+                                           ("--max-agreement-drop",
+                                            req.max_agreement_drop is not None),
                                            ("--bias-correction", req.bias_correction),
                                            ("--equalize", req.equalize),
                                            ("--rounding", req.rounding != "nearest"),
@@ -134,7 +138,8 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", NaNWarning)
         warnings.simplefilter("always", QuantizationWarning)
-        if req.target_sqnr is None:
+        auto = req.target_sqnr is not None or req.max_agreement_drop is not None
+        if not auto:
             q, chosen = quantize_static(graph, data, cfg, progress=req.progress,
                                         return_report=True)
             counts = {}
@@ -148,17 +153,27 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
         else:
             from ..workflows.sensitivity import auto_keep_float
             # an all-float "quantized" model is an error here: nothing is written, rc 2
-            q, kept, achieved = auto_keep_float(graph, data, req.target_sqnr, cfg,
-                                                progress=req.progress, on_unreachable="error")
+            q, kept, achieved, mixed = auto_keep_float(
+                graph, data, req.target_sqnr, cfg, max_metric_drop=req.max_agreement_drop,
+                progress=req.progress, on_unreachable="error", return_report=True)
     for w in seen:      # NaN and what stays float go into the summary, the rest as usual
         if issubclass(w.category, (NaNWarning, QuantizationWarning)):
             notes.append(str(w.message))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if req.target_sqnr is not None:
-        notes.append(f"auto keep-float: output SQNR {achieved:.2f} dB on the calibration data, "
-                     f"target {req.target_sqnr:g} dB met")
+    if auto:
+        agree = "" if mixed.metric is None else \
+            f", argmax agreement with FP32 {100 * mixed.metric:.2f} %"
+        notes.append(f"auto keep-float: output SQNR {achieved:.2f} dB{agree} on the "
+                     f"calibration data, {mixed.target} met")
         notes.append("kept float: " + (", ".join(sorted(kept)) if kept else "(none)"))
+        if kept:
+            notes.append("layers kept float compute in float32 with weights stored in: " +
+                         ", ".join(f"{c.name} {c.precision}" for c in mixed.layers
+                                   if c.precision != "int8"))
+        notes.append("engine MB / ms per batch, FP32 -> all-int8 -> chosen: " + " -> ".join(
+            f"{mixed.engine_bytes[k] / 1e6:.3f} / {mixed.latency_ms[k]:.2f}"
+            for k in ("float32", "int8", "chosen")))
     from ..workflows._measure import feed_batches
     from ..workflows.islands import float_islands
     with warnings.catch_warnings():         # calibration has said what cutting the data says

@@ -30,6 +30,7 @@ sensitivity.py) and bias correction (workflows/bias_correction.py) reuse one cal
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -364,23 +365,32 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
 _FP16_WEIGHT_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
 
-def float16_weights(g: Graph) -> Graph:
-    """g with the float32 weights of its float Conv/Gemm/MatMul stored as float16 (the ops
-    widen them to float32 when they pack). Weights beyond float16's range stay float32, and
-    so do weights another kind of node also reads."""
+def float16_weights(g: Graph, nodes=None) -> Graph:
+    """g with the float32 weights of its float Conv/Gemm/MatMul (those named in `nodes`, or
+    all) stored as float16 (the ops widen them to float32 when they pack). Weights beyond
+    float16's range stay float32, so do weights float16 would store with less than 60 dB SQNR
+    (tiny ones, in its subnormals: normal float16 values give 70+ dB), and so do weights
+    another kind of node also reads."""
     readers = g.consumers()
     fp16_max = float(np.finfo(np.float16).max)
     out = g.copy()
     for n in g.nodes:
-        if n.op_type not in _FP16_WEIGHT_OPS or len(n.inputs) < 2:
+        if n.op_type not in _FP16_WEIGHT_OPS or len(n.inputs) < 2 or \
+                (nodes is not None and n.name not in nodes):
             continue
         w = out.initializers.get(n.inputs[1])
         if w is None or w.dtype != np.float32 or not all(
                 r.op_type in _FP16_WEIGHT_OPS for r in readers[n.inputs[1]]) or \
-                not np.all(np.abs(w) <= fp16_max):
+                not np.all(np.abs(w) <= fp16_max) or _db_fp16(w) < 60.0:
             continue
         out.initializers[n.inputs[1]] = w.astype(np.float16)
     return out
+
+
+def _db_fp16(w: np.ndarray) -> float:
+    w64 = w.astype(np.float64)
+    noise = float(np.sum((w.astype(np.float16).astype(np.float64) - w64) ** 2))
+    return math.inf if noise == 0.0 else 10.0 * math.log10(float(np.sum(w64 * w64)) / noise)
 
 
 def _auto_ranges(g: Graph, stats: Mapping, calibration_data, config: StaticQuantConfig):

@@ -24,6 +24,7 @@ the layers before it have accumulated.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -37,8 +38,8 @@ from ..errors import ConfigError, QuantizationWarning
 from ..graph.ir import Graph
 from ._measure import (TeeObserver, feed_batches, layer_output_sqnr, run_batches, saturation,
                        sqnr_db)
-from .ptq import (StaticQuantConfig, _data_inputs, _Plan, build_int8, float16_weights,
-                  observe_shapes, prepare_float_graph, rescaled_float_graph, warn_float_rnns)
+from .ptq import (StaticQuantConfig, _data_inputs, _Plan, build_int8,
+                  float16_weights, observe_shapes, prepare_float_graph, rescaled_float_graph, warn_float_rnns)
 
 
 
@@ -189,13 +190,17 @@ class _Study:
                                   f"{n_out} evaluated samples")
         self.metric = (metric or accuracy) if labels is not None else None
 
-    def build(self, keep_float) -> Graph:
+    def build(self, keep_float, fp16=None) -> Graph:
+        """The int8 graph with keep_float (closed) left float; the float Conv/Gemm/MatMul
+        among `fp16` store float16 weights (default: all of them if the config says so)."""
         cfg = replace(self.config, keep_float=close_keep_float(self.g, keep_float))
         q, layers = build_int8(self.g, self.stats, cfg, with_layers=True)
         if cfg.bias_correction and layers:
             from .bias_correction import correct_biases
             q = correct_biases(self.g, q, layers, self.calib, cfg.batch_size)
-        return float16_weights(q) if cfg.float_weights == "float16" else q
+        if fp16 is None:
+            return float16_weights(q) if cfg.float_weights == "float16" else q
+        return float16_weights(q, close_keep_float(self.g, fp16)) if fp16 else q
 
     def score(self, q: Graph):
         """(output SQNR vs FP32 in dB, metric or None)."""
@@ -255,62 +260,203 @@ def layer_sensitivity(model, calibration_data, config: StaticQuantConfig | None 
     return report
 
 
-def auto_keep_float(model, calibration_data, target_sqnr_db: float,
-                    config: StaticQuantConfig | None = None, *, eval_data=None,
-                    progress: Callable | None = None, on_unreachable: str = "warn"):
-    """The int8 graph with the fewest float layers whose output SQNR vs FP32 (on eval_data,
-    default the calibration data) reaches `target_sqnr_db`.
+@dataclass(frozen=True)
+class LayerChoice:
+    """What auto_keep_float chose for one candidate layer."""
+    name: str
+    op_type: str
+    precision: str              # "int8", "float16" (weights stored float16, computed in
+    #                             float32) or "float32"
+    sqnr_db: float              # model output SQNR with only this layer in int8 (nan: not
+    metric: float | None        # measured, the target was met before the search) and metric
 
-    Greedy: layers ordered by their single-layer SQNR (most sensitive first) are kept float one
-    at a time, re-measuring the whole model after each, until the target is met or every layer
-    is float. A result with every layer float is no quantization at all: then (the target is
-    met only that way, or not even then) a QuantizationWarning says so and names the best SQNR
-    one int8 layer reaches, and the float graph is returned — or, with on_unreachable="error"
-    (what `qengine quantize` uses), a ConfigError is raised instead.
+
+@dataclass
+class MixedPrecisionReport:
+    """auto_keep_float(..., return_report=True): the budget, what was chosen per layer, and the
+    model's size and latency for FP32, all-int8 and the choice (engine-file bytes; median ms of
+    Session.run on the first evaluation batch, on this machine with the default threads)."""
+    target: str
+    sqnr_db: float
+    metric: float | None
+    float_metric: float | None
+    int8_sqnr_db: float
+    int8_metric: float | None
+    layers: list
+    engine_bytes: dict          # {"float32": ..., "int8": ..., "chosen": ...}
+    latency_ms: dict            # same keys
+
+    def __str__(self):
+        met = "" if self.metric is None else (
+            f", metric {self.metric:.4g} (FP32 {self.float_metric:.4g}, "
+            f"all-int8 {self.int8_metric:.4g})")
+        head = [f"{self.target}: output SQNR {self.sqnr_db:.2f} dB (all-int8 "
+                f"{self.int8_sqnr_db:.2f} dB){met}"]
+        for k in ("float32", "int8", "chosen"):
+            head.append(f"  {k:8s} {self.engine_bytes[k] / 1e6:8.3f} MB "
+                        f"{self.latency_ms[k]:8.2f} ms")
+        head += [f"  {c.precision:8s} {c.op_type:10s} {c.name}" for c in self.layers
+                 if c.precision != "int8"]
+        return "\n".join(head)
+
+
+PRECISIONS = ("int8", "float16", "float32")
+
+
+def agreement(outputs: dict, reference: dict) -> float:
+    """Share of positions where the first output's argmax over its last axis equals the
+    reference's (e.g. FP32's): the default task metric of auto_keep_float."""
+    k = next(iter(reference))
+    return float(np.mean(outputs[k].argmax(-1) == reference[k].argmax(-1)))
+
+
+def auto_keep_float(model, calibration_data, target_sqnr_db: float | None = None,
+                    config: StaticQuantConfig | None = None, *, eval_data=None,
+                    max_metric_drop: float | None = None, metric: Callable | None = None,
+                    labels=None, precisions=None, progress: Callable | None = None,
+                    on_unreachable: str = "warn", return_report: bool = False):
+    """The int8 graph with the fewest float layers that meets a budget, given either as
+    `target_sqnr_db` (output SQNR vs FP32 on eval_data, default the calibration data) or as
+    `max_metric_drop`: metric(outputs, labels) of the int8 model at most that far below the
+    FP32 model's (labels default to the FP32 outputs themselves and metric to `agreement`,
+    the share of argmaxes equal to FP32's; pass a CTC decoder's string agreement, a top-1
+    accuracy with real labels, ...).
+
+    Greedy: layers ordered by their single-layer score (metric, then SQNR; most sensitive
+    first) leave int8 one at a time, re-measuring the whole model after each, until the budget
+    is met or every layer is float. `precisions` are the per-layer choices (default int8 and
+    float32, plus float16 when config.float_weights is "float16"): with float16 allowed, a
+    layer leaving int8 keeps its weights in float16 (half the bytes, computed in float32), and
+    only if the budget is missed with every such layer float16 are they moved to float32, most
+    sensitive first. A result with every layer float is no quantization at all: then (the
+    budget is met only that way, or not even then) a QuantizationWarning says so — or, with
+    on_unreachable="error" (what `qengine quantize` uses), a ConfigError is raised instead.
+
     Returns (graph, keep_float names — the closed set that reproduces the graph with
-    quantize_static —, achieved SQNR in dB)."""
-    if isinstance(target_sqnr_db, bool) or not isinstance(target_sqnr_db, (int, float)) or \
-            not math.isfinite(target_sqnr_db):
-        raise ConfigError(f"target_sqnr_db must be a finite number, got {target_sqnr_db!r}")
+    quantize_static (with float_weights="float16" when every float layer chose float16) —,
+    achieved SQNR in dB); return_report=True appends a MixedPrecisionReport."""
+    if (target_sqnr_db is None) == (max_metric_drop is None):
+        raise ConfigError("auto_keep_float needs one budget: target_sqnr_db (dB) or "
+                          "max_metric_drop")
+    for what, v in (("target_sqnr_db", target_sqnr_db), ("max_metric_drop", max_metric_drop)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or
+                              not math.isfinite(v)):
+            raise ConfigError(f"{what} must be a finite number, got {v!r}")
+    if max_metric_drop is None and (metric is not None or labels is not None):
+        raise ConfigError("metric and labels set the budget of max_metric_drop; with "
+                          "target_sqnr_db the budget is the output SQNR")
     if on_unreachable not in ("warn", "error"):
         raise ConfigError(f"on_unreachable must be 'warn' or 'error', got {on_unreachable!r}")
-    st = _Study(model, calibration_data, config, eval_data, None, None, progress,
-                "auto_keep_float")
+    st = _Study(model, calibration_data, config, eval_data, labels,
+                metric if labels is not None else None, progress, "auto_keep_float")
+    if precisions is None:
+        precisions = PRECISIONS if st.config.float_weights == "float16" else \
+            ("int8", "float32")
+    precisions = tuple(precisions)
+    if "int8" not in precisions or not set(precisions) - {"int8"} or \
+            not set(precisions) <= set(PRECISIONS):
+        raise ConfigError(f"precisions must name int8 and float16 and/or float32, got "
+                          f"{precisions!r}")
+    if max_metric_drop is not None:
+        if labels is None:              # agreement with the FP32 model
+            st.labels, st.metric = st.ref, metric or agreement
+        float_metric = float(st.metric(st.ref, st.labels))
+        budget = f"metric drop {max_metric_drop:g} (FP32 metric {float_metric:.4g})"
+
+        def met(score):
+            return float_metric - score[1] <= max_metric_drop
+    else:
+        float_metric = None
+        budget = f"SQNR target {target_sqnr_db:g} dB"
+
+        def met(score):
+            return score[0] >= target_sqnr_db
     warn_float_rnns(st.g, st.config.keep_float, "the keep-float search works on the other "
                     "layers and leaves recurrent ones float")
+    fp16_ok = "float16" in precisions
     kept = set(st.config.keep_float)
-    q = st.build(kept)
-    achieved = st.score(q)[0]
+    fp32 = set() if fp16_ok else set(st.layers) | kept
+
+    def attempt():
+        q = st.build(kept, fp16=kept - fp32)
+        return q, st.score(q)
+    q, got = int8 = attempt()
     scores = {}
-    if achieved < target_sqnr_db:
+    if not met(got):
         scores = st.single_layer_scores()
-        for name in sorted(scores, key=lambda k: scores[k][0]):
+        order = sorted(scores, key=lambda k: (scores[k][1] or 0.0, scores[k][0]))
+        for name in order:
             if name in kept:
                 continue
             kept.add(name)
-            q = st.build(kept)
-            achieved = st.score(q)[0]
-            if achieved >= target_sqnr_db:
+            q, got = attempt()
+            if met(got):
                 break
-    if achieved < target_sqnr_db or not set(st.layers) - kept:
-        msg = _unreachable(target_sqnr_db, achieved, scores, st.layers)
+        if not met(got) and fp16_ok and "float32" in precisions:
+            for name in [n for n in order if n in kept] + sorted(kept - set(order)):
+                fp32.add(name)
+                q, got = attempt()
+                if met(got):
+                    break
+    achieved = got[0]
+    if not met(got) or not set(st.layers) - kept:
+        msg = _unreachable(budget, achieved, scores, st.layers, met(got),
+                           max_metric_drop is not None)
         if on_unreachable == "error":
             raise ConfigError(msg)
         warnings.warn(msg, QuantizationWarning, stacklevel=2)
-    return q, close_keep_float(st.g, kept), achieved
+    closed = close_keep_float(st.g, kept)
+    if not return_report:
+        return q, closed, achieved
+    precision = {name: "int8" if name not in closed else _float_precision(q, name)
+                 for name in st.layers}
+    report = MixedPrecisionReport(
+        target=budget, sqnr_db=achieved, metric=got[1], float_metric=float_metric,
+        int8_sqnr_db=int8[1][0], int8_metric=int8[1][1],
+        layers=[LayerChoice(n, st.nodes[n].op_type, precision[n],
+                            *scores.get(n, (math.nan, None))) for n in st.layers],
+        engine_bytes={}, latency_ms={})
+    from ..engine_file import dumps
+    for k, g in (("float32", st.g), ("int8", int8[0]), ("chosen", q)):
+        report.engine_bytes[k] = len(dumps(g))
+        report.latency_ms[k] = _latency_ms(g, st.batches[0])
+    return q, closed, achieved, report
 
 
-def _unreachable(target, achieved, scores, layers) -> str:
-    """What auto_keep_float says when only an all-float model meets the target (or none)."""
+def _float_precision(q: Graph, name: str) -> str:
+    """"float16" when the float node `name` of q reads float16 weights, else "float32"."""
+    node = next(n for n in q.nodes if n.name == name)
+    w = q.initializers.get(node.inputs[1]) if len(node.inputs) > 1 else None
+    return "float16" if w is not None and w.dtype == np.float16 else "float32"
+
+
+def _latency_ms(g: Graph, feeds, runs: int = 7) -> float:
+    from ..session import Session
+    sess = Session(g, nan="allow")
+    sess.run(feeds)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(feeds)
+        times.append(time.perf_counter() - t)
+    return 1000.0 * float(np.median(times))
+
+
+def _unreachable(budget, achieved, scores, layers, met, by_metric=False) -> str:
+    """What auto_keep_float says when only an all-float model meets the budget (or none)."""
     if not layers:
-        return (f"SQNR target {target:g} dB: the model has no layer static quantization can "
-                f"make int8, so nothing is quantized")
-    head = (f"SQNR target {target:g} dB is only met with every layer float, i.e. nothing "
-            f"quantized" if achieved >= target else
-            f"SQNR target {target:g} dB is not met even with every layer float "
+        return (f"{budget}: the model has no layer static quantization can make int8, so "
+                f"nothing is quantized")
+    head = (f"{budget} is only met with every layer float, i.e. nothing quantized"
+            if met else f"{budget} is not met even with every layer float "
             f"({achieved:.2f} dB)")
     if not scores:                      # every layer was in the config's keep_float already
         return f"{head}; keep_float names every layer"
+    if by_metric:
+        best = max(scores, key=lambda k: scores[k][1])
+        return (f"{head}; the best single int8 layer keeps a metric of {scores[best][1]:.4g} "
+                f"({best}): a smaller max_metric_drop than FP32's metric minus that leaves no "
+                f"layer int8")
     best = max(scores, key=lambda k: scores[k][0])
     return (f"{head}; the best single int8 layer reaches at most {scores[best][0]:.2f} dB "
             f"({best}): choose a target at or below that")
