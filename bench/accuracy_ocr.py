@@ -3,7 +3,9 @@
 calibrated on 32 rendered text lines and tested on 48 others (bench/qdq_table.py's lines):
 logits SQNR against FP32 and the share of lines whose greedy CTC string equals FP32's.
 
-    python bench/accuracy_ocr.py [--auto]      # --auto adds method="auto" (~10 min here)
+    python bench/accuracy_ocr.py [--auto] [--mixed]
+        # --auto adds method="auto" (~10 min here); --mixed adds auto_keep_float on a budget
+        # of CTC strings (>= 97 % equal to FP32's on 32 other lines), float16 where it holds
 
 Needs the model (fetched from PyPI on first use) and Pillow.
 """
@@ -33,6 +35,7 @@ CONFIGS = (("minmax", {}), ("mse", {"method": "mse"}), ("entropy", {"method": "e
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--auto", action="store_true")
+    ap.add_argument("--mixed", action="store_true")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     g = qe.from_onnx(str(real_models.find("ppocr_rec") or real_models.fetch("ppocr_rec")))
@@ -59,6 +62,27 @@ def main(argv=None):
         q = qe.quantize_static(g, calib, qe.StaticQuantConfig(**kw))
         row(f"static, {label}", q, time.perf_counter() - t)
     row("dynamic", qe.quantize_dynamic(g, qe.DynamicQuantConfig(cost_model=False)))
+    if args.mixed:
+        mixed(g, calib, row)
+
+
+def same_strings(outputs, reference):
+    """The share of lines whose greedy CTC string equals the reference's."""
+    (y,), (r,) = outputs.values(), reference.values()
+    return float(np.mean([a == b for a, b in zip(ctc_strings(y), ctc_strings(r))]))
+
+
+def mixed(g, calib, row):
+    """auto_keep_float with the task metric as its budget; the lines it searches on are neither
+    the calibration nor the test lines."""
+    search = [{"x": text_lines(8, seed)} for seed in range(200, 204)]
+    t = time.perf_counter()
+    q, kept, _, report = qe.auto_keep_float(
+        g, calib, config=qe.StaticQuantConfig(method="entropy", float_weights="float16"),
+        eval_data=search, metric=same_strings, max_metric_drop=0.03, return_report=True)
+    row(f"static, entropy + auto_keep_float (strings >= 97 %, {len(kept)} kept float)", q,
+        time.perf_counter() - t)
+    print(report, flush=True)
 
 
 if __name__ == "__main__":

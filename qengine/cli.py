@@ -97,7 +97,8 @@ def _static_options(s, bias=True):
                             "(--keep-float, --auto-keep-float): float16 halves them")
         s.add_argument("--equalize", action="store_true",
                        help="cross-layer equalization before calibrating (function-preserving "
-                            "rescaling of Conv/Gemm pairs through ReLU)")
+                            "rescaling of Conv/Gemm pairs through ReLU) and high-bias "
+                            "absorption")
 
 
 def _names(text):

@@ -15,8 +15,14 @@ where the values between them have no other reader and are not graph outputs, an
 layer shares its weights or bias with another node. Clip / ReLU6 is not positively
 homogeneous (min(z/s, 6) != min(z, 6)/s): scaling its bound per channel would need a
 per-channel Min the int8 graph has no form for, so those pairs are skipped and reported.
-High-bias absorption (the paper's 4.2) is not done: with zero-padded convolutions the
-absorbed constant is not exactly function-preserving at the borders.
+High-bias absorption (the paper's 4.2, `absorb_high_biases`): where every value of channel c
+of z = W1 x + b1 stays at or above some c_c >= 0, ReLU(z − c) + c = ReLU(z), so b1 −= c and
+b2 += W2 · c compute the same function while the activation between the layers (what int8
+must cover) shrinks by c. The paper takes c from BatchNorm (β − 3γ, not exact); here c is the
+per-channel minimum of z over the calibration data, so the rewrite is exact on that data and
+on any input whose pre-activations stay within what calibration saw. Only pairs joined by a
+ReLU (and MaxPool) whose second layer is a Gemm or an unpadded Conv: under zero padding the
+border outputs of layer 2 would see −c where z had 0, so padded convolutions are left alone.
 """
 from __future__ import annotations
 
@@ -106,7 +112,7 @@ def _pairs(g: Graph, report: EqualizeReport):
         if {a1[2], a2[2], bias} & shared:
             report.skipped.append((n1.name, mid.name, "weights shared with another node"))
             continue
-        pairs.append((n1, mid, a1, a2, bias))
+        pairs.append((n1, mid, a1, a2, bias, tuple(b.op_type for b in between)))
     return pairs
 
 
@@ -131,13 +137,13 @@ def equalize(graph: Graph) -> tuple[Graph, EqualizeReport]:
         return graph, report
     out = graph.copy()
     work = {}                                   # float64 copies of the arrays being changed
-    for n1, n2, (_, _, w1), (_, _, w2), b in pairs:
+    for n1, n2, (_, _, w1), (_, _, w2), b, _ in pairs:
         for name in (w1, w2, b):
             if name and name not in work:
                 work[name] = np.asarray(graph.initializers[name], np.float64)
     for sweep in range(1, MAX_SWEEPS + 1):
         change = 0.0
-        for n1, n2, (o1, _, w1), (_, i2, w2), b in pairs:
+        for n1, n2, (o1, _, w1), (_, i2, w2), b, _ in pairs:
             r1, r2 = _channel_max(work[w1], o1), _channel_max(work[w2], i2)
             ok = (r1 > 0) & (r2 > 0)          # a dead channel stays as it is
             s = np.where(ok, np.sqrt(np.where(ok, r1, 1.0) / np.where(ok, r2, 1.0)), 1.0)
@@ -153,3 +159,55 @@ def equalize(graph: Graph) -> tuple[Graph, EqualizeReport]:
         out.initializers[name] = arr.astype(graph.initializers[name].dtype)
     report.pairs = [(n1.name, n2.name) for n1, n2, *_ in pairs]
     return out, report
+
+
+def _unpadded(n: Node) -> bool:
+    return n.op_type != "Conv" or (
+        n.attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID") and
+        not any(n.attrs.get("pads", ())))
+
+
+def _plain_gemm(n: Node) -> bool:
+    return n.op_type != "Gemm" or (float(n.attrs.get("alpha", 1.0)) == 1.0 and
+                                   float(n.attrs.get("beta", 1.0)) == 1.0)
+
+
+def absorbable_pairs(graph: Graph) -> list:
+    """[(layer 1, layer 2, layer 2's (out axis, in axis, weight), bias 1, bias 2)] where layer
+    1's output bias can move into layer 2 (see the module docstring): joined by a Relu (and
+    MaxPools), layer 2 a Gemm or an unpadded Conv, both with unshared constant per-channel
+    biases and Gemms without alpha / beta."""
+    readers = graph.consumers()
+    out = []
+    for n1, n2, _, a2, b1, ops in _pairs(graph, EqualizeReport()):
+        if not b1 or "Relu" not in ops or set(ops) - {"Relu", "MaxPool"} or \
+                not _unpadded(n2) or not (_plain_gemm(n1) and _plain_gemm(n2)):
+            continue
+        b2 = _bias(graph, n2, graph.initializers[a2[2]].shape[a2[0]])
+        if b2 and len(readers[b2]) == 1:
+            out.append((n1, n2, a2, b1, b2))
+    return out
+
+
+def absorb_high_biases(graph: Graph, channel_min) -> tuple[Graph, list]:
+    """(the graph with each absorbable pair's c = max(0, channel_min[layer 1 output]) moved
+    from layer 1's bias into layer 2's, [(layer 1, layer 2, channels moved)]).
+    channel_min: {value: per-channel minimum over the data} for the outputs of
+    absorbable_pairs' first layers (channels on axis 1)."""
+    out, done = graph.copy(), []
+    for n1, n2, (o2, i2, w2), b1, b2 in absorbable_pairs(graph):
+        c = np.maximum(np.asarray(channel_min[n1.outputs[0]], np.float64), 0.0)
+        if not np.any(c > 0):
+            continue
+        w = np.moveaxis(np.asarray(graph.initializers[w2], np.float64), (o2, i2), (0, 1)) \
+            if o2 != i2 else None
+        if w is None:                               # depthwise: in channel c is out channel c
+            w_c = np.asarray(graph.initializers[w2], np.float64)
+            shift = w_c.reshape(w_c.shape[0], -1).sum(1) * c
+        else:
+            shift = w.reshape(w.shape[0], w.shape[1], -1).sum(2) @ c
+        for name, delta in ((b1, -c), (b2, shift)):
+            out.initializers[name] = (np.asarray(out.initializers[name], np.float64) +
+                                      delta).astype(graph.initializers[name].dtype)
+        done.append((n1.name, n2.name, int(np.count_nonzero(c))))
+    return out, done

@@ -77,7 +77,10 @@ class StaticQuantConfig:
     equalize: cross-layer equalization first (qengine.equalize, Nagel et al. 2019): consecutive
         Conv/Gemm pairs through ReLU/pools rescaled so each channel's weight range is shared
         between them; function-preserving, it rescues models whose channels have very
-        unequal ranges. Pairs through Clip/ReLU6 are left as they are.
+        unequal ranges. Pairs through Clip/ReLU6 are left as they are. Then high-bias
+        absorption: a channel whose pre-ReLU values never fell below c > 0 on the calibration
+        data hands c to the next layer's bias (Gemm or unpadded Conv), shrinking the
+        activation int8 covers; exact on inputs like the calibration data.
     smooth_quant: None, or SmoothQuant's α in (0, 1) (0.5 is the paper's): activation
         outliers read by MatMul/Gemm moved into their weights, folded into the LayerNorm or
         layer that makes them (qengine/workflows/smoothquant.py).
@@ -220,11 +223,25 @@ def rescaled_float_graph(g: Graph, calibration_data, config: StaticQuantConfig):
     if config.equalize:
         from ..graph.equalize import equalize
         g = equalize(g)[0]
+        calibration_data = reusable(calibration_data)
+        g = absorb_biases(g, calibration_data, config.batch_size)[0]
     if config.smooth_quant is not None:
         from .smoothquant import smooth
         calibration_data = reusable(calibration_data)
         g = smooth(g, calibration_data, config.smooth_quant, config.batch_size)[0]
     return g, calibration_data
+
+
+def absorb_biases(g: Graph, calibration_data, batch_size=None):
+    """High-bias absorption (graph/equalize.py) with each channel's minimum taken over the
+    calibration data: (graph, [(layer 1, layer 2, channels moved)])."""
+    from ..graph.equalize import absorb_high_biases, absorbable_pairs
+    values = sorted({n1.outputs[0] for n1, *_ in absorbable_pairs(g)})
+    if not values:
+        return g, []
+    stats = collect_stats(g, calibration_data, values, "minmax_per_channel",
+                          observer_options={"axis": 1}, batch_size=batch_size)
+    return absorb_high_biases(g, {v: stats[v].range()[0] for v in values})
 
 
 def calibrate(g: Graph, calibration_data, config: StaticQuantConfig,
