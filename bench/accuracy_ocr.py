@@ -36,6 +36,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--auto", action="store_true")
     ap.add_argument("--mixed", action="store_true")
+    ap.add_argument("--only-mixed", action="store_true", help="--mixed without the table")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     g = qe.from_onnx(str(real_models.find("ppocr_rec") or real_models.fetch("ppocr_rec")))
@@ -57,12 +58,14 @@ def main(argv=None):
         print(f"| {label} | {db:.2f} | {same:.1f} | {took} |", flush=True)
     print("| qengine | logits SQNR dB | lines = FP32 % | quantize s |")
     print("|---|---:|---:|---:|")
-    for label, kw in CONFIGS + ((("auto", {"method": "auto"}),) if args.auto else ()):
+    configs = () if args.only_mixed else CONFIGS
+    for label, kw in configs + ((("auto", {"method": "auto"}),) if args.auto else ()):
         t = time.perf_counter()
         q = qe.quantize_static(g, calib, qe.StaticQuantConfig(**kw))
         row(f"static, {label}", q, time.perf_counter() - t)
-    row("dynamic", qe.quantize_dynamic(g, qe.DynamicQuantConfig(cost_model=False)))
-    if args.mixed:
+    if not args.only_mixed:
+        row("dynamic", qe.quantize_dynamic(g, qe.DynamicQuantConfig(cost_model=False)))
+    if args.mixed or args.only_mixed:
         mixed(g, calib, row)
 
 

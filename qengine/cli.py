@@ -88,7 +88,8 @@ def _static_options(s, bias=True):
                        help="fold each layer's mean output error into its bias")
         s.add_argument("--rounding", choices=("nearest", "adaround"), default="nearest",
                        help="weight rounding: nearest, or learned per layer to reconstruct its "
-                            "output on the calibration data (AdaRound; best for 4-bit)")
+                            "output on the calibration data (AdaRound; best for 4-bit; in "
+                            "dynamic mode too, with --calib)")
         s.add_argument("--smooth-quant", type=float, metavar="ALPHA", default=None,
                        help="SmoothQuant: move activation outliers read by MatMul/Gemm into "
                             "their weights, ALPHA in (0, 1), e.g. 0.5")

@@ -191,6 +191,10 @@ def test_auto_keep_float_on_a_task_metric_budget(digits):
     assert rep.int8_metric == pytest.approx(_agreement(full, fp))
     assert rep.float_metric == 1.0 and achieved == pytest.approx(_sqnr(got, fp), abs=1e-6)
     assert CONV2 in kept and not {CONV1, CONV2, CONV3, FC} <= kept
+    # minimal: giving any one kept layer back to int8 breaks the budget
+    for name in kept & {CONV1, CONV2, CONV3, GAP, FC}:
+        q1 = qengine.quantize_static(g, calib, replace(PER_TENSOR, keep_float=kept - {name}))
+        assert _agreement(qengine.Session(q1).run(calib)["logits"], fp) < 0.99, name
     # real labels on held-out data: at most half a point below FP32's accuracy
     acc_fp = np.mean(qengine.Session(g).run({"image": x})["logits"].argmax(1) == y)
     q, kept, _ = auto_keep_float(g, calib, config=PER_TENSOR, eval_data={"image": x},

@@ -66,13 +66,13 @@ def register_mode(name: str):
 
 @register_mode("dynamic")
 def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
-    static_only = [flag for flag, used in (("--calib", req.calib is not None),
+    adaround = req.rounding == "adaround"
+    static_only = [flag for flag, used in (("--calib", req.calib is not None and not adaround),
                                            ("--target-sqnr", req.target_sqnr is not None),
                                            ("--max-agreement-drop",
                                             req.max_agreement_drop is not None),
                                            ("--bias-correction", req.bias_correction),
                                            ("--equalize", req.equalize),
-                                           ("--rounding", req.rounding != "nearest"),
                                            ("--smooth-quant", req.smooth_quant is not None),
                                            ("--float-weights", req.float_weights != "float32"),
                                            ("--per-tensor", not req.per_channel),
@@ -85,12 +85,20 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                           f"dynamic (the default): add --mode static to calibrate, or leave "
                           f"{'it' if len(static_only) == 1 else 'them'} out (dynamic mode "
                           f"quantizes activations at run time and needs no calibration)")
+    data = None
+    if adaround:
+        from .calibdata import load_calibration
+        if req.calib is None:
+            raise ConfigError("--rounding adaround learns the weights' rounding from data: "
+                              "give --calib DATA.npz")
+        data = load_calibration(req.calib, graph)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", QuantizationWarning)
         q = quantize_dynamic(graph, DynamicQuantConfig(per_row=req.per_row,
                                                        keep_float=req.keep_float,
                                                        weight_bits=req.weight_bits,
-                                                       group_size=req.group_size))
+                                                       group_size=req.group_size,
+                                                       rounding=req.rounding), data)
     notes = []
     for w in seen:          # the keep-float rule's report goes into the summary
         if issubclass(w.category, QuantizationWarning):

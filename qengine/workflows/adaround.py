@@ -75,30 +75,35 @@ def h_of(v):
     return np.clip(1.0 / (1.0 + np.exp(-v)) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
 
 
-def loss_and_grad(v, w, s, base, H, P, qmin, qmax, beta, lam=LAMBDA):
+def loss_and_grad(v, w, s, base, H, P, qmin, qmax, beta, lam=LAMBDA, want_loss=True):
     """(loss, dloss/dV) of the objective in the module docstring; beta None: no regularizer
-    (the warm-up)."""
+    (the warm-up). want_loss=False skips the loss (None) in the optimisation loop."""
     sig = 1.0 / (1.0 + np.exp(-v))
     h = np.clip(sig * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
     q = base + h
     inside = (q >= qmin) & (q <= qmax)
     d = s * np.clip(q, qmin, qmax) - w
     dh = d @ H
-    loss = float(np.sum(dh * d)) / P
-    grad_h = 2.0 * dh / P * s * inside
+    loss = float(np.sum(dh * d)) / P if want_loss else None
+    grad_h = (2.0 / P) * dh * s * inside
     if beta is not None:
         u = 2.0 * h - 1.0
-        loss += lam * float(np.sum(1.0 - np.abs(u) ** beta))
-        grad_h = grad_h - lam * beta * np.abs(u) ** (beta - 1.0) * np.sign(u) * 2.0
+        au = np.abs(u)
+        p = au ** (beta - 1.0)
+        if want_loss:
+            loss += lam * float(np.sum(1.0 - p * au))
+        grad_h -= (2.0 * lam * beta) * p * np.sign(u)
     live = (h > 0.0) & (h < 1.0)
-    return loss, grad_h * (ZETA - GAMMA) * sig * (1.0 - sig) * live
+    return loss, grad_h * ((ZETA - GAMMA) * sig * (1.0 - sig) * live)
 
 
 def adaround_layer(w, s, H, P, bits=8, iters=1000, lr=1e-2):
-    """Integer codes [Cout, K] for float weights w [Cout, K] with per-row scale s [Cout, 1],
-    input Gram matrix H [K, K] over P patches."""
+    """Integer codes [Cout, K] for float weights w [Cout, K] with per-row scale s [Cout, 1]
+    (or one per weight, [Cout, K]: group-wise scales spread over their groups), input Gram
+    matrix H [K, K] over P patches."""
     w = np.asarray(w, np.float64)
-    s = np.asarray(s, np.float64).reshape(-1, 1)
+    s = np.asarray(s, np.float64)
+    s = s.reshape(-1, 1) if s.size == w.shape[0] else s     # per row, or per weight [N, K]
     qmax = 2 ** (bits - 1) - 1
     qmin = -qmax
     base = np.floor(w / s)
@@ -110,7 +115,7 @@ def adaround_layer(w, s, H, P, bits=8, iters=1000, lr=1e-2):
     for t in range(iters):
         beta = None if t < warm else \
             BETA[1] + (BETA[0] - BETA[1]) * (1.0 - (t - warm) / max(1, iters - warm))
-        _, grad = loss_and_grad(v, w, s, base, H, P, qmin, qmax, beta)
+        _, grad = loss_and_grad(v, w, s, base, H, P, qmin, qmax, beta, want_loss=False)
         m = b1 * m + (1 - b1) * grad
         m2 = b2 * m2 + (1 - b2) * grad * grad
         v -= lr * (m / (1 - b1 ** (t + 1))) / (np.sqrt(m2 / (1 - b2 ** (t + 1))) + eps)
@@ -167,3 +172,84 @@ def adaround_codes(g: Graph, batches, names, per_channel=True, bits=8, samples=6
         if progress:
             progress(i + 1, len(nodes))
     return out
+
+
+# ---- dynamic quantization: LSTM / GRU gates and Linear layers ----------------------------------
+#
+# A gate's pre-activation W x_t + R h_(t-1) + b is linear in each weight matrix, so each is
+# rounded like a Gemm: W's Gram matrix sums x_t x_t^T over every step, R's sums h_(t-1) h_(t-1)^T
+# over the states the float layer went through (replayed in float64 from its tapped inputs).
+# The loss is the gate pre-activations' reconstruction, not the gate outputs after
+# sigmoid / tanh. A GRU with linear_before_reset=0 feeds (r * h) to its candidate rows of R:
+# those rows would need a Gram of their own, so that R keeps nearest rounding.
+
+def _spread(scale, k, group_size):
+    """Row or group scales [N] / [N, G] as one scale per weight [N, K]."""
+    s = np.asarray(scale, np.float64).reshape(len(scale), -1)
+    if s.shape[1] == 1:
+        return np.broadcast_to(s, (s.shape[0], k))
+    return np.repeat(s, group_size, axis=1)[:, :k]
+
+
+def learn_codes(w, scale, gram, count, bits, group_size=None, iters=1000):
+    """AdaRound codes for w [N, K] on the grid `scale` (from the nearest-rounding quantizer)."""
+    if gram is None or count == 0:
+        return None
+    return adaround_layer(w, _spread(scale, w.shape[1], group_size), gram, count, bits, iters)
+
+
+class GramSet:
+    """Gram matrices Σ x xᵀ per key, accumulated over rows."""
+
+    def __init__(self):
+        self.gram, self.count = {}, {}
+
+    def add(self, key, rows):
+        rows = np.asarray(rows, np.float64).reshape(-1, np.shape(rows)[-1])
+        g = rows.T @ rows
+        self.gram[key] = g if key not in self.gram else self.gram[key] + g
+        self.count[key] = self.count.get(key, 0) + rows.shape[0]
+
+    def get(self, key):
+        return self.gram.get(key), self.count.get(key, 0)
+
+
+def dynamic_grams(g: Graph, batches, rnn_nodes: dict, linear_inputs: dict,
+                  samples=64) -> GramSet:
+    """Gram matrices of what the dynamic layers read on the first `samples` rows:
+    (rnn node, "W", d) / (rnn node, "R", d) for rnn_nodes {name: (kind, attrs)} and
+    (linear node, "x") for linear_inputs {name: input value}."""
+    from ..calibration.rnn import replay
+    grams = GramSet()
+
+    def hook(name, kind, attrs):
+        def run(X, W=None, R=None, B=None, lens=None, h0=None, c0=None):
+            layout = attrs.get("layout", 0)
+            Xt = np.swapaxes(X, 0, 1) if layout == 1 else X
+            steps, _, _ = replay(kind, X, W, R, B, lens, h0, c0,
+                                 direction=attrs.get("direction", "forward"), layout=layout,
+                                 linear_before_reset=attrs.get("linear_before_reset", 0))
+            T, D, H = Xt.shape[0], W.shape[0], R.shape[-1]
+            h0t = None if h0 is None else (np.swapaxes(h0, 0, 1) if layout == 1 else h0)
+            for d in range(D):
+                grams.add((name, "W", d), Xt)
+                prev = [np.zeros((Xt.shape[1], H)) if h0t is None else h0t[d]]
+                prev += [h for h, _ in steps[d * T:(d + 1) * T - 1]]
+                grams.add((name, "R", d), np.concatenate(prev))
+        return run
+    hooks = {k: hook(k, kind, attrs) for k, (kind, attrs) in rnn_nodes.items()}
+    by_value = {}
+    for k, v in linear_inputs.items():
+        by_value.setdefault(v, []).append(k)
+    tap = TapSession(g, sorted(by_value), node_hooks=hooks)
+
+    def on_value(v, x):
+        for k in by_value[v]:
+            grams.add((k, "x"), x)
+    taken = 0
+    for feeds in batches:
+        if taken >= samples:
+            break
+        tap.run_tapped(feeds, on_value)
+        taken += max(1, len(next(iter(feeds.values()))))
+    return grams

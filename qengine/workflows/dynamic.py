@@ -17,6 +17,7 @@ named in one QuantizationWarning (`qengine quantize` prints it in its notes) and
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,10 @@ class DynamicQuantConfig:
         scale per row and group of that many consecutive input features). When group_size
         does not divide K the last group is shorter: it is zero-padded in the kernels and
         scaled over its own values, so any K works.
+    rounding: how LSTM / GRU / Gemm / MatMul weights round to their grid: "nearest", or
+        "adaround" (learned to reconstruct each gate's or layer's pre-activation on the
+        calibration data quantize_dynamic is then given; qengine/workflows/adaround.py):
+        worth it for 4-bit weights.
     """
     per_row: bool = False
     op_types: frozenset = QUANTIZABLE
@@ -55,8 +60,12 @@ class DynamicQuantConfig:
     cost_model: bool = True
     weight_bits: int = 8
     group_size: int | None = None
+    rounding: str = "nearest"
 
     def __post_init__(self):
+        if self.rounding not in ("nearest", "adaround"):
+            raise ConfigError(f"rounding must be 'nearest' or 'adaround', got "
+                              f"{self.rounding!r}")
         if type(self.weight_bits) is not int or self.weight_bits not in (4, 8):
             raise ConfigError(f"weight_bits must be 8 or 4, got {self.weight_bits!r}")
         if self.group_size is not None:
@@ -80,10 +89,12 @@ class DynamicQuantConfig:
                               f"choose from {sorted(QUANTIZABLE)}")
 
 
-def quantize_dynamic(model, config: DynamicQuantConfig | None = None) -> Graph:
+def quantize_dynamic(model, config: DynamicQuantConfig | None = None,
+                     calibration_data=None) -> Graph:
     """Return a copy of `model` (a Graph, an onnx.ModelProto, or the path of an ONNX or
     engine file, as `qengine quantize` takes) with its LSTM / GRU / Linear / Conv layers
-    dynamically quantized to int8."""
+    dynamically quantized to int8. calibration_data ({input: samples on axis 0} or an
+    iterable of feed dicts) is read only by rounding="adaround"."""
     config = DynamicQuantConfig() if config is None else config
     if not isinstance(config, DynamicQuantConfig):
         raise ConfigError(f"config must be a DynamicQuantConfig, got {type(config).__name__}")
@@ -91,14 +102,21 @@ def quantize_dynamic(model, config: DynamicQuantConfig | None = None) -> Graph:
     missing = config.keep_float - {n.name for n in model.nodes}
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
+    if (config.rounding == "adaround") != (calibration_data is not None):
+        raise ConfigError("rounding='adaround' learns from calibration data: pass "
+                          "calibration_data, and only with it" if calibration_data is None
+                          else "calibration_data is read only by rounding='adaround'")
     slower = dict(slower_in_int8(model, config)) if config.cost_model else {}
     g = model.copy()
     consumers = g.consumers()
+    learned = None
+    if config.rounding == "adaround":
+        learned = _grams(g, calibration_data, config, slower)
     for node in list(g.nodes):
         if node.op_type not in config.op_types or node.name in config.keep_float or \
                 node.name in slower:
             continue
-        rewrite = _REWRITES[node.op_type](g, node, config, consumers)
+        rewrite = _REWRITES[node.op_type](g, node, config, consumers, learned)
         if rewrite is not None:
             old, new = rewrite
             g.replace_nodes(old, new)
@@ -187,17 +205,55 @@ def rnn_operands(g, node):
     return ins, W, R
 
 
-def _rnn(g, node, config, consumers, kind):
+def _quantizer(config):
+    if config.weight_bits == 4:
+        return lambda m: quantize_int4(m, config.group_size)
+    return quantize_per_channel_symmetric
+
+
+def _rounded(learned, key, m, q, s, config):
+    """q, or with AdaRound the codes learned for weights m [N, K] on the same scales s."""
+    if learned is None:
+        return q
+    from .adaround import learn_codes
+    codes = learn_codes(m, s, *learned.get(key), config.weight_bits, config.group_size)
+    return q if codes is None else codes
+
+
+def _grams(g, data, config, slower):
+    """The Gram matrices AdaRound needs, from the float model g on `data`."""
+    from ..calibration.collect import _split
+    from ..calibration.tap import TapSession
+    from .adaround import dynamic_grams
+    rnns, linears = {}, {}
+    for n in g.nodes:
+        if n.op_type not in config.op_types or n.name in config.keep_float or n.name in slower:
+            continue
+        if n.op_type in ("LSTM", "GRU") and rnn_operands(g, n) is not None:
+            rnns[n.name] = (n.op_type.lower(), n.attrs)
+        elif n.op_type in ("Gemm", "MatMul") and _const(g, n.inputs[1]) is not None:
+            linears[n.name] = n.inputs[0]
+    if isinstance(data, Mapping):
+        data = _split(TapSession(g, []), data, None)[0]
+    return dynamic_grams(g, data, rnns, linears)
+
+
+def _rnn(g, node, config, consumers, kind, learned=None):
     a = node.attrs
     ops = rnn_operands(g, node)
     if ops is None:
         return None
     ins, W, R = ops
     w4 = config.weight_bits == 4
-    quant = (lambda m: quantize_int4(m, config.group_size)) if w4 else \
-        quantize_per_channel_symmetric
-    qs = [quant(m) for m in W.astype(np.float32)]
-    rs = [quant(m) for m in R.astype(np.float32)]
+    quant = _quantizer(config)
+    qs, rs = [], []
+    for d, m in enumerate(W.astype(np.float32)):
+        q, s = quant(m)
+        qs.append((_rounded(learned, (node.name, "W", d), m, q, s, config), s))
+    lbr0 = kind == "gru" and not a.get("linear_before_reset", 0)   # R reads r * h: nearest
+    for d, m in enumerate(R.astype(np.float32)):
+        q, s = quant(m)
+        rs.append((q if lbr0 else _rounded(learned, (node.name, "R", d), m, q, s, config), s))
     store = pack_int4 if w4 else (lambda q: q)
     base = node.name
     new_in = [ins[0],
@@ -220,21 +276,21 @@ def _rnn(g, node, config, consumers, kind):
     return [node], [Node(op, node.name, tuple(new_in), node.outputs, attrs)]
 
 
-def _linear_node(g, node, config, x, w_nk, bias, outputs, old):
+def _linear_node(g, node, config, x, w_nk, bias, outputs, old, learned):
     attrs = {"per_row": int(config.per_row)}
+    w = np.ascontiguousarray(w_nk, np.float32)
+    wq, ws = _quantizer(config)(w)
+    wq = _rounded(learned, (node.name, "x"), w, wq, ws, config)
     if config.weight_bits == 4:
-        wq, ws = quantize_int4(w_nk.astype(np.float32), config.group_size)
         attrs.update(weight_bits=4, group_size=config.group_size or 0, in_features=wq.shape[1])
         wq = pack_int4(wq)
-    else:
-        wq, ws = quantize_per_channel_symmetric(w_nk.astype(np.float32))
     ins = [x, _add_init(g, f"{node.name}.Wq", wq), _add_init(g, f"{node.name}.Ws", ws)]
     if bias is not None:
         ins.append(_add_init(g, f"{node.name}.bias", np.ascontiguousarray(bias, np.float32)))
     return old, [Node("DynamicQuantLinear", node.name, tuple(ins), outputs, attrs)]
 
 
-def _gemm(g, node, config, consumers):
+def _gemm(g, node, config, consumers, learned=None):
     a = node.attrs
     B = _const(g, node.inputs[1])
     if a.get("transA", 0) or B is None or B.ndim != 2 or a.get("fused_activation", ""):
@@ -247,10 +303,11 @@ def _gemm(g, node, config, consumers):
         if bias is None:
             return None                 # C computed at run time or a full matrix: keep float
         bias = bias * np.float32(a.get("beta", 1.0))
-    return _linear_node(g, node, config, node.inputs[0], w, bias, node.outputs, [node])
+    return _linear_node(g, node, config, node.inputs[0], w, bias, node.outputs, [node],
+                        learned)
 
 
-def _matmul(g, node, config, consumers):
+def _matmul(g, node, config, consumers, learned=None):
     B = _const(g, node.inputs[1])
     if B is None or B.ndim != 2 or _const(g, node.inputs[0]) is not None:
         return None
@@ -263,11 +320,12 @@ def _matmul(g, node, config, consumers):
         bias = bias_vector(_const(g, other), B.shape[1])
         if bias is not None:
             return _linear_node(g, node, config, node.inputs[0], B.T, bias, add.outputs,
-                                [node, add])
-    return _linear_node(g, node, config, node.inputs[0], B.T, None, node.outputs, [node])
+                                [node, add], learned)
+    return _linear_node(g, node, config, node.inputs[0], B.T, None, node.outputs, [node],
+                        learned)
 
 
-def _conv(g, node, config, consumers):
+def _conv(g, node, config, consumers, learned=None):
     a = node.attrs
     W = _const(g, node.inputs[1])
     if W is None or W.ndim not in (3, 4) or W.dtype.kind != "f":
@@ -302,8 +360,8 @@ def _conv(g, node, config, consumers):
 
 _REWRITES = {
     "Conv": _conv,
-    "LSTM": lambda g, n, c, u: _rnn(g, n, c, u, "lstm"),
-    "GRU": lambda g, n, c, u: _rnn(g, n, c, u, "gru"),
+    "LSTM": lambda g, n, c, u, r=None: _rnn(g, n, c, u, "lstm", r),
+    "GRU": lambda g, n, c, u, r=None: _rnn(g, n, c, u, "gru", r),
     "Gemm": _gemm,
     "MatMul": _matmul,
 }

@@ -324,7 +324,8 @@ def auto_keep_float(model, calibration_data, target_sqnr_db: float | None = None
 
     Greedy: layers ordered by their single-layer score (metric, then SQNR; most sensitive
     first) leave int8 one at a time, re-measuring the whole model after each, until the budget
-    is met or every layer is float. `precisions` are the per-layer choices (default int8 and
+    is met or every layer is float; then each layer that left int8 before the last one is
+    given back to int8 if the budget still holds without it. `precisions` are the per-layer choices (default int8 and
     float32, plus float16 when config.float_weights is "float16"): with float16 allowed, a
     layer leaving int8 keeps its weights in float16 (half the bytes, computed in float32), and
     only if the budget is missed with every such layer float16 are they moved to float32, most
@@ -385,13 +386,26 @@ def auto_keep_float(model, calibration_data, target_sqnr_db: float | None = None
     if not met(got):
         scores = st.single_layer_scores()
         order = sorted(scores, key=lambda k: (scores[k][1] or 0.0, scores[k][0]))
+        added = []
         for name in order:
             if name in kept:
                 continue
             kept.add(name)
+            added.append(name)
             q, got = attempt()
             if met(got):
                 break
+        if met(got):
+            # the greedy adds in a fixed order; a layer added early may not be needed once
+            # later ones are float: give each back to int8 (least sensitive first) if the
+            # budget still holds without it
+            for name in reversed(added[:-1]):
+                kept.discard(name)
+                q2, got2 = attempt()
+                if met(got2):
+                    q, got = q2, got2
+                else:
+                    kept.add(name)
         if not met(got) and fp16_ok and "float32" in precisions:
             for name in [n for n in order if n in kept] + sorted(kept - set(order)):
                 fp32.add(name)
