@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from accuracy_models import load_trainer  # noqa: E402
 from compare_cnn import ort_qdq, torch_int8  # noqa: E402
+from qengine.workflows.ptq import prepare_float_graph  # noqa: E402
 
 
 def sqnr(y, ref):
@@ -43,6 +44,9 @@ def main(argv=None):
                     help="with --study: W8/W4 weights with nearest rounding and AdaRound instead "
                          "of the calibration methods (the digits models: AdaRound in NumPy is "
                          "too slow for ResNet-18's 4608-wide layers)")
+    ap.add_argument("--equalize", action="store_true",
+                    help="with --study: CLE alone against CLE + high-bias absorption "
+                         "(equalize=True), per-channel and per-tensor weights")
     args = ap.parse_args(argv)
     if args.study:
         return study(args)
@@ -104,12 +108,23 @@ ROUNDING_ROWS = tuple((f"W{b}{', per-tensor' if not pc else ''}, {r}",
                       for b in (8, 4) for pc in (True, False) for r in ("nearest", "adaround"))
 
 
+#: the --equalize rows: (label, options, the graph equalized by hand first — CLE without the
+#: high-bias absorption that equalize=True adds)
+EQUALIZE_ROWS = tuple(row for pc in (True, False) for row in (
+    (f"minmax{'' if pc else ', per-tensor weights'}", {"per_channel": pc}, False),
+    (f"CLE only{'' if pc else ', per-tensor weights'}", {"per_channel": pc}, True),
+    (f"CLE + high-bias absorption{'' if pc else ', per-tensor weights'}",
+     {"per_channel": pc, "equalize": True}, False)))
+
+
 def study(args):
     import onnxruntime as ort
     from accuracy_models import cases
     names = tuple(args.models.split(",")) if args.models else None
     if args.rounding and names is None:
         names = ("digits", "digits_outlier", "digits_dw")
+    if args.equalize and names is None:
+        names = ("digits", "digits_outlier", "digits_dw_relu")
     print("| model | engine | method | SQNR dB | accuracy % |")
     print("|---|---|---|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,20 +148,24 @@ def study(args):
             row("FP32", "", ref)
             g = qengine.from_onnx(case.path)
             feeds = [{case.input_name: x} for x in case.calib]
-            for label, opts in (ROUNDING_ROWS if args.rounding else STUDY_METHODS):
+            rows = EQUALIZE_ROWS if args.equalize else \
+                [(label, opts, False) for label, opts in
+                 (ROUNDING_ROWS if args.rounding else STUDY_METHODS)]
+            for label, opts, by_hand in rows:
                 cfg = qengine.StaticQuantConfig(**opts)
-                s = qengine.Session(qengine.quantize_static(g, feeds, cfg))
+                gq = qengine.equalize(prepare_float_graph(g))[0] if by_hand else g
+                s = qengine.Session(qengine.quantize_static(gq, feeds, cfg))
                 out = s.output_names[0]
                 row("qengine", label, np.concatenate([s.run({case.input_name: x})[out]
                                                       for x in case.test]))
-            if not args.rounding:       # torch.ao's FX int8 (x86 backend, its default qconfig)
+            if not (args.rounding or args.equalize):   # torch.ao's FX int8 (x86, default qconfig)
                 import torch
                 with warnings.catch_warnings(), torch.no_grad():
                     warnings.simplefilter("ignore")
                     tm = torch_int8(case.torch_model, case.calib)
                     row("torch.ao", "x86 default qconfig (histogram)", np.concatenate(
                         [tm(torch.from_numpy(x)).numpy() for x in case.test]))
-            for method in () if args.rounding else ("minmax", "entropy"):
+            for method in () if args.rounding or args.equalize else ("minmax", "entropy"):
                 qdq = ort_qdq(case.path, case.input_name, case.calib, tmp, method, True)
                 row("ONNX Runtime", f"{method} (its int8 kernels)", run_ort(qdq))
                 row("ONNX Runtime", f"{method} (its QDQ model run in float)",

@@ -6,7 +6,9 @@ with its calibration and test batches. Needs torch and scikit-learn.
   by factors from 1/16 to 16 and the next conv's input channels divided by them (ReLU is
   positively homogeneous, so the function is unchanged): one per-tensor activation then has
   channels with very unequal ranges, the case cross-layer equalization exists for.
-* digits_dw: a depthwise-separable CNN (MobileNet blocks with ReLU6) trained on the digits.
+* digits_dw: a depthwise-separable CNN (MobileNet blocks with ReLU6) trained on the digits;
+  digits_dw_relu the same with ReLU (MobileNetV1-style), whose depthwise -> ReLU -> 1x1 pairs
+  high-bias absorption can work on (not in the default list: --models or --equalize).
 * resnet18 / mobilenet_v2: bench/models.py with seeded random weights and BN statistics, on
   3×64×64 Gaussian images (no labels: SQNR only).
 Every model's batch dimension is fixed to BATCH; `labels` is None where there is no task.
@@ -45,12 +47,12 @@ def load_trainer():
     return mod
 
 
-def _dw_model():
+def _dw_model(act="relu6"):
     from torch import nn
 
     def block(cin, cout, k, groups=1):
         return [nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False),
-                nn.BatchNorm2d(cout), nn.ReLU6()]
+                nn.BatchNorm2d(cout), nn.ReLU6() if act == "relu6" else nn.ReLU()]
 
     class DigitsDW(nn.Module):
         def __init__(self):
@@ -110,9 +112,10 @@ def cases(tmp, names=("digits", "digits_outlier", "digits_dw", "resnet18", "mobi
             if name == "digits_outlier":
                 f = np.exp2(np.linspace(-4, 4, 16))[np.random.default_rng(1).permutation(16)]
                 model = rescale_channels(copy.deepcopy(digits), f)
-        elif name == "digits_dw":
+        elif name in ("digits_dw", "digits_dw_relu"):
             torch.manual_seed(0)
-            model, *_ = tr.train(epochs=epochs, model=_dw_model())
+            model, *_ = tr.train(epochs=epochs, model=_dw_model(
+                "relu" if name == "digits_dw_relu" else "relu6"))
         else:
             sys.path.insert(0, str(ROOT / "bench"))
             from models import build

@@ -260,3 +260,25 @@ def test_auto_keep_float_budget_errors(digits):
         auto_keep_float(g, calib, 30.0, metric=_agreement)
     with pytest.raises(qengine.ConfigError, match="precisions"):
         auto_keep_float(g, calib, 30.0, precisions=("float16",))
+
+
+def test_multiply_adds_that_order_the_give_back(digits):
+    """auto_keep_float gives the heaviest float layers back to int8 first: their
+    multiply-adds per sample against the shapes a float run produces."""
+    from qengine.workflows.ptq import observe_shapes
+    from qengine.workflows.sensitivity import _macs
+    g, calib, _, _ = digits
+    g = prepare_float_graph(g)
+    observe_shapes(g, calib)
+    seen = {}
+    TapSession(g, None).run_tapped({"image": calib["image"][:2]},
+                                   lambda v, a: seen.__setitem__(v, a.shape))
+    for n in g.nodes:
+        w = g.initializers.get(n.inputs[1]) if len(n.inputs) > 1 else None
+        if n.op_type == "Conv":
+            assert _macs(g, n) == np.prod(seen[n.outputs[0]][1:]) * np.prod(w.shape[1:])
+        elif n.op_type == "Gemm":
+            k = w.shape[1] if n.attrs.get("transB", 0) else w.shape[0]
+            assert _macs(g, n) == seen[n.outputs[0]][1] * k
+        else:
+            assert _macs(g, n) == 0
