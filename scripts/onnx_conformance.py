@@ -74,7 +74,16 @@ EXCLUDED_PATTERNS = {
 _F32 = ("the executor computes floats in float32, so a float16/float64 graph input comes out "
         "as float32 (values match)")
 DEVIATIONS = {"test_max_float16": _F32, "test_max_float64": _F32,
-              "test_min_float16": _F32, "test_min_float64": _F32}
+              "test_min_float16": _F32, "test_min_float64": _F32,
+              **{f"test_cumsum_{k}": _F32 for k in (
+                  "1d", "1d_exclusive", "1d_reverse", "1d_reverse_exclusive", "2d_axis_0",
+                  "2d_axis_1", "2d_negative_axis")},
+              **{f"test_einsum_{k}": _F32 for k in (
+                  "transpose", "sum", "batch_diagonal", "inner_prod", "batch_matmul", "scalar")},
+              "test_range_float16_type_positive_delta": _F32,
+              **{f"test_reduce_log_sum_exp_{k}_{d}": _F32 for d in ("example", "random")
+                 for k in ("do_not_keepdims", "keepdims", "default_axes_keepdims",
+                           "negative_axes_keepdims")}}
 
 
 @dataclass(frozen=True)
@@ -228,18 +237,21 @@ def _dtype_ok(elem_type: int) -> bool:
 
 
 def _compare(case: Case, got: list) -> Outcome:
+    """pass, or the first difference; a dtype difference says whether the values match."""
+    dtype_note = None
     for i, (want, have) in enumerate(zip(case.outputs, got)):
         want, have = _as_array(want), np.asarray(have)
         if have.shape != want.shape:
             return Outcome("fail", f"output {i}: shape {have.shape}, expected {want.shape}")
-        if have.dtype != want.dtype:
-            return Outcome("fail", f"output {i}: dtype {have.dtype}, expected {want.dtype}")
         try:
-            np.testing.assert_allclose(have, want, rtol=case.rtol, atol=case.atol)
+            np.testing.assert_allclose(have.astype(want.dtype), want, rtol=case.rtol,
+                                       atol=case.atol)
         except AssertionError as e:
             msg = " ".join(str(e).split())
             return Outcome("fail", f"output {i}: {msg[:300]}")
-    return Outcome("pass")
+        if have.dtype != want.dtype and dtype_note is None:
+            dtype_note = f"output {i}: dtype {have.dtype}, expected {want.dtype} (values match)"
+    return Outcome("pass") if dtype_note is None else Outcome("fail", dtype_note)
 
 
 def _feeds(case: Case) -> dict:
@@ -288,7 +300,8 @@ def verdict(case: Case, out: Outcome) -> str:
     update)."""
     reason, deviation = exclusion(case), DEVIATIONS.get(case.base_name)
     if deviation is not None:
-        ok = out.status == "fail" and "dtype float32, expected float" in out.detail
+        ok = out.status == "fail" and "dtype float32, expected float" in out.detail and \
+            out.detail.endswith("(values match)")
         return "deviation" if ok else f"unexpected: {out.status} for a listed deviation"
     if reason is None:
         return "pass" if out.status == "pass" else f"unexpected: {out.status}"

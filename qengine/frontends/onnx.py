@@ -281,6 +281,10 @@ def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
     elif op.startswith("Reduce") and "axes" in attrs and \
             opset < (13 if op == "ReduceSum" else 18):
         ins = ins[:1] + [b.const(f"{name}_axes", _int64s(attrs.pop("axes"), where, "axes"))]
+    elif op == "TopK" and opset < 10:
+        if "k" not in attrs:
+            raise ModelError(f"{where}: the k attribute is required at opset < 10")
+        ins = ins[:1] + [b.const(f"{name}_k", _int64s([attrs.pop("k")], where, "k"))]
     elif op in ("Squeeze", "Unsqueeze") and opset < 13 and "axes" in attrs:
         ins = ins[:1] + [b.const(f"{name}_axes", _int64s(attrs.pop("axes"), where, "axes"))]
     elif op == "Split" and opset < 13 and "split" in attrs:

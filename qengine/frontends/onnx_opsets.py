@@ -47,6 +47,14 @@ _BINARY = _v((7, BASE, "multidirectional (NumPy) broadcasting; opset 6's broadca
 _UNARY_FLOAT = _v((6, BASE, "consumed_inputs is gone"), (13, SAME, _BF16))
 _AXES_TO_INPUT = "axes becomes input 1 (the frontend turns older models' attribute into it)"
 
+_REDUCE = _v((1, BASE, "axes attribute (the frontend turns it into an input)"),
+             (11, SAME, "wording: negative axes allowed"), (13, SAME, _BF16),
+             (18, IMPLEMENTED, _AXES_TO_INPUT + "; adds noop_with_empty_axes"))
+_ARG = _v((1, BASE, "index of the max / min along axis, int64; keepdims"),
+          (11, SAME, "wording: negative axis allowed"),
+          (12, IMPLEMENTED, "adds select_last_index (ties to the last index)"),
+          (13, SAME, _BF16))
+
 OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
     "Abs": _UNARY_FLOAT,
     "Add": _BINARY,
@@ -279,6 +287,26 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
                     (21, SAME, _NEW_TYPES), (23, SAME, _NEW_TYPES), (24, SAME, _NEW_TYPES),
                     (25, SAME, _NEW_TYPES)),
     "Where": _v((9, BASE, "select with broadcasting"), (16, SAME, _BF16)),
+    # issue 15: the ops of audio front ends, segmentation and small transformers
+    "ArgMax": _ARG, "ArgMin": _ARG,
+    "CumSum": _v((11, BASE, "cumulative sum along input axis; exclusive, reverse"),
+                 (14, SAME, f"{_BF16}, float16")),
+    "Einsum": _v((12, BASE, "Einstein summation (np.einsum: explicit or implicit output, "
+                            "ellipses)"), (28, SAME, _BF16)),
+    "InstanceNormalization": _v((6, BASE, "per sample and channel over the spatial axes"),
+                                (22, SAME, _BF16)),
+    "Range": _v((11, BASE, "start + i·delta, count max(ceil((limit − start) / delta), 0)"),
+                (27, IMPLEMENTED, "adds stash_type: the accumulation type of 16-bit float "
+                                  "ranges, which qengine has no dtype for (float32 / float64 / "
+                                  "integer ranges are unaffected)")),
+    "ReduceL1": _REDUCE, "ReduceL2": _REDUCE, "ReduceProd": _REDUCE,
+    "ReduceSumSquare": _REDUCE,
+    "ReduceLogSumExp": _REDUCE + _v((28, SAME, "drops the integer types")),
+    "Tile": _v((6, BASE, "repeats as an input"), (13, SAME, _BF16)),
+    "TopK": _v((1, BASE, "k attribute (the frontend turns it into input K)"),
+               (10, IMPLEMENTED, "K becomes input 1"),
+               (11, IMPLEMENTED, "adds largest and sorted; negative axis"),
+               (24, SAME, _BF16)),
 }
 
 

@@ -163,3 +163,33 @@ class LayerNormalization(Op):
         if len(self.node.outputs) > 2:
             outs.append(dt(1) / std if inv is None else inv)
         return tuple(outs)
+
+
+@register_op
+class InstanceNormalization(Op):
+    """y = scale · (x − mean) / sqrt(var + ε) + B with mean and (biased) variance per sample
+    and channel over the spatial axes (ONNX InstanceNormalization)."""
+    op_type = "InstanceNormalization"
+    INPUTS = (3, 3)
+    ATTRS = {"epsilon": ("float", 1e-5)}
+
+    @classmethod
+    def infer_shapes(cls, attrs, in_shapes, consts):
+        return None if in_shapes[0] is None else [in_shapes[0]]
+
+    def run(self, x, scale, bias):
+        if x.dtype.kind != "f" or x.ndim < 3:
+            self.fail(f"expects a float tensor (N, C, D1, ...), got {x.dtype} {x.shape}",
+                      ShapeError)
+        c = x.shape[1]
+        if scale.shape != (c,) or bias.shape != (c,):
+            self.fail(f"scale {scale.shape} and B {bias.shape} must be ({c},) for input "
+                      f"{x.shape}", ShapeError)
+        axes = tuple(range(2, x.ndim))
+        dt = x.dtype.type
+        mean = np.mean(x, axis=axes, keepdims=True)
+        d = x - mean
+        var = np.mean(d * d, axis=axes, keepdims=True)
+        shape = (1, c) + (1,) * (x.ndim - 2)
+        y = d / np.sqrt(var + dt(self.attrs["epsilon"])) * scale.astype(x.dtype).reshape(shape)
+        return ((y + bias.astype(x.dtype).reshape(shape)).astype(x.dtype, copy=False),)

@@ -1,13 +1,16 @@
-"""Reductions (ReduceMean/Sum/Max/Min) in the opset-18 form: axes as optional input 1,
-`keepdims`, `noop_with_empty_axes`. The frontend turns the older `axes` attribute into the
-input (exporters write ReduceMean over H, W for global average pooling)."""
+"""Reductions (ReduceMean/Sum/Max/Min/L1/L2/SumSquare/Prod/LogSumExp) in the opset-18 form:
+axes as optional input 1, `keepdims`, `noop_with_empty_axes`. The frontend turns the older
+`axes` attribute into the input (exporters write ReduceMean over H, W for global average
+pooling). ArgMax / ArgMin: one axis, int64 indices, ties to the first index unless
+select_last_index."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from .base import register_op
+from ..errors import ShapeError
+from .base import Op, register_op
 from .tensor import _ConstInputs, _norm_axis
 
 
@@ -71,3 +74,57 @@ ReduceMean = _reduce("ReduceMean", np.mean)
 ReduceSum = _reduce("ReduceSum", np.sum)
 ReduceMax = _reduce("ReduceMax", np.max)
 ReduceMin = _reduce("ReduceMin", np.min)
+
+
+def _l2(x, axis, keepdims):
+    return np.sqrt(np.sum(np.multiply(x, x), axis=axis, keepdims=keepdims))
+
+
+def _sum_square(x, axis, keepdims):
+    return np.sum(np.multiply(x, x), axis=axis, keepdims=keepdims)
+
+
+def _l1(x, axis, keepdims):
+    return np.sum(np.abs(x), axis=axis, keepdims=keepdims)
+
+
+def _log_sum_exp(x, axis, keepdims):
+    """log Σ exp(x), shifted by the maximum so large inputs do not overflow; an empty or
+    all −inf reduction is −inf."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+        shift = np.where(np.isfinite(m), m, 0).astype(x.dtype)
+        y = np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
+    return y if keepdims else np.squeeze(y, axis=axis)
+
+
+ReduceL1 = _reduce("ReduceL1", _l1)
+ReduceL2 = _reduce("ReduceL2", _l2)
+ReduceSumSquare = _reduce("ReduceSumSquare", _sum_square)
+ReduceProd = _reduce("ReduceProd", np.prod)
+ReduceLogSumExp = _reduce("ReduceLogSumExp", _log_sum_exp)
+
+
+class _ArgReduce(Op):
+    INPUTS = (1, 1)
+    ATTRS = {"axis": ("int", 0), "keepdims": ("int", 1), "select_last_index": ("int", 0)}
+    fn = None
+
+    def run(self, x):
+        axis = _norm_axis(self, self.attrs["axis"], x.ndim)
+        if x.shape[axis] == 0:
+            self.fail(f"{self.op_type} over an empty axis {axis} (shape {x.shape}) has no "
+                      f"index to return", ShapeError)
+        if self.attrs["select_last_index"]:
+            flipped = np.flip(x, axis)
+            idx = x.shape[axis] - 1 - type(self).fn(flipped, axis=axis)
+        else:
+            idx = type(self).fn(x, axis=axis)
+        idx = idx.astype(np.int64)
+        return (np.expand_dims(idx, axis) if self.attrs["keepdims"] else idx,)
+
+
+ArgMax = register_op(type("ArgMax", (_ArgReduce,), {"op_type": "ArgMax",
+                                                     "fn": staticmethod(np.argmax)}))
+ArgMin = register_op(type("ArgMin", (_ArgReduce,), {"op_type": "ArgMin",
+                                                     "fn": staticmethod(np.argmin)}))

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..errors import ModelError, ShapeError
-from .base import Op, check_dtype_name, register_op
+from .base import REQUIRED, Op, check_dtype_name, register_op
 
 
 def _norm_axis(op: Op, axis: int, rank: int, what: str = "axis") -> int:
@@ -429,3 +429,111 @@ def _pad_index(mode: str, n: int, before: int, after: int) -> np.ndarray:
     period = 2 * (n - 1)
     j = i % period
     return np.where(j >= n, period - j, j)
+
+
+@register_op
+class Range(Op):
+    """start + i·delta for i < max(ceil((limit − start) / delta), 0), in the inputs' type
+    (ONNX Range; the count is computed in float64, as onnx's reference does)."""
+    op_type = "Range"
+    INPUTS = (3, 3)
+    ATTRS = {"stash_type": ("int", 1)}
+    MAX_ELEMENTS = 1 << 31
+
+    def run(self, start, limit, delta):
+        if any(v.size != 1 for v in (start, limit, delta)):
+            self.fail(f"start, limit and delta must be scalars, got shapes "
+                      f"{[v.shape for v in (start, limit, delta)]}", ShapeError)
+        dt = start.dtype
+        s, lim, d = (v.reshape(()).item() for v in (start, limit, delta))
+        if d == 0:
+            self.fail("delta is 0: the range would never reach its limit", ShapeError)
+        n = max(int(math.ceil((lim - s) / d)), 0)
+        if n > self.MAX_ELEMENTS:
+            self.fail(f"the range [{s}, {lim}) by {d} has {n} elements, more than "
+                      f"{self.MAX_ELEMENTS}", ShapeError)
+        return ((np.asarray(s, dt) + np.arange(n, dtype=dt) * np.asarray(d, dt)).astype(dt),)
+
+
+@register_op
+class Tile(_ConstInputs):
+    op_type = "Tile"
+    INPUTS = (2, 2)
+    CONST_INPUTS = (1,)
+
+    def run(self, x, repeats_in):
+        reps = self.ints((x, repeats_in), 1, "repeats")
+        if len(reps) != x.ndim or any(r < 0 for r in reps):
+            self.fail(f"repeats {reps} must hold one non-negative count per input dim "
+                      f"(rank {x.ndim})", ShapeError)
+        return (np.tile(x, reps),)
+
+
+@register_op
+class CumSum(Op):
+    """Cumulative sum along `axis` (input 1), optionally exclusive and/or reversed."""
+    op_type = "CumSum"
+    INPUTS = (2, 2)
+    ATTRS = {"exclusive": ("int", 0), "reverse": ("int", 0)}
+
+    def run(self, x, axis_in):
+        if axis_in.size != 1 or axis_in.dtype.kind not in "iu":
+            self.fail(f"axis must be an integer scalar, got {axis_in.dtype} {axis_in.shape}",
+                      ShapeError)
+        axis = _norm_axis(self, int(axis_in.reshape(-1)[0]), max(x.ndim, 1))
+        y = np.flip(x, axis) if self.attrs["reverse"] else x
+        y = np.cumsum(y, axis=axis, dtype=x.dtype)
+        if self.attrs["exclusive"]:
+            y = np.concatenate([np.zeros_like(np.take(y, [0], axis=axis)),
+                                np.take(y, range(y.shape[axis] - 1), axis=axis)], axis=axis)
+        return (np.flip(y, axis) if self.attrs["reverse"] else y,)
+
+
+@register_op
+class TopK(_ConstInputs):
+    """The k largest (or smallest) values along `axis` and their int64 indices; equal values
+    keep the lower index first (ONNX), which a stable sort gives."""
+    op_type = "TopK"
+    INPUTS = (2, 2)
+    OUTPUTS = (1, 2)
+    ATTRS = {"axis": ("int", -1), "largest": ("int", 1), "sorted": ("int", 1)}
+    CONST_INPUTS = (1,)
+
+    def run(self, x, k_in):
+        k = self.ints((x, k_in), 1, "K")
+        axis = _norm_axis(self, self.attrs["axis"], x.ndim)
+        if len(k) != 1 or not 0 <= k[0] <= x.shape[axis]:
+            self.fail(f"K must be one value in [0, {x.shape[axis]}] (axis {axis} of "
+                      f"{x.shape}), got {k}", ShapeError)
+        # stable sort on the negated values for "largest": ties stay in index order; NaN
+        # counts as the largest value, as in onnx's reference
+        key = x
+        if self.attrs["largest"]:
+            key = -x if x.dtype.kind in "fi" else np.iinfo(x.dtype).max - x
+        idx = np.argsort(key, axis=axis, kind="stable")
+        idx = np.take(idx, range(k[0]), axis=axis).astype(np.int64)
+        return np.take_along_axis(x, idx, axis=axis), idx
+
+
+@register_op
+class Einsum(Op):
+    """np.einsum with the equation as written (explicit or implicit output, ellipses)."""
+    op_type = "Einsum"
+    INPUTS = (1, None)
+    ATTRS = {"equation": ("string", REQUIRED)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        eq = attrs["equation"]
+        operands = len(eq.replace(" ", "").split("->")[0].split(","))
+        if operands != len(node.inputs):
+            raise ModelError(f"node {node.name!r} (Einsum): equation {eq!r} has {operands} "
+                             f"operands, the node {len(node.inputs)} inputs")
+
+    def run(self, *xs):
+        try:
+            y = np.einsum(self.attrs["equation"].replace(" ", ""), *xs, optimize=len(xs) > 2)
+        except ValueError as e:
+            self.fail(f"equation {self.attrs['equation']!r} does not fit the inputs "
+                      f"{[x.shape for x in xs]}: {e}", ShapeError)
+        return (np.asarray(y, dtype=np.result_type(*xs)),)
