@@ -164,8 +164,13 @@ def prepare_float_graph(model, who: str = "quantize_static") -> Graph:
     # weights built at run time (ConstantOfShape, Expand...) must become initializers to be
     # quantized, however large: fold without the size cap the default optimize keeps
     # squeeze-and-excitation blocks stay apart: each of their nodes has an int8 form
-    return optimize(model, fold_batch_norm=True, fuse_activations=False,
-                    fold_max_bytes=1 << 62, fuse_squeeze_excite=False)
+    opts = dict(fold_batch_norm=True, fuse_activations=False, fold_max_bytes=1 << 62,
+                fuse_squeeze_excite=False)
+    g = optimize(model, **opts, fuse_elementwise=False)
+    # 1-D convs and pools as 2-D ones (after BatchNorm folding, before elementwise fusion):
+    # the int8 kernels are 2-D
+    from ..graph.conv1d import as_2d
+    return optimize(as_2d(g), **opts)
 
 
 def observe_shapes(g: Graph, calibration_data, batch_size=None):

@@ -1,0 +1,83 @@
+"""1-D convolutions and pools through the 2-D int8 kernels (issue 15, item 2): the rewrite
+(qengine/graph/conv1d.py) against onnx.reference in float, its Squeeze/Unsqueeze round trips
+removed along a chain, and static int8 of a keyword-spotting-style front end against
+onnx.reference's float output (and its ONNX export run by ONNX Runtime)."""
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+import qengine  # noqa: E402
+from qengine.graph.conv1d import as_2d  # noqa: E402
+
+rng = np.random.default_rng(1)
+
+
+def _front_end(c_in=10, pads=(2, 2), auto_pad=None, group=1):
+    """Conv1d(k5) -> BN -> Relu -> MaxPool1d(2) -> Conv1d(k3, dilated, strided) -> Clip(0, 6)
+    -> AveragePool1d(3) -> Conv1d(1x1)."""
+    w1 = (rng.standard_normal((16, c_in // group, 5)) * 0.3).astype(np.float32)
+    bn = [rng.uniform(0.5, 1.5, 16), rng.standard_normal(16) * 0.1,
+          rng.standard_normal(16) * 0.1, rng.uniform(0.5, 1.5, 16)]
+    w2 = (rng.standard_normal((16, 16, 3)) * 0.2).astype(np.float32)
+    w3 = (rng.standard_normal((12, 16, 1)) * 0.3).astype(np.float32)
+    conv1 = {"group": group, **({"auto_pad": auto_pad} if auto_pad else {"pads": list(pads)})}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], **conv1),
+             helper.make_node("BatchNormalization", ["c1", "s", "b", "m", "v"], ["n1"]),
+             helper.make_node("Relu", ["n1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2], strides=[2]),
+             helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[2, 2], dilations=[2],
+                              strides=[2]),
+             helper.make_node("Clip", ["c2", "lo", "hi"], ["r2"]),
+             helper.make_node("AveragePool", ["r2"], ["p2"], kernel_shape=[3], pads=[1, 1],
+                              strides=[1]),
+             helper.make_node("Conv", ["p2", "w3"], ["y"])]
+    inits = {"w1": w1, "s": bn[0], "b": bn[1], "m": bn[2], "v": bn[3], "w2": w2,
+             "b2": rng.standard_normal(16) * 0.1, "w3": w3, "lo": np.float32(0),
+             "hi": np.float32(6)}
+    g = helper.make_graph(
+        nodes, "kws", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c_in, 49])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("kw", [{}, {"auto_pad": "SAME_UPPER"}, {"group": 2}])
+def test_rewrite_keeps_the_float_function_and_one_4d_chain(kw):
+    m = _front_end(**kw)
+    x = rng.standard_normal((4, 10, 49)).astype(np.float32)
+    want = ReferenceEvaluator(m).run(None, {"x": x})[0]
+    g = qengine.from_onnx(m)
+    g2 = as_2d(g)
+    ops = [n.op_type for n in g2.nodes]
+    # one Unsqueeze at the entrance, one Squeeze at the exit: the Relu and Clip between the
+    # layers run on the 4-D values
+    assert ops.count("Unsqueeze") == 1 and ops.count("Squeeze") == 1, ops
+    assert ops[0] == "Unsqueeze" and ops[-1] == "Squeeze"
+    for graph in (g, g2):
+        np.testing.assert_allclose(qengine.Session(graph).run({"x": x})["y"], want,
+                                   rtol=1e-4, atol=1e-5)
+    assert as_2d(g2) is g2                                      # nothing 1-D left
+
+
+def test_static_int8_runs_the_front_end_in_2d_kernels(tmp_path):
+    m = _front_end()
+    x = rng.standard_normal((96, 10, 49)).astype(np.float32)
+    ref = ReferenceEvaluator(m).run(None, {"x": x[64:]})[0].astype(np.float64)
+    q = qengine.quantize_static(qengine.from_onnx(m), {"x": x[:64]})
+    ops = [n.op_type for n in q.nodes]
+    assert ops.count("QConv") == 3 and "Conv" not in ops, ops
+    y = qengine.Session(q).run({"x": x[64:]})["y"]
+    sqnr = 10 * np.log10(np.sum(ref ** 2) / np.sum((y - ref) ** 2))
+    assert sqnr > 30, sqnr
+    # the graph it exports runs in ONNX Runtime to the same values (within its int8 kernels'
+    # accuracy on AVX2: its own QDQ model, compared in float)
+    ort = pytest.importorskip("onnxruntime")
+    qengine.export_onnx(q, tmp_path / "q.onnx")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(str(tmp_path / "q.onnx"), so, providers=["CPUExecutionProvider"])
+    got = s.run(None, {"x": x[64:]})[0]
+    assert 10 * np.log10(np.sum(ref ** 2) / np.sum((got - ref) ** 2)) > 30
