@@ -119,3 +119,53 @@ def test_instance_norm_reduce_l2_argmax_tile_on_feature_maps():
            {"x": np.round(x)})
     _check(helper.make_node("Tile", ["x", "r"], ["y"]), {"x": x},
            [("r", np.array([1, 2, 1, 3], np.int64))])
+
+
+@pytest.mark.parametrize("mode,coord", [("nearest", "asymmetric"), ("nearest", "half_pixel"),
+                                        ("linear", "half_pixel"), ("linear", "align_corners"),
+                                        ("linear", "pytorch_half_pixel"),
+                                        ("cubic", "half_pixel"), ("linear", "half_pixel_symmetric")])
+@pytest.mark.parametrize("how", ["scales", "sizes", "down"])
+def test_resize_feature_maps(mode, coord, how):
+    """The decoder's upsampling (x2 by scales, to a size) and a downscale, on [N, C, H, W]."""
+    x = rng.standard_normal((2, 3, 7, 10)).astype(np.float32)
+    inits = [("roi", np.zeros(0, np.float32))]
+    if how == "scales":
+        inits.append(("scales", np.array([1, 1, 2, 2], np.float32)))
+    elif how == "sizes":
+        inits += [("scales", np.zeros(0, np.float32)), ("sizes", np.array([2, 3, 15, 19],
+                                                                           np.int64))]
+    else:
+        inits.append(("scales", np.array([1, 1, 0.6, 0.45], np.float32)))
+    node = helper.make_node("Resize", ["x"] + [k for k, _ in inits], ["y"], mode=mode,
+                            coordinate_transformation_mode=coord)
+    _check(node, {"x": x}, inits, opset=19, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs,wshape", [
+    ({"strides": [2, 2]}, (6, 4, 2, 2)),                             # U-Net's up-convolution
+    ({"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]}, (6, 4, 3, 3)),
+    ({"strides": [2, 1], "dilations": [1, 2]}, (6, 4, 3, 3)),
+    ({"strides": [2, 2], "output_shape": [15, 21]}, (6, 4, 3, 3))])
+def test_conv_transpose_decoder_shapes(attrs, wshape):
+    x = rng.standard_normal((2, 6, 7, 10)).astype(np.float32)
+    inits = [("w", (rng.standard_normal(wshape) * 0.3).astype(np.float32)),
+             ("b", rng.standard_normal(wshape[1] * attrs.get("group", 1)).astype(np.float32))]
+    _check(helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], **attrs), {"x": x}, inits,
+           rtol=1e-4, atol=1e-5)
+
+
+def test_conv_transpose_groups_against_torch():
+    """onnx.reference has no groups for ConvTranspose: torch's conv_transpose2d is the oracle."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 6, 7, 10)).astype(np.float32)
+    w = (rng.standard_normal((6, 2, 3, 3)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 1],
+                            dilations=[1, 2], pads=[1, 0, 0, 2], group=3)
+    m = _model(node, {"x": x}, inits=[("w", w), ("b", b)])
+    got = qengine.Session(qengine.from_onnx(m)).run({"x": x})["y"]
+    full = torch.nn.functional.conv_transpose2d(
+        torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride=(2, 1),
+        dilation=(1, 2), groups=3).numpy()
+    np.testing.assert_allclose(got, full[:, :, 1:, :full.shape[3] - 2], rtol=1e-4, atol=1e-5)

@@ -37,9 +37,9 @@ def model(tmp_path_factory):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="r"),
-             helper.make_node("Resize", ["a", "", "scales"], ["b"]),            # unnamed
+             helper.make_node("SpaceToDepth", ["a"], ["b"], blocksize=1),       # unnamed
              helper.make_node("Relu", ["b"], ["c"], name="r2"),
-             helper.make_node("Resize", ["c", "", "scales"], ["d"], name="up2"),
+             helper.make_node("SpaceToDepth", ["c"], ["d"], blocksize=1, name="up2"),
              helper.make_node("FancyOp", ["d"], ["y"], name="mine", domain="com.example")]
     scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 2, 4, 4])],
@@ -56,10 +56,11 @@ def test_every_unsupported_op_is_named(model):
     with pytest.raises(UnsupportedOpsError) as e:
         from_onnx(model)
     got = [(o["domain"], o["op"], o["node"]) for o in e.value.ops]
-    assert got == [("ai.onnx", "Resize", "Resize_1"), ("ai.onnx", "Resize", "up2"),
+    assert got == [("ai.onnx", "SpaceToDepth", "SpaceToDepth_1"),
+                   ("ai.onnx", "SpaceToDepth", "up2"),
                    ("com.example", "FancyOp", "mine")]
     msg = str(e.value)
-    assert "Resize [ai.onnx] x2 ('Resize_1', 'up2')" in msg
+    assert "SpaceToDepth [ai.onnx] x2 ('SpaceToDepth_1', 'up2')" in msg
     assert "FancyOp [com.example] x1 ('mine')" in msg and "qengine inspect" in msg
 
 
@@ -73,10 +74,10 @@ def test_inspect_still_shows_the_graph(model):
     p = _qe("inspect", model)
     assert p.returncode == 0, p.stderr
     assert "nodes (5)" in p.stdout and "unsupported ops (3 nodes)" in p.stdout
-    assert "com.example" in p.stdout and "Resize_1" in p.stdout
+    assert "com.example" in p.stdout and "SpaceToDepth_1" in p.stdout
     d = json.loads(_qe("inspect", model, "--json").stdout)
-    assert [n["name"] for n in d["nodes"]] == ["r", "Resize_1", "r2", "up2", "mine"]
-    assert [u["node"] for u in d["unsupported"]] == ["Resize_1", "up2", "mine"]
+    assert [n["name"] for n in d["nodes"]] == ["r", "SpaceToDepth_1", "r2", "up2", "mine"]
+    assert [u["node"] for u in d["unsupported"]] == ["SpaceToDepth_1", "up2", "mine"]
     assert d["inputs"] == [{"name": "x", "dtype": "float32", "shape": [1, 2, 4, 4]}]
     p = _qe("run", model, "-o", model.parent / "o.npz")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "unsupported ONNX ops" in p.stderr

@@ -281,6 +281,9 @@ def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
     elif op.startswith("Reduce") and "axes" in attrs and \
             opset < (13 if op == "ReduceSum" else 18):
         ins = ins[:1] + [b.const(f"{name}_axes", _int64s(attrs.pop("axes"), where, "axes"))]
+    elif op == "Resize" and opset < 11:     # Resize-10: X, scales; Upsample's semantics
+        ins = ins[:1] + ["", ins[1] if len(ins) > 1 else ""]
+        attrs.update(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     elif op == "TopK" and opset < 10:
         if "k" not in attrs:
             raise ModelError(f"{where}: the k attribute is required at opset < 10")

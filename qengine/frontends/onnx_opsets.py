@@ -289,6 +289,10 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
     "Where": _v((9, BASE, "select with broadcasting"), (16, SAME, _BF16)),
     # issue 15: the ops of audio front ends, segmentation and small transformers
     "ArgMax": _ARG, "ArgMin": _ARG,
+    "ConvTranspose": _v((1, BASE, "N-D, groups, dilations, pads / output_padding / "
+                                  "output_shape / auto_pad (NumPy)"),
+                        (11, SAME, "wording: auto_pad SAME pads and output_shape"),
+                        (22, SAME, _BF16)),
     "CumSum": _v((11, BASE, "cumulative sum along input axis; exclusive, reverse"),
                  (14, SAME, f"{_BF16}, float16")),
     "Einsum": _v((12, BASE, "Einstein summation (np.einsum: explicit or implicit output, "
@@ -299,6 +303,15 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
                 (27, IMPLEMENTED, "adds stash_type: the accumulation type of 16-bit float "
                                   "ranges, which qengine has no dtype for (float32 / float64 / "
                                   "integer ranges are unaffected)")),
+    "Resize": _v((10, BASE, "nearest / linear by scales, asymmetric coordinates, nearest "
+                            "rounds down (what onnxruntime does; the frontend sets those "
+                            "attributes)"),
+                 (11, IMPLEMENTED, "adds roi, sizes, coordinate_transformation_mode, "
+                                   "nearest_mode, cubic, exclude_outside, extrapolation_value"),
+                 (13, IMPLEMENTED, f"{_BF16}; roi and scales may be omitted (qengine "
+                                   f"treats every opset so)"),
+                 (18, IMPLEMENTED, "adds antialias, axes and keep_aspect_ratio_policy"),
+                 (19, IMPLEMENTED, "adds coordinate_transformation_mode half_pixel_symmetric")),
     "ReduceL1": _REDUCE, "ReduceL2": _REDUCE, "ReduceProd": _REDUCE,
     "ReduceSumSquare": _REDUCE,
     "ReduceLogSumExp": _REDUCE + _v((28, SAME, "drops the integer types")),

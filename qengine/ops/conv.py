@@ -161,3 +161,97 @@ def _conv_per_tap(xp, wmat, geo: Geometry):
         else:
             y += term
     return y.reshape((n, g * mg) + geo.out)
+
+
+@register_op
+class ConvTranspose(Op):
+    """ONNX ConvTranspose (N-D, groups, strides, dilations, pads / output_padding /
+    output_shape / auto_pad) in NumPy: each input position scatters W times its value into
+    the output (a GEMM to columns, then a col2im that adds every kernel tap's strided slice),
+    then the pads are cropped. W is [C, M/group, *kernel]."""
+    op_type = "ConvTranspose"
+    INPUTS = (2, 3)
+    ATTRS = {**WINDOW_ATTRS, "group": ("int", 1), "output_padding": ("ints", None),
+             "output_shape": ("ints", None)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        where = f"node {node.name!r} (ConvTranspose)"
+        check_window_attrs(attrs, where)
+        if attrs["group"] < 1:
+            raise ModelError(f"{where}: group must be >= 1, got {attrs['group']}")
+        if attrs["output_padding"] is not None and min(attrs["output_padding"], default=0) < 0:
+            raise ModelError(f"{where}: output_padding must be >= 0, got "
+                             f"{attrs['output_padding']}")
+
+    def _geometry(self, x_sizes, kernel):
+        """(strides, dilations, pads begin, pads end, output_padding) for these sizes."""
+        n = len(x_sizes)
+        a = self.attrs
+        st = list(a["strides"] or [1] * n)
+        dil = list(a["dilations"] or [1] * n)
+        op = list(a["output_padding"] or [0] * n)
+        if any(len(v) != n for v in (st, dil, op)):
+            self.fail(f"strides / dilations / output_padding do not have one entry per spatial "
+                      f"dim ({n})", ShapeError)
+        if any(o >= max(s, d) for o, s, d in zip(op, st, dil)):
+            self.fail(f"output_padding {op} must be smaller than the stride or the dilation",
+                      ShapeError)
+        full = [(i - 1) * s + (k - 1) * d + 1 + o
+                for i, s, k, d, o in zip(x_sizes, st, kernel, dil, op)]
+        out_shape = a["output_shape"]
+        if out_shape is not None:
+            out_shape = list(out_shape)[-n:]
+        elif a["auto_pad"] in ("SAME_UPPER", "SAME_LOWER"):
+            out_shape = [i * s for i, s in zip(x_sizes, st)]
+        if out_shape is not None:
+            total = [f - o for f, o in zip(full, out_shape)]
+            if any(t < 0 for t in total):
+                # a larger output than the full one: ONNX pads the end (output_padding-like)
+                op = [o + max(-t, 0) for o, t in zip(op, total)]
+                full = [f + max(-t, 0) for f, t in zip(full, total)]
+                total = [max(t, 0) for t in total]
+            upper = a["auto_pad"] != "SAME_LOWER"
+            begin = [t // 2 if upper else t - t // 2 for t in total]
+            end = [t - b for t, b in zip(total, begin)]
+        elif a["auto_pad"] == "VALID" or a["pads"] is None:
+            begin = end = [0] * n
+        else:
+            begin, end = list(a["pads"][:n]), list(a["pads"][n:])
+        return st, dil, begin, end, op, full
+
+    def run(self, x, w, b=None):
+        g = self.attrs["group"]
+        if x.ndim < 3 or w.ndim != x.ndim or w.shape[0] != x.shape[1] or x.shape[1] % g:
+            self.fail(f"input {x.shape} and W {w.shape} do not fit (W must be [C, M/group, "
+                      f"*kernel] with C = the input's channels, divisible by group {g})",
+                      ShapeError)
+        kernel = w.shape[2:]
+        if self.attrs["kernel_shape"] is not None and tuple(self.attrs["kernel_shape"]) != \
+                tuple(kernel):
+            self.fail(f"kernel_shape {self.attrs['kernel_shape']} does not match W {w.shape}",
+                      ShapeError)
+        st, dil, begin, end, _, full = self._geometry(x.shape[2:], kernel)
+        n, c = x.shape[:2]
+        cg, mg = c // g, w.shape[1]
+        sizes = x.shape[2:]
+        dt = np.result_type(x.dtype, w.dtype)
+        # columns: [N, G, Mg·K, L] = W_g^T [Mg·K, Cg] times x_g [Cg, L]
+        wg = w.astype(dt, copy=False).reshape(g, cg, mg * int(np.prod(kernel)))
+        xg = x.astype(dt, copy=False).reshape(n, g, cg, -1)
+        cols = np.matmul(wg.transpose(0, 2, 1)[None], xg)
+        cols = cols.reshape((n, g * mg) + tuple(kernel) + tuple(sizes))
+        y = np.zeros((n, g * mg) + tuple(full), dt)
+        for tap in np.ndindex(*kernel):
+            dst = (slice(None), slice(None)) + tuple(
+                slice(t * d, t * d + (i - 1) * s + 1, s)
+                for t, d, i, s in zip(tap, dil, sizes, st))
+            y[dst] += cols[(slice(None), slice(None)) + tap]
+        crop = (slice(None), slice(None)) + tuple(
+            slice(bg, f - e) for bg, e, f in zip(begin, end, full))
+        y = y[crop]
+        if b is not None:
+            if b.shape != (g * mg,):
+                self.fail(f"B has shape {b.shape}, expected ({g * mg},)", ShapeError)
+            y = y + b.astype(dt).reshape((1, -1) + (1,) * len(sizes))
+        return (np.ascontiguousarray(y, dtype=x.dtype),)
