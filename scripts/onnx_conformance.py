@@ -81,6 +81,10 @@ DEVIATIONS = {"test_max_float16": _F32, "test_max_float64": _F32,
               **{f"test_einsum_{k}": _F32 for k in (
                   "transpose", "sum", "batch_diagonal", "inner_prod", "batch_matmul", "scalar")},
               "test_range_float16_type_positive_delta": _F32,
+              **{f"test_mod_{k}": _F32 for k in (
+                  "mixed_sign_float64", "mixed_sign_float16", "float64_mixed_sign_fmod_0",
+                  "float16_mixed_sign_fmod_0", "float_edge_cases_fmod_0_float16",
+                  "float_edge_cases_fmod_0_float64")},
               **{f"test_reduce_log_sum_exp_{k}_{d}": _F32 for d in ("example", "random")
                  for k in ("do_not_keepdims", "keepdims", "default_axes_keepdims",
                            "negative_axes_keepdims")}}

@@ -299,6 +299,10 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
                             "ellipses)"), (28, SAME, _BF16)),
     "InstanceNormalization": _v((6, BASE, "per sample and channel over the spatial axes"),
                                 (22, SAME, _BF16)),
+    "Mod": _v((10, BASE, "fmod=0: the divisor's sign (Python's %); fmod=1: C fmod"),
+              (13, SAME, _BF16),
+              (28, SAME, "wording: float remainders with fmod=0 defined (the divisor's sign, "
+                         "as qengine computes them at every opset)")),
     "Range": _v((11, BASE, "start + i·delta, count max(ceil((limit − start) / delta), 0)"),
                 (27, IMPLEMENTED, "adds stash_type: the accumulation type of 16-bit float "
                                   "ranges, which qengine has no dtype for (float32 / float64 / "

@@ -278,3 +278,25 @@ class Gelu(Op):
         if x.dtype.kind != "f":
             self.fail(f"expects a float tensor, got {x.dtype}", ShapeError)
         return (self.chain(x),)
+
+
+@register_op
+class Mod(Op):
+    """Remainder with broadcasting: fmod=0 takes the divisor's sign, as Python's % (NumPy's
+    mod, floats too); fmod=1 the dividend's, as C fmod."""
+    op_type = "Mod"
+    INPUTS = (2, 2)
+    ATTRS = {"fmod": ("int", 0)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        if attrs["fmod"] not in (0, 1):
+            raise ModelError(f"node {node.name!r} (Mod): fmod must be 0 or 1, got "
+                             f"{attrs['fmod']}")
+
+    def run(self, a, b):
+        if a.dtype.kind in "iu" and np.any(b == 0):
+            self.fail("integer Mod by zero", ShapeError)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.fmod(a, b) if self.attrs["fmod"] else np.mod(a, b)
+        return (y.astype(a.dtype, copy=False),)
