@@ -1,7 +1,7 @@
 """ONNX Resize (opsets 10-19): nearest, linear and cubic, every coordinate_transformation_mode,
 scales or sizes (with keep_aspect_ratio_policy), axes, roi for tf_crop_and_resize,
 exclude_outside and extrapolation_value. Separable: one axis at a time, each output index
-reading a few input indices with weights, computed in float64 and cast back once.
+reading a few input indices with weights (a gather for nearest).
 
 The neighbourhood follows onnx's definition: for a source coordinate x the taps are the n
 input indices nearest x (the smaller one first on a tie), i0 = ceil(x) − 1 and the ratio
@@ -164,18 +164,32 @@ class Resize(Op):
             w = np.where((idx < 0) | (idx >= n_in), 0.0, w)
             w = w / w.sum(1, keepdims=True)
         idx = np.clip(idx, 0, n_in - 1)
-        moved = np.moveaxis(y, axis, -1)
-        out = np.zeros(moved.shape[:-1] + (n_out,), np.float64)
+        if mode == "nearest" and outside is None:       # one tap of weight 1: a gather
+            return np.take(y, idx[np.arange(n_out), w.argmax(1)], axis=axis)
+        w = w.astype(y.dtype)
+        shape = [1] * y.ndim
+        shape[axis] = n_out
+        out = None
         for k in range(w.shape[1]):
-            if np.any(w[:, k]):
-                out += moved[..., idx[:, k]] * w[:, k]
+            if not np.any(w[:, k]):
+                continue
+            term = np.take(y, idx[:, k], axis=axis)
+            term *= w[:, k].reshape(shape)
+            if out is None:
+                out = term
+            else:
+                out += term
+        if out is None:
+            out = np.zeros(y.shape[:axis] + (n_out,) + y.shape[axis + 1:], y.dtype)
         if outside is not None:
-            out[..., outside] = self.attrs["extrapolation_value"]
-        return np.moveaxis(out, -1, axis)
+            np.moveaxis(out, axis, -1)[..., outside] = self.attrs["extrapolation_value"]
+        return out
 
     def run(self, x, roi=None, scales=None, sizes=None):
         plan = self._plan(x.shape, roi, scales, sizes)
-        y = x.astype(np.float64)
+        # float inputs interpolate in their own type (float32 models stay float32, as in
+        # onnxruntime); integers in float64, rounded back once
+        y = x if x.dtype.kind == "f" else x.astype(np.float64)
         for axis, scale, n_out, lo, hi in plan:
             if math.isclose(scale, 1.0) and n_out == y.shape[axis] and \
                     math.isclose(lo, 0.0) and math.isclose(hi, 1.0):
