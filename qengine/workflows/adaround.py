@@ -154,12 +154,7 @@ def adaround_codes(g: Graph, batches, names, per_channel=True, bits=8, samples=6
             gram = cols @ cols.T
             grams[k] = gram if grams[k] is None else grams[k] + gram
             counts[k] += cols.shape[1]
-    taken = 0
-    for feeds in batches:
-        if taken >= samples:
-            break
-        tap.run_tapped(feeds, on_value)
-        taken += max(1, len(next(iter(feeds.values()))))
+    _tap_rows(tap, batches, on_value, samples)
     out = {}
     for i, (k, n) in enumerate(nodes.items()):
         wt = _weight_matrix(g, n)
@@ -246,10 +241,15 @@ def dynamic_grams(g: Graph, batches, rnn_nodes: dict, linear_inputs: dict,
     def on_value(v, x):
         for k in by_value[v]:
             grams.add((k, "x"), x)
+    _tap_rows(tap, batches, on_value, samples)
+    return grams
+
+
+def _tap_rows(tap, batches, on_value, samples):
+    """Run the tapped graph over the batches until `samples` rows (first axis) were seen."""
     taken = 0
     for feeds in batches:
         if taken >= samples:
             break
         tap.run_tapped(feeds, on_value)
         taken += max(1, len(next(iter(feeds.values()))))
-    return grams

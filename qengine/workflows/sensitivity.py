@@ -24,7 +24,6 @@ the layers before it have accumulated.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -464,14 +463,8 @@ def _float_precision(q: Graph, name: str) -> str:
 
 def _latency_ms(g: Graph, feeds, runs: int = 7) -> float:
     from ..session import Session
-    sess = Session(g, nan="allow")
-    sess.run(feeds)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(feeds)
-        times.append(time.perf_counter() - t)
-    return 1000.0 * float(np.median(times))
+    from ..tools.bench import time_runs
+    return 1000.0 * float(np.median(time_runs(Session(g, nan="allow"), feeds, runs, 1)))
 
 
 def _unreachable(budget, achieved, scores, layers, met, by_metric=False) -> str:
