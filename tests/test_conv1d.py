@@ -81,3 +81,49 @@ def test_static_int8_runs_the_front_end_in_2d_kernels(tmp_path):
     s = ort.InferenceSession(str(tmp_path / "q.onnx"), so, providers=["CPUExecutionProvider"])
     got = s.run(None, {"x": x[64:]})[0]
     assert 10 * np.log10(np.sum(ref ** 2) / np.sum((got - ref) ** 2)) > 30
+
+
+def test_nearest_resize_moves_uint8_codes_between_int8_convs(tmp_path):
+    """Nearest Resize in static int8 picks codes: bit-identical to running it in float between
+    a dequantize and a quantize with the same qparams; linear stays float."""
+    w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
+    w2 = (rng.standard_normal((4, 8, 3, 3)) * 0.3).astype(np.float32)
+
+    def model(mode):
+        nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+                 helper.make_node("Relu", ["c1"], ["r1"]),
+                 helper.make_node("Resize", ["r1", "", "s"], ["u"], mode=mode, name="up"),
+                 helper.make_node("Conv", ["u", "w2"], ["y"], pads=[1, 1, 1, 1])]
+        g = helper.make_graph(
+            nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(v, k) for k, v in
+             (("w1", w1), ("w2", w2), ("s", np.array([1, 1, 2, 2], np.float32)))])
+        return qengine.from_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)]))
+    x = rng.standard_normal((32, 3, 16, 16)).astype(np.float32)
+    q = qengine.quantize_static(model("nearest"), {"x": x})
+    up = next(n for n in q.nodes if n.name == "up")
+    made_by = {o: n for n in q.nodes for o in n.outputs}
+    t = made_by[up.inputs[0]]           # QConv's NHWC codes, transposed to the op's NCHW
+    assert t.op_type == "Transpose" and made_by[t.inputs[0]].op_type == "QConv"
+    qf = qengine.quantize_static(model("nearest"), {"x": x},
+                                 qengine.StaticQuantConfig(keep_float={"up"}))
+    assert "Resize" in [n.op_type for n in qf.nodes]
+    got = qengine.Session(q).run({"x": x})["y"]
+    np.testing.assert_array_equal(got, qengine.Session(qf).run({"x": x})["y"])
+    assert len([n for n in q.nodes if n.op_type == "DequantizeU8"]) == 1   # only at the end
+    ql = qengine.quantize_static(model("linear"), {"x": x})
+    assert len([n for n in ql.nodes if n.op_type == "DequantizeU8"]) == 2  # float island
+    ort = pytest.importorskip("onnxruntime")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # QDQ run as written (dequantize -> float op -> quantize): the same integers; QOperator
+    # runs ORT's own int8 kernels (which saturate on AVX2, docs/accuracy.md): it loads and runs
+    for fmt in ("qdq", "qoperator"):
+        qengine.export_onnx(q, tmp_path / f"{fmt}.onnx", format=fmt)
+        s = ort.InferenceSession(str(tmp_path / f"{fmt}.onnx"), so,
+                                 providers=["CPUExecutionProvider"])
+        y = s.run(None, {"x": x})[0]
+        assert y.shape == got.shape
+        if fmt == "qdq":
+            np.testing.assert_allclose(y, got, rtol=1e-5, atol=1e-5)

@@ -155,8 +155,8 @@ class _Raiser:
         self.o.retarget(self.dq(n.inputs[0], a["scale"], a["zero_point"]), n.outputs[0])
 
     def _pass(self, n):
-        """Reshape / Flatten / Squeeze / Unsqueeze / the model's Transpose on uint8: the same
-        bytes, the input's qparams; a layout-change Transpose disappears."""
+        """Reshape / Flatten / Squeeze / Unsqueeze / nearest Resize / the model's Transpose on
+        uint8: the input's bytes and qparams; a layout-change Transpose disappears."""
         x = self.t(n.inputs[0])
         if n.name in self.changes:
             self.alias[n.outputs[0]] = x

@@ -188,14 +188,17 @@ class Resize(Op):
     def run(self, x, roi=None, scales=None, sizes=None):
         plan = self._plan(x.shape, roi, scales, sizes)
         # float inputs interpolate in their own type (float32 models stay float32, as in
-        # onnxruntime); integers in float64, rounded back once
-        y = x if x.dtype.kind == "f" else x.astype(np.float64)
+        # onnxruntime); nearest gathers any type (uint8 codes in static int8); other integer
+        # interpolation runs in float64, rounded back once
+        exact = self.attrs["mode"] == "nearest" and \
+            self.attrs["coordinate_transformation_mode"] != "tf_crop_and_resize"
+        y = x if x.dtype.kind == "f" or exact else x.astype(np.float64)
         for axis, scale, n_out, lo, hi in plan:
             if math.isclose(scale, 1.0) and n_out == y.shape[axis] and \
                     math.isclose(lo, 0.0) and math.isclose(hi, 1.0):
                 continue
             y = self._axis(y, axis, scale, n_out, lo, hi)
-        if x.dtype.kind in "iu":
+        if x.dtype.kind in "iu" and not exact:
             info = np.iinfo(x.dtype)
             y = np.clip(np.rint(y), info.min, info.max)
         return (np.ascontiguousarray(y.astype(x.dtype)),)

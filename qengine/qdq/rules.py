@@ -382,10 +382,32 @@ class PassThroughRule(Rule):
         return None
 
 
+class ResizeRule(PassThroughRule):
+    """Nearest Resize picks input elements: the uint8 bytes move, the qparams stay (NCHW, the
+    op's own layout). Linear / cubic would mix codes and need a requantize: they stay float."""
+    ops = ("Resize",)
+    moves_bytes = False             # an upsample makes new bytes: worth it even next to float
+
+    def refuse(self, u):
+        a = u.node.attrs
+        if a.get("mode", "nearest") != "nearest":
+            return f"mode {a.get('mode')!r}: only nearest Resize runs on int8 codes"
+        if a.get("coordinate_transformation_mode") == "tf_crop_and_resize":
+            return "tf_crop_and_resize fills with a float extrapolation_value"
+        return super().refuse(u)
+
+    def emit(self, u, b):
+        n = u.node
+        rest = [b.get_float(v) if v else "" for v in n.inputs[1:]]
+        b.emit(n.op_type, n.name, [b.get_q(u.qin(0), "plain"), *rest],
+               [b.put_q(u.qout, "plain")], **n.attrs)
+        return None
+
+
 RULES: dict[str, Rule] = {}
 for _rule in (ConvRule(), GemmRule(), MaxPoolRule(), PoolRule(), GlobalAveragePoolRule(),
               ReduceMeanRule(),
               BinaryRule(), ConcatRule(), ClampLutRule(), LutRule(), ChainRule(),
-              PassThroughRule()):
+              ResizeRule(), PassThroughRule()):
     for _op in _rule.ops:
         RULES.setdefault(_op, _rule)       # the first rule listed for an op wins
