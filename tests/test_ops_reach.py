@@ -169,3 +169,30 @@ def test_conv_transpose_groups_against_torch():
         torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride=(2, 1),
         dilation=(1, 2), groups=3).numpy()
     np.testing.assert_allclose(got, full[:, :, 1:, :full.shape[3] - 2], rtol=1e-4, atol=1e-5)
+
+
+def test_ops_that_make_data_refuse_absurd_sizes_clearly():
+    """A malformed model asking for billions of elements gets a ShapeError naming the size,
+    not a MemoryError (or a machine out of memory)."""
+    x = rng.standard_normal((1, 2, 3, 3)).astype(np.float32)
+    cases = [
+        (helper.make_node("Tile", ["x", "r"], ["y"]), [("r", np.array([1, 1, 70000, 70000],
+                                                                       np.int64))]),
+        (helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[100000, 100000]),
+         [("w", np.ones((2, 1, 2, 2), np.float32))]),
+        (helper.make_node("Resize", ["x", "", "", "s"], ["y"]),
+         [("s", np.array([1, 2, 60000, 60000], np.int64))])]
+    for node, inits in cases:
+        s = qengine.Session(qengine.from_onnx(_model(node, {"x": x}, inits=inits, opset=19),
+                                              optimize=False))
+        with pytest.raises(qengine.QEngineError, match="elements, more than"):
+            s.run({"x": x})
+    m = _model(helper.make_node("Range", ["a", "b", "c"], ["y"]), {},
+               inits=[("a", np.array(0, np.int64)), ("b", np.array(1 << 40, np.int64)),
+                      ("c", np.array(1, np.int64))])
+    with pytest.raises(qengine.QEngineError, match="elements, more than"):
+        qengine.Session(qengine.from_onnx(m, optimize=False)).run({})
+    m = _model(helper.make_node("ConvTranspose", ["x", "w"], ["y"], pads=[5, 5, 5, 5]),
+               {"x": x}, inits=[("w", np.ones((2, 1, 2, 2), np.float32))])
+    with pytest.raises(qengine.QEngineError, match="crop more than"):
+        qengine.Session(qengine.from_onnx(m, optimize=False)).run({"x": x})

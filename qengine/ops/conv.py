@@ -25,6 +25,7 @@ from .activation import ACTIVATION_ATTRS, activation_bounds, apply_activation, c
 from .base import Op, register_op
 from .spatial import (WINDOW_ATTRS, Geometry, GeometryCache, check_window_attrs, pad_spatial,
                       tap_slices, windows)
+from .tensor import check_made
 
 #: im2col buffers above this many elements are built one batch item at a time
 _COLS_MAX_ELEMENTS = 1 << 24
@@ -233,6 +234,9 @@ class ConvTranspose(Op):
                       ShapeError)
         st, dil, begin, end, _, full = self._geometry(x.shape[2:], kernel)
         n, c = x.shape[:2]
+        check_made(self, (n, w.shape[1] * self.attrs["group"], *full))
+        if any(f - b - e < 0 for f, b, e in zip(full, begin, end)):
+            self.fail(f"pads {begin + end} crop more than the full output {full}", ShapeError)
         cg, mg = c // g, w.shape[1]
         sizes = x.shape[2:]
         dt = np.result_type(x.dtype, w.dtype)

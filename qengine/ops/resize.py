@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ModelError, ShapeError
 from .base import Op, register_op
+from .tensor import check_made
 
 MODES = ("nearest", "linear", "cubic")
 COORDINATES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
@@ -107,10 +108,12 @@ class Resize(Op):
             out = [int(math.floor(s * in_shape[a])) for s, a in zip(sc, axes)]
         else:
             self.fail("one of scales and sizes must be given", ShapeError)
-        if any(o < 0 for o in out) or any(o > (1 << 24) * max(in_shape[a], 1)
-                                          for o, a in zip(out, axes)):
-            self.fail(f"output sizes {out} are out of range for input {list(in_shape)}",
-                      ShapeError)
+        if any(o < 0 for o in out):
+            self.fail(f"output sizes {out} are negative", ShapeError)
+        full = list(in_shape)
+        for a, o in zip(axes, out):
+            full[a] = o
+        check_made(self, full)
         roi_v = None if roi is None or not roi.size else roi.astype(np.float64).reshape(-1)
         if self.attrs["coordinate_transformation_mode"] == "tf_crop_and_resize":
             if roi_v is None or roi_v.size not in (2 * n, 2 * r):

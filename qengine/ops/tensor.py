@@ -14,6 +14,19 @@ from ..errors import ModelError, ShapeError
 from .base import REQUIRED, Op, check_dtype_name, register_op
 
 
+#: the most elements an op that makes new data from small inputs (Range, Tile, ConvTranspose,
+#: Resize) may produce: a malformed model asks for more, and gets a ShapeError instead of a
+#: MemoryError or an exhausted machine
+MAX_MADE_ELEMENTS = 1 << 31
+
+
+def check_made(op: Op, shape) -> None:
+    n = math.prod(int(d) for d in shape)
+    if n > MAX_MADE_ELEMENTS:
+        op.fail(f"the output {list(shape)} would hold {n} elements, more than "
+                f"{MAX_MADE_ELEMENTS}", ShapeError)
+
+
 def _norm_axis(op: Op, axis: int, rank: int, what: str = "axis") -> int:
     if not -rank <= axis < rank:
         op.fail(f"{what} {axis} is out of range for rank {rank}", ShapeError)
@@ -438,7 +451,6 @@ class Range(Op):
     op_type = "Range"
     INPUTS = (3, 3)
     ATTRS = {"stash_type": ("int", 1)}
-    MAX_ELEMENTS = 1 << 31
 
     def run(self, start, limit, delta):
         if any(v.size != 1 for v in (start, limit, delta)):
@@ -449,9 +461,7 @@ class Range(Op):
         if d == 0:
             self.fail("delta is 0: the range would never reach its limit", ShapeError)
         n = max(int(math.ceil((lim - s) / d)), 0)
-        if n > self.MAX_ELEMENTS:
-            self.fail(f"the range [{s}, {lim}) by {d} has {n} elements, more than "
-                      f"{self.MAX_ELEMENTS}", ShapeError)
+        check_made(self, (n,))
         return ((np.asarray(s, dt) + np.arange(n, dtype=dt) * np.asarray(d, dt)).astype(dt),)
 
 
@@ -466,6 +476,7 @@ class Tile(_ConstInputs):
         if len(reps) != x.ndim or any(r < 0 for r in reps):
             self.fail(f"repeats {reps} must hold one non-negative count per input dim "
                       f"(rank {x.ndim})", ShapeError)
+        check_made(self, [d * r for d, r in zip(x.shape, reps)])
         return (np.tile(x, reps),)
 
 
