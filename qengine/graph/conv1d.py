@@ -94,20 +94,14 @@ def _cancel(g: Graph) -> Graph:
         if found is None:
             break
         s, chain, u = found
-        rename = {u.outputs[0]: (chain[-1].outputs[0] if chain else s.inputs[0])}
-        if chain:
-            first = chain[0]
-            rename_in = {s.outputs[0]: s.inputs[0]}
-            chain_names = {c.name for c in chain}
-        else:
-            rename_in, chain_names = {}, set()
+        # the Squeeze's readers read its 4-D input, the Unsqueeze's readers the chain's end
+        rename = {s.outputs[0]: s.inputs[0],
+                  u.outputs[0]: chain[-1].outputs[0] if chain else s.inputs[0]}
         nodes = []
         for n in g.nodes:
             if n is s or n is u:
                 continue
             ins = tuple(rename.get(v, v) for v in n.inputs)
-            if n.name in chain_names and n is first:
-                ins = tuple(rename_in.get(v, v) for v in ins)
             nodes.append(Node(n.op_type, n.name, ins, n.outputs, n.attrs)
                          if ins != n.inputs else n)
         for c in chain:                     # their values are 4-D now

@@ -186,7 +186,8 @@ class ConvTranspose(Op):
                              f"{attrs['output_padding']}")
 
     def _geometry(self, x_sizes, kernel):
-        """(strides, dilations, pads begin, pads end, output_padding) for these sizes."""
+        """(strides, dilations, pads begin, pads end, the uncropped output size) for these
+        input sizes."""
         n = len(x_sizes)
         a = self.attrs
         st = list(a["strides"] or [1] * n)
@@ -219,7 +220,7 @@ class ConvTranspose(Op):
             begin = end = [0] * n
         else:
             begin, end = list(a["pads"][:n]), list(a["pads"][n:])
-        return st, dil, begin, end, op, full
+        return st, dil, begin, end, full
 
     def run(self, x, w, b=None):
         g = self.attrs["group"]
@@ -232,7 +233,7 @@ class ConvTranspose(Op):
                 tuple(kernel):
             self.fail(f"kernel_shape {self.attrs['kernel_shape']} does not match W {w.shape}",
                       ShapeError)
-        st, dil, begin, end, _, full = self._geometry(x.shape[2:], kernel)
+        st, dil, begin, end, full = self._geometry(x.shape[2:], kernel)
         n, c = x.shape[:2]
         check_made(self, (n, w.shape[1] * self.attrs["group"], *full))
         if any(f - b - e < 0 for f, b, e in zip(full, begin, end)):

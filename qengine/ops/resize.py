@@ -78,11 +78,7 @@ class Resize(Op):
     def _plan(self, in_shape, roi, scales, sizes):
         """(per resized axis: (axis, scale, out size, roi start, roi end))."""
         r = len(in_shape)
-        axes = list(self.attrs["axes"] or range(r))
-        try:
-            axes = [a % r if -r <= a < r else None for a in axes]
-        except TypeError:
-            axes = [None]
+        axes = [a % r if -r <= a < r else None for a in self.attrs["axes"] or range(r)]
         if None in axes or len(set(axes)) != len(axes):
             self.fail(f"axes {self.attrs['axes']} are not distinct axes of rank {r}",
                       ShapeError)

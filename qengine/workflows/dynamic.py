@@ -17,7 +17,6 @@ named in one QuantizationWarning (`qengine quantize` prints it in its notes) and
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -222,8 +221,7 @@ def _rounded(learned, key, m, q, s, config):
 
 def _grams(g, data, config, slower):
     """The Gram matrices AdaRound needs, from the float model g on `data`."""
-    from ..calibration.collect import _split
-    from ..calibration.tap import TapSession
+    from ._measure import feed_batches
     from .adaround import dynamic_grams
     rnns, linears = {}, {}
     for n in g.nodes:
@@ -233,9 +231,7 @@ def _grams(g, data, config, slower):
             rnns[n.name] = (n.op_type.lower(), n.attrs)
         elif n.op_type in ("Gemm", "MatMul") and _const(g, n.inputs[1]) is not None:
             linears[n.name] = n.inputs[0]
-    if isinstance(data, Mapping):
-        data = _split(TapSession(g, []), data, None)[0]
-    return dynamic_grams(g, data, rnns, linears)
+    return dynamic_grams(g, feed_batches(g, data), rnns, linears)
 
 
 def _rnn(g, node, config, consumers, kind, learned=None):

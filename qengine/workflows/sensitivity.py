@@ -425,7 +425,8 @@ def auto_keep_float(model, calibration_data, target_sqnr_db: float | None = None
     closed = close_keep_float(st.g, kept)
     if not return_report:
         return q, closed, achieved
-    precision = {name: "int8" if name not in closed else _float_precision(q, name)
+    in_q = {n.name: n for n in q.nodes}
+    precision = {name: "int8" if name not in closed else _float_precision(q, in_q.get(name))
                  for name in st.layers}
     report = MixedPrecisionReport(
         target=budget, sqnr_db=achieved, metric=got[1], float_metric=float_metric,
@@ -453,9 +454,8 @@ def _macs(g: Graph, node) -> int:
     return int(np.prod(info.shape[1:])) * int(per_output)
 
 
-def _float_precision(q: Graph, name: str) -> str:
-    """"float16" when the float node `name` of q reads float16 weights, else "float32"."""
-    node = next((n for n in q.nodes if n.name == name), None)
+def _float_precision(q: Graph, node) -> str:
+    """"float16" when the float node of q reads float16 weights, else "float32"."""
     w = q.initializers.get(node.inputs[1]) if node is not None and len(node.inputs) > 1 \
         else None
     return "float16" if w is not None and w.dtype == np.float16 else "float32"
