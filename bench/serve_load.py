@@ -8,7 +8,9 @@ The model: the demo's 2-layer LSTM (8 → 128) with its head on every step, stre
 h_n / c_n out). qengine serves it dynamic int8 with per-row activations (so batching never
 changes a stream's outputs); ONNX Runtime serves torch's ONNX export of the same weights,
 quantize_dynamic'd (QInt8, after quant_pre_process). A chunk is 8 frames × 8 features; a frame
-is 10 ms, so a chunk is 80 ms of signal.
+is 10 ms, so a chunk is 80 ms of signal. A third server, `null`, is the ONNX Runtime app with no
+engine behind it (zeros returned at once): the most chunks per second this HTTP / WebSocket stack
+and batching carry on the machine, whatever the engine.
 
 Two modes per server, each `--seconds` long after a 1 s warm-up:
   paced   every stream sends a chunk every 80 ms (staggered), as a live source would; per-chunk
@@ -87,12 +89,21 @@ def build_models(d: Path):
 
 
 # ---- ONNX Runtime, served the sherpa-onnx way ---------------------------------------------------
+class _NullSession:
+    """No engine: zeros of the model's output shapes, the state passed through. Served by the
+    same app, it measures what the HTTP / WebSocket stack and the batching cost per chunk, the
+    ceiling of any engine behind them."""
+    def run(self, _, feeds):
+        x = feeds["x"]
+        return np.zeros((*x.shape[:2], 10), np.float32), feeds["h0"], feeds["c0"]
+
+
 def ort_app(model, threads, max_batch, max_wait_ms):
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.routing import Route, WebSocketRoute
     from starlette.responses import JSONResponse
-    sess = ort_session(str(model), threads)
+    sess = _NullSession() if model == "null" else ort_session(str(model), threads)
     queue: asyncio.Queue = asyncio.Queue()
 
     async def batches():
@@ -232,7 +243,8 @@ def main():
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--modes", default="paced,closed")
-    ap.add_argument("--engines", default="qengine,ort")
+    ap.add_argument("--engines", default="qengine,ort,null",
+                    help="null: the ORT app without an engine (the stack's own ceiling)")
     ap.add_argument("--json")
     ap.add_argument("--ort-server", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -252,7 +264,7 @@ def main():
         print(f"{'server':<22} {'batching':<16} {'mode':<7} {'chunks/s':>9} {'p50 ms':>8} "
               f"{'p99 ms':>8} {'RTF':>8}")
         for kind in a.engines.split(","):
-            model = qe_model if kind == "qengine" else ort_model
+            model = {"qengine": qe_model, "null": "null"}.get(kind, ort_model)
             for batch in (a.max_batch, 1):
                 proc, port = start_server(kind, model, a.threads, batch, a.max_wait_ms)
                 try:
