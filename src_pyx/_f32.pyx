@@ -342,3 +342,63 @@ def rnn(int kind, float[:, :, :] gx, r_packed, int r_tile, int H, float[:, ::1] 
     with nogil:
         rc = qe_f32_rnn_layer_run(&L)
     _check(rc, "recurrent layer")
+
+
+cdef extern from "qengine/f32/qe_f32_rows.h" nogil:
+    void qe_f32_softmax_rows(int isa, size_t rows, size_t n, const float *x, float *y)
+    void qe_f32_layer_norm_rows(int isa, size_t rows, size_t n, const float *x, const float *scale,
+                                const float *bias, float eps, float *y, float *mean, float *inv)
+
+
+def softmax_rows(x, y, int isa):
+    """y = softmax of x over its last axis; both C-contiguous float32 of one shape (n > 0).
+    The same bits for every isa."""
+    if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.dtype == np.float32
+            and y.dtype == np.float32 and x.flags.c_contiguous and y.flags.c_contiguous
+            and x.shape == y.shape and x.ndim >= 1 and x.shape[x.ndim - 1] > 0):
+        raise ValueError("softmax_rows: x and y must be C-contiguous float32 of one shape")
+    cdef size_t n = x.shape[x.ndim - 1]
+    cdef size_t rows = x.size // n
+    cdef const float *xp = _f(x)
+    cdef float *yp = _f(y)
+    with nogil:
+        qe_f32_softmax_rows(isa, rows, n, xp, yp)
+
+
+def layer_norm_rows(x, scale, bias, float eps, y, mean, inv, int isa):
+    """LayerNormalization of rows of `scale.size` values: x and y C-contiguous float32 of one
+    shape whose size is a multiple of n = scale.size; scale, bias (or None) float32 of n values;
+    mean and inv (or None) float32 with one value per row, written. The same bits for every
+    isa."""
+    cdef cnp.ndarray s = _f32c(scale, "scale", 1)
+    cdef size_t n = s.shape[0]
+    if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.dtype == np.float32
+            and y.dtype == np.float32 and x.flags.c_contiguous and y.flags.c_contiguous
+            and x.shape == y.shape and n > 0 and x.size % n == 0):
+        raise ValueError("layer_norm_rows: x and y must be C-contiguous float32 of one shape "
+                         "made of rows of scale.size values")
+    cdef size_t rows = x.size // n
+    cdef const float *bp = NULL
+    cdef float *mp = NULL
+    cdef float *ip = NULL
+    cdef cnp.ndarray b, m, i
+    if bias is not None:
+        b = _f32c(bias, "bias", 1)
+        if b.shape[0] != n:
+            raise ValueError(f"layer_norm_rows: bias has {b.shape[0]} values, expected {n}")
+        bp = _f(b)
+    for arr, what in ((mean, "mean"), (inv, "inv")):
+        if arr is not None and not (isinstance(arr, np.ndarray) and arr.dtype == np.float32
+                                    and arr.flags.c_contiguous and arr.size == rows):
+            raise ValueError(f"layer_norm_rows: {what} must be C-contiguous float32 of {rows}")
+    if mean is not None:
+        m = mean
+        mp = _f(m)
+    if inv is not None:
+        i = inv
+        ip = _f(i)
+    cdef const float *xp = _f(x)
+    cdef const float *sp = _f(s)
+    cdef float *yp = _f(y)
+    with nogil:
+        qe_f32_layer_norm_rows(isa, rows, n, xp, sp, bp, eps, yp, mp, ip)

@@ -356,6 +356,37 @@ def test_concat_reshape_mul_add_broadcast():
     _check(_model("Reshape", {"a": a}, {"s": np.array([0, -1], np.int64)}, {}, 7), {"a": a})
 
 
+def test_reshape_with_a_constant_target_follows_each_input_shape():
+    """Reshape caches its resolved target per input shape: a symbolic batch must get a fresh
+    one for every new shape, and a wrong size still fails, also after a good call."""
+    g = Graph([ValueInfo("x", "float32", ("n", 6))], [ValueInfo("y")],
+              [Node("Reshape", "r", ("x", "s"), ("y",))], {"s": np.array([0, 2, -1], np.int64)})
+    s = Session(g)
+    for n in (1, 4, 1, 7):
+        x = _randn(n, 6)
+        np.testing.assert_array_equal(s.run({"x": x})["y"], x.reshape(n, 2, 3))
+    bad = Graph([ValueInfo("x", "float32", ("n", 6))], [ValueInfo("y")],
+                [Node("Reshape", "r", ("x", "s"), ("y",))], {"s": np.array([-1, 4], np.int64)})
+    sb = Session(bad)
+    sb.run({"x": _randn(2, 6)})
+    with pytest.raises(ShapeError, match="cannot reshape"):
+        sb.run({"x": _randn(3, 6)})
+
+
+@pytest.mark.parametrize("op", ["Erf", "Gelu", "Mod", "PRelu"])
+def test_shape_inference_goes_through_elementwise_ops(op):
+    """An op without a shape rule stopped shape inference, and with it the folding of every
+    shape computation after it (a torch TransformerEncoder kept its Shape nodes past layer 0)."""
+    nodes = [Node(op, "e", ("x", "k") if op in ("Mod", "PRelu") else ("x",), ("e",),
+                  {"fmod": 1} if op == "Mod" else {}),
+             Node("Shape", "s", ("e",), ("shape",))]
+    g = Graph([ValueInfo("x", "float32", (2, 3))], [ValueInfo("shape")], nodes,
+              {"k": np.full((1, 3), 0.5, np.float32)})
+    info = infer_shapes(g).value_info
+    assert info["e"].shape == (2, 3) and info["e"].dtype == "float32"
+    assert info["shape"].shape == (2,)
+
+
 def test_fused_activation_attribute_on_conv_and_gemm():
     """The FP32 ops apply fused_activation themselves (numpy oracle: conv then clamp)."""
     x, w = _randn(1, 2, 5, 5), _randn(3, 2, 3, 3)

@@ -42,6 +42,10 @@ def test_model_imports_matches_ort_and_quantizes(models, i, name):
     got = qengine.Session(g).run(test)
     for k, w in zip(names, want):
         assert np.max(np.abs(got[k] - w)) <= 1e-4 * np.max(np.abs(w)), k
+    if name == "encoder":      # shapes static: every shape computation folds, GELU fuses
+        ops = {n.op_type for n in g.nodes}
+        assert not ops & {"Shape", "Erf", "Sqrt", "Concat", "Cast"}, ops
+        assert sum(n.attrs.get("pattern") == "GELU" for n in g.nodes) == 4
     out = names[0]
     dyn = qengine.quantize_dynamic(g, qengine.DynamicQuantConfig(cost_model=False))
     assert any(n.op_type.startswith("DynamicQuant") for n in dyn.nodes)

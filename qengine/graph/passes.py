@@ -111,8 +111,9 @@ _NEVER_FOLD = frozenset({"LSTM", "GRU", "DequantizeLinear"})
 
 _SAME_SHAPE = frozenset({"Relu", "Tanh", "Sigmoid", "Neg", "Exp", "Sqrt", "Abs", "Identity",
                          "LeakyRelu", "Softmax", "LogSoftmax", "Clip", "Cast", "HardSigmoid",
-                         "HardSwish"})
-_BROADCAST = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean"})
+                         "HardSwish", "Erf", "Gelu", "Not"})
+_BROADCAST = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean", "Mod",
+                        "PRelu"})
 
 
 def infer_shapes(graph: Graph) -> Graph:
@@ -330,7 +331,9 @@ def optimize(graph: Graph, *, fold_batch_norm: bool = True,
     """
     from . import chains, decomposed, fusion
     g = graph
-    for _ in range(4):
+    # a round resolves the shapes up to the next Reshape whose target is computed from a Shape
+    # (one per attention block in torch's exports): enough rounds for a deep stack of them
+    for _ in range(64):
         before = len(g.nodes)
         g = remove_dead_nodes(fold_constants(infer_shapes(g), fold_max_bytes))
         if len(g.nodes) == before:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _runtime
+from .._ext import _f32
 from ..errors import ModelError, ShapeError
 from .base import Op, check_dtype_name, register_op
 from .chain import ChainRunner, chain_ref
@@ -168,6 +170,16 @@ class _SoftmaxBase(Op):
 @register_op
 class Softmax(_SoftmaxBase):
     op_type = "Softmax"
+
+    def run(self, x):
+        # float32 over a contiguous last axis: one compiled pass (include/qengine/f32/
+        # qe_f32_rows.h); NumPy's reductions along a short last axis cost more than the math
+        if x.dtype == np.float32 and x.ndim and self.attrs["axis"] in (-1, x.ndim - 1) and \
+                x.shape[-1] and x.flags.c_contiguous:
+            y = np.empty_like(x)
+            _f32.softmax_rows(x, y, _runtime.isa_index())
+            return (y,)
+        return super().run(x)
 
     @staticmethod
     def finish(shifted, axis):

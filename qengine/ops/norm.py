@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _runtime
+from .._ext import _f32
 from ..errors import ModelError, ShapeError
 from .base import Op, register_op
 
@@ -142,6 +144,9 @@ class LayerNormalization(Op):
         if not -x.ndim <= axis < x.ndim:
             self.fail(f"axis {axis} is out of range for rank {x.ndim}", ShapeError)
         axes = tuple(range(axis % x.ndim, x.ndim))
+        fast = self._compiled(x, axes[0], scale, bias)
+        if fast is not None:
+            return fast
         dt = x.dtype.type
         # the same ufuncs, in the same order, as ReduceMean / Sub / Pow / Add / Sqrt / Div
         mean = np.asarray(np.mean(x, axis=axes, keepdims=True), dtype=x.dtype)
@@ -163,6 +168,27 @@ class LayerNormalization(Op):
         if len(self.node.outputs) > 2:
             outs.append(dt(1) / std if inv is None else inv)
         return tuple(outs)
+
+    def _compiled(self, x, axis, scale, bias):
+        """The ONNX op's form (divide=0) on float32 through the compiled row kernel, when scale
+        and B have exactly the normalized dims (the fused decomposition keeps its NumPy ufuncs:
+        it must equal the unfused nodes bit for bit)."""
+        norm, f32 = x.shape[axis:], np.float32
+        if self.attrs["divide"] or x.dtype != f32 or not x.flags.c_contiguous or not x.size \
+                or scale.dtype != f32 or scale.shape != norm or \
+                (bias is not None and (bias.dtype != f32 or bias.shape != norm)):
+            return None
+        y = np.empty_like(x)
+        k = len(self.node.outputs)
+        if k == 1:
+            _f32.layer_norm_rows(x, scale.ravel(), None if bias is None else bias.ravel(),
+                                 self.attrs["epsilon"], y, None, None, _runtime.isa_index())
+            return (y,)
+        red = x.shape[:axis] + (1,) * len(norm)
+        mean, inv = np.empty(red, f32), (np.empty(red, f32) if k > 2 else None)
+        _f32.layer_norm_rows(x, scale.ravel(), None if bias is None else bias.ravel(),
+                             self.attrs["epsilon"], y, mean, inv, _runtime.isa_index())
+        return (y, mean, inv)[:k]
 
 
 @register_op

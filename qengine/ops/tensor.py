@@ -175,13 +175,13 @@ def reshape_target(op: Op, in_shape: tuple[int, ...], shape: list[int], allowzer
         out.append(d)
     if out.count(-1) > 1:
         op.fail(f"shape {shape} has more than one -1", ShapeError)
-    size = int(np.prod(in_shape, dtype=np.int64))
+    size = math.prod(in_shape)
     if -1 in out:
-        known = int(np.prod([d for d in out if d != -1], dtype=np.int64))
+        known = math.prod(d for d in out if d != -1)
         if known == 0 or size % known:
             op.fail(f"cannot reshape {in_shape} to {shape}", ShapeError)
         out[out.index(-1)] = size // known
-    if int(np.prod(out, dtype=np.int64)) != size:
+    if math.prod(out) != size:
         op.fail(f"cannot reshape {in_shape} (size {size}) to {shape}", ShapeError)
     return tuple(out)
 
@@ -194,8 +194,13 @@ class Reshape(_ConstInputs):
     CONST_INPUTS = (1,)
 
     def run(self, x, shape_in):
+        if self._shape_only:       # a constant target: its resolution depends on x.shape alone
+            return (x.reshape(self.cached(x.shape, self._target, x, shape_in)),)
+        return (x.reshape(self._target(x, shape_in)),)
+
+    def _target(self, x, shape_in):
         shape = self.ints((x, shape_in), 1, "shape")
-        return (x.reshape(reshape_target(self, x.shape, shape, self.attrs["allowzero"])),)
+        return reshape_target(self, x.shape, shape, self.attrs["allowzero"])
 
 
 @register_op

@@ -56,6 +56,7 @@
 #include "qengine/gemm/qe_gemm_w4.h"
 #include "qengine/conv/qe_conv_w4.h"
 #include "qengine/rnn/qe_rnn_static.h"
+#include "qengine/f32/qe_f32_rows.h"
 
 static const char *const ISA_NAMES[QE_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "neondot"};
 static uint32_t g_avail;     /* compiled ∧ runnable, bit per QE_ISA_* */
@@ -109,10 +110,11 @@ static void *xmalloc(size_t n) {
 }
 
 /* digests of the scalar outputs of the fixed cases, one per family */
-enum { D_EPI, D_CONV, D_DW, D_DYN, D_RNN, D_QUANT, D_ELT, D_GATES, D_HIST, D_W4, D_W4S, D_SRNN, D_COUNT };
+enum { D_EPI, D_CONV, D_DW, D_DYN, D_RNN, D_QUANT, D_ELT, D_GATES, D_HIST, D_W4, D_W4S, D_SRNN, D_ROWS,
+       D_COUNT };
 static const char *const D_NAMES[D_COUNT] = {"gemm-epilogues", "conv", "dwconv", "linear-dynamic",
                                              "rnn-dynamic", "quant", "eltwise", "gates", "hist",
-                                             "w4-dynamic", "w4-static", "rnn-static"};
+                                             "w4-dynamic", "w4-static", "rnn-static", "f32-rows"};
 static uint64_t g_digest[D_COUNT];
 
 static void digest(int d, const void *p, size_t bytes) {
@@ -1496,6 +1498,57 @@ static void test_w4(void) {
         }
 }
 
+/* Row-wise float32 Softmax and LayerNormalization (qe_f32_rows.h): every ISA vs scalar, rows of
+ * every length around the vector widths, random data with the specials (±inf, ±3e38, NaN in
+ * some rows), an attention-mask row of −inf, a constant row. */
+static void test_rows(void) {
+    static const size_t NS[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 1000};
+    enum { ROWS = 5, NMAX = 1000 };
+    float *x = xmalloc(ROWS * NMAX * 4), *y = xmalloc(ROWS * NMAX * 4), *y0 = xmalloc(ROWS * NMAX * 4);
+    float sc[NMAX], bi[NMAX], mean[2][ROWS], inv[2][ROWS];
+    for (size_t i = 0; i < sizeof NS / sizeof NS[0]; i++) {
+        const size_t n = NS[i];
+        for (size_t r = 0; r < ROWS; r++) fill_f32(x + r * n, n, r == 0 ? 20.0f : 3.0f, r == 1);
+        for (size_t j = 0; j < n; j++) {
+            x[2 * n + j] = j % 3 ? -__builtin_inff() : rnd_f32(4.0f);   /* masked positions */
+            x[3 * n + j] = 0.25f;
+            sc[j] = rnd_f32(2.0f);
+            bi[j] = rnd_f32(1.0f);
+        }
+        char ctx[32];
+        snprintf(ctx, sizeof ctx, "n=%zu", n);
+        for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+            if (!(g_avail & (1u << isa))) continue;
+            if (isa == QE_ISA_SCALAR) {
+                qe_f32_softmax_rows(isa, ROWS, n, x, y0);
+                digest(D_ROWS, y0, ROWS * n * 4);
+                for (int b = 0; b < 2; b++) {
+                    qe_f32_layer_norm_rows(isa, ROWS, n, x, sc, b ? bi : NULL, 1e-5f, y0, mean[0],
+                                           inv[0]);
+                    digest(D_ROWS, y0, ROWS * n * 4);
+                    digest(D_ROWS, mean[0], sizeof mean[0]);
+                    digest(D_ROWS, inv[0], sizeof inv[0]);
+                }
+                continue;
+            }
+            qe_f32_softmax_rows(isa, ROWS, n, x, y);
+            qe_f32_softmax_rows(QE_ISA_SCALAR, ROWS, n, x, y0);
+            expect_same(per_isa(isa, "qe_f32_softmax_rows"), ctx, y, y0, ROWS * n, 4);
+            for (int b = 0; b < 2; b++) {
+                qe_f32_layer_norm_rows(isa, ROWS, n, x, sc, b ? bi : NULL, 1e-5f, y, mean[1], inv[1]);
+                qe_f32_layer_norm_rows(QE_ISA_SCALAR, ROWS, n, x, sc, b ? bi : NULL, 1e-5f, y0,
+                                       mean[0], inv[0]);
+                expect_same(per_isa(isa, "qe_f32_layer_norm_rows"), ctx, y, y0, ROWS * n, 4);
+                expect_same(per_isa(isa, "qe_f32_layer_norm_rows (mean)"), ctx, mean[1], mean[0],
+                            ROWS, 4);
+                expect_same(per_isa(isa, "qe_f32_layer_norm_rows (inv)"), ctx, inv[1], inv[0],
+                            ROWS, 4);
+            }
+        }
+    }
+    free(x); free(y); free(y0);
+}
+
 int main(int argc, char **argv) {
     const char *expect = NULL;
     for (int i = 1; i < argc; i++) {
@@ -1513,7 +1566,7 @@ int main(int argc, char **argv) {
      * of its scalar outputs) do not depend on which ISAs ran before it */
     void (*const fixed[D_COUNT])(void) = {test_epilogues, test_conv, test_dwconv, test_dynamic, test_rnn,
                                           test_quant, test_eltwise, test_gates, test_hist, test_w4,
-                                          test_conv_w4, test_srnn};
+                                          test_conv_w4, test_srnn, test_rows};
     for (int d = 0; d < D_COUNT; d++) {
         g_rng = 0x9e3779b97f4a7c15ull * (uint64_t)(d + 1);
         fixed[d]();
