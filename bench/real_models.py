@@ -45,6 +45,9 @@ MODELS = {m.name: m for m in (
               "silero_vad/data/silero_vad_16k_sequence.onnx", "silero",
               "input: float32 [chunks, 576], h, c: float32 [1, 1, 128] (STFT Conv1d, 4 Conv1d "
               "encoder, LSTM 128)"),
+    RealModel("silero_vad", "silero-vad==6.2.3", "silero_vad/data/silero_vad.onnx", "silero",
+              "input: float32 [1, 512 or 256], state: float32 [2, 1, 128], sr: int64 scalar "
+              "(the whole model is an If on sr == 16000, with nested Ifs in each branch)"),
     RealModel("silero_vad_openvino", "silero-vad==6.2.3",
               "silero_vad/data/silero_vad_openvino_16k.onnx", "silero",
               "input: float32 [1, 576], state: float32 [2, 1, 128] (one 36 ms chunk per call)"),

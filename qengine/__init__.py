@@ -20,6 +20,7 @@ from .qtensor import QTensor  # noqa: F401,E402
 from .quant import (choose_qparams, choose_qparams_from_data, data_range,  # noqa: F401,E402
                     dequantize, quantize)
 from .graph import Graph, Node, ValueInfo  # noqa: F401,E402
+from .graph.passes import specialize  # noqa: F401,E402
 from .session import Session  # noqa: F401,E402
 from .engine_file import load, load_graph, save  # noqa: F401,E402
 from .frontends.onnx import from_onnx  # noqa: F401,E402  (imports onnx only when called)
@@ -39,7 +40,7 @@ __all__ = [
     # run
     "load", "Session", "save", "load_graph",
     # import
-    "from_onnx", "from_torch_state_dict", "Graph", "Node", "ValueInfo",
+    "from_onnx", "from_torch_state_dict", "Graph", "Node", "ValueInfo", "specialize",
     # export, and the quantized IR
     "export_onnx", "qdq",
     # quantize

@@ -129,6 +129,14 @@ def _engine_contents(graph: Graph, what: str):
     for name, arr in graph.initializers.items():
         _refuse_nan(arr, f"initializer {name!r}")
     tensors, packed = _pack_int4_tensors(graph.initializers)
+    nested = graph.subgraph_tensors()       # the initializers of If branches
+    clash = sorted(set(nested) & set(tensors))
+    if clash:
+        raise ModelError(f"initializers {clash[:5]} clash with the names the file gives "
+                         f"subgraph initializers (<node>/<attribute>/<name>); rename them")
+    for name, arr in nested.items():
+        _refuse_nan(arr, f"subgraph initializer {name!r}")
+    tensors.update(nested)
     int4 = bool(packed) or any(n.attrs.get("weight_bits") == 4 for n in graph.nodes)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION_INT4 if int4 else FORMAT_VERSION,
             "producer": f"qengine {__version__}",
@@ -349,8 +357,32 @@ def _str_list(v, what):
     return v
 
 
+_MAX_NESTING = 8       # If inside If...: real models nest two or three deep
+
+
 def graph_from_json(g: Any, tensors: dict[str, np.ndarray]) -> Graph:
     """Build a Graph from the engine file's graph JSON, validating its schema."""
+    claimed: set[str] = set()
+    graph = _graph_from_json(g, tensors, "", 0, claimed)
+    if claimed != set(tensors):
+        raise ModelError(f"graph initializers {sorted(claimed)[:10]} do not match the file's "
+                         f"tensors {sorted(tensors)[:10]}")
+    graph.verify()
+    return graph
+
+
+def _attr_from_json(v, tensors, prefix, depth, claimed):
+    """An attribute value; {"graph": ...} is a subgraph (its tensors under `prefix`)."""
+    if not isinstance(v, dict):
+        return v
+    if set(v) != {"graph"}:
+        raise ModelError("an object-valued attribute must be {\"graph\": subgraph}")
+    if depth >= _MAX_NESTING:
+        raise ModelError(f"subgraphs nest more than {_MAX_NESTING} deep")
+    return _graph_from_json(v["graph"], tensors, prefix, depth + 1, claimed)
+
+
+def _graph_from_json(g, tensors, prefix, depth, claimed) -> Graph:
     if not isinstance(g, dict) or set(g) != _GRAPH_KEYS:
         raise ModelError(f"graph JSON must be an object with keys {sorted(_GRAPH_KEYS)}")
     if not isinstance(g["name"], str):
@@ -369,15 +401,20 @@ def graph_from_json(g: Any, tensors: dict[str, np.ndarray]) -> Graph:
             raise ModelError(f"node {i}: must be an object with keys {sorted(_NODE_KEYS)}")
         if not isinstance(d["attrs"], dict):
             raise ModelError(f"node {i}: attrs must be an object")
+        if not isinstance(d["name"], str):
+            raise ModelError(f"node {i}: name must be a string")
+        attrs = {k: _attr_from_json(v, tensors, f"{prefix}{d['name']}/{k}/", depth, claimed)
+                 for k, v in d["attrs"].items()}
         nodes.append(Node(d["op_type"], d["name"], tuple(_str_list(d["inputs"], f"node {i} inputs")),
-                          tuple(_str_list(d["outputs"], f"node {i} outputs")), d["attrs"]))
+                          tuple(_str_list(d["outputs"], f"node {i} outputs")), attrs))
     names = _str_list(g["initializers"], "graph initializers")
-    if sorted(names) != sorted(tensors) or len(set(names)) != len(names):
+    if len(set(names)) != len(names) or claimed.intersection(names) or \
+            not all(k.startswith(prefix) and k in tensors for k in names):
         raise ModelError(f"graph initializers {sorted(names)[:10]} do not match the file's "
                          f"tensors {sorted(tensors)[:10]}")
-    graph = Graph(inputs, outputs, nodes, dict(tensors), dict(opset), g["name"])
-    graph.verify()
-    return graph
+    claimed.update(names)
+    return Graph(inputs, outputs, nodes, {k[len(prefix):]: tensors[k] for k in names},
+                 dict(opset), g["name"])
 
 
 def load_graph(path, *, verify: bool = True) -> Graph:

@@ -141,6 +141,10 @@ class _Builder:
         self.counter = 0
         #: values some node or the graph output reads (unread optional outputs are dropped)
         self.used: set[str] = set()
+        #: element types onnx inferred (what an If branch reads from outside is typed here)
+        self.types: dict[str, str] = {}
+        #: the enclosing scopes' constants (for an If branch)
+        self.outer: dict[str, np.ndarray] = {}
 
     def name(self, base: str) -> str:
         base = base or "node"
@@ -169,6 +173,9 @@ def _attrs(node) -> dict[str, Any]:
     onnx = _onnx()
     out = {}
     for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH and node.op_type == "If":
+            out[a.name] = a.g                  # converted by _convert_if
+            continue
         if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
                       onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS,
                       onnx.AttributeProto.TYPE_PROTO, onnx.AttributeProto.TYPE_PROTOS):
@@ -236,6 +243,9 @@ def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
         if outs[0] in b.inits:
             raise ModelError(f"{where}: value {outs[0]!r} is defined twice")
         b.inits[outs[0]] = arr
+        return
+    if op == "If":
+        _convert_if(b, node, name, opset, attrs, where)
         return
     if op == "ConstantOfShape":
         t = attrs.pop("value", None)
@@ -396,6 +406,84 @@ def onnx_summary(model, unsupported=()) -> dict:
             "unsupported": list(unsupported), "float_units": []}
 
 
+def _convert_if(b: _Builder, node, name: str, opset: int, attrs: dict, where: str) -> None:
+    """If: each branch becomes a Graph whose inputs are what it reads from the enclosing scopes;
+    the node takes those values as inputs after `cond` (qengine/ops/control.py)."""
+    if set(attrs) != {"then_branch", "else_branch"}:
+        raise ModelError(f"{where}: expected attributes then_branch and else_branch, got "
+                         f"{sorted(attrs)}")
+    branches, reads = {}, []
+    for key in ("then_branch", "else_branch"):
+        if len(attrs[key].input):
+            raise ModelError(f"{where}: {key} declares inputs {[v.name for v in attrs[key].input]}"
+                             f" (an If branch takes none)")
+        g, free = _convert_graph(attrs[key], opset, f"{name}/{key}", b.types,
+                                 {**b.outer, **b.inits})
+        branches[key] = g
+        reads += [v for v in free if v not in reads]
+    for key, g in branches.items():          # every branch takes what either one reads
+        have = {v.name for v in g.inputs}
+        g.inputs = g.inputs + [ValueInfo(v, b.types.get(v, "float32")) for v in reads
+                               if v not in have]
+        g.inputs.sort(key=lambda v: reads.index(v.name))
+    b.used.update(reads)
+    b.add("If", name, [node.input[0], *reads], node.output, branches, own_name=True)
+
+
+def _convert_graph(gp, opset: int, scope: str, types: dict,
+                   outer: dict | None = None) -> tuple[Graph, list[str]]:
+    """A GraphProto (a model's graph, or an If branch named `scope`) as a Graph, and the names
+    it reads from enclosing scopes (its free values, in order of first use); those become the
+    graph's inputs — except the enclosing scopes' constants (`outer`), which the graph takes
+    as its own initializers: weights stay weights inside a branch. Refuses unsupported ops,
+    naming all of them."""
+    names = _node_names(gp.node)
+    if scope:               # node names stay unique across the whole model
+        names = [f"{scope}/{n}" for n in names]
+    unsupported = []
+    for n, nm in zip(gp.node, names):
+        entry = {"domain": n.domain or "ai.onnx", "op": n.op_type, "node": nm, "reason": None}
+        if n.domain not in _DOMAINS or n.op_type not in OP_VERSIONS:
+            unsupported.append(entry)
+            continue
+        try:
+            op_version(n.op_type, opset, f"node {nm!r}")
+        except ModelError as e:
+            unsupported.append({**entry, "reason": str(e)})
+    if unsupported:
+        raise UnsupportedOpsError(_unsupported_message(unsupported), unsupported)
+    b = _Builder(opset)
+    b.types, b.outer = types, outer or {}
+    b.node_names.update(names)  # generated helper nodes must not take a model node's name
+    b.used = {i for n in gp.node for i in n.input if i} | {o.name for o in gp.output}
+    if not gp.output:
+        raise ModelError(f"{'the graph' if not scope else scope} has no outputs")
+    for t in gp.initializer:
+        if t.name in b.inits:  # onnx's checker refuses this too; ORT silently takes the last
+            raise ModelError(f"initializer {t.name!r} is defined twice")
+        b.inits[t.name] = _tensor_to_array(t, "initializer")
+    for n, nm in zip(gp.node, names):
+        _convert_node(b, n, nm, opset)
+    made = {o for n in b.nodes for o in n.outputs if o} | {v.name for v in gp.input}
+    for v in [i for n in b.nodes for i in n.inputs] + [o.name for o in gp.output]:
+        if v in b.outer and v not in b.inits and v not in made:
+            b.inits[v] = b.outer[v]
+    declared = [v for v in gp.input if v.name not in b.inits]
+    defined = set(b.inits) | {v.name for v in declared} | {
+        o for n in b.nodes for o in n.outputs if o}
+    free = list(dict.fromkeys([i for n in b.nodes for i in n.inputs if i and i not in defined] +
+                              [v.name for v in gp.output if v.name not in defined]))
+    inputs = [_value_info(v, "graph input") for v in declared]
+    inputs += [ValueInfo(v, types.get(v, "float32")) for v in free]
+    # a branch's outputs often carry no type: onnx's inference (or float32) then
+    outputs = [_value_info(v, "graph output") if not scope or v.type.tensor_type.elem_type
+               else ValueInfo(v.name, types.get(v.name, "float32")) for v in gp.output]
+    graph = Graph(inputs, outputs, b.nodes, b.inits, {"": opset}, gp.name or "graph")
+    graph.toposort()
+    graph.verify()
+    return graph, free
+
+
 def _import(model) -> Graph:
     versions = sorted({o.version for o in model.opset_import if o.domain in _DOMAINS})
     if not versions:
@@ -409,36 +497,13 @@ def _import(model) -> Graph:
     if has_qoperator_nodes(model):  # ORT's QOperator format: normalized to QDQ first
         model = qoperator_to_qdq(model)
     g = model.graph
-    names = _node_names(g.node)
-    unsupported = []
-    for n, name in zip(g.node, names):
-        entry = {"domain": n.domain or "ai.onnx", "op": n.op_type, "node": name, "reason": None}
+    for n in g.node:        # unsupported ops first: the message names them all
         if n.domain not in _DOMAINS or n.op_type not in OP_VERSIONS:
-            unsupported.append(entry)
-            continue
-        try:
-            op_version(n.op_type, opset, f"node {name!r}")
-        except ModelError as e:
-            unsupported.append({**entry, "reason": str(e)})
-    if unsupported:
-        raise UnsupportedOpsError(_unsupported_message(unsupported), unsupported)
-    _check_types(model)
-    b = _Builder(opset)
-    b.node_names.update(names)  # generated helper nodes must not take a model node's name
-    b.used = {i for n in g.node for i in n.input if i} | {o.name for o in g.output}
-    if not g.output:
-        raise ModelError("the graph has no outputs")
-    for t in g.initializer:
-        if t.name in b.inits:  # onnx's checker refuses this too; ORT silently takes the last
-            raise ModelError(f"initializer {t.name!r} is defined twice")
-        b.inits[t.name] = _tensor_to_array(t, "initializer")
-    for n, name in zip(g.node, names):
-        _convert_node(b, n, name, opset)
-    inputs = [_value_info(v, "graph input") for v in g.input if v.name not in b.inits]
-    outputs = [_value_info(v, "graph output") for v in g.output]
-    graph = Graph(inputs, outputs, b.nodes, b.inits, {"": opset}, g.name or "graph")
-    graph.toposort()
-    graph.verify()
+            _convert_graph(g, opset, "", {})
+    types = _check_types(model)
+    graph, free = _convert_graph(g, opset, "", types)
+    if free:
+        raise ModelError(f"the graph reads values nothing defines: {free[:10]}")
     return graph
 
 
@@ -480,10 +545,33 @@ def _check_types(model) -> None:
         g.output.append(onnx.helper.make_tensor_value_info(
             v.name, v.type.tensor_type.elem_type, None))
     try:
-        onnx.shape_inference.infer_shapes(m, check_type=True)
+        inferred = onnx.shape_inference.infer_shapes(m, check_type=True)
     except Exception as e:  # InferenceError, and ValidationError on protobufs onnx rejects
         msg = " ".join(str(e).split())
         raise ModelError(f"the model fails onnx's type inference: {msg[:500]}") from e
+    return _element_types(inferred.graph)
+
+
+def _element_types(g, out=None) -> dict[str, str]:
+    """name → qengine dtype of every value onnx typed, in `g` and its subgraphs (what an If
+    branch reads from outside is typed there)."""
+    out = {} if out is None else out
+    for v in (*g.input, *g.output, *g.value_info):
+        et = v.type.tensor_type.elem_type if v.type.HasField("tensor_type") else 0
+        try:
+            out.setdefault(v.name, _np_dtype_name(et, v.name))
+        except ModelError:
+            pass
+    for t in g.initializer:
+        try:
+            out.setdefault(t.name, _np_dtype_name(t.data_type, t.name))
+        except ModelError:
+            pass
+    for n in g.node:
+        for a in n.attribute:
+            if a.HasField("g"):
+                _element_types(a.g, out)
+    return out
 
 
 def _node_names(nodes) -> list[str]:

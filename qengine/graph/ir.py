@@ -62,9 +62,10 @@ class ValueInfo:
 
 
 def _check_attr_value(node: str, key: str, value: Any) -> None:
-    """Attributes must be JSON scalars, strings or flat lists of them (arrays go to initializers)."""
+    """Attributes must be JSON scalars, strings or flat lists of them (arrays go to initializers),
+    or a Graph: the body of a control-flow node (If's branches)."""
     scalar = (bool, int, float, str)
-    if isinstance(value, scalar):
+    if isinstance(value, scalar) or isinstance(value, Graph):
         return
     if isinstance(value, (list, tuple)) and all(isinstance(v, scalar) for v in value):
         return
@@ -120,9 +121,17 @@ class Node:
         fields.update(changes)
         return Node(**fields)
 
-    def to_json(self) -> dict:
+    def to_json(self, tensor_prefix: str = "") -> dict:
+        """JSON of the node; a subgraph attribute becomes {"graph": its JSON}, its initializers
+        named `<tensor_prefix><node name>/<attribute>/<name>` (`subgraph_tensors` lists them)."""
+        attrs = {k: ({"graph": v.to_json(f"{tensor_prefix}{self.name}/{k}/")}
+                     if isinstance(v, Graph) else copy.deepcopy(v)) for k, v in self.attrs.items()}
         return {"op_type": self.op_type, "name": self.name, "inputs": list(self.inputs),
-                "outputs": list(self.outputs), "attrs": copy.deepcopy(dict(self.attrs))}
+                "outputs": list(self.outputs), "attrs": attrs}
+
+    def subgraphs(self) -> list[tuple[str, "Graph"]]:
+        """(attribute, graph) of each subgraph attribute (the branches of an If)."""
+        return [(k, v) for k, v in self.attrs.items() if isinstance(v, Graph)]
 
 
 @dataclass
@@ -293,12 +302,24 @@ class Graph:
                 raise ModelError(f"opset entry {dom!r}: {ver!r} must map a string to an int")
 
     # ---- serialization (arrays excluded: the engine file stores them as tensors) ----------
-    def to_json(self) -> dict:
+    def to_json(self, tensor_prefix: str = "") -> dict:
+        """The graph without its arrays; a subgraph's initializers are listed under the names
+        `subgraph_tensors` gives them in the file."""
         return {"name": self.name, "opset": dict(self.opset),
                 "inputs": [v.to_json() for v in self.inputs],
                 "outputs": [v.to_json() for v in self.outputs],
-                "nodes": [n.to_json() for n in self.nodes],
-                "initializers": sorted(self.initializers)}
+                "nodes": [n.to_json(tensor_prefix) for n in self.nodes],
+                "initializers": sorted(tensor_prefix + k for k in self.initializers)}
+
+    def subgraph_tensors(self, tensor_prefix: str = "") -> dict[str, np.ndarray]:
+        """Every initializer of every subgraph (nested ones too), under its name in the file."""
+        out = {}
+        for n in self.nodes:
+            for key, sub in n.subgraphs():
+                pre = f"{tensor_prefix}{n.name}/{key}/"
+                out.update({pre + k: v for k, v in sub.initializers.items()})
+                out.update(sub.subgraph_tensors(pre))
+        return out
 
     def summary(self) -> str:
         """A short human-readable listing (for `qengine inspect` and debugging)."""
@@ -306,7 +327,7 @@ class Graph:
         lines += [f"  input  {v.name}: {v.dtype}{list(v.shape) if v.shape else ''}"
                   for v in self.inputs]
         lines += [f"  {n.op_type:<12} {n.name}: {list(n.inputs)} -> {list(n.outputs)} "
-                  f"{json.dumps(n.attrs) if n.attrs else ''}" for n in self.nodes]
+                  f"{json.dumps(n.attrs, default=repr) if n.attrs else ''}" for n in self.nodes]
         lines += [f"  output {v.name}" for v in self.outputs]
         return "\n".join(lines)
 

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ..errors import QEngineError
-from .ir import Graph, ValueInfo
+from .ir import Graph, Node, ValueInfo, fresh_name
 
 #: Folding must not turn a small file into a huge one (Expand/ConstantOfShape can inflate).
 FOLD_MAX_BYTES = 1 << 22
@@ -48,6 +48,85 @@ def _static_shape(g: Graph, name: str):
     return tuple(info.shape)
 
 
+def specialize(graph: Graph, shapes=None, constants=None) -> Graph:
+    """`graph` for fixed input shapes and/or constant inputs, optimized again.
+
+    shapes: {input name: tuple of ints}; constants: {input name: value}, which stop being
+    inputs. What depended on them folds: shape computations, and an If on, say, a sample rate
+    input becomes the branch it takes (the Silero VAD model: 25 If nodes at run time, none after
+    specialize(g, {"input": (1, 512), "state": (2, 1, 128)}, {"sr": 16000})).
+    """
+    from ..errors import ShapeError
+    shapes, constants = dict(shapes or {}), dict(constants or {})
+    known = {v.name: v for v in graph.inputs}
+    unknown = sorted(set(shapes) - set(known)) + sorted(set(constants) - set(known))
+    if unknown:
+        raise ShapeError(f"specialize: {unknown} are not inputs of the graph (inputs: "
+                         f"{sorted(known)})")
+    g = graph.copy()
+    inputs = []
+    for v in g.inputs:
+        if v.name in constants:
+            arr = np.asarray(constants[v.name], dtype=v.dtype)
+            _check_fits(v, arr.shape)
+            g.initializers[v.name] = arr
+            continue
+        if v.name in shapes:
+            shape = tuple(shapes[v.name])
+            if not all(isinstance(d, (int, np.integer)) and d >= 0 for d in shape):
+                raise ShapeError(f"specialize: the shape of {v.name!r} must be non-negative "
+                                 f"ints, got {shape}")
+            _check_fits(v, shape)
+            v = ValueInfo(v.name, v.dtype, tuple(int(d) for d in shape))
+        inputs.append(v)
+    g.inputs = inputs
+    g.value_info = {}
+    return optimize(g)
+
+
+def _check_fits(v: ValueInfo, shape) -> None:
+    from ..errors import ShapeError
+    if v.shape is not None and (len(v.shape) != len(shape) or any(
+            isinstance(d, int) and d != n for d, n in zip(v.shape, shape))):
+        raise ShapeError(f"specialize: input {v.name!r} is {v.brief()}, which {tuple(shape)} "
+                         f"does not fit")
+
+
+def inline_constant_ifs(graph: Graph) -> tuple[Graph, int]:
+    """Replace each If whose condition is a constant by the nodes of the branch it takes (its
+    values and initializers renamed under the If's name where they would clash), and an
+    Identity per output. Returns (graph, how many were inlined)."""
+    ifs = [n for n in graph.nodes if n.op_type == "If" and n.inputs[0] in graph.initializers
+           and graph.initializers[n.inputs[0]].size == 1]
+    if not ifs:
+        return graph, 0
+    g = graph.copy()
+    taken = set(g.initializers) | set(g.input_names) | {
+        x for n in g.nodes for x in (n.name, *n.outputs)}
+    for node in ifs:
+        cond = bool(g.initializers[node.inputs[0]].reshape(-1)[0])
+        branch = node.attrs["then_branch" if cond else "else_branch"]
+        rename = {}
+        for name in [*branch.initializers, *(o for m in branch.nodes for o in m.outputs if o)]:
+            rename[name] = fresh_name(taken, f"{node.name}/{name}") if name in taken else name
+            taken.add(rename[name])
+        for k, arr in branch.initializers.items():
+            g.initializers[rename[k]] = arr
+        new = []
+        for m in branch.nodes:
+            nm = fresh_name(taken, m.name) if m.name in taken else m.name
+            taken.add(nm)
+            new.append(m.replace(name=nm, inputs=tuple(rename.get(i, i) for i in m.inputs),
+                                 outputs=tuple(rename.get(o, o) for o in m.outputs)))
+        for out, mine in zip(branch.outputs, node.outputs):
+            if mine:
+                nm = fresh_name(taken, f"{node.name}/{mine}")
+                taken.add(nm)
+                new.append(Node("Identity", nm, (rename.get(out.name, out.name),), (mine,)))
+        g.replace_nodes([node], new)
+    return g, len(ifs)
+
+
 def fold_constants(graph: Graph, max_bytes: int = FOLD_MAX_BYTES) -> Graph:
     from ..ops import get_op_class
     g = graph.copy()
@@ -55,7 +134,7 @@ def fold_constants(graph: Graph, max_bytes: int = FOLD_MAX_BYTES) -> Graph:
     kept = []
     for n in g.nodes:
         args = None
-        if n.op_type == "Shape" and n.inputs[0] not in consts:
+        if n.op_type in ("Shape", "Size") and n.inputs[0] not in consts:
             shape = _static_shape(g, n.inputs[0])
             if shape is not None:  # only the shape is read: a zero-stride stand-in suffices
                 stand_in = _stand_in(shape, np.float32)
@@ -148,6 +227,8 @@ def infer_shapes(graph: Graph) -> Graph:
                     all(shape(i) is not None for i in n.inputs[1:]):
                 out = [(tuple(np.broadcast_shapes(s0, *(shape(i) for i in n.inputs[1:]))),
                         dtype)]
+            elif n.op_type == "Size":
+                out = [((), "int64")]
             elif n.op_type == "ConstantOfShape" and n.inputs[0] in g.initializers:
                 dims = tuple(int(d) for d in g.initializers[n.inputs[0]].reshape(-1))
                 out = [(dims, n.attrs.get("dtype", "float32"))]
@@ -332,12 +413,24 @@ def optimize(graph: Graph, *, fold_batch_norm: bool = True,
     from . import chains, decomposed, fusion
     g = graph
     # a round resolves the shapes up to the next Reshape whose target is computed from a Shape
-    # (one per attention block in torch's exports): enough rounds for a deep stack of them
+    # (one per attention block in torch's exports), or an If whose condition just became a
+    # constant: enough rounds for a deep stack of them
     for _ in range(64):
         before = len(g.nodes)
         g = remove_dead_nodes(fold_constants(infer_shapes(g), fold_max_bytes))
-        if len(g.nodes) == before:
+        g, inlined = inline_constant_ifs(g)
+        if len(g.nodes) == before and not inlined:
             break
+    if any(n.op_type == "If" for n in g.nodes):   # the branches that stay: optimized too
+        g = g.copy()
+        g.nodes = [n.replace(attrs={k: optimize(b, fold_batch_norm=fold_batch_norm,
+                                                fuse_activations=fuse_activations,
+                                                fold_max_bytes=fold_max_bytes,
+                                                fuse_elementwise=fuse_elementwise,
+                                                fuse_squeeze_excite=fuse_squeeze_excite,
+                                                fuse_layer_norm=fuse_layer_norm)
+                                    for k, b in n.subgraphs()}) if n.op_type == "If" else n
+                   for n in g.nodes]
     g = fusion.remove_identities(g)
     if fold_batch_norm:
         g = fusion.fold_batch_norm(g)

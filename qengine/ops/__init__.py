@@ -7,4 +7,4 @@ from .base import (REQUIRED, Op, get_op_class, is_registered, register_op,  # no
 from . import chain, elementwise, linear, rnn, tensor  # noqa: F401,E402  (registration side effect)
 from . import conv, norm, pool, reduce, resize  # noqa: F401,E402
 from . import dynamic, integer, onnx_integer, qdq, squeeze_excite  # noqa: F401,E402
-from . import static_rnn  # noqa: F401,E402
+from . import control, static_rnn  # noqa: F401,E402

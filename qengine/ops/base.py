@@ -3,7 +3,7 @@
 How an op works (and how to add one, e.g. a dynamic-int8 LSTM):
 
 1. Subclass `Op`, set `op_type`, the attribute spec `ATTRS` (name → (kind, default); kind is one
-   of "int", "float", "string", "ints", "floats", "strings"; default `REQUIRED` makes it
+   of "int", "float", "string", "ints", "floats", "strings", "graph"; default `REQUIRED` makes it
    mandatory), and the arity `INPUTS`/`OUTPUTS` as (min, max) with max None for variadic.
    Override `check_attrs(attrs, node)` for value ranges (raise ModelError). These run in
    `Graph.verify()` and the engine-file loader without building anything.
@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from ..errors import ModelError, ShapeError
-from ..graph.ir import DTYPES, Node
+from ..graph.ir import DTYPES, Graph, Node
 
 
 class _Required:
@@ -43,6 +43,7 @@ _KIND_CHECKS = {
     "ints": lambda v: isinstance(v, list) and all(_KIND_CHECKS["int"](x) for x in v),
     "floats": lambda v: isinstance(v, list) and all(_KIND_CHECKS["float"](x) for x in v),
     "strings": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "graph": lambda v: isinstance(v, Graph),
 }
 
 

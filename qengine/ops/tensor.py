@@ -287,6 +287,14 @@ class Shape(Op):
 
 
 @register_op
+class Size(Op):
+    op_type = "Size"
+
+    def run(self, x):
+        return (np.array(x.size, dtype=np.int64),)
+
+
+@register_op
 class Constant(Op):
     """A constant given by a JSON attribute (tensor-valued Constants become initializers)."""
     op_type = "Constant"

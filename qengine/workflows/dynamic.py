@@ -17,7 +17,7 @@ named in one QuantizationWarning (`qengine quantize` prints it in its notes) and
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -98,7 +98,7 @@ def quantize_dynamic(model, config: DynamicQuantConfig | None = None,
     if not isinstance(config, DynamicQuantConfig):
         raise ConfigError(f"config must be a DynamicQuantConfig, got {type(config).__name__}")
     model = as_graph(model, "quantize_dynamic")
-    missing = config.keep_float - {n.name for n in model.nodes}
+    missing = config.keep_float - _node_names(model)
     if missing:
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
     if (config.rounding == "adaround") != (calibration_data is not None):
@@ -119,6 +119,16 @@ def quantize_dynamic(model, config: DynamicQuantConfig | None = None,
         if rewrite is not None:
             old, new = rewrite
             g.replace_nodes(old, new)
+    for node in list(g.nodes):       # an If's branches hold layers too: quantized the same way
+        if node.subgraphs():
+            if config.rounding == "adaround":
+                warnings.warn(f"{node.op_type} {node.name!r}: the layers inside its branches "
+                              f"round to nearest (AdaRound's calibration data is the enclosing "
+                              f"graph's)", QuantizationWarning, stacklevel=2)
+            g.replace_nodes([node], [node.replace(attrs={**node.attrs, **{
+                k: quantize_dynamic(b, replace(config, rounding="nearest",
+                                               keep_float=config.keep_float & _node_names(b)))
+                for k, b in node.subgraphs()}})])
     unused = set(g.initializers) - {i for n in g.nodes for i in n.inputs}
     for name in unused:                       # float weights that were replaced
         del g.initializers[name]
@@ -131,6 +141,12 @@ def quantize_dynamic(model, config: DynamicQuantConfig | None = None,
                       f"dynamic_cost.py): {listed}. DynamicQuantConfig(cost_model=False) "
                       f"quantizes them anyway.", QuantizationWarning, stacklevel=2)
     return g
+
+
+def _node_names(g: Graph) -> set[str]:
+    """The names of g's nodes and of the nodes of its subgraphs (If branches)."""
+    return {n.name for n in g.nodes} | {m for n in g.nodes for _, b in n.subgraphs()
+                                        for m in _node_names(b)}
 
 
 def slower_in_int8(model, config: DynamicQuantConfig | None = None) -> list:

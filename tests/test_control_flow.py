@@ -1,0 +1,252 @@
+"""ONNX If (qengine/ops/control.py, the frontend's _convert_if, passes.inline_constant_ifs):
+branches run at run time or are folded away when the condition is a constant; what a branch reads
+from outside (activations, weights) reaches it; nesting; engine files; bad models and inputs.
+Oracles: onnx.reference and ONNX Runtime; a real exporter's If (Silero VAD: the whole model is an
+If on the sample rate, with nested Ifs inside) against ONNX Runtime."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qengine
+from qengine import ModelError, ShapeError
+from qengine.errors import UnsupportedOpsError
+from qengine.engine_file import dumps, loads
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto as TP, helper  # noqa: E402
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+
+def _f(name, shape=None):
+    return helper.make_tensor_value_info(name, TP.FLOAT, shape)
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=17):
+    g = helper.make_graph(nodes, "m", inputs, outputs, list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _branch(name, nodes, out, inits=()):
+    return helper.make_graph(nodes, name, [], [_f(out)], list(inits))
+
+
+def _conv_if_model(nested=False):
+    """y = If(sum(x) > t): Conv(x, W) + b   else: Relu(x) · k — W, b and k are initializers of
+    the enclosing graph read inside the branches; nested=True puts another If (on the same
+    condition's negation) inside the else branch."""
+    rng = np.random.default_rng(0)
+    w = helper.make_tensor("W", TP.FLOAT, [2, 2, 3, 3], rng.standard_normal(36).tolist())
+    b = helper.make_tensor("b", TP.FLOAT, [1, 2, 1, 1], [0.5, -0.5])
+    k = helper.make_tensor("k", TP.FLOAT, [], [3.0])
+    then_b = _branch("then", [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+                              helper.make_node("Add", ["c", "b"], ["t"])], "t")
+    else_nodes = [helper.make_node("Relu", ["x"], ["r"]),
+                  helper.make_node("Mul", ["r", "k"], ["e"])]
+    if nested:
+        inner_then = _branch("it", [helper.make_node("Neg", ["e"], ["n1"])], "n1")
+        inner_else = _branch("ie", [helper.make_node("Sigmoid", ["e"], ["n2"])], "n2")
+        else_nodes += [helper.make_node("Not", ["cond"], ["ncond"]),
+                       helper.make_node("If", ["ncond"], ["e2"], then_branch=inner_then,
+                                        else_branch=inner_else)]
+    else_b = _branch("else", else_nodes, "e2" if nested else "e")
+    nodes = [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+             helper.make_node("Greater", ["s", "t"], ["cond"]),
+             helper.make_node("If", ["cond"], ["y"], then_branch=then_b, else_branch=else_b)]
+    return _model(nodes, [_f("x", [1, 2, 5, 5]), _f("t", [])], [_f("y")], [w, b, k])
+
+
+@pytest.mark.parametrize("nested", [False, True])
+@pytest.mark.parametrize("saved", [False, True])
+def test_if_on_an_input_runs_the_branch_it_selects(nested, saved):
+    m = _conv_if_model(nested)
+    g = qengine.from_onnx(m)
+    assert [n.op_type for n in g.nodes].count("If") == 1
+    s = loads(dumps(g)) if saved else qengine.Session(g)
+    ref = ReferenceEvaluator(m)
+    x = np.random.default_rng(1).standard_normal((1, 2, 5, 5)).astype(np.float32)
+    for t in (-100.0, 100.0):            # both branches, with the same session
+        feeds = {"x": x, "t": np.float32(t)}
+        np.testing.assert_allclose(s.run(feeds)["y"], ref.run(None, feeds)[0], rtol=1e-5,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("t", [-100.0, 100.0])
+def test_an_if_on_a_constant_is_folded_into_the_graph(t):
+    """The condition Greater(t, 0) on a constant t folds, the If is inlined, and the inner If's
+    condition Not(cond) folds in the next round."""
+    m = _conv_if_model(nested=True)
+    m.graph.node[1].CopyFrom(helper.make_node("Greater", ["t", "zero"], ["cond"]))
+    m.graph.initializer.extend([helper.make_tensor("t", TP.FLOAT, [], [t]),
+                                helper.make_tensor("zero", TP.FLOAT, [], [0.0])])
+    del m.graph.input[1]
+    g = qengine.from_onnx(m)
+    assert "If" not in [n.op_type for n in g.nodes]       # both levels inlined
+    x = np.random.default_rng(2).standard_normal((1, 2, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(qengine.Session(g).run({"x": x})["y"],
+                               ReferenceEvaluator(m).run(None, {"x": x})[0], rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_constant_condition_inlines_the_taken_branch_only():
+    then_b = _branch("then", [helper.make_node("Add", ["x", "one"], ["a"])], "a",
+                     [helper.make_tensor("one", TP.FLOAT, [], [1.0])])
+    else_b = _branch("else", [helper.make_node("Sub", ["x", "one"], ["a"])], "a",
+                     [helper.make_tensor("one", TP.FLOAT, [], [-7.0])])     # same names inside
+    for cond, want in ((True, 1.0), (False, 7.0)):
+        c = helper.make_tensor("c", TP.BOOL, [1], [cond])
+        m = _model([helper.make_node("If", ["c"], ["y"], then_branch=then_b, else_branch=else_b)],
+                   [_f("x", [3])], [_f("y")], [c])
+        g = qengine.from_onnx(m)
+        assert [n.op_type for n in g.nodes] == ["Add" if cond else "Sub"]
+        x = np.arange(3, dtype=np.float32)
+        np.testing.assert_array_equal(qengine.Session(g).run({"x": x})["y"], x + want)
+        np.testing.assert_array_equal(qengine.Session(g).run({"x": x})["y"],
+                                      ReferenceEvaluator(m).run(None, {"x": x})[0])
+
+
+def test_if_branch_may_output_an_outer_value_and_multiple_outputs():
+    then_b = helper.make_graph([helper.make_node("Neg", ["x"], ["n"])], "then", [],
+                               [_f("x"), _f("n")])            # passes x itself through
+    else_b = helper.make_graph([helper.make_node("Abs", ["x"], ["a"]),
+                                helper.make_node("Exp", ["x"], ["e"])], "else", [],
+                               [_f("a"), _f("e")])
+    m = _model([helper.make_node("If", ["c"], ["y1", "y2"], then_branch=then_b,
+                                 else_branch=else_b)],
+               [helper.make_tensor_value_info("c", TP.BOOL, []), _f("x", [4])],
+               [_f("y1"), _f("y2")])
+    s = qengine.Session(qengine.from_onnx(m))
+    ref = ReferenceEvaluator(m)
+    x = np.array([-1, 2, -3, 4], np.float32)
+    for c in (True, False):
+        feeds = {"c": np.array(c), "x": x}
+        got = s.run(feeds)
+        for k, w in zip(("y1", "y2"), ref.run(None, feeds)):
+            np.testing.assert_allclose(got[k], w, rtol=1e-6)
+
+
+def test_if_refuses_bad_conditions_and_branches():
+    m = _conv_if_model()
+    s = qengine.Session(qengine.from_onnx(m))
+    g = qengine.from_onnx(m)
+    node = next(n for n in g.nodes if n.op_type == "If")
+    # a condition of two elements (made by feeding the If directly)
+    sub = qengine.Graph([qengine.ValueInfo("c", "bool", (2,)), qengine.ValueInfo("x"),
+                         qengine.ValueInfo("W"), qengine.ValueInfo("b"),
+                         qengine.ValueInfo("k")], [qengine.ValueInfo("y")],
+                        [node.replace(inputs=("c", *node.inputs[1:]))])
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    with pytest.raises(ShapeError, match="exactly one element"):
+        qengine.Session(sub).run({"c": np.array([True, False]), "x": x,
+                                  "W": np.zeros((2, 2, 3, 3), np.float32),
+                                  "b": np.zeros((1, 2, 1, 1), np.float32),
+                                  "k": np.float32(1)})
+    assert s.run({"x": x, "t": np.float32(0)})["y"].shape == (1, 2, 5, 5)
+    # a branch with the wrong number of outputs
+    two = helper.make_graph([helper.make_node("Neg", ["x"], ["n"])], "b", [], [_f("n"), _f("x")])
+    one = _branch("o", [helper.make_node("Neg", ["x"], ["n"])], "n")
+    bad = _model([helper.make_node("If", ["c"], ["y"], then_branch=two, else_branch=one)],
+                 [helper.make_tensor_value_info("c", TP.BOOL, []), _f("x", [2])], [_f("y")])
+    with pytest.raises(ModelError):
+        qengine.from_onnx(bad)
+    # an op qengine lacks inside a branch is named, with its scope
+    odd = _branch("o", [helper.make_node("Hardmax", ["x"], ["n"])], "n")
+    unsup = _model([helper.make_node("If", ["c"], ["y"], then_branch=odd, else_branch=one)],
+                   [helper.make_tensor_value_info("c", TP.BOOL, []), _f("x", [2])], [_f("y")])
+    with pytest.raises(UnsupportedOpsError, match="Hardmax.*then_branch"):
+        qengine.from_onnx(unsup)
+
+
+def test_engine_file_refuses_subgraphs_nested_too_deep():
+    import json
+    from qengine.engine_file import graph_from_json
+    g = qengine.from_onnx(_conv_if_model(nested=True))
+    doc = g.to_json()
+    inner = doc
+    for _ in range(10):                  # wrap the graph's If branch in itself, deeper and deeper
+        node = next(n for n in inner["nodes"] if n["op_type"] == "If")
+        inner = node["attrs"]["then_branch"]["graph"]
+        inner["nodes"].append(json.loads(json.dumps(node)))
+    tensors = {**g.initializers, **g.subgraph_tensors()}
+    with pytest.raises(ModelError):
+        graph_from_json(doc, tensors)
+
+
+def test_silero_vad_real_model_if_on_the_sample_rate_matches_onnxruntime():
+    ort = pytest.importorskip("onnxruntime")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from real_models import find, fetch
+    path = find("silero_vad")
+    if path is None:
+        try:
+            path = fetch("silero_vad")
+        except Exception as e:                          # offline: skip cleanly
+            pytest.skip(f"silero_vad.onnx not available: {e}")
+    g = qengine.from_onnx(path)
+    assert "If" in [n.op_type for n in g.nodes]
+    s, o = loads(dumps(g)), ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for sr, n in ((16000, 512), (8000, 256)):
+        state = np.zeros((2, 1, 128), np.float32)
+        for _ in range(4):                               # a stream: the state carries over
+            feeds = {"input": rng.standard_normal((1, n)).astype(np.float32) * 0.1,
+                     "state": state, "sr": np.array(sr, np.int64)}
+            want, got = o.run(None, feeds), s.run(feeds)
+            # the speech probability to 1e-5; the LSTM state to float rounding of the gates
+            np.testing.assert_allclose(got["output"], want[0], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(got["stateN"], want[1], rtol=1e-3, atol=1e-4)
+            state = want[1]
+    # a user who knows the sample rate and chunk size: every If folds away, and the dynamic
+    # int8 model follows ONNX Runtime's FP32 probabilities closely
+    sp = qengine.specialize(g, {"input": (1, 512), "state": (2, 1, 128)}, {"sr": 16000})
+    assert not any(n.op_type == "If" for n in sp.nodes)
+    q = qengine.quantize_dynamic(sp)
+    fp, i8 = qengine.Session(sp), loads(dumps(q))
+    state, worst = np.zeros((2, 1, 128), np.float32), 0.0
+    for _ in range(10):
+        x = rng.standard_normal((1, 512)).astype(np.float32) * 0.1
+        want = o.run(None, {"input": x, "state": state, "sr": np.array(16000, np.int64)})
+        np.testing.assert_allclose(fp.run({"input": x, "state": state})["output"], want[0],
+                                   rtol=1e-4, atol=1e-5)
+        worst = max(worst, float(np.abs(i8.run({"input": x, "state": state})["output"] -
+                                        want[0]).max()))
+        state = want[1]
+    assert worst < 0.01, worst
+
+
+def test_specialize_folds_an_input_driven_if_and_checks_its_arguments():
+    m = _conv_if_model(nested=True)          # the condition on the input t alone
+    m.graph.node[1].CopyFrom(helper.make_node("Greater", ["t", "zero"], ["cond"]))
+    m.graph.initializer.append(helper.make_tensor("zero", TP.FLOAT, [], [0.0]))
+    g = qengine.from_onnx(m)
+    assert "If" in [n.op_type for n in g.nodes]
+    x = np.random.default_rng(3).standard_normal((1, 2, 5, 5)).astype(np.float32)
+    for t in (-100.0, 100.0):
+        sp = qengine.specialize(g, {"x": (1, 2, 5, 5)}, {"t": t})
+        assert "If" not in [n.op_type for n in sp.nodes] and sp.input_names == ["x"]
+        np.testing.assert_allclose(qengine.Session(sp).run({"x": x})["y"],
+                                   ReferenceEvaluator(m).run(None, {"x": x,
+                                                                    "t": np.float32(t)})[0],
+                                   rtol=1e-5, atol=1e-5)
+    with pytest.raises(ShapeError, match="not inputs"):
+        qengine.specialize(g, {"nope": (1,)})
+    with pytest.raises(ShapeError, match="does not fit"):
+        qengine.specialize(g, {"x": (1, 3, 5, 5)})
+    with pytest.raises(ShapeError, match="non-negative ints"):
+        qengine.specialize(g, {"x": (1, 2, -5, 5)})
+
+
+def test_dynamic_quantization_goes_inside_if_branches():
+    m = _conv_if_model()
+    g = qengine.from_onnx(m)
+    q = qengine.quantize_dynamic(g, qengine.DynamicQuantConfig(cost_model=False))
+    node = next(n for n in q.nodes if n.op_type == "If")
+    assert [n.op_type for n in node.attrs["then_branch"].nodes][0].startswith("DynamicQuant")
+    x = np.random.default_rng(4).standard_normal((1, 2, 5, 5)).astype(np.float32)
+    feeds = {"x": x, "t": np.float32(-100)}
+    want = ReferenceEvaluator(m).run(None, feeds)[0]
+    got = loads(dumps(q)).run(feeds)["y"]
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+    with pytest.warns(qengine.QuantizationWarning, match="branches of 1 If"):
+        qengine.quantize_static(g, [{"x": x, "t": np.float32(-100)}])
