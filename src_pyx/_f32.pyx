@@ -5,7 +5,7 @@ depthwise convolution, max/average pooling, NCHW. Arguments are validated by qen
 exceptions. `geom` is (kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)."""
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int32_t
+from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
 from qe_omp cimport bind_thread_state
 
@@ -402,3 +402,33 @@ def layer_norm_rows(x, scale, bias, float eps, y, mean, inv, int isa):
     cdef float *yp = _f(y)
     with nogil:
         qe_f32_layer_norm_rows(isa, rows, n, xp, sp, bp, eps, yp, mp, ip)
+
+
+cdef extern from "qengine/f32/qe_f32_resize.h" nogil:
+    void qe_f32_resize_axis(size_t outer, size_t n_in, size_t inner, size_t n_out, size_t k,
+                            const int64_t *idx, const float *w, const float *x, float *y)
+
+
+def resize_axis(x, int axis, idx, w):
+    """One axis of a separable Resize: x C-contiguous float32; idx int64 [n_out, k] of indices
+    in [0, x.shape[axis]); w float32 [n_out, k]. Returns the resized float32 array."""
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
+        raise ValueError("resize_axis: x must be C-contiguous float32")
+    cdef cnp.ndarray iv = np.ascontiguousarray(idx, np.int64)
+    cdef cnp.ndarray wv = np.ascontiguousarray(w, np.float32)
+    if iv.ndim != 2 or (<object>wv).shape != (<object>iv).shape or not 0 <= axis < x.ndim:
+        raise ValueError("resize_axis: idx and w must be [n_out, k] of one shape")
+    cdef size_t n_in = x.shape[axis], n_out = iv.shape[0], k = iv.shape[1]
+    if n_out and (k == 0 or iv.min() < 0 or iv.max() >= <long long>n_in):
+        raise ValueError(f"resize_axis: indices must lie in [0, {n_in})")
+    cdef size_t outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+    cdef size_t inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    y = np.empty(x.shape[:axis] + (n_out,) + x.shape[axis + 1:], np.float32)
+    cdef const float *xp = _f(x)
+    cdef float *yp = _f(y)
+    cdef const int64_t *ip = <const int64_t *>cnp.PyArray_DATA(iv)
+    cdef const float *wp = _f(wv)
+    if y.size:
+        with nogil:
+            qe_f32_resize_axis(outer, n_in, inner, n_out, k, ip, wp, xp, yp)
+    return y

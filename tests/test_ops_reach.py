@@ -196,3 +196,38 @@ def test_ops_that_make_data_refuse_absurd_sizes_clearly():
                {"x": x}, inits=[("w", np.ones((2, 1, 2, 2), np.float32))])
     with pytest.raises(qengine.QEngineError, match="crop more than"):
         qengine.Session(qengine.from_onnx(m, optimize=False)).run({"x": x})
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_conv_transpose_stride_equal_to_kernel_in_1d_and_3d(dims):
+    """stride = kernel runs as one interleaving copy (no sums): 1-D and 3-D too, and with
+    output_padding (the extra row/column is not covered by the tiling: the summing path)."""
+    k = [2, 3, 2][:dims]
+    x = rng.standard_normal((2, 4) + (5, 4, 3)[:dims]).astype(np.float32)
+    inits = [("w", (rng.standard_normal((4, 3, *k)) * 0.3).astype(np.float32)),
+             ("b", rng.standard_normal(3).astype(np.float32))]
+    _check(helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], strides=k), {"x": x},
+           inits, rtol=1e-4, atol=1e-5)
+    _check(helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], strides=k,
+                            output_padding=[1] * dims), {"x": x}, inits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+@pytest.mark.parametrize("coord", ["half_pixel", "align_corners", "asymmetric",
+                                   "pytorch_half_pixel"])
+@pytest.mark.parametrize("extra", [{}, {"exclude_outside": 1}, {"antialias": 1}])
+def test_resize_compiled_axis_equals_the_numpy_loop_bit_for_bit(monkeypatch, mode, coord, extra):
+    """qe_f32_resize.h promises the NumPy path's products and sums, in its order."""
+    from qengine.ops import resize
+    x = rng.standard_normal((2, 3, 7, 9)).astype(np.float32)
+    for scales in ([1, 1, 2.0, 2.0], [1, 1, 0.5, 0.7], [1, 1.5, 1.7, 3.1]):
+        g = qengine.Graph([qengine.ValueInfo("x", "float32", x.shape)], [qengine.ValueInfo("y")],
+                          [qengine.Node("Resize", "r", ("x", "", "s"), ("y",),
+                                        {"mode": mode, "coordinate_transformation_mode": coord,
+                                         **extra})],
+                          {"s": np.array(scales, np.float32)})
+        s = qengine.Session(g)
+        monkeypatch.setattr(resize, "COMPILED", True)
+        got = s.run({"x": x})["y"]
+        monkeypatch.setattr(resize, "COMPILED", False)
+        np.testing.assert_array_equal(got, s.run({"x": x})["y"])

@@ -246,17 +246,26 @@ class ConvTranspose(Op):
         xg = x.astype(dt, copy=False).reshape(n, g, cg, -1)
         cols = np.matmul(wg.transpose(0, 2, 1)[None], xg)
         cols = cols.reshape((n, g * mg) + tuple(kernel) + tuple(sizes))
-        y = np.zeros((n, g * mg) + tuple(full), dt)
-        for tap in np.ndindex(*kernel):
-            dst = (slice(None), slice(None)) + tuple(
-                slice(t * d, t * d + (i - 1) * s + 1, s)
-                for t, d, i, s in zip(tap, dil, sizes, st))
-            y[dst] += cols[(slice(None), slice(None)) + tap]
+        r = len(sizes)
+        if all(s == k and d == 1 for s, k, d in zip(st, kernel, dil)) and \
+                all(f == i * k for f, i, k in zip(full, sizes, kernel)):
+            # stride = kernel (a U-Net's 2×2 / stride 2 upsampling): the taps tile the output
+            # without overlapping, so it is one interleaving copy, not a sum per tap
+            perm = (0, 1) + tuple(q for a in range(r) for q in (2 + r + a, 2 + a))
+            y = cols.transpose(perm).reshape((n, g * mg) + tuple(full))
+        else:
+            y = np.zeros((n, g * mg) + tuple(full), dt)
+            for tap in np.ndindex(*kernel):
+                dst = (slice(None), slice(None)) + tuple(
+                    slice(t * d, t * d + (i - 1) * s + 1, s)
+                    for t, d, i, s in zip(tap, dil, sizes, st))
+                y[dst] += cols[(slice(None), slice(None)) + tap]
         crop = (slice(None), slice(None)) + tuple(
             slice(bg, f - e) for bg, e, f in zip(begin, end, full))
         y = y[crop]
         if b is not None:
             if b.shape != (g * mg,):
                 self.fail(f"B has shape {b.shape}, expected ({g * mg},)", ShapeError)
-            y = y + b.astype(dt).reshape((1, -1) + (1,) * len(sizes))
+            y = np.ascontiguousarray(y)
+            y += b.astype(dt).reshape((1, -1) + (1,) * len(sizes))   # y is ours: in place
         return (np.ascontiguousarray(y, dtype=x.dtype),)

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from .._ext import _f32
 from ..errors import ModelError, ShapeError
 from .base import Op, register_op
 from .tensor import check_made
@@ -24,6 +25,8 @@ COORDINATES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "alig
                "asymmetric", "tf_crop_and_resize")
 NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 POLICIES = ("stretch", "not_larger", "not_smaller")
+#: float32 linear / cubic axes through the compiled kernel (tests turn it off to compare)
+COMPILED = True
 
 
 def _taps(mode, ratio, nearest_mode, a, antialias=False, scale=1.0):
@@ -148,10 +151,18 @@ class Resize(Op):
         outside = (x < 0) | (x > n_in - 1) if mode == "tf_crop_and_resize" else None
         return x, outside
 
-    def _axis(self, y, axis, scale, n_out, lo, hi):
-        n_in = y.shape[axis]
-        if n_in == 0:
-            self.fail(f"cannot resize an empty axis {axis}", ShapeError)
+    def prepare(self, initializers):
+        self._taps_cache = {}
+
+    def _axis_taps(self, n_in, scale, n_out, lo, hi, dtype):
+        """(idx [n_out, k], w [n_out, k] in `dtype`, taps with a nonzero weight somewhere,
+        outside mask or None): what one axis reads, which depends on the sizes and the
+        attributes only — kept per key, these small NumPy steps cost more than the
+        interpolation itself on a feature map (at most 64 keys)."""
+        key = (n_in, scale, n_out, lo, hi, dtype)
+        got = self._taps_cache.get(key)
+        if got is not None:
+            return got
         x, outside = self._source(n_in, scale, n_out, lo, hi)
         mode = self.attrs["mode"]
         i0 = np.ceil(x).astype(np.int64) - 1
@@ -163,15 +174,30 @@ class Resize(Op):
             w = np.where((idx < 0) | (idx >= n_in), 0.0, w)
             w = w / w.sum(1, keepdims=True)
         idx = np.clip(idx, 0, n_in - 1)
-        if mode == "nearest" and outside is None:       # one tap of weight 1: a gather
+        if mode != "nearest" or outside is not None:
+            w = w.astype(dtype)
+        keep = [k for k in range(w.shape[1]) if np.any(w[:, k])]
+        got = (idx, w, keep, outside)
+        if len(self._taps_cache) >= 64:
+            self._taps_cache.clear()
+        self._taps_cache[key] = got
+        return got
+
+    def _axis(self, y, axis, scale, n_out, lo, hi):
+        n_in = y.shape[axis]
+        if n_in == 0:
+            self.fail(f"cannot resize an empty axis {axis}", ShapeError)
+        idx, w, keep, outside = self._axis_taps(n_in, scale, n_out, lo, hi, y.dtype)
+        if self.attrs["mode"] == "nearest" and outside is None:   # one tap of weight 1
             return np.take(y, idx[np.arange(n_out), w.argmax(1)], axis=axis)
-        w = w.astype(y.dtype)
+        if COMPILED and y.dtype == np.float32 and outside is None and keep:
+            # the same products and sums as the loop below, compiled (qe_f32_resize.h)
+            return _f32.resize_axis(np.ascontiguousarray(y), axis % y.ndim, idx[:, keep],
+                                    w[:, keep])
         shape = [1] * y.ndim
         shape[axis] = n_out
         out = None
-        for k in range(w.shape[1]):
-            if not np.any(w[:, k]):
-                continue
+        for k in keep:
             term = np.take(y, idx[:, k], axis=axis)
             term *= w[:, k].reshape(shape)
             if out is None:
@@ -192,6 +218,9 @@ class Resize(Op):
         exact = self.attrs["mode"] == "nearest" and \
             self.attrs["coordinate_transformation_mode"] != "tf_crop_and_resize"
         y = x if x.dtype.kind == "f" or exact else x.astype(np.float64)
+        # shrinking axes first, the last axis before the others: the work is smallest, and
+        # the axis that is a gather per value (the last) runs on the fewest values
+        plan = sorted(plan, key=lambda p: (p[2] / max(x.shape[p[0]], 1), -p[0]))
         for axis, scale, n_out, lo, hi in plan:
             if math.isclose(scale, 1.0) and n_out == y.shape[axis] and \
                     math.isclose(lo, 0.0) and math.isclose(hi, 1.0):
@@ -200,4 +229,4 @@ class Resize(Op):
         if x.dtype.kind in "iu" and not exact:
             info = np.iinfo(x.dtype)
             y = np.clip(np.rint(y), info.min, info.max)
-        return (np.ascontiguousarray(y.astype(x.dtype)),)
+        return (np.ascontiguousarray(y.astype(x.dtype, copy=False)),)

@@ -95,6 +95,8 @@ class Gather(Op):
         n = data.shape[axis]
         c = self._const_idx
         if c is not None and (n, axis) in self._checked:
+            if c[0].ndim == 0:      # one slice (torch's q / k / v of a packed projection): a view
+                return (data[(slice(None),) * axis + (int(c[0]),)],)
             return (np.take(data, c[0], axis=axis),)
         if idx.dtype.kind not in "iu":
             self.fail(f"indices must be integers, got {idx.dtype}", ShapeError)
