@@ -85,9 +85,11 @@ DEVIATIONS = {"test_max_float16": _F32, "test_max_float64": _F32,
                   "mixed_sign_float64", "mixed_sign_float16", "float64_mixed_sign_fmod_0",
                   "float16_mixed_sign_fmod_0", "float_edge_cases_fmod_0_float16",
                   "float_edge_cases_fmod_0_float64")},
-              **{f"test_reduce_log_sum_exp_{k}_{d}": _F32 for d in ("example", "random")
+              **{f"test_reduce_log_sum_exp_{k}_{d}{e}": _F32 for d in ("example", "random")
                  for k in ("do_not_keepdims", "keepdims", "default_axes_keepdims",
-                           "negative_axes_keepdims")}}
+                           "negative_axes_keepdims") for e in ("", "_expanded")},
+              **{f"test_castlike_{k}": _F32 for k in (
+                  "FLOAT_to_FLOAT16", "FLOAT_to_DOUBLE", "FLOAT16_to_DOUBLE", "DOUBLE_to_FLOAT16")}}
 
 
 @dataclass(frozen=True)

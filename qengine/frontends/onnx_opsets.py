@@ -127,6 +127,16 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
     "Erf": _v((9, BASE, "elementwise erf (include/qengine/chain/qe_f32_math.h, <= 1.2 ulp)"),
               (13, SAME, _BF16)),
     "Exp": _UNARY_FLOAT,
+    "Ceil": _UNARY_FLOAT, "Log": _UNARY_FLOAT,
+    "Reciprocal": _UNARY_FLOAT,
+    "Round": _v((11, BASE, "round half to even"), (22, SAME, _BF16)),
+    "Sign": _v((9, BASE, "-1, 0 or 1, any numeric type"), (13, SAME, _BF16)),
+    "CastLike": _v((15, BASE, "cast to the second input's element type"),
+                   (19, IMPLEMENTED, "adds saturate (it only matters for float8 targets, a "
+                                     "dtype qengine does not have)"),
+                   (21, SAME, _NEW_TYPES), (23, SAME, _NEW_TYPES),
+                   (24, IMPLEMENTED, "adds round_mode (float8e8m0 targets only)"),
+                   (25, SAME, _NEW_TYPES)),
     "Expand": _v((8, BASE, "bidirectional broadcast to a shape"), (13, SAME, _BF16)),
     "Flatten": _v((1, BASE, "flatten to 2-D at axis"), (9, SAME, "adds non-float types"),
                   (11, SAME, "wording: negative axis allowed (qengine accepts it at every "

@@ -190,7 +190,8 @@ _NEVER_FOLD = frozenset({"LSTM", "GRU", "DequantizeLinear"})
 
 _SAME_SHAPE = frozenset({"Relu", "Tanh", "Sigmoid", "Neg", "Exp", "Sqrt", "Abs", "Identity",
                          "LeakyRelu", "Softmax", "LogSoftmax", "Clip", "Cast", "HardSigmoid",
-                         "HardSwish", "Erf", "Gelu", "Not"})
+                         "HardSwish", "Erf", "Gelu", "Not", "Log", "Reciprocal", "Ceil",
+                         "Floor", "Round", "Sign"})
 _BROADCAST = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Max", "Min", "Mean", "Mod",
                         "PRelu"})
 

@@ -108,6 +108,8 @@ class ChainRunner:
         self.isa = _runtime.isa_index(None)
 
     def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if type(x) is not np.ndarray:   # a NumPy scalar: what a reduction to 0-d returns
+            x = np.asarray(x)
         if x.dtype == np.float32:
             if not x.flags.c_contiguous:
                 x = np.ascontiguousarray(x)

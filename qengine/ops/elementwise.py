@@ -83,6 +83,33 @@ Not = _unary("Not", np.logical_not)
 Identity = _unary("Identity", lambda x: x)
 
 
+def _quiet(fn):
+    """fn without NumPy's warnings: log(-1) is NaN and 1/0 is inf, as in onnxruntime."""
+    def run(x):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return fn(x)
+    return run
+
+
+Log = _unary("Log", _quiet(np.log))
+Reciprocal = _unary("Reciprocal", _quiet(lambda x: np.reciprocal(x)))
+Ceil = _unary("Ceil", np.ceil)
+# Floor is in onnx_integer.py (older ORT IntegerOps files use it)
+Round = _unary("Round", np.rint)          # halves to even, as ONNX's Round
+Sign = _unary("Sign", np.sign)
+
+
+@register_op
+class CastLike(Op):
+    """x cast to the element type of the second input (whose values are not read)."""
+    op_type = "CastLike"
+    INPUTS = (2, 2)
+    ATTRS = {"saturate": ("int", 1), "round_mode": ("string", "up")}   # float8 targets only
+
+    def run(self, x, like):
+        return (x.astype(like.dtype),)
+
+
 @register_op
 class LeakyRelu(Op):
     op_type = "LeakyRelu"
