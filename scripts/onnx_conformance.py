@@ -173,13 +173,22 @@ def _bake_packed(model, op, inputs):
 def _restampable(model, opset_from: int, opset_to: int) -> bool:
     """True when no op of the model changes semantics between the two opsets (per our table;
     onnx's checker then validates the re-stamped model against the newer schemas)."""
-    for n in model.graph.node:
+    for n in _all_nodes(model.graph):
         versions = OP_VERSIONS.get(n.op_type)
         if versions is None:
             return False
         if any(opset_from < v.since <= opset_to and v.kind != SAME for v in versions):
             return False
     return True
+
+
+def _all_nodes(g):
+    """The nodes of g and of its subgraphs (If branches, Loop bodies), depth first."""
+    for n in g.node:
+        yield n
+        for a in n.attribute:
+            if a.HasField("g"):
+                yield from _all_nodes(a.g)
 
 
 def _restamp(model, opset: int):

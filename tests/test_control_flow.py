@@ -250,3 +250,82 @@ def test_dynamic_quantization_goes_inside_if_branches():
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
     with pytest.warns(qengine.QuantizationWarning, match="branches of 1 If"):
         qengine.quantize_static(g, [{"x": x, "t": np.float32(-100)}])
+
+
+def _loop_model(m=None, with_cond=False):
+    """acc_{i+1} = tanh(acc_i · W + x) + i, scan output acc_{i+1}·2: W is an initializer of the
+    enclosing graph, x an input read inside the body; with_cond stops once sum(acc) > 3."""
+    rng = np.random.default_rng(5)
+    w = helper.make_tensor("W", TP.FLOAT, [3, 3], (rng.standard_normal(9) * 0.5).tolist())
+    body_nodes = [helper.make_node("MatMul", ["acc", "W"], ["mm"]),
+                  helper.make_node("Add", ["mm", "x"], ["pre"]),
+                  helper.make_node("Tanh", ["pre"], ["th"]),
+                  helper.make_node("Cast", ["i"], ["fi"], to=TP.FLOAT),
+                  helper.make_node("Add", ["th", "fi"], ["acc_out"]),
+                  helper.make_node("Mul", ["acc_out", "two"], ["scan"])]
+    if with_cond:
+        body_nodes += [helper.make_node("ReduceSum", ["acc_out"], ["s"], keepdims=0),
+                       helper.make_node("Less", ["s", "three"], ["c_out"])]
+    else:
+        body_nodes += [helper.make_node("Identity", ["c_in"], ["c_out"])]
+    body = helper.make_graph(
+        body_nodes, "body",
+        [helper.make_tensor_value_info("i", TP.INT64, []),
+         helper.make_tensor_value_info("c_in", TP.BOOL, []), _f("acc", [1, 3])],
+        [helper.make_tensor_value_info("c_out", TP.BOOL, []), _f("acc_out", [1, 3]),
+         _f("scan", [1, 3])],
+        [helper.make_tensor("two", TP.FLOAT, [], [2.0]),
+         helper.make_tensor("three", TP.FLOAT, [], [3.0])])
+    inits = [w]
+    ins = ["", "", "acc0"]
+    if m is not None:
+        inits.append(helper.make_tensor("M", TP.INT64, [], [m]))
+        ins[0] = "M"
+    if with_cond:
+        inits.append(helper.make_tensor("c0", TP.BOOL, [], [True]))
+        ins[1] = "c0"
+    node = helper.make_node("Loop", ins, ["acc_final", "scans"], body=body)
+    return _model([node], [_f("x", [1, 3]), _f("acc0", [1, 3])],
+                  [_f("acc_final"), _f("scans")], inits, opset=13)
+
+
+@pytest.mark.parametrize("m, with_cond", [(5, False), (0, False), (50, True), (None, True)])
+@pytest.mark.parametrize("saved", [False, True])
+def test_loop_trip_count_condition_carried_and_scan_values(m, with_cond, saved):
+    model = _loop_model(m, with_cond)
+    g = qengine.from_onnx(model)
+    s = loads(dumps(g)) if saved else qengine.Session(g)
+    x = np.array([[0.1, -0.2, 0.3]], np.float32)
+    acc0 = np.array([[0.5, 0.0, -0.5]], np.float32)
+    got = s.run({"x": x, "acc0": acc0})
+    # onnxruntime is the oracle here: onnx.reference concatenates scan values instead of
+    # stacking them (and fails on zero iterations)
+    ort = pytest.importorskip("onnxruntime")
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]
+                                ).run(None, {"x": x, "acc0": acc0})
+    np.testing.assert_allclose(got["acc_final"], want[0], rtol=1e-5, atol=1e-6)
+    assert got["scans"].shape == want[1].shape
+    np.testing.assert_allclose(got["scans"], want[1], rtol=1e-5, atol=1e-6)
+    if m == 0:                      # no iteration: the initial value, and no scan rows
+        np.testing.assert_array_equal(got["acc_final"], acc0)
+
+
+def test_loop_refuses_a_bad_trip_count_and_quantizes_its_body():
+    model = _loop_model(4)
+    g = qengine.from_onnx(model)
+    node = next(n for n in g.nodes if n.op_type == "Loop")
+    bad = qengine.Graph([qengine.ValueInfo("M", "int64", (2,)), qengine.ValueInfo("x"),
+                         qengine.ValueInfo("acc0")],
+                        [qengine.ValueInfo(o) for o in node.outputs],
+                        [node.replace(inputs=("M", *node.inputs[1:]))],
+                        {k: v for k, v in g.initializers.items() if k in node.inputs[1:]})
+    with pytest.raises(ShapeError, match="M must be one integer"):
+        qengine.Session(bad).run({"M": np.array([1, 2]), "x": np.zeros((1, 3), np.float32),
+                                  "acc0": np.zeros((1, 3), np.float32)})
+    q = qengine.quantize_dynamic(g, qengine.DynamicQuantConfig(cost_model=False))
+    body = next(n for n in q.nodes if n.op_type == "Loop").attrs["body"]
+    assert any(n.op_type.startswith("DynamicQuant") for n in body.nodes)
+    feeds = {"x": np.array([[0.1, -0.2, 0.3]], np.float32),
+             "acc0": np.array([[0.5, 0.0, -0.5]], np.float32)}
+    want = qengine.Session(g).run(feeds)["acc_final"]
+    np.testing.assert_allclose(loads(dumps(q)).run(feeds)["acc_final"], want, atol=0.05)

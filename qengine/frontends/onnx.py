@@ -173,8 +173,8 @@ def _attrs(node) -> dict[str, Any]:
     onnx = _onnx()
     out = {}
     for a in node.attribute:
-        if a.type == onnx.AttributeProto.GRAPH and node.op_type == "If":
-            out[a.name] = a.g                  # converted by _convert_if
+        if a.type == onnx.AttributeProto.GRAPH and node.op_type in ("If", "Loop"):
+            out[a.name] = a.g                  # converted by _convert_if / _convert_loop
             continue
         if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
                       onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS,
@@ -222,8 +222,9 @@ def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
     where = f"node {name!r} ({op})"
     attrs = _attrs(node)
     # the rewrites below read input 0 and output 0: every op here needs input 0 (Constant has
-    # none), and a node none of whose outputs is named computes nothing anyone can read
-    if op != "Constant" and not (ins and ins[0]):
+    # none, Loop's trip count is optional), and a node none of whose outputs is named computes
+    # nothing anyone can read
+    if op not in ("Constant", "Loop") and not (ins and ins[0]):
         raise ModelError(f"{where}: input 0 is required, got {ins}")
     if not any(outs) or (op in ("Constant", "Softmax", "LogSoftmax", "Dropout") and not outs[0]):
         raise ModelError(f"{where}: output 0 must be named, got {outs}")
@@ -246,6 +247,9 @@ def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
         return
     if op == "If":
         _convert_if(b, node, name, opset, attrs, where)
+        return
+    if op == "Loop":
+        _convert_loop(b, node, name, opset, attrs, where)
         return
     if op == "ConstantOfShape":
         t = attrs.pop("value", None)
@@ -430,6 +434,27 @@ def _convert_if(b: _Builder, node, name: str, opset: int, attrs: dict, where: st
     b.add("If", name, [node.input[0], *reads], node.output, branches, own_name=True)
 
 
+def _convert_loop(b: _Builder, node, name: str, opset: int, attrs: dict, where: str) -> None:
+    """Loop: the body becomes a Graph taking (iteration, cond, carried..., what it reads from
+    outside); the node passes the latter after its own inputs (qengine/ops/control.py). An
+    omitted M or cond becomes a constant that means the same."""
+    if set(attrs) != {"body"}:
+        raise ModelError(f"{where}: expected the attribute body, got {sorted(attrs)}")
+    gp = attrs["body"]
+    ins = list(node.input) + [""] * max(0, 2 - len(node.input))
+    n = len(ins) - 2
+    if len(gp.input) != 2 + n or len(gp.output) != 1 + len(node.output) or \
+            len(node.output) < n:
+        raise ModelError(f"{where}: a body of {len(gp.input)} inputs / {len(gp.output)} outputs "
+                         f"does not fit {n} loop-carried values and {len(node.output)} outputs")
+    g, free = _convert_graph(gp, opset, f"{name}/body", b.types, {**b.outer, **b.inits})
+    m = ins[0] or b.const(f"{name}_no_trip_count", np.array(np.iinfo(np.int64).max))
+    cond = ins[1] or b.const(f"{name}_no_cond", np.array(True))
+    b.used.update(free)
+    b.add("Loop", name, [m, cond, *ins[2:], *free], node.output, {"body": g, "carried": n},
+          own_name=True)
+
+
 def _convert_graph(gp, opset: int, scope: str, types: dict,
                    outer: dict | None = None) -> tuple[Graph, list[str]]:
     """A GraphProto (a model's graph, or an If branch named `scope`) as a Graph, and the names
@@ -473,7 +498,8 @@ def _convert_graph(gp, opset: int, scope: str, types: dict,
         o for n in b.nodes for o in n.outputs if o}
     free = list(dict.fromkeys([i for n in b.nodes for i in n.inputs if i and i not in defined] +
                               [v.name for v in gp.output if v.name not in defined]))
-    inputs = [_value_info(v, "graph input") for v in declared]
+    inputs = [_value_info(v, "graph input") if not scope or v.type.tensor_type.elem_type
+              else ValueInfo(v.name, types.get(v.name, "float32")) for v in declared]
     inputs += [ValueInfo(v, types.get(v, "float32")) for v in free]
     # a branch's outputs often carry no type: onnx's inference (or float32) then
     outputs = [_value_info(v, "graph output") if not scope or v.type.tensor_type.elem_type

@@ -172,6 +172,13 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
              (16, SAME, "adds sequence and optional types (refused: tensors only)"),
              (19, SAME, _NEW_TYPES), (21, SAME, _NEW_TYPES), (23, SAME, _NEW_TYPES),
              (24, SAME, _NEW_TYPES), (25, SAME, _NEW_TYPES)),
+    "Loop": _v((1, BASE, "trip count and/or condition, loop-carried tensors, scan outputs "
+                         "stacked on a new first axis"),
+               (11, SAME, "wording: scan outputs' shapes may vary (qengine refuses that)"),
+               (13, SAME, "adds sequence types (refused: tensors only)"),
+               (16, SAME, "adds optional types (refused: tensors only)"),
+               (19, SAME, _NEW_TYPES), (21, SAME, _NEW_TYPES), (23, SAME, _NEW_TYPES),
+               (24, SAME, _NEW_TYPES), (25, SAME, _NEW_TYPES)),
     "LRN": _v((1, BASE, "cross-channel normalisation"), (13, SAME, _BF16)),
     "LSTM": _v((7, BASE, "seq-major layout"), (14, IMPLEMENTED, "adds layout (batch-major)"),
                (22, SAME, _BF16)),

@@ -422,16 +422,14 @@ def optimize(graph: Graph, *, fold_batch_norm: bool = True,
         g, inlined = inline_constant_ifs(g)
         if len(g.nodes) == before and not inlined:
             break
-    if any(n.op_type == "If" for n in g.nodes):   # the branches that stay: optimized too
+    if any(n.subgraphs() for n in g.nodes):   # If branches that stay, Loop bodies: optimized
+        options = dict(fold_batch_norm=fold_batch_norm, fuse_activations=fuse_activations,
+                       fold_max_bytes=fold_max_bytes, fuse_elementwise=fuse_elementwise,
+                       fuse_squeeze_excite=fuse_squeeze_excite, fuse_layer_norm=fuse_layer_norm)
         g = g.copy()
-        g.nodes = [n.replace(attrs={k: optimize(b, fold_batch_norm=fold_batch_norm,
-                                                fuse_activations=fuse_activations,
-                                                fold_max_bytes=fold_max_bytes,
-                                                fuse_elementwise=fuse_elementwise,
-                                                fuse_squeeze_excite=fuse_squeeze_excite,
-                                                fuse_layer_norm=fuse_layer_norm)
-                                    for k, b in n.subgraphs()}) if n.op_type == "If" else n
-                   for n in g.nodes]
+        g.nodes = [n.replace(attrs={**n.attrs, **{k: optimize(b, **options)
+                                                  for k, b in n.subgraphs()}})
+                   if n.subgraphs() else n for n in g.nodes]
     g = fusion.remove_identities(g)
     if fold_batch_norm:
         g = fusion.fold_batch_norm(g)
