@@ -106,6 +106,31 @@ def _names(text):
     return frozenset(n.strip() for n in text.split(",") if n.strip())
 
 
+def _named(text, what):
+    name, sep, rest = text.partition("=")
+    if not sep or not name.strip() or not rest.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME={what}, got {text!r}")
+    return name.strip(), [v.strip() for v in rest.split(",")]
+
+
+def _shape_arg(text):
+    """NAME=D0,D1,... → (name, dims)."""
+    name, dims = _named(text, "D0,D1,...")
+    if not all(d.isdigit() for d in dims):
+        raise argparse.ArgumentTypeError(f"dims must be non-negative integers, got {text!r}")
+    return name, tuple(int(d) for d in dims)
+
+
+def _const_arg(text):
+    """NAME=VALUE or NAME=V0,V1,... → (name, a number or a list of numbers)."""
+    name, values = _named(text, "VALUE")
+    try:
+        nums = [int(v) if v.lstrip("+-").isdigit() else _finite_float(v) for v in values]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"values must be numbers, got {text!r}") from None
+    return name, nums[0] if len(nums) == 1 else nums
+
+
 def _set_threads(args):
     if getattr(args, "threads", None) is not None:
         from ._runtime import set_num_threads
@@ -220,6 +245,9 @@ def _cmd_quantize(args):
         raise QEngineError("--auto-keep-float goes with one budget: --target-sqnr DB or "
                            "--max-agreement-drop FRACTION")
     graph = read_model(args.model)
+    if args.shape or args.const:
+        from .graph.passes import specialize
+        graph = specialize(graph, dict(args.shape), dict(args.const))
     req = QuantizeRequest(per_row=args.per_row, weight_bits=args.weight_bits,
                           group_size=args.group_size, keep_float=args.keep_float,
                           calib=None if args.calib is None else Path(args.calib),
@@ -666,6 +694,14 @@ def build_parser():
                         "this many weights along K (default: one per output row)")
     s.add_argument("--keep-float", type=_names, default=frozenset(), metavar="NODE,...",
                    help="node names to leave in float")
+    s.add_argument("--shape", type=_shape_arg, action="append", default=[],
+                   metavar="NAME=D0,D1,...",
+                   help="fix an input's shape before quantizing (repeat per input): shape "
+                        "computations that depended on it fold, and so do If nodes on them")
+    s.add_argument("--const", type=_const_arg, action="append", default=[],
+                   metavar="NAME=VALUE",
+                   help="make an input a constant (e.g. sr=16000; repeat per input): an If on "
+                        "it is replaced by the branch it takes")
     s.add_argument("--rnn", choices=("int16", "int8", "dynamic", "float"), default="int16",
                    help="static mode: LSTM / GRU become integer with 16-bit (int16) or 8-bit "
                         "(int8) activations and an int16 cell, dynamic int8 layers, or stay "

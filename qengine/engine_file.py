@@ -129,7 +129,7 @@ def _engine_contents(graph: Graph, what: str):
     for name, arr in graph.initializers.items():
         _refuse_nan(arr, f"initializer {name!r}")
     tensors, packed = _pack_int4_tensors(graph.initializers)
-    nested = graph.subgraph_tensors()       # the initializers of If branches
+    nested = graph.subgraph_tensors()       # of If branches and Loop bodies
     clash = sorted(set(nested) & set(tensors))
     if clash:
         raise ModelError(f"initializers {clash[:5]} clash with the names the file gives "

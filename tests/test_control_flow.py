@@ -248,7 +248,7 @@ def test_dynamic_quantization_goes_inside_if_branches():
     want = ReferenceEvaluator(m).run(None, feeds)[0]
     got = loads(dumps(q)).run(feeds)["y"]
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
-    with pytest.warns(qengine.QuantizationWarning, match="branches of 1 If"):
+    with pytest.warns(qengine.QuantizationWarning, match="subgraphs of 1 If / Loop"):
         qengine.quantize_static(g, [{"x": x, "t": np.float32(-100)}])
 
 
@@ -329,3 +329,31 @@ def test_loop_refuses_a_bad_trip_count_and_quantizes_its_body():
              "acc0": np.array([[0.5, 0.0, -0.5]], np.float32)}
     want = qengine.Session(g).run(feeds)["acc_final"]
     np.testing.assert_allclose(loads(dumps(q)).run(feeds)["acc_final"], want, atol=0.05)
+
+
+def test_cli_quantize_specializes_shapes_and_constants(tmp_path, capsys):
+    """`qengine quantize --shape --const`: the If on an input folds before quantizing; bad
+    arguments are one-line errors."""
+    from qengine.cli import main
+    m = _conv_if_model(nested=True)
+    m.graph.node[1].CopyFrom(helper.make_node("Greater", ["t", "zero"], ["cond"]))
+    m.graph.initializer.append(helper.make_tensor("zero", TP.FLOAT, [], [0.0]))
+    src = tmp_path / "m.onnx"
+    onnx.save(m, str(src))
+    out = tmp_path / "m.qe"
+    rc = main(["quantize", str(src), "-o", str(out), "--shape", "x=1,2,5,5", "--const", "t=-1"])
+    assert rc == 0
+    g = qengine.load_graph(out)
+    assert "If" not in [n.op_type for n in g.nodes] and g.input_names == ["x"]
+    x = np.random.default_rng(6).standard_normal((1, 2, 5, 5)).astype(np.float32)
+    want = ReferenceEvaluator(m).run(None, {"x": x, "t": np.float32(-1)})[0]
+    np.testing.assert_allclose(qengine.load(out).run({"x": x})["y"], want, atol=0.05)
+    capsys.readouterr()
+    for bad, msg in ((["--shape", "x=1,a"], "non-negative integers"),
+                     (["--const", "t"], "NAME=VALUE"), (["--const", "nope=1"], "not inputs")):
+        try:
+            rc = main(["quantize", str(src), "-o", str(tmp_path / "b.qe"), *bad])
+        except SystemExit as e:
+            rc = e.code
+        err = capsys.readouterr().err
+        assert rc == 2 and msg in err and "Traceback" not in err, err

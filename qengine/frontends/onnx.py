@@ -141,9 +141,9 @@ class _Builder:
         self.counter = 0
         #: values some node or the graph output reads (unread optional outputs are dropped)
         self.used: set[str] = set()
-        #: element types onnx inferred (what an If branch reads from outside is typed here)
+        #: element types onnx inferred (what a subgraph reads from outside is typed here)
         self.types: dict[str, str] = {}
-        #: the enclosing scopes' constants (for an If branch)
+        #: the enclosing scopes' constants (for a subgraph: an If branch, a Loop body)
         self.outer: dict[str, np.ndarray] = {}
 
     def name(self, base: str) -> str:
@@ -457,26 +457,15 @@ def _convert_loop(b: _Builder, node, name: str, opset: int, attrs: dict, where: 
 
 def _convert_graph(gp, opset: int, scope: str, types: dict,
                    outer: dict | None = None) -> tuple[Graph, list[str]]:
-    """A GraphProto (a model's graph, or an If branch named `scope`) as a Graph, and the names
-    it reads from enclosing scopes (its free values, in order of first use); those become the
-    graph's inputs — except the enclosing scopes' constants (`outer`), which the graph takes
-    as its own initializers: weights stay weights inside a branch. Refuses unsupported ops,
-    naming all of them."""
+    """A GraphProto (a model's graph, an If branch or a Loop body named `scope`) as a Graph, and
+    the names it reads from enclosing scopes (its free values, in order of first use); those
+    become the graph's inputs — except the enclosing scopes' constants (`outer`), which the
+    graph takes as its own initializers: weights stay weights inside a branch. Refuses
+    unsupported ops, naming all of them."""
     names = _node_names(gp.node)
     if scope:               # node names stay unique across the whole model
         names = [f"{scope}/{n}" for n in names]
-    unsupported = []
-    for n, nm in zip(gp.node, names):
-        entry = {"domain": n.domain or "ai.onnx", "op": n.op_type, "node": nm, "reason": None}
-        if n.domain not in _DOMAINS or n.op_type not in OP_VERSIONS:
-            unsupported.append(entry)
-            continue
-        try:
-            op_version(n.op_type, opset, f"node {nm!r}")
-        except ModelError as e:
-            unsupported.append({**entry, "reason": str(e)})
-    if unsupported:
-        raise UnsupportedOpsError(_unsupported_message(unsupported), unsupported)
+    _refuse_unsupported(gp, opset, names)
     b = _Builder(opset)
     b.types, b.outer = types, outer or {}
     b.node_names.update(names)  # generated helper nodes must not take a model node's name
@@ -510,6 +499,22 @@ def _convert_graph(gp, opset: int, scope: str, types: dict,
     return graph, free
 
 
+def _refuse_unsupported(gp, opset: int, names) -> None:
+    """UnsupportedOpsError naming every node of `gp` (not its subgraphs) qengine cannot run."""
+    unsupported = []
+    for n, nm in zip(gp.node, names):
+        entry = {"domain": n.domain or "ai.onnx", "op": n.op_type, "node": nm, "reason": None}
+        if n.domain not in _DOMAINS or n.op_type not in OP_VERSIONS:
+            unsupported.append(entry)
+            continue
+        try:
+            op_version(n.op_type, opset, f"node {nm!r}")
+        except ModelError as e:
+            unsupported.append({**entry, "reason": str(e)})
+    if unsupported:
+        raise UnsupportedOpsError(_unsupported_message(unsupported), unsupported)
+
+
 def _import(model) -> Graph:
     versions = sorted({o.version for o in model.opset_import if o.domain in _DOMAINS})
     if not versions:
@@ -523,9 +528,7 @@ def _import(model) -> Graph:
     if has_qoperator_nodes(model):  # ORT's QOperator format: normalized to QDQ first
         model = qoperator_to_qdq(model)
     g = model.graph
-    for n in g.node:        # unsupported ops first: the message names them all
-        if n.domain not in _DOMAINS or n.op_type not in OP_VERSIONS:
-            _convert_graph(g, opset, "", {})
+    _refuse_unsupported(g, opset, _node_names(g.node))     # before onnx's type inference
     types = _check_types(model)
     graph, free = _convert_graph(g, opset, "", types)
     if free:
@@ -579,8 +582,8 @@ def _check_types(model) -> None:
 
 
 def _element_types(g, out=None) -> dict[str, str]:
-    """name → qengine dtype of every value onnx typed, in `g` and its subgraphs (what an If
-    branch reads from outside is typed there)."""
+    """name → qengine dtype of every value onnx typed, in `g` and its subgraphs (what a
+    subgraph reads from outside is typed there)."""
     out = {} if out is None else out
     for v in (*g.input, *g.output, *g.value_info):
         et = v.type.tensor_type.elem_type if v.type.HasField("tensor_type") else 0

@@ -63,7 +63,7 @@ class ValueInfo:
 
 def _check_attr_value(node: str, key: str, value: Any) -> None:
     """Attributes must be JSON scalars, strings or flat lists of them (arrays go to initializers),
-    or a Graph: the body of a control-flow node (If's branches)."""
+    or a Graph: the body of a control-flow node (an If's branches, a Loop's body)."""
     scalar = (bool, int, float, str)
     if isinstance(value, scalar) or isinstance(value, Graph):
         return
@@ -130,7 +130,7 @@ class Node:
                 "outputs": list(self.outputs), "attrs": attrs}
 
     def subgraphs(self) -> list[tuple[str, "Graph"]]:
-        """(attribute, graph) of each subgraph attribute (the branches of an If)."""
+        """(attribute, graph) of each subgraph attribute (an If's branches, a Loop's body)."""
         return [(k, v) for k, v in self.attrs.items() if isinstance(v, Graph)]
 
 

@@ -1,10 +1,11 @@
-"""Control flow: ONNX If.
+"""Control flow: ONNX If and Loop.
 
-An If node holds its two branches as subgraphs (attributes `then_branch`, `else_branch`). What a
-branch reads from the enclosing graph is an explicit input of the node here (the importer adds
-them after `cond`, qengine/frontends/onnx.py), and the branch declares those names as its own
-inputs: every pass sees the data an If depends on without looking inside it, and a value's
-lifetime in the enclosing graph covers the If that reads it.
+An If node holds its two branches as subgraphs (attributes `then_branch`, `else_branch`), a Loop
+its body (`body`). What a subgraph reads from the enclosing graph is an explicit input of the
+node here (the importer adds them after the node's own inputs, qengine/frontends/onnx.py), and
+the subgraph declares those names as its own inputs: every pass sees the data the node depends
+on without looking inside it, and a value's lifetime in the enclosing graph covers the node
+that reads it. The enclosing graph's constants are copied into the subgraph instead.
 
 An If whose condition is a constant is replaced by the branch it takes (graph/passes.py,
 `inline_constant_ifs`, part of `optimize`): exporters put If on things like a sample rate or a

@@ -119,7 +119,7 @@ def quantize_dynamic(model, config: DynamicQuantConfig | None = None,
         if rewrite is not None:
             old, new = rewrite
             g.replace_nodes(old, new)
-    for node in list(g.nodes):       # an If's branches hold layers too: quantized the same way
+    for node in list(g.nodes):       # If branches and Loop bodies hold layers too: the same way
         if node.subgraphs():
             if config.rounding == "adaround":
                 warnings.warn(f"{node.op_type} {node.name!r}: the layers inside its branches "
@@ -144,7 +144,7 @@ def quantize_dynamic(model, config: DynamicQuantConfig | None = None,
 
 
 def _node_names(g: Graph) -> set[str]:
-    """The names of g's nodes and of the nodes of its subgraphs (If branches)."""
+    """The names of g's nodes and of the nodes of its subgraphs (If branches, Loop bodies)."""
     return {n.name for n in g.nodes} | {m for n in g.nodes for _, b in n.subgraphs()
                                         for m in _node_names(b)}
 
