@@ -158,6 +158,12 @@ def test_if_refuses_bad_conditions_and_branches():
         qengine.from_onnx(unsup)
 
 
+def test_onnx_export_refuses_control_flow_clearly(tmp_path):
+    g = qengine.from_onnx(_conv_if_model())
+    with pytest.raises(ModelError, match="control flow is not implemented.*If_"):
+        qengine.export_onnx(g, tmp_path / "x.onnx")
+
+
 def test_engine_file_refuses_subgraphs_nested_too_deep():
     import json
     from qengine.engine_file import graph_from_json

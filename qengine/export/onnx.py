@@ -87,6 +87,11 @@ def export_onnx(graph: Graph, path, format: str = "qdq", opset: int | None = Non
     if opset is not None and (not isinstance(opset, int) or opset < DEFAULT_OPSET):
         raise ModelError(f"opset must be an int >= {DEFAULT_OPSET} (per-axis QuantizeLinear / "
                          f"DequantizeLinear), got {opset!r}")
+    flow = [n.name for n in g.nodes if n.subgraphs()]
+    if flow:
+        raise ModelError(f"ONNX export of control flow is not implemented: nodes {flow[:3]} "
+                         f"(If / Loop); qengine.specialize can fold an If whose condition "
+                         f"depends on an input you can fix")
     top = onnx.defs.onnx_opset_version()
     if opset is not None and opset > top:
         raise ModelError(f"opset {opset} is newer than this onnx package knows ({top})")
