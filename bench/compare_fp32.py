@@ -8,8 +8,9 @@ Relu/Clip fused into the convolutions, as ONNX Runtime's default graph optimizat
 it); ONNX Runtime runs the original file with its default optimizations (ORT_ENABLE_ALL, its
 NCHWc layout transformer included). Latency: median of --runs calls after warm-up, one engine
 after the other with a pause between them (a thread pool keeps spinning after its last call).
-`ocr_rec` is the real PP-OCRv4 text recognizer shipped with rapidocr
-(/work/models/rapidocr/ch_PP-OCRv4_rec_infer.onnx, input x [1, 3, 48, 320]), skipped when absent.
+`ocr_rec` is the real PP-OCRv4 text recognizer shipped with rapidocr (bench/real_models.py's
+`ppocr_rec`; `python bench/real_models.py --fetch` downloads it; input x [1, 3, 48, 320]),
+skipped when absent.
 
 --profile prints qengine's time per op type (Session.profile, median of 10 runs per node);
 --calib times entropy calibration of ResNet-18 on 16 images against ORT's Entropy calibrator,
@@ -33,16 +34,17 @@ from _timing import measure, median_ms, ort_session  # noqa: E402
 import qengine  # noqa: E402
 
 warnings.filterwarnings("ignore")
-OCR_REC = "/work/models/rapidocr/ch_PP-OCRv4_rec_infer.onnx"
 
 
 def make_case(name, tmp):
     """(onnx path, input name, input array) or None when the model is not available."""
     rng = np.random.default_rng(0)
     if name == "ocr_rec":
-        if not os.path.exists(OCR_REC):
+        from real_models import find          # the cache `python bench/real_models.py --fetch` fills
+        path = find("ppocr_rec")
+        if path is None:
             return None
-        return OCR_REC, "x", rng.standard_normal((1, 3, 48, 320)).astype(np.float32)
+        return str(path), "x", rng.standard_normal((1, 3, 48, 320)).astype(np.float32)
     from models import INPUT_SHAPES, build, export_onnx   # bench/models.py
     path = os.path.join(tmp, f"{name}.onnx")
     export_onnx(build(name), path, INPUT_SHAPES[name])
