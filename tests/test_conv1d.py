@@ -127,3 +127,42 @@ def test_nearest_resize_moves_uint8_codes_between_int8_convs(tmp_path):
         assert y.shape == got.shape
         if fmt == "qdq":
             np.testing.assert_allclose(y, got, rtol=1e-5, atol=1e-5)
+
+
+def test_global_max_pool_reduces_uint8_codes_between_int8_ops(tmp_path):
+    """GlobalMaxPool in static int8 takes the max of the codes at the input's qparams:
+    bit-identical to the float island, and the exported QDQ / QOperator models run in ORT."""
+    w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
+    w2 = (rng.standard_normal((5, 8)) * 0.3).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("GlobalMaxPool", ["r1"], ["p"], name="gmp"),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "w2"], ["y"], transB=1)]
+    g = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    model = qengine.from_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    x = rng.standard_normal((32, 3, 12, 12)).astype(np.float32)
+    q = qengine.quantize_static(model, {"x": x})
+    gmp = next(n for n in q.nodes if n.name == "gmp")
+    made_by = {o: n for n in q.nodes for o in n.outputs}
+    assert made_by[gmp.inputs[0]].op_type == "Transpose"        # the QConv's NHWC codes
+    assert len([n for n in q.nodes if n.op_type == "DequantizeU8"]) <= 1
+    qf = qengine.quantize_static(model, {"x": x}, qengine.StaticQuantConfig(keep_float={"gmp"}))
+    got = qengine.Session(q).run({"x": x})["y"]
+    np.testing.assert_array_equal(got, qengine.Session(qf).run({"x": x})["y"])
+    ref = qengine.Session(model).run({"x": x})["y"]
+    assert 10 * np.log10(np.sum(ref ** 2) / np.sum((got - ref) ** 2)) > 25
+    ort = pytest.importorskip("onnxruntime")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for fmt in ("qdq", "qoperator"):
+        qengine.export_onnx(q, tmp_path / f"{fmt}.onnx", format=fmt)
+        s = ort.InferenceSession(str(tmp_path / f"{fmt}.onnx"), so,
+                                 providers=["CPUExecutionProvider"])
+        y = s.run(None, {"x": x})[0]
+        assert y.shape == got.shape
+        if fmt == "qdq":
+            np.testing.assert_allclose(y, got, rtol=1e-5, atol=1e-5)

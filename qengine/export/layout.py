@@ -20,7 +20,7 @@ _NHWC_OPS = {"QConv": (0,), "QConvAdd": (0, 1), "QMaxPool": (0,), "QAveragePool"
 #: elementwise int8 ops: inputs and output share one layout
 _SAME_LAYOUT = ("QAdd", "QMul", "QConcat", "QLut")
 #: ops that run on uint8 unchanged (no qparams of their own) when their input is uint8
-PASS_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Resize")
+PASS_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Resize", "GlobalMaxPool")
 INTEGER_OPS = ("QuantizeU8", "DequantizeU8", *_NHWC_OPS, "QGemm", "QGemmDequant",
                *_SAME_LAYOUT)
 DYNAMIC_OPS = ("DynamicQuantLinear", "DynamicQuantConv", "DynamicQuantLSTM", "DynamicQuantGRU",
@@ -123,7 +123,8 @@ def ranks(g: Graph) -> dict:
                 n.inputs[1] in g.initializers and r0 is not None:
             k = int(g.initializers[n.inputs[1]].size)
             out = r0 + (k if n.op_type == "Unsqueeze" else -k)
-        elif n.op_type in INTEGER_OPS or n.op_type in ("Transpose", "Relu", "Clip", "Resize"):
+        elif n.op_type in INTEGER_OPS or n.op_type in ("Transpose", "Relu", "Clip", "Resize",
+                                                        "GlobalMaxPool"):
             out = r0
         else:
             out = None

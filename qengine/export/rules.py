@@ -155,8 +155,9 @@ class _Raiser:
         self.o.retarget(self.dq(n.inputs[0], a["scale"], a["zero_point"]), n.outputs[0])
 
     def _pass(self, n):
-        """Reshape / Flatten / Squeeze / Unsqueeze / nearest Resize / the model's Transpose on
-        uint8: the input's bytes and qparams; a layout-change Transpose disappears."""
+        """Reshape / Flatten / Squeeze / Unsqueeze / nearest Resize / GlobalMaxPool / the
+        model's Transpose on uint8: the input's bytes and qparams; a layout-change Transpose
+        disappears."""
         x = self.t(n.inputs[0])
         if n.name in self.changes:
             self.alias[n.outputs[0]] = x
@@ -164,8 +165,15 @@ class _Raiser:
         if self.layout[n.inputs[0]] == "nhwc":
             fail(n, "it reshapes an NHWC uint8 value (the lowering never makes this)")
         if self.fmt == "qoperator":
-            self.o.node(n.op_type, [x, *n.inputs[1:]], [self.define(n.outputs[0], self.qp[x])],
-                        name=n.name, **n.attrs)
+            op, ins, attrs = n.op_type, [x, *n.inputs[1:]], dict(n.attrs)
+            if op == "GlobalMaxPool":   # ONNX's is float-only; ReduceMax takes uint8
+                axes = list(range(2, self.rank.get(n.inputs[0]) or 4))
+                op, attrs = "ReduceMax", {"keepdims": 1}
+                if self.opset >= 18:
+                    ins.append(self.o.const(axes, np.int64))
+                else:
+                    attrs["axes"] = axes
+            self.o.node(op, ins, [self.define(n.outputs[0], self.qp[x])], name=n.name, **attrs)
             return
         y = self.o.op(n.op_type, [self.dq(n.inputs[0]), *n.inputs[1:]], f"{n.name}.out", n.name,
                       **n.attrs)

@@ -404,10 +404,17 @@ class ResizeRule(PassThroughRule):
         return None
 
 
+class GlobalMaxPoolRule(PassThroughRule):
+    """The max of codes is the code of the max (quantizing is monotonic): the uint8 bytes are
+    reduced at the input's qparams, bit-identical to a float island (NCHW, the op's layout)."""
+    ops = ("GlobalMaxPool",)
+    moves_bytes = False             # it shrinks the map: worth it even next to float
+
+
 RULES: dict[str, Rule] = {}
 for _rule in (ConvRule(), GemmRule(), MaxPoolRule(), PoolRule(), GlobalAveragePoolRule(),
               ReduceMeanRule(),
               BinaryRule(), ConcatRule(), ClampLutRule(), LutRule(), ChainRule(),
-              ResizeRule(), PassThroughRule()):
+              ResizeRule(), GlobalMaxPoolRule(), PassThroughRule()):
     for _op in _rule.ops:
         RULES.setdefault(_op, _rule)       # the first rule listed for an op wins
