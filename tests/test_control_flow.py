@@ -1,4 +1,5 @@
-"""ONNX If (qengine/ops/control.py, the frontend's _convert_if, passes.inline_constant_ifs):
+"""ONNX If, Loop and Scan (qengine/ops/control.py, the frontend's _convert_if / _loop / _scan,
+passes.inline_constant_ifs):
 branches run at run time or are folded away when the condition is a constant; what a branch reads
 from outside (activations, weights) reaches it; nesting; engine files; bad models and inputs.
 Oracles: onnx.reference and ONNX Runtime; a real exporter's If (Silero VAD: the whole model is an
@@ -254,7 +255,7 @@ def test_dynamic_quantization_goes_inside_if_branches():
     want = ReferenceEvaluator(m).run(None, feeds)[0]
     got = loads(dumps(q)).run(feeds)["y"]
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
-    with pytest.warns(qengine.QuantizationWarning, match="subgraphs of 1 If / Loop"):
+    with pytest.warns(qengine.QuantizationWarning, match="subgraphs of 1 If / Loop / Scan"):
         qengine.quantize_static(g, [{"x": x, "t": np.float32(-100)}])
 
 
@@ -363,3 +364,65 @@ def test_cli_quantize_specializes_shapes_and_constants(tmp_path, capsys):
             rc = e.code
         err = capsys.readouterr().err
         assert rc == 2 and msg in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("in_axis, in_dir, out_axis, out_dir", [
+    (0, 0, 0, 0), (1, 1, 0, 0), (0, 1, 1, 1), (-1, 0, -1, 1)])
+@pytest.mark.parametrize("saved", [False, True])
+def test_scan_axes_directions_state_and_a_captured_weight(in_axis, in_dir, out_axis, out_dir,
+                                                          saved):
+    """s_{t+1} = tanh(s_t · W + x_t), scan output s_{t+1} − x_t: W an initializer of the
+    enclosing graph, the scan input sliced along in_axis (reversed with in_dir), the output
+    stacked along out_axis (reversed with out_dir); against onnxruntime (onnx.reference has
+    no scan axes or directions: it checks the default case)."""
+    rng = np.random.default_rng(7)
+    w = helper.make_tensor("W", TP.FLOAT, [4, 4], (rng.standard_normal(16) * 0.5).tolist())
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["s", "W"], ["sw"]),
+         helper.make_node("Add", ["sw", "xt"], ["pre"]),
+         helper.make_node("Tanh", ["pre"], ["s_out"]),
+         helper.make_node("Sub", ["s_out", "xt"], ["y_t"])],
+        "body", [_f("s", [4]), _f("xt", [4])], [_f("s_out", [4]), _f("y_t", [4])])
+    x_shape = [6, 4] if in_axis in (0, -2) else [4, 6]
+    node = helper.make_node("Scan", ["s0", "x"], ["s_final", "ys"], body=body, num_scan_inputs=1,
+                            scan_input_axes=[in_axis], scan_input_directions=[in_dir],
+                            scan_output_axes=[out_axis], scan_output_directions=[out_dir])
+    m = _model([node], [_f("s0", [4]), _f("x", x_shape)], [_f("s_final"), _f("ys")], [w],
+               opset=16)
+    g = qengine.from_onnx(m)
+    s = loads(dumps(g)) if saved else qengine.Session(g)
+    feeds = {"s0": rng.standard_normal(4).astype(np.float32),
+             "x": rng.standard_normal(x_shape).astype(np.float32)}
+    got = s.run(feeds)
+    ort = pytest.importorskip("onnxruntime")
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]
+                                ).run(None, feeds)
+    if (in_axis, in_dir, out_axis, out_dir) == (0, 0, 0, 0):   # what onnx.reference implements
+        want_ref = ReferenceEvaluator(m).run(None, feeds)
+        for w_ort, w_ref in zip(want, want_ref):
+            np.testing.assert_allclose(w_ort, w_ref, rtol=1e-5, atol=1e-6)
+    for k, w in zip(("s_final", "ys"), want):
+        assert got[k].shape == w.shape
+        np.testing.assert_allclose(got[k], w, rtol=1e-5, atol=1e-6)
+
+
+def test_scan_refuses_mismatched_lengths_and_opset8_sequence_lens():
+    body = helper.make_graph([helper.make_node("Add", ["a", "b"], ["c"]),
+                              helper.make_node("Identity", ["c"], ["o"])], "body",
+                             [_f("a", []), _f("b", [])], [_f("c", []), _f("o", [])])
+    body2 = helper.make_graph([helper.make_node("Add", ["a", "b"], ["c"]),
+                               helper.make_node("Add", ["c", "d"], ["o"])], "body",
+                              [_f("a", []), _f("b", []), _f("d", [])], [_f("c", []), _f("o", [])])
+    node = helper.make_node("Scan", ["a0", "x", "z"], ["a_fin", "os"], body=body2,
+                            num_scan_inputs=2)
+    m = _model([node], [_f("a0", []), _f("x", ["T"]), _f("z", ["U"])], [_f("a_fin"), _f("os")],
+               opset=16)
+    s = qengine.Session(qengine.from_onnx(m))
+    with pytest.raises(ShapeError, match="different lengths"):
+        s.run({"a0": np.float32(0), "x": np.ones(3, np.float32), "z": np.ones(4, np.float32)})
+    lens8 = helper.make_node("Scan", ["lens", "a0", "x"], ["a_fin", "os"], body=body,
+                             num_scan_inputs=1)
+    m8 = _model([lens8], [helper.make_tensor_value_info("lens", TP.INT64, [1]),
+                          _f("a0", [1]), _f("x", [1, 3])], [_f("a_fin"), _f("os")], opset=8)
+    with pytest.raises(ModelError, match="sequence_lens is not supported"):
+        qengine.from_onnx(m8)

@@ -90,7 +90,7 @@ def export_onnx(graph: Graph, path, format: str = "qdq", opset: int | None = Non
     flow = [n.name for n in g.nodes if n.subgraphs()]
     if flow:
         raise ModelError(f"ONNX export of control flow is not implemented: nodes {flow[:3]} "
-                         f"(If / Loop); qengine.specialize can fold an If whose condition "
+                         f"(If / Loop / Scan); qengine.specialize can fold an If whose condition "
                          f"depends on an input you can fix")
     top = onnx.defs.onnx_opset_version()
     if opset is not None and opset > top:

@@ -173,8 +173,8 @@ def _attrs(node) -> dict[str, Any]:
     onnx = _onnx()
     out = {}
     for a in node.attribute:
-        if a.type == onnx.AttributeProto.GRAPH and node.op_type in ("If", "Loop"):
-            out[a.name] = a.g                  # converted by _convert_if / _convert_loop
+        if a.type == onnx.AttributeProto.GRAPH and node.op_type in ("If", "Loop", "Scan"):
+            out[a.name] = a.g                  # converted by _convert_if / _loop / _scan
             continue
         if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
                       onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS,
@@ -222,9 +222,9 @@ def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
     where = f"node {name!r} ({op})"
     attrs = _attrs(node)
     # the rewrites below read input 0 and output 0: every op here needs input 0 (Constant has
-    # none, Loop's trip count is optional), and a node none of whose outputs is named computes
-    # nothing anyone can read
-    if op not in ("Constant", "Loop") and not (ins and ins[0]):
+    # none; Loop's trip count and Scan-8's sequence_lens are optional), and a node none of
+    # whose outputs is named computes nothing anyone can read
+    if op not in ("Constant", "Loop", "Scan") and not (ins and ins[0]):
         raise ModelError(f"{where}: input 0 is required, got {ins}")
     if not any(outs) or (op in ("Constant", "Softmax", "LogSoftmax", "Dropout") and not outs[0]):
         raise ModelError(f"{where}: output 0 must be named, got {outs}")
@@ -250,6 +250,9 @@ def _convert_node(b: _Builder, node, name: str, opset: int) -> None:
         return
     if op == "Loop":
         _convert_loop(b, node, name, opset, attrs, where)
+        return
+    if op == "Scan":
+        _convert_scan(b, node, name, opset, attrs, where)
         return
     if op == "ConstantOfShape":
         t = attrs.pop("value", None)
@@ -452,6 +455,35 @@ def _convert_loop(b: _Builder, node, name: str, opset: int, attrs: dict, where: 
     cond = ins[1] or b.const(f"{name}_no_cond", np.array(True))
     b.used.update(free)
     b.add("Loop", name, [m, cond, *ins[2:], *free], node.output, {"body": g, "carried": n},
+          own_name=True)
+
+
+def _convert_scan(b: _Builder, node, name: str, opset: int, attrs: dict, where: str) -> None:
+    """Scan: the body becomes a Graph taking (state..., scan slices..., what it reads from
+    outside); the node passes the latter after its own inputs. Opset 8's batched form is
+    marked `batched` (its sequence_lens is refused)."""
+    gp = attrs.pop("body", None)
+    if gp is None or "num_scan_inputs" not in attrs:
+        raise ModelError(f"{where}: the attributes body and num_scan_inputs are required")
+    ins = list(node.input)
+    if op_version("Scan", opset).since == 8:          # (sequence_lens, state..., scans...)
+        if ins and ins[0]:
+            raise ModelError(f"{where}: Scan-8's sequence_lens is not supported (every batch "
+                             f"element must scan the whole sequence); leave it empty")
+        ins = ins[1:]
+        attrs = {"num_scan_inputs": attrs["num_scan_inputs"], "batched": 1,
+                 **({"scan_input_directions": attrs["directions"]} if "directions" in attrs
+                    else {})}
+    m = attrs["num_scan_inputs"]
+    n = len(ins) - m
+    if not isinstance(m, int) or m < 1 or n < 0 or len(gp.input) != len(ins) or \
+            len(gp.output) != len(node.output) or len(node.output) < n or not all(ins):
+        raise ModelError(f"{where}: {len(node.input)} inputs, {len(node.output)} outputs and a "
+                         f"body of {len(gp.input)} / {len(gp.output)} do not fit "
+                         f"num_scan_inputs {m}")
+    g, free = _convert_graph(gp, opset, f"{name}/body", b.types, {**b.outer, **b.inits})
+    b.used.update(free)
+    b.add("Scan", name, [*ins, *free], node.output, {**attrs, "body": g, "carried": n},
           own_name=True)
 
 

@@ -275,6 +275,13 @@ OP_VERSIONS: dict[str, tuple[OpVersion, ...]] = {
                 (15, IMPLEMENTED, "adds start and end"),
                 (19, SAME, _NEW_TYPES), (21, SAME, _NEW_TYPES), (23, SAME, _NEW_TYPES),
                 (24, SAME, _NEW_TYPES), (25, SAME, _NEW_TYPES)),
+    "Scan": _v((8, BASE, "a leading batch axis on states and scan inputs, directions "
+                         "(sequence_lens refused: every element scans the whole sequence)"),
+               (9, IMPLEMENTED, "no batch axis; scan_input_axes / directions, "
+                                "scan_output_axes / directions"),
+               (11, SAME, "negative axes allowed"), (16, SAME, _BF16),
+               (19, SAME, _NEW_TYPES), (21, SAME, _NEW_TYPES), (23, SAME, _NEW_TYPES),
+               (24, SAME, _NEW_TYPES), (25, SAME, _NEW_TYPES)),
     "Sigmoid": _UNARY_FLOAT,
     "Size": _v((1, BASE, "the input's element count as an int64 scalar"), (13, SAME, _BF16),
                (19, SAME, _NEW_TYPES), (21, SAME, _NEW_TYPES), (23, SAME, _NEW_TYPES),

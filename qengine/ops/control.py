@@ -1,7 +1,7 @@
-"""Control flow: ONNX If and Loop.
+"""Control flow: ONNX If, Loop and Scan.
 
 An If node holds its two branches as subgraphs (attributes `then_branch`, `else_branch`), a Loop
-its body (`body`). What a subgraph reads from the enclosing graph is an explicit input of the
+or a Scan its body (`body`). What a subgraph reads from the enclosing graph is an explicit input of the
 node here (the importer adds them after the node's own inputs, qengine/frontends/onnx.py), and
 the subgraph declares those names as its own inputs: every pass sees the data the node depends
 on without looking inside it, and a value's lifetime in the enclosing graph covers the node
@@ -131,3 +131,107 @@ class Loop(Op):
                           ShapeError)
             stacked.append(np.stack(acc) if acc else np.zeros(empty, dt))
         return (*carried, *stacked)
+
+
+@register_op
+class Scan(Op):
+    """ONNX Scan: inputs (initial state..., scan inputs..., captured...); the body maps
+    (state..., one slice of each scan input...) to (state..., scan values...). Each scan input
+    is sliced along its scan_input_axes entry, backwards where its direction is 1; each scan
+    output stacks its values along its scan_output_axes entry, in reverse order where its
+    direction is 1. `carried` (qengine's attribute, set by the importer) is how many values are
+    state. `batched` = 1 is opset 8's form: every state and scan input has a leading batch axis
+    and each batch element is scanned on its own (sequence_lens is refused at import)."""
+    op_type = "Scan"
+    INPUTS = (1, None)
+    OUTPUTS = (1, None)
+    ATTRS = {"body": ("graph", REQUIRED), "carried": ("int", REQUIRED),
+             "num_scan_inputs": ("int", REQUIRED), "batched": ("int", 0),
+             "scan_input_axes": ("ints", None), "scan_input_directions": ("ints", None),
+             "scan_output_axes": ("ints", None), "scan_output_directions": ("ints", None)}
+
+    @classmethod
+    def check_attrs(cls, attrs, node):
+        body, n, m = attrs["body"], attrs["carried"], attrs["num_scan_inputs"]
+        where = f"node {node.name!r} (Scan)"
+        k = len(node.outputs) - n
+        if n < 0 or m < 1 or len(node.inputs) < n + m or len(body.inputs) != len(node.inputs) \
+                or len(body.outputs) != len(node.outputs) or k < 0:
+            raise ModelError(f"{where}: {len(node.inputs)} inputs / {len(node.outputs)} outputs "
+                             f"and a body of {len(body.inputs)} / {len(body.outputs)} do not fit "
+                             f"{n} state values and {m} scan inputs")
+        for key, size in (("scan_input_axes", m), ("scan_input_directions", m),
+                          ("scan_output_axes", k), ("scan_output_directions", k)):
+            v = attrs[key]
+            if v is not None and len(v) != size:
+                raise ModelError(f"{where}: {key} has {len(v)} values, expected {size}")
+            if v is not None and key.endswith("directions") and any(d not in (0, 1) for d in v):
+                raise ModelError(f"{where}: {key} must hold 0 or 1, got {v}")
+        if attrs["batched"] and (attrs["scan_input_axes"] or attrs["scan_output_axes"]):
+            raise ModelError(f"{where}: the batched form (opset 8) has no scan axes")
+        captured = [v.name for v in body.inputs[n + m:]]
+        if captured != list(node.inputs[n + m:]):
+            raise ModelError(f"{where}: the body reads {captured} from outside, the node "
+                             f"passes {list(node.inputs[n + m:])}")
+        body.verify()
+
+    def prepare(self, initializers):
+        from ..graph.executor import Executor    # the executor imports the ops: import late
+        body, a = self.attrs["body"], self.attrs
+        self.exe = Executor(body, float_dtype=self.float_dtype)
+        self.in_names = [v.name for v in body.inputs]
+        self.out_names = body.output_names
+        m, k = a["num_scan_inputs"], len(self.node.outputs) - a["carried"]
+        self.in_axes = a["scan_input_axes"] or [0] * m
+        self.in_dirs = a["scan_input_directions"] or [0] * m
+        self.out_axes = a["scan_output_axes"] or [0] * k
+        self.out_dirs = a["scan_output_directions"] or [0] * k
+
+    def run(self, *args):
+        n, m = self.attrs["carried"], self.attrs["num_scan_inputs"]
+        state, xs, captured = list(args[:n]), args[n:n + m], args[n + m:]
+        if not self.attrs["batched"]:
+            return self._scan(state, xs, captured)
+        sizes = {np.shape(v)[0] if np.ndim(v) else None for v in (*state, *xs)}
+        if len(sizes) != 1 or None in sizes:
+            self.fail(f"the batched form needs one leading batch axis on every state and scan "
+                      f"input, got sizes {sorted(map(str, sizes))}", ShapeError)
+        per = [self._scan([v[b] for v in state], [x[b] for x in xs], captured)
+               for b in range(sizes.pop())]
+        return tuple(np.stack([p[i] for p in per]) for i in range(len(self.node.outputs)))
+
+    def _scan(self, state, xs, captured):
+        n = self.attrs["carried"]
+        axes = []
+        for x, ax in zip(xs, self.in_axes):
+            if not -np.ndim(x) <= ax < np.ndim(x):
+                self.fail(f"scan_input_axes {ax} is out of range for rank {np.ndim(x)}",
+                          ShapeError)
+            axes.append(ax % np.ndim(x))
+        lengths = {np.shape(x)[ax] for x, ax in zip(xs, axes)}
+        if len(lengths) != 1:
+            self.fail(f"the scan inputs have different lengths along their axes: "
+                      f"{sorted(lengths)}", ShapeError)
+        steps = lengths.pop()
+        scans: list[list] = [[] for _ in self.out_axes]
+        for t in range(steps):
+            slices = [np.take(x, steps - 1 - t if d else t, axis=ax)
+                      for x, ax, d in zip(xs, axes, self.in_dirs)]
+            out = self.exe.run(dict(zip(self.in_names, (*state, *slices, *captured))))
+            vals = [out[k] for k in self.out_names]
+            state = vals[:n]
+            for acc, v in zip(scans, vals[n:]):
+                acc.append(v)
+        stacked = []
+        for acc, ax, d in zip(scans, self.out_axes, self.out_dirs):
+            if not acc:
+                self.fail("a Scan over zero steps has no scan output shape", ShapeError)
+            shapes = {np.shape(v) for v in acc}
+            if len(shapes) > 1:
+                self.fail(f"a scan output changed shape between steps: {sorted(shapes)}",
+                          ShapeError)
+            r = np.ndim(acc[0]) + 1
+            if not -r <= ax < r:
+                self.fail(f"scan_output_axes {ax} is out of range for rank {r}", ShapeError)
+            stacked.append(np.stack(acc[::-1] if d else acc, axis=ax % r))
+        return (*state, *stacked)

@@ -345,10 +345,10 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
         raise ConfigError(f"keep_float names nodes that are not in the graph: {sorted(missing)}")
     flow = [n.name for n in g.nodes if n.subgraphs()]
     if flow:        # their values are only seen inside a nested executor: not observed
-        warnings.warn(f"quantize_static leaves the subgraphs of {len(flow)} If / Loop node(s) "
-                      f"in float ({', '.join(map(repr, flow[:3]))}): calibration does not go "
-                      f"inside control flow; quantize_dynamic does", QuantizationWarning,
-                      stacklevel=2)
+        warnings.warn(f"quantize_static leaves the subgraphs of {len(flow)} If / Loop / Scan "
+                      f"node(s) in float ({', '.join(map(repr, flow[:3]))}): calibration does "
+                      f"not go inside control flow; quantize_dynamic does",
+                      QuantizationWarning, stacklevel=2)
     from .static_rnn import lower_rnns, node_hooks, rnn_observers
     rnn_obs = rnn_observers(g, config.keep_float) if config.rnn in ("int16", "int8") else {}
     if config.rnn == "float":
