@@ -1,7 +1,7 @@
 """ONNX If, Loop and Scan (qengine/ops/control.py, the frontend's _convert_if / _loop / _scan,
-passes.inline_constant_ifs):
-branches run at run time or are folded away when the condition is a constant; what a branch reads
-from outside (activations, weights) reaches it; nesting; engine files; bad models and inputs.
+passes.inline_constant_ifs): branches run at run time or are folded away when the condition is a
+constant; what a subgraph reads from outside (activations, weights) reaches it; nesting; engine
+files; bad models and inputs.
 Oracles: onnx.reference and ONNX Runtime; a real exporter's If (Silero VAD: the whole model is an
 If on the sample rate, with nested Ifs inside) against ONNX Runtime."""
 import sys
