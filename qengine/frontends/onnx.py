@@ -492,12 +492,12 @@ def _convert_graph(gp, opset: int, scope: str, types: dict,
     """A GraphProto (a model's graph, an If branch or a Loop body named `scope`) as a Graph, and
     the names it reads from enclosing scopes (its free values, in order of first use); those
     become the graph's inputs — except the enclosing scopes' constants (`outer`), which the
-    graph takes as its own initializers: weights stay weights inside a branch. Refuses
-    unsupported ops, naming all of them."""
+    graph takes as its own initializers: weights stay weights inside a branch. A subgraph's
+    unsupported ops are refused here, naming all of them (the top level's: by _import)."""
     names = _node_names(gp.node)
     if scope:               # node names stay unique across the whole model
         names = [f"{scope}/{n}" for n in names]
-    _refuse_unsupported(gp, opset, names)
+        _refuse_unsupported(gp, opset, names)
     b = _Builder(opset)
     b.types, b.outer = types, outer or {}
     b.node_names.update(names)  # generated helper nodes must not take a model node's name

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ..errors import QEngineError
+from ..errors import QEngineError, ShapeError
 from .ir import Graph, Node, ValueInfo, fresh_name
 
 #: Folding must not turn a small file into a huge one (Expand/ConstantOfShape can inflate).
@@ -56,7 +56,6 @@ def specialize(graph: Graph, shapes=None, constants=None) -> Graph:
     input becomes the branch it takes (the Silero VAD model: 25 If nodes at run time, none after
     specialize(g, {"input": (1, 512), "state": (2, 1, 128)}, {"sr": 16000})).
     """
-    from ..errors import ShapeError
     shapes, constants = dict(shapes or {}), dict(constants or {})
     known = {v.name: v for v in graph.inputs}
     unknown = sorted(set(shapes) - set(known)) + sorted(set(constants) - set(known))
@@ -85,7 +84,6 @@ def specialize(graph: Graph, shapes=None, constants=None) -> Graph:
 
 
 def _check_fits(v: ValueInfo, shape) -> None:
-    from ..errors import ShapeError
     if v.shape is not None and (len(v.shape) != len(shape) or any(
             isinstance(d, int) and d != n for d, n in zip(v.shape, shape))):
         raise ShapeError(f"specialize: input {v.name!r} is {v.brief()}, which {tuple(shape)} "

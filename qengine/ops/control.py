@@ -61,8 +61,39 @@ class If(Op):
         return tuple(out[k] for k in outputs)
 
 
+class _BodyOp(Op):
+    """Loop and Scan: one `body` subgraph whose inputs end with what it reads from the
+    enclosing graph, which the node passes as its last inputs, in the same order."""
+
+    @staticmethod
+    def check_captured(body, node, first: int, where: str) -> None:
+        captured = [v.name for v in body.inputs[first:]]
+        if captured != list(node.inputs[first:]):
+            raise ModelError(f"{where}: the body reads {captured} from outside, the node "
+                             f"passes {list(node.inputs[first:])}")
+        body.verify()
+
+    def prepare(self, initializers):
+        from ..graph.executor import Executor    # the executor imports the ops: import late
+        body = self.attrs["body"]
+        self.exe = Executor(body, float_dtype=self.float_dtype)
+        self.in_names = [v.name for v in body.inputs]
+        self.out_names = body.output_names
+
+    def step(self, values) -> list:
+        """One run of the body on its inputs in order; its outputs in order."""
+        out = self.exe.run(dict(zip(self.in_names, values)))
+        return [out[k] for k in self.out_names]
+
+    def check_same_shape(self, values, what: str) -> None:
+        shapes = {np.shape(v) for v in values}
+        if len(shapes) > 1:
+            self.fail(f"a scan output changed shape between {what}: {sorted(shapes)}",
+                      ShapeError)
+
+
 @register_op
-class Loop(Op):
+class Loop(_BodyOp):
     """ONNX Loop: inputs (M, cond, v_initial..., captured...); the body maps (iteration, cond,
     carried...) to (cond, carried..., scan values...). `carried` (qengine's attribute, set by
     the importer) is how many values are loop-carried. The importer replaces an omitted M by
@@ -84,19 +115,11 @@ class Loop(Op):
         if len(body.outputs) != 1 + len(node.outputs) or len(node.outputs) < n:
             raise ModelError(f"{where}: the body's {len(body.outputs)} outputs do not fit the "
                              f"node's {len(node.outputs)} with {n} loop-carried values")
-        captured = [v.name for v in body.inputs[2 + n:]]
-        if captured != list(node.inputs[2 + n:]):
-            raise ModelError(f"{where}: the body reads {captured} from outside, the node "
-                             f"passes {list(node.inputs[2 + n:])}")
-        body.verify()
+        cls.check_captured(body, node, 2 + n, where)
 
     def prepare(self, initializers):
-        from ..graph.executor import Executor    # the executor imports the ops: import late
-        body = self.attrs["body"]
-        self.exe = Executor(body, float_dtype=self.float_dtype)
-        self.in_names = [v.name for v in body.inputs]
-        self.out_names = body.output_names
-        scans = body.outputs[1 + self.attrs["carried"]:]
+        super().prepare(initializers)
+        scans = self.attrs["body"].outputs[1 + self.attrs["carried"]:]
         self.scan_dtypes = [self.map_dtype(v.dtype) for v in scans]
         # with no iteration a scan output is [0, *its per-iteration shape] when that is static
         self.scan_empty = [(0, *v.shape) if v.shape is not None and
@@ -114,10 +137,7 @@ class Loop(Op):
         scans: list[list] = [[] for _ in self.scan_dtypes]
         i = 0
         while go and i < trips:
-            feeds = dict(zip(self.in_names, (np.array(i, np.int64), np.array(go), *carried,
-                                             *captured)))
-            out = self.exe.run(feeds)
-            vals = [out[k] for k in self.out_names]
+            vals = self.step((np.array(i, np.int64), np.array(go), *carried, *captured))
             go = bool(np.asarray(vals[0]).reshape(-1)[0])
             carried = vals[1:1 + n]
             for acc, v in zip(scans, vals[1 + n:]):
@@ -125,16 +145,13 @@ class Loop(Op):
             i += 1
         stacked = []
         for acc, dt, empty in zip(scans, self.scan_dtypes, self.scan_empty):
-            shapes = {np.shape(v) for v in acc}
-            if len(shapes) > 1:
-                self.fail(f"a scan output changed shape between iterations: {sorted(shapes)}",
-                          ShapeError)
+            self.check_same_shape(acc, "iterations")
             stacked.append(np.stack(acc) if acc else np.zeros(empty, dt))
         return (*carried, *stacked)
 
 
 @register_op
-class Scan(Op):
+class Scan(_BodyOp):
     """ONNX Scan: inputs (initial state..., scan inputs..., captured...); the body maps
     (state..., one slice of each scan input...) to (state..., scan values...). Each scan input
     is sliced along its scan_input_axes entry, backwards where its direction is 1; each scan
@@ -169,18 +186,11 @@ class Scan(Op):
                 raise ModelError(f"{where}: {key} must hold 0 or 1, got {v}")
         if attrs["batched"] and (attrs["scan_input_axes"] or attrs["scan_output_axes"]):
             raise ModelError(f"{where}: the batched form (opset 8) has no scan axes")
-        captured = [v.name for v in body.inputs[n + m:]]
-        if captured != list(node.inputs[n + m:]):
-            raise ModelError(f"{where}: the body reads {captured} from outside, the node "
-                             f"passes {list(node.inputs[n + m:])}")
-        body.verify()
+        cls.check_captured(body, node, n + m, where)
 
     def prepare(self, initializers):
-        from ..graph.executor import Executor    # the executor imports the ops: import late
-        body, a = self.attrs["body"], self.attrs
-        self.exe = Executor(body, float_dtype=self.float_dtype)
-        self.in_names = [v.name for v in body.inputs]
-        self.out_names = body.output_names
+        super().prepare(initializers)
+        a = self.attrs
         m, k = a["num_scan_inputs"], len(self.node.outputs) - a["carried"]
         self.in_axes = a["scan_input_axes"] or [0] * m
         self.in_dirs = a["scan_input_directions"] or [0] * m
@@ -217,8 +227,7 @@ class Scan(Op):
         for t in range(steps):
             slices = [np.take(x, steps - 1 - t if d else t, axis=ax)
                       for x, ax, d in zip(xs, axes, self.in_dirs)]
-            out = self.exe.run(dict(zip(self.in_names, (*state, *slices, *captured))))
-            vals = [out[k] for k in self.out_names]
+            vals = self.step((*state, *slices, *captured))
             state = vals[:n]
             for acc, v in zip(scans, vals[n:]):
                 acc.append(v)
@@ -226,10 +235,7 @@ class Scan(Op):
         for acc, ax, d in zip(scans, self.out_axes, self.out_dirs):
             if not acc:
                 self.fail("a Scan over zero steps has no scan output shape", ShapeError)
-            shapes = {np.shape(v) for v in acc}
-            if len(shapes) > 1:
-                self.fail(f"a scan output changed shape between steps: {sorted(shapes)}",
-                          ShapeError)
+            self.check_same_shape(acc, "steps")
             r = np.ndim(acc[0]) + 1
             if not -r <= ax < r:
                 self.fail(f"scan_output_axes {ax} is out of range for rank {r}", ShapeError)

@@ -180,12 +180,9 @@ class LayerNormalization(Op):
             return None
         y = np.empty_like(x)
         k = len(self.node.outputs)
-        if k == 1:
-            _f32.layer_norm_rows(x, scale.ravel(), None if bias is None else bias.ravel(),
-                                 self.attrs["epsilon"], y, None, None, _runtime.isa_index())
-            return (y,)
         red = x.shape[:axis] + (1,) * len(norm)
-        mean, inv = np.empty(red, f32), (np.empty(red, f32) if k > 2 else None)
+        mean = np.empty(red, f32) if k > 1 else None
+        inv = np.empty(red, f32) if k > 2 else None
         _f32.layer_norm_rows(x, scale.ravel(), None if bias is None else bias.ravel(),
                              self.attrs["epsilon"], y, mean, inv, _runtime.isa_index())
         return (y, mean, inv)[:k]
