@@ -8,6 +8,12 @@ computing the same outputs.
 * `fuse_activations`: record a Relu / Clip (constant, finite bounds) / LeakyRelu that is the only
   reader of a Conv or Gemm output on that producer (`fused_activation`, see
   `qengine.ops.activation`) and drop it.
+* `fuse_matmul_bias`: MatMul by a constant 2-D weight followed by the Add of a constant
+  vector over its last axis (`nn.Linear` on 3-D inputs, as torch exports it) becomes a Gemm
+  with that bias, between two Reshapes when the input has more than two axes. Every path then
+  has one op with a bias where it had two: the compiled float GEMM adds it in its epilogue,
+  dynamic int8 folds it into the dequantization, static int8 into the int32 accumulator
+  (before, the Add was a float island between a DequantizeLinear and a QuantizeLinear).
 * `fuse_residual_add` (static int8 graphs): a QConv whose output only a QAdd reads and that QAdd
   become one QConvAdd node, the residual add running in the conv's epilogue
   (qengine/ops/integer.py); its results are the unfused pair's, byte for byte.
@@ -324,4 +330,67 @@ def fuse_residual_add(graph: Graph) -> Graph:
         readers.count.pop(conv.outputs[0], None)
         g.value_info.pop(conv.outputs[0], None)            # the conv output is internal now
     g.nodes = [n for n in nodes if n is not None]
+    return g
+
+
+def _static_shape(g: Graph, v: str):
+    info = g.value_info.get(v) or next((i for i in g.inputs if i.name == v), None)
+    if info is None or info.shape is None or not all(isinstance(d, int) for d in info.shape):
+        return None
+    return tuple(info.shape)
+
+
+def fuse_matmul_bias(graph: Graph) -> Graph:
+    """MatMul(x, W) → Add(·, b), W a constant float [K, N], b a constant that only adds a
+    vector over the last axis, the MatMul's output read by that Add alone, becomes
+    Gemm(x, W, b) — with x reshaped to [-1, K] before and the result back to x's leading axes
+    after when x has more than two axes (those must be static: the shapes are the Reshapes'
+    constants). Needs `value_info` (shape inference) for x's shape."""
+    g = graph.copy()
+    producers, readers = g.producers(), _Readers(g)
+    nodes = list(g.nodes)
+    index = {id(n): i for i, n in enumerate(nodes)}
+    for add in graph.nodes:
+        if add.op_type != "Add" or len(add.inputs) != 2:
+            continue
+        side = next((k for k in (0, 1) if add.inputs[k] in producers and
+                     producers[add.inputs[k]].op_type == "MatMul"), None)
+        if side is None:
+            continue
+        mm, b_name = producers[add.inputs[side]], add.inputs[1 - side]
+        w = g.initializers.get(mm.inputs[1])
+        shape = _static_shape(g, mm.inputs[0])
+        if w is None or w.ndim != 2 or w.dtype.kind != "f" or b_name not in g.initializers or \
+                shape is None or len(shape) < 2 or shape[-1] != w.shape[0] or \
+                mm.inputs[0] in g.initializers or not readers.only(mm.outputs[0], add):
+            continue
+        k, n = w.shape
+        bias = _channel_vector(g.initializers[b_name], n, len(shape), len(shape) - 1)
+        if bias is None:
+            continue
+        cn = g.unique_name(f"{mm.name}_bias")
+        g.initializers[cn] = bias.astype(w.dtype)
+        new = []
+        x, y = mm.inputs[0], add.outputs[0]
+        if len(shape) > 2:
+            x2, y2 = g.unique_name(f"{mm.name}_2d"), g.unique_name(f"{add.name}_2d")
+            s_in, s_out = g.unique_name(f"{mm.name}_rows"), g.unique_name(f"{add.name}_shape")
+            g.initializers[s_in] = np.array([-1, k], np.int64)
+            g.initializers[s_out] = np.array([*shape[:-1], n], np.int64)
+            new.append(Node("Reshape", g.unique_name(f"{mm.name}_flatten"), (x, s_in), (x2,)))
+            x, y = x2, y2
+        new.append(Node("Gemm", g.unique_name(f"{mm.name}+{add.name}"), (x, mm.inputs[1], cn),
+                        (y,)))
+        if len(shape) > 2:
+            new.append(Node("Reshape", g.unique_name(f"{add.name}_unflatten"), (y, s_out),
+                            add.outputs))
+        nodes[index.pop(id(mm))] = None
+        pos = index.pop(id(add))
+        nodes[pos] = new                       # at the Add's place: x and W are ready there
+        for m in new:
+            producers[m.outputs[0]] = m
+        readers.count.pop(mm.outputs[0], None)
+        g.value_info.pop(mm.outputs[0], None)
+    g.nodes = [m for item in nodes if item is not None
+               for m in (item if isinstance(item, list) else [item])]
     return g

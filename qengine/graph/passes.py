@@ -395,11 +395,12 @@ def _infer_special(n, s0, shape, dtype, g):
 def optimize(graph: Graph, *, fold_batch_norm: bool = True,
              fuse_activations: bool = False, fold_max_bytes: int = FOLD_MAX_BYTES,
              fuse_elementwise: bool = True, fuse_squeeze_excite: bool = True,
-             fuse_layer_norm: bool = True) -> Graph:
+             fuse_layer_norm: bool = True, fuse_matmul_bias: bool = True) -> Graph:
     """The standard pipeline, every step output-preserving:
 
     shape inference → constant folding → dead-node removal (to a fixed point), then Identity
-    removal, BatchNormalization / per-channel Mul·Add folding into Conv/Gemm (if
+    removal, MatMul + bias Add into one Gemm (if `fuse_matmul_bias`), BatchNormalization /
+    per-channel Mul·Add folding into Conv/Gemm (if
     `fold_batch_norm`), activation fusion into Conv/Gemm (if `fuse_activations`: it adds
     `fused_activation` attributes, which a consumer of the graph must understand — the static
     int8 workflow does, the dynamic one keeps fused Gemms in float), the decomposed forms of
@@ -409,7 +410,7 @@ def optimize(graph: Graph, *, fold_batch_norm: bool = True,
     bit-exact in float32 — and a final shape inference so `value_info` describes the
     optimized graph.
     """
-    from . import chains, decomposed, fusion
+    from . import chains, decomposed, fusion, layout
     g = graph
     # a round resolves the shapes up to the next Reshape whose target is computed from a Shape
     # (one per attention block in torch's exports), or an If whose condition just became a
@@ -423,12 +424,15 @@ def optimize(graph: Graph, *, fold_batch_norm: bool = True,
     if any(n.subgraphs() for n in g.nodes):   # If branches that stay, Loop bodies: optimized
         options = dict(fold_batch_norm=fold_batch_norm, fuse_activations=fuse_activations,
                        fold_max_bytes=fold_max_bytes, fuse_elementwise=fuse_elementwise,
-                       fuse_squeeze_excite=fuse_squeeze_excite, fuse_layer_norm=fuse_layer_norm)
+                       fuse_squeeze_excite=fuse_squeeze_excite, fuse_layer_norm=fuse_layer_norm,
+                       fuse_matmul_bias=fuse_matmul_bias)
         g = g.copy()
         g.nodes = [n.replace(attrs={**n.attrs, **{k: optimize(b, **options)
                                                   for k, b in n.subgraphs()}})
                    if n.subgraphs() else n for n in g.nodes]
     g = fusion.remove_identities(g)
+    if fuse_matmul_bias:
+        g = fusion.fuse_matmul_bias(g)
     if fold_batch_norm:
         g = fusion.fold_batch_norm(g)
     if fuse_activations:
@@ -439,6 +443,7 @@ def optimize(graph: Graph, *, fold_batch_norm: bool = True,
         g = decomposed.fuse_squeeze_excite(g)
     if fuse_elementwise:
         g = chains.fuse_elementwise(infer_shapes(g))
+    g = layout.simplify_layout(infer_shapes(g))
     g = infer_shapes(remove_dead_nodes(g))
     g.verify()
     return g

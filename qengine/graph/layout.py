@@ -1,0 +1,208 @@
+"""`simplify_layout`: fewer layout nodes, same values, still plain ONNX.
+
+Exporters write layout changes one small step at a time: torch's multi-head attention turns
+its packed projection into heads as Reshape → Unsqueeze → Transpose → Squeeze, moves a
+batch-1 axis with a Transpose, and splits each head with Reshape → Transpose → Reshape. Each
+step is a node the executor dispatches (about a microsecond each, more than the step itself on
+a transformer's 32×64 tensors). With static shapes known:
+
+* a chain of reshape-like steps is one Reshape to the chain's final shape. Reshape-like:
+  Reshape, Flatten, Squeeze, Unsqueeze, and a Transpose that only moves axes of size 1 (the
+  other axes keep their order, so the bytes do not move);
+* a Transpose of a Transpose is one Transpose (the permutations composed); one that permutes
+  nothing, or a Reshape to the shape it already has, is removed;
+* a Transpose followed by a step that only adds or drops axes of size 1 is one Transpose of
+  the input reshaped (that Reshape then merges with whatever reshaped the input before);
+* Reshape → per-element op → Reshape (the Gemm's Reshapes around an activation, see
+  fusion.fuse_matmul_bias) runs the op on the unreshaped input, the two Reshapes one.
+
+A node is only merged into what it reads: the earlier step stays when something else reads
+it too, so no value anyone reads changes — except the per-element op's output, whose shape
+changes, which is why that op must have one reader. A lone Squeeze / Unsqueeze is left alone.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .conv1d import PER_ELEMENT
+from .ir import Graph, Node, ValueInfo
+
+_RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _shape_of(g: Graph, v: str):
+    if v in g.initializers:
+        return tuple(g.initializers[v].shape)
+    info = g.value_info.get(v) or next((i for i in g.inputs if i.name == v), None)
+    if info is None or info.shape is None or not all(isinstance(d, int) for d in info.shape):
+        return None
+    return tuple(info.shape)
+
+
+def _perm(n: Node, rank: int):
+    perm = n.attrs.get("perm")
+    return list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
+
+
+def _reshape_like(g: Graph, n: Node):
+    """(input, output shape) when `n` only changes the shape of its input (statically known
+    on both sides), else None."""
+    if not n.inputs or len(n.outputs) != 1:
+        return None
+    s_in, s_out = _shape_of(g, n.inputs[0]), _shape_of(g, n.outputs[0])
+    if s_in is None or s_out is None or int(np.prod(s_in)) != int(np.prod(s_out)):
+        return None
+    if n.op_type == "Transpose":
+        perm = _perm(n, len(s_in))
+        moved = [p for p in perm if s_in[p] != 1]
+        return (n.inputs[0], s_out) if moved == sorted(moved) else None
+    return (n.inputs[0], s_out) if n.op_type in _RESHAPES else None
+
+
+# per-element on any shape: one float input, no shape-dependent parameter
+_PER_ELEMENT = PER_ELEMENT | {"ElementwiseChain", "Erf", "Cast"}
+
+
+class _Rewrite:
+    """One pass over the nodes in order, rewriting each against its (already rewritten)
+    producers. `nodes` is the new list; `at` maps a value to the index of its producer there."""
+
+    def __init__(self, g: Graph):
+        self.g, self.nodes, self.at = g, [], {}
+        self.readers = {}
+        for n in g.nodes:
+            for i in n.inputs:
+                self.readers[i] = self.readers.get(i, 0) + 1
+        self.outputs = set(g.output_names)
+        self.renamed: dict[str, str] = {}      # outputs of removed nodes -> the value they equal
+
+    def producer(self, v):
+        k = self.at.get(v)
+        return None if k is None else self.nodes[k]
+
+    def sole(self, v) -> bool:
+        return self.readers.get(v, 0) == 1 and v not in self.outputs
+
+    def add(self, n: Node):
+        self.at[n.outputs[0]] = len(self.nodes)
+        self.nodes.append(n)
+
+    def visit(self, n: Node):
+        if any(i in self.renamed for i in n.inputs):
+            n = n.replace(inputs=tuple(self.renamed.get(i, i) for i in n.inputs))
+        new = _merged(self, n)
+        if isinstance(new, tuple):                       # ("alias", x): n's output equals x
+            self.renamed[n.outputs[0]] = new[1]
+        elif isinstance(new, list):
+            for m in new:
+                self.add(m)
+        else:
+            self.add(n)
+
+    def info(self, v: str, like: str, shape) -> None:
+        """value_info for a new value `v`: `like`'s dtype, `shape`."""
+        ref = self.g.value_info.get(like)
+        if ref is not None:
+            self.g.value_info[v] = ValueInfo(v, ref.dtype, tuple(shape))
+
+
+def simplify_layout(graph: Graph) -> Graph:
+    """The rewrites of the module docstring, in one pass in node order. Needs `value_info`."""
+    from .passes import remove_dead_nodes
+    r = _Rewrite(graph.copy())
+    for n in graph.nodes:
+        r.visit(n)
+    r.g.nodes = [n for n in r.nodes if n is not None]
+    return remove_dead_nodes(r.g)
+
+
+def _reshape(r: _Rewrite, name: str, x: str, shape, out: str):
+    """Reshape(x) to a static shape, merged with x's producer when that only reshapes too:
+    [the node], or ("alias", value) when nothing is left to do."""
+    p = r.producer(x)
+    theirs = None if p is None else _reshape_like(r.g, p)
+    if theirs is not None:
+        x = theirs[0]
+    if _shape_of(r.g, x) == tuple(shape) and out not in r.outputs:
+        return ("alias", x)
+    target = r.g.unique_name(f"{name}_shape")
+    r.g.initializers[target] = np.array(shape, np.int64)
+    return [Node("Reshape", name, (x, target), (out,))]
+
+
+def _merged(r: _Rewrite, n: Node):
+    """What replaces `n`: a list of nodes, "identity" when `n` does nothing, or None (keep)."""
+    g = r.g
+    p = r.producer(n.inputs[0]) if n.inputs else None
+    if n.op_type == "Transpose" and len(n.inputs) == 1:
+        s = _shape_of(g, n.inputs[0])
+        if s is None:
+            return None
+        perm = _perm(n, len(s))
+        if perm == list(range(len(s))) and n.outputs[0] not in r.outputs:
+            return ("alias", n.inputs[0])
+        if p is not None and p.op_type == "Transpose" and _shape_of(g, p.inputs[0]):
+            inner = _perm(p, len(s))
+            perm = [inner[k] for k in perm]
+            if perm == list(range(len(s))) and n.outputs[0] not in r.outputs:
+                return ("alias", p.inputs[0])
+            return [n.replace(inputs=(p.inputs[0],), attrs={"perm": perm})]
+    mine = _reshape_like(g, n)
+    if mine is None:
+        return None
+    x, shape = mine
+    if 0 in shape:
+        return None             # a 0 in a Reshape target copies the input's dim
+    if _shape_of(g, x) == shape and n.outputs[0] not in r.outputs:
+        return ("alias", x)
+    if p is None:
+        return None
+    if _reshape_like(g, p) is not None:
+        return _reshape(r, n.name, x, shape, n.outputs[0])
+    if p.op_type == "Transpose" and r.sole(p.outputs[0]):
+        return _transpose_then_reshape(r, n, p, shape)
+    if p.op_type in _PER_ELEMENT and r.sole(p.outputs[0]) and len(p.outputs) == 1 and \
+            all(i in g.initializers and g.initializers[i].size == 1 for i in p.inputs[1:]):
+        q = r.producer(p.inputs[0])
+        theirs = None if q is None else _reshape_like(g, q)
+        if theirs is None or not r.sole(q.outputs[0]):
+            return None
+        # the op moves before the first Reshape: its output now has that Reshape's input shape
+        k = r.at[p.outputs[0]]
+        r.nodes[k] = p.replace(inputs=(theirs[0], *p.inputs[1:]))
+        r.nodes[r.at[q.outputs[0]]] = None
+        r.info(p.outputs[0], p.outputs[0], _shape_of(g, theirs[0]))
+        return _reshape(r, n.name, p.outputs[0], shape, n.outputs[0])
+    return None
+
+
+def _transpose_then_reshape(r: _Rewrite, n: Node, p: Node, shape):
+    """Transpose p then `n`, which only adds / drops axes of size 1, as Reshape → Transpose:
+    the input's axes of size > 1 in their order with a 1 appended for each 1 the output has,
+    permuted straight to `shape`."""
+    s = _shape_of(r.g, p.inputs[0])
+    if s is None:
+        return None
+    perm = _perm(p, len(s))
+    big = [a for a in perm if s[a] != 1]                  # input axes in output order
+    if [d for d in shape if d != 1] != [s[a] for a in big]:
+        return None
+    kept = sorted(big)                                    # the new input: kept axes, then ones
+    ones = shape.count(1)
+    new_in = [s[a] for a in kept] + [1] * ones
+    order, k1 = [], len(kept)
+    it = iter(kept.index(a) for a in big)
+    for d in shape:
+        if d == 1:
+            order.append(k1)
+            k1 += 1
+        else:
+            order.append(next(it))
+    mid = r.g.unique_name(f"{n.name}_in")
+    pre = _reshape(r, r.g.unique_name(f"{n.name}_reshape"), p.inputs[0], new_in, mid)
+    if isinstance(pre, tuple):
+        x, pre = pre[1], []
+    else:
+        x = mid
+        r.info(mid, p.outputs[0], new_in)
+    return pre + [Node("Transpose", n.name, (x,), n.outputs, {"perm": order})]
