@@ -258,7 +258,8 @@ def _cmd_quantize(args):
                           float_weights=args.float_weights,
                           target_sqnr=args.target_sqnr,
                           max_agreement_drop=args.max_agreement_drop,
-                          rnn=args.rnn, progress=_progress("calibrating"))
+                          rnn=args.rnn, activation_matmul=args.activation_matmul,
+                          progress=_progress("calibrating"))
     result = quantize_graph(graph, args.mode, req)
     qgraph = result.graph
     units = _qdq_units(args.model)
@@ -706,6 +707,10 @@ def build_parser():
                    help="static mode: LSTM / GRU become integer with 16-bit (int16) or 8-bit "
                         "(int8) activations and an int16 cell, dynamic int8 layers, or stay "
                         "float")
+    s.add_argument("--activation-matmul", choices=("float", "int8"), default="float",
+                   help="static mode: a MatMul between two activations (attention) stays a "
+                        "float island (faster at attention's sizes) or runs in int8 (integer-"
+                        "only graphs)")
     s.add_argument("--calib", metavar="DATA.npz",
                    help="calibration inputs (static mode): one array per model input, samples "
                         "along the first axis")

@@ -20,8 +20,9 @@ _NHWC_OPS = {"QConv": (0,), "QConvAdd": (0, 1), "QMaxPool": (0,), "QAveragePool"
 #: elementwise int8 ops: inputs and output share one layout
 _SAME_LAYOUT = ("QAdd", "QMul", "QConcat", "QLut")
 #: ops that run on uint8 unchanged (no qparams of their own) when their input is uint8
-PASS_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Resize", "GlobalMaxPool")
-INTEGER_OPS = ("QuantizeU8", "DequantizeU8", *_NHWC_OPS, "QGemm", "QGemmDequant",
+PASS_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Gather", "Slice",
+            "Resize", "GlobalMaxPool")
+INTEGER_OPS = ("QuantizeU8", "DequantizeU8", *_NHWC_OPS, "QGemm", "QGemmDequant", "QMatMul",
                *_SAME_LAYOUT)
 DYNAMIC_OPS = ("DynamicQuantLinear", "DynamicQuantConv", "DynamicQuantLSTM", "DynamicQuantGRU",
                "StaticQuantLSTM", "StaticQuantGRU")   # (the integer RNNs: float at the edges)
@@ -59,6 +60,9 @@ def infer_layouts(g: Graph):
         elif op == "QGemm":
             u8.add(n.outputs[0])
             pending += [(ins[0], "plain", n), (n.outputs[0], "plain", n)]
+        elif op == "QMatMul":
+            u8.add(n.outputs[0])
+            pending += [(ins[0], "plain", n), (ins[1], "plain", n), (n.outputs[0], "plain", n)]
         elif op in _SAME_LAYOUT:
             u8.add(n.outputs[0])
             for v in ins:

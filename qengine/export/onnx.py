@@ -97,6 +97,10 @@ def export_onnx(graph: Graph, path, format: str = "qdq", opset: int | None = Non
         raise ModelError(f"opset {opset} is newer than this onnx package knows ({top})")
     raised = _cast_float16_weights(raise_graph(g, format, opset if opset is not None else
                                                _hint(g)))
+    # ONNX wants a shape (of a known rank) on every graph output: one the model left
+    # unspecified takes the shape qengine's inference found
+    raised.outputs = [g.value_info[v.name] if v.shape is None and v.name in g.value_info and
+                      g.value_info[v.name].shape is not None else v for v in raised.outputs]
     need = max([DEFAULT_OPSET] + [_node_opset(n, raised, top) for n in raised.nodes])
     int4 = _int4_weights(raised) if format == "qdq" and (opset or 21) >= 21 else set()
     if int4:

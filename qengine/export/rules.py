@@ -155,8 +155,8 @@ class _Raiser:
         self.o.retarget(self.dq(n.inputs[0], a["scale"], a["zero_point"]), n.outputs[0])
 
     def _pass(self, n):
-        """Reshape / Flatten / Squeeze / Unsqueeze / nearest Resize / GlobalMaxPool / the
-        model's Transpose on uint8: the input's bytes and qparams; a layout-change Transpose
+        """Reshape / Flatten / Squeeze / Unsqueeze / Gather / Slice / nearest Resize /
+        GlobalMaxPool / the model's Transpose on uint8: the input's bytes and qparams; a layout-change Transpose
         disappears."""
         x = self.t(n.inputs[0])
         if n.name in self.changes:
@@ -363,6 +363,21 @@ class _Raiser:
             return
         y = self.o.op(op, [self.dq(n.inputs[0], *qa), self.dq(n.inputs[1], *qb)],
                       f"{n.name}.out", name or n.name)
+        self.q(activation_nodes(self.o, y, a, "", n.name), n.outputs[0], ys, yz)
+
+    def _QMatMul(self, n):
+        """QLinearMatMul (ONNX's own, uint8 × uint8, per tensor) in the qoperator format, else
+        MatMul between two DequantizeLinear outputs."""
+        a = n.attrs
+        qa, qb = (a["a_scale"], a["a_zero_point"]), (a["b_scale"], a["b_zero_point"])
+        ys, yz = a["y_scale"], a["y_zero_point"]
+        if self.fmt == "qoperator" and clamp_is_noop(a, "", ys, yz):
+            self.o.node("QLinearMatMul", [self.t(n.inputs[0]), *self.sz(*qa),
+                                          self.t(n.inputs[1]), *self.sz(*qb), *self.sz(ys, yz)],
+                        [self.define(n.outputs[0], (ys, yz))], name=n.name)
+            return
+        y = self.o.op("MatMul", [self.dq(n.inputs[0], *qa), self.dq(n.inputs[1], *qb)],
+                      f"{n.name}.out", n.name)
         self.q(activation_nodes(self.o, y, a, "", n.name), n.outputs[0], ys, yz)
 
     def _QConcat(self, n):

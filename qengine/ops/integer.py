@@ -24,7 +24,7 @@ from ..quantized import params as S
 from ..quantized.conv import QConv2d, QConvAdd2d
 from ..quantized.elementwise import QAdd, QConcat, QLookupTable, QMul
 from ..quantized.pool import QAveragePool2d, QGlobalAveragePool, QMaxPool2d
-from ..quantized.linear import QLinear
+from ..quantized.linear import QLinear, QMatMul
 from .base import REQUIRED, Op, register_op
 
 _QP = {"x_scale": ("float", 1.0), "x_zero_point": ("int", 0), "y_scale": ("float", 1.0),
@@ -440,6 +440,20 @@ class QAddOp(_QBinary):
 class QMulOp(_QBinary):
     op_type = "QMul"
     LAYER = QMul
+
+
+@register_op
+class QMatMulOp(_QBinary):
+    """A MatMul between two uint8 activations, per tensor (qengine/quantized/linear.py
+    QMatMul: exact integer sums, quantized at s_y / (s_a·s_b))."""
+    op_type = "QMatMul"
+    NHWC_OUTPUT = False
+    LAYER = QMatMul
+
+    def build(self, inits):
+        a = self.attrs
+        return QMatMul(a["a_scale"], a["a_zero_point"], a["b_scale"], a["b_zero_point"],
+                       a["y_scale"], a["y_zero_point"], activation=_activation(a))
 
 
 @register_op

@@ -20,7 +20,7 @@ from ..graph.ir import Graph, Node, ValueInfo
 from ..quant import choose_qparams
 from .names import Names
 from .lower import BIAS_LIMIT, Unit
-from .rules import RULES, bias_vector, clamp_of
+from .rules import bias_vector, clamp_of, rule_for
 
 
 def is_float_value(g: Graph, v: str) -> bool:
@@ -38,6 +38,7 @@ class Plan:
 
     def __init__(self, g: Graph, keep_float: frozenset):
         self.g = g
+        self.is_const = g.initializers.__contains__
         self.int8: dict = {}
         self.absorbed: dict[str, Node] = {}     # producer name -> the Relu/Clip it absorbs
         self.skip: set[str] = set()             # absorbed activation nodes
@@ -62,7 +63,7 @@ class Plan:
                     users[0].name not in keep_float and clamp_of(g, users[0]) is not None:
                 self.absorbed[n.name] = users[0]
                 self.skip.add(users[0].name)
-            quantized.update(v for v in n.inputs[:rule.data_inputs(n)] if v)
+            quantized.update(v for v in n.inputs[:rule.data_inputs(n, self.is_const)] if v)
             quantized.add(self.output_of(n))
             if rule.same_qparams:
                 self.same_as[self.output_of(n)] = x
@@ -71,16 +72,18 @@ class Plan:
             rule = self.int8.get(n.name)
             if rule is None:
                 continue
-            watch += [v for v in n.inputs[:rule.data_inputs(n)] if v and v not in g.initializers]
+            watch += [v for v in n.inputs[:rule.data_inputs(n, self.is_const)]
+                      if v and v not in g.initializers]
             if not rule.same_qparams:
                 watch.append(self.output_of(n))
         self.watch = list(dict.fromkeys(watch))
 
     def accepts(self, n):
-        rule = RULES.get(n.op_type)
+        rule = rule_for(n, self.is_const)
         if rule is None:
             return None
-        if not all(is_float_value(self.g, v) for v in n.inputs[:rule.data_inputs(n)] if v):
+        if not all(is_float_value(self.g, v) for v in n.inputs[:rule.data_inputs(n, self.is_const)]
+                   if v):
             return None                  # an integer side computation: nothing to quantize
         return rule if rule.refuse(Unit(self.g, n)) is None else None
 
@@ -157,7 +160,7 @@ def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True,
     for n in g.nodes:
         rule = plan.int8.get(n.name)
         if rule is not None:
-            need += [v for v in n.inputs[:rule.data_inputs(n)] if v]
+            need += [v for v in n.inputs[:rule.data_inputs(n, g.initializers.__contains__)] if v]
             need.append(plan.output_of(n))
     need = list(dict.fromkeys(need))
     qp = {}
@@ -213,7 +216,7 @@ def insert_qdq(g: Graph, plan: Plan, qparams, per_channel: bool = True,
 def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale, bits=8,
                codes=None) -> Node:
     """Node n reading its activations through DQ and its weights as int8 through DQ."""
-    k = rule.data_inputs(n)
+    k = rule.data_inputs(n, w.g.initializers.__contains__)
     ins = [dq_name.get(v, v) if v else v for v in n.inputs[:k]] + list(n.inputs[k:])
     attrs = dict(n.attrs)
     g = w.g
@@ -234,7 +237,7 @@ def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale, bits=8,
         for key in ("alpha", "beta"):
             attrs.pop(key, None)
         attrs["transB"] = 1
-    elif n.op_type == "MatMul":
+    elif n.op_type == "MatMul" and k == 1:
         ins[1] = _weight(w, n.name, g.initializers[n.inputs[1]].T, 1, per_channel, bits=bits,
                          codes=codes)
     return n.replace(inputs=tuple(ins), attrs=attrs)

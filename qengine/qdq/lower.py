@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import QuantizationWarning
 from ..graph.ir import Graph, Node
 from .names import Names
-from .rules import RULES, bias_vector, clamp_of
+from .rules import bias_vector, clamp_of, rule_for
 
 _U8_SHIFT = {"uint8": 0, "int8": 128}       # zero point in the kernels' uint8 grid
 #: largest |bias| / (s_x·s_w) a float bias may have: half of int32, the other half for the sum
@@ -558,11 +558,11 @@ class _Lowering:
     def lower_node(self, n):
         if n.name in self.keep_float:
             return "kept float (keep_float)"
-        rule = RULES.get(n.op_type)
+        u = Unit(self.g, n, self)
+        rule = rule_for(n, u.const_name)
         if rule is None:
             return f"no int8 rule for {n.op_type}"
-        u = Unit(self.g, n, self)
-        for v in n.inputs[:rule.data_inputs(n)]:
+        for v in n.inputs[:rule.data_inputs(n, u.const_name)]:
             qv = self.dq.get(v)
             if qv is None:
                 return f"input {v!r} is not quantized (no DequantizeLinear)"

@@ -62,12 +62,19 @@ class Rule:
     channel_scales = False       # reads / writes per-channel activation scales (folded)
     moves_bytes = False          # pure data movement: not worth it if the float exists too
 
-    def data_inputs(self, n) -> int:
-        """How many leading inputs are activations (the rest: weights, shapes, bounds)."""
+    def data_inputs(self, n, is_const=None) -> int:
+        """How many leading inputs are activations (the rest: weights, shapes, bounds).
+        `is_const(value)`: whether a value is a constant (a weight), for ops whose inputs may
+        be either (MatMul); without it such an input counts as a weight."""
         return 1
 
     def refuse(self, u) -> str | None:
         return None
+
+    def select(self, n, is_const=None) -> "Rule":
+        """The rule for this node: itself, or a variant for a form of the op that lowers
+        differently (an Add of a scalar constant is a table, of two tensors a QAdd)."""
+        return self
 
     def emit(self, u, b) -> str | None:
         raise NotImplementedError
@@ -119,12 +126,31 @@ class ConvRule(Rule):
         return None
 
 
+def _two_activations(n, is_const) -> bool:
+    """A MatMul between two activations (attention's Q·Kᵀ and P·V)."""
+    return n.op_type == "MatMul" and is_const is not None and len(n.inputs) > 1 and \
+        not is_const(n.inputs[1])
+
+
 class GemmRule(Rule):
+    """Gemm / MatMul by constant weights: QGemm. A MatMul between two activations: QMatMul
+    (both uint8 per tensor, the integer products summed exactly; static PTQ leaves these
+    float unless StaticQuantConfig(activation_matmul="int8"), a QDQ model lowers them)."""
     ops = ("Gemm", "MatMul")
     absorbs_clamp = True
 
+    def data_inputs(self, n, is_const=None):
+        return 2 if _two_activations(n, is_const) else 1
+
     def refuse(self, u):
         n, a = u.node, u.node.attrs
+        if _two_activations(n, u.const_name):
+            if u.const_name(n.inputs[0]):
+                return "A is a constant"
+            r0, r1 = u.rank(n.inputs[0]), u.rank(n.inputs[1])
+            if r0 is None or r1 is None or r0 < 2 or r1 < 2:
+                return "operands of unknown rank or rank 1"
+            return None
         w = u.const(1)
         if w is None or w.ndim != 2:
             return "B is not a constant 2-D matrix"
@@ -161,6 +187,13 @@ class GemmRule(Rule):
         return [b.get_q(u.qin(0), "plain"), *w, *bias]
 
     def emit(self, u, b):
+        if _two_activations(u.node, u.const_name):
+            (sa, za), (sb, zb), (ys, yz) = b.qp(u.qin(0)), b.qp(u.qin(1)), b.qp(u.qout)
+            b.emit("QMatMul", u.node.name, [b.get_q(u.qin(0), "plain"),
+                                            b.get_q(u.qin(1), "plain")],
+                   [b.put_q(u.qout, "plain")], a_scale=sa, a_zero_point=za, b_scale=sb,
+                   b_zero_point=zb, y_scale=ys, y_zero_point=yz, **b.clamp_attrs(u))
+            return None
         ins = self.inputs(u, b)
         if isinstance(ins, str):
             return ins
@@ -170,6 +203,8 @@ class GemmRule(Rule):
 
     def emit_float_output(self, u, b):
         """The unit with a float output: a QGemmDequant writes the node's own output."""
+        if _two_activations(u.node, u.const_name):
+            return "a MatMul between two activations has no float-output form"
         ins = self.inputs(u, b)
         if isinstance(ins, str):
             return ins
@@ -257,8 +292,14 @@ class BinaryRule(Rule):
     ops = ("Add", "Mul", "Sum")
     absorbs_clamp = True
 
-    def data_inputs(self, n):
+    def data_inputs(self, n, is_const=None):
         return 2
+
+    def select(self, n, is_const=None):
+        if n.op_type in ScalarRule.ops and len(n.inputs) == 2 and is_const is not None and \
+                is_const(n.inputs[1]) and not is_const(n.inputs[0]):
+            return SCALAR_RULE
+        return self
 
     def refuse(self, u):
         n = u.node
@@ -282,10 +323,43 @@ class BinaryRule(Rule):
         return None
 
 
+class ScalarRule(Rule):
+    """x + c, x − c, x · c, x / c with c a float scalar constant (attention's 1/√d on Q and K,
+    a learnt scale): one table lookup from the input's codes to the output's, like a fused
+    chain — only worth it where the input already is int8."""
+    ops = ("Add", "Sub", "Mul", "Div")
+    needs_int8_input = True
+    _STEP = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
+
+    def refuse(self, u):
+        c = u.const(1)
+        if c is None or u.const_name(u.node.inputs[0]):
+            return "not a tensor and a scalar constant"
+        c = np.asarray(c)
+        if c.size != 1 or c.dtype.kind != "f" or not np.isfinite(c).all() or \
+                (c.ndim and c.ndim > (u.rank(u.node.inputs[0]) or 0)):
+            return "the constant is not a finite float scalar"
+        if u.node.op_type == "Div" and float(c.reshape(-1)[0]) == 0.0:
+            return "division by zero"
+        return None
+
+    def emit(self, u, b):
+        n = u.node
+        c = float(np.float32(np.asarray(u.const(1)).reshape(-1)[0]))
+        lay = b.layout_of(u.qin(0), u.rank(n.inputs[0]))
+        b.emit("QLut", n.name, [b.get_q(u.qin(0), lay)], [b.put_q(u.qout, lay)],
+               function="chain", steps=[self._STEP[n.op_type]], registers=[-1], constants=[c],
+               **b.xy(u))
+        return None
+
+
+SCALAR_RULE = ScalarRule()
+
+
 class ConcatRule(Rule):
     ops = ("Concat",)
 
-    def data_inputs(self, n):
+    def data_inputs(self, n, is_const=None):
         return len(n.inputs)
 
     def refuse(self, u):
@@ -363,7 +437,7 @@ class ChainRule(Rule):
 
 class PassThroughRule(Rule):
     """Data movement: the uint8 bytes move, the qparams stay."""
-    ops = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+    ops = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Slice")
     same_qparams = True
     needs_int8_input = True
     moves_bytes = True
@@ -414,7 +488,13 @@ class GlobalMaxPoolRule(PassThroughRule):
 RULES: dict[str, Rule] = {}
 for _rule in (ConvRule(), GemmRule(), MaxPoolRule(), PoolRule(), GlobalAveragePoolRule(),
               ReduceMeanRule(),
-              BinaryRule(), ConcatRule(), ClampLutRule(), LutRule(), ChainRule(),
+              BinaryRule(), SCALAR_RULE, ConcatRule(), ClampLutRule(), LutRule(), ChainRule(),
               ResizeRule(), GlobalMaxPoolRule(), PassThroughRule()):
     for _op in _rule.ops:
         RULES.setdefault(_op, _rule)       # the first rule listed for an op wins
+
+
+def rule_for(n, is_const=None) -> Rule | None:
+    """The lowering rule of node n (`is_const(value)`: whether a value is a constant)."""
+    rule = RULES.get(n.op_type)
+    return None if rule is None else rule.select(n, is_const)

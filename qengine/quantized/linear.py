@@ -6,8 +6,8 @@ convolution over M pixels): the same sums and requantize, the same bytes."""
 import numpy as np
 
 from .. import _runtime, functional
-from .._ext import _conv, _gemm
-from ..errors import ShapeError
+from .._ext import _conv, _gemm, _quant
+from ..errors import ConfigError, ShapeError
 from . import params as S
 
 
@@ -95,3 +95,73 @@ class QLinear:
         kw = dict(col_bias=self._col, multiplier=self.multiplier, out_zp=self.output_zero_point,
                   lo=self.lo, hi=self.hi, nthreads=0)
         return out_shape, lambda x, y: gemm(isa, x.reshape(rows), wp, epi, y.reshape(n), **kw)
+
+
+#: the longest K whose sums of (q_a − z_a)(q_b − z_b) (each |·| ≤ 255·255) stay below 2**24,
+#: so that float32 holds every partial sum exactly; beyond it float64 (exact to 2**53)
+F32_EXACT_K = (2 ** 24) // (255 * 255)
+#: the longest K whose sums fit int32, the accumulator the requantize reads
+MAX_K = (2 ** 31 - 1) // (255 * 255)
+
+
+class QMatMul:
+    """QMatMul(a_scale, a_zero_point, b_scale, b_zero_point, output_scale, output_zero_point,
+    activation=None): uint8 [..., M, K] × uint8 [..., K, N] → uint8 [..., M, N] (NumPy matmul
+    broadcasting), both per tensor — a MatMul between two activations (attention).
+
+    acc = Σ_k (a − z_a)(b − z_b) exactly (the integer reference's sum), then
+    y = Quantize(float32(acc), float32(s_y / (s_a·s_b)), z_y) (numerics.md "Quantize": the
+    division in float32, rhe), then the fused clamp: ONNX QLinearMatMul's arithmetic with the
+    three scales combined once. The sums run through BLAS on integer-valued floats: every
+    partial sum is an integer below 2**24 for K ≤ F32_EXACT_K (float32) or below 2**53 beyond
+    (float64), so whatever order or FMA the BLAS uses the result is exact and the same on
+    every machine. (No int8 kernel: the right-hand side changes every call, and at
+    attention's sizes — K is a head's 16–64 dims or the sequence length — packing it would
+    cost more than the products.)"""
+
+    def __init__(self, a_scale, a_zero_point, b_scale, b_zero_point, output_scale,
+                 output_zero_point, activation=None, isa=None):
+        self.a_zero_point = S.zero_point(a_zero_point, "a_zero_point")
+        self.b_zero_point = S.zero_point(b_zero_point, "b_zero_point")
+        self.output_scale = S.scale(output_scale, "output_scale")
+        self.output_zero_point = S.zero_point(output_zero_point, "output_zero_point")
+        ab = np.float64(S.scale(a_scale, "a_scale")) * np.float64(S.scale(b_scale, "b_scale"))
+        self.acc_scale = float(np.float32(np.float64(self.output_scale) / ab))
+        if not np.isfinite(self.acc_scale) or self.acc_scale <= 0:
+            raise ConfigError(f"QMatMul: s_y / (s_a·s_b) = {self.acc_scale} is not a positive "
+                              f"float32")
+        self.lo, self.hi = S.clamp_range(activation, self.output_scale, self.output_zero_point)
+        self._isa = S.isa_index(isa)
+
+    def _centered(self, x, z, dt):
+        """x − z as exact floats of dtype dt (the compiled dequantize at scale 1)."""
+        x = np.ascontiguousarray(x)
+        f = np.empty(x.shape, np.float32)
+        _quant.dequantize_u8(x, f, 1.0, z, self._isa)
+        return f if dt is np.float32 else f.astype(dt)
+
+    def __call__(self, a, b, *, nthreads=0, out=None):
+        for name, x in (("a", a), ("b", b)):
+            if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim < 2:
+                raise ShapeError(f"QMatMul {name} must be a uint8 array of rank >= 2, got "
+                                 f"{getattr(x, 'dtype', type(x).__name__)} "
+                                 f"{getattr(x, 'shape', '')}")
+        k = a.shape[-1]
+        if b.shape[-2] != k:
+            raise ShapeError(f"QMatMul: a is {a.shape} and b is {b.shape}; a's last dim must "
+                             f"equal b's second to last")
+        if k > MAX_K:
+            raise ShapeError(f"QMatMul: K = {k} could overflow the int32 accumulator "
+                             f"(at most {MAX_K})")
+        dt = np.float32 if k <= F32_EXACT_K else np.float64
+        v = np.matmul(self._centered(a, self.a_zero_point, dt),
+                      self._centered(b, self.b_zero_point, dt))
+        if dt is np.float64:
+            v = v.astype(np.float32)      # float32(acc): an int32 converted, rounded to nearest
+        y = S.output(out, v.shape)
+        if y.size:
+            _quant.quantize_u8(np.ascontiguousarray(v), y, self.acc_scale,
+                               self.output_zero_point, self._isa)
+        if (self.lo, self.hi) != (0, 255):
+            np.clip(y, self.lo, self.hi, out=y)
+        return y

@@ -39,6 +39,7 @@ class QuantizeRequest:
     max_agreement_drop: float | None = None  # ... or until argmax agreement with FP32 is
     #                                          at least 1 - this
     rnn: str = "int16"                  # static: what LSTM / GRU become (StaticQuantConfig.rnn)
+    activation_matmul: str = "float"    # static: StaticQuantConfig.activation_matmul
     progress: Callable | None = field(default=None, compare=False)
 
 
@@ -79,7 +80,9 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                                            ("--symmetric-activations",
                                             req.symmetric_activations),
                                            ("--method", req.method != "minmax"),
-                                           ("--rnn", req.rnn != "int16")) if used]
+                                           ("--rnn", req.rnn != "int16"),
+                                           ("--activation-matmul",
+                                            req.activation_matmul != "float")) if used]
     if static_only:
         raise ConfigError(f"{', '.join(static_only)}: static mode only, and the mode is "
                           f"dynamic (the default): add --mode static to calibrate, or leave "
@@ -139,7 +142,7 @@ def _static(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                             rounding=req.rounding, smooth_quant=req.smooth_quant,
                             float_weights=req.float_weights,
                             keep_float=req.keep_float,
-                            rnn=req.rnn)
+                            rnn=req.rnn, activation_matmul=req.activation_matmul)
     float_graph = prepare_float_graph(graph)
     observe_shapes(float_graph, data, cfg.batch_size)   # dtypes: the report skips integer ops
     notes = []

@@ -46,7 +46,7 @@ from ..graph.passes import optimize
 from ..model_files import as_graph
 from ..qdq.insert import Plan, insert_qdq, is_float_value  # noqa: F401 (is_float_value: API)
 from ..qdq.lower import lower_with_layers
-from ..qdq.rules import RULES
+from ..qdq.rules import RULES, rule_for
 
 METHODS = ("minmax", "moving_average", "entropy", "percentile", "mse", "auto")
 #: every ONNX op static quantization can run in int8 (each under the conditions its lowering
@@ -95,6 +95,11 @@ class StaticQuantConfig:
     batch_size: calibration batch size for models with a dynamic batch dimension.
     fuse_residual: run each QConv whose output only a residual QAdd reads together with that
         add, as one QConvAdd node (the same bytes, one pass less over memory).
+    activation_matmul: a MatMul between two activations (attention's Q·Kᵀ and P·V): "float"
+        (the default: a float island between a DequantizeLinear and a QuantizeLinear) or
+        "int8" (QMatMul: both sides uint8 per tensor, the products summed exactly; exported
+        as QLinearMatMul or a QDQ unit) for integer-only graphs. At attention's sizes int8
+        is slower here and no more accurate (docs/reach.md), hence the default.
     rnn: what LSTM / GRU nodes become: "int16" (integer, 16-bit activations, int16 cell;
         the default), "int8" (integer, 8-bit activations, int16 cell), "dynamic" (the dynamic
         int8 kernels inside the static graph) or "float" (left as they are);
@@ -114,8 +119,12 @@ class StaticQuantConfig:
     batch_size: int | None = None
     fuse_residual: bool = True
     rnn: str = "int16"
+    activation_matmul: str = "float"
 
     def __post_init__(self):
+        if self.activation_matmul not in ("float", "int8"):
+            raise ConfigError(f"activation_matmul must be 'float' or 'int8', got "
+                              f"{self.activation_matmul!r}")
         if self.rnn not in RNN_MODES:
             raise ConfigError(f"rnn must be one of {', '.join(RNN_MODES)}, got {self.rnn!r}")
         if self.method not in METHODS:
@@ -211,10 +220,10 @@ def observe_shapes(g: Graph, calibration_data, batch_size=None):
     return calibration_data
 
 
-def _data_inputs(n: Node) -> int:
+def _data_inputs(n: Node, is_const=None) -> int:
     """How many leading inputs of n are activations (the rest are weights / shapes / bounds)."""
-    rule = RULES.get(n.op_type)
-    return 1 if rule is None else rule.data_inputs(n)
+    rule = rule_for(n, is_const)
+    return 1 if rule is None else rule.data_inputs(n, is_const)
 
 
 #: the plan of which nodes run in int8 (qengine/qdq/insert.py)
@@ -249,11 +258,25 @@ def absorb_biases(g: Graph, calibration_data, batch_size=None):
     return absorb_high_biases(g, {v: stats[v].range()[0] for v in values})
 
 
+def activation_matmuls(g: Graph) -> frozenset:
+    """Names of the MatMuls between two activations (neither input a constant)."""
+    return frozenset(n.name for n in g.nodes if n.op_type == "MatMul" and len(n.inputs) == 2
+                     and not any(v in g.initializers for v in n.inputs))
+
+
+def plan_keep_float(g: Graph, config: StaticQuantConfig) -> frozenset:
+    """The nodes the plan leaves float: keep_float, and the activation MatMuls unless
+    activation_matmul="int8"."""
+    if config.activation_matmul == "int8":
+        return config.keep_float
+    return config.keep_float | activation_matmuls(g)
+
+
 def calibrate(g: Graph, calibration_data, config: StaticQuantConfig,
               progress: Callable | None = None, names=None, node_hooks=None) -> dict:
     """{value name: Observer} for the values the int8 graph needs (or `names`); node_hooks:
     see collect_stats (the recurrent layers' observers)."""
-    plan = _Plan(g, config.keep_float)
+    plan = _Plan(g, plan_keep_float(g, config))
     return collect_stats(g, calibration_data, plan.watch if names is None else names,
                          method=_observed_method(config.method), progress=progress,
                          observer_options=dict(config.observer_options),
@@ -308,8 +331,9 @@ def build_qdq(g: Graph, stats: Mapping, config: StaticQuantConfig,
     """The QDQ graph of the optimized float graph `g` with calibration `stats`: qengine's
     quantized IR, before lowering (export it with qengine.export_onnx, lower it with
     qengine.qdq.lower)."""
-    return insert_qdq(g, Plan(g, config.keep_float), activation_qparams(g, stats, config),
-                      config.per_channel, config.weight_bits, weight_codes)
+    return insert_qdq(g, Plan(g, plan_keep_float(g, config)),
+                      activation_qparams(g, stats, config), config.per_channel,
+                      config.weight_bits, weight_codes)
 
 
 def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
@@ -318,7 +342,7 @@ def build_int8(g: Graph, stats: Mapping, config: StaticQuantConfig, *,
     graph (build_qdq), lowered. with_layers=True also returns {QConv/QGemm node: float value
     its output stands for}."""
     q, _, layers = lower_with_layers(build_qdq(g, stats, config, weight_codes),
-                                     config.keep_float)
+                                     plan_keep_float(g, config))
     return (q, layers) if with_layers else q
 
 
@@ -369,8 +393,8 @@ def quantize_static(model, calibration_data, config: StaticQuantConfig | None = 
         from ._measure import feed_batches
         from .adaround import adaround_codes
         codes = adaround_codes(g, feed_batches(g, calibration_data, config.batch_size),
-                               set(Plan(g, config.keep_float).int8), config.per_channel,
-                               config.weight_bits)
+                               set(Plan(g, plan_keep_float(g, config)).int8),
+                               config.per_channel, config.weight_bits)
     q, layers = build_int8(g, stats, config, with_layers=True, weight_codes=codes)
     if config.bias_correction:
         from .bias_correction import correct_biases

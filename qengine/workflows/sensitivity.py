@@ -38,7 +38,8 @@ from ..graph.ir import Graph
 from ._measure import (TeeObserver, feed_batches, layer_output_sqnr, run_batches, saturation,
                        sqnr_db)
 from .ptq import (StaticQuantConfig, _data_inputs, _Plan, build_int8, float16_weights,
-                  observe_shapes, prepare_float_graph, rescaled_float_graph, warn_float_rnns)
+                  observe_shapes, plan_keep_float, prepare_float_graph, rescaled_float_graph,
+                  warn_float_rnns)
 
 
 
@@ -125,7 +126,7 @@ def close_keep_float(g: Graph, keep_float) -> frozenset:
         if n.name not in plan.int8 or n.name in kept:
             continue
         if _is_follower(n, plan.int8[n.name]):
-            data = [v for v in n.inputs[:_data_inputs(n)] if v]
+            data = [v for v in n.inputs[:_data_inputs(n, g.initializers.__contains__)] if v]
             if not all(v in is_q for v in data):
                 kept.add(n.name)
                 continue
@@ -164,7 +165,7 @@ class _Study:
         # one-shot generator is read into memory once here
         calibration_data = observe_shapes(g, reusable(calibration_data), self.config.batch_size)
         self.g, self.calib = g, calibration_data
-        self.full = _Plan(g, frozenset())
+        self.full = _Plan(g, plan_keep_float(g, replace(self.config, keep_float=frozenset())))
         nodes = {n.name: n for n in g.nodes}
         self.nodes = nodes
         self.layers = [n for n in self.full.int8 if n not in self.full.skip and
