@@ -79,6 +79,46 @@ def test_qmatmul_rejects_bad_input():
         QMatMul(0.1, 0, 0.1, 0, 0.0, 0)
 
 
+def _dynamic_ref(a, b):
+    """Per (broadcast) matrix pair: A's rows and B's columns quantized by the dynamic Linear's
+    reference rule, the int sums, the dequant epilogue (qengine/reference/gemm.py)."""
+    from qengine.reference.gemm import (dequant_epilogue_ref, matmul_int32_ref,
+                                        quantize_activations_ref)
+    lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = np.broadcast_to(a, lead + a.shape[-2:])
+    b = np.broadcast_to(b, lead + b.shape[-2:])
+    out = np.empty(lead + (a.shape[-2], b.shape[-1]), np.float32)
+    for i in np.ndindex(*lead):
+        qa, sa, za = quantize_activations_ref(a[i], per_row=True)
+        qb, sb, zb = quantize_activations_ref(b[i].T, per_row=True)
+        acc = matmul_int32_ref(qa, za, qb.astype(np.int64), zb)
+        out[i] = dequant_epilogue_ref(acc, sa, sb)
+    return out
+
+
+@pytest.mark.parametrize("isa", _runtime.available_isas())
+@pytest.mark.parametrize("shapes", [((5, 7), (7, 3)), ((1, 4, 32, 16), (1, 4, 16, 32)),
+                                    ((2, 1, 6, 9), (3, 9, 4)),
+                                    ((3, F32_EXACT_K + 3), (F32_EXACT_K + 3, 2))])
+def test_dynamic_matmul_matches_the_reference(isa, shapes):
+    from qengine.quantized.linear import DynamicMatMul
+    a = (RNG.standard_normal(shapes[0]) * 3).astype(np.float32)
+    b = (RNG.standard_normal(shapes[1]) + 0.5).astype(np.float32)
+    a.reshape(-1)[:3] = [0.0, 1e-30, -7.5]         # a zero, a denormal-sized, an extreme
+    b.reshape(-1)[0] = np.nan                       # quantized to its zero point, as Linear's
+    got = DynamicMatMul(isa=isa)(a, b)
+    np.testing.assert_array_equal(got, _dynamic_ref(a, b))
+    assert np.isfinite(got).all()
+
+
+def test_dynamic_matmul_in_a_graph_and_its_errors():
+    from qengine.quantized.linear import DynamicMatMul
+    with pytest.raises(ShapeError, match="second to last"):
+        DynamicMatMul()(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32))
+    with pytest.raises(ShapeError, match="float32"):
+        DynamicMatMul()(np.zeros((2, 3), np.float64), np.zeros((3, 3), np.float32))
+
+
 # ------------------------------------------------------------------------ whole graphs
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -203,3 +243,22 @@ def test_scalar_arithmetic_is_a_table_on_codes(op, c):
     ref = ReferenceEvaluator(m).run(None, x)[0]
     lut, island = (_sqnr(qe.Session(q).run(x)["y"], ref) for q in (st, kept))
     assert lut > 12 and lut > island - 1.5, (lut, island)     # 13–40 dB measured
+
+
+def test_dynamic_attention_opt_in(attention, tmp_path):
+    """quantize_dynamic leaves activation MatMuls float unless asked; asked, they become
+    DynamicQuantMatMul (the model stays close to float) and export as ONNX IntegerOps."""
+    ort = pytest.importorskip("onnxruntime")
+    m, calib, x, ref = attention
+    g = qe.from_onnx(m)
+    plain = qe.quantize_dynamic(g, qe.DynamicQuantConfig(cost_model=False))
+    assert "DynamicQuantMatMul" not in [n.op_type for n in plain.nodes]
+    d = qe.quantize_dynamic(g, qe.DynamicQuantConfig(cost_model=False, activation_matmul=True))
+    assert [n.op_type for n in d.nodes].count("DynamicQuantMatMul") == 2
+    y = qe.Session(d).run(x)["y"]
+    assert _sqnr(y, ref) > 30
+    path = tmp_path / "attn_dyn.onnx"
+    with pytest.warns(qe.QuantizationWarning, match="per tensor"):
+        qe.export_onnx(d, str(path))
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    assert _sqnr(got, ref) > 25

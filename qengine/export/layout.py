@@ -25,7 +25,7 @@ PASS_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Gather",
 INTEGER_OPS = ("QuantizeU8", "DequantizeU8", *_NHWC_OPS, "QGemm", "QGemmDequant", "QMatMul",
                *_SAME_LAYOUT)
 DYNAMIC_OPS = ("DynamicQuantLinear", "DynamicQuantConv", "DynamicQuantLSTM", "DynamicQuantGRU",
-               "StaticQuantLSTM", "StaticQuantGRU")   # (the integer RNNs: float at the edges)
+               "DynamicQuantMatMul", "StaticQuantLSTM", "StaticQuantGRU")   # (the integer RNNs: float at the edges)
 _TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 
 

@@ -458,6 +458,24 @@ class _Raiser:
                         f"{n.name}.acc")
         self.o.retarget(self._integer_to_float(n, acc, xs, ws, bias, (-1,)), n.outputs[0])
 
+    def _DynamicQuantMatMul(self, n):
+        """ONNX's IntegerOps form, per tensor on both sides (DynamicQuantizeLinear has no
+        per-row form): DynamicQuantizeLinear ×2 → MatMulInteger → Cast → · s_a·s_b."""
+        warnings.warn(f"node {n.name!r} (DynamicQuantMatMul) quantizes A per row and B per "
+                      f"column; ONNX DynamicQuantizeLinear is per tensor, so the export is per "
+                      f"tensor", QuantizationWarning, stacklevel=3)
+        qs = []
+        for i, side in enumerate("ab"):
+            q = [self.o.name(f"{n.name}.{side}_{k}") for k in ("u8", "scale", "zero_point")]
+            self.o.node("DynamicQuantizeLinear", [n.inputs[i]], q,
+                        name=f"{n.name}.quantize_{side}")
+            qs.append(q)
+        acc = self.o.op("MatMulInteger", [qs[0][0], qs[1][0], qs[0][2], qs[1][2]],
+                        f"{n.name}.acc")
+        f = self.o.op("Cast", [acc], f"{n.name}.acc_f32", to=1)
+        scale = self.o.op("Mul", [qs[0][1], qs[1][1]], f"{n.name}.scale")
+        self.o.retarget(self.o.op("Mul", [f, scale], f"{n.name}.out"), n.outputs[0])
+
     def _DynamicQuantConv(self, n):
         g, a = self.g, n.attrs
         wq, ws = g.initializers[n.inputs[1]], np.asarray(g.initializers[n.inputs[2]], np.float32)

@@ -26,6 +26,7 @@ from ..errors import ModelError, ShapeError
 from ..quantized.weights import unpack_int4
 from ..quantized.dynamic_conv import DynamicConv2d
 from ..quantized.dynamic_linear import DynamicLinear
+from ..quantized.linear import DynamicMatMul
 from ..quantized.rnn import DynamicRNN
 from .activation import (ACTIVATION_ATTRS, activation_bounds, apply_activation,
                          check_activation)
@@ -185,6 +186,26 @@ class DynamicQuantLinear(Op):
             self.fail(f"{e} (input {X.dtype} {X.shape})", ShapeError)
 
 
+
+
+@register_op
+class DynamicQuantMatMul(Op):
+    """A MatMul between two float activations, both quantized at each call: A per row, B per
+    column (qengine/quantized/linear.py DynamicMatMul)."""
+    op_type = "DynamicQuantMatMul"
+    INPUTS = (2, 2)
+
+    def prepare(self, initializers):
+        self.layer = DynamicMatMul()
+
+    def run(self, a, b):
+        if a.dtype.kind != "f" or b.dtype.kind != "f":
+            self.fail(f"A and B must be float tensors, got {a.dtype} and {b.dtype}", ShapeError)
+        try:
+            return (self.layer(a.astype(np.float32, copy=False),
+                               b.astype(np.float32, copy=False)),)
+        except ShapeError as e:
+            self.fail(str(e), ShapeError)
 
 
 @register_op

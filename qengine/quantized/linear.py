@@ -165,3 +165,63 @@ class QMatMul:
         if (self.lo, self.hi) != (0, 255):
             np.clip(y, self.lo, self.hi, out=y)
         return y
+
+
+def _exact_sums(fa, fb, k):
+    """matmul of integer-valued float32 arrays whose products are at most 255² in size:
+    exact (module constants), returned as float32 — float32(acc), an int32 rounded once."""
+    if k <= F32_EXACT_K:
+        return np.matmul(fa, fb)
+    return np.matmul(fa.astype(np.float64), fb.astype(np.float64)).astype(np.float32)
+
+
+class DynamicMatMul:
+    """DynamicMatMul(): float32 [..., M, K] × float32 [..., K, N] → float32, both sides
+    quantized at each call — A per row, B per column (uint8, the range widened to 0, the same
+    rule as the dynamic Linear's activations; numerics.md) — for attention's MatMuls between
+    two activations in a dynamically quantized model.
+
+    y = float32(acc) · float32(s_a[m]·s_b[n]) with acc = Σ_k (a − z_a[m])(b − z_b[n]) exact
+    (QMatMul's integer-valued BLAS sums): reference.gemm's dequant epilogue on
+    matmul_int32_ref's sums, per (batch, head) matrix. NaN in an input is quantized as the
+    dynamic Linear does (to the zero point); the output is finite."""
+
+    def __init__(self, isa=None):
+        self._isa = S.isa_index(isa)
+
+    def _quantize_rows(self, x):
+        """x [R, K] float32 → (codes − zero points as float32 [R, K], scales float32 [R])."""
+        r, k = x.shape
+        q = np.empty((r, k), np.uint8)
+        s = np.empty(r, np.float32)
+        z = np.empty(r, np.int32)
+        if r and k:
+            _gemm.dynq(self._isa, x, True, q, s, z)
+        else:
+            s[:], z[:] = 1.0, 0
+        f = q.astype(np.float32)
+        f -= z[:, None].astype(np.float32)
+        return f, s
+
+    def __call__(self, a, b, *, out=None):
+        for name, x in (("a", a), ("b", b)):
+            if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim < 2:
+                raise ShapeError(f"DynamicMatMul {name} must be a float32 array of rank >= 2, "
+                                 f"got {getattr(x, 'dtype', type(x).__name__)} "
+                                 f"{getattr(x, 'shape', '')}")
+        k = a.shape[-1]
+        if b.shape[-2] != k:
+            raise ShapeError(f"DynamicMatMul: a is {a.shape} and b is {b.shape}; a's last dim "
+                             f"must equal b's second to last")
+        if k > MAX_K:
+            raise ShapeError(f"DynamicMatMul: K = {k} could overflow the int32 accumulator "
+                             f"(at most {MAX_K})")
+        fa, sa = self._quantize_rows(np.ascontiguousarray(a).reshape(-1, k))
+        bt = np.ascontiguousarray(np.swapaxes(b, -1, -2))              # [..., N, K]: rows
+        fb, sb = self._quantize_rows(bt.reshape(-1, k))
+        fa, sa = fa.reshape(a.shape), sa.reshape(a.shape[:-1] + (1,))
+        fb = np.swapaxes(fb.reshape(bt.shape), -1, -2)
+        sb = sb.reshape(bt.shape[:-2] + (1, bt.shape[-2]))
+        y = _exact_sums(fa, fb, k)
+        y *= sa * sb
+        return y

@@ -48,6 +48,9 @@ class DynamicQuantConfig:
         scale per row and group of that many consecutive input features). When group_size
         does not divide K the last group is shorter: it is zero-padded in the kernels and
         scaled over its own values, so any K works.
+    activation_matmul: also quantize the MatMuls between two activations (attention's Q·Kᵀ
+        and P·V): both sides per call, A per row and B per column (DynamicQuantMatMul).
+        Off by default: at attention's sizes it costs time and accuracy (docs/reach.md).
     rounding: how LSTM / GRU / Gemm / MatMul weights round to their grid: "nearest", or
         "adaround" (learned to reconstruct each gate's or layer's pre-activation on the
         calibration data quantize_dynamic is then given; qengine/workflows/adaround.py):
@@ -60,6 +63,7 @@ class DynamicQuantConfig:
     weight_bits: int = 8
     group_size: int | None = None
     rounding: str = "nearest"
+    activation_matmul: bool = False
 
     def __post_init__(self):
         if self.rounding not in ("nearest", "adaround"):
@@ -74,7 +78,7 @@ class DynamicQuantConfig:
             if type(self.group_size) is not int or self.group_size not in (32, 64, 128):
                 raise ConfigError(f"group_size must be None (one scale per output row), 32, 64 "
                                   f"or 128, got {self.group_size!r}")
-        for name in ("per_row", "cost_model"):
+        for name in ("per_row", "cost_model", "activation_matmul"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("op_types", "keep_float"):
@@ -188,6 +192,11 @@ def slower_in_int8(model, config: DynamicQuantConfig | None = None) -> list:
         if cost.keep_float:
             out.append((n.name, cost))
     return out
+
+
+def _rank(g: Graph, v: str):
+    info = g.value_info.get(v) or next((i for i in g.inputs if i.name == v), None)
+    return None if info is None or info.shape is None else len(info.shape)
 
 
 def _const(g: Graph, name: str):
@@ -321,6 +330,11 @@ def _gemm(g, node, config, consumers, learned=None):
 
 def _matmul(g, node, config, consumers, learned=None):
     B = _const(g, node.inputs[1])
+    if B is None and _const(g, node.inputs[0]) is None and config.activation_matmul:
+        ranks = [_rank(g, v) for v in node.inputs]
+        if all(r is not None and r >= 2 for r in ranks):
+            return [node], [Node("DynamicQuantMatMul", node.name, node.inputs, node.outputs)]
+        return None
     if B is None or B.ndim != 2 or _const(g, node.inputs[0]) is not None:
         return None
     out = node.outputs[0]
