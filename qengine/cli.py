@@ -708,9 +708,10 @@ def build_parser():
                         "(int8) activations and an int16 cell, dynamic int8 layers, or stay "
                         "float")
     s.add_argument("--activation-matmul", choices=("float", "int8"), default="float",
-                   help="static mode: a MatMul between two activations (attention) stays a "
-                        "float island (faster at attention's sizes) or runs in int8 (integer-"
-                        "only graphs)")
+                   help="a MatMul between two activations (attention) stays float (the "
+                        "default: faster at attention's sizes) or runs in int8: static mode "
+                        "per tensor (integer-only graphs), dynamic mode A per row and B per "
+                        "column")
     s.add_argument("--calib", metavar="DATA.npz",
                    help="calibration inputs (static mode): one array per model input, samples "
                         "along the first axis")

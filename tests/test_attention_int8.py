@@ -262,3 +262,21 @@ def test_dynamic_attention_opt_in(attention, tmp_path):
         qe.export_onnx(d, str(path))
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)[0]
     assert _sqnr(got, ref) > 25
+
+
+@pytest.mark.parametrize("mode,op", [("static", "QMatMul"), ("dynamic", "DynamicQuantMatMul")])
+def test_cli_activation_matmul(attention, tmp_path, mode, op, capsys):
+    from qengine.cli import main
+    from qengine.engine_file import load_graph
+    m, calib, x, ref = attention
+    src = tmp_path / "attn.onnx"
+    onnx.save(m, str(src))
+    np.savez(tmp_path / "calib.npz", x=calib[0]["x"])     # the model has no batch axis
+    for flag, want in (("float", 0), ("int8", 2)):
+        out = tmp_path / f"{mode}_{flag}.qe"
+        args = ["quantize", str(src), "-o", str(out), "--mode", mode,
+                "--activation-matmul", flag]
+        if mode == "static":
+            args += ["--calib", str(tmp_path / "calib.npz")]
+        assert main(args) == 0, capsys.readouterr().err
+        assert [n.op_type for n in load_graph(str(out)).nodes].count(op) == want

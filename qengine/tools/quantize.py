@@ -39,7 +39,7 @@ class QuantizeRequest:
     max_agreement_drop: float | None = None  # ... or until argmax agreement with FP32 is
     #                                          at least 1 - this
     rnn: str = "int16"                  # static: what LSTM / GRU become (StaticQuantConfig.rnn)
-    activation_matmul: str = "float"    # static: StaticQuantConfig.activation_matmul
+    activation_matmul: str = "float"    # "int8": MatMuls between activations too (both modes)
     progress: Callable | None = field(default=None, compare=False)
 
 
@@ -80,9 +80,7 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                                            ("--symmetric-activations",
                                             req.symmetric_activations),
                                            ("--method", req.method != "minmax"),
-                                           ("--rnn", req.rnn != "int16"),
-                                           ("--activation-matmul",
-                                            req.activation_matmul != "float")) if used]
+                                           ("--rnn", req.rnn != "int16")) if used]
     if static_only:
         raise ConfigError(f"{', '.join(static_only)}: static mode only, and the mode is "
                           f"dynamic (the default): add --mode static to calibrate, or leave "
@@ -101,7 +99,10 @@ def _dynamic(graph: Graph, req: QuantizeRequest) -> QuantizeResult:
                                                        keep_float=req.keep_float,
                                                        weight_bits=req.weight_bits,
                                                        group_size=req.group_size,
-                                                       rounding=req.rounding), data)
+                                                       rounding=req.rounding,
+                                                       activation_matmul=(
+                                                           req.activation_matmul == "int8")),
+                             data)
     notes = []
     for w in seen:          # the keep-float rule's report goes into the summary
         if issubclass(w.category, QuantizationWarning):
