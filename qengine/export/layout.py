@@ -21,7 +21,7 @@ _NHWC_OPS = {"QConv": (0,), "QConvAdd": (0, 1), "QMaxPool": (0,), "QAveragePool"
 _SAME_LAYOUT = ("QAdd", "QMul", "QConcat", "QLut")
 #: ops that run on uint8 unchanged (no qparams of their own) when their input is uint8
 PASS_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Gather", "Slice",
-            "Resize", "GlobalMaxPool")
+            "Pad", "Resize", "GlobalMaxPool")
 INTEGER_OPS = ("QuantizeU8", "DequantizeU8", *_NHWC_OPS, "QGemm", "QGemmDequant", "QMatMul",
                *_SAME_LAYOUT)
 DYNAMIC_OPS = ("DynamicQuantLinear", "DynamicQuantConv", "DynamicQuantLSTM", "DynamicQuantGRU",

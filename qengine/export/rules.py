@@ -155,7 +155,7 @@ class _Raiser:
         self.o.retarget(self.dq(n.inputs[0], a["scale"], a["zero_point"]), n.outputs[0])
 
     def _pass(self, n):
-        """Reshape / Flatten / Squeeze / Unsqueeze / Gather / Slice / nearest Resize /
+        """Reshape / Flatten / Squeeze / Unsqueeze / Gather / Slice / Pad / nearest Resize /
         GlobalMaxPool / the model's Transpose on uint8: the input's bytes and qparams; a layout-change Transpose
         disappears."""
         x = self.t(n.inputs[0])
@@ -175,7 +175,13 @@ class _Raiser:
                     attrs["axes"] = axes
             self.o.node(op, ins, [self.define(n.outputs[0], self.qp[x])], name=n.name, **attrs)
             return
-        y = self.o.op(n.op_type, [self.dq(n.inputs[0]), *n.inputs[1:]], f"{n.name}.out", n.name,
+        rest = list(n.inputs[1:])
+        if n.op_type == "Pad" and len(rest) > 1 and rest[1]:    # the fill code, as a float
+            s, z = self.qp[x]
+            code = self.g.initializers[rest[1]]
+            rest[1] = self.o.const(np.float32(s) * (np.float32(code) - np.float32(z)),
+                                   np.float32)
+        y = self.o.op(n.op_type, [self.dq(n.inputs[0]), *rest], f"{n.name}.out", n.name,
                       **n.attrs)
         self.q(y, n.outputs[0], *self.qp[x])
 

@@ -456,16 +456,51 @@ class PassThroughRule(Rule):
         return None
 
 
+class PadRule(PassThroughRule):
+    """Pad moves codes too: reflect / edge / wrap copy input elements, constant mode fills
+    with 0's code, the zero point (exactly 0): the same bytes as the op in float between a
+    dequantize and a quantize at the input's qparams. Plain layout (a 4-D value in an NHWC
+    region is transposed for it)."""
+    ops = ("Pad",)
+    moves_bytes = False             # it makes new bytes: worth it even next to float
+
+    def refuse(self, u):
+        n = u.node
+        for i in (1, 2, 3):
+            if len(n.inputs) > i and n.inputs[i] and u.const(i) is None:
+                return f"input {i} ({('pads', 'constant_value', 'axes')[i - 1]}) is not a " \
+                       f"constant"
+        if len(n.inputs) > 2 and n.inputs[2] and np.any(u.const(2)):
+            # the output keeps the input's qparams (decided before calibration), which hold 0
+            # but maybe not another fill: that Pad stays float
+            return "a nonzero pad value (it may lie outside the input's int8 range)"
+        return super().refuse(u)
+
+    def emit(self, u, b):
+        n = u.node
+        rest = [b.get_float(v) if v else "" for v in n.inputs[1:]]
+        if n.attrs.get("mode", "constant") == "constant":   # fill with 0's code (refuse)
+            rest += [""] * (2 - len(rest))
+            rest[1] = b.init(f"{n.name}.constant_code", np.array(b.qp(u.qin(0))[1], np.uint8))
+        b.emit("Pad", n.name, [b.get_q(u.qin(0), "plain"), *rest], [b.put_q(u.qout, "plain")],
+               **n.attrs)
+        return None
+
+
 class ResizeRule(PassThroughRule):
-    """Nearest Resize picks input elements: the uint8 bytes move, the qparams stay (NCHW, the
-    op's own layout). Linear / cubic would mix codes and need a requantize: they stay float."""
+    """Resize on the uint8 codes at the input's qparams (NCHW, the op's own layout). Nearest
+    picks input elements: the same bytes. Linear mixes them with weights that are positive
+    and sum to 1, so its output stays inside the input's range: the codes are interpolated
+    (in float64, as the op does for integers) and rounded once, rint(Σ w·q), within one code
+    of the float op between a dequantize and a quantize. Cubic overshoots the input's range:
+    it stays float."""
     ops = ("Resize",)
     moves_bytes = False             # an upsample makes new bytes: worth it even next to float
 
     def refuse(self, u):
         a = u.node.attrs
-        if a.get("mode", "nearest") != "nearest":
-            return f"mode {a.get('mode')!r}: only nearest Resize runs on int8 codes"
+        if a.get("mode", "nearest") not in ("nearest", "linear"):
+            return f"mode {a.get('mode')!r}: only nearest and linear Resize run on int8 codes"
         if a.get("coordinate_transformation_mode") == "tf_crop_and_resize":
             return "tf_crop_and_resize fills with a float extrapolation_value"
         return super().refuse(u)
@@ -489,7 +524,7 @@ RULES: dict[str, Rule] = {}
 for _rule in (ConvRule(), GemmRule(), MaxPoolRule(), PoolRule(), GlobalAveragePoolRule(),
               ReduceMeanRule(),
               BinaryRule(), SCALAR_RULE, ConcatRule(), ClampLutRule(), LutRule(), ChainRule(),
-              ResizeRule(), GlobalMaxPoolRule(), PassThroughRule()):
+              PadRule(), ResizeRule(), GlobalMaxPoolRule(), PassThroughRule()):
     for _op in _rule.ops:
         RULES.setdefault(_op, _rule)       # the first rule listed for an op wins
 
