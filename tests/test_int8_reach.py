@@ -147,3 +147,104 @@ def test_nonzero_pad_value_stays_float():
     pad = next(n for n in st.nodes if n.op_type == "Pad")
     assert ".u8" not in pad.inputs[0]
     assert _sqnr(qe.Session(st).run(x)["y"], ref) > 30
+
+
+# -------------------------------------------------------------------------- ConvTranspose
+_CT = [dict(k=2, s=2, p=0, op=0, d=1), dict(k=3, s=2, p=1, op=1, d=1),
+       dict(k=4, s=2, p=1, op=0, d=1), dict(k=3, s=1, p=1, op=0, d=1),
+       dict(k=3, s=2, p=0, op=0, d=2), dict(k=3, s=3, p=0, op=2, d=1),
+       dict(k=1, s=1, p=0, op=0, d=1)]
+
+
+def _ct_reference(x, zx, sx, w, ws, b, sy, zy, c):
+    """float64: ConvTranspose (torch) of the dequantized input and weights, the bias as the
+    layer quantizes it (at s_x·s_w), then numerics.md's quantize of the result."""
+    torch = pytest.importorskip("torch")
+    xf = torch.tensor((x.astype(np.float64) - zx) * sx).permute(0, 3, 1, 2)
+    wf = torch.tensor(w.transpose(1, 0, 2, 3).astype(np.float64) * ws[None, :, None, None])
+    bq = np.rint(b / (np.float32(sx) * ws).astype(np.float64)) * (np.float32(sx) * ws)
+    r = torch.nn.functional.conv_transpose2d(xf, wf, torch.tensor(bq), stride=c["s"],
+                                             padding=c["p"], output_padding=c["op"],
+                                             dilation=c["d"]).permute(0, 2, 3, 1).numpy()
+    return np.clip(np.rint(r / sy) + zy, 0, 255)
+
+
+@pytest.mark.parametrize("isa", qe.available_isas())
+@pytest.mark.parametrize("c", _CT, ids=lambda c: "k{k}s{s}p{p}op{op}d{d}".format(**c))
+def test_qconv_transpose_layer(isa, c):
+    from qengine.quantized.conv import QConvTranspose2d
+    cin, cout = 5, 7
+    x = RNG.integers(0, 256, (2, 6, 5, cin), dtype=np.uint8)
+    x[0, 0, 0] = 255                                             # extremes: 255 × −127
+    w = RNG.integers(-127, 128, (cout, cin, c["k"], c["k"])).astype(np.int8)
+    w[:, :, 0, 0] = -127
+    ws = RNG.uniform(0.01, 0.02, cout).astype(np.float32)
+    b = RNG.standard_normal(cout).astype(np.float32)
+    kw = dict(input_scale=0.05, input_zero_point=3, output_scale=0.4, output_zero_point=100,
+              weight_scale=ws, stride=c["s"], padding=c["p"], output_padding=c["op"],
+              dilation=c["d"], isa=isa)
+    layer = QConvTranspose2d(w, b, **kw)
+    y = layer(x)
+    ref = _ct_reference(x, 3, 0.05, w, ws, b, 0.4, 100, c)
+    assert y.shape == ref.shape
+    # exact sums; the requantize's float32 multiply may round a tie the other way
+    assert np.abs(y.astype(int) - ref).max() <= 1
+    assert np.mean(y != ref) < 0.01
+    if layer.gemm is not None:            # the GEMM + pixel shuffle path: the same bytes
+        layer.gemm = None
+        np.testing.assert_array_equal(layer(x), y)
+
+
+def test_qconv_transpose_bad_config():
+    from qengine.quantized.conv import QConvTranspose2d
+    w = np.zeros((2, 3, 3, 3), np.int8)
+    kw = dict(input_scale=0.1, input_zero_point=0, output_scale=0.1, output_zero_point=0,
+              weight_scale=np.ones(2, np.float32))
+    with pytest.raises(qe.ConfigError, match="pads"):
+        QConvTranspose2d(w, None, padding=3, **kw)
+    with pytest.raises(qe.ConfigError, match="output_padding"):
+        QConvTranspose2d(w, None, stride=2, output_padding=2, **kw)
+    with pytest.raises(qe.errors.ShapeError, match="int8"):
+        QConvTranspose2d(w.astype(np.float32), None, **kw)
+
+
+def _ct_model(inits, **attrs):
+    cin, cout, k = 8, 6, attrs.pop("k", 2)
+    g = attrs.get("group", 1)
+    inits["ct_w"] = (RNG.standard_normal((cin, cout // g, k, k)) / (cin * k)).astype(np.float32)
+    inits["ct_b"] = (RNG.standard_normal(cout) * 0.1).astype(np.float32)
+    nodes = [_conv("c1", "x", "h", 3, cin, inits),
+             helper.make_node("ConvTranspose", ["h", "ct_w", "ct_b"], ["u"], name="up", **attrs),
+             helper.make_node("Relu", ["u"], ["r"]),
+             _conv("c2", "r", "y", cout, 4, inits)]
+    return _model(nodes, [1, 3, 8, 8], inits)
+
+
+@pytest.mark.parametrize("attrs", [dict(k=2, strides=[2, 2]),
+                                   dict(k=3, strides=[2, 2], pads=[1, 1, 1, 1],
+                                        output_padding=[1, 1])])
+def test_static_conv_transpose(attrs, tmp_path):
+    m = _ct_model({}, **attrs)
+    st, x, ref = _quantize(m, (1, 3, 8, 8))
+    ops = _ops(st)
+    assert ops.count("QConvTranspose") == 1 and "ConvTranspose" not in ops, ops
+    assert "Relu" not in ops                          # absorbed as the output clamp
+    assert _sqnr(qe.Session(st).run(x)["y"], ref) > 30
+    _export_runs(st, x, tmp_path, ref, 30)
+    path = tmp_path / "rt.qe"                          # the engine file round trip
+    qe.save(st, str(path))
+    np.testing.assert_array_equal(qe.load(str(path)).run(x)["y"], qe.Session(st).run(x)["y"])
+
+
+@pytest.mark.parametrize("attrs", [dict(k=2, strides=[2, 2], group=2),
+                                   dict(k=3, strides=[2, 2], auto_pad="SAME_UPPER")])
+def test_conv_transpose_without_int8_form_stays_float(attrs):
+    ort = pytest.importorskip("onnxruntime")         # (onnx.reference has no grouped one)
+    m = _ct_model({}, **attrs)
+    calib = [{"x": RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(8)]
+    x = {"x": RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)}
+    ref = ort.InferenceSession(m.SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, x)[0]
+    st = qe.quantize_static(qe.from_onnx(m), calib)
+    assert "ConvTranspose" in _ops(st) and "QConvTranspose" not in _ops(st)
+    assert _sqnr(qe.Session(st).run(x)["y"], ref) > 25

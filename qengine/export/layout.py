@@ -15,8 +15,8 @@ from ..errors import ModelError
 from ..graph.ir import Graph, Node
 
 #: qengine ops whose data inputs and output are NHWC uint8 (the data inputs' indices)
-_NHWC_OPS = {"QConv": (0,), "QConvAdd": (0, 1), "QMaxPool": (0,), "QAveragePool": (0,),
-             "QGlobalAveragePool": (0,)}
+_NHWC_OPS = {"QConv": (0,), "QConvAdd": (0, 1), "QConvTranspose": (0,), "QMaxPool": (0,),
+             "QAveragePool": (0,), "QGlobalAveragePool": (0,)}
 #: elementwise int8 ops: inputs and output share one layout
 _SAME_LAYOUT = ("QAdd", "QMul", "QConcat", "QLut")
 #: ops that run on uint8 unchanged (no qparams of their own) when their input is uint8

@@ -103,9 +103,13 @@ class _Raiser:
         bq = P.bias_q(np.asarray(b).reshape(-1), np.float32(x_scale), ws)
         return bq, (np.float32(x_scale) * ws).astype(np.float32)
 
-    def dq_weight(self, n, wi, base, x_scale, bias_at=None, axis=0):
-        """DQ(int8 W) and DQ(int32 bias) for a QDQ unit: (W float name, bias float name or "")."""
+    def dq_weight(self, n, wi, base, x_scale, bias_at=None, axis=0, swap=False):
+        """DQ(int8 W) and DQ(int32 bias) for a QDQ unit: (W float name, bias float name or "").
+        swap: W's first two axes swapped back (ConvTranspose's [Cin, Cout, ...])."""
         W, s, z, ax = self.weight(n.inputs[wi], n.inputs[wi + 1], base)
+        if swap:
+            W = self.o.init(f"{base}.W_int8_IOHW",
+                            np.ascontiguousarray(np.swapaxes(self.g.initializers[W], 0, 1)))
         # axis is written even per tensor, where ONNX ignores it: a reader that checks it
         # against the rank anyway (as the default 1 would fail on a 1-D bias) reads it fine
         wf = self.o.op("DequantizeLinear", [W, s, z], f"{base}.W", axis=axis)
@@ -223,6 +227,18 @@ class _Raiser:
             fail(n, "its activations have per-channel scales folded into its weight scales "
                     "(an NNCF file's depthwise input); writing them back is not supported yet")
         self._conv_unit(n, 1, n.outputs[0], "y_")
+
+    def _QConvTranspose(self, n):
+        """A QDQ ConvTranspose unit in both formats (ONNX has no QLinearConvTranspose): the
+        weights back in ONNX's [Cin, Cout, kh, kw], per output channel on axis 1."""
+        a = n.attrs
+        wf, bf = self.dq_weight(n, 1, n.name, a["x_scale"], axis=1, swap=True)
+        ins = [self.dq(n.inputs[0], a["x_scale"], a["x_zero_point"]), wf, *([bf] if bf else [])]
+        attrs = {k: list(a[k]) for k in ("kernel_shape", "strides", "pads", "dilations",
+                                          "output_padding") if a.get(k) is not None}
+        y = self.o.op("ConvTranspose", ins, f"{n.name}.out", n.name, **attrs)
+        self.q(activation_nodes(self.o, y, a, "", n.name), n.outputs[0], a["y_scale"],
+               a["y_zero_point"])
 
     def _QConvAdd(self, n):
         """Conv → Q (at the conv's own qparams) → DQ → Add with the skip → [clamp] → Q."""

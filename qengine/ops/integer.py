@@ -21,7 +21,7 @@ from .._ext import _quant
 from ..errors import ConfigError, ShapeError
 from ..qtypes import check_scale_zp
 from ..quantized import params as S
-from ..quantized.conv import QConv2d, QConvAdd2d
+from ..quantized.conv import QConv2d, QConvAdd2d, QConvTranspose2d
 from ..quantized.elementwise import QAdd, QConcat, QLookupTable, QMul
 from ..quantized.pool import QAveragePool2d, QGlobalAveragePool, QMaxPool2d
 from ..quantized.linear import QLinear, QMatMul
@@ -249,6 +249,41 @@ class QConvOp(_QOp):
 
     def run(self, x, *_, arena=None):
         return (self.call(x, arena=arena),)
+
+
+@register_op
+class QConvTransposeOp(_QOp):
+    """ConvTranspose (group 1) on uint8 NHWC: inputs x, W int8 [Cout, Cin, kh, kw] (the ONNX
+    weights with their channel axes swapped), W_scale float32 [Cout], B float32 (optional);
+    qengine/quantized/conv.py QConvTranspose2d."""
+    op_type = "QConvTranspose"
+    WEIGHT_INPUTS, BIAS_INPUT, NHWC_OUTPUT = ((1, 2),), 3, True
+    INPUTS = (3, 4)
+    ATTRS = {"kernel_shape": ("ints", None), "strides": ("ints", None), "pads": ("ints", None),
+             "dilations": ("ints", None), "output_padding": ("ints", None), **_QP, **_ACT}
+
+    def build(self, inits):
+        w = self.const_input(inits, 1, True, "W")
+        ws = self.const_input(inits, 2, True, "W_scale")
+        b = self.const_input(inits, 3) if len(self.node.inputs) > 3 else None
+        a = self.attrs
+        return QConvTranspose2d(w, b, weight_scale=ws, input_scale=a["x_scale"],
+                                input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
+                                output_zero_point=a["y_zero_point"],
+                                stride=tuple(a["strides"] or (1, 1)),
+                                padding=tuple(a["pads"] or (0, 0, 0, 0)),
+                                output_padding=tuple(a["output_padding"] or (0, 0)),
+                                dilation=tuple(a["dilations"] or (1, 1)),
+                                activation=_activation(a))
+
+    def run(self, x, *_, arena=None):
+        try:
+            y = self.layer(x, out=None if arena is None else arena.get("y"))
+        except ShapeError as e:
+            self.fail(str(e), ShapeError)
+        if arena is not None:
+            arena["y"] = y
+        return (y,)
 
 
 @register_op

@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from .._ext import _f32
+from .. import _runtime
+from .._ext import _f32, _quant
 from ..errors import ModelError, ShapeError
 from .base import Op, register_op
 from .tensor import check_made
@@ -214,10 +215,12 @@ class Resize(Op):
         plan = self._plan(x.shape, roi, scales, sizes)
         # float inputs interpolate in their own type (float32 models stay float32, as in
         # onnxruntime); nearest gathers any type (uint8 codes in static int8); other integer
-        # interpolation runs in float64, rounded back once
+        # interpolation runs in float32 for 8-bit values (the compiled kernels: static int8's
+        # codes), in float64 for wider ones, rounded back once
         exact = self.attrs["mode"] == "nearest" and \
             self.attrs["coordinate_transformation_mode"] != "tf_crop_and_resize"
-        y = x if x.dtype.kind == "f" or exact else x.astype(np.float64)
+        y = x if x.dtype.kind == "f" or exact else \
+            x.astype(np.float32 if x.dtype.itemsize == 1 else np.float64)
         # shrinking axes first, the last axis before the others: the work is smallest, and
         # the axis that is a gather per value (the last) runs on the fewest values
         plan = sorted(plan, key=lambda p: (p[2] / max(x.shape[p[0]], 1), -p[0]))
@@ -226,6 +229,11 @@ class Resize(Op):
                     math.isclose(lo, 0.0) and math.isclose(hi, 1.0):
                 continue
             y = self._axis(y, axis, scale, n_out, lo, hi)
+        if x.dtype == np.uint8 and y.dtype == np.float32 and y.size:
+            # rint and clamp to [0, 255] in one compiled pass (a quantize at scale 1)
+            out = np.empty(y.shape, np.uint8)
+            _quant.quantize_u8(np.ascontiguousarray(y), out, 1.0, 0, _runtime.isa_index())
+            return (out,)
         if x.dtype.kind in "iu" and not exact:
             info = np.iinfo(x.dtype)
             y = np.clip(np.rint(y), info.min, info.max)

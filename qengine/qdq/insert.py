@@ -237,6 +237,10 @@ def _int8_node(w: _Writer, n: Node, rule, dq_name, per_channel, x_scale, bits=8,
         for key in ("alpha", "beta"):
             attrs.pop(key, None)
         attrs["transB"] = 1
+    elif n.op_type == "ConvTranspose":          # [Cin, Cout, kh, kw]: per output channel
+        bias = g.initializers[n.inputs[2]] if len(n.inputs) > 2 and n.inputs[2] else None
+        ins[1] = _weight(w, n.name, np.swapaxes(g.initializers[n.inputs[1]], 0, 1), 1,
+                         per_channel, bias, x_scale, bits, codes)
     elif n.op_type == "MatMul" and k == 1:
         ins[1] = _weight(w, n.name, g.initializers[n.inputs[1]].T, 1, per_channel, bits=bits,
                          codes=codes)
@@ -251,7 +255,7 @@ def _weight(w: _Writer, node: str, wt, axis: int, per_channel: bool, bias=None,
     if codes is not None and codes[0].shape == q.shape and np.array_equal(codes[1], scale):
         q = codes[0]
     if axis == 1:
-        q = np.ascontiguousarray(q.T)
+        q = np.ascontiguousarray(np.swapaxes(q, 0, 1))
     qn = w.init(f"{node}.W_quantized", q)
     sn = w.init(f"{node}.W_scale", scale)
     zn = w.init(f"{node}.W_zero_point", np.zeros(scale.shape, np.int8))

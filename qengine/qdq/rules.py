@@ -132,6 +132,46 @@ def _two_activations(n, is_const) -> bool:
         not is_const(n.inputs[1])
 
 
+class ConvTransposeRule(Rule):
+    """2-D ConvTranspose with group 1: QConvTranspose, an int8 convolution over the input with
+    zeros stuffed between its pixels (qengine/quantized/conv.py QConvTranspose2d)."""
+    ops = ("ConvTranspose",)
+    absorbs_clamp = True
+
+    def refuse(self, u):
+        n, a = u.node, u.node.attrs
+        w = u.const(1)
+        if w is None or w.ndim != 4:
+            return "W is not a constant 4-D tensor (only 2-D ConvTranspose runs in int8)"
+        if a.get("group", 1) != 1:
+            return "group > 1"
+        if a.get("auto_pad", "NOTSET") != "NOTSET" or a.get("output_shape"):
+            return "auto_pad / output_shape (explicit pads only)"
+        if u.has_input(2) and u.const(2) is None:
+            return "B is not a constant"
+        k, d = w.shape[2:], list(a.get("dilations") or [1, 1])
+        pads = list(a.get("pads") or [0, 0, 0, 0])
+        if any(p > (k[i % 2] - 1) * d[i % 2] for i, p in enumerate(pads)):
+            return "pads larger than (kernel − 1)·dilation"
+        return None
+
+    def emit(self, u, b):
+        n, a = u.node, u.node.attrs
+        w = b.weights(u, 1, out_axis=1)
+        if isinstance(w, str):
+            return w
+        bias = [b.bias(u, 2, u.qin(0), w[1])] if u.has_input(2) else []
+        if bias and bias[0] not in b.inits:
+            return bias[0]
+        b.emit("QConvTranspose", n.name, [b.get_q(u.qin(0), "nhwc"), *w, *bias],
+               [b.put_q(u.qout, "nhwc")], kernel_shape=list(u.const(1).shape[2:]),
+               strides=list(a.get("strides") or [1, 1]), pads=list(a.get("pads") or [0] * 4),
+               dilations=list(a.get("dilations") or [1, 1]),
+               output_padding=list(a.get("output_padding") or [0, 0]), **b.xy(u),
+               **b.clamp_attrs(u))
+        return None
+
+
 class GemmRule(Rule):
     """Gemm / MatMul by constant weights: QGemm. A MatMul between two activations: QMatMul
     (both uint8 per tensor, the integer products summed exactly; static PTQ leaves these
@@ -521,7 +561,7 @@ class GlobalMaxPoolRule(PassThroughRule):
 
 
 RULES: dict[str, Rule] = {}
-for _rule in (ConvRule(), GemmRule(), MaxPoolRule(), PoolRule(), GlobalAveragePoolRule(),
+for _rule in (ConvRule(), ConvTransposeRule(), GemmRule(), MaxPoolRule(), PoolRule(), GlobalAveragePoolRule(),
               ReduceMeanRule(),
               BinaryRule(), SCALAR_RULE, ConcatRule(), ClampLutRule(), LutRule(), ChainRule(),
               PadRule(), ResizeRule(), GlobalMaxPoolRule(), PassThroughRule()):

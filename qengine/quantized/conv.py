@@ -291,6 +291,90 @@ class QConvAdd2d:
         return f"QConvAdd2d({self.conv!r}, fused={self.fused})"
 
 
+class QConvTranspose2d:
+    """QConvTranspose2d(weight, bias=None, *, input_scale, input_zero_point, output_scale,
+    output_zero_point, weight_scale, stride=1, padding=0, output_padding=0, dilation=1,
+    activation=None, isa=None): ONNX ConvTranspose (group 1) on uint8 NHWC.
+
+    weight: int8 [Cout, Cin, kh, kw] — the ConvTranspose weights [Cin, Cout, kh, kw] with their
+    channel axes swapped, so output channels come first as in every int8 layer — with
+    weight_scale per output channel; bias float [Cout] (quantized at s_x·s_w).
+
+    A transposed convolution is a convolution (stride 1, the same dilation) of the input with
+    s−1 zeros stuffed between its pixels, padded by (k−1)·d − p before and (k−1)·d − p +
+    output_padding after, with the kernel flipped in space: each output sums exactly the
+    products ConvTranspose sums, so QConv2d's kernels and requantize run it. The stuffed
+    zeros are the input's zero point (the real value 0). When the kernel equals the stride
+    and nothing is padded (the U-Net's up-sampling) every output pixel reads one input pixel:
+    that case is one int8 GEMM [N·H·W, Cin] × [Cin, kh·kw·Cout] and a pixel shuffle, the same
+    sums and the same requantize without the zeros."""
+
+    def __init__(self, weight, bias=None, *, input_scale, input_zero_point, output_scale,
+                 output_zero_point, weight_scale, stride=1, padding=0, output_padding=0,
+                 dilation=1, activation=None, isa=None):
+        w = np.asarray(weight)
+        if w.ndim != 4 or w.dtype != np.int8:
+            raise ShapeError(f"QConvTranspose2d weight must be int8 [Cout, Cin, kh, kw], got "
+                             f"{w.dtype} {w.shape}")
+        cout, cin, kh, kw = w.shape
+        self.in_channels, self.out_channels = cin, cout
+        self.stride, self.dilation = S.pair(stride, "stride"), S.pair(dilation, "dilation")
+        pt, pl, pb, pr = S.pads4(padding)
+        op = (output_padding, output_padding) if np.ndim(output_padding) == 0 \
+            else tuple(output_padding)
+        if len(op) != 2 or any(int(v) != v for v in op):
+            raise ConfigError(f"output_padding must be an int or a pair, got {output_padding!r}")
+        oph, opw = int(op[0]), int(op[1])
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        if not (0 <= oph < max(sh, dh) and 0 <= opw < max(sw, dw)):
+            raise ConfigError(f"output_padding {(oph, opw)} must be below the stride or the "
+                              f"dilation")
+        pads = ((kh - 1) * dh - pt, (kw - 1) * dw - pl, (kh - 1) * dh - pb + oph,
+                (kw - 1) * dw - pr + opw)
+        if min(pads) < 0:
+            raise ConfigError(f"pads {(pt, pl, pb, pr)} larger than (kernel − 1)·dilation have "
+                              f"no int8 form")
+        self.input_zero_point = S.zero_point(input_zero_point, "input_zero_point")
+        common = dict(input_scale=input_scale, input_zero_point=input_zero_point,
+                      output_scale=output_scale, output_zero_point=output_zero_point,
+                      weight_scale=weight_scale, activation=activation, isa=isa)
+        self.conv = QConv2d(np.ascontiguousarray(w[:, :, ::-1, ::-1]), bias, padding=pads,
+                            dilation=self.dilation, **common)
+        self.gemm = None
+        if (kh, kw) == self.stride and self.dilation == (1, 1) and \
+                not any((pt, pl, pb, pr, oph, opw)):
+            from .linear import QLinear
+            ws = np.broadcast_to(np.asarray(weight_scale, np.float32).reshape(-1), (cout,))
+            rows = w.transpose(2, 3, 0, 1).reshape(kh * kw * cout, cin)      # (i, j, o) × c
+            self.gemm = QLinear(rows, None if bias is None else np.tile(
+                np.asarray(bias).reshape(-1), kh * kw), weight_scale=np.tile(ws, kh * kw),
+                **{k: v for k, v in common.items() if k != "weight_scale"})
+
+    def output_shape(self, x_shape):
+        n, h, w, _ = x_shape
+        (sh, sw) = self.stride
+        hs, ws = (h - 1) * sh + 1, (w - 1) * sw + 1
+        return self.conv.output_shape((n, hs, ws, self.in_channels))
+
+    def __call__(self, x, *, nthreads=0, out=None):
+        x = S.nhwc_u8(x, "x", self.in_channels)
+        n, h, w, c = x.shape
+        (sh, sw) = self.stride
+        if self.gemm is not None and x.size:
+            y = self.gemm(np.ascontiguousarray(x).reshape(n * h * w, c), nthreads=nthreads)
+            y = y.reshape(n, h, w, sh, sw, self.out_channels).transpose(0, 1, 3, 2, 4, 5)
+            shape = (n, h * sh, w * sw, self.out_channels)
+            res = S.output(out, shape)
+            np.copyto(res, y.reshape(shape))
+            return res
+        if (sh, sw) != (1, 1) and x.size:
+            stuffed = np.full((n, (h - 1) * sh + 1, (w - 1) * sw + 1, c), self.input_zero_point,
+                              np.uint8)
+            stuffed[:, ::sh, ::sw] = x
+            x = stuffed
+        return self.conv(x, nthreads=nthreads, out=out)
+
+
 def _wrap32(v):
     return ((np.asarray(v, np.int64) + 2**31) % 2**32 - 2**31).astype(np.int32)
 
