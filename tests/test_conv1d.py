@@ -85,7 +85,8 @@ def test_static_int8_runs_the_front_end_in_2d_kernels(tmp_path):
 
 def test_nearest_resize_moves_uint8_codes_between_int8_convs(tmp_path):
     """Nearest Resize in static int8 picks codes: bit-identical to running it in float between
-    a dequantize and a quantize with the same qparams; linear stays float."""
+    a dequantize and a quantize with the same qparams; linear runs on the codes too
+    (tests/test_int8_reach.py), cubic stays float."""
     w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
     w2 = (rng.standard_normal((4, 8, 3, 3)) * 0.3).astype(np.float32)
 
@@ -113,7 +114,9 @@ def test_nearest_resize_moves_uint8_codes_between_int8_convs(tmp_path):
     np.testing.assert_array_equal(got, qengine.Session(qf).run({"x": x})["y"])
     assert len([n for n in q.nodes if n.op_type == "DequantizeU8"]) == 1   # only at the end
     ql = qengine.quantize_static(model("linear"), {"x": x})
-    assert len([n for n in ql.nodes if n.op_type == "DequantizeU8"]) == 2  # float island
+    assert len([n for n in ql.nodes if n.op_type == "DequantizeU8"]) == 1  # on the codes
+    qc = qengine.quantize_static(model("cubic"), {"x": x})
+    assert len([n for n in qc.nodes if n.op_type == "DequantizeU8"]) == 2  # float island
     _exports_run_in_ort(q, x, got, tmp_path)
 
 
