@@ -19,6 +19,20 @@ def measure(fn, *, runs=50, warmup=5, min_time=0.0):
     return times
 
 
+def interleaved_ms(fns, runs):
+    """Median ms of each function, the functions called in turn within each round: on a
+    shared, noisy machine a slow spell then slows every engine alike."""
+    for fn in fns:
+        fn()
+    t = [[] for _ in fns]
+    for _ in range(runs):
+        for ts, fn in zip(t, fns):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [median_ms(ts) for ts in t]
+
+
 def median_ms(times):
     return 1e3 * statistics.median(times)
 

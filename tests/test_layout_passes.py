@@ -223,3 +223,52 @@ def test_simplify_layout_needs_static_shapes():
                       nodes=[qengine.Node("Transpose", "t1", ("x",), ("a",), {"perm": [1, 0]}),
                              qengine.Node("Transpose", "t2", ("a",), ("y",), {"perm": [1, 0]})])
     assert [n.name for n in simplify_layout(g).nodes] == ["t1", "t2"]
+
+
+# ----------------------------------------------------------------------- runtime chains
+def _head_split_model(batch="static"):
+    inits = {"s1": np.array([12, 3, 2, 4], np.int64), "i1": np.array(1, np.int64),
+             "s2": np.array([1, 2, 12, 4], np.int64)}
+    n = helper.make_node
+    m = _model([n("Reshape", ["x", "s1"], ["a"]), n("Transpose", ["a"], ["b"], perm=[1, 2, 0, 3]),
+                n("Gather", ["b", "i1"], ["c"], axis=0), n("Relu", ["c"], ["d"]),
+                n("Reshape", ["d", "s2"], ["e"]), n("Transpose", ["e"], ["f"], perm=[0, 1, 3, 2]),
+                n("Sigmoid", ["f"], ["y"])], [12, 24] if batch == "static" else ["t", 24],
+               ["y"], inits)
+    return m
+
+
+def test_session_runs_layout_chains_as_one_node():
+    from qengine.graph.executor import Executor
+    g = qengine.from_onnx(_head_split_model())
+    s = qengine.Session(g)
+    ops = [op.node.op_type for op in s._executor.ops]
+    assert ops.count("LayoutChain") >= 1 and len(ops) < len(g.nodes), ops
+    assert [n.op_type for n in s.graph.nodes] == [n.op_type for n in g.nodes]   # kept
+    x = {"x": rng.standard_normal((12, 24)).astype(np.float32)}
+    plain = Executor(g).run(x)["y"]                        # node by node
+    np.testing.assert_array_equal(s.run(x)["y"], plain)
+    want = ReferenceEvaluator(_head_split_model()).run(None, x)[0]
+    np.testing.assert_allclose(s.run(x)["y"], want, rtol=1e-6)
+    _, prof = s.profile(x)
+    assert "LayoutChain" in prof[0].by_op_type
+
+
+def test_no_chains_for_dynamic_inputs_or_calibration():
+    from qengine.calibration.tap import TapSession
+    g = qengine.from_onnx(_head_split_model("dynamic"))
+    assert "LayoutChain" not in [op.node.op_type for op in qengine.Session(g)._executor.ops]
+    g = qengine.from_onnx(_head_split_model())
+    seen = []
+    TapSession(g).run_tapped({"x": np.ones((12, 24), np.float32)},
+                             lambda name, v: seen.append(name))
+    assert {n.outputs[0] for n in g.nodes} <= set(seen)    # every value, one by one
+
+
+def test_layout_chain_refuses_another_shape():
+    g = qengine.Graph(inputs=[qengine.ValueInfo("x", "float32", (2, 3))],
+                      outputs=[qengine.ValueInfo("y", "float32", (3, 2))],
+                      nodes=[qengine.Node("LayoutChain", "c", ("x",), ("y",),
+                                          {"steps": ["transpose:1,0"], "shape_in": [4, 3]})])
+    with pytest.raises(qengine.QEngineError, match=r"expects an input of shape \(4, 3\)"):
+        qengine.Session(g).run({"x": np.zeros((2, 3), np.float32)})

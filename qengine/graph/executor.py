@@ -72,7 +72,10 @@ class Executor:
     """Runs a verified graph. Thread-safe: `run` keeps all per-call state in locals (the slot
     list); the per-thread state (arenas, bound run functions) is built once per thread."""
 
-    def __init__(self, graph: Graph, float_dtype=np.float32):
+    def __init__(self, graph: Graph, float_dtype=np.float32, fold_layout: bool = False):
+        if fold_layout:        # runs of layout nodes as one node each (graph/layout.py)
+            from .layout import fold_layout_chains
+            graph = fold_layout_chains(graph)
         graph.verify()
         self.graph = graph
         self.float_dtype = np.dtype(float_dtype)

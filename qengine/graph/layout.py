@@ -206,3 +206,72 @@ def _transpose_then_reshape(r: _Rewrite, n: Node, p: Node, shape):
         x = mid
         r.info(mid, p.outputs[0], new_in)
     return pre + [Node("Transpose", n.name, (x,), n.outputs, {"perm": order})]
+
+
+# ------------------------------------------------------------------------ runtime chains
+_STEP_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Gather")
+
+
+def _step(g: Graph, n: Node):
+    """The LayoutChain step string of node n (its static output shape known), or None."""
+    if n.op_type not in _STEP_OPS or len(n.outputs) != 1 or not n.inputs:
+        return None
+    s_in, s_out = _shape_of(g, n.inputs[0]), _shape_of(g, n.outputs[0])
+    if s_in is None or s_out is None:
+        return None
+    if n.op_type == "Transpose":
+        return "transpose:" + ",".join(str(p) for p in _perm(n, len(s_in)))
+    if n.op_type == "Gather":
+        idx = g.initializers.get(n.inputs[1]) if len(n.inputs) > 1 else None
+        if idx is None or idx.ndim != 0 or idx.dtype.kind not in "iu":
+            return None
+        axis = int(n.attrs.get("axis", 0)) % len(s_in)
+        i = int(idx)
+        if not -s_in[axis] <= i < s_in[axis]:
+            return None                          # out of range: the node says so at run time
+        return f"index:{axis}:{i}"
+    if all(v in g.initializers for v in n.inputs[1:] if v):   # shape / axes: constants
+        return "reshape:" + ",".join(str(d) for d in s_out)
+    return None
+
+
+def fold_layout_chains(graph: Graph) -> Graph:
+    """Runs of two or more layout nodes on one tensor (Reshape / Flatten / Squeeze / Unsqueeze
+    with constant targets, Transpose, Gather of one constant index), every intermediate read
+    by the next alone, every shape static, as one LayoutChain node each — for a Session's
+    executor: the graph a user holds, saves or exports keeps its nodes. Only for graphs whose
+    inputs have static shapes (a Session then accepts no other), so that value_info's shapes
+    are the shapes every run sees."""
+    if not all(v.shape is not None and all(isinstance(d, int) for d in v.shape)
+               for v in graph.inputs):
+        return graph
+    g = graph.copy()
+    readers = g.consumers()
+    outputs = set(g.output_names)
+    steps = {id(n): _step(g, n) for n in g.nodes}
+    where = {id(n): k for k, n in enumerate(g.nodes)}
+    nodes: list = list(g.nodes)
+    taken: set = set()
+    for n in g.nodes:
+        if id(n) in taken or steps[id(n)] is None:
+            continue
+        run = [n]
+        while True:
+            last = run[-1].outputs[0]
+            nxt = readers.get(last, [])
+            if len(nxt) != 1 or last in outputs or steps[id(nxt[0])] is None or \
+                    nxt[0].inputs[0] != last or nxt[0].inputs.count(last) != 1:
+                break
+            run.append(nxt[0])
+        if len(run) < 2:
+            continue
+        taken.update(id(m) for m in run)
+        for m in run[:-1]:
+            nodes[where[id(m)]] = None
+        # at the last node's place: the input was ready before the first one ran
+        nodes[where[id(run[-1])]] = Node(
+            "LayoutChain", "+".join(m.name for m in run), (n.inputs[0],), run[-1].outputs,
+            {"steps": [steps[id(m)] for m in run], "shape_in": list(_shape_of(g, n.inputs[0])),
+             "fused_nodes": [m.name for m in run]})
+    g.nodes = [m for m in nodes if m is not None]
+    return g

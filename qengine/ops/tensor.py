@@ -563,3 +563,37 @@ class Einsum(Op):
             self.fail(f"equation {self.attrs['equation']!r} does not fit the inputs "
                       f"{[x.shape for x in xs]}: {e}", ShapeError)
         return (np.asarray(y, dtype=np.result_type(*xs)),)
+
+
+@register_op
+class LayoutChain(Op):
+    """Consecutive layout steps on one tensor run as one node (qengine/graph/layout.py
+    `fold_layout_chains`, made by a Session for its own executor, never saved): `steps` are
+    "reshape:d0,d1,..." (a static target), "transpose:p0,p1,..." and "index:axis:i" (one slice
+    of an axis, as Gather of a scalar index). Each is the NumPy view the node it replaces
+    returns, so the result is the same array — the chain only saves the dispatches."""
+    op_type = "LayoutChain"
+    ATTRS = {"steps": ("strings", REQUIRED), "shape_in": ("ints", REQUIRED),
+             "fused_nodes": ("strings", None)}
+
+    def prepare(self, initializers):
+        self._in = tuple(self.attrs["shape_in"])
+        self._steps = []
+        for s in self.attrs["steps"]:
+            kind, _, rest = s.partition(":")
+            if kind == "reshape":
+                self._steps.append((0, tuple(int(v) for v in rest.split(",") if v)))
+            elif kind == "transpose":
+                self._steps.append((1, tuple(int(v) for v in rest.split(","))))
+            elif kind == "index":
+                axis, i = (int(v) for v in rest.split(":"))
+                self._steps.append((2, (slice(None),) * axis + (i,)))
+            else:
+                self.fail(f"unknown step {s!r}")
+
+    def run(self, x):
+        if x.shape != self._in:
+            self.fail(f"expects an input of shape {self._in}, got {x.shape}", ShapeError)
+        for kind, p in self._steps:
+            x = x.reshape(p) if kind == 0 else x.transpose(p) if kind == 1 else x[p]
+        return (x,)
