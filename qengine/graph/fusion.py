@@ -333,13 +333,6 @@ def fuse_residual_add(graph: Graph) -> Graph:
     return g
 
 
-def _static_shape(g: Graph, v: str):
-    info = g.value_info.get(v) or next((i for i in g.inputs if i.name == v), None)
-    if info is None or info.shape is None or not all(isinstance(d, int) for d in info.shape):
-        return None
-    return tuple(info.shape)
-
-
 def fuse_matmul_bias(graph: Graph) -> Graph:
     """MatMul(x, W) → Add(·, b), W a constant float [K, N], b a constant that only adds a
     vector over the last axis, the MatMul's output read by that Add alone, becomes
@@ -359,7 +352,7 @@ def fuse_matmul_bias(graph: Graph) -> Graph:
             continue
         mm, b_name = producers[add.inputs[side]], add.inputs[1 - side]
         w = g.initializers.get(mm.inputs[1])
-        shape = _static_shape(g, mm.inputs[0])
+        shape = g.static_shape(mm.inputs[0])
         if w is None or w.ndim != 2 or w.dtype.kind != "f" or b_name not in g.initializers or \
                 shape is None or len(shape) < 2 or shape[-1] != w.shape[0] or \
                 mm.inputs[0] in g.initializers or not readers.only(mm.outputs[0], add):

@@ -191,6 +191,18 @@ class Graph:
         return Graph(list(self.inputs), list(self.outputs), list(self.nodes),
                      dict(self.initializers), dict(self.opset), self.name, dict(self.value_info))
 
+    def static_shape(self, name: str) -> tuple[int, ...] | None:
+        """The shape of value `name` when every dim is known (an initializer's, an input's or
+        value_info's), else None."""
+        if name in self.initializers:
+            return tuple(self.initializers[name].shape)
+        info = self.value_info.get(name) or next((v for v in self.inputs if v.name == name),
+                                                 None)
+        if info is None or info.shape is None or not all(isinstance(d, int)
+                                                         for d in info.shape):
+            return None
+        return tuple(info.shape)
+
     def unique_name(self, base: str) -> str:
         """A value/node name not used anywhere in the graph yet (for passes adding things)."""
         used = set(self.initializers) | set(self.input_names) | {

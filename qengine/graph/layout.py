@@ -30,15 +30,6 @@ from .ir import Graph, Node, ValueInfo
 _RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
 
-def _shape_of(g: Graph, v: str):
-    if v in g.initializers:
-        return tuple(g.initializers[v].shape)
-    info = g.value_info.get(v) or next((i for i in g.inputs if i.name == v), None)
-    if info is None or info.shape is None or not all(isinstance(d, int) for d in info.shape):
-        return None
-    return tuple(info.shape)
-
-
 def _perm(n: Node, rank: int):
     perm = n.attrs.get("perm")
     return list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
@@ -49,7 +40,7 @@ def _reshape_like(g: Graph, n: Node):
     on both sides), else None."""
     if not n.inputs or len(n.outputs) != 1:
         return None
-    s_in, s_out = _shape_of(g, n.inputs[0]), _shape_of(g, n.outputs[0])
+    s_in, s_out = g.static_shape(n.inputs[0]), g.static_shape(n.outputs[0])
     if s_in is None or s_out is None or int(np.prod(s_in)) != int(np.prod(s_out)):
         return None
     if n.op_type == "Transpose":
@@ -123,7 +114,7 @@ def _reshape(r: _Rewrite, name: str, x: str, shape, out: str):
     theirs = None if p is None else _reshape_like(r.g, p)
     if theirs is not None:
         x = theirs[0]
-    if _shape_of(r.g, x) == tuple(shape) and out not in r.outputs:
+    if r.g.static_shape(x) == tuple(shape) and out not in r.outputs:
         return ("alias", x)
     target = r.g.unique_name(f"{name}_shape")
     r.g.initializers[target] = np.array(shape, np.int64)
@@ -135,13 +126,13 @@ def _merged(r: _Rewrite, n: Node):
     g = r.g
     p = r.producer(n.inputs[0]) if n.inputs else None
     if n.op_type == "Transpose" and len(n.inputs) == 1:
-        s = _shape_of(g, n.inputs[0])
+        s = g.static_shape(n.inputs[0])
         if s is None:
             return None
         perm = _perm(n, len(s))
         if perm == list(range(len(s))) and n.outputs[0] not in r.outputs:
             return ("alias", n.inputs[0])
-        if p is not None and p.op_type == "Transpose" and _shape_of(g, p.inputs[0]):
+        if p is not None and p.op_type == "Transpose" and g.static_shape(p.inputs[0]):
             inner = _perm(p, len(s))
             perm = [inner[k] for k in perm]
             if perm == list(range(len(s))) and n.outputs[0] not in r.outputs:
@@ -153,7 +144,7 @@ def _merged(r: _Rewrite, n: Node):
     x, shape = mine
     if 0 in shape:
         return None             # a 0 in a Reshape target copies the input's dim
-    if _shape_of(g, x) == shape and n.outputs[0] not in r.outputs:
+    if g.static_shape(x) == shape and n.outputs[0] not in r.outputs:
         return ("alias", x)
     if p is None:
         return None
@@ -171,7 +162,7 @@ def _merged(r: _Rewrite, n: Node):
         k = r.at[p.outputs[0]]
         r.nodes[k] = p.replace(inputs=(theirs[0], *p.inputs[1:]))
         r.nodes[r.at[q.outputs[0]]] = None
-        r.info(p.outputs[0], p.outputs[0], _shape_of(g, theirs[0]))
+        r.info(p.outputs[0], p.outputs[0], g.static_shape(theirs[0]))
         return _reshape(r, n.name, p.outputs[0], shape, n.outputs[0])
     return None
 
@@ -180,7 +171,7 @@ def _transpose_then_reshape(r: _Rewrite, n: Node, p: Node, shape):
     """Transpose p then `n`, which only adds / drops axes of size 1, as Reshape → Transpose:
     the input's axes of size > 1 in their order with a 1 appended for each 1 the output has,
     permuted straight to `shape`."""
-    s = _shape_of(r.g, p.inputs[0])
+    s = r.g.static_shape(p.inputs[0])
     if s is None:
         return None
     perm = _perm(p, len(s))
@@ -216,7 +207,7 @@ def _step(g: Graph, n: Node):
     """The LayoutChain step string of node n (its static output shape known), or None."""
     if n.op_type not in _STEP_OPS or len(n.outputs) != 1 or not n.inputs:
         return None
-    s_in, s_out = _shape_of(g, n.inputs[0]), _shape_of(g, n.outputs[0])
+    s_in, s_out = g.static_shape(n.inputs[0]), g.static_shape(n.outputs[0])
     if s_in is None or s_out is None:
         return None
     if n.op_type == "Transpose":
@@ -271,7 +262,7 @@ def fold_layout_chains(graph: Graph) -> Graph:
         # at the last node's place: the input was ready before the first one ran
         nodes[where[id(run[-1])]] = Node(
             "LayoutChain", "+".join(m.name for m in run), (n.inputs[0],), run[-1].outputs,
-            {"steps": [steps[id(m)] for m in run], "shape_in": list(_shape_of(g, n.inputs[0])),
-             "fused_nodes": [m.name for m in run]})
+            {"steps": [steps[id(m)] for m in run],
+             "shape_in": list(g.static_shape(n.inputs[0])), "fused_nodes": [m.name for m in run]})
     g.nodes = [m for m in nodes if m is not None]
     return g

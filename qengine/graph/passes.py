@@ -39,15 +39,6 @@ def remove_dead_nodes(graph: Graph) -> Graph:
     return g
 
 
-def _static_shape(g: Graph, name: str):
-    if name in g.initializers:
-        return tuple(g.initializers[name].shape)
-    info = g.value_info.get(name) or next((v for v in g.inputs if v.name == name), None)
-    if info is None or info.shape is None or not all(isinstance(d, int) for d in info.shape):
-        return None
-    return tuple(info.shape)
-
-
 def specialize(graph: Graph, shapes=None, constants=None) -> Graph:
     """`graph` for fixed input shapes and/or constant inputs, optimized again.
 
@@ -133,7 +124,7 @@ def fold_constants(graph: Graph, max_bytes: int = FOLD_MAX_BYTES) -> Graph:
     for n in g.nodes:
         args = None
         if n.op_type in ("Shape", "Size") and n.inputs[0] not in consts:
-            shape = _static_shape(g, n.inputs[0])
+            shape = g.static_shape(n.inputs[0])
             if shape is not None:  # only the shape is read: a zero-stride stand-in suffices
                 stand_in = _stand_in(shape, np.float32)
                 args = None if stand_in is None else [stand_in]

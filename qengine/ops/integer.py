@@ -127,6 +127,12 @@ class _QOp(Op):
         return y
 
 
+def _weight_inputs(op, inits, wi):
+    """(int8 W, W_scale, bias or None) of an integer op: inputs wi, wi + 1, optional wi + 2."""
+    b = op.const_input(inits, wi + 2) if len(op.node.inputs) > wi + 2 else None
+    return op.const_input(inits, wi, True, "W"), op.const_input(inits, wi + 1, True, "W_scale"), b
+
+
 def _tensor_qparams(op):
     """(float scale, int zero point) of a per-tensor uint8 QuantizeU8 / DequantizeU8, validated
     once at session build so that `run` only calls the kernel."""
@@ -234,9 +240,7 @@ class QConvOp(_QOp):
     def qconv(self, inits, wi, out, act):
         """The QConv2d of weights input wi (then W_scale, optional B), output qparams attrs
         `out`scale / `out`zero_point and activation attrs prefixed `act`."""
-        w = self.const_input(inits, wi, True, "W")
-        ws = self.const_input(inits, wi + 1, True, "W_scale")
-        b = self.const_input(inits, wi + 2) if len(self.node.inputs) > wi + 2 else None
+        w, ws, b = _weight_inputs(self, inits, wi)
         a = self.attrs
         if w.ndim != 4:
             raise ShapeError(f"only 2-D convolution runs in int8, W has shape {w.shape}")
@@ -263,9 +267,7 @@ class QConvTransposeOp(_QOp):
              "dilations": ("ints", None), "output_padding": ("ints", None), **_QP, **_ACT}
 
     def build(self, inits):
-        w = self.const_input(inits, 1, True, "W")
-        ws = self.const_input(inits, 2, True, "W_scale")
-        b = self.const_input(inits, 3) if len(self.node.inputs) > 3 else None
+        w, ws, b = _weight_inputs(self, inits, 1)
         a = self.attrs
         return QConvTranspose2d(w, b, weight_scale=ws, input_scale=a["x_scale"],
                                 input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
@@ -346,9 +348,7 @@ class QGemmOp(_QOp):
     ATTRS = {**_QP, **_ACT, **_WBITS}
 
     def build(self, inits):
-        w = self.const_input(inits, 1, True, "W")
-        ws = self.const_input(inits, 2, True, "W_scale")
-        b = self.const_input(inits, 3) if len(self.node.inputs) > 3 else None
+        w, ws, b = _weight_inputs(self, inits, 1)
         a = self.attrs
         return QLinear(w, b, weight_scale=ws, input_scale=a["x_scale"],
                        input_zero_point=a["x_zero_point"], output_scale=a["y_scale"],
@@ -371,9 +371,7 @@ class QGemmDequantOp(Op):
 
     def prepare(self, inits):
         from .. import functional
-        w = self.const_input(inits, 1, True, "W")
-        ws = self.const_input(inits, 2, True, "W_scale")
-        b = self.const_input(inits, 3) if len(self.node.inputs) > 3 else None
+        w, ws, b = _weight_inputs(self, inits, 1)
         try:
             s, z, _ = check_scale_zp(self.attrs["x_scale"], self.attrs["x_zero_point"], None,
                                      None, 0, 255)

@@ -104,6 +104,24 @@ F32_EXACT_K = (2 ** 24) // (255 * 255)
 MAX_K = (2 ** 31 - 1) // (255 * 255)
 
 
+def _check_operands(who, a, b, dtype) -> int:
+    """K of a [..., M, K] × b [..., K, N], both `dtype` of rank >= 2, K within the int32
+    accumulator's bound; else a ShapeError saying what was wrong."""
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, np.ndarray) or x.dtype != dtype or x.ndim < 2:
+            raise ShapeError(f"{who} {name} must be a {np.dtype(dtype).name} array of rank >= 2, "
+                             f"got {getattr(x, 'dtype', type(x).__name__)} "
+                             f"{getattr(x, 'shape', '')}")
+    k = a.shape[-1]
+    if b.shape[-2] != k:
+        raise ShapeError(f"{who}: a is {a.shape} and b is {b.shape}; a's last dim must equal "
+                         f"b's second to last")
+    if k > MAX_K:
+        raise ShapeError(f"{who}: K = {k} could overflow the int32 accumulator (at most "
+                         f"{MAX_K})")
+    return k
+
+
 class QMatMul:
     """QMatMul(a_scale, a_zero_point, b_scale, b_zero_point, output_scale, output_zero_point,
     activation=None): uint8 [..., M, K] × uint8 [..., K, N] → uint8 [..., M, N] (NumPy matmul
@@ -141,18 +159,7 @@ class QMatMul:
         return f if dt is np.float32 else f.astype(dt)
 
     def __call__(self, a, b, *, nthreads=0, out=None):
-        for name, x in (("a", a), ("b", b)):
-            if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim < 2:
-                raise ShapeError(f"QMatMul {name} must be a uint8 array of rank >= 2, got "
-                                 f"{getattr(x, 'dtype', type(x).__name__)} "
-                                 f"{getattr(x, 'shape', '')}")
-        k = a.shape[-1]
-        if b.shape[-2] != k:
-            raise ShapeError(f"QMatMul: a is {a.shape} and b is {b.shape}; a's last dim must "
-                             f"equal b's second to last")
-        if k > MAX_K:
-            raise ShapeError(f"QMatMul: K = {k} could overflow the int32 accumulator "
-                             f"(at most {MAX_K})")
+        k = _check_operands("QMatMul", a, b, np.uint8)
         dt = np.float32 if k <= F32_EXACT_K else np.float64
         v = np.matmul(self._centered(a, self.a_zero_point, dt),
                       self._centered(b, self.b_zero_point, dt))
@@ -204,18 +211,7 @@ class DynamicMatMul:
         return f, s
 
     def __call__(self, a, b, *, out=None):
-        for name, x in (("a", a), ("b", b)):
-            if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim < 2:
-                raise ShapeError(f"DynamicMatMul {name} must be a float32 array of rank >= 2, "
-                                 f"got {getattr(x, 'dtype', type(x).__name__)} "
-                                 f"{getattr(x, 'shape', '')}")
-        k = a.shape[-1]
-        if b.shape[-2] != k:
-            raise ShapeError(f"DynamicMatMul: a is {a.shape} and b is {b.shape}; a's last dim "
-                             f"must equal b's second to last")
-        if k > MAX_K:
-            raise ShapeError(f"DynamicMatMul: K = {k} could overflow the int32 accumulator "
-                             f"(at most {MAX_K})")
+        k = _check_operands("DynamicMatMul", a, b, np.float32)
         fa, sa = self._quantize_rows(np.ascontiguousarray(a).reshape(-1, k))
         bt = np.ascontiguousarray(np.swapaxes(b, -1, -2))              # [..., N, K]: rows
         fb, sb = self._quantize_rows(bt.reshape(-1, k))
