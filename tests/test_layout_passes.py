@@ -272,3 +272,20 @@ def test_layout_chain_refuses_another_shape():
                                           {"steps": ["transpose:1,0"], "shape_in": [4, 3]})])
     with pytest.raises(qengine.QEngineError, match=r"expects an input of shape \(4, 3\)"):
         qengine.Session(g).run({"x": np.zeros((2, 3), np.float32)})
+
+
+def test_dynamic_linear_on_3d_is_one_node():
+    """quantize_dynamic takes the Reshape → Gemm → Reshape of a 3-D nn.Linear back to one
+    DynamicQuantLinear on [..., K] (it takes any leading axes)."""
+    w = rng.standard_normal((8, 6)).astype(np.float32)
+    m = _model([helper.make_node("MatMul", ["x", "w"], ["t"]),
+                helper.make_node("Add", ["t", "b"], ["y"])], [2, 5, 8], ["y"],
+               {"w": w, "b": rng.standard_normal(6).astype(np.float32)})
+    g = qengine.from_onnx(m)
+    d = qengine.quantize_dynamic(g, qengine.DynamicQuantConfig(cost_model=False))
+    assert _ops(d) == ["DynamicQuantLinear"], _ops(d)
+    x = rng.standard_normal((2, 5, 8)).astype(np.float32)
+    want = ReferenceEvaluator(m).run(None, {"x": x})[0]
+    got = qengine.Session(d).run({"x": x})["y"]
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()

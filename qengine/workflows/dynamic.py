@@ -324,8 +324,18 @@ def _gemm(g, node, config, consumers, learned=None):
         if bias is None:
             return None                 # C computed at run time or a full matrix: keep float
         bias = bias * np.float32(a.get("beta", 1.0))
-    return _linear_node(g, node, config, node.inputs[0], w, bias, node.outputs, [node],
-                        learned)
+    x, outputs, old = node.inputs[0], node.outputs, [node]
+    # the Reshapes fuse_matmul_bias put around an nn.Linear on [..., K]: DynamicQuantLinear
+    # takes [..., K] itself, so the three nodes become one
+    flat = next((n for n in g.nodes if x in n.outputs and n.op_type == "Reshape"), None)
+    users = consumers.get(node.outputs[0], [])
+    if flat is not None and len(users) == 1 and users[0].op_type == "Reshape" and \
+            len(consumers.get(x, [])) == 1 and not {x, node.outputs[0]} & set(g.output_names):
+        s_in, s_out = g.static_shape(flat.inputs[0]), g.static_shape(users[0].outputs[0])
+        if s_in and s_out and s_in[:-1] == s_out[:-1] and (s_in[-1], s_out[-1]) == \
+                w.shape[::-1]:
+            x, outputs, old = flat.inputs[0], users[0].outputs, [flat, node, users[0]]
+    return _linear_node(g, node, config, x, w, bias, outputs, old, learned)
 
 
 def _matmul(g, node, config, consumers, learned=None):
