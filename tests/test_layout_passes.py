@@ -289,3 +289,25 @@ def test_dynamic_linear_on_3d_is_one_node():
     got = qengine.Session(d).run({"x": x})["y"]
     assert got.shape == want.shape
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+
+
+def test_symbolic_inputs_keep_shapes_symbolic():
+    """With a symbolic batch: a 2-D MatMul + bias still becomes a Gemm (nothing to fix), a
+    3-D one stays (its Reshape back would need the batch); value_info holding one batch's
+    shapes (as static calibration records them) does not leak into any Reshape."""
+    w = rng.standard_normal((8, 6)).astype(np.float32)
+    for shape, fused in ((["n", 8], True), (["n", 5, 8], False)):
+        m = _model([helper.make_node("MatMul", ["x", "w"], ["t"]),
+                    helper.make_node("Add", ["t", "b"], ["u"]),
+                    helper.make_node("Transpose", ["u"], ["v"]),
+                    helper.make_node("Transpose", ["v"], ["y"])], shape, ["y"],
+                   {"w": w, "b": rng.standard_normal(6).astype(np.float32)})
+        g = qengine.from_onnx(m)
+        assert ("Gemm" in _ops(g)) == fused, _ops(g)
+        for batch in (1, 3):
+            x = rng.standard_normal([batch] + shape[1:]).astype(np.float32)
+            want = ReferenceEvaluator(m).run(None, {"x": x})[0]
+            np.testing.assert_allclose(qengine.Session(g).run({"x": x})["y"], want, rtol=1e-5,
+                                       atol=1e-5)
+        g.value_info["t"] = qengine.ValueInfo("t", "float32", tuple([1] + shape[1:-1] + [6]))
+        assert _ops(simplify_layout(g)) == _ops(g)

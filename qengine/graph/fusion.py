@@ -337,9 +337,10 @@ def fuse_matmul_bias(graph: Graph) -> Graph:
     """MatMul(x, W) → Add(·, b), W a constant float [K, N], b a constant that only adds a
     vector over the last axis, the MatMul's output read by that Add alone, becomes
     Gemm(x, W, b) — with x reshaped to [-1, K] before and the result back to x's leading axes
-    after when x has more than two axes (those must be static: the shapes are the Reshapes'
-    constants). Needs `value_info` (shape inference) for x's shape."""
+    after when x has more than two axes (those must be static — the shapes are the Reshapes'
+    constants —, as must the graph's inputs). Needs `value_info` (shape inference)."""
     g = graph.copy()
+    static = g.inputs_static()      # else x's shape in value_info may be one batch's
     producers, readers = g.producers(), _Readers(g)
     nodes = list(g.nodes)
     index = {id(n): i for i, n in enumerate(nodes)}
@@ -352,11 +353,15 @@ def fuse_matmul_bias(graph: Graph) -> Graph:
             continue
         mm, b_name = producers[add.inputs[side]], add.inputs[1 - side]
         w = g.initializers.get(mm.inputs[1])
-        shape = g.static_shape(mm.inputs[0])
+        info = g.value_info.get(mm.inputs[0]) or next(
+            (v for v in g.inputs if v.name == mm.inputs[0]), None)
+        shape = None if info is None else info.shape
         if w is None or w.ndim != 2 or w.dtype.kind != "f" or b_name not in g.initializers or \
                 shape is None or len(shape) < 2 or shape[-1] != w.shape[0] or \
                 mm.inputs[0] in g.initializers or not readers.only(mm.outputs[0], add):
             continue
+        if len(shape) > 2 and not (static and all(isinstance(d, int) for d in shape)):
+            continue                # the Reshape back needs the leading axes, fixed
         k, n = w.shape
         bias = _channel_vector(g.initializers[b_name], n, len(shape), len(shape) - 1)
         if bias is None:

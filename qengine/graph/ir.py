@@ -191,6 +191,13 @@ class Graph:
         return Graph(list(self.inputs), list(self.outputs), list(self.nodes),
                      dict(self.initializers), dict(self.opset), self.name, dict(self.value_info))
 
+    def inputs_static(self) -> bool:
+        """Every graph input has a known shape of ints: then a Session accepts no other, and
+        value_info's static shapes are what every run sees (a graph with symbolic inputs may
+        carry shapes observed on one batch, e.g. by static calibration)."""
+        return all(v.shape is not None and all(isinstance(d, int) for d in v.shape)
+                   for v in self.inputs)
+
     def static_shape(self, name: str) -> tuple[int, ...] | None:
         """The shape of value `name` when every dim is known (an initializer's, an input's or
         value_info's), else None."""

@@ -98,8 +98,11 @@ class _Rewrite:
 
 
 def simplify_layout(graph: Graph) -> Graph:
-    """The rewrites of the module docstring, in one pass in node order. Needs `value_info`."""
+    """The rewrites of the module docstring, in one pass in node order. Needs `value_info`;
+    only for graphs with static input shapes (the Reshapes it writes have static targets)."""
     from .passes import remove_dead_nodes
+    if not graph.inputs_static():
+        return graph
     r = _Rewrite(graph.copy())
     for n in graph.nodes:
         r.visit(n)
@@ -122,7 +125,8 @@ def _reshape(r: _Rewrite, name: str, x: str, shape, out: str):
 
 
 def _merged(r: _Rewrite, n: Node):
-    """What replaces `n`: a list of nodes, "identity" when `n` does nothing, or None (keep)."""
+    """What replaces `n`: a list of nodes, ("alias", value) when `n`'s output equals a value
+    that exists already, or None (keep n)."""
     g = r.g
     p = r.producer(n.inputs[0]) if n.inputs else None
     if n.op_type == "Transpose" and len(n.inputs) == 1:
@@ -233,8 +237,7 @@ def fold_layout_chains(graph: Graph) -> Graph:
     executor: the graph a user holds, saves or exports keeps its nodes. Only for graphs whose
     inputs have static shapes (a Session then accepts no other), so that value_info's shapes
     are the shapes every run sees."""
-    if not all(v.shape is not None and all(isinstance(d, int) for d in v.shape)
-               for v in graph.inputs):
+    if not graph.inputs_static():
         return graph
     g = graph.copy()
     readers = g.consumers()
