@@ -87,3 +87,30 @@ def test_gemm_same_bits_for_1_and_2_threads(m):
     if _cpu.openmp_enabled():
         assert team == 2
     np.testing.assert_array_equal(one.view(np.uint32), two.view(np.uint32))
+
+
+@pytest.mark.parametrize("act", [None, ("Relu", []), ("Clip", [-0.5, 0.5])])
+def test_gemm_fast_path_is_the_general_path(act):
+    """The per-op fast path (prepared kernel call for A·B + vector C [+ clamp]) gives the bits
+    of the checked path, which a non-contiguous A still takes."""
+    from qengine.ops import get_op_class
+    attrs = {} if act is None else {"fused_activation": act[0], "fused_activation_params": act[1]}
+    b = rng.standard_normal((19, 37)).astype(np.float32)
+    c = rng.standard_normal(37).astype(np.float32)
+    op = get_op_class("Gemm", "g")(Node("Gemm", "g", ("a", "b", "c"), ("y",), attrs),
+                                  {"b": b, "c": c})
+    assert op._fast is not None
+    a = rng.standard_normal((23, 19)).astype(np.float32)
+    strided = np.asfortranarray(a)                  # same values, not C-contiguous: checked path
+    np.testing.assert_array_equal(op.run(a, b, c)[0], op.run(strided, b, c)[0])
+
+
+def test_layer_norm_fast_path_is_the_general_path():
+    from qengine.ops import get_op_class
+    s, bias = (rng.standard_normal(48).astype(np.float32) for _ in range(2))
+    node = Node("LayerNormalization", "ln", ("x", "s", "b"), ("y",), {"axis": -1})
+    fast = get_op_class("LayerNormalization", "ln")(node, {"s": s, "b": bias})
+    general = get_op_class("LayerNormalization", "ln")(node, {})     # Scale, B at run time
+    assert fast._fast is not None and general._fast is None
+    x = rng.standard_normal((3, 7, 48)).astype(np.float32)
+    np.testing.assert_array_equal(fast.run(x, s, bias)[0], general.run(x, s, bias)[0])
