@@ -75,9 +75,10 @@ class Session:
     construction and all per-call state lives in the call.
     """
 
-    #: runs of layout nodes (Reshape, Transpose, ...) execute as one node each; the graph
-    #: keeps them (Session.profile reports the runs as LayoutChain nodes)
-    _FOLD_LAYOUT = True
+    #: runs of layout nodes (Reshape, Transpose, ...) and attention's core (scale, MatMul,
+    #: Softmax, MatMul) execute as one node each, with the same bits; the graph keeps its
+    #: nodes (Session.profile reports LayoutChain / AttentionCore nodes)
+    _FUSE = True
 
     def __init__(self, graph: Graph, *, float_dtype=np.float32, nan: str = "error"):
         require_graph(graph, "Session")             # a path or ModelProto: say what to call
@@ -87,8 +88,7 @@ class Session:
         self.nan = nan
         self.graph = graph
         self._float_dtype = np.dtype(float_dtype)
-        self._executor = Executor(graph, float_dtype=float_dtype,
-                                  fold_layout=self._FOLD_LAYOUT)
+        self._executor = Executor(graph, float_dtype=float_dtype, fuse=self._FUSE)
         self._inputs = list(graph.inputs)
         self._names = tuple(v.name for v in self._inputs)
         self._name_set = frozenset(self._names)

@@ -43,10 +43,11 @@ def render() -> str:
                      f"{'yes' if op in run else 'imported as other ops'} | "
                      f"{'yes' if op in QUANTIZABLE else ''} | "
                      f"{'yes' if op in STATIC_INT8_OPS else ''} |")
-    internal = sorted(run - set(OP_VERSIONS) - {"LayoutChain"})
+    internal = sorted(run - set(OP_VERSIONS) - {"LayoutChain", "AttentionCore"})
     lines += ["", "qengine's own ops (what the quantizers write into engine files): "
-              + ", ".join(f"`{o}`" for o in internal) + "; and `LayoutChain`, which a Session "
-              "makes for itself from runs of layout nodes (never saved).", ""]
+              + ", ".join(f"`{o}`" for o in internal) + "; and `LayoutChain` and "
+              "`AttentionCore`, which a Session makes for itself from runs of layout nodes and "
+              "from attention's scale / MatMul / Softmax / MatMul (never saved).", ""]
     return "\n".join(lines)
 
 

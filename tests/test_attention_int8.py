@@ -280,3 +280,50 @@ def test_cli_activation_matmul(attention, tmp_path, mode, op, capsys):
             args += ["--calib", str(tmp_path / "calib.npz")]
         assert main(args) == 0, capsys.readouterr().err
         assert [n.op_type for n in load_graph(str(out)).nodes].count(op) == want
+
+
+# ---------------------------------------------------------------- the runtime fusion
+def _executor_ops(sess):
+    return [op.node.op_type for op in sess._executor.ops]
+
+
+def test_session_runs_attention_core_as_one_node(attention):
+    """A Session runs scale / MatMul / Softmax / MatMul as one AttentionCore node: the same
+    bits as the nodes one by one (an Executor without the fusions), in float32 and float64,
+    float and static int8 (float attention between DequantizeU8s) alike."""
+    from qengine.graph.executor import Executor
+    m, calib, x, ref = attention
+    g = qe.from_onnx(m)
+    for graph in (g, qe.quantize_static(g, calib)):
+        s = qe.Session(graph)
+        ops = _executor_ops(s)
+        assert ops.count("AttentionCore") == 1 and "Softmax" not in ops, ops
+        assert "Softmax" in [n.op_type for n in s.graph.nodes]          # the graph keeps it
+        np.testing.assert_array_equal(s.run(x)["y"], Executor(graph).run(x)["y"])
+    s64 = qe.Session(g, float_dtype=np.float64)
+    np.testing.assert_array_equal(s64.run(x)["y"],
+                                  Executor(g, float_dtype=np.float64).run(x)["y"])
+
+
+def test_attention_core_left_alone_when_its_values_are_read():
+    """Scores or probabilities that something else reads (or that are graph outputs), and
+    calibration's TapSession, keep the nodes."""
+    from qengine.calibration.tap import TapSession
+    f = TensorProto.FLOAT
+    n = helper.make_node
+    for extra in ("probs_out", "scores_read"):
+        nodes = [n("MatMul", ["x", "kt"], ["s"]), n("Softmax", ["s"], ["p"], axis=-1),
+                 n("MatMul", ["p", "v"], ["y"])]
+        outs = ["y"] + (["p"] if extra == "probs_out" else ["z"])
+        if extra == "scores_read":
+            nodes.append(n("Relu", ["s"], ["z"]))
+        g = helper.make_graph(nodes, "a", [helper.make_tensor_value_info(v, f, [4, 6, 5])
+                                           for v in ("x",)] +
+                              [helper.make_tensor_value_info("kt", f, [4, 5, 6]),
+                               helper.make_tensor_value_info("v", f, [4, 6, 3])],
+                              [helper.make_tensor_value_info(o, f, None) for o in outs])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        assert "AttentionCore" not in _executor_ops(qe.Session(qe.from_onnx(m)))
+    tap = TapSession(qe.from_onnx(_attention_model()))
+    assert "AttentionCore" not in _executor_ops(tap)

@@ -52,8 +52,9 @@ class _HookOp:
 class TapSession(Session):
     """A Session that calls `callback(name, array)` for each watched value during `run_tapped`.
     It lets NaN in (nan="allow"): the observers count what they drop and the calibration
-    driver reports it (collect.py). Its layout nodes run one by one: each value is seen."""
-    _FOLD_LAYOUT = False
+    driver reports it (collect.py). Its nodes run one by one (no fused runs): each value is
+    seen."""
+    _FUSE = False
 
     def __init__(self, graph: Graph, names: Iterable[str] | None = None, node_hooks=None):
         super().__init__(graph, nan="allow")

@@ -72,10 +72,11 @@ class Executor:
     """Runs a verified graph. Thread-safe: `run` keeps all per-call state in locals (the slot
     list); the per-thread state (arenas, bound run functions) is built once per thread."""
 
-    def __init__(self, graph: Graph, float_dtype=np.float32, fold_layout: bool = False):
-        if fold_layout:        # runs of layout nodes as one node each (graph/layout.py)
+    def __init__(self, graph: Graph, float_dtype=np.float32, fuse: bool = False):
+        if fuse:    # runs of layout nodes, attention's core: one node each, the same bits
+            from .attention import fuse_attention
             from .layout import fold_layout_chains
-            graph = fold_layout_chains(graph)
+            graph = fuse_attention(fold_layout_chains(graph))
         graph.verify()
         self.graph = graph
         self.float_dtype = np.dtype(float_dtype)

@@ -15,6 +15,7 @@ from .. import _runtime
 from .._ext import _f32
 from ..errors import ShapeError
 from .activation import ACTIVATION_ATTRS, activation_bounds, apply_activation, check_activation
+from ..graph.ir import Node
 from .base import Op, register_op
 
 
@@ -145,3 +146,31 @@ class MatMul(Op):
         if p is not None and a.dtype == np.float32 and a.shape[-1] == p.k:
             return (p.matmul(a.reshape(-1, p.k)).reshape(a.shape[:-1] + (p.n,)),)
         return (np.matmul(a, b),)
+
+
+@register_op
+class AttentionCore(Op):
+    """softmax((Q·q_scale)(Kᵀ·k_scale)) · V over the last axis (qengine/graph/attention.py,
+    made by a Session for its own executor, never saved): inputs Q, Kᵀ, V; q_scale / k_scale
+    (one float each, optional) the scalar Muls it absorbed. The NumPy calls of the nodes it
+    replaces, in their order (np.multiply, np.matmul, the Softmax op's own path): the same
+    bits."""
+    op_type = "AttentionCore"
+    INPUTS = (3, 3)
+    ATTRS = {"q_scale": ("floats", None), "k_scale": ("floats", None),
+             "fused_nodes": ("strings", None)}
+
+    def prepare(self, initializers):
+        from .elementwise import Softmax
+        self._cq, self._ck = (None if not self.attrs[k] else
+                              np.float32(self.attrs[k][0]) for k in ("q_scale", "k_scale"))
+        self._softmax = Softmax(Node("Softmax", self.name, ("s",), ("p",), {"axis": -1}), {},
+                                float_dtype=self.float_dtype)
+
+    def run(self, q, k, v):
+        if self._cq is not None:
+            q = np.multiply(q, self._cq)
+        if self._ck is not None:
+            k = np.multiply(k, self._ck)
+        p = self._softmax.run(np.matmul(q, k))[0]
+        return (np.matmul(p, v),)
