@@ -25,10 +25,17 @@ from reach_model_defs import build_all  # noqa: E402
 import qengine as qe  # noqa: E402
 
 
-def island_costs(sess, feeds, runs=200):
+class _NodeByNode(qe.Session):
+    """A Session without its runtime fusions (layout chains, attention core): every node of
+    the graph is profiled on its own."""
+    _FUSE = False
+
+
+def island_costs(graph, feeds, runs=200):
     """{op type: µs per run} of the float islands of a static int8 graph: each float
     LayerNormalization / Softmax / MatMul with the DequantizeU8 that feed it and the
     QuantizeU8 that read it (per-node profile, medians over `runs`)."""
+    sess = _NodeByNode(graph)
     g = sess.graph
     made_by = {o: n for n in g.nodes for o in n.outputs}
     readers = g.consumers()
@@ -95,7 +102,7 @@ def main(argv=None):
             if name in ("encoder", "decoder"):
                 attention[name] = (g, calib, test, ref, out, ms[0])
             if st is not None and name in ("encoder", "decoder", "kws"):
-                islands[name] = island_costs(st, test)
+                islands[name] = island_costs(st.graph, test)
     print("\nAttention in int8 (MatMuls between two activations), batch 1:\n")
     print("| model | mode | SQNR dB | ms | ORT FP32 ms |")
     print("|---|---|---:|---:|---:|")
