@@ -1,7 +1,8 @@
 """What a Session's runtime fusions (layout chains, attention core: qengine/graph/layout.py,
 qengine/graph/attention.py) are worth on the issue-15 encoder and decoder step: ONNX Runtime
 FP32 and qengine FP32 / dynamic int8 without and with them, timed in turn within each round;
-the outputs with and without are checked bit-identical first.
+the outputs with and without are checked first (equal to float rounding: the attention core's
+compiled kernel sums in its own order).
 
     python bench/runtime_fusions.py [--runs 400] [--passes 2] [--threads 1]
 
@@ -44,7 +45,9 @@ def main(argv=None):
             sessions = [_Unfused(g), qe.Session(g), _Unfused(d), qe.Session(d)]
             out = g.output_names[0]
             for a, b in (sessions[:2], sessions[2:]):
-                np.testing.assert_array_equal(a.run(test)[out], b.run(test)[out])
+                want = b.run(test)[out]
+                np.testing.assert_allclose(a.run(test)[out], want, rtol=1e-5,
+                                           atol=1e-6 * float(np.abs(want).max()))
             for _ in range(args.passes):
                 ms = interleaved_ms([lambda: o.run(None, test)] +
                                     [lambda s=s: s.run(test) for s in sessions], args.runs)

@@ -432,3 +432,54 @@ def resize_axis(x, int axis, idx, w):
         with nogil:
             qe_f32_resize_axis(outer, n_in, inner, n_out, k, ip, wp, xp, yp)
     return y
+
+
+cdef extern from "qengine/f32/qe_f32_attention.h" nogil:
+    ctypedef struct qe_f32_attention_args:
+        size_t batch, sq, sk, d, e
+        const float *q
+        const float *k
+        const float *v
+        ptrdiff_t qb, qr, qc, kb, kr, kc, vb, vr, vc
+        float cq, ck
+        float *y
+    int qe_f32_attention(int isa, const qe_f32_attention_args *a)
+
+
+cdef ptrdiff_t _estride(cnp.ndarray a, int axis) except? -1:
+    cdef ptrdiff_t s = a.strides[axis]
+    if s % 4:
+        raise ValueError("attention: strides must be whole float32 elements")
+    return s // 4
+
+
+def attention(q, k, v, float cq, float ck, int isa):
+    """softmax((q·cq)(k·ck)) · v per batch: q [B, Sq, D], k [B, D, Sk] (K transposed),
+    v [B, Sk, E], float32 3-D arrays of any strides; returns a new C-contiguous [B, Sq, E].
+    The same bits for every isa (include/qengine/f32/qe_f32_attention.h)."""
+    for arr, what in ((q, "q"), (k, "k"), (v, "v")):
+        if not (isinstance(arr, np.ndarray) and arr.dtype == np.float32 and arr.ndim == 3):
+            raise ValueError(f"attention: {what} must be a 3-D float32 array")
+    cdef cnp.ndarray qa = q, ka = k, va = v
+    cdef size_t B = qa.shape[0], sq = qa.shape[1], d = qa.shape[2]
+    cdef size_t sk = ka.shape[2], e = va.shape[2]
+    if ka.shape[0] != B or va.shape[0] != B or ka.shape[1] != d or va.shape[1] != sk:
+        raise ValueError(f"attention: shapes q {q.shape}, k {k.shape}, v {v.shape} do not "
+                         f"chain as [B, Sq, D] · [B, D, Sk] · [B, Sk, E]")
+    if 0 in (B, sq, d, sk, e):
+        raise ValueError("attention: every dimension must be non-zero")
+    y = np.empty((B, sq, e), np.float32)
+    cdef cnp.ndarray ya = y
+    cdef qe_f32_attention_args a
+    a.batch, a.sq, a.sk, a.d, a.e = B, sq, sk, d, e
+    a.q, a.k, a.v, a.y = _f(qa), _f(ka), _f(va), _f(ya)
+    a.qb, a.qr, a.qc = _estride(qa, 0), _estride(qa, 1), _estride(qa, 2)
+    a.kb, a.kr, a.kc = _estride(ka, 0), _estride(ka, 1), _estride(ka, 2)
+    a.vb, a.vr, a.vc = _estride(va, 0), _estride(va, 1), _estride(va, 2)
+    a.cq, a.ck = cq, ck
+    cdef int rc
+    with nogil:
+        rc = qe_f32_attention(isa, &a)
+    if rc:
+        raise MemoryError("attention: could not allocate its scratch")
+    return y

@@ -288,18 +288,22 @@ def _executor_ops(sess):
 
 
 def test_session_runs_attention_core_as_one_node(attention):
-    """A Session runs scale / MatMul / Softmax / MatMul as one AttentionCore node: the same
-    bits as the nodes one by one (an Executor without the fusions), in float32 and float64,
-    float and static int8 (float attention between DequantizeU8s) alike."""
+    """A Session runs scale / MatMul / Softmax / MatMul as one AttentionCore node: in float32
+    (its 12 query rows go to the compiled kernel) the nodes one by one (an Executor without the
+    fusions) to float rounding, float and static int8 (float attention between DequantizeU8s)
+    alike; in float64 (NumPy's calls) their very bits."""
     from qengine.graph.executor import Executor
     m, calib, x, ref = attention
     g = qe.from_onnx(m)
-    for graph in (g, qe.quantize_static(g, calib)):
+    # (static int8: a float rounding difference before a QuantizeU8 may move a code by one)
+    for graph, tol in ((g, 1e-6), (qe.quantize_static(g, calib), 1e-2)):
         s = qe.Session(graph)
         ops = _executor_ops(s)
         assert ops.count("AttentionCore") == 1 and "Softmax" not in ops, ops
         assert "Softmax" in [n.op_type for n in s.graph.nodes]          # the graph keeps it
-        np.testing.assert_array_equal(s.run(x)["y"], Executor(graph).run(x)["y"])
+        want = Executor(graph).run(x)["y"]
+        np.testing.assert_allclose(s.run(x)["y"], want, rtol=1e-5,
+                                   atol=tol * float(np.abs(want).max()))
     s64 = qe.Session(g, float_dtype=np.float64)
     np.testing.assert_array_equal(s64.run(x)["y"],
                                   Executor(g, float_dtype=np.float64).run(x)["y"])

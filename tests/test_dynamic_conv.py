@@ -368,7 +368,20 @@ def test_keep_float_rule_without_static_sizes_compares_per_pixel():
     assert thin.keep_float and thin.basis == "per output pixel"
     assert not wide.keep_float
     dw = C.conv_cost((240, 1, 5, 5), group=240, pads=[2] * 4, x_shape=None)
-    assert not dw.keep_float
+    assert dw.keep_float and "depthwise" in dw.describe()
+
+
+def test_keep_float_rule_keeps_depthwise_float_unless_the_map_is_small():
+    """Depthwise int8 gains no arithmetic and measured slower than the float kernel on every
+    map but the smallest (dynamic_cost.py): a 5×5 depthwise conv on 12×80 (PP-OCRv4's size)
+    stays float, on 7×7 it is quantized; a regular conv on the same map is not held back."""
+    from qengine.workflows import dynamic_cost as C
+    big = C.conv_cost((240, 1, 5, 5), 240, None, [2] * 4, (1, 240, 12, 80), (1, 240, 12, 80))
+    small = C.conv_cost((240, 1, 5, 5), 240, None, [2] * 4, (1, 240, 7, 7), (1, 240, 7, 7))
+    dense = C.conv_cost((240, 240, 1, 1), 1, None, None, (1, 240, 12, 80), (1, 240, 12, 80))
+    assert big.keep_float and "960 output pixels" in big.describe()
+    assert not small.keep_float and not small.rule
+    assert not dense.keep_float
 
 
 def test_quantize_cli_prints_the_kept_float_note(tmp_path, capsys):

@@ -54,15 +54,15 @@ def test_ppocr_recognizer_runs_its_convs_in_int8_close_to_onnxruntime():
     kept = [n.name for n in q.nodes if n.op_type == "Conv"]
     # 38 convs: 2 squeeze-and-excitation blocks (2 tiny convs each) are fused into SqueezeExcite
     # nodes by the graph passes and stay float; the others run in int8 unless the cost model
-    # predicts int8 slower, and then the warning names each one kept float
+    # predicts int8 slower, and then the warning names each one kept float. Its 14 depthwise
+    # convs stay float (dynamic_cost.py's depthwise rule: measured 2× slower in int8 here)
     se = [n for n in g.nodes if n.op_type == "SqueezeExcite"]
     assert len(convs) + 2 * len(se) == 38 and len(dyn) + len(kept) == len(convs)
-    assert len(dyn) >= 30 and all(f"Conv {k!r}" in notes for k in kept)
-    sess = qengine.Session(q)
-    algos = {op.name: op.layer.algorithm for op, _, _ in sess._executor.plan
-             if op.node.op_type == "DynamicQuantConv"}
+    assert len(dyn) >= 18 and all(f"Conv {k!r}" in notes for k in kept)
     depthwise = [n.name for n in convs if n.attrs.get("group", 1) > 1]
-    assert len(depthwise) == 14 and all(algos[d] == "dw" for d in depthwise if d in algos)
+    assert len(depthwise) == 14 and set(depthwise) <= set(kept)
+    assert notes.count("depthwise on maps of unknown size") == 14
+    sess = qengine.Session(q)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 48, 320)).astype(np.float32)
     want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = sess.run({"x": x})[q.outputs[0].name]

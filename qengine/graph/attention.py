@@ -2,8 +2,10 @@
 
 torch exports attention as Mul(Q, c) and Mul(Kᵀ, c) (c = d**-0.25 each), MatMul, Softmax over
 the last axis, MatMul with V: five nodes, each an op's Python call around a few µs of NumPy
-on a transformer's small tensors. An `AttentionCore` node (qengine/ops/linear.py) makes the
-same NumPy calls in the same order — the same bits — in one. Like the layout chains
+on a transformer's small tensors. An `AttentionCore` node (qengine/ops/linear.py) runs them as
+one compiled kernel in float32 (the same bits on every ISA, the unfused nodes' to float
+rounding), or makes the same NumPy calls in the same order — the same bits — where the kernel
+does not apply (float64, broadcast leading dims, a decoder's few query rows). Like the layout chains
 (graph/layout.py `fold_layout_chains`) it exists only in a Session's executor: the graph a
 user holds, saves, quantizes or exports keeps the five nodes, and calibration sees them.
 """

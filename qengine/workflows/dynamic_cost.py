@@ -29,6 +29,15 @@ pixel (per row for a linear): the fixed costs drop out and E_in is taken as P·C
 A node stays float only when int8 is predicted slower by more than MARGIN: the model's typical
 error (bench/dynamic_cost.py prints it) is about that size, and within it the int8 node still
 has a 4× smaller weight.
+
+One rule sits beside the linear terms: a depthwise convolution stays float unless its output
+map is known to be small (fewer than DW_INT8_MAX_PIXELS pixels). Depthwise int8 has no
+arithmetic to gain (vpdpbusd uses 1 lane in 4 there: the FP32 FMA rate), and it pays a quantize
+pass and an output written back to NCHW from channels-last tiles, whose strided stores slow
+down with the map's size in a way no per-element constant captures: on the Intel Xeon (Sapphire
+Rapids) VM it measured 1.1–3× slower than the float kernel from 28×28 up, and 1.7–2× slower on
+every depthwise layer of the real PP-OCRv4 recognizer (960 to 240 pixels; 7.05 vs 3.62 ms for
+its 14 of them), while on 7×7 maps the float kernel's per-call cost makes int8 the faster one.
 """
 from __future__ import annotations
 
@@ -44,6 +53,7 @@ INT8 = {"call": 5.14, "quant_in": 4.09e-4, "out": 1.87e-4, "gemm_mac": 5.16e-6, 
 FLOAT = {"call": 7.56, "pad_in": 4.68e-4, "im2col": 8.92e-5, "gemm_mac": 2.07e-5,
          "dw_tap": 3.65e-5, "out": 4.73e-5, "lin_call": 4.33, "lin_mac": 1.97e-5}
 MARGIN = 1.15
+DW_INT8_MAX_PIXELS = 64     # depthwise: int8 only on output maps of fewer pixels (see above)
 
 
 @dataclass(frozen=True)
@@ -51,14 +61,15 @@ class NodeCost:
     float_us: float
     int8_us: float
     basis: str          # "per call" or "per output pixel" / "per row" (sizes unknown)
+    rule: str = ""      # why the node stays float whatever the predicted times, if it does
 
     @property
     def keep_float(self) -> bool:
-        return self.int8_us > MARGIN * self.float_us
+        return bool(self.rule) or self.int8_us > MARGIN * self.float_us
 
     def describe(self) -> str:
         return (f"predicted int8 {self.int8_us:.3g} µs vs float {self.float_us:.3g} µs "
-                f"{self.basis}")
+                f"{self.basis}" + (f"; {self.rule}" if self.rule else ""))
 
 
 def _pad(v: int, m: int) -> int:
@@ -102,7 +113,11 @@ def conv_cost(w_shape, group=1, strides=None, pads=None, x_shape=None, y_shape=N
     padded = pads is not None and any(pads)
     int8 = fixed_i8 + INT8["quant_in"] * e_in + INT8["out"] * e_out + work_i8
     flt = fixed_f + (FLOAT["pad_in"] * e_in if padded else 0.0) + work_f + FLOAT["out"] * e_out
-    return NodeCost(flt, int8, basis)
+    rule = ""
+    if depthwise and (not known or p >= DW_INT8_MAX_PIXELS):
+        rule = (f"depthwise on {'maps of unknown size' if not known else f'{p} output pixels'}"
+                f" (int8 only below {DW_INT8_MAX_PIXELS})")
+    return NodeCost(flt, int8, basis, rule)
 
 
 def linear_cost(n: int, k: int, m: int | None = None) -> NodeCost:

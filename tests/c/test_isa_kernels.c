@@ -57,6 +57,7 @@
 #include "qengine/conv/qe_conv_w4.h"
 #include "qengine/rnn/qe_rnn_static.h"
 #include "qengine/f32/qe_f32_rows.h"
+#include "qengine/f32/qe_f32_attention.h"
 
 static const char *const ISA_NAMES[QE_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "neondot"};
 static uint32_t g_avail;     /* compiled ∧ runnable, bit per QE_ISA_* */
@@ -111,10 +112,11 @@ static void *xmalloc(size_t n) {
 
 /* digests of the scalar outputs of the fixed cases, one per family */
 enum { D_EPI, D_CONV, D_DW, D_DYN, D_RNN, D_QUANT, D_ELT, D_GATES, D_HIST, D_W4, D_W4S, D_SRNN, D_ROWS,
-       D_COUNT };
+       D_ATTN, D_COUNT };
 static const char *const D_NAMES[D_COUNT] = {"gemm-epilogues", "conv", "dwconv", "linear-dynamic",
                                              "rnn-dynamic", "quant", "eltwise", "gates", "hist",
-                                             "w4-dynamic", "w4-static", "rnn-static", "f32-rows"};
+                                             "w4-dynamic", "w4-static", "rnn-static", "f32-rows",
+                                             "f32-attention"};
 static uint64_t g_digest[D_COUNT];
 
 static void digest(int d, const void *p, size_t bytes) {
@@ -1549,6 +1551,51 @@ static void test_rows(void) {
     free(x); free(y); free(y0);
 }
 
+/* Float32 attention core (qe_f32_attention.h): every ISA vs scalar on sizes around the block
+ * shapes (8 query rows, 16 columns: tails in sq, sk and e), a long reduction, K read as the
+ * transpose of a [sk, d] buffer (kr = 1, kc = d) or contiguous, and data with the specials
+ * (±inf, ±3e38, NaN). */
+static void test_attention(void) {
+    static const size_t CASES[][5] = {  /* batch, sq, d, sk, e */
+        {1, 1, 1, 1, 1}, {2, 8, 16, 16, 16}, {3, 9, 16, 17, 15}, {1, 17, 5, 33, 40},
+        {2, 32, 16, 32, 16}, {1, 7, 300, 20, 64}, {1, 24, 64, 130, 33}};
+    for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
+        const size_t B = CASES[ci][0], sq = CASES[ci][1], d = CASES[ci][2], sk = CASES[ci][3],
+                     e = CASES[ci][4];
+        float *q = xmalloc(B * sq * d * 4), *k = xmalloc(B * sk * d * 4), *v = xmalloc(B * sk * e * 4);
+        float *y = xmalloc(B * sq * e * 4), *y0 = xmalloc(B * sq * e * 4);
+        for (int special = 0; special < 2; special++) {
+            fill_f32(q, B * sq * d, 2.0f, special);
+            fill_f32(k, B * sk * d, 2.0f, 0);
+            fill_f32(v, B * sk * e, 3.0f, 0);
+            if (!special) {   /* fill_f32 always sprinkles specials: the finite case clears them */
+                for (size_t i = 0; i < B * sq * d; i++) if (!isfinite(q[i]) || fabsf(q[i]) > 4) q[i] = 0.5f;
+                for (size_t i = 0; i < B * sk * d; i++) if (!isfinite(k[i]) || fabsf(k[i]) > 4) k[i] = -0.25f;
+                for (size_t i = 0; i < B * sk * e; i++) if (!isfinite(v[i]) || fabsf(v[i]) > 4) v[i] = 1.0f;
+            }
+            for (int kt = 0; kt < 2; kt++) {
+                qe_f32_attention_args a = {B, sq, sk, d, e, q, k, v,
+                                           (ptrdiff_t)(sq * d), (ptrdiff_t)d, 1,
+                                           (ptrdiff_t)(sk * d), kt ? 1 : (ptrdiff_t)sk, kt ? (ptrdiff_t)d : 1,
+                                           (ptrdiff_t)(sk * e), (ptrdiff_t)e, 1, 0.5f, 0.25f, y0};
+                char ctx[80];
+                snprintf(ctx, sizeof ctx, "b=%zu sq=%zu d=%zu sk=%zu e=%zu special=%d kt=%d", B, sq,
+                         d, sk, e, special, kt);
+                expect_rc("qe_f32_attention", qe_f32_attention(QE_ISA_SCALAR, &a));
+                digest(D_ATTN, y0, B * sq * e * 4);
+                for (int isa = 0; isa < QE_ISA_COUNT; isa++) {
+                    if (!(g_avail & (1u << isa)) || isa == QE_ISA_SCALAR) continue;
+                    a.y = y;
+                    expect_rc("qe_f32_attention", qe_f32_attention(isa, &a));
+                    a.y = y0;
+                    expect_same(per_isa(isa, "qe_f32_attention"), ctx, y, y0, B * sq * e, 4);
+                }
+            }
+        }
+        free(q); free(k); free(v); free(y); free(y0);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *expect = NULL;
     for (int i = 1; i < argc; i++) {
@@ -1566,7 +1613,7 @@ int main(int argc, char **argv) {
      * of its scalar outputs) do not depend on which ISAs ran before it */
     void (*const fixed[D_COUNT])(void) = {test_epilogues, test_conv, test_dwconv, test_dynamic, test_rnn,
                                           test_quant, test_eltwise, test_gates, test_hist, test_w4,
-                                          test_conv_w4, test_srnn, test_rows};
+                                          test_conv_w4, test_srnn, test_rows, test_attention};
     for (int d = 0; d < D_COUNT; d++) {
         g_rng = 0x9e3779b97f4a7c15ull * (uint64_t)(d + 1);
         fixed[d]();
