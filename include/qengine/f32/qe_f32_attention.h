@@ -100,10 +100,10 @@ static qe_attn_block_fn qe_attn_block_for_isa(int isa) {
     return qe_attn_block__scalar;
 }
 
-/* pt [sk, 4] = the softmax of each row of s [4, skp] (rows of sk values), transposed, with the
+/* pt [sk, 8] = the softmax of each row of s [8, skp] (rows of sk values), transposed, with the
  * float operations of qe_f32_softmax_rows: the row's maximum m, exp(x − m) (here x − m is taken
  * first, in place, and exp_shift then subtracts an exact 0), its double sum, the product by
- * (float)(1 / sum). One exp_shift call covers the four rows, whose padding is set to −inf
+ * (float)(1 / sum). One exp_shift call covers the eight rows, whose padding is set to −inf
  * (exactly 0 after exp) so that the vector lanes are full. A row with a NaN or ±inf maximum is
  * NaN, as NumPy's. */
 QE_INLINE void qe_attn_softmax_t(const qe_f32_rows_ops* f, size_t sk, size_t skp, float* s,
@@ -126,9 +126,9 @@ QE_INLINE void qe_attn_softmax_t(const qe_f32_rows_ops* f, size_t sk, size_t skp
             pt[j * QE_ATTN_ROWS + r] = bad[r] ? NAN : s[r * skp + j] * inv[r];
 }
 
-/* One batch. Scratch: kt [d, skp] and vt [sk, ep], zero-padded copies (k scaled); qs [d, 4] the
- * block's scaled query rows, s [4, skp] its scores then probabilities, pt [sk, 4] those
- * transposed, c [4, 16] one block's result. Rows of a block past the last query repeat it, so
+/* One batch. Scratch: kt [d, skp] and vt [sk, ep], zero-padded copies (k scaled); qs [d, 8] the
+ * block's scaled query rows, s [8, skp] its scores then probabilities, pt [sk, 8] those
+ * transposed, c [8, 16] one block's result. Rows of a block past the last query repeat it, so
  * that blocks have no row tail either. */
 QE_INLINE void qe_f32_attention_batch(const qe_f32_attention_args* a, size_t b, int isa,
                                       float* scratch) {
